@@ -1,0 +1,23 @@
+//! rill-core: the log engine and broker state of a Rill node.
+//!
+//! No sockets live here, so everything can be tested and benchmarked alone. The layers, bottom up:
+//! - [`io`]: the file-system seam (real files, and a simulated disk that loses unsynced data on a
+//!   "power cut" for tests),
+//! - [`batch`]: Kafka v2 record batch headers (the fixed 61-byte layout), CRC32C, offset rewriting,
+//! - [`crypto`] and [`keyring`]: encryption at rest (AES-256-GCM / ChaCha20-Poly1305), master key,
+//!   per-segment data keys,
+//! - [`index`], [`segment`], [`log`]: the segmented partition log,
+//! - [`topic_config`], [`metadata`], [`topic_registry`]: topics, their ids and configs in redb,
+//! - [`broker`]: the node's storage facade used by the gateway.
+
+pub mod batch;
+pub mod broker;
+pub mod crypto;
+pub mod index;
+pub mod io;
+pub mod keyring;
+pub mod log;
+pub mod metadata;
+pub mod segment;
+pub mod topic_config;
+pub mod topic_registry;

@@ -1,0 +1,1 @@
+//! Kafka protocol server (being implemented).

@@ -1,0 +1,11 @@
+//! rill-gateway: everything network-facing of a Rill node, and the `rill` command line.
+//!
+//! - [`serve`]: `rill serve`, starting a node (listeners, background tasks, shutdown),
+//! - [`config`]: the node's TOML configuration and `rill config validate`,
+//! - [`kafka`]: the Kafka protocol server, one module per API,
+//! - [`cli`]: the Kafka-protocol client commands for people (`rill topic|produce|consume`).
+
+pub mod cli;
+pub mod config;
+pub mod kafka;
+pub mod serve;

@@ -1,0 +1,1 @@
+//! Harness for black-box tests: starting `rill` nodes on free loopback ports, the Python venv.
