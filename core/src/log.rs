@@ -559,6 +559,7 @@ impl PartitionLog {
             let len = (w.out.len() - before) as u64;
             w.stored.push(StoredBatch {
                 header: *h,
+                max_ts_offset: batch::offset_of_max_timestamp(&w.plain[range.clone()]),
                 position: pos,
                 stored_len: len,
             });

@@ -254,6 +254,11 @@ impl KeyFile {
 
     /// Unwrap the data key with `master`, refusing a key wrapped under another master key.
     pub fn unwrap(&self, master: &MasterKey) -> Result<DataKey, CryptoError> {
+        Ok(DataKey::new(self.cipher, &self.unwrap_raw(master)?))
+    }
+
+    /// The raw data key bytes (tests use them to prove keys are never reused).
+    pub fn unwrap_raw(&self, master: &MasterKey) -> Result<[u8; 32], CryptoError> {
         if self.master_key_id != master.id() {
             return Err(CryptoError::WrongMasterKey {
                 expected: master.id_hex(),
@@ -266,8 +271,7 @@ impl KeyFile {
             self.ident,
             self.base_offset,
         );
-        let raw = master.unwrap_key(&self.wrapped, &aad)?;
-        Ok(DataKey::new(self.cipher, &raw))
+        master.unwrap_key(&self.wrapped, &aad)
     }
 }
 
@@ -330,6 +334,8 @@ pub struct SegState {
 #[derive(Debug, Clone, Copy)]
 pub struct StoredBatch {
     pub header: BatchHeader,
+    /// Offset of the record with the batch's max timestamp ([`batch::offset_of_max_timestamp`]).
+    pub max_ts_offset: i64,
     pub position: u64,
     pub stored_len: u64,
 }
@@ -819,10 +825,12 @@ impl Segment {
         while pos < log_len {
             match self.verify_at(pos, log_len, &mut buf) {
                 Ok((h, len)) => {
+                    let max_ts_offset = batch::offset_of_max_timestamp(&buf);
                     st.register(
                         self.base_offset,
                         &StoredBatch {
                             header: h,
+                            max_ts_offset,
                             position: pos,
                             stored_len: len,
                         },
@@ -944,6 +952,7 @@ impl Segment {
                     first = false;
                     let sb = StoredBatch {
                         header: h,
+                        max_ts_offset: -1,
                         position: pos,
                         stored_len: len,
                     };
@@ -1056,16 +1065,22 @@ impl Segment {
         limit: i64,
         out: &mut BytesMut,
     ) -> Result<bool, LogError> {
-        let (size, mut pos, bad) = {
+        let (size, mut pos, bad, seg_next, mut expect_base) = {
             let st = self.state();
             let rel = (from - self.base_offset).clamp(0, u32::MAX as i64) as u32;
-            let pos = st
-                .index
-                .floor(rel)
-                .map(|e| e.position as u64)
-                .unwrap_or(FILE_HEADER_LEN);
-            (st.size, pos, st.bad.clone())
+            let (pos, expect) = match st.index.floor(rel) {
+                Some(e) => (
+                    e.position as u64,
+                    Some(self.base_offset + e.rel_offset as i64),
+                ),
+                None => (FILE_HEADER_LEN, None),
+            };
+            (st.size, pos, st.bad.clone(), st.next_offset, expect)
         };
+        // Clear headers are only authenticated when a batch is decrypted, so a batch that is
+        // skipped must at least be consistent: the indexed batch has the indexed base offset,
+        // offsets strictly increase, and nothing ends past the segment's end offset.
+        let mut prev_last = self.base_offset - 1;
         let read_ahead = (max_bytes.saturating_add(4096)).clamp(16 * 1024, 1 << 20) as u64;
         let mut chunk: Vec<u8> = Vec::new();
         let mut chunk_pos = 0u64;
@@ -1101,12 +1116,20 @@ impl Segment {
                 Err(_) => return Ok(false),
             };
             let len = self.stored_len(&h);
-            if pos + len > size {
+            let consistent = expect_base.is_none_or(|e| e == h.base_offset)
+                && h.base_offset > prev_last
+                && h.last_offset() < seg_next;
+            if pos + len > size || !consistent {
                 if out.is_empty() {
-                    return Err(corrupt(pos, "batch runs past the end of the data".into()));
+                    return Err(corrupt(
+                        pos,
+                        "batch header inconsistent with the log".into(),
+                    ));
                 }
                 return Ok(false);
             }
+            expect_base = None;
+            prev_last = h.last_offset();
             if h.base_offset >= limit {
                 return Ok(false);
             }
@@ -1233,7 +1256,11 @@ impl SegState {
         self.batches += 1;
         if h.max_timestamp > self.max_timestamp {
             self.max_timestamp = h.max_timestamp;
-            self.offset_of_max_ts = h.last_offset();
+            self.offset_of_max_ts = if b.max_ts_offset >= h.base_offset {
+                b.max_ts_offset
+            } else {
+                h.last_offset()
+            };
         }
     }
 
