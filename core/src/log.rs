@@ -777,14 +777,14 @@ impl PartitionLog {
     }
 
     /// (offset, timestamp) of the record with the largest timestamp (ListOffsets MAX_TIMESTAMP).
+    /// Covers the whole log up to the log end offset (under `Always` the newest batches become
+    /// readable with the next group commit).
     pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
-        let hw = self.hw.load(Ordering::Acquire);
         let s = self.segs();
         let mut best: Option<(i64, i64)> = None;
         for seg in s.map.values() {
             let st = seg.state();
             if st.offset_of_max_ts >= 0
-                && st.offset_of_max_ts < hw
                 && st.offset_of_max_ts >= s.log_start
                 && best.is_none_or(|(_, t)| st.max_timestamp > t)
             {
