@@ -181,6 +181,11 @@ impl Broker {
     pub fn metadata(&self) -> &crate::metadata::MetaStore {
         todo!()
     }
+    /// The cluster id (a random UUID fixed when the data directory was created), for Metadata and
+    /// DescribeCluster.
+    pub fn cluster_id(&self) -> String {
+        todo!()
+    }
     /// Flush every log and stop background work.
     pub fn shutdown(&self) -> Result<(), BrokerError> {
         todo!()
