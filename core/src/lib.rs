@@ -6,7 +6,8 @@
 //! - [`batch`]: Kafka v2 record batch headers (the fixed 61-byte layout), CRC32C, offset rewriting,
 //! - [`crypto`] and [`keyring`]: encryption at rest (AES-256-GCM / ChaCha20-Poly1305), master key,
 //!   per-segment data keys,
-//! - [`index`], [`segment`], [`log`]: the segmented partition log,
+//! - [`index`], [`segment`], [`log`], [`retention`]: the segmented partition log and its
+//!   retention policy,
 //! - [`topic_config`], [`metadata`], [`topic_registry`]: topics, their ids and configs in redb,
 //! - [`broker`]: the node's storage facade used by the gateway.
 
@@ -18,6 +19,7 @@ pub mod io;
 pub mod keyring;
 pub mod log;
 pub mod metadata;
+pub mod retention;
 pub mod segment;
 pub mod topic_config;
 pub mod topic_registry;
