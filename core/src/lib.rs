@@ -8,7 +8,8 @@
 //!   per-segment data keys,
 //! - [`index`], [`segment`], [`log`]: the segmented partition log,
 //! - [`topic_config`], [`metadata`], [`topic_registry`]: topics, their ids and configs in redb,
-//! - [`broker`]: the node's storage facade used by the gateway.
+//! - [`broker`]: the node's storage facade used by the gateway, with [`maintenance`] (interval
+//!   flush, retention, disk budget) in a background thread.
 
 pub mod batch;
 pub mod broker;
@@ -17,6 +18,7 @@ pub mod index;
 pub mod io;
 pub mod keyring;
 pub mod log;
+pub mod maintenance;
 pub mod metadata;
 pub mod segment;
 pub mod topic_config;
