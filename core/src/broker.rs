@@ -163,6 +163,7 @@ pub struct Broker {
     logs: RwLock<HashMap<String, TopicLogs>>,
     /// Serialises topic creation, deletion, partition changes and config changes.
     admin: Mutex<()>,
+    cluster_id: String,
     maintenance: Mutex<Option<Maintenance>>,
 }
 
@@ -263,6 +264,9 @@ impl Broker {
             Arc::new(MetaStore::open(&data_dir).map_err(|e| BrokerError::Metadata(e.to_string()))?);
         let registry = TopicRegistry::open(Arc::clone(&meta)).map_err(registry_err)?;
         check_encryption_setting(&meta, &registry, &encryption, &data_dir)?;
+        let cluster_id = meta
+            .cluster_id()
+            .map_err(|e| BrokerError::Metadata(e.to_string()))?;
 
         let broker = Broker {
             config,
@@ -272,6 +276,7 @@ impl Broker {
             storage: Arc::new(OsStorage),
             logs: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
+            cluster_id,
             maintenance: Mutex::new(None),
         };
         broker.remove_stray_dirs()?;
@@ -745,6 +750,12 @@ impl Broker {
         Arc::clone(&self.meta)
     }
 
+    /// The cluster id (a random UUID fixed when the data directory was created), for Metadata and
+    /// DescribeCluster. Kafka's form: the 16 UUID bytes in URL-safe base64 without padding.
+    pub fn cluster_id(&self) -> String {
+        self.cluster_id.clone()
+    }
+
     /// Flush every log and stop background work. Further calls do nothing.
     pub fn shutdown(&self) -> Result<(), BrokerError> {
         let maintenance = self
@@ -904,6 +915,21 @@ mod tests {
             Broker::check_replication_factor(3),
             Err(BrokerError::InvalidReplicationFactor(3))
         ));
+    }
+
+    #[test]
+    fn cluster_id_is_fixed_at_creation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path());
+        let b = Broker::open(cfg.clone()).unwrap();
+        let id = b.cluster_id();
+        assert_eq!(id.len(), 22);
+        b.shutdown().unwrap();
+        drop(b);
+        let b = Broker::open(cfg).unwrap();
+        assert_eq!(b.cluster_id(), id);
+        let other = Broker::open(config(tempfile::tempdir().unwrap().path())).unwrap();
+        assert_ne!(other.cluster_id(), id);
     }
 
     #[test]

@@ -26,6 +26,8 @@ const NODE: TableDefinition<&str, &str> = TableDefinition::new("rill_node");
 pub const KEY_MASTER_KEY_ID: &str = "master_key_id";
 /// `rill_node` key holding `on` or `off`: whether the node writes encrypted segments.
 pub const KEY_ENCRYPTION: &str = "encryption";
+/// `rill_node` key holding the cluster id (set once, when the store is created).
+pub const KEY_CLUSTER_ID: &str = "cluster_id";
 
 /// Errors of the metadata store.
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +157,31 @@ impl MetaStore {
         self.set_node_value(KEY_MASTER_KEY_ID, id)
     }
 
+    /// The cluster id: a random UUID v4 in Kafka's form (16 bytes, URL-safe base64 without
+    /// padding, 22 characters), created and recorded on first call, fixed afterwards.
+    pub fn cluster_id(&self) -> Result<String, MetaError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let id = {
+            let mut table = txn.open_table(NODE).map_err(|e| self.err(e))?;
+            let existing = table
+                .get(KEY_CLUSTER_ID)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_string());
+            match existing {
+                Some(id) => id,
+                None => {
+                    let id = base64url(uuid::Uuid::new_v4().as_bytes());
+                    table
+                        .insert(KEY_CLUSTER_ID, id.as_str())
+                        .map_err(|e| self.err(e))?;
+                    id
+                }
+            }
+        };
+        txn.commit().map_err(|e| self.err(e))?;
+        Ok(id)
+    }
+
     /// Set the schema version (tests of the newer-schema refusal; future migrations).
     #[cfg(test)]
     fn force_schema_version(&self, v: u64) -> Result<(), MetaError> {
@@ -165,6 +192,23 @@ impl MetaStore {
         }
         txn.commit().map_err(|e| self.err(e))
     }
+}
+
+/// URL-safe base64 without padding (Kafka's encoding of UUIDs in cluster ids).
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -183,6 +227,27 @@ mod tests {
         let s = MetaStore::open(dir.path()).unwrap();
         assert_eq!(s.master_key_id().unwrap().as_deref(), Some("abcd"));
         assert!(dir.path().join(META_FILE).exists());
+    }
+
+    #[test]
+    fn base64url_matches_known_values() {
+        assert_eq!(base64url(b""), "");
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+        assert_eq!(base64url(&[0u8; 16]).len(), 22);
+    }
+
+    #[test]
+    fn cluster_id_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = MetaStore::open(dir.path()).unwrap().cluster_id().unwrap();
+        assert_eq!(id.len(), 22);
+        assert_eq!(
+            MetaStore::open(dir.path()).unwrap().cluster_id().unwrap(),
+            id
+        );
     }
 
     #[test]
