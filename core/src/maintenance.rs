@@ -169,7 +169,7 @@ impl BudgetTarget for PartitionLog {
         PartitionLog::size_bytes(self)
     }
     fn oldest_closed_segment_time(&self) -> Option<i64> {
-        PartitionLog::oldest_closed_segment_time(self)
+        PartitionLog::oldest_segment_timestamp(self)
     }
     fn delete_oldest_segment(&self) -> Result<Option<u64>, LogError> {
         PartitionLog::delete_oldest_segment(self)
