@@ -648,6 +648,20 @@ impl Broker {
         out
     }
 
+    /// Apply retention to every log now (the maintenance thread does this periodically).
+    pub fn run_retention(&self, now_ms: i64) {
+        crate::maintenance::apply_retention(self, now_ms);
+    }
+
+    /// Enforce the node-wide disk budget now (the maintenance thread does this periodically).
+    /// Returns the bytes freed; 0 without a budget.
+    pub fn enforce_disk_budget(&self) -> u64 {
+        match self.config.disk_budget_bytes {
+            Some(budget) => crate::maintenance::enforce_disk_budget(&self.all_logs(), budget),
+            None => 0,
+        }
+    }
+
     /// DescribeConfigs for a topic.
     pub fn describe_topic_config(&self, topic: &str) -> Result<Vec<ConfigEntry>, BrokerError> {
         let meta = self.topic(topic).ok_or_else(|| unknown_topic(topic))?;
@@ -1052,7 +1066,7 @@ mod tests {
             b.delete_topic("gone").unwrap();
             assert!(b.topic("gone").is_none());
             assert!(b.topic_by_id(old_id).is_none());
-            assert!(matches!(log.flush(), Err(LogError::Closed)));
+            assert!(matches!(log.apply_retention(0), Err(LogError::Closed)));
             assert!(matches!(
                 b.partition("gone", 0),
                 Err(BrokerError::UnknownTopicOrPartition { .. })
@@ -1361,8 +1375,144 @@ mod tests {
         }
     }
 
+    fn append(log: &PartitionLog, values: &[&[u8]], ts: i64) -> crate::log::AppendInfo {
+        let batch = crate::batch::test_util::batch(values, ts);
+        let info = log.append(&batch, 0).unwrap();
+        log.flush_to(info.last_offset).unwrap();
+        info
+    }
+
     #[test]
-    fn interval_flush_and_retention_run_in_background_and_stop() {
+    fn records_survive_reopen_and_are_encrypted_on_disk() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path());
+        let secret: &[u8] = b"plaintext-sensor-reading-4711";
+        {
+            let b = Broker::open(cfg.clone()).unwrap();
+            b.create_topic("d", 1, &BTreeMap::new(), false).unwrap();
+            let info = append(&b.partition("d", 0).unwrap(), &[secret, b"two"], 1_000);
+            assert_eq!((info.base_offset, info.last_offset), (0, 1));
+            b.shutdown().unwrap();
+        }
+        let b = Broker::open(cfg.clone()).unwrap();
+        let log = b.partition("d", 0).unwrap();
+        assert_eq!(log.log_end_offset(), 2);
+        let r = log.read(0, 1 << 20).unwrap();
+        assert!(r.records.windows(secret.len()).any(|w| w == secret));
+        b.shutdown().unwrap();
+        for entry in std::fs::read_dir(cfg.data_dir.join("d-0")).unwrap() {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(!data.windows(secret.len()).any(|w| w == secret));
+        }
+    }
+
+    #[test]
+    fn retention_bytes_is_applied_through_the_broker() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = config(tmp.path());
+        cfg.retention_check_interval_ms = 3_600_000;
+        let b = Broker::open(cfg).unwrap();
+        b.create_topic(
+            "r",
+            1,
+            &map(&[("segment.bytes", "14"), ("retention.bytes", "1")]),
+            false,
+        )
+        .unwrap();
+        let log = b.partition("r", 0).unwrap();
+        for i in 0..4 {
+            append(&log, &[b"value"], 1_000 + i);
+        }
+        assert_eq!(log.log_start_offset(), 0);
+        b.run_retention(now_ms());
+        assert!(log.log_start_offset() > 0, "old segments deleted");
+        assert_eq!(log.log_end_offset(), 4);
+        b.shutdown().unwrap();
+    }
+
+    #[test]
+    fn disk_budget_deletes_oldest_segments_across_topics() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = config(tmp.path());
+        cfg.retention_check_interval_ms = 3_600_000;
+        let b = Broker::open(cfg.clone()).unwrap();
+        let small = map(&[("segment.bytes", "14")]);
+        b.create_topic("older", 1, &small, false).unwrap();
+        b.create_topic("newer", 1, &small, false).unwrap();
+        let (older, newer) = (
+            b.partition("older", 0).unwrap(),
+            b.partition("newer", 0).unwrap(),
+        );
+        // Timestamps ahead of the segment creation times, so they decide the order.
+        let t0 = now_ms() + 1_000_000;
+        for i in 0..3 {
+            append(&older, &[b"o"], t0 + i);
+            append(&newer, &[b"n"], t0 + 100_000 + i);
+        }
+        // No budget: nothing happens.
+        assert_eq!(b.enforce_disk_budget(), 0);
+        b.shutdown().unwrap();
+        drop(b);
+
+        let total =
+            |b: &Broker| -> u64 { b.all_logs().iter().map(|(_, _, l)| l.size_bytes()).sum() };
+        let b = Broker::open(cfg.clone()).unwrap();
+        let budget = total(&b) - 1;
+        drop(b);
+        cfg.disk_budget_bytes = Some(budget);
+        let b = Broker::open(cfg.clone()).unwrap();
+        let (older, newer) = (
+            b.partition("older", 0).unwrap(),
+            b.partition("newer", 0).unwrap(),
+        );
+        let freed = b.enforce_disk_budget();
+        assert!(freed > 0);
+        assert_eq!(
+            older.log_start_offset(),
+            1,
+            "the oldest segment of all went first"
+        );
+        assert_eq!(newer.log_start_offset(), 0);
+        assert!(total(&b) <= budget);
+        b.shutdown().unwrap();
+        drop(b);
+
+        // A budget of zero deletes every closed segment but keeps the active ones.
+        cfg.disk_budget_bytes = Some(0);
+        let b = Broker::open(cfg).unwrap();
+        b.enforce_disk_budget();
+        for t in ["older", "newer"] {
+            let log = b.partition(t, 0).unwrap();
+            assert_eq!(log.log_start_offset(), 3, "{t}");
+            assert_eq!(log.log_end_offset(), 3, "{t}");
+        }
+        b.shutdown().unwrap();
+    }
+
+    #[test]
+    fn interval_flush_runs_in_background() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = config(tmp.path());
+        cfg.flush = FlushPolicy::Interval { ms: 5 };
+        let b = Broker::open(cfg).unwrap();
+        b.create_topic("f", 1, &BTreeMap::new(), false).unwrap();
+        let log = b.partition("f", 0).unwrap();
+        let batch = crate::batch::test_util::batch(&[b"x"], 1);
+        let info = log.append(&batch, 0).unwrap();
+        // Interval policy: the append does not wait; the maintenance thread makes it durable.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while log.flushed_offset() <= info.last_offset {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "interval flush never ran"
+            );
+            std::thread::yield_now();
+        }
+        b.shutdown().unwrap();
+    }
+
+    #[test]
+    fn shutdown_stops_background_work_and_closes_logs() {
         let tmp = tempfile::tempdir().unwrap();
         let mut cfg = config(tmp.path());
         cfg.flush = FlushPolicy::Interval { ms: 1 };
@@ -1370,14 +1520,10 @@ mod tests {
         cfg.disk_budget_bytes = Some(1);
         let b = Broker::open(cfg).unwrap();
         b.create_topic("bg", 2, &BTreeMap::new(), false).unwrap();
-        // Let the thread run a few rounds over real logs, then stop it.
-        for _ in 0..50 {
-            std::thread::yield_now();
-        }
         b.shutdown().unwrap();
         assert!(b.maintenance.lock().unwrap().is_none());
         assert!(matches!(
-            b.partition("bg", 0).unwrap().flush(),
+            b.partition("bg", 0).unwrap().apply_retention(0),
             Err(LogError::Closed)
         ));
     }

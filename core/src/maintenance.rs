@@ -126,16 +126,14 @@ fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<bool>, Condvar
             }
         }
         if now >= next_retention {
-            apply_retention(&broker, now_ms());
-            if let Some(budget) = broker.config().disk_budget_bytes {
-                enforce_disk_budget(&broker.all_logs(), budget);
-            }
+            broker.run_retention(now_ms());
+            broker.enforce_disk_budget();
             next_retention = Instant::now() + schedule.retention_every;
         }
     }
 }
 
-fn flush_all(broker: &Broker) {
+pub(crate) fn flush_all(broker: &Broker) {
     for (topic, partition, log) in broker.all_logs() {
         match log.flush() {
             Ok(()) | Err(LogError::Closed) => {}
@@ -144,7 +142,7 @@ fn flush_all(broker: &Broker) {
     }
 }
 
-fn apply_retention(broker: &Broker, now_ms: i64) {
+pub(crate) fn apply_retention(broker: &Broker, now_ms: i64) {
     for (topic, partition, log) in broker.all_logs() {
         match log.apply_retention(now_ms) {
             Ok(_) | Err(LogError::Closed) => {}
