@@ -911,4 +911,49 @@ mod tests {
         assert_eq!(config_type("nope"), None);
         assert!(documentation("segment.ms").is_some());
     }
+
+    proptest::proptest! {
+        /// Any accepted value is described exactly as normalised, and normalising is idempotent.
+        #[test]
+        fn accepted_values_describe_as_normalised(
+            key_index in 0usize..KEYS.len(),
+            n in proptest::num::i64::ANY,
+            ratio in 0.0f64..=1.0,
+            spaces in 0usize..3,
+        ) {
+            let spec = &KEYS[key_index];
+            let raw = match spec.rule {
+                Rule::Double { .. } => format!("{ratio}"),
+                Rule::Bool => if n % 2 == 0 { "TRUE".into() } else { "false".into() },
+                Rule::Choice(c) => c[n.unsigned_abs() as usize % c.len()].to_string(),
+                Rule::CleanupPolicy => ["delete", "compact", "delete,compact"][n.unsigned_abs() as usize % 3].into(),
+                Rule::ReplicaList => format!("{}:{}", n & 0xff, (n >> 8) & 0xff),
+                Rule::Long { .. } | Rule::Int { .. } => n.to_string(),
+            };
+            let padded = format!("{}{raw}{}", " ".repeat(spaces), " ".repeat(spaces));
+            let overrides: BTreeMap<String, String> =
+                [(spec.name.to_string(), padded.clone())].into_iter().collect();
+            match normalize(spec.name, &padded) {
+                Ok(norm) => {
+                    proptest::prop_assert_eq!(normalize(spec.name, &norm).unwrap(), norm.clone());
+                    let cfg = TopicConfig::with_overrides(&TopicConfig::default(), &overrides);
+                    // The only cross-key rule: min.compaction.lag.ms <= max.compaction.lag.ms.
+                    if let Ok(cfg) = cfg {
+                        let e = cfg.describe(&overrides).into_iter().find(|e| e.name == spec.name).unwrap();
+                        proptest::prop_assert_eq!(e.value, norm);
+                        proptest::prop_assert_eq!(e.source, ConfigSource::TopicOverride);
+                    }
+                }
+                Err(ConfigError::InvalidValue { key, .. }) => {
+                    proptest::prop_assert_eq!(key, spec.name);
+                    let numeric = matches!(spec.rule, Rule::Long { .. } | Rule::Int { .. });
+                    proptest::prop_assert!(numeric);
+                    proptest::prop_assert!(
+                        TopicConfig::with_overrides(&TopicConfig::default(), &overrides).is_err()
+                    );
+                }
+                Err(e) => proptest::prop_assert!(false, "unexpected {e}"),
+            }
+        }
+    }
 }
