@@ -312,6 +312,7 @@ impl Broker {
         Ok(broker)
     }
 
+    /// The configuration the broker was opened with.
     pub fn config(&self) -> &BrokerConfig {
         &self.config
     }
@@ -607,6 +608,7 @@ impl Broker {
         Ok(())
     }
 
+    /// Every topic, sorted by name.
     pub fn topics(&self) -> Vec<TopicMeta> {
         self.registry
             .list()
@@ -615,10 +617,12 @@ impl Broker {
             .collect()
     }
 
+    /// A topic by name.
     pub fn topic(&self, name: &str) -> Option<TopicMeta> {
         self.registry.get(name).map(|r| self.topic_meta(r))
     }
 
+    /// A topic by its UUID topic id.
     pub fn topic_by_id(&self, id: Uuid) -> Option<TopicMeta> {
         self.registry.get_by_id(id).map(|r| self.topic_meta(r))
     }
