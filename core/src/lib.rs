@@ -9,7 +9,8 @@
 //! - [`index`], [`segment`], [`log`], [`retention`]: the segmented partition log and its
 //!   retention policy,
 //! - [`topic_config`], [`metadata`], [`topic_registry`]: topics, their ids and configs in redb,
-//! - [`broker`]: the node's storage facade used by the gateway.
+//! - [`broker`]: the node's storage facade used by the gateway, with [`maintenance`] (interval
+//!   flush, retention, disk budget) in a background thread.
 
 pub mod batch;
 pub mod broker;
@@ -18,6 +19,7 @@ pub mod index;
 pub mod io;
 pub mod keyring;
 pub mod log;
+pub mod maintenance;
 pub mod metadata;
 pub mod retention;
 pub mod segment;
