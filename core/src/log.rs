@@ -1230,6 +1230,58 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn max_timestamp_offset_is_exact_after_recoveries() {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as Tt,
+        };
+        let recs: Vec<Record> = [5i64, 50, 50]
+            .iter()
+            .enumerate()
+            .map(|(i, ts)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: Tt::Creation,
+                offset: i as i64,
+                sequence: i as i32,
+                timestamp: *ts,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut second = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut second,
+            &recs,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        let s = SimStorage::new();
+        let mut o = opts(Arc::new(s.clone()), true);
+        o.config.index_interval_bytes = 1 << 20; // only the first batch is indexed
+        let log = PartitionLog::open("/p".into(), o.clone()).unwrap();
+        log.append(&batch(&[b"a"], 10), 0).unwrap();
+        log.append(&second, 0).unwrap();
+        log.flush().unwrap();
+        assert_eq!(log.max_timestamp_offset(), Some((2, 50)));
+        drop(log); // unclean: full recovery of segment 0
+        let log = PartitionLog::open("/p".into(), o.clone()).unwrap();
+        assert_eq!(log.max_timestamp_offset(), Some((2, 50)));
+        drop(log); // segment 0 is now a closed segment: quick open from its indexes
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        assert_eq!(log.max_timestamp_offset(), Some((2, 50)));
+        assert_eq!(log.offset_for_timestamp(6).unwrap(), Some((0, 10)));
+        assert_eq!(log.offset_for_timestamp(11).unwrap(), Some((2, 50)));
+    }
+
+    #[test]
     fn interval_policy_hw_is_leo() {
         let s = SimStorage::new();
         let mut o = opts(Arc::new(s), false);

@@ -732,14 +732,7 @@ impl Segment {
     /// Seal the segment for good (roll or close): final time index entry, write and fsync indexes
     /// and log.
     pub fn finish(&self) -> Result<(), LogError> {
-        {
-            let mut st = self.state_mut();
-            if st.max_timestamp >= 0 || st.offset_of_max_ts >= 0 {
-                let rel = (st.offset_of_max_ts - self.base_offset).max(0) as u32;
-                let ts = st.max_timestamp;
-                st.time_index.push(ts, rel);
-            }
-        }
+        self.state_mut().seal_time_index(self.base_offset);
         self.write_indexes()?;
         self.sync_log()?;
         self.index_file.sync().map_err(io_err(&self.index_path))?;
@@ -878,6 +871,7 @@ impl Segment {
             self.log.set_len(pos).map_err(io_err(&self.log_path))?;
             self.log.sync().map_err(io_err(&self.log_path))?;
         }
+        st.seal_time_index(self.base_offset);
         let idx = st.index.encode_all();
         let tix = st.time_index.encode_all();
         st.index.clear_pending();
@@ -986,6 +980,7 @@ impl Segment {
             }
         }
         if rec.rebuilt_index {
+            st.seal_time_index(self.base_offset);
             let idx = st.index.encode_all();
             let tix = st.time_index.encode_all();
             st.index.clear_pending();
@@ -1055,8 +1050,8 @@ impl Segment {
     }
 
     /// Read whole plaintext batches starting with the one containing `from` into `out`, stopping
-    /// at `max_bytes` (at least one batch when `out` is empty) or at a batch with base offset
-    /// >= `limit` (the high watermark). Returns `Ok(true)` if the end of the segment's data was
+    /// at `max_bytes` (at least one batch when `out` is empty) or at a batch with base offset at
+    /// or above `limit` (the high watermark). Returns `Ok(true)` if the end of the segment's data was
     /// reached (the caller may continue with the next segment).
     pub fn read_into(
         &self,
@@ -1246,6 +1241,16 @@ impl SegState {
             index_file_len: FILE_HEADER_LEN,
             time_file_len: FILE_HEADER_LEN,
             bad: Vec::new(),
+        }
+    }
+
+    /// Add the final time index entry (the segment's max timestamp and where it is reached), so
+    /// a quick open of the closed segment knows both exactly.
+    fn seal_time_index(&mut self, base: i64) {
+        if self.offset_of_max_ts >= 0 {
+            let rel = (self.offset_of_max_ts - base).clamp(0, u32::MAX as i64) as u32;
+            let ts = self.max_timestamp;
+            self.time_index.push(ts, rel);
         }
     }
 

@@ -11,7 +11,7 @@ use rill_core::io::OsStorage;
 use rill_core::log::{LogError, PartitionLog};
 use rill_core::segment::FILE_HEADER_LEN;
 
-fn build(dir: &PathBuf, clean: bool) -> Vec<Vec<u8>> {
+fn build(dir: &Path, clean: bool) -> Vec<Vec<u8>> {
     let mut cfg = config();
     cfg.segment_bytes = 3000;
     cfg.index_interval_bytes = 200;

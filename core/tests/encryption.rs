@@ -27,7 +27,7 @@ fn files_contain(dir: &Path, needle: &[u8]) -> Vec<String> {
     hits
 }
 
-fn write_secrets(dir: &PathBuf, enc: Encryption) {
+fn write_secrets(dir: &Path, enc: Encryption) {
     let mut cfg = config();
     cfg.segment_bytes = 2048;
     let log = open(dir, opts(Arc::new(OsStorage), enc, cfg));

@@ -2,7 +2,7 @@
 //! decoding read results.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -86,6 +86,7 @@ pub fn config() -> TopicConfig {
         min_compaction_lag_ms: 0,
         message_timestamp_type: TsType::CreateTime,
         index_interval_bytes: 4096,
+        ..TopicConfig::default()
     }
 }
 
@@ -116,8 +117,8 @@ pub fn opts(storage: Arc<dyn Storage>, encryption: Encryption, config: TopicConf
     }
 }
 
-pub fn open(dir: &PathBuf, o: LogOptions) -> PartitionLog {
-    PartitionLog::open(dir.clone(), o).expect("open log")
+pub fn open(dir: &Path, o: LogOptions) -> PartitionLog {
+    PartitionLog::open(dir.to_path_buf(), o).expect("open log")
 }
 
 /// Read every record from the log start to the high watermark, one read at a time (no cache).
