@@ -148,7 +148,7 @@ impl Segments {
 
 #[derive(Default)]
 struct Writer {
-    plain: Vec<u8>,
+    /// Sealed batches of the current append (one write).
     out: Vec<u8>,
     stored: Vec<StoredBatch>,
     /// A write failed part-way: positions of the active segment may hold bytes sealed with its
@@ -528,15 +528,14 @@ impl PartitionLog {
             active = self.roll_locked(leo, &cfg)?;
             w.force_roll = false;
         }
-        // Rewrite headers into the plaintext copy.
-        w.plain.clear();
-        w.plain.extend_from_slice(records);
+        // Rewrite headers into the plaintext copy (which becomes the tail cache's entry).
+        let mut plain = BytesMut::from(records);
         let mut next = leo;
         let mut max_ts = -1i64;
         let mut count: u32 = 0;
         let mut headers: Vec<BatchHeader> = Vec::with_capacity(parts.len());
         for (h, range) in &parts {
-            let b = &mut w.plain[range.clone()];
+            let b = &mut plain[range.clone()];
             batch::set_base_offset(b, next);
             batch::set_leader_epoch(b, leader_epoch);
             if append_time {
@@ -553,29 +552,33 @@ impl PartitionLog {
         w.out.clear();
         w.stored.clear();
         let mut pos = start_pos;
+        let encrypted = active.key.is_some();
         for (h, (_, range)) in headers.iter().zip(&parts) {
-            let before = w.out.len();
-            active.seal_into(&w.plain[range.clone()], pos, &mut w.out)?;
-            let len = (w.out.len() - before) as u64;
+            let len = if encrypted {
+                let before = w.out.len();
+                active.seal_into(&plain[range.clone()], pos, &mut w.out)?;
+                (w.out.len() - before) as u64
+            } else {
+                range.len() as u64
+            };
             w.stored.push(StoredBatch {
                 header: *h,
-                max_ts_offset: batch::offset_of_max_timestamp(&w.plain[range.clone()]),
+                max_ts_offset: batch::offset_of_max_timestamp(&plain[range.clone()]),
                 position: pos,
                 stored_len: len,
             });
             pos += len;
         }
-        if let Err(e) = active.append_stored(
-            &w.out,
-            &w.stored,
-            u64::from(cfg.index_interval_bytes.max(1)),
-        ) {
+        let data: &[u8] = if encrypted { &w.out } else { &plain };
+        if let Err(e) =
+            active.append_stored(data, &w.stored, u64::from(cfg.index_interval_bytes.max(1)))
+        {
             w.force_roll = true;
             return Err(e);
         }
         self.leo.store(next, Ordering::Release);
         {
-            let plain = Bytes::copy_from_slice(&w.plain);
+            let plain = plain.freeze();
             let mut cache = lock(&self.cache);
             for (h, (_, range)) in headers.iter().zip(&parts) {
                 cache.push(h.base_offset, h.last_offset(), plain.slice(range.clone()));
