@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use uuid::Uuid;
 
 use crate::batch::{self, BatchHeader};
-use crate::crypto::Encryption;
+use crate::crypto::{CryptoError, Encryption};
 use crate::io::Storage;
 use crate::retention::{self, RetentionOutcome};
 use crate::segment::{
@@ -236,6 +236,9 @@ pub struct PartitionLog {
     closed: AtomicBool,
     retention_floor: Mutex<Option<i64>>,
     corruption: Mutex<Vec<BadRegion>>,
+    /// Closed segments that could not be opened (file header or key file damaged): their offset
+    /// ranges answer reads with `LogError::Corrupt`. Their files are left in place.
+    lost: Vec<BadRegion>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -285,6 +288,7 @@ impl PartitionLog {
         }
         let mut map = BTreeMap::new();
         let mut bad = Vec::new();
+        let mut lost: Vec<BadRegion> = Vec::new();
         let count = log_bases.len();
         for (i, base) in log_bases.iter().copied().enumerate() {
             let last = i + 1 == count;
@@ -313,6 +317,26 @@ impl PartitionLog {
                         let _ = storage.remove(&dir.join(segment::file_name(base, ext)));
                     }
                     removed = true;
+                    continue;
+                }
+                Err(
+                    e @ (LogError::Corrupt { .. } | LogError::Crypto(CryptoError::Malformed(_))),
+                ) if !last => {
+                    // A closed segment whose file header or key file is unusable: report it and
+                    // serve the rest of the log; its offsets (up to the next segment) are lost.
+                    let next = log_bases.get(i + 1).copied().unwrap_or(base);
+                    let region = BadRegion {
+                        file: dir.join(segment::file_name(base, "log")),
+                        start: 0,
+                        end: 0,
+                        first_offset: base,
+                        next_offset: next,
+                        reason: e.to_string(),
+                    };
+                    tracing::error!(file = %region.file.display(), reason = %region.reason,
+                        "unusable segment; its offsets are not served");
+                    bad.push(region.clone());
+                    lost.push(region);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -354,7 +378,12 @@ impl PartitionLog {
             Some(s) => s.next_offset(),
             None => start_ckpt.unwrap_or(0).max(0),
         };
-        let first_base = map.keys().next().copied().unwrap_or(leo);
+        let first_base = map
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(leo)
+            .min(lost.first().map_or(i64::MAX, |l| l.first_offset));
         let log_start = start_ckpt.unwrap_or(first_base).clamp(first_base, leo);
         if clean {
             storage
@@ -399,6 +428,7 @@ impl PartitionLog {
             closed: AtomicBool::new(false),
             retention_floor: Mutex::new(None),
             corruption: Mutex::new(bad),
+            lost,
         })
     }
 
@@ -738,6 +768,17 @@ impl PartitionLog {
         };
         if from_offset >= hw {
             return Ok(result);
+        }
+        if let Some(l) = self
+            .lost
+            .iter()
+            .find(|l| l.first_offset <= from_offset && from_offset < l.next_offset)
+        {
+            return Err(LogError::Corrupt {
+                file: l.file.clone(),
+                position: 0,
+                reason: l.reason.clone(),
+            });
         }
         if let Some(b) = lock(&self.cache).read(from_offset, max_bytes, hw) {
             result.records = b;

@@ -169,3 +169,33 @@ fn missing_index_files_are_rebuilt() {
     assert_eq!(log.offset_for_timestamp(1050).unwrap(), Some((50, 1050)));
     assert_eq!(log.max_timestamp_offset(), Some((119, 1119)));
 }
+
+#[test]
+fn damaged_header_or_key_of_a_middle_segment_is_reported_and_the_rest_served() {
+    for target in ["log", "key"] {
+        let d = fast_tempdir();
+        let dir = d.path().join("t-0");
+        let values = build(&dir, true);
+        let fs = files(&dir, target);
+        assert!(fs.len() > 3);
+        let victim = &fs[1];
+        flip(victim, 10); // inside the file header / the key file's master key id area
+        let log = open(&dir, opts(Arc::new(OsStorage), encrypted(4), config()));
+        let bad = log.corruption();
+        assert_eq!(bad.len(), 1, "{target}: {bad:?}");
+        let (lo, hi) = (bad[0].first_offset, bad[0].next_offset);
+        assert!(lo < hi);
+        log.set_cache_capacity(0);
+        for o in 0..120 {
+            match log.read(o, 1) {
+                Ok(rr) => {
+                    assert!(o < lo || o >= hi, "{target}: served lost offset {o}");
+                    let recs = decode(&rr.records);
+                    assert_eq!(recs[0].2, values[recs[0].0 as usize]);
+                }
+                Err(LogError::Corrupt { .. }) => assert!(o >= lo && o < hi),
+                Err(e) => panic!("{target}: {e}"),
+            }
+        }
+    }
+}
