@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use uuid::Uuid;
@@ -226,7 +226,7 @@ pub struct PartitionLog {
     config: RwLock<TopicConfig>,
     segments: RwLock<Segments>,
     writer: Mutex<Writer>,
-    flush_lock: Mutex<Instant>,
+    flush_lock: Mutex<()>,
     /// Every offset below this is durable.
     flushed: AtomicI64,
     leo: AtomicI64,
@@ -415,7 +415,7 @@ impl PartitionLog {
             config: RwLock::new(opts.config),
             segments: RwLock::new(Segments { map, log_start }),
             writer: Mutex::new(Writer::default()),
-            flush_lock: Mutex::new(Instant::now()),
+            flush_lock: Mutex::new(()),
             flushed: AtomicI64::new(leo),
             leo: AtomicI64::new(leo),
             hw: AtomicI64::new(leo),
@@ -692,13 +692,8 @@ impl PartitionLog {
                 }
                 self.flush_inner(Some(offset))
             }
-            FlushPolicy::Interval { ms } => {
-                let due = lock(&self.flush_lock).elapsed().as_millis() as u64 >= ms;
-                if due {
-                    self.flush_inner(None)?;
-                }
-                Ok(())
-            }
+            // The broker's maintenance thread calls `flush` every `ms`.
+            FlushPolicy::Interval { .. } => Ok(()),
         }
     }
 
@@ -708,7 +703,7 @@ impl PartitionLog {
     }
 
     fn flush_inner(&self, covered: Option<i64>) -> Result<(), LogError> {
-        let mut last = lock(&self.flush_lock);
+        let guard = lock(&self.flush_lock);
         if let Some(o) = covered {
             if self.flushed.load(Ordering::Acquire) > o {
                 return Ok(());
@@ -720,12 +715,13 @@ impl PartitionLog {
         let active = self.active()?;
         active.write_indexes()?;
         active.sync_log()?;
-        self.flushed.fetch_max(leo, Ordering::AcqRel);
-        *last = Instant::now();
-        drop(last);
+        // Under Always the high watermark is the flushed offset: publish it before the flushed
+        // offset, so a caller that finds itself covered is also visible to consumers.
         if self.flush_policy == FlushPolicy::Always {
             self.publish_hw(leo);
         }
+        self.flushed.fetch_max(leo, Ordering::AcqRel);
+        drop(guard);
         Ok(())
     }
 
