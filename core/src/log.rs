@@ -732,10 +732,22 @@ impl PartitionLog {
 
     /// Whole batches starting with the one containing `from_offset`, up to `max_bytes` (at least
     /// one batch if any exists at `from_offset`, as Kafka does).
+    ///
+    /// Under `Always`, a reader that is caught up with the high watermark while unflushed data
+    /// exists (e.g. appended by acks=0 producers, which never wait for `flush_to`) triggers the
+    /// group-commit flush, so such data becomes visible without waiting for another producer.
     pub fn read(&self, from_offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
         self.check_open()?;
-        let hw = self.hw.load(Ordering::Acquire);
+        let mut hw = self.hw.load(Ordering::Acquire);
         let leo = self.leo.load(Ordering::Acquire);
+        if self.flush_policy == FlushPolicy::Always
+            && from_offset >= hw
+            && from_offset < leo
+            && from_offset >= self.log_start_offset()
+        {
+            self.flush_to(leo - 1)?;
+            hw = self.hw.load(Ordering::Acquire);
+        }
         let (log_start, segs) = {
             let s = self.segs();
             let log_start = s.log_start;
@@ -1319,6 +1331,25 @@ pub(crate) mod tests {
         assert_eq!(log.max_timestamp_offset(), Some((2, 50)));
         assert_eq!(log.offset_for_timestamp(6).unwrap(), Some((0, 10)));
         assert_eq!(log.offset_for_timestamp(11).unwrap(), Some((2, 50)));
+    }
+
+    #[test]
+    fn caught_up_reader_flushes_unacknowledged_appends() {
+        // acks=0 producers never call flush_to; a caught-up consumer makes their data visible.
+        let s = SimStorage::new();
+        let log = PartitionLog::open("/p".into(), opts(Arc::new(s.clone()), true)).unwrap();
+        log.append(&batch(&[b"fire-and-forget"], 1), 0).unwrap();
+        assert_eq!(log.high_watermark(), 0);
+        let syncs = s.sync_count();
+        let rr = log.read(0, 100).unwrap();
+        assert_eq!(values(&rr), vec![(0, b"fire-and-forget".to_vec())]);
+        assert_eq!(log.high_watermark(), 1);
+        assert_eq!(log.flushed_offset(), 1);
+        assert!(s.sync_count() > syncs, "made durable before being served");
+        // Nothing unflushed: a read at the end does not fsync.
+        let syncs = s.sync_count();
+        assert!(log.read(1, 100).unwrap().records.is_empty());
+        assert_eq!(s.sync_count(), syncs);
     }
 
     #[test]

@@ -51,7 +51,9 @@ fn check(log: &PartitionLog, m: &Model, probes: &[i64]) {
         let recs = decode(&rr.records);
         assert!(recs.first().unwrap().0 <= o && recs.iter().any(|r| r.0 == o));
     }
-    if hw < log.log_end_offset() || hw == 0 {
+    // (Reading at the high watermark while data is unflushed would trigger a flush, which the
+    // model's power cuts must not get for free; that path has its own unit test.)
+    if hw == log.log_end_offset() {
         assert!(log.read(hw, 1000).unwrap().records.is_empty());
     }
     assert!(matches!(
