@@ -455,15 +455,15 @@ impl NodeSettings {
                 .kafka
                 .socket_request_max_bytes
                 .unwrap_or(DEFAULT_SOCKET_REQUEST_MAX_BYTES),
-            broker: BrokerConfig {
-                data_dir,
-                key_source,
-                encryption,
-                flush,
-                default_topic_config,
-                auto_create_topics: file.kafka.auto_create_topics.unwrap_or(true),
-                default_partitions: file.kafka.num_partitions.unwrap_or(1),
-                disk_budget_bytes: file.storage.disk_budget_bytes,
+            broker: {
+                let mut b = BrokerConfig::new(data_dir, key_source);
+                b.encryption = encryption;
+                b.flush = flush;
+                b.default_topic_config = default_topic_config;
+                b.auto_create_topics = file.kafka.auto_create_topics.unwrap_or(true);
+                b.default_partitions = file.kafka.num_partitions.unwrap_or(1);
+                b.disk_budget_bytes = file.storage.disk_budget_bytes;
+                b
             },
         })
     }

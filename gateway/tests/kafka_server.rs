@@ -175,7 +175,7 @@ async fn produce_fetch_list_offsets_round_trip() {
     let offsets: Vec<i64> = lo.topics[0].partitions.iter().map(|p| p.offset).collect();
     assert_eq!(offsets[0], 0);
     assert_eq!(offsets[1], 10);
-    assert_eq!(offsets[2], 0, "first batch has max timestamp >= the query");
+    assert_eq!(offsets[2], 1, "first record with timestamp >= the query");
     node.shutdown().await.unwrap();
 }
 
