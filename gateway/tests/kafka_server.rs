@@ -360,6 +360,11 @@ async fn acks_zero_has_no_response() {
         )
         .await;
     assert_eq!(md.topics.len(), 1);
+    // The record becomes visible without anyone waiting for it (long poll until it does).
+    let resp: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_req("fire", 0, 1, 30_000))
+        .await;
+    assert_eq!(resp.responses[0].partitions[0].high_watermark, 1);
     // An acks=0 produce to a missing partition closes the connection (as Kafka does).
     c.send(
         ApiKey::Produce,

@@ -138,6 +138,20 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Re
         results.push((name, parts));
     }
     if req.acks == 0 {
+        // Nobody waits, but the records only become visible (high watermark) once durable under
+        // the flush policy, so flush in the background.
+        for (_, parts) in &results {
+            for (_, outcome) in parts {
+                if let Appended::Ok(log, info) = outcome {
+                    let (log, last) = (log.clone(), info.last_offset);
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = log.flush_to(last) {
+                            tracing::error!(error = %e, "background flush after acks=0 failed");
+                        }
+                    });
+                }
+            }
+        }
         return if failed {
             Reply::Close("a produce with acks=0 failed".to_string())
         } else {
