@@ -375,3 +375,48 @@ async fn acks_zero_has_no_response() {
     assert!(c.is_closed().await);
     node.shutdown().await.unwrap();
 }
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// The admin endpoint: health, and Prometheus counters that move with traffic.
+#[tokio::test]
+async fn admin_http_health_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let health = http_get(node.http_addr, "/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("ok"), "{health}");
+    create_topic(node.kafka_addr, "m", 1).await;
+    let mut c = connect(node.kafka_addr).await;
+    let _: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("m", 0, batch(&["a", "b", "c"], Compression::None), 1),
+        )
+        .await;
+    let metrics = http_get(node.http_addr, "/metrics").await;
+    assert!(
+        metrics.contains("rill_kafka_requests_total{api=\"Produce\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rill_kafka_requests_total{api=\"CreateTopics\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rill_produce_records_total 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("rill_kafka_open_connections"), "{metrics}");
+    node.shutdown().await.unwrap();
+}
