@@ -239,6 +239,34 @@ async fn produce_errors_are_per_partition() {
         .call(ApiKey::Produce, 9, &produce_req("t", 0, bad.freeze(), 1))
         .await;
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 2);
+    // Over the topic's max.message.bytes.
+    let mut admin = connect(node.kafka_addr).await;
+    let created: CreateTopicsResponse = admin
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                .with_name(topic("small"))
+                .with_num_partitions(1)
+                .with_replication_factor(-1)
+                .with_configs(vec![
+                    kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default(
+                    )
+                    .with_name(StrBytes::from_static_str("max.message.bytes"))
+                    .with_value(Some(StrBytes::from_static_str("100"))),
+                ])]),
+        )
+        .await;
+    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0]);
+    let big = "x".repeat(500);
+    let resp: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("small", 0, batch(&[big.as_str()], Compression::None), 1),
+        )
+        .await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 10);
     // Still fine afterwards.
     let resp: ProduceResponse = c
         .call(ApiKey::Produce, 9, &produce_req("t", 0, whole, 1))
