@@ -10,17 +10,22 @@
 //!   retention policy,
 //! - [`topic_config`], [`metadata`], [`topic_registry`]: topics, their ids and configs in redb,
 //! - [`broker`]: the node's storage facade used by the gateway, with [`maintenance`] (interval
-//!   flush, retention, disk budget) in a background thread.
+//!   flush, retention, disk budget) in a background thread,
+//! - [`consumer_group`], [`group_coordinator`], [`offset_store`]: consumer groups (the classic
+//!   rebalance protocol) and their committed offsets in redb.
 
 pub mod batch;
 pub mod broker;
+pub mod consumer_group;
 pub mod crypto;
+pub mod group_coordinator;
 pub mod index;
 pub mod io;
 pub mod keyring;
 pub mod log;
 pub mod maintenance;
 pub mod metadata;
+pub mod offset_store;
 pub mod retention;
 pub mod segment;
 pub mod topic_config;
