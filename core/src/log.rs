@@ -1024,6 +1024,7 @@ pub(crate) mod tests {
             min_compaction_lag_ms: 0,
             message_timestamp_type: TimestampType::CreateTime,
             index_interval_bytes: 4096,
+            ..TopicConfig::default()
         }
     }
 

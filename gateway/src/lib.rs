@@ -3,9 +3,15 @@
 //! - [`serve`]: `rill serve`, starting a node (listeners, background tasks, shutdown),
 //! - [`config`]: the node's TOML configuration and `rill config validate`,
 //! - [`kafka`]: the Kafka protocol server, one module per API,
+//! - [`tls`]: rustls (ring) server configuration for the Kafka listener,
+//! - [`admin_http`]: `/health` and `/metrics`,
+//! - [`metrics`]: the node's Prometheus counters,
 //! - [`cli`]: the Kafka-protocol client commands for people (`rill topic|produce|consume`).
 
+pub mod admin_http;
 pub mod cli;
 pub mod config;
 pub mod kafka;
+pub mod metrics;
 pub mod serve;
+pub mod tls;
