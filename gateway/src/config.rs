@@ -526,6 +526,7 @@ impl NodeSettings {
                 auto_create_topics: file.kafka.auto_create_topics.unwrap_or(true),
                 default_partitions: file.kafka.num_partitions.unwrap_or(1),
                 disk_budget_bytes: file.storage.disk_budget_bytes,
+                retention_check_interval_ms: rill_core::broker::DEFAULT_RETENTION_CHECK_INTERVAL_MS,
             },
             groups: file.groups.resolve(),
         })
