@@ -1,7 +1,8 @@
 //! Consumer groups with real clients: confluent-kafka group members with each client-side assignor
 //! (SIGKILL of a member, re-delivery limited to uncommitted records), committed offsets across a
 //! node restart, kafka-python's group consumer, and the `rill group` CLI (state, lag, reset,
-//! delete). The node runs with short group timeouts so these take seconds.
+//! delete), and the error codes of bad group requests on the wire. The node runs with short group
+//! timeouts so these take seconds.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -166,4 +167,11 @@ fn groups_cli_shows_lag_and_resets_only_empty_groups() {
     node.cli_ok(&["group", "delete", "cli-g"], b"");
     let list = node.cli_ok(&["group", "list"], b"");
     assert!(!list.contains("cli-g"), "{list}");
+}
+
+#[test]
+fn groups_bad_input_gets_kafka_errors() {
+    let (node, _cfg) = group_node();
+    let out = node.python("groups_errors.py", &[]);
+    assert!(out.contains("evicted after"), "{out}");
 }
