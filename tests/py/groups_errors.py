@@ -80,6 +80,13 @@ def main():
     rt.check_eq(fetched.topics[0][1][0][1:3], (9, "md"), "fetched offset and metadata")
     client.close()
 
+    # Deleting the topic drops its committed offsets.
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap)
+    admin.delete_topics([topic])
+    offsets = admin.list_consumer_group_offsets(group)
+    rt.check(all(tp.topic != topic for tp in offsets), f"offsets of the deleted topic: {offsets}")
+    admin.close()
+
 
 if __name__ == "__main__":
     rt.run(main)
