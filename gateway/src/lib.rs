@@ -3,9 +3,11 @@
 //! - [`serve`]: `rill serve`, starting a node (listeners, background tasks, shutdown),
 //! - [`config`]: the node's TOML configuration and `rill config validate`,
 //! - [`kafka`]: the Kafka protocol server, one module per API,
+//! - [`mqtt`]: the MQTT 3.1.1 / 5 front end,
 //! - [`cli`]: the Kafka-protocol client commands for people (`rill topic|produce|consume`).
 
 pub mod cli;
 pub mod config;
 pub mod kafka;
+pub mod mqtt;
 pub mod serve;
