@@ -4,11 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# 1. Python clients for the real-client tests, in a venv inside the repo.
-if ! .venv/bin/python -c 'import confluent_kafka, kafka, paho.mqtt' 2>/dev/null; then
-    rm -rf .venv
-    python3 -m venv .venv
+# 1. Python clients for the real-client tests, in a venv inside the repo. Reinstalled whenever
+#    tests/requirements.txt changes (its hash is kept in the venv).
+want_hash=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
+if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want_hash" ] ||
+    ! .venv/bin/python -c 'import confluent_kafka, kafka, paho.mqtt' 2>/dev/null; then
+    if ! .venv/bin/python -c 'import sys' 2>/dev/null; then
+        rm -rf .venv
+        python3 -m venv .venv
+    fi
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+    echo "$want_hash" >.venv/.requirements.sha256
 fi
 
 # 2. kcat, when the machine can install it (optional: its tests skip without it).

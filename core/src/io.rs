@@ -1,10 +1,519 @@
 //! The file-system seam: every byte the log writes goes through [`Storage`], so tests can swap in
-//! a simulated disk that throws away whatever was not fsynced when the "power" is cut.
+//! a simulated disk ([`SimStorage`]) that throws away whatever was not fsynced when the "power" is
+//! cut.
 //!
-//! CONTRACT (names fixed; methods are being designed with the log engine).
+//! The model is deliberately small: files are opened as [`StorageFile`] handles that support
+//! positional reads and writes (`pread`/`pwrite`), `fdatasync`, truncation and length; the
+//! directory operations are create-dir, list, rename, remove and directory fsync. A file creation,
+//! rename or removal is only durable after [`Storage::sync_dir`] of its parent, and file contents
+//! only after [`StorageFile::sync`] — the POSIX rules the log engine must follow, which
+//! [`SimStorage::power_cut`] enforces literally.
 
-/// File operations the log engine needs.
-pub trait Storage: Send + Sync {}
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// An open file. Positional I/O only, so concurrent readers never disturb the writer.
+pub trait StorageFile: Send + Sync {
+    /// Read exactly `buf.len()` bytes at `pos`; `UnexpectedEof` if the file is shorter.
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()>;
+    /// Write all of `data` at `pos` (extending the file if needed).
+    fn write_all_at(&self, data: &[u8], pos: u64) -> io::Result<()>;
+    /// Make the contents durable (`fdatasync`).
+    fn sync(&self) -> io::Result<()>;
+    /// Cut (or extend with zeros) the file to `len` bytes. Not durable until [`StorageFile::sync`].
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+/// File-system operations the log engine needs.
+pub trait Storage: Send + Sync {
+    /// Create `dir` and its parents (durably: parents are fsynced).
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Open an existing file for reading and writing.
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>>;
+    /// Create a new empty file (truncating one that exists). The creation is durable only after
+    /// [`Storage::sync_dir`] of the parent.
+    fn create(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>>;
+    /// Names (not paths) of the regular files in `dir`, sorted.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Atomically rename `from` to `to` (replacing `to`). Durable after `sync_dir`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Remove a file. Durable after `sync_dir`.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Remove a directory and everything in it.
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Make creations, renames and removals in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> bool;
+    /// Read a whole (small) file.
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let f = self.open(path)?;
+        let len = usize::try_from(f.len()?)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, 0)?;
+        Ok(buf)
+    }
+    /// Durably replace `path` with `data`: write `path.tmp`, fsync, rename, fsync the directory.
+    fn write_file_atomic(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let f = self.create(&tmp)?;
+        f.write_all_at(data, 0)?;
+        f.sync()?;
+        drop(f);
+        self.rename(&tmp, path)?;
+        self.sync_dir(parent_of(path))
+    }
+}
+
+/// Parent directory of `path` (`.` for a bare name).
+pub fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
 
 /// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct OsStorage;
+
+struct OsFile(File);
+
+impl StorageFile for OsFile {
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, pos)
+    }
+    fn write_all_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        self.0.write_all_at(data, pos)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+}
+
+impl Storage for OsStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir)?;
+        // Make every new directory entry durable, walking up to the first that existed.
+        let mut cur = Some(dir);
+        while let Some(d) = cur {
+            let parent = parent_of(d);
+            self.sync_dir(parent)?;
+            if parent == d || parent == Path::new(".") || parent == Path::new("/") {
+                break;
+            }
+            cur = Some(parent);
+            if parent.parent().is_none() {
+                break;
+            }
+        }
+        Ok(())
+    }
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Arc::new(OsFile(f)))
+    }
+    fn create(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(Arc::new(OsFile(f)))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                if let Some(n) = entry.file_name().to_str() {
+                    names.push(n.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
+/// Contents of one simulated file: what the page cache holds and what reached the "platter".
+#[derive(Default)]
+struct SimData {
+    /// Current contents (page cache view).
+    data: Vec<u8>,
+    /// Contents as of the last `sync`.
+    durable: Vec<u8>,
+    /// Lowest position changed since the last sync.
+    dirty_from: usize,
+}
+
+#[derive(Default)]
+struct SimFileCell {
+    inner: Mutex<SimData>,
+}
+
+impl SimFileCell {
+    fn lock(&self) -> MutexGuard<'_, SimData> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct SimHandle {
+    cell: Arc<SimFileCell>,
+    storage: Arc<SimShared>,
+    generation: u64,
+}
+
+impl SimHandle {
+    fn check(&self) -> io::Result<()> {
+        if self.storage.lock().generation != self.generation {
+            return Err(io::Error::other("stale handle after power cut"));
+        }
+        Ok(())
+    }
+}
+
+impl StorageFile for SimHandle {
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        let d = self.cell.lock();
+        let pos = usize::try_from(pos).map_err(|_| io::Error::other("position"))?;
+        let end = pos
+            .checked_add(buf.len())
+            .ok_or_else(|| io::Error::other("overflow"))?;
+        if end > d.data.len() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short read"));
+        }
+        buf.copy_from_slice(&d.data[pos..end]);
+        Ok(())
+    }
+    fn write_all_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        self.check()?;
+        let mut d = self.cell.lock();
+        let pos = usize::try_from(pos).map_err(|_| io::Error::other("position"))?;
+        let end = pos + data.len();
+        if d.data.len() < end {
+            d.data.resize(end, 0);
+        }
+        d.data[pos..end].copy_from_slice(data);
+        d.dirty_from = d.dirty_from.min(pos);
+        Ok(())
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.check()?;
+        let mut d = self.cell.lock();
+        let keep = d.dirty_from.min(d.data.len()).min(d.durable.len());
+        let SimData { data, durable, .. } = &mut *d;
+        durable.truncate(keep);
+        durable.extend_from_slice(&data[keep..]);
+        d.dirty_from = usize::MAX;
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.check()?;
+        let mut d = self.cell.lock();
+        let len = usize::try_from(len).map_err(|_| io::Error::other("length"))?;
+        d.data.resize(len, 0);
+        d.dirty_from = d.dirty_from.min(len);
+        Ok(())
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.cell.lock().data.len() as u64)
+    }
+}
+
+#[derive(Default)]
+struct SimState {
+    /// Directory entries as the running system sees them.
+    files: BTreeMap<PathBuf, Arc<SimFileCell>>,
+    /// Directory entries as of the last `sync_dir` of each parent.
+    durable: BTreeMap<PathBuf, Arc<SimFileCell>>,
+    /// Incremented by every power cut; handles from an older generation are stale.
+    generation: u64,
+    /// Number of fsync-like calls (file and directory), for tests.
+    syncs: u64,
+}
+
+#[derive(Default)]
+struct SimShared {
+    state: Mutex<SimState>,
+}
+
+impl SimShared {
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An in-memory disk for tests. [`SimStorage::power_cut`] discards every byte not fsynced and
+/// every file creation, rename or removal not followed by a directory fsync. Directories are
+/// implicit (they exist as soon as a file is in them) and always durable.
+#[derive(Clone, Default)]
+pub struct SimStorage {
+    shared: Arc<SimShared>,
+}
+
+impl SimStorage {
+    /// A new empty simulated disk.
+    pub fn new() -> SimStorage {
+        SimStorage::default()
+    }
+
+    /// Simulate a power failure: the namespace reverts to the last directory fsyncs and every file
+    /// to its last fsynced contents. Handles opened before the cut fail with an error afterwards.
+    pub fn power_cut(&self) {
+        let mut st = self.shared.lock();
+        let mut fresh = BTreeMap::new();
+        let durable = st.durable.clone();
+        for (path, cell) in durable.iter() {
+            let d = cell.lock();
+            let copy = SimFileCell {
+                inner: Mutex::new(SimData {
+                    data: d.durable.clone(),
+                    durable: d.durable.clone(),
+                    dirty_from: usize::MAX,
+                }),
+            };
+            fresh.insert(path.clone(), Arc::new(copy));
+        }
+        st.generation += 1;
+        st.durable = fresh.clone();
+        st.files = fresh;
+    }
+
+    /// Number of file and directory fsyncs so far.
+    pub fn sync_count(&self) -> u64 {
+        self.shared.lock().syncs
+    }
+
+    /// Current (page cache) contents of every file, for tests that inspect the "disk".
+    pub fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let st = self.shared.lock();
+        st.files
+            .iter()
+            .map(|(p, c)| (p.clone(), c.lock().data.clone()))
+            .collect()
+    }
+
+    fn handle(&self, cell: Arc<SimFileCell>, generation: u64) -> Arc<dyn StorageFile> {
+        Arc::new(SimHandle {
+            cell,
+            storage: self.shared.clone(),
+            generation,
+        })
+    }
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{}", path.display()))
+}
+
+struct CountingHandle {
+    inner: Arc<dyn StorageFile>,
+    shared: Arc<SimShared>,
+}
+
+impl StorageFile for CountingHandle {
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, pos)
+    }
+    fn write_all_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        self.inner.write_all_at(data, pos)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.shared.lock().syncs += 1;
+        self.inner.sync()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+}
+
+impl Storage for SimStorage {
+    fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        let (cell, generation) = {
+            let st = self.shared.lock();
+            let cell = st.files.get(path).cloned().ok_or_else(|| not_found(path))?;
+            (cell, st.generation)
+        };
+        Ok(Arc::new(CountingHandle {
+            inner: self.handle(cell, generation),
+            shared: self.shared.clone(),
+        }))
+    }
+    fn create(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        let cell = Arc::new(SimFileCell::default());
+        let generation = {
+            let mut st = self.shared.lock();
+            st.files.insert(path.to_path_buf(), cell.clone());
+            st.generation
+        };
+        Ok(Arc::new(CountingHandle {
+            inner: self.handle(cell, generation),
+            shared: self.shared.clone(),
+        }))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let st = self.shared.lock();
+        let mut names: Vec<String> = st
+            .files
+            .keys()
+            .filter(|p| parent_of(p) == dir)
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.shared.lock();
+        let cell = st.files.remove(from).ok_or_else(|| not_found(from))?;
+        st.files.insert(to.to_path_buf(), cell);
+        Ok(())
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.shared.lock();
+        st.files
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| not_found(path))
+    }
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.shared.lock();
+        st.files.retain(|p, _| !p.starts_with(dir));
+        st.durable.retain(|p, _| !p.starts_with(dir));
+        Ok(())
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.shared.lock();
+        st.syncs += 1;
+        st.durable.retain(|p, _| parent_of(p) != dir);
+        let entries: Vec<(PathBuf, Arc<SimFileCell>)> = st
+            .files
+            .iter()
+            .filter(|(p, _)| parent_of(p) == dir)
+            .map(|(p, c)| (p.clone(), c.clone()))
+            .collect();
+        st.durable.extend(entries);
+        Ok(())
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.shared.lock().files.contains_key(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn power_cut_drops_unsynced_bytes_and_entries() {
+        let s = SimStorage::new();
+        let dir = Path::new("/d");
+        let a = s.create(&dir.join("a")).unwrap();
+        a.write_all_at(b"hello", 0).unwrap();
+        a.sync().unwrap();
+        s.sync_dir(dir).unwrap();
+        a.write_all_at(b" world", 5).unwrap();
+        let b = s.create(&dir.join("b")).unwrap();
+        b.write_all_at(b"x", 0).unwrap();
+        b.sync().unwrap(); // contents synced, but the entry is not
+        s.power_cut();
+        assert!(a.write_all_at(b"z", 0).is_err(), "stale handle must fail");
+        assert_eq!(s.list(dir).unwrap(), vec!["a".to_string()]);
+        assert_eq!(s.read_file(&dir.join("a")).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn power_cut_reverts_unsynced_truncate_and_rename() {
+        let s = SimStorage::new();
+        let dir = Path::new("/d");
+        let a = s.create(&dir.join("a")).unwrap();
+        a.write_all_at(b"0123456789", 0).unwrap();
+        a.sync().unwrap();
+        s.sync_dir(dir).unwrap();
+        a.set_len(3).unwrap();
+        a.write_all_at(b"ab", 3).unwrap();
+        s.rename(&dir.join("a"), &dir.join("c")).unwrap();
+        s.power_cut();
+        assert_eq!(s.read_file(&dir.join("a")).unwrap(), b"0123456789");
+        assert!(!s.exists(&dir.join("c")));
+    }
+
+    #[test]
+    fn sync_after_partial_overwrite_is_exact() {
+        let s = SimStorage::new();
+        let dir = Path::new("/d");
+        let a = s.create(&dir.join("a")).unwrap();
+        s.sync_dir(dir).unwrap();
+        a.write_all_at(b"0123456789", 0).unwrap();
+        a.sync().unwrap();
+        a.set_len(4).unwrap();
+        a.write_all_at(b"xy", 4).unwrap();
+        a.sync().unwrap();
+        a.write_all_at(b"zz", 6).unwrap();
+        s.power_cut();
+        assert_eq!(s.read_file(&dir.join("a")).unwrap(), b"0123xy");
+    }
+
+    #[test]
+    fn os_storage_roundtrip() {
+        let d = tempfile::tempdir().unwrap();
+        let s = OsStorage;
+        let p = d.path().join("sub/x");
+        s.create_dir_all(parent_of(&p)).unwrap();
+        s.write_file_atomic(&p, b"abc").unwrap();
+        assert_eq!(s.read_file(&p).unwrap(), b"abc");
+        assert_eq!(s.list(parent_of(&p)).unwrap(), vec!["x".to_string()]);
+        let f = s.open(&p).unwrap();
+        let mut b = [0u8; 2];
+        f.read_exact_at(&mut b, 1).unwrap();
+        assert_eq!(&b, b"bc");
+        assert!(f.read_exact_at(&mut b, 2).is_err());
+    }
+}

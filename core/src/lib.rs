@@ -6,18 +6,27 @@
 //! - [`batch`]: Kafka v2 record batch headers (the fixed 61-byte layout), CRC32C, offset rewriting,
 //! - [`crypto`] and [`keyring`]: encryption at rest (AES-256-GCM / ChaCha20-Poly1305), master key,
 //!   per-segment data keys,
-//! - [`index`], [`segment`], [`log`]: the segmented partition log,
+//! - [`index`], [`segment`], [`log`], [`retention`]: the segmented partition log and its
+//!   retention policy,
 //! - [`topic_config`], [`metadata`], [`topic_registry`]: topics, their ids and configs in redb,
-//! - [`broker`]: the node's storage facade used by the gateway.
+//! - [`broker`]: the node's storage facade used by the gateway, with [`maintenance`] (interval
+//!   flush, retention, disk budget) in a background thread,
+//! - [`consumer_group`], [`group_coordinator`], [`offset_store`]: consumer groups (the classic
+//!   rebalance protocol) and their committed offsets in redb.
 
 pub mod batch;
 pub mod broker;
+pub mod consumer_group;
 pub mod crypto;
+pub mod group_coordinator;
 pub mod index;
 pub mod io;
 pub mod keyring;
 pub mod log;
+pub mod maintenance;
 pub mod metadata;
+pub mod offset_store;
+pub mod retention;
 pub mod segment;
 pub mod topic_config;
 pub mod topic_registry;

@@ -1,16 +1,36 @@
 //! The partition log: an ordered set of segments, offsets, high watermark, recovery, flushing.
 //!
 //! CONTRACT (signatures are fixed; bodies are being implemented).
+//!
+//! Concurrency: appends, rolls and retention are serialized by one writer mutex; reads take the
+//! segment map's read lock only to pick segments and then use positional reads, so they run
+//! concurrently with appends. Durability (group commit): [`PartitionLog::flush_to`] takes a flush
+//! mutex; the holder notes the log end offset, fsyncs the active segment and publishes the new
+//! flushed offset, so callers that queued behind it find themselves covered and return without an
+//! fsync of their own.
+//!
+//! High watermark: there is no replication yet, so under [`FlushPolicy::Always`] the high
+//! watermark is the *flushed* offset (a consumer never sees a record that a power cut could take
+//! back); under [`FlushPolicy::Interval`] it is the log end offset. Under `Always` whoever appends
+//! must call `flush_to` (or `flush`) for the records to become visible, also for acks=0 producers.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use uuid::Uuid;
 
+use crate::batch::{self, BatchHeader};
 use crate::crypto::Encryption;
 use crate::io::Storage;
-use crate::topic_config::TopicConfig;
+use crate::retention::{self, RetentionOutcome};
+use crate::segment::{
+    self, BadRegion, OpenMode, PartitionIdent, Segment, StoredBatch, FILE_HEADER_LEN,
+};
+use crate::topic_config::{TimestampType, TopicConfig};
 
 /// When an append counts as durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,69 +120,1125 @@ pub struct LogOptions {
     pub storage: Arc<dyn Storage>,
 }
 
+/// Marker written by [`PartitionLog::close`]: the last segment needs no full verification.
+pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Checkpoint of a log start offset that lies inside the first segment (DeleteRecords).
+pub const LOG_START_FILE: &str = "log-start-offset";
+/// Default capacity of the plaintext tail cache of a partition.
+pub const DEFAULT_CACHE_BYTES: usize = 1 << 20;
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Segments {
+    map: BTreeMap<i64, Arc<Segment>>,
+    log_start: i64,
+}
+
+impl Segments {
+    fn active(&self) -> Option<&Arc<Segment>> {
+        self.map.values().next_back()
+    }
+}
+
+#[derive(Default)]
+struct Writer {
+    plain: Vec<u8>,
+    out: Vec<u8>,
+    stored: Vec<StoredBatch>,
+    /// A write failed part-way: positions of the active segment may hold bytes sealed with its
+    /// key, so the next append must go to a new segment (never reuse a nonce).
+    force_roll: bool,
+}
+
+/// Recent plaintext batches for tailing consumers (contiguous offsets, newest last).
+struct TailCache {
+    batches: VecDeque<(i64, i64, Bytes)>,
+    bytes: usize,
+    capacity: usize,
+}
+
+impl TailCache {
+    fn push(&mut self, base: i64, last: i64, data: Bytes) {
+        if self.capacity == 0 {
+            return;
+        }
+        if let Some(&(_, prev_last, _)) = self.batches.back() {
+            if prev_last + 1 != base {
+                self.clear();
+            }
+        }
+        self.bytes += data.len();
+        self.batches.push_back((base, last, data));
+        while self.bytes > self.capacity && self.batches.len() > 1 {
+            if let Some((_, _, d)) = self.batches.pop_front() {
+                self.bytes -= d.len();
+            }
+        }
+    }
+    fn clear(&mut self) {
+        self.batches.clear();
+        self.bytes = 0;
+    }
+    /// Batches from the one containing `from`, below `limit`, up to `max_bytes` (at least one).
+    fn read(&self, from: i64, max_bytes: usize, limit: i64) -> Option<Bytes> {
+        let first = self.batches.front()?;
+        if from < first.0 {
+            return None;
+        }
+        let i = self.batches.partition_point(|b| b.1 < from);
+        let mut parts: Vec<&Bytes> = Vec::new();
+        let mut total = 0usize;
+        for (base, _, data) in self.batches.iter().skip(i) {
+            if *base >= limit || (!parts.is_empty() && total + data.len() > max_bytes) {
+                break;
+            }
+            total += data.len();
+            parts.push(data);
+        }
+        match parts.len() {
+            0 => None,
+            1 => Some(parts[0].clone()),
+            _ => {
+                let mut b = BytesMut::with_capacity(total);
+                for p in parts {
+                    b.extend_from_slice(p);
+                }
+                Some(b.freeze())
+            }
+        }
+    }
+}
+
 /// One partition's log.
-pub struct PartitionLog {}
+pub struct PartitionLog {
+    dir: PathBuf,
+    ident: PartitionIdent,
+    topic: String,
+    flush_policy: FlushPolicy,
+    encryption: Encryption,
+    storage: Arc<dyn Storage>,
+    config: RwLock<TopicConfig>,
+    segments: RwLock<Segments>,
+    writer: Mutex<Writer>,
+    flush_lock: Mutex<Instant>,
+    /// Every offset below this is durable.
+    flushed: AtomicI64,
+    leo: AtomicI64,
+    hw: AtomicI64,
+    hw_tx: tokio::sync::watch::Sender<i64>,
+    cache: Mutex<TailCache>,
+    closed: AtomicBool,
+    retention_floor: Mutex<Option<i64>>,
+    corruption: Mutex<Vec<BadRegion>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl PartitionLog {
     /// Open (recovering the tail) or create the log in `dir`. Opening for writing always starts a
     /// new active segment with a fresh data key.
-    pub fn open(_dir: PathBuf, _opts: LogOptions) -> Result<PartitionLog, LogError> {
-        todo!()
+    pub fn open(dir: PathBuf, opts: LogOptions) -> Result<PartitionLog, LogError> {
+        let storage = opts.storage.clone();
+        let io = |path: &PathBuf| {
+            let path = path.clone();
+            move |source| LogError::Io { path, source }
+        };
+        storage.create_dir_all(&dir).map_err(io(&dir))?;
+        let ident = PartitionIdent {
+            topic_id: opts.topic_id,
+            partition: opts.partition,
+        };
+        let index_interval = u64::from(opts.config.index_interval_bytes.max(1));
+        let names = storage.list(&dir).map_err(io(&dir))?;
+        let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE);
+        let mut log_bases = Vec::new();
+        let mut other = Vec::new();
+        for n in &names {
+            if n.ends_with(".tmp") {
+                let _ = storage.remove(&dir.join(n));
+                continue;
+            }
+            if let Some((base, ext)) = segment::parse_file_name(n) {
+                if ext == "log" {
+                    log_bases.push(base);
+                } else {
+                    other.push((base, n.clone()));
+                }
+            }
+        }
+        log_bases.sort_unstable();
+        // Files of segments whose log never made it to disk (crash during creation).
+        let mut removed = false;
+        for (base, n) in other {
+            if log_bases.binary_search(&base).is_err() {
+                storage.remove(&dir.join(&n)).map_err(io(&dir.join(&n)))?;
+                removed = true;
+            }
+        }
+        let mut map = BTreeMap::new();
+        let mut bad = Vec::new();
+        let count = log_bases.len();
+        for (i, base) in log_bases.iter().copied().enumerate() {
+            let last = i + 1 == count;
+            let mode = if last && !clean {
+                OpenMode::Full
+            } else {
+                OpenMode::Quick
+            };
+            let opened = Segment::open(
+                &*storage,
+                &dir,
+                ident,
+                base,
+                &opts.encryption,
+                mode,
+                index_interval,
+            );
+            let (seg, rec) = match opened {
+                Ok(x) => x,
+                Err(LogError::Corrupt { .. })
+                    if last && Self::torn_creation(&*storage, &dir, base) =>
+                {
+                    // A segment whose header never became durable holds no acknowledged data.
+                    tracing::warn!(base, "removing segment left half-created by a crash");
+                    for ext in ["log", "index", "timeindex", "key"] {
+                        let _ = storage.remove(&dir.join(segment::file_name(base, ext)));
+                    }
+                    removed = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            bad.extend(rec.bad);
+            map.insert(base, Arc::new(seg));
+        }
+        // A closed segment whose unreadable tail hides its end offsets ends where the next begins.
+        let bases: Vec<i64> = map.keys().copied().collect();
+        for w in bases.windows(2) {
+            if let Some(seg) = map.get(&w[0]) {
+                let mut st = seg.state_mut();
+                let size = st.size;
+                for b in st.bad.iter_mut() {
+                    if b.next_offset < w[1] && b.end >= size {
+                        b.next_offset = w[1];
+                    }
+                }
+                for b in bad.iter_mut().filter(|b| b.file == seg.log_path) {
+                    if b.next_offset < w[1] && b.end >= size {
+                        b.next_offset = w[1];
+                    }
+                }
+                if st.next_offset < w[1] && !st.bad.is_empty() {
+                    st.next_offset = w[1];
+                }
+            }
+        }
+        // An empty last segment is dropped; the new active segment takes its base offset.
+        if let Some((&base, seg)) = map.iter().next_back() {
+            if seg.is_empty() && seg.state().bad.is_empty() {
+                seg.delete_files(&*storage)?;
+                map.remove(&base);
+                removed = true;
+            }
+        }
+        let start_ckpt = Self::read_log_start(&*storage, &dir);
+        let leo = match map.values().next_back() {
+            Some(s) => s.next_offset(),
+            None => start_ckpt.unwrap_or(0).max(0),
+        };
+        let first_base = map.keys().next().copied().unwrap_or(leo);
+        let log_start = start_ckpt.unwrap_or(first_base).clamp(first_base, leo);
+        if clean {
+            storage
+                .remove(&dir.join(CLEAN_SHUTDOWN_FILE))
+                .map_err(io(&dir))?;
+            removed = true;
+        }
+        if removed {
+            storage.sync_dir(&dir).map_err(io(&dir))?;
+        }
+        let active = Segment::create(
+            &*storage,
+            &dir,
+            ident,
+            leo,
+            &opts.encryption,
+            now_ms(),
+            index_interval,
+        )?;
+        map.insert(leo, Arc::new(active));
+        let (hw_tx, _) = tokio::sync::watch::channel(leo);
+        Ok(PartitionLog {
+            dir,
+            ident,
+            topic: opts.topic,
+            flush_policy: opts.flush,
+            encryption: opts.encryption,
+            storage,
+            config: RwLock::new(opts.config),
+            segments: RwLock::new(Segments { map, log_start }),
+            writer: Mutex::new(Writer::default()),
+            flush_lock: Mutex::new(Instant::now()),
+            flushed: AtomicI64::new(leo),
+            leo: AtomicI64::new(leo),
+            hw: AtomicI64::new(leo),
+            hw_tx,
+            cache: Mutex::new(TailCache {
+                batches: VecDeque::new(),
+                bytes: 0,
+                capacity: DEFAULT_CACHE_BYTES,
+            }),
+            closed: AtomicBool::new(false),
+            retention_floor: Mutex::new(None),
+            corruption: Mutex::new(bad),
+        })
     }
+
+    fn torn_creation(storage: &dyn Storage, dir: &std::path::Path, base: i64) -> bool {
+        let p = dir.join(segment::file_name(base, "log"));
+        match storage.open(&p).and_then(|f| f.len()) {
+            Ok(len) => len <= FILE_HEADER_LEN,
+            Err(_) => false,
+        }
+    }
+
+    fn read_log_start(storage: &dyn Storage, dir: &std::path::Path) -> Option<i64> {
+        let b = storage.read_file(&dir.join(LOG_START_FILE)).ok()?;
+        if b.len() != 12 {
+            return None;
+        }
+        let crc = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+        if crc32c::crc32c(&b[..8]) != crc {
+            return None;
+        }
+        Some(i64::from_be_bytes(b[..8].try_into().ok()?))
+    }
+
+    fn write_log_start(&self, offset: i64) -> Result<(), LogError> {
+        let mut b = [0u8; 12];
+        b[..8].copy_from_slice(&offset.to_be_bytes());
+        let crc = crc32c::crc32c(&b[..8]);
+        b[8..].copy_from_slice(&crc.to_be_bytes());
+        let p = self.dir.join(LOG_START_FILE);
+        self.storage
+            .write_file_atomic(&p, &b)
+            .map_err(|source| LogError::Io { path: p, source })
+    }
+
+    fn check_open(&self) -> Result<(), LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(LogError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn segs(&self) -> std::sync::RwLockReadGuard<'_, Segments> {
+        self.segments.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn segs_mut(&self) -> std::sync::RwLockWriteGuard<'_, Segments> {
+        self.segments.write().unwrap_or_else(|p| p.into_inner())
+    }
+    fn cfg(&self) -> TopicConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    fn active(&self) -> Result<Arc<Segment>, LogError> {
+        self.segs().active().cloned().ok_or(LogError::Closed)
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+    /// Topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// Partition index.
+    pub fn partition(&self) -> i32 {
+        self.ident.partition
+    }
+    /// Topic id.
+    pub fn topic_id(&self) -> Uuid {
+        self.ident.topic_id
+    }
+    /// The flush policy.
+    pub fn flush_policy(&self) -> FlushPolicy {
+        self.flush_policy
+    }
+    /// Corrupt regions found by recovery (reported, not served).
+    pub fn corruption(&self) -> Vec<BadRegion> {
+        lock(&self.corruption).clone()
+    }
+    /// Set the capacity of the plaintext tail cache (0 disables it).
+    pub fn set_cache_capacity(&self, bytes: usize) {
+        let mut c = lock(&self.cache);
+        c.capacity = bytes;
+        if bytes == 0 {
+            c.clear();
+        }
+    }
+    /// Base offsets of the segments, oldest first (the last is the active segment).
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segs().map.keys().copied().collect()
+    }
+
+    fn publish_hw(&self, hw: i64) {
+        let prev = self.hw.fetch_max(hw, Ordering::AcqRel);
+        if hw > prev {
+            self.hw_tx.send_if_modified(|v| {
+                if *v < hw {
+                    *v = hw;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+
     /// Validate `records` (one or more v2 batches), assign offsets, write them. Not yet durable:
     /// call [`PartitionLog::flush_to`] before acknowledging.
-    pub fn append(&self, _records: &[u8], _leader_epoch: i32) -> Result<AppendInfo, LogError> {
-        todo!()
+    pub fn append(&self, records: &[u8], leader_epoch: i32) -> Result<AppendInfo, LogError> {
+        self.check_open()?;
+        let cfg = self.cfg();
+        let parts = batch::split_batches(records, cfg.max_message_bytes)?;
+        let mut w = lock(&self.writer);
+        self.check_open()?;
+        let w = &mut *w;
+        let now = now_ms();
+        let append_time = cfg.message_timestamp_type == TimestampType::LogAppendTime;
+        let offsets: i64 = parts.iter().map(|(h, _)| h.offset_count()).sum();
+        let mut active = self.active()?;
+        let overhead = active.overhead() * parts.len() as u64;
+        let incoming = records.len() as u64 + overhead;
+        let leo = self.leo.load(Ordering::Acquire);
+        if w.force_roll || self.should_roll(&active, &cfg, incoming, leo + offsets) {
+            active = self.roll_locked(leo, &cfg)?;
+            w.force_roll = false;
+        }
+        // Rewrite headers into the plaintext copy.
+        w.plain.clear();
+        w.plain.extend_from_slice(records);
+        let mut next = leo;
+        let mut max_ts = -1i64;
+        let mut count: u32 = 0;
+        let mut headers: Vec<BatchHeader> = Vec::with_capacity(parts.len());
+        for (h, range) in &parts {
+            let b = &mut w.plain[range.clone()];
+            batch::set_base_offset(b, next);
+            batch::set_leader_epoch(b, leader_epoch);
+            if append_time {
+                batch::set_log_append_time(b, now);
+            }
+            let h2 = BatchHeader::parse(b)?;
+            max_ts = max_ts.max(h2.max_timestamp);
+            count = count.saturating_add(h.records_count.max(0) as u32);
+            next += h.offset_count();
+            headers.push(h2);
+        }
+        // Seal into one buffer; one write for the whole append.
+        let start_pos = active.size();
+        w.out.clear();
+        w.stored.clear();
+        let mut pos = start_pos;
+        for (h, (_, range)) in headers.iter().zip(&parts) {
+            let before = w.out.len();
+            active.seal_into(&w.plain[range.clone()], pos, &mut w.out)?;
+            let len = (w.out.len() - before) as u64;
+            w.stored.push(StoredBatch {
+                header: *h,
+                position: pos,
+                stored_len: len,
+            });
+            pos += len;
+        }
+        if let Err(e) = active.append_stored(
+            &w.out,
+            &w.stored,
+            u64::from(cfg.index_interval_bytes.max(1)),
+        ) {
+            w.force_roll = true;
+            return Err(e);
+        }
+        self.leo.store(next, Ordering::Release);
+        {
+            let plain = Bytes::copy_from_slice(&w.plain);
+            let mut cache = lock(&self.cache);
+            for (h, (_, range)) in headers.iter().zip(&parts) {
+                cache.push(h.base_offset, h.last_offset(), plain.slice(range.clone()));
+            }
+        }
+        let log_start = self.segs().log_start;
+        if let FlushPolicy::Interval { .. } = self.flush_policy {
+            self.publish_hw(next);
+        }
+        Ok(AppendInfo {
+            base_offset: leo,
+            last_offset: next - 1,
+            max_timestamp: max_ts,
+            log_append_time: if append_time { now } else { -1 },
+            log_start_offset: log_start,
+            record_count: count,
+        })
     }
+
+    fn should_roll(
+        &self,
+        active: &Segment,
+        cfg: &TopicConfig,
+        incoming: u64,
+        next_offset: i64,
+    ) -> bool {
+        if active.is_empty() {
+            return false;
+        }
+        let max_size = cfg
+            .segment_bytes
+            .clamp(FILE_HEADER_LEN + 1, u32::MAX as u64 - (1 << 20));
+        if active.size() + incoming > max_size {
+            return true;
+        }
+        if next_offset - active.base_offset >= i32::MAX as i64 {
+            return true;
+        }
+        retention::segment_ms_elapsed(active, cfg.segment_ms)
+    }
+
+    /// Close the active segment (fsync) and start a new one at `leo`. Caller holds the writer.
+    fn roll_locked(&self, leo: i64, cfg: &TopicConfig) -> Result<Arc<Segment>, LogError> {
+        let old = self.active()?;
+        old.finish()?;
+        let seg = Arc::new(Segment::create(
+            &*self.storage,
+            &self.dir,
+            self.ident,
+            leo,
+            &self.encryption,
+            now_ms(),
+            u64::from(cfg.index_interval_bytes.max(1)),
+        )?);
+        // After a failed write the old segment may be empty with the same base offset: it is
+        // replaced by the new file (new data key), never written again.
+        self.segs_mut().map.insert(leo, seg.clone());
+        Ok(seg)
+    }
+
+    /// Force a roll to a new segment (used by tests and by the cleaner to close the active one).
+    pub fn roll(&self) -> Result<(), LogError> {
+        self.check_open()?;
+        let _w = lock(&self.writer);
+        let active = self.active()?;
+        if active.is_empty() {
+            return Ok(());
+        }
+        let cfg = self.cfg();
+        self.roll_locked(self.leo.load(Ordering::Acquire), &cfg)?;
+        Ok(())
+    }
+
     /// Block until everything up to and including `offset` is durable under the flush policy
     /// (group commit). Returns at once under `FlushPolicy::Interval`.
-    pub fn flush_to(&self, _offset: i64) -> Result<(), LogError> {
-        todo!()
+    pub fn flush_to(&self, offset: i64) -> Result<(), LogError> {
+        match self.flush_policy {
+            FlushPolicy::Always => {
+                if self.flushed.load(Ordering::Acquire) > offset {
+                    return Ok(());
+                }
+                self.flush_inner(Some(offset))
+            }
+            FlushPolicy::Interval { ms } => {
+                let due = lock(&self.flush_lock).elapsed().as_millis() as u64 >= ms;
+                if due {
+                    self.flush_inner(None)?;
+                }
+                Ok(())
+            }
+        }
     }
+
     /// fsync everything written so far (used by the interval flusher and at shutdown).
     pub fn flush(&self) -> Result<(), LogError> {
-        todo!()
+        self.flush_inner(None)
     }
+
+    fn flush_inner(&self, covered: Option<i64>) -> Result<(), LogError> {
+        let mut last = lock(&self.flush_lock);
+        if let Some(o) = covered {
+            if self.flushed.load(Ordering::Acquire) > o {
+                return Ok(());
+            }
+        }
+        // Read the end offset BEFORE picking the active segment: data below it is either in that
+        // segment or in older ones, which were fsynced when they were rolled.
+        let leo = self.leo.load(Ordering::Acquire);
+        let active = self.active()?;
+        active.write_indexes()?;
+        active.sync_log()?;
+        self.flushed.fetch_max(leo, Ordering::AcqRel);
+        *last = Instant::now();
+        drop(last);
+        if self.flush_policy == FlushPolicy::Always {
+            self.publish_hw(leo);
+        }
+        Ok(())
+    }
+
+    /// Offset below which everything is durable.
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
     /// Whole batches starting with the one containing `from_offset`, up to `max_bytes` (at least
     /// one batch if any exists at `from_offset`, as Kafka does).
-    pub fn read(&self, _from_offset: i64, _max_bytes: usize) -> Result<ReadResult, LogError> {
-        todo!()
+    pub fn read(&self, from_offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        self.check_open()?;
+        let hw = self.hw.load(Ordering::Acquire);
+        let leo = self.leo.load(Ordering::Acquire);
+        let (log_start, segs) = {
+            let s = self.segs();
+            let log_start = s.log_start;
+            if from_offset < log_start || from_offset > leo {
+                return Err(LogError::OffsetOutOfRange {
+                    offset: from_offset,
+                    log_start,
+                    log_end: leo,
+                });
+            }
+            let first = s
+                .map
+                .range(..=from_offset)
+                .next_back()
+                .map(|(k, _)| *k)
+                .unwrap_or(log_start);
+            let segs: Vec<Arc<Segment>> = s.map.range(first..).map(|(_, v)| v.clone()).collect();
+            (log_start, segs)
+        };
+        let mut result = ReadResult {
+            records: Bytes::new(),
+            high_watermark: hw,
+            last_stable_offset: hw,
+            log_start_offset: log_start,
+            log_end_offset: leo,
+        };
+        if from_offset >= hw {
+            return Ok(result);
+        }
+        if let Some(b) = lock(&self.cache).read(from_offset, max_bytes, hw) {
+            result.records = b;
+            return Ok(result);
+        }
+        let mut out = BytesMut::new();
+        for seg in segs {
+            if seg.base_offset >= hw {
+                break;
+            }
+            let reached_end = seg.read_into(from_offset, max_bytes, hw, &mut out)?;
+            if !out.is_empty() || !reached_end {
+                break;
+            }
+        }
+        result.records = out.freeze();
+        Ok(result)
     }
+
     /// Earliest offset whose batch max timestamp is >= `timestamp`, with that timestamp.
-    pub fn offset_for_timestamp(&self, _timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
-        todo!()
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>, LogError> {
+        self.check_open()?;
+        let hw = self.hw.load(Ordering::Acquire);
+        let (log_start, segs) = {
+            let s = self.segs();
+            (s.log_start, s.map.values().cloned().collect::<Vec<_>>())
+        };
+        for seg in segs {
+            if seg.base_offset >= hw {
+                break;
+            }
+            if seg.next_offset() <= log_start {
+                continue;
+            }
+            if let Some((o, t)) = seg.offset_for_timestamp(timestamp, hw)? {
+                return Ok(Some((o.max(log_start), t)));
+            }
+        }
+        Ok(None)
     }
+
     /// (offset, timestamp) of the record with the largest timestamp (ListOffsets MAX_TIMESTAMP).
     pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
-        todo!()
+        let hw = self.hw.load(Ordering::Acquire);
+        let s = self.segs();
+        let mut best: Option<(i64, i64)> = None;
+        for seg in s.map.values() {
+            let st = seg.state();
+            if st.offset_of_max_ts >= 0
+                && st.offset_of_max_ts < hw
+                && st.offset_of_max_ts >= s.log_start
+                && best.is_none_or(|(_, t)| st.max_timestamp > t)
+            {
+                best = Some((st.offset_of_max_ts, st.max_timestamp));
+            }
+        }
+        best
     }
+
     pub fn log_start_offset(&self) -> i64 {
-        todo!()
+        self.segs().log_start
     }
     pub fn log_end_offset(&self) -> i64 {
-        todo!()
+        self.leo.load(Ordering::Acquire)
     }
     pub fn high_watermark(&self) -> i64 {
-        todo!()
+        self.hw.load(Ordering::Acquire)
     }
     /// A receiver that changes whenever the high watermark moves (Fetch long polls wait on it).
     pub fn watch_high_watermark(&self) -> tokio::sync::watch::Receiver<i64> {
-        todo!()
+        self.hw_tx.subscribe()
     }
+
     /// DeleteRecords: advance the log start offset to `offset` (deleting whole segments below it).
-    pub fn delete_records_before(&self, _offset: i64) -> Result<i64, LogError> {
-        todo!()
+    /// `-1` means the high watermark. Returns the new log start offset.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        self.check_open()?;
+        let _w = lock(&self.writer);
+        let hw = self.hw.load(Ordering::Acquire);
+        let offset = if offset == -1 { hw } else { offset };
+        let log_start = self.log_start_offset();
+        if offset < 0 || offset > hw {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end: hw,
+            });
+        }
+        if offset <= log_start {
+            return Ok(log_start);
+        }
+        self.write_log_start(offset)?;
+        self.segs_mut().log_start = offset;
+        // Whole closed segments entirely below the new start go.
+        loop {
+            let victim = {
+                let s = self.segs();
+                let mut it = s.map.values();
+                match (it.next(), s.map.len()) {
+                    (Some(seg), n) if n > 1 && seg.next_offset() <= offset => Some(seg.clone()),
+                    _ => None,
+                }
+            };
+            match victim {
+                Some(seg) => {
+                    self.remove_segment(&seg)?;
+                }
+                None => break,
+            }
+        }
+        Ok(offset)
     }
+
+    /// Remove a closed segment from the map and delete its files. Caller holds the writer.
+    fn remove_segment(&self, seg: &Arc<Segment>) -> Result<u64, LogError> {
+        let size = seg.size();
+        {
+            let mut s = self.segs_mut();
+            s.map.remove(&seg.base_offset);
+            let next = s
+                .map
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or_else(|| self.leo.load(Ordering::Acquire));
+            if s.log_start < next {
+                s.log_start = next;
+            }
+        }
+        seg.delete_files(&*self.storage)?;
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|source| LogError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+        tracing::info!(topic = %self.topic, partition = self.ident.partition,
+            base = seg.base_offset, "deleted segment");
+        Ok(size)
+    }
+
     /// Apply a changed topic config (retention, segment size, ...).
-    pub fn set_config(&self, _config: TopicConfig) {
-        todo!()
+    pub fn set_config(&self, config: TopicConfig) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
+
+    /// Current topic config.
+    pub fn config(&self) -> TopicConfig {
+        self.cfg()
+    }
+
+    /// Hold back retention: segments holding offsets >= `floor` are never deleted (used by the
+    /// bridge for data not yet mirrored). `None` lifts the floor.
+    pub fn set_retention_floor(&self, floor: Option<i64>) {
+        *lock(&self.retention_floor) = floor;
+    }
+
+    /// Delete closed segments past `retention.ms` / `retention.bytes` (see [`crate::retention`]
+    /// for the clock policy). Called by the broker's maintenance thread.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+        self.check_open()?;
+        let _w = lock(&self.writer);
+        let cfg = self.cfg();
+        let floor = *lock(&self.retention_floor);
+        let mut outcome = RetentionOutcome::default();
+        loop {
+            let (victim, total) = {
+                let s = self.segs();
+                let total: u64 = s.map.values().map(|x| x.size()).sum();
+                let segs: Vec<&Arc<Segment>> = s.map.values().collect();
+                let v = retention::pick_victim(&segs, &cfg, now_ms, total, floor);
+                (v.cloned(), total)
+            };
+            let _ = total;
+            match victim {
+                Some(seg) => {
+                    outcome.freed_bytes += self.remove_segment(&seg)?;
+                    outcome.deleted_segments += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Delete the oldest closed segment (node-wide disk budget), respecting the retention floor.
+    /// Returns the bytes freed, or `None` if nothing can be deleted.
+    pub fn delete_oldest_segment(&self) -> Result<Option<u64>, LogError> {
+        self.check_open()?;
+        let _w = lock(&self.writer);
+        let floor = *lock(&self.retention_floor);
+        let victim = {
+            let s = self.segs();
+            if s.map.len() < 2 {
+                return Ok(None);
+            }
+            match s.map.values().next() {
+                Some(seg) if floor.is_none_or(|f| seg.next_offset() <= f) => seg.clone(),
+                _ => return Ok(None),
+            }
+        };
+        Ok(Some(self.remove_segment(&victim)?))
+    }
+
+    /// Wall-clock max timestamp of the oldest closed segment (for a node-wide oldest-first
+    /// choice), or `None` if there is no closed segment.
+    pub fn oldest_segment_timestamp(&self) -> Option<i64> {
+        let s = self.segs();
+        if s.map.len() < 2 {
+            return None;
+        }
+        s.map
+            .values()
+            .next()
+            .map(|seg| seg.state().max_timestamp.max(seg.created_ms))
+    }
+
     /// Total bytes on disk of this log's segments.
     pub fn size_bytes(&self) -> u64 {
-        todo!()
+        self.segs()
+            .map
+            .values()
+            .map(|s| {
+                let st = s.state();
+                st.size + st.index_file_len + st.time_file_len
+            })
+            .sum()
     }
+
     /// Flush and close; further calls return [`LogError::Closed`].
     pub fn close(&self) -> Result<(), LogError> {
-        todo!()
+        let _w = lock(&self.writer);
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let active = self.active()?;
+        active.finish()?;
+        self.flushed
+            .fetch_max(self.leo.load(Ordering::Acquire), Ordering::AcqRel);
+        let p = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        let f = self.storage.create(&p).map_err(|source| LogError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        f.sync()
+            .map_err(|source| LogError::Io { path: p, source })?;
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|source| LogError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+        lock(&self.cache).clear();
+        Ok(())
+    }
+
+    /// Delete every file of this log (topic deletion). The log is closed first.
+    pub fn delete(&self) -> Result<(), LogError> {
+        let _w = lock(&self.writer);
+        self.closed.store(true, Ordering::Release);
+        self.storage
+            .remove_dir_all(&self.dir)
+            .map_err(|source| LogError::Io {
+                path: self.dir.clone(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::batch::test_util::batch;
+    use crate::crypto::{CipherKind, MasterKey};
+    use crate::io::{OsStorage, SimStorage};
+    use crate::topic_config::CleanupPolicy;
+
+    pub(crate) fn test_config() -> TopicConfig {
+        TopicConfig {
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            cleanup_policy: CleanupPolicy::Delete,
+            max_message_bytes: 1 << 20,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            message_timestamp_type: TimestampType::CreateTime,
+            index_interval_bytes: 4096,
+            ..TopicConfig::default()
+        }
+    }
+
+    pub(crate) fn opts(storage: Arc<dyn Storage>, enc: bool) -> LogOptions {
+        LogOptions {
+            topic_id: Uuid::from_u128(0x1234),
+            topic: "t".into(),
+            partition: 0,
+            config: test_config(),
+            flush: FlushPolicy::Always,
+            encryption: if enc {
+                Encryption::On {
+                    cipher: CipherKind::Aes256Gcm,
+                    master: Arc::new(MasterKey::from_bytes([5u8; 32])),
+                }
+            } else {
+                Encryption::Off
+            },
+            storage,
+        }
+    }
+
+    fn values(rr: &ReadResult) -> Vec<(i64, Vec<u8>)> {
+        let mut buf = rr.records.clone();
+        let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf).unwrap();
+        sets.into_iter()
+            .flat_map(|s| s.records)
+            .map(|r| (r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn append_flush_read_reopen_encrypted() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("t-0");
+        let log = PartitionLog::open(dir.clone(), opts(Arc::new(OsStorage), true)).unwrap();
+        let a = log.append(&batch(&[b"one", b"two"], 1000), 3).unwrap();
+        assert_eq!((a.base_offset, a.last_offset, a.record_count), (0, 1, 2));
+        assert_eq!(
+            log.high_watermark(),
+            0,
+            "not visible before flush under Always"
+        );
+        let b = log.append(&batch(&[b"three"], 2000), 3).unwrap();
+        assert_eq!(b.base_offset, 2);
+        log.flush_to(b.last_offset).unwrap();
+        assert_eq!(log.high_watermark(), 3);
+        let rr = log.read(1, 1 << 20).unwrap();
+        assert_eq!(
+            values(&rr),
+            vec![
+                (0, b"one".to_vec()),
+                (1, b"two".to_vec()),
+                (2, b"three".to_vec())
+            ]
+        );
+        // Bypass the cache: read from disk.
+        log.set_cache_capacity(0);
+        let rr = log.read(2, 1).unwrap();
+        assert_eq!(values(&rr), vec![(2, b"three".to_vec())]);
+        let h = BatchHeader::parse(&rr.records).unwrap();
+        assert_eq!(h.partition_leader_epoch, 3);
+        assert_eq!(log.offset_for_timestamp(1001).unwrap(), Some((1, 1001)));
+        assert_eq!(log.offset_for_timestamp(1500).unwrap(), Some((2, 2000)));
+        assert_eq!(log.offset_for_timestamp(2001).unwrap(), None);
+        assert_eq!(log.max_timestamp_offset(), Some((2, 2000)));
+        assert!(matches!(
+            log.read(4, 100),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(log.read(3, 100).unwrap().records.is_empty());
+        drop(log);
+        // Unclean reopen: full recovery of the last segment, new active segment.
+        let log = PartitionLog::open(dir.clone(), opts(Arc::new(OsStorage), true)).unwrap();
+        assert_eq!(log.log_end_offset(), 3);
+        assert_eq!(log.segment_base_offsets(), vec![0, 3]);
+        let rr = log.read(0, 1 << 20).unwrap();
+        assert_eq!(values(&rr).len(), 3);
+        assert_eq!(log.offset_for_timestamp(1500).unwrap(), Some((2, 2000)));
+        let c = log.append(&batch(&[b"four"], 3000), 3).unwrap();
+        assert_eq!(c.base_offset, 3);
+        log.close().unwrap();
+        assert!(matches!(log.read(0, 10), Err(LogError::Closed)));
+        // Clean reopen: quick open of all segments.
+        let log = PartitionLog::open(dir, opts(Arc::new(OsStorage), true)).unwrap();
+        assert_eq!(log.log_end_offset(), 4);
+        log.set_cache_capacity(0);
+        assert_eq!(
+            values(&log.read(0, 1 << 20).unwrap()).len(),
+            3,
+            "one segment per read"
+        );
+        assert_eq!(
+            values(&log.read(3, 1 << 20).unwrap()),
+            vec![(3, b"four".to_vec())]
+        );
+        assert_eq!(log.max_timestamp_offset(), Some((3, 3000)));
+    }
+
+    #[test]
+    fn rejects_bad_batches_without_writing() {
+        let s = SimStorage::new();
+        let log = PartitionLog::open("/p".into(), opts(Arc::new(s), true)).unwrap();
+        let good = batch(&[b"a"], 1);
+        let mut bad = good.clone();
+        let n = bad.len();
+        bad[n - 1] ^= 0xff;
+        let mut payload = good.clone();
+        payload.extend_from_slice(&bad);
+        assert!(matches!(
+            log.append(&payload, 0),
+            Err(LogError::Batch(
+                crate::batch::BatchError::CrcMismatch { .. }
+            ))
+        ));
+        assert_eq!(log.log_end_offset(), 0);
+        let mut cfg = test_config();
+        cfg.max_message_bytes = 10;
+        log.set_config(cfg);
+        assert!(matches!(
+            log.append(&good, 0),
+            Err(LogError::Batch(crate::batch::BatchError::TooLarge { .. }))
+        ));
+    }
+
+    #[test]
+    fn log_append_time_rewrites_max_timestamp() {
+        let s = SimStorage::new();
+        let mut o = opts(Arc::new(s), true);
+        o.config.message_timestamp_type = TimestampType::LogAppendTime;
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        let info = log.append(&batch(&[b"a", b"b"], 5), 0).unwrap();
+        assert!(info.log_append_time > 0);
+        assert_eq!(info.max_timestamp, info.log_append_time);
+        log.flush().unwrap();
+        let rr = log.read(0, 100).unwrap();
+        let h = BatchHeader::parse(&rr.records).unwrap();
+        assert!(h.is_log_append_time());
+        assert_eq!(h.max_timestamp, info.log_append_time);
+        crate::batch::verify_crc(&rr.records).unwrap();
+    }
+
+    #[test]
+    fn rolls_by_size_and_reads_across_segments() {
+        let s = SimStorage::new();
+        let mut o = opts(Arc::new(s), true);
+        o.config.segment_bytes = 600;
+        o.config.index_interval_bytes = 100;
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        for i in 0..40u32 {
+            let v = format!("value-{i}");
+            log.append(&batch(&[v.as_bytes()], i as i64 * 10), 0)
+                .unwrap();
+        }
+        log.flush().unwrap();
+        assert!(log.segment_base_offsets().len() > 5);
+        log.set_cache_capacity(0);
+        let mut next = 0;
+        while next < 40 {
+            let rr = log.read(next, 150).unwrap();
+            let vals = values(&rr);
+            assert!(!vals.is_empty());
+            for (o, v) in vals {
+                assert_eq!(o, next);
+                assert_eq!(v, format!("value-{next}").into_bytes());
+                next += 1;
+            }
+        }
+        for t in [0i64, 5, 10, 155, 390] {
+            let want = (t + 9) / 10;
+            assert_eq!(
+                log.offset_for_timestamp(t).unwrap(),
+                Some((want, want * 10))
+            );
+        }
+    }
+
+    #[test]
+    fn group_commit_shares_fsyncs() {
+        let s = SimStorage::new();
+        let log =
+            Arc::new(PartitionLog::open("/p".into(), opts(Arc::new(s.clone()), true)).unwrap());
+        let before = s.sync_count();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let a = log.append(&batch(&[b"x"], 1), 0).unwrap();
+                        log.flush_to(a.last_offset).unwrap();
+                        assert!(log.high_watermark() > a.last_offset);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(log.high_watermark(), 400);
+        let syncs = s.sync_count() - before;
+        assert!(syncs <= 400, "at most one fsync per append, got {syncs}");
+    }
+
+    #[test]
+    fn interval_policy_hw_is_leo() {
+        let s = SimStorage::new();
+        let mut o = opts(Arc::new(s), false);
+        o.flush = FlushPolicy::Interval { ms: 60_000 };
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        let mut rx = log.watch_high_watermark();
+        log.append(&batch(&[b"x"], 1), 0).unwrap();
+        assert_eq!(log.high_watermark(), 1);
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(*rx.borrow_and_update(), 1);
+        assert_eq!(values(&log.read(0, 100).unwrap()), vec![(0, b"x".to_vec())]);
     }
 }

@@ -4,10 +4,16 @@
 //! - [`config`]: the node's TOML configuration and `rill config validate`,
 //! - [`kafka`]: the Kafka protocol server, one module per API,
 //! - [`mqtt`]: the MQTT 3.1.1 / 5 front end,
+//! - [`tls`]: rustls (ring) server configuration for the Kafka listener,
+//! - [`admin_http`]: `/health` and `/metrics`,
+//! - [`metrics`]: the node's Prometheus counters,
 //! - [`cli`]: the Kafka-protocol client commands for people (`rill topic|produce|consume`).
 
+pub mod admin_http;
 pub mod cli;
 pub mod config;
 pub mod kafka;
+pub mod metrics;
 pub mod mqtt;
 pub mod serve;
+pub mod tls;

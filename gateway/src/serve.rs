@@ -1,11 +1,403 @@
-//! `rill serve` (being implemented).
+//! `rill serve`: start a node (storage, Kafka listener, admin HTTP), run until SIGINT/SIGTERM, then
+//! shut down gracefully: stop accepting, let in-flight requests finish (bounded), flush, exit 0.
+//!
+//! [`Node`] is the same thing as a library value, so integration tests start nodes in-process.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rill_core::broker::{Broker, BrokerError, EncryptionSetting};
+use rill_core::log::FlushPolicy;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ConfigFileError, FileConfig, NodeSettings, Overrides};
+use crate::kafka::{self, Context};
+use crate::metrics::Metrics;
+use crate::{admin_http, tls};
+
+/// How long shutdown waits for in-flight requests before closing anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Flags of `rill serve`.
-#[derive(clap::Args, Debug)]
-pub struct ServeArgs {}
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (flags override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./rill-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka listener address; port 0 picks a free port [default: 127.0.0.1:9092].
+    #[arg(long, value_name = "ADDR")]
+    pub kafka_listen: Option<SocketAddr>,
+    /// MQTT listener address [default: 127.0.0.1:1883].
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// Admin HTTP listener address [default: 127.0.0.1:9644].
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+    /// Kafka broker id [default: 0].
+    #[arg(long, value_name = "N")]
+    pub node_id: Option<i32>,
+    /// Readable node name [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// host:port advertised to Kafka clients [default: the bound address, 0.0.0.0 as 127.0.0.1].
+    #[arg(long, value_name = "ADDR")]
+    pub advertised_kafka: Option<String>,
+    /// Master key file [default: ./rill-master.key]; the RILL_MASTER_KEY variable wins.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// Errors starting or stopping a node.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigFileError),
+    /// The storage layer failed to open or close.
+    #[error("storage: {0}")]
+    Broker(#[from] BrokerError),
+    /// A listener could not be bound.
+    #[error("cannot bind {what} listener on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS material could not be loaded.
+    #[error("Kafka TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// A background task panicked.
+    #[error("task failed: {0}")]
+    Task(String),
+}
+
+/// A running node.
+pub struct Node {
+    /// The bound Kafka address.
+    pub kafka_addr: SocketAddr,
+    /// The bound admin HTTP address.
+    pub http_addr: SocketAddr,
+    /// The node's storage.
+    pub broker: Arc<Broker>,
+    /// The node's metrics.
+    pub metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+    listeners: TaskTracker,
+}
+
+/// The address clients should use for a bound address: unspecified becomes 127.0.0.1.
+pub fn advertised_for(bound: SocketAddr) -> (String, u16) {
+    let ip = if bound.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        bound.ip()
+    };
+    (ip.to_string(), bound.port())
+}
+
+/// Kafka broker-config names of node-level topic defaults.
+fn broker_name_of_topic_key(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "retention.ms" => "log.retention.ms",
+        "retention.bytes" => "log.retention.bytes",
+        "segment.bytes" => "log.segment.bytes",
+        "segment.ms" => "log.roll.ms",
+        "cleanup.policy" => "log.cleanup.policy",
+        "max.message.bytes" => "message.max.bytes",
+        "message.timestamp.type" => "log.message.timestamp.type",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "index.interval.bytes" => "log.index.interval.bytes",
+        _ => return None,
+    })
+}
+
+/// The node's settings as DescribeConfigs(BROKER) shows them.
+fn broker_configs(
+    settings: &NodeSettings,
+    bound: SocketAddr,
+    advertised: &(String, u16),
+) -> Vec<(String, String)> {
+    let b = &settings.broker;
+    let scheme = if settings.kafka_tls.is_some() {
+        "SSL"
+    } else {
+        "PLAINTEXT"
+    };
+    let mut out = vec![
+        ("broker.id".to_string(), settings.node_id.to_string()),
+        ("node.id".to_string(), settings.node_id.to_string()),
+        ("rill.node.name".to_string(), settings.node_name.clone()),
+        ("listeners".to_string(), format!("{scheme}://{bound}")),
+        (
+            "advertised.listeners".to_string(),
+            format!("{scheme}://{}:{}", advertised.0, advertised.1),
+        ),
+        (
+            "auto.create.topics.enable".to_string(),
+            b.auto_create_topics.to_string(),
+        ),
+        (
+            "num.partitions".to_string(),
+            b.default_partitions.to_string(),
+        ),
+        ("default.replication.factor".to_string(), "1".to_string()),
+        (
+            "socket.request.max.bytes".to_string(),
+            settings.socket_request_max_bytes.to_string(),
+        ),
+        ("log.dirs".to_string(), b.data_dir.display().to_string()),
+        (
+            "rill.encryption".to_string(),
+            match b.encryption {
+                EncryptionSetting::Auto => "auto".to_string(),
+                EncryptionSetting::Cipher(c) => format!("{c:?}"),
+                EncryptionSetting::Off => "off".to_string(),
+            },
+        ),
+    ];
+    match b.flush {
+        FlushPolicy::Always => out.push(("rill.flush".to_string(), "always".to_string())),
+        FlushPolicy::Interval { ms } => {
+            out.push(("log.flush.interval.ms".to_string(), ms.to_string()))
+        }
+    }
+    if let Some(budget) = b.disk_budget_bytes {
+        out.push(("rill.disk.budget.bytes".to_string(), budget.to_string()));
+    }
+    for e in b.default_topic_config.describe(&BTreeMap::new()) {
+        if let Some(name) = broker_name_of_topic_key(&e.name) {
+            out.push((name.to_string(), e.value));
+        }
+    }
+    out
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { what, addr, source })
+}
+
+impl Node {
+    /// Open storage, bind the listeners and start serving. Logs one `listening` event with the
+    /// bound addresses.
+    pub async fn start(settings: NodeSettings) -> Result<Node, ServeError> {
+        let tls = match &settings.kafka_tls {
+            Some(files) => Some(TlsAcceptor::from(tls::server_config(files)?)),
+            None => None,
+        };
+        for (what, addr) in [
+            ("Kafka", settings.kafka_listen),
+            ("admin HTTP", settings.http_listen),
+        ] {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(
+                    listener = what,
+                    %addr,
+                    "binding a non-loopback address without authentication: anyone who can reach it can read and write"
+                );
+            }
+        }
+        let broker_config = settings.broker.clone();
+        let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config))
+            .await
+            .map_err(|e| ServeError::Task(e.to_string()))??;
+        let kafka_listener = bind("Kafka", settings.kafka_listen).await?;
+        let http_listener = bind("admin HTTP", settings.http_listen).await?;
+        let kafka_addr = kafka_listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind {
+                what: "Kafka",
+                addr: settings.kafka_listen,
+                source,
+            })?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind {
+                what: "admin HTTP",
+                addr: settings.http_listen,
+                source,
+            })?;
+        let advertised = settings
+            .advertised_kafka
+            .clone()
+            .unwrap_or_else(|| advertised_for(kafka_addr));
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
+        let ctx = Arc::new(Context {
+            broker: broker.clone(),
+            node_id: settings.node_id,
+            advertised_host: advertised.0.clone(),
+            advertised_port: advertised.1,
+            cluster_id: broker.cluster_id(),
+            socket_request_max_bytes: settings.socket_request_max_bytes,
+            broker_configs: broker_configs(&settings, kafka_addr, &advertised),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        });
+        let connections = TaskTracker::new();
+        let listeners = TaskTracker::new();
+        listeners.spawn(kafka::server::run(
+            ctx,
+            kafka_listener,
+            tls,
+            shutdown.clone(),
+            connections.clone(),
+        ));
+        let router = admin_http::router(metrics.clone());
+        let http_shutdown = shutdown.clone();
+        listeners.spawn(async move {
+            let served = axum::serve(http_listener, router)
+                .with_graceful_shutdown(http_shutdown.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin HTTP server failed");
+            }
+        });
+        tracing::info!(
+            kafka = %kafka_addr,
+            http = %http_addr,
+            node_id = settings.node_id,
+            node_name = %settings.node_name,
+            advertised = %format!("{}:{}", advertised.0, advertised.1),
+            tls = settings.kafka_tls.is_some(),
+            "listening"
+        );
+        Ok(Node {
+            kafka_addr,
+            http_addr,
+            broker,
+            metrics,
+            shutdown,
+            connections,
+            listeners,
+        })
+    }
+
+    /// Stop accepting, let in-flight requests finish (at most [`SHUTDOWN_GRACE`]), flush storage.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.shutdown.cancel();
+        self.listeners.close();
+        self.connections.close();
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            self.listeners.wait().await;
+            self.connections.wait().await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("in-flight requests did not finish in time; closing anyway");
+        }
+        let broker = self.broker.clone();
+        tokio::task::spawn_blocking(move || broker.shutdown())
+            .await
+            .map_err(|e| ServeError::Task(e.to_string()))??;
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
+
+/// Resolve settings from `--config` and the flags.
+pub fn settings_from_args(args: &ServeArgs) -> Result<NodeSettings, ConfigFileError> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let flags = Overrides {
+        data_dir: args.data_dir.clone(),
+        kafka_listen: args.kafka_listen,
+        mqtt_listen: args.mqtt_listen,
+        http_listen: args.http_listen,
+        node_id: args.node_id,
+        node_name: args.node_name.clone(),
+        advertised_kafka: args.advertised_kafka.clone(),
+        key_file: args.key_file.clone(),
+        master_key_env: std::env::var("RILL_MASTER_KEY")
+            .ok()
+            .filter(|k| !k.is_empty()),
+    };
+    NodeSettings::resolve(&file, &flags)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the node");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
 
 /// Run a node until SIGINT/SIGTERM.
-pub fn run(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    todo!()
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let settings = settings_from_args(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rill")
+        .build()?;
+    runtime.block_on(async move {
+        let node = Node::start(settings).await?;
+        termination().await;
+        tracing::info!("signal received; shutting down");
+        node.shutdown().await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_address_defaults() {
+        assert_eq!(
+            advertised_for("0.0.0.0:9092".parse().unwrap()),
+            ("127.0.0.1".to_string(), 9092)
+        );
+        assert_eq!(
+            advertised_for("[::]:1".parse().unwrap()),
+            ("127.0.0.1".to_string(), 1)
+        );
+        assert_eq!(
+            advertised_for("10.1.2.3:5".parse().unwrap()),
+            ("10.1.2.3".to_string(), 5)
+        );
+    }
 }

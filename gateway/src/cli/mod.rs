@@ -1,10 +1,263 @@
-//! Client commands (being implemented).
+//! The Kafka-protocol client commands for people, in the spirit of kcat and rpk:
+//! `rill topic create|list|describe|alter|delete|add-partitions`, `rill produce`, `rill consume`.
+//!
+//! They speak only the Kafka protocol ([`client`]), so they work against a Rill node and against
+//! any Kafka cluster. Output is a human table by default and JSON with `--json`; errors name the
+//! Kafka error code (`UNKNOWN_TOPIC_OR_PARTITION`) and exit non-zero.
+//!
+//! - [`client`]: connections, version negotiation, metadata, routing to leaders,
+//! - [`topic`]: the `topic` subcommands (admin APIs),
+//! - [`produce`]: `produce` (stdin lines to record batches),
+//! - [`consume`]: `consume` (fetch loop, start positions, exit conditions),
+//! - [`partitioner`]: murmur2 keyed and sticky partitioning, like Kafka's producer,
+//! - [`format`]: kcat-style format strings and the JSON form of records,
+//! - [`timestamp`]: parsing `--from-time`,
+//! - [`table`]: aligned human-readable tables.
+
+pub mod client;
+pub mod consume;
+pub mod format;
+pub mod partitioner;
+pub mod produce;
+pub mod table;
+pub mod timestamp;
+pub mod topic;
+
 use std::process::ExitCode;
 
-/// `rill topic|produce|consume`
-#[derive(clap::Subcommand, Debug)]
-pub enum ClientCommand {}
+/// Options shared by every client command.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Bootstrap broker address(es), HOST:PORT[,HOST:PORT...].
+    #[arg(
+        short = 'b',
+        long = "brokers",
+        env = "RILL_BROKERS",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    pub brokers: String,
+    /// Print JSON instead of human-readable tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
 
-pub fn run(_cmd: ClientCommand) -> anyhow::Result<ExitCode> {
-    todo!()
+/// `rill topic|produce|consume`: Kafka-protocol client commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Create, list, describe, alter and delete topics.
+    Topic(topic::TopicArgs),
+    /// Produce records to a topic, one per line of standard input.
+    Produce(produce::ProduceArgs),
+    /// Consume records from a topic and print them.
+    Consume(consume::ConsumeArgs),
+}
+
+/// Runs a client command to completion.
+pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cmd {
+            ClientCommand::Topic(args) => topic::run(args).await,
+            ClientCommand::Produce(args) => produce::run(args).await,
+            ClientCommand::Consume(args) => consume::run(args).await,
+        }
+    })
+}
+
+/// Parses `key=value` (used by `-c` and `-H`).
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected key=value, got {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    /// A stand-in for the binary's top-level parser, which flattens [`ClientCommand`].
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        command: ClientCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<ClientCommand, clap::Error> {
+        let mut full = vec!["rill"];
+        full.extend_from_slice(args);
+        Cli::try_parse_from(full).map(|c| c.command)
+    }
+
+    #[test]
+    fn parser_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_value() {
+        assert_eq!(parse_key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(parse_key_value("a="), Ok(("a".into(), "".into())));
+        assert!(parse_key_value("=b").is_err());
+        assert!(parse_key_value("ab").is_err());
+    }
+
+    #[test]
+    fn topic_create_args() {
+        let cmd = parse(&[
+            "topic",
+            "create",
+            "t1",
+            "-p",
+            "3",
+            "-r",
+            "1",
+            "-c",
+            "retention.ms=1000",
+            "-c",
+            "cleanup.policy=compact",
+            "-b",
+            "h:1",
+            "--json",
+        ])
+        .unwrap();
+        let ClientCommand::Topic(t) = cmd else {
+            panic!("not topic: {cmd:?}")
+        };
+        assert_eq!(t.conn.brokers, "h:1");
+        assert!(t.conn.json);
+        let topic::TopicCommand::Create(c) = t.command else {
+            panic!("not create")
+        };
+        assert_eq!(c.name, "t1");
+        assert_eq!(c.partitions, Some(3));
+        assert_eq!(c.replication, Some(1));
+        assert_eq!(
+            c.configs,
+            vec![
+                ("retention.ms".to_string(), "1000".to_string()),
+                ("cleanup.policy".to_string(), "compact".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn global_flags_before_subcommand() {
+        let cmd = parse(&["topic", "-b", "x:9", "list"]).unwrap();
+        let ClientCommand::Topic(t) = cmd else {
+            panic!()
+        };
+        assert_eq!(t.conn.brokers, "x:9");
+        assert!(matches!(t.command, topic::TopicCommand::List));
+    }
+
+    #[test]
+    fn topic_alter_and_add_partitions() {
+        let ClientCommand::Topic(t) = parse(&[
+            "topic",
+            "alter",
+            "t",
+            "-c",
+            "retention.ms=5",
+            "--delete-config",
+            "segment.bytes",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        let topic::TopicCommand::Alter(a) = t.command else {
+            panic!()
+        };
+        assert_eq!(a.configs, vec![("retention.ms".into(), "5".into())]);
+        assert_eq!(a.delete_configs, vec!["segment.bytes".to_string()]);
+        assert!(
+            parse(&["topic", "alter", "t"]).is_err(),
+            "alter needs a change"
+        );
+        let ClientCommand::Topic(t) =
+            parse(&["topic", "add-partitions", "t", "--total", "6"]).unwrap()
+        else {
+            panic!()
+        };
+        let topic::TopicCommand::AddPartitions(a) = t.command else {
+            panic!()
+        };
+        assert_eq!(a.total, 6);
+        assert!(parse(&["topic", "add-partitions", "t"]).is_err());
+    }
+
+    #[test]
+    fn produce_args() {
+        let ClientCommand::Produce(p) = parse(&[
+            "produce",
+            "t",
+            "-k",
+            ":",
+            "-H",
+            "a=1",
+            "-H",
+            "b=2",
+            "-p",
+            "2",
+            "--acks",
+            "0",
+            "--compression",
+            "zstd",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.topic, "t");
+        assert_eq!(p.key_separator.as_deref(), Some(":"));
+        assert_eq!(p.headers.len(), 2);
+        assert_eq!(p.partition, Some(2));
+        assert_eq!(p.acks, 0);
+        assert_eq!(p.compression, produce::CompressionArg::Zstd);
+        let ClientCommand::Produce(p) = parse(&["produce", "t", "--acks", "all"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.acks, -1);
+        assert_eq!(p.compression, produce::CompressionArg::None);
+        assert!(parse(&["produce", "t", "--acks", "2"]).is_err());
+        assert!(parse(&["produce", "t", "--compression", "brotli"]).is_err());
+        assert!(parse(&["produce", "t", "-H", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn consume_args() {
+        let ClientCommand::Consume(c) = parse(&[
+            "consume", "t", "-o", "-5", "-p", "1", "-c", "10", "-e", "-f", "%k %s\\n",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.offset, Some(consume::OffsetSpec::FromEnd(5)));
+        assert_eq!(c.partitions, vec![1]);
+        assert_eq!(c.count, Some(10));
+        assert!(c.exit_at_end);
+        assert_eq!(c.format.as_deref(), Some("%k %s\\n"));
+        let ClientCommand::Consume(c) = parse(&["consume", "t", "--from-beginning"]).unwrap()
+        else {
+            panic!()
+        };
+        assert!(c.from_beginning);
+        let ClientCommand::Consume(c) = parse(&["consume", "t", "--offset", "beginning"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.offset, Some(consume::OffsetSpec::Beginning));
+        let ClientCommand::Consume(c) =
+            parse(&["consume", "t", "--from-time", "2024-01-01T00:00:00Z"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.from_time, Some(1_704_067_200_000));
+        assert!(parse(&["consume", "t", "--from-beginning", "-o", "5"]).is_err());
+        assert!(parse(&["consume", "t", "--from-time", "soon"]).is_err());
+        assert!(parse(&["consume", "t", "-f", "%x"]).is_err());
+    }
 }

@@ -1,1 +1,67 @@
-//! Kafka protocol server (being implemented).
+//! The Kafka protocol server: framing, request decoding, one module per API, error mapping.
+//!
+//! A request travels [`server`] (accept, TLS) -> [`connection`] (length-prefixed frames, ordered
+//! responses, pipelining) -> [`request`] (header and body decoding with the kafka-protocol crate)
+//! -> [`dispatch`] (the table of supported APIs, shared with [`api_versions`]) -> the API's module,
+//! which talks to [`rill_core::broker::Broker`] and maps errors with [`error_codes`].
+//!
+//! To add an API: write `kafka/<api>.rs` with a `handle` function, add a row to
+//! [`dispatch::SUPPORTED_APIS`] and an arm to [`dispatch::dispatch`]; ApiVersions advertises the
+//! table, so it never claims an API that is not handled.
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod connection;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod dispatch;
+pub mod error_codes;
+pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+pub mod request;
+pub mod server;
+
+use std::sync::Arc;
+
+use kafka_protocol::protocol::StrBytes;
+use rill_core::broker::Broker;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// Everything a request handler may use; one per node, shared by every connection.
+pub struct Context {
+    /// The node's storage.
+    pub broker: Arc<Broker>,
+    /// Kafka broker id of this node.
+    pub node_id: i32,
+    /// Host advertised to clients in Metadata / DescribeCluster.
+    pub advertised_host: String,
+    /// Port advertised to clients.
+    pub advertised_port: u16,
+    /// The cluster id (fixed when the data directory was created).
+    pub cluster_id: String,
+    /// `socket.request.max.bytes`.
+    pub socket_request_max_bytes: usize,
+    /// The node's settings as DescribeConfigs shows them for the BROKER resource.
+    pub broker_configs: Vec<(String, String)>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the node shuts down (long polls return early).
+    pub shutdown: CancellationToken,
+}
+
+impl Context {
+    /// The advertised host as a protocol string.
+    pub fn host(&self) -> StrBytes {
+        StrBytes::from_string(self.advertised_host.clone())
+    }
+}

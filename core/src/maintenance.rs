@@ -1,0 +1,295 @@
+//! Background maintenance of a [`Broker`]: one `std::thread` that
+//! - flushes every log every `ms` under [`FlushPolicy::Interval`],
+//! - applies retention (time, size, retention floor) every `retention_check_interval_ms`,
+//! - enforces the node-wide disk budget by deleting the oldest closed segments across all topics.
+//!
+//! Scheduling uses the monotonic clock ([`Instant`]), so a wall-clock jump (a board without RTC
+//! syncing its time) neither stalls nor bursts the schedule; the wall clock is only handed to the
+//! log's retention, whose clock-jump policy is the log engine's (see `docs/on-disk-format.md`).
+//!
+//! The thread holds only a [`Weak`] reference to the broker and is stopped by
+//! [`Maintenance::stop`] (called from `Broker::shutdown` and on drop).
+
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::broker::Broker;
+use crate::log::{FlushPolicy, LogError, PartitionLog};
+
+/// What the maintenance thread does, and how often.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schedule {
+    /// Interval flush period, when the flush policy is `Interval`.
+    pub flush_every: Option<Duration>,
+    /// Retention and disk-budget check period.
+    pub retention_every: Duration,
+}
+
+impl Schedule {
+    /// The schedule for a flush policy and a retention check interval in milliseconds.
+    pub fn new(flush: FlushPolicy, retention_check_interval_ms: u64) -> Schedule {
+        Schedule {
+            flush_every: match flush {
+                FlushPolicy::Always => None,
+                FlushPolicy::Interval { ms } => Some(Duration::from_millis(ms.max(1))),
+            },
+            retention_every: Duration::from_millis(retention_check_interval_ms.max(1)),
+        }
+    }
+}
+
+/// Handle to the maintenance thread.
+pub(crate) struct Maintenance {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Maintenance {
+    /// Start the thread for `broker`.
+    pub fn start(broker: Weak<Broker>, schedule: Schedule) -> std::io::Result<Maintenance> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let thread_stop = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("rill-maintenance".into())
+            .spawn(move || run(broker, schedule, thread_stop))?;
+        Ok(Maintenance {
+            stop,
+            handle: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Ask the thread to stop and wait for it (unless called from the thread itself).
+    pub fn stop(&self) {
+        {
+            let (flag, cvar) = &*self.stop;
+            *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            cvar.notify_all();
+        }
+        let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            if h.thread().id() == std::thread::current().id() {
+                return; // dropped from inside the thread: it exits on its own.
+            }
+            if h.join().is_err() {
+                tracing::error!("maintenance thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Maintenance {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<bool>, Condvar)>) {
+    let start = Instant::now();
+    let mut next_flush = schedule.flush_every.map(|d| start + d);
+    let mut next_retention = start + schedule.retention_every;
+    let (flag, cvar) = &*stop;
+    loop {
+        let due = next_flush.map_or(next_retention, |f| f.min(next_retention));
+        {
+            let mut stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if *stopped {
+                    return;
+                }
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                stopped = cvar
+                    .wait_timeout(stopped, due - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+        let Some(broker) = broker.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        if let (Some(at), Some(every)) = (next_flush, schedule.flush_every) {
+            if now >= at {
+                flush_all(&broker);
+                next_flush = Some(Instant::now() + every);
+            }
+        }
+        if now >= next_retention {
+            broker.run_retention(now_ms());
+            broker.enforce_disk_budget();
+            next_retention = Instant::now() + schedule.retention_every;
+        }
+    }
+}
+
+pub(crate) fn flush_all(broker: &Broker) {
+    for (topic, partition, log) in broker.all_logs() {
+        match log.flush() {
+            Ok(()) | Err(LogError::Closed) => {}
+            Err(e) => tracing::warn!(%topic, partition, error = %e, "interval flush failed"),
+        }
+    }
+}
+
+pub(crate) fn apply_retention(broker: &Broker, now_ms: i64) {
+    for (topic, partition, log) in broker.all_logs() {
+        match log.apply_retention(now_ms) {
+            Ok(_) | Err(LogError::Closed) => {}
+            Err(e) => tracing::warn!(%topic, partition, error = %e, "retention failed"),
+        }
+    }
+}
+
+/// The retention operations of a log the disk budget needs (implemented by [`PartitionLog`];
+/// a trait so the selection policy can be tested on its own).
+pub(crate) trait BudgetTarget {
+    /// Bytes on disk.
+    fn size_bytes(&self) -> u64;
+    /// Time of the oldest closed (non-active) segment, if there is one.
+    fn oldest_closed_segment_time(&self) -> Option<i64>;
+    /// Delete the oldest closed segment; the bytes freed, or `None` if there was none.
+    fn delete_oldest_segment(&self) -> Result<Option<u64>, LogError>;
+}
+
+impl BudgetTarget for PartitionLog {
+    fn size_bytes(&self) -> u64 {
+        PartitionLog::size_bytes(self)
+    }
+    fn oldest_closed_segment_time(&self) -> Option<i64> {
+        PartitionLog::oldest_segment_timestamp(self)
+    }
+    fn delete_oldest_segment(&self) -> Result<Option<u64>, LogError> {
+        PartitionLog::delete_oldest_segment(self)
+    }
+}
+
+/// Delete oldest closed segments across `logs` (oldest segment time first) until their total
+/// size is at most `budget`, or nothing but active segments is left. Returns the bytes freed.
+pub(crate) fn enforce_disk_budget<L: BudgetTarget>(
+    logs: &[(String, i32, Arc<L>)],
+    budget: u64,
+) -> u64 {
+    let mut total: u64 = logs.iter().map(|(_, _, l)| l.size_bytes()).sum();
+    if total <= budget {
+        return 0;
+    }
+    tracing::warn!(
+        total_bytes = total,
+        budget_bytes = budget,
+        "disk budget exceeded: deleting the oldest segments across topics"
+    );
+    let mut freed_total = 0u64;
+    // Logs that failed to delete are skipped for the rest of this round.
+    let mut skip = vec![false; logs.len()];
+    while total > budget {
+        let oldest = logs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip[*i])
+            .filter_map(|(i, (_, _, l))| l.oldest_closed_segment_time().map(|t| (t, i)))
+            .min();
+        let Some((time, i)) = oldest else {
+            tracing::warn!(
+                total_bytes = total,
+                budget_bytes = budget,
+                "disk budget still exceeded, but only active segments are left"
+            );
+            break;
+        };
+        let (topic, partition, log) = &logs[i];
+        match log.delete_oldest_segment() {
+            Ok(Some(freed)) => {
+                tracing::warn!(%topic, partition, segment_time = time, freed_bytes = freed, "disk budget: deleted oldest segment");
+                freed_total += freed;
+                total = total.saturating_sub(freed);
+            }
+            Ok(None) => skip[i] = true,
+            Err(e) => {
+                tracing::warn!(%topic, partition, error = %e, "disk budget: could not delete segment");
+                skip[i] = true;
+            }
+        }
+    }
+    freed_total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log made of segments (time, bytes); the last one is active.
+    struct FakeLog(Mutex<Vec<(i64, u64)>>);
+
+    impl FakeLog {
+        fn new(segments: &[(i64, u64)]) -> Arc<FakeLog> {
+            Arc::new(FakeLog(Mutex::new(segments.to_vec())))
+        }
+        fn segments(&self) -> Vec<(i64, u64)> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl BudgetTarget for FakeLog {
+        fn size_bytes(&self) -> u64 {
+            self.0.lock().unwrap().iter().map(|s| s.1).sum()
+        }
+        fn oldest_closed_segment_time(&self) -> Option<i64> {
+            let s = self.0.lock().unwrap();
+            (s.len() > 1).then(|| s[0].0)
+        }
+        fn delete_oldest_segment(&self) -> Result<Option<u64>, LogError> {
+            let mut s = self.0.lock().unwrap();
+            if s.len() > 1 {
+                Ok(Some(s.remove(0).1))
+            } else {
+                Ok(None)
+            }
+        }
+    }
+
+    #[test]
+    fn deletes_oldest_first_across_logs_until_under_budget() {
+        let a = FakeLog::new(&[(10, 100), (30, 100), (50, 100)]);
+        let b = FakeLog::new(&[(20, 100), (40, 100), (60, 100)]);
+        let logs = vec![
+            ("a".to_string(), 0, Arc::clone(&a)),
+            ("b".to_string(), 0, Arc::clone(&b)),
+        ];
+        // 600 bytes, budget 350: delete a@10, b@20, a@30 (300 bytes).
+        let freed = enforce_disk_budget(&logs, 350);
+        assert_eq!(freed, 300);
+        assert_eq!(a.segments(), vec![(50, 100)]);
+        assert_eq!(b.segments(), vec![(40, 100), (60, 100)]);
+        // Under budget: nothing happens.
+        assert_eq!(enforce_disk_budget(&logs, 1000), 0);
+    }
+
+    #[test]
+    fn never_deletes_active_segments() {
+        let a = FakeLog::new(&[(10, 100), (20, 500)]);
+        let logs = vec![("a".to_string(), 0, Arc::clone(&a))];
+        assert_eq!(enforce_disk_budget(&logs, 10), 100);
+        assert_eq!(a.segments(), vec![(20, 500)]);
+    }
+
+    #[test]
+    fn schedule_from_policy() {
+        let s = Schedule::new(FlushPolicy::Always, 5000);
+        assert_eq!(s.flush_every, None);
+        assert_eq!(s.retention_every, Duration::from_secs(5));
+        let s = Schedule::new(FlushPolicy::Interval { ms: 0 }, 0);
+        assert_eq!(s.flush_every, Some(Duration::from_millis(1)));
+        assert_eq!(s.retention_every, Duration::from_millis(1));
+    }
+}

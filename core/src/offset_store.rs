@@ -1,0 +1,374 @@
+//! Committed offsets of consumer groups, durable in the node's redb metadata database.
+//!
+//! Every commit is one redb write transaction (durable when it returns), so an acknowledged
+//! OffsetCommit survives a crash. All offsets are also cached in memory: OffsetFetch, lag and the
+//! retention sweep never touch the disk. The protocol type of each group is kept too, so that
+//! ListGroups/DescribeGroups show it for groups that only exist through their offsets after a
+//! restart. See `docs/consumer-groups.md` for why redb and not an internal compacted topic.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+/// Offsets: (group, topic, partition) -> (offset, leader epoch, commit time ms, expire time ms or
+/// -1, metadata).
+const OFFSETS: TableDefinition<OffsetKey, OffsetValue> = TableDefinition::new("group_offsets");
+type OffsetKey = (&'static str, &'static str, i32);
+type OffsetValue = (i64, i32, u64, i64, &'static str);
+/// Group protocol types: group -> protocol type.
+const PROTOCOL_TYPES: TableDefinition<&str, &str> = TableDefinition::new("group_protocol_types");
+
+/// Access to the shared redb database (the broker's metadata store, or a bare database in tests).
+pub trait MetaDb: Send + Sync + 'static {
+    /// The database in which the offset tables live.
+    fn db(&self) -> &redb::Database;
+}
+
+impl MetaDb for redb::Database {
+    fn db(&self) -> &redb::Database {
+        self
+    }
+}
+
+impl MetaDb for crate::broker::Broker {
+    fn db(&self) -> &redb::Database {
+        self.metadata().db()
+    }
+}
+
+/// Errors of the offset store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OffsetStoreError {
+    /// The metadata database failed (I/O, corruption).
+    #[error("offset store: {0}")]
+    Storage(String),
+}
+
+fn storage(e: impl std::fmt::Display) -> OffsetStoreError {
+    OffsetStoreError::Storage(e.to_string())
+}
+
+/// One committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The next offset to consume.
+    pub offset: i64,
+    /// The leader epoch of the last consumed record, or -1.
+    pub leader_epoch: i32,
+    /// Client metadata string, returned as committed.
+    pub metadata: String,
+    /// When the commit happened (ms since the epoch).
+    pub commit_timestamp_ms: u64,
+    /// Explicit expiry from an old (v1-v4) commit's retention time, if any.
+    pub expire_timestamp_ms: Option<u64>,
+}
+
+/// (topic, partition)
+pub type TopicPartition = (String, i32);
+
+type GroupOffsets = BTreeMap<TopicPartition, CommittedOffset>;
+
+/// The committed offsets of every group.
+pub struct OffsetStore {
+    db: Arc<dyn MetaDb>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    offsets: BTreeMap<String, GroupOffsets>,
+    protocol_types: BTreeMap<String, String>,
+}
+
+impl OffsetStore {
+    /// Open (creating the tables) and load every committed offset.
+    pub fn open(db: Arc<dyn MetaDb>) -> Result<OffsetStore, OffsetStoreError> {
+        let txn = db.db().begin_write().map_err(storage)?;
+        {
+            txn.open_table(OFFSETS).map_err(storage)?;
+            txn.open_table(PROTOCOL_TYPES).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+
+        let mut cache = Cache::default();
+        let read = db.db().begin_read().map_err(storage)?;
+        let offsets = read.open_table(OFFSETS).map_err(storage)?;
+        for row in offsets.iter().map_err(storage)? {
+            let (k, v) = row.map_err(storage)?;
+            let (group, topic, partition) = k.value();
+            let (offset, leader_epoch, commit_ts, expire_ts, metadata) = v.value();
+            cache.offsets.entry(group.to_string()).or_default().insert(
+                (topic.to_string(), partition),
+                CommittedOffset {
+                    offset,
+                    leader_epoch,
+                    metadata: metadata.to_string(),
+                    commit_timestamp_ms: commit_ts,
+                    expire_timestamp_ms: u64::try_from(expire_ts).ok(),
+                },
+            );
+        }
+        let types = read.open_table(PROTOCOL_TYPES).map_err(storage)?;
+        for row in types.iter().map_err(storage)? {
+            let (k, v) = row.map_err(storage)?;
+            cache
+                .protocol_types
+                .insert(k.value().to_string(), v.value().to_string());
+        }
+        Ok(OffsetStore {
+            db,
+            cache: Mutex::new(cache),
+        })
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Store offsets of one group atomically (one durable transaction).
+    pub fn commit(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, CommittedOffset)],
+    ) -> Result<(), OffsetStoreError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        // Hold the cache lock across the write so that cache and disk agree in commit order.
+        let mut cache = self.cache();
+        let txn = self.db.db().begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(OFFSETS).map_err(storage)?;
+            for ((topic, partition), c) in offsets {
+                let expire = c
+                    .expire_timestamp_ms
+                    .and_then(|t| i64::try_from(t).ok())
+                    .unwrap_or(-1);
+                table
+                    .insert(
+                        (group, topic.as_str(), *partition),
+                        (
+                            c.offset,
+                            c.leader_epoch,
+                            c.commit_timestamp_ms,
+                            expire,
+                            c.metadata.as_str(),
+                        ),
+                    )
+                    .map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)?;
+        let entry = cache.offsets.entry(group.to_string()).or_default();
+        for (tp, c) in offsets {
+            entry.insert(tp.clone(), c.clone());
+        }
+        Ok(())
+    }
+
+    /// The committed offset of one partition.
+    pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
+        self.cache()
+            .offsets
+            .get(group)
+            .and_then(|g| g.get(&(topic.to_string(), partition)))
+            .cloned()
+    }
+
+    /// Every committed offset of a group.
+    pub fn group_offsets(&self, group: &str) -> BTreeMap<TopicPartition, CommittedOffset> {
+        self.cache().offsets.get(group).cloned().unwrap_or_default()
+    }
+
+    /// Does the group have any committed offset?
+    pub fn has_offsets(&self, group: &str) -> bool {
+        self.cache()
+            .offsets
+            .get(group)
+            .is_some_and(|g| !g.is_empty())
+    }
+
+    /// Groups that have committed offsets or a recorded protocol type.
+    pub fn groups(&self) -> Vec<String> {
+        let cache = self.cache();
+        let mut out: Vec<String> = cache.offsets.keys().cloned().collect();
+        for g in cache.protocol_types.keys() {
+            if !cache.offsets.contains_key(g) {
+                out.push(g.clone());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The recorded protocol type of a group.
+    pub fn protocol_type(&self, group: &str) -> Option<String> {
+        self.cache().protocol_types.get(group).cloned()
+    }
+
+    /// Record the protocol type of a group (written only when it changes).
+    pub fn set_protocol_type(
+        &self,
+        group: &str,
+        protocol_type: &str,
+    ) -> Result<(), OffsetStoreError> {
+        let mut cache = self.cache();
+        if cache.protocol_types.get(group).map(String::as_str) == Some(protocol_type) {
+            return Ok(());
+        }
+        let txn = self.db.db().begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(PROTOCOL_TYPES).map_err(storage)?;
+            table.insert(group, protocol_type).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        cache
+            .protocol_types
+            .insert(group.to_string(), protocol_type.to_string());
+        Ok(())
+    }
+
+    /// Delete some offsets of a group.
+    pub fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<(), OffsetStoreError> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let mut cache = self.cache();
+        let txn = self.db.db().begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(OFFSETS).map_err(storage)?;
+            for (topic, partition) in partitions {
+                table
+                    .remove((group, topic.as_str(), *partition))
+                    .map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)?;
+        if let Some(g) = cache.offsets.get_mut(group) {
+            for tp in partitions {
+                g.remove(tp);
+            }
+            if g.is_empty() {
+                cache.offsets.remove(group);
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete a group: its offsets and protocol type.
+    pub fn delete_group(&self, group: &str) -> Result<(), OffsetStoreError> {
+        let mut cache = self.cache();
+        let keys: Vec<TopicPartition> = cache
+            .offsets
+            .get(group)
+            .map(|g| g.keys().cloned().collect())
+            .unwrap_or_default();
+        let txn = self.db.db().begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(OFFSETS).map_err(storage)?;
+            for (topic, partition) in &keys {
+                table
+                    .remove((group, topic.as_str(), *partition))
+                    .map_err(storage)?;
+            }
+            let mut types = txn.open_table(PROTOCOL_TYPES).map_err(storage)?;
+            types.remove(group).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)?;
+        cache.offsets.remove(group);
+        cache.protocol_types.remove(group);
+        Ok(())
+    }
+
+    /// Delete the offsets of a deleted topic from every group (Kafka does this on topic
+    /// deletion, so a re-created topic does not inherit stale positions).
+    pub fn delete_topic(&self, topic: &str) -> Result<(), OffsetStoreError> {
+        let mut cache = self.cache();
+        let mut doomed: Vec<(String, TopicPartition)> = Vec::new();
+        for (group, offsets) in &cache.offsets {
+            for tp in offsets.keys().filter(|(t, _)| t == topic) {
+                doomed.push((group.clone(), tp.clone()));
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.db().begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(OFFSETS).map_err(storage)?;
+            for (group, (t, p)) in &doomed {
+                table
+                    .remove((group.as_str(), t.as_str(), *p))
+                    .map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)?;
+        for (group, tp) in doomed {
+            if let Some(g) = cache.offsets.get_mut(&group) {
+                g.remove(&tp);
+                if g.is_empty() {
+                    cache.offsets.remove(&group);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(path: &std::path::Path) -> OffsetStore {
+        let db = redb::Database::create(path).unwrap();
+        OffsetStore::open(Arc::new(db)).unwrap()
+    }
+
+    fn off(offset: i64, md: &str) -> CommittedOffset {
+        CommittedOffset {
+            offset,
+            leader_epoch: 3,
+            metadata: md.into(),
+            commit_timestamp_ms: 1000,
+            expire_timestamp_ms: None,
+        }
+    }
+
+    #[test]
+    fn offsets_survive_reopen_and_deletes_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        {
+            let s = open(&path);
+            s.commit(
+                "g1",
+                &[
+                    (("t".into(), 0), off(5, "m0")),
+                    (("t".into(), 1), off(7, "")),
+                ],
+            )
+            .unwrap();
+            s.commit("g2", &[(("u".into(), 0), off(9, "x"))]).unwrap();
+            s.commit("g1", &[(("t".into(), 0), off(6, "m1"))]).unwrap();
+            s.set_protocol_type("g1", "consumer").unwrap();
+            s.delete_offsets("g1", &[("t".into(), 1)]).unwrap();
+        }
+        let s = open(&path);
+        assert_eq!(s.get("g1", "t", 0), Some(off(6, "m1")));
+        assert_eq!(s.get("g1", "t", 1), None);
+        assert_eq!(s.get("g2", "u", 0), Some(off(9, "x")));
+        assert_eq!(s.protocol_type("g1").as_deref(), Some("consumer"));
+        assert_eq!(s.groups(), vec!["g1".to_string(), "g2".to_string()]);
+        s.delete_group("g1").unwrap();
+        s.delete_topic("u").unwrap();
+        drop(s);
+        let s = open(&path);
+        assert!(s.groups().is_empty());
+        assert!(!s.has_offsets("g2"));
+    }
+}

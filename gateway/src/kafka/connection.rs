@@ -1,0 +1,168 @@
+//! One client connection: 4-byte length-prefixed frames, requests handled in order, deferred
+//! responses (flush waits, long polls) pipelined and written back in request order.
+//!
+//! A frame over `socket.request.max.bytes`, a malformed request, an unknown API key or an
+//! unsupported version closes this connection only, with a log line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::{self, BoxFuture};
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, SinkExt, StreamExt};
+use kafka_protocol::messages::ApiKey;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+
+use super::dispatch::{self, Reply};
+use super::request::{self, Decoded};
+use super::{api_versions, Context};
+
+/// Requests whose responses may be outstanding at once on one connection (Kafka clients pipeline
+/// up to 5 by default); reading pauses beyond this.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// An encoded response frame, or nothing (acks=0), or a failure to encode (closes).
+type Outgoing = BoxFuture<'static, Option<Result<Bytes, String>>>;
+
+fn codec(max_frame: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(max_frame)
+        .new_codec()
+}
+
+/// Serve one connection until the client closes it, it misbehaves, or `shutdown` fires (then
+/// in-flight requests finish and their responses are written first).
+pub async fn serve<S>(ctx: Arc<Context>, stream: S, peer: SocketAddr, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    ctx.metrics.connection_opened();
+    let (r, w) = tokio::io::split(stream);
+    let mut reader = FramedRead::new(r, codec(ctx.socket_request_max_bytes));
+    let mut writer = FramedWrite::new(w, codec(usize::MAX >> 1));
+    let mut pending: FuturesOrdered<Outgoing> = FuturesOrdered::new();
+    let mut reading = true;
+    loop {
+        if !reading && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some(out) = pending.next(), if !pending.is_empty() => {
+                match out {
+                    None => {}
+                    Some(Ok(frame)) => {
+                        if let Err(e) = writer.send(frame).await {
+                            tracing::debug!(%peer, error = %e, "write failed; closing");
+                            break;
+                        }
+                    }
+                    Some(Err(reason)) => {
+                        tracing::error!(%peer, %reason, "cannot encode response; closing connection");
+                        break;
+                    }
+                }
+            }
+            _ = shutdown.cancelled(), if reading => {
+                reading = false;
+            }
+            frame = reader.next(), if reading && pending.len() < MAX_IN_FLIGHT => {
+                match frame {
+                    None => reading = false,
+                    Some(Err(e)) => {
+                        ctx.metrics.protocol_error();
+                        tracing::warn!(%peer, error = %e, "closing Kafka connection: bad frame");
+                        break;
+                    }
+                    Some(Ok(frame)) => match handle_frame(&ctx, frame.freeze(), peer).await {
+                        Ok(Some(out)) => pending.push_back(out),
+                        Ok(None) => {}
+                        Err(reason) => {
+                            ctx.metrics.protocol_error();
+                            tracing::warn!(%peer, %reason, "closing Kafka connection");
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+    }
+    ctx.metrics.connection_closed();
+    tracing::debug!(%peer, "connection closed");
+}
+
+/// Decode and dispatch one frame. `Ok(None)`: no response (acks=0). `Err`: close the connection.
+async fn handle_frame(
+    ctx: &Arc<Context>,
+    frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Option<Outgoing>, String> {
+    match request::decode_request(frame) {
+        Err(e) => Err(e.to_string()),
+        Ok(Decoded::UnsupportedApiVersions {
+            correlation_id,
+            version,
+        }) => {
+            tracing::debug!(%peer, version, "ApiVersions version too new; answering in v0");
+            let frame =
+                api_versions::unsupported_version_frame(correlation_id).map_err(|e| e.to_string());
+            Ok(Some(future::ready(Some(frame)).boxed()))
+        }
+        Ok(Decoded::Request(req)) => {
+            let api = req.api_key;
+            let version = req.header.request_api_version;
+            let correlation_id = req.header.correlation_id;
+            ctx.metrics.request(api_name(api));
+            tracing::trace!(%peer, ?api, version, correlation_id, "request");
+            let encode = move |body| {
+                request::encode_response(api, version, correlation_id, &body)
+                    .map_err(|e| format!("{api:?} v{version}: {e:#}"))
+            };
+            match dispatch::dispatch(ctx, &req.header, req.body).await {
+                Reply::Now(body) => Ok(Some(future::ready(Some(encode(body))).boxed())),
+                Reply::Later(fut) => Ok(Some(fut.map(move |body| Some(encode(body))).boxed())),
+                Reply::Nothing => Ok(None),
+                Reply::Close(reason) => Err(reason),
+            }
+        }
+    }
+}
+
+/// A stable name of an API for metrics.
+pub fn api_name(api: ApiKey) -> &'static str {
+    match api {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        _ => "Other",
+    }
+}

@@ -1,0 +1,72 @@
+//! DeleteTopics (key 20): by name, or by topic id (v6+).
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::{error_codes, Context};
+
+/// Answer DeleteTopics.
+pub async fn handle(ctx: &Arc<Context>, version: i16, req: DeleteTopicsRequest) -> ResponseKind {
+    // v0-5 carry names in `topic_names`; v6+ carry `topics` with a name or an id.
+    let wanted: Vec<(Option<String>, Uuid)> = if version >= 6 {
+        req.topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        req.topic_names
+            .iter()
+            .map(|n| (Some(n.0.to_string()), Uuid::nil()))
+            .collect()
+    };
+    let mut responses = Vec::with_capacity(wanted.len());
+    for (name, id) in wanted {
+        let meta = match &name {
+            Some(n) => ctx.broker.topic(n),
+            None => ctx.broker.topic_by_id(id),
+        };
+        let result = DeletableTopicResult::default()
+            .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
+            .with_topic_id(id);
+        let Some(meta) = meta else {
+            let code = if name.is_some() {
+                ResponseError::UnknownTopicOrPartition.code()
+            } else {
+                ResponseError::UnknownTopicId.code()
+            };
+            responses.push(
+                result
+                    .with_error_code(code)
+                    .with_error_message(error_codes::message("topic does not exist")),
+            );
+            continue;
+        };
+        let broker = ctx.broker.clone();
+        let topic = meta.name.clone();
+        let outcome = tokio::task::spawn_blocking(move || broker.delete_topic(&topic)).await;
+        let result = result
+            .with_name(Some(TopicName(StrBytes::from_string(meta.name.clone()))))
+            .with_topic_id(meta.id);
+        responses.push(match outcome {
+            Ok(Ok(())) => {
+                tracing::info!(topic = %meta.name, "deleted topic");
+                result
+            }
+            Ok(Err(e)) => {
+                let (code, msg) = error_codes::broker_error(&e);
+                result.with_error_code(code).with_error_message(msg)
+            }
+            Err(join) => result
+                .with_error_code(ResponseError::UnknownServerError.code())
+                .with_error_message(error_codes::message(join.to_string())),
+        });
+    }
+    ResponseKind::DeleteTopics(DeleteTopicsResponse::default().with_responses(responses))
+}

@@ -1,0 +1,111 @@
+//! Mapping of core errors ([`BrokerError`], [`LogError`], [`ConfigError`]) to Kafka error codes.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::protocol::StrBytes;
+use rill_core::batch::BatchError;
+use rill_core::broker::BrokerError;
+use rill_core::log::LogError;
+use rill_core::topic_config::ConfigError;
+
+/// No error.
+pub const NONE: i16 = 0;
+
+/// Kafka error code of a log error.
+pub fn log_error_code(err: &LogError) -> i16 {
+    match err {
+        LogError::Batch(b) => batch_error_code(b),
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+        // Corrupt stored data is reported like Kafka reports a storage problem: the client may retry
+        // on another replica; here there is none, but the message explains.
+        LogError::Corrupt { .. } => ResponseError::KafkaStorageError.code(),
+        LogError::Crypto(_) => ResponseError::KafkaStorageError.code(),
+        LogError::Io { .. } => ResponseError::KafkaStorageError.code(),
+        LogError::Closed => ResponseError::NotLeaderOrFollower.code(),
+    }
+}
+
+/// Kafka error code of an invalid batch.
+pub fn batch_error_code(err: &BatchError) -> i16 {
+    match err {
+        BatchError::Malformed(_) => ResponseError::CorruptMessage.code(),
+    }
+}
+
+/// Kafka error code of a broker error.
+pub fn broker_error_code(err: &BrokerError) -> i16 {
+    match err {
+        BrokerError::UnknownTopicOrPartition { .. } => {
+            ResponseError::UnknownTopicOrPartition.code()
+        }
+        BrokerError::UnknownTopicId(_) => ResponseError::UnknownTopicId.code(),
+        BrokerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists.code(),
+        BrokerError::InvalidTopic { .. } => ResponseError::InvalidTopicException.code(),
+        BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
+        BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor.code(),
+        BrokerError::Config(c) => config_error_code(c),
+        BrokerError::Log(l) => log_error_code(l),
+        BrokerError::WrongMasterKey { .. }
+        | BrokerError::Key(_)
+        | BrokerError::Metadata(_)
+        | BrokerError::Io { .. } => ResponseError::KafkaStorageError.code(),
+    }
+}
+
+/// Kafka error code of a config error.
+pub fn config_error_code(_err: &ConfigError) -> i16 {
+    ResponseError::InvalidConfig.code()
+}
+
+/// `(code, message)` for a broker error, as responses with an error message want it.
+pub fn broker_error(err: &BrokerError) -> (i16, Option<StrBytes>) {
+    (
+        broker_error_code(err),
+        Some(StrBytes::from_string(err.to_string())),
+    )
+}
+
+/// A protocol string from a message.
+pub fn message(msg: impl Into<String>) -> Option<StrBytes> {
+    Some(StrBytes::from_string(msg.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_kafka() {
+        assert_eq!(
+            broker_error_code(&BrokerError::UnknownTopicOrPartition {
+                topic: "t".into(),
+                partition: 0
+            }),
+            3
+        );
+        assert_eq!(
+            broker_error_code(&BrokerError::TopicAlreadyExists("t".into())),
+            36
+        );
+        assert_eq!(broker_error_code(&BrokerError::InvalidPartitions(0)), 37);
+        assert_eq!(
+            broker_error_code(&BrokerError::InvalidReplicationFactor(3)),
+            38
+        );
+        assert_eq!(
+            log_error_code(&LogError::OffsetOutOfRange {
+                offset: 9,
+                log_start: 0,
+                log_end: 1
+            }),
+            1
+        );
+        assert_eq!(
+            log_error_code(&LogError::Batch(BatchError::Malformed("crc".into()))),
+            2
+        );
+        assert_eq!(
+            broker_error_code(&BrokerError::Config(ConfigError::UnknownKey("x".into()))),
+            40
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! Fetch (key 1, v4+): whole batches from each requested partition, bounded by `max_bytes` and
+//! `partition_max_bytes`; a long poll waits on the partitions' high watermarks until `min_bytes`
+//! are available or `max_wait_ms` passes. Sessionless: the response's session id is always 0, so
+//! clients send full requests (KIP-227 allows this). Last stable offset = high watermark.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::select_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rill_core::log::{LogError, PartitionLog};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::dispatch::Reply;
+use super::{error_codes, Context};
+
+/// One requested partition, resolved once per request.
+struct PartitionPlan {
+    index: i32,
+    fetch_offset: i64,
+    max_bytes: usize,
+    log: Result<Arc<PartitionLog>, i16>,
+}
+
+/// One requested topic.
+struct TopicPlan {
+    /// Name to echo (pre-v13) and to look up.
+    name: StrBytes,
+    /// Id to echo (v13+).
+    id: Uuid,
+    partitions: Vec<PartitionPlan>,
+}
+
+/// The resolved request.
+struct Plan {
+    topics: Vec<TopicPlan>,
+    max_bytes: usize,
+}
+
+/// Count records in whole v2 batches (the 4-byte record count at offset 57 of each header).
+pub fn count_records(mut records: &[u8]) -> u64 {
+    let mut n = 0u64;
+    while records.len() >= 61 {
+        let len = i32::from_be_bytes([records[8], records[9], records[10], records[11]]);
+        let size = 12usize.saturating_add(len.max(0) as usize);
+        n += u64::from(u32::from_be_bytes([
+            records[57],
+            records[58],
+            records[59],
+            records[60],
+        ]));
+        if size > records.len() || size < 61 {
+            break;
+        }
+        records = &records[size..];
+    }
+    n
+}
+
+fn resolve(ctx: &Context, version: i16, req: &FetchRequest) -> Plan {
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let meta = if version >= 13 {
+                ctx.broker.topic_by_id(t.topic_id)
+            } else {
+                ctx.broker.topic(&t.topic)
+            };
+            let missing = if version >= 13 {
+                ResponseError::UnknownTopicId.code()
+            } else {
+                ResponseError::UnknownTopicOrPartition.code()
+            };
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| PartitionPlan {
+                    index: p.partition,
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                    log: match &meta {
+                        Some(m) => ctx
+                            .broker
+                            .partition(&m.name, p.partition)
+                            .map_err(|e| error_codes::broker_error_code(&e)),
+                        None => Err(missing),
+                    },
+                })
+                .collect();
+            TopicPlan {
+                name: meta
+                    .as_ref()
+                    .map(|m| StrBytes::from_string(m.name.clone()))
+                    .unwrap_or_else(|| t.topic.0.clone()),
+                id: t.topic_id,
+                partitions,
+            }
+        })
+        .collect();
+    Plan {
+        topics,
+        max_bytes: req.max_bytes.max(1) as usize,
+    }
+}
+
+/// What one pass over the partitions found.
+struct Gathered {
+    topics: Vec<FetchableTopicResponse>,
+    bytes: usize,
+    records: u64,
+    errors: bool,
+}
+
+fn gather(plan: &Plan) -> Gathered {
+    let mut remaining = plan.max_bytes;
+    let mut bytes = 0usize;
+    let mut records = 0u64;
+    let mut errors = false;
+    let mut topics = Vec::with_capacity(plan.topics.len());
+    for t in &plan.topics {
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let mut data = PartitionData::default()
+                .with_partition_index(p.index)
+                .with_records(Some(Bytes::new()));
+            match &p.log {
+                Err(code) => {
+                    errors = true;
+                    data = data
+                        .with_error_code(*code)
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1);
+                }
+                Ok(log) => {
+                    let limit = p.max_bytes.min(remaining);
+                    if limit == 0 && bytes > 0 {
+                        let hw = log.high_watermark();
+                        data = data
+                            .with_high_watermark(hw)
+                            .with_last_stable_offset(hw)
+                            .with_log_start_offset(log.log_start_offset());
+                    } else {
+                        match log.read(p.fetch_offset, limit.max(1)) {
+                            Ok(r) => {
+                                remaining = remaining.saturating_sub(r.records.len());
+                                bytes += r.records.len();
+                                records += count_records(&r.records);
+                                data = data
+                                    .with_high_watermark(r.high_watermark)
+                                    .with_last_stable_offset(r.last_stable_offset)
+                                    .with_log_start_offset(r.log_start_offset)
+                                    .with_records(Some(r.records));
+                            }
+                            Err(e) => {
+                                errors = true;
+                                if !matches!(e, LogError::OffsetOutOfRange { .. }) {
+                                    tracing::warn!(partition = p.index, error = %e, "fetch read failed");
+                                }
+                                data = data
+                                    .with_error_code(error_codes::log_error_code(&e))
+                                    .with_high_watermark(log.high_watermark())
+                                    .with_last_stable_offset(log.high_watermark())
+                                    .with_log_start_offset(log.log_start_offset());
+                            }
+                        }
+                    }
+                }
+            }
+            parts.push(data);
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(t.name.clone()))
+                .with_topic_id(t.id)
+                .with_partitions(parts),
+        );
+    }
+    Gathered {
+        topics,
+        bytes,
+        records,
+        errors,
+    }
+}
+
+/// Handle Fetch; the whole answer is deferred (it may long-poll).
+pub fn handle(ctx: &Arc<Context>, version: i16, req: FetchRequest) -> Reply {
+    let ctx = ctx.clone();
+    if req.session_id != 0 {
+        // This node never hands out session ids, so an incremental fetch cannot refer to one.
+        let resp = FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+            .with_session_id(0);
+        return Reply::Now(ResponseKind::Fetch(resp));
+    }
+    Reply::Later(Box::pin(async move {
+        let plan = Arc::new(resolve(&ctx, version, &req));
+        let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+        let min_bytes = req.min_bytes.max(0) as usize;
+        let mut watches: Vec<watch::Receiver<i64>> = plan
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.log.as_ref().ok().map(|l| l.watch_high_watermark()))
+            .collect();
+        loop {
+            for w in &mut watches {
+                w.borrow_and_update();
+            }
+            let p = plan.clone();
+            let gathered = match tokio::task::spawn_blocking(move || gather(&p)).await {
+                Ok(g) => g,
+                Err(join) => {
+                    tracing::error!(error = %join, "fetch task failed");
+                    return ResponseKind::Fetch(
+                        FetchResponse::default()
+                            .with_error_code(ResponseError::UnknownServerError.code()),
+                    );
+                }
+            };
+            let done = gathered.bytes >= min_bytes.max(1)
+                || gathered.errors
+                || min_bytes == 0
+                || Instant::now() >= deadline
+                || ctx.shutdown.is_cancelled();
+            if done {
+                ctx.metrics.fetched(gathered.bytes as u64, gathered.records);
+                return ResponseKind::Fetch(
+                    FetchResponse::default()
+                        .with_session_id(0)
+                        .with_responses(gathered.topics),
+                );
+            }
+            let mut closed = false;
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = ctx.shutdown.cancelled() => {}
+                res = async {
+                    if watches.is_empty() {
+                        std::future::pending::<Result<(), watch::error::RecvError>>().await
+                    } else {
+                        select_all(watches.iter_mut().map(|w| Box::pin(w.changed()))).await.0
+                    }
+                } => { closed = res.is_err(); }
+            }
+            if closed {
+                // A log went away (topic deleted): answer now; the next read reports it.
+                watches.retain(|w| w.has_changed().is_ok());
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_records_in_batches() {
+        let mut one = vec![0u8; 70];
+        one[8..12].copy_from_slice(&58i32.to_be_bytes());
+        one[57..61].copy_from_slice(&3u32.to_be_bytes());
+        let mut two = one.clone();
+        two.extend_from_slice(&one);
+        assert_eq!(count_records(&one), 3);
+        assert_eq!(count_records(&two), 6);
+        assert_eq!(count_records(&one[..30]), 0);
+    }
+}

@@ -1,0 +1,75 @@
+//! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3), earliest local (-4, same as
+//! earliest: there is no remote tier), and the first offset at or after a timestamp.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
+use rill_core::log::PartitionLog;
+
+use super::{error_codes, Context};
+
+/// Latest offset.
+pub const LATEST: i64 = -1;
+/// Earliest offset.
+pub const EARLIEST: i64 = -2;
+/// Offset of the record with the largest timestamp (KIP-734).
+pub const MAX_TIMESTAMP: i64 = -3;
+/// Earliest offset on local storage (KIP-405).
+pub const EARLIEST_LOCAL: i64 = -4;
+
+/// `(offset, timestamp)` for one query, or a Kafka error code.
+pub fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), i16> {
+    match timestamp {
+        LATEST => Ok((log.high_watermark(), -1)),
+        EARLIEST | EARLIEST_LOCAL => Ok((log.log_start_offset(), -1)),
+        MAX_TIMESTAMP => Ok(log.max_timestamp_offset().unwrap_or((-1, -1))),
+        t if t >= 0 => match log.offset_for_timestamp(t) {
+            Ok(found) => Ok(found.unwrap_or((-1, -1))),
+            Err(e) => Err(error_codes::log_error_code(&e)),
+        },
+        _ => Err(ResponseError::InvalidRequest.code()),
+    }
+}
+
+/// Answer ListOffsets.
+pub fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest) -> ResponseKind {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let resp = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let result = ctx
+                        .broker
+                        .partition(&t.name, p.partition_index)
+                        .map_err(|e| error_codes::broker_error_code(&e))
+                        .and_then(|log| lookup(&log, p.timestamp));
+                    match result {
+                        Ok((offset, timestamp)) => {
+                            let resp = resp.with_offset(offset).with_timestamp(timestamp);
+                            if version >= 4 {
+                                resp.with_leader_epoch(0)
+                            } else {
+                                resp
+                            }
+                        }
+                        Err(code) => resp
+                            .with_error_code(code)
+                            .with_offset(-1)
+                            .with_timestamp(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ResponseKind::ListOffsets(ListOffsetsResponse::default().with_topics(topics))
+}

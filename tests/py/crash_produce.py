@@ -1,0 +1,52 @@
+"""Produce records with acks=all (confluent-kafka) and write every acknowledged record to a JSON
+file, so a test can SIGKILL the node right after and check that all of them survive."""
+
+import base64
+import json
+import time
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from rilltest import check, parser, run
+
+
+def main():
+    p = parser(__doc__)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--count", type=int, default=2000)
+    p.add_argument("--marker", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--compression", default="none")
+    args = p.parse_args()
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    admin.create_topics([NewTopic(args.topic, num_partitions=3, replication_factor=1)])[args.topic].result(15)
+    producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all", "linger.ms": 2,
+                         "compression.type": args.compression, "enable.idempotence": False})
+    acked = []
+    failed = []
+
+    def on_delivery(err, msg):
+        if err is not None:
+            failed.append(str(err))
+        else:
+            acked.append({"partition": msg.partition(), "offset": msg.offset(),
+                          "key": base64.b64encode(msg.key()).decode(),
+                          "value": base64.b64encode(msg.value()).decode(),
+                          "headers": [[k, base64.b64encode(v).decode()] for k, v in (msg.headers() or [])]})
+
+    now = int(time.time() * 1000)
+    for i in range(args.count):
+        producer.produce(args.topic, key=f"{args.marker}-k{i}".encode(),
+                         value=f"{args.marker}-payload-{i}-".encode() * 3,
+                         headers=[("h", f"{args.marker}-h{i}".encode())], timestamp=now)
+        producer.poll(0)
+    check(producer.flush(60) == 0, "records left in the producer queue after flush")
+    check(not failed, f"{len(failed)} deliveries failed, first: {failed[:1]}")
+    with open(args.out, "w") as f:
+        json.dump(acked, f)
+    print(f"acked {len(acked)}", flush=True)
+
+
+if __name__ == "__main__":
+    run(main)
