@@ -28,6 +28,15 @@
 //!
 //! [topic_defaults]            # Kafka topic config names
 //! "retention.ms" = 604800000
+//!
+//! [mqtt]                      # see docs/mqtt.md
+//! max_packet_size = 1048576
+//! [[mqtt.rules]]
+//! pattern = "devices/{device}/telemetry"
+//! topic = "telemetry"
+//! key = "device"
+//! [mqtt.auth]
+//! enabled = false
 //! ```
 //!
 //! Command-line flags override the file; [`NodeSettings::resolve`] merges both.
@@ -123,6 +132,9 @@ pub struct FileConfig {
     /// `[topic_defaults]`: node-wide topic config defaults, Kafka names.
     #[serde(default)]
     pub topic_defaults: BTreeMap<String, toml::Value>,
+    /// `[mqtt]`: the MQTT front end (mapping rules, auth, TLS, limits).
+    #[serde(default)]
+    pub mqtt: crate::mqtt::MqttConfig,
 }
 
 /// `[node]`
@@ -376,6 +388,8 @@ pub struct NodeSettings {
     pub socket_request_max_bytes: usize,
     /// Everything the storage layer needs.
     pub broker: BrokerConfig,
+    /// The MQTT front end.
+    pub mqtt: crate::mqtt::MqttConfig,
 }
 
 impl NodeSettings {
@@ -426,6 +440,8 @@ impl NodeSettings {
             .or_else(|| file.listeners.advertised_kafka.clone())
             .map(|s| parse_host_port(&s).map_err(|r| invalid("advertised_kafka", r)))
             .transpose()?;
+        crate::mqtt::mapping::Mapping::new(&file.mqtt.rules)
+            .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
         let node_id = flags.node_id.or(file.node.id).unwrap_or(0);
         if node_id < 0 {
             return Err(invalid("node_id", format!("{node_id} is negative")));
@@ -464,7 +480,9 @@ impl NodeSettings {
                 auto_create_topics: file.kafka.auto_create_topics.unwrap_or(true),
                 default_partitions: file.kafka.num_partitions.unwrap_or(1),
                 disk_budget_bytes: file.storage.disk_budget_bytes,
+                retention_check_interval_ms: rill_core::broker::DEFAULT_RETENTION_CHECK_INTERVAL_MS,
             },
+            mqtt: file.mqtt.clone(),
         })
     }
 }

@@ -27,7 +27,11 @@ pub fn log_error_code(err: &LogError) -> i16 {
 /// Kafka error code of an invalid batch.
 pub fn batch_error_code(err: &BatchError) -> i16 {
     match err {
-        BatchError::Malformed(_) => ResponseError::CorruptMessage.code(),
+        BatchError::Malformed(_)
+        | BatchError::UnsupportedMagic(_)
+        | BatchError::CrcMismatch { .. } => ResponseError::CorruptMessage.code(),
+        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge.code(),
+        BatchError::Empty => ResponseError::InvalidRequest.code(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `[mqtt]` section of the node configuration.
+//! The `[mqtt]` section of the node configuration (the plain listener address is
+//! `[listeners] mqtt` / `--mqtt-listen`).
 
 use std::path::PathBuf;
 
@@ -6,9 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::AuthConfig;
 use super::mapping::RuleConfig;
-
-/// Default MQTT listen address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
 
 /// TLS listener settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,8 +28,6 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttConfig {
-    /// Plain TCP listen address (`--mqtt-listen` overrides it).
-    pub listen: String,
     /// Mapping rules (`[[mqtt.rules]]`), tried in order before the fallback rule.
     pub rules: Vec<RuleConfig>,
     /// Device authentication and ACLs.
@@ -56,7 +52,6 @@ pub struct MqttConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
-            listen: DEFAULT_LISTEN.to_string(),
             rules: Vec::new(),
             auth: AuthConfig::default(),
             tls: None,
@@ -78,7 +73,6 @@ mod tests {
     fn parses_toml() {
         let cfg: MqttConfig = toml::from_str(
             r#"
-            listen = "0.0.0.0:1883"
             [[rules]]
             pattern = "devices/{device}/telemetry"
             topic = "telemetry"

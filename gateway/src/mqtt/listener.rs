@@ -8,6 +8,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use super::config::TlsConfig;
 use super::{connection, MqttError, MqttServer};
@@ -29,10 +30,18 @@ pub fn warn_if_open(server: &MqttServer, addr: SocketAddr) {
     }
 }
 
-/// Serves plain TCP connections until the task is aborted.
-pub async fn serve_tcp(server: Arc<MqttServer>, listener: TcpListener) {
+/// Serves plain TCP connections until `shutdown` is cancelled.
+pub async fn serve_tcp(
+    server: Arc<MqttServer>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) {
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return,
+        };
+        match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(connection::handle(server.clone(), stream, peer, None));
@@ -105,10 +114,19 @@ fn common_name(der: &[u8]) -> Option<String> {
     found
 }
 
-/// Serves TLS connections until the task is aborted.
-pub async fn serve_tls(server: Arc<MqttServer>, listener: TcpListener, acceptor: TlsAcceptor) {
+/// Serves TLS connections until `shutdown` is cancelled.
+pub async fn serve_tls(
+    server: Arc<MqttServer>,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shutdown: CancellationToken,
+) {
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "MQTT TLS accept failed");
@@ -149,6 +167,7 @@ pub async fn serve_tls(server: Arc<MqttServer>, listener: TcpListener, acceptor:
 pub async fn start(
     server: Arc<MqttServer>,
     listen: &str,
+    shutdown: CancellationToken,
 ) -> Result<(SocketAddr, Vec<tokio::task::JoinHandle<()>>), MqttError> {
     let listener = bind(listen).await?;
     let addr = listener.local_addr().map_err(|source| MqttError::Bind {
@@ -156,7 +175,11 @@ pub async fn start(
         source,
     })?;
     warn_if_open(&server, addr);
-    let mut tasks = vec![tokio::spawn(serve_tcp(server.clone(), listener))];
+    let mut tasks = vec![tokio::spawn(serve_tcp(
+        server.clone(),
+        listener,
+        shutdown.clone(),
+    ))];
     if let Some(tls) = server.config().tls.clone() {
         let acceptor = tls_acceptor(&tls)?;
         let l = bind(&tls.listen).await?;
@@ -164,7 +187,7 @@ pub async fn start(
             tracing::info!(addr = %a, "MQTT TLS listener");
             warn_if_open(&server, a);
         }
-        tasks.push(tokio::spawn(serve_tls(server, l, acceptor)));
+        tasks.push(tokio::spawn(serve_tls(server, l, acceptor, shutdown)));
     }
     Ok((addr, tasks))
 }
