@@ -72,3 +72,10 @@ fn mqtt_qos_0_1_2_publishes_land_in_mapped_topics() {
     let node = start(&cfg);
     py(&node, "mqtt_ingest.py", &[]);
 }
+
+#[test]
+fn mqtt_subscriptions_retained_kafka_downlink_and_shared() {
+    let cfg = config(RULES);
+    let node = start(&cfg);
+    py(&node, "mqtt_subscribe.py", &[]);
+}
