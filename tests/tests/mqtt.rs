@@ -79,3 +79,43 @@ fn mqtt_subscriptions_retained_kafka_downlink_and_shared() {
     let node = start(&cfg);
     py(&node, "mqtt_subscribe.py", &[]);
 }
+
+#[test]
+fn mqtt_will_messages_and_keepalive() {
+    let cfg = config(RULES);
+    let node = start(&cfg);
+    py(&node, "mqtt_will.py", &[]);
+}
+
+fn session_roundtrip(v5: bool) {
+    let cfg = config(RULES);
+    let mut node = start(&cfg);
+    let id = if v5 { "sess-v5" } else { "sess-v311" };
+    let mut base = vec!["--client-id", id];
+    if v5 {
+        base.push("--v5");
+    }
+    let with = |extra: &[&'static str]| {
+        let mut a = base.clone();
+        a.extend_from_slice(extra);
+        a
+    };
+    py(&node, "mqtt_session.py", &with(&["--phase", "subscribe"]));
+    py(&node, "mqtt_session.py", &with(&["--phase", "publish", "--tag", "a"]));
+    py(&node, "mqtt_session.py", &with(&["--phase", "receive", "--tag", "a"]));
+    // Queued while away, then the node restarts (SIGKILL) before the client comes back.
+    py(&node, "mqtt_session.py", &with(&["--phase", "publish", "--tag", "b"]));
+    node.kill();
+    node.restart();
+    py(&node, "mqtt_session.py", &with(&["--phase", "receive", "--tag", "b"]));
+}
+
+#[test]
+fn mqtt_persistent_session_v311_queues_across_reconnect_and_restart() {
+    session_roundtrip(false);
+}
+
+#[test]
+fn mqtt_persistent_session_v5_queues_across_reconnect_and_restart() {
+    session_roundtrip(true);
+}
