@@ -42,6 +42,8 @@ class Device:
         self.messages = queue.Queue()
         self.connack = queue.Queue()
         self.disconnects = queue.Queue()
+        self.pub_reasons = {}
+        self.client.on_publish = self._on_publish
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, m: self.messages.put(m)
         self.client.on_disconnect = self._on_disconnect
@@ -55,6 +57,16 @@ class Device:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         self.connack.put((flags, reason_code, properties))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        self.pub_reasons[mid] = reason_code
+
+    def ack_ok(self, info):
+        """Whether the publish got a successful PUBACK / PUBREC (MQTT 5 acks carry a reason code)."""
+        if not info.is_published():
+            return False
+        rc = self.pub_reasons.get(info.mid)
+        return rc is None or not rc.is_failure
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.disconnects.put(reason_code)
@@ -96,7 +108,8 @@ class Device:
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if qos > 0:
             info.wait_for_publish(timeout)
-            check(info.is_published(), f"publish to {topic} (QoS {qos}) not acknowledged")
+            check(self.ack_ok(info), f"publish to {topic} (QoS {qos}) not acknowledged: "
+                  f"{self.pub_reasons.get(info.mid)}")
         return info
 
     def expect(self, timeout=15):

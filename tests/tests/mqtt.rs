@@ -101,13 +101,29 @@ fn session_roundtrip(v5: bool) {
         a
     };
     py(&node, "mqtt_session.py", &with(&["--phase", "subscribe"]));
-    py(&node, "mqtt_session.py", &with(&["--phase", "publish", "--tag", "a"]));
-    py(&node, "mqtt_session.py", &with(&["--phase", "receive", "--tag", "a"]));
+    py(
+        &node,
+        "mqtt_session.py",
+        &with(&["--phase", "publish", "--tag", "a"]),
+    );
+    py(
+        &node,
+        "mqtt_session.py",
+        &with(&["--phase", "receive", "--tag", "a"]),
+    );
     // Queued while away, then the node restarts (SIGKILL) before the client comes back.
-    py(&node, "mqtt_session.py", &with(&["--phase", "publish", "--tag", "b"]));
+    py(
+        &node,
+        "mqtt_session.py",
+        &with(&["--phase", "publish", "--tag", "b"]),
+    );
     node.kill();
     node.restart();
-    py(&node, "mqtt_session.py", &with(&["--phase", "receive", "--tag", "b"]));
+    py(
+        &node,
+        "mqtt_session.py",
+        &with(&["--phase", "receive", "--tag", "b"]),
+    );
 }
 
 #[test]
@@ -118,4 +134,21 @@ fn mqtt_persistent_session_v311_queues_across_reconnect_and_restart() {
 #[test]
 fn mqtt_persistent_session_v5_queues_across_reconnect_and_restart() {
     session_roundtrip(true);
+}
+
+#[test]
+fn mqtt_acknowledged_publishes_survive_sigkill() {
+    let cfg = config(RULES);
+    let mut node = start(&cfg);
+    let acked = node.scratch().join("mqtt-acked.json");
+    let acked_s = acked.to_str().expect("utf-8 path");
+    let out = py(&node, "mqtt_crash_publish.py", &["--out", acked_s]);
+    assert!(
+        out.contains("acked 800"),
+        "not every publish was acknowledged: {out}"
+    );
+    // Right after the last PUBACK / PUBREC.
+    node.kill();
+    node.restart();
+    py(&node, "mqtt_crash_verify.py", &["--acked", acked_s]);
 }

@@ -100,6 +100,8 @@ pub struct Ingest {
     mapping: Arc<Mapping>,
     /// Topic -> its partition logs.
     logs: Mutex<HashMap<String, Vec<Arc<PartitionLog>>>>,
+    /// Serializes topic creation, so concurrent first publishes see a fully created topic.
+    creating: Mutex<()>,
 }
 
 impl Ingest {
@@ -109,6 +111,7 @@ impl Ingest {
             broker,
             mapping,
             logs: Mutex::new(HashMap::new()),
+            creating: Mutex::new(()),
         }
     }
 
@@ -121,6 +124,7 @@ impl Ingest {
         {
             return Ok(logs.clone());
         }
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
         let meta = match self.broker.topic(topic) {
             Some(meta) => meta,
             None => {
