@@ -152,3 +152,29 @@ fn mqtt_acknowledged_publishes_survive_sigkill() {
     node.restart();
     py(&node, "mqtt_crash_verify.py", &["--acked", acked_s]);
 }
+
+#[test]
+fn mqtt_auth_refuses_bad_passwords_and_enforces_acls() {
+    let cfg = config(&format!("{RULES}\n{AUTH}"));
+    let node = start(&cfg);
+    let data = node.data_dir();
+    let data_s = data.to_str().expect("utf-8 path");
+    let out = rill_tests::rill_cli(
+        node.kafka_addr(),
+        &["device", "add", "d1", "--data-dir", data_s],
+        b"secret-d1\n",
+    );
+    assert!(out.status.success(), "rill device add failed: {out:?}");
+    let out = rill_tests::rill_cli(node.kafka_addr(), &["device", "list", "--data-dir", data_s], b"");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "d1");
+    let creds = std::fs::read_to_string(data.join("mqtt-credentials")).expect("credential file");
+    assert!(creds.contains("$argon2id$") && !creds.contains("secret-d1"));
+    py(&node, "mqtt_auth.py", &[]);
+}
+
+#[test]
+fn mqtt_bad_input_closes_only_that_connection() {
+    let cfg = config(RULES);
+    let node = start(&cfg);
+    py(&node, "mqtt_bad_input.py", &[]);
+}
