@@ -27,11 +27,12 @@ pub fn log_error_code(err: &LogError) -> i16 {
 /// Kafka error code of an invalid batch.
 pub fn batch_error_code(err: &BatchError) -> i16 {
     match err {
-        BatchError::Malformed(_)
-        | BatchError::UnsupportedMagic(_)
-        | BatchError::CrcMismatch { .. } => ResponseError::CorruptMessage.code(),
+        BatchError::Malformed(_) | BatchError::CrcMismatch { .. } => {
+            ResponseError::CorruptMessage.code()
+        }
+        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
         BatchError::TooLarge { .. } => ResponseError::MessageTooLarge.code(),
-        BatchError::Empty => ResponseError::InvalidRequest.code(),
+        BatchError::Empty => ResponseError::InvalidRecord.code(),
     }
 }
 
