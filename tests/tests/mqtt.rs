@@ -165,7 +165,11 @@ fn mqtt_auth_refuses_bad_passwords_and_enforces_acls() {
         b"secret-d1\n",
     );
     assert!(out.status.success(), "rill device add failed: {out:?}");
-    let out = rill_tests::rill_cli(node.kafka_addr(), &["device", "list", "--data-dir", data_s], b"");
+    let out = rill_tests::rill_cli(
+        node.kafka_addr(),
+        &["device", "list", "--data-dir", data_s],
+        b"",
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "d1");
     let creds = std::fs::read_to_string(data.join("mqtt-credentials")).expect("credential file");
     assert!(creds.contains("$argon2id$") && !creds.contains("secret-d1"));
@@ -177,4 +181,67 @@ fn mqtt_bad_input_closes_only_that_connection() {
     let cfg = config(RULES);
     let node = start(&cfg);
     py(&node, "mqtt_bad_input.py", &[]);
+}
+
+#[test]
+fn rill_devices_simulator_publishes_json_and_cbor_with_acks() {
+    // CBOR payloads are decoded to JSON on ingest by the rule.
+    let cfg = config(
+        r#"
+[[mqtt.rules]]
+pattern = "cbor/{device}"
+topic = "cbor-json"
+key = "device"
+payload = "cbor-to-json"
+"#,
+    );
+    let node = start(&cfg);
+    let addr = mqtt_addr(&node);
+    let bin = rill_tests::rill_bin()
+        .with_file_name(format!("rill-devices{}", std::env::consts::EXE_SUFFIX));
+    for (format, qos, topic) in [
+        ("json", "1", "devices/{device}/telemetry"),
+        ("cbor", "2", "cbor/{device}"),
+    ] {
+        let out = std::process::Command::new(&bin)
+            .args([
+                "--broker",
+                &addr,
+                "-n",
+                "4",
+                "--rate",
+                "0",
+                "--messages",
+                "25",
+                "--qos",
+                qos,
+                "--format",
+                format,
+                "--topic",
+                topic,
+                "--json",
+            ])
+            .output()
+            .expect("run rill-devices (cargo build --workspace --bins builds it)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "rill-devices failed: {stdout}{}\nnode log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+        assert!(
+            stdout.contains(r#""sent":100,"acked":100,"errors":0"#),
+            "{stdout}"
+        );
+    }
+    let out = node.cli_ok(
+        &["consume", "cbor-json", "--from-beginning", "--count", "100"],
+        b"",
+    );
+    assert_eq!(out.lines().count(), 100, "{out}");
+    assert!(
+        out.contains("temperature"),
+        "CBOR was not stored as JSON: {out}"
+    );
 }
