@@ -11,6 +11,7 @@
 //! - [`topic_config`], [`metadata`], [`topic_registry`]: topics, their ids and configs in redb,
 //! - [`broker`]: the node's storage facade used by the gateway, with [`maintenance`] (interval
 //!   flush, retention, disk budget) in a background thread,
+//! - [`producer_state`]: idempotent producers (sequence checks, snapshots, producer ids),
 //! - [`consumer_group`], [`group_coordinator`], [`offset_store`]: consumer groups (the classic
 //!   rebalance protocol) and their committed offsets in redb.
 
@@ -26,6 +27,7 @@ pub mod log;
 pub mod maintenance;
 pub mod metadata;
 pub mod offset_store;
+pub mod producer_state;
 pub mod retention;
 pub mod segment;
 pub mod topic_config;

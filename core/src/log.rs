@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::batch::{self, BatchHeader};
 use crate::crypto::{CryptoError, Encryption};
 use crate::io::Storage;
+use crate::producer_state::{self, ProducerError, ProducerStateManager};
 use crate::retention::{self, RetentionOutcome};
 use crate::segment::{
     self, BadRegion, OpenMode, PartitionIdent, Segment, StoredBatch, FILE_HEADER_LEN,
@@ -78,6 +79,9 @@ pub enum LogError {
     /// The log was closed or deleted.
     #[error("log is closed")]
     Closed,
+    /// An idempotent producer's batch was refused (sequence gap, stale epoch, unknown producer).
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
 }
 
 /// What an append assigned.
@@ -239,6 +243,8 @@ pub struct PartitionLog {
     /// Closed segments that could not be opened (file header or key file damaged): their offset
     /// ranges answer reads with `LogError::Corrupt`. Their files are left in place.
     lost: Vec<BadRegion>,
+    /// Idempotent producer state (sequence numbers), locked after `writer`.
+    producers: Mutex<ProducerStateManager>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -264,6 +270,7 @@ impl PartitionLog {
         let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE);
         let mut log_bases = Vec::new();
         let mut other = Vec::new();
+        let mut snapshots = Vec::new();
         for n in &names {
             if n.ends_with(".tmp") {
                 let _ = storage.remove(&dir.join(n));
@@ -272,6 +279,8 @@ impl PartitionLog {
             if let Some((base, ext)) = segment::parse_file_name(n) {
                 if ext == "log" {
                     log_bases.push(base);
+                } else if ext == producer_state::SNAPSHOT_EXT {
+                    snapshots.push(base);
                 } else {
                     other.push((base, n.clone()));
                 }
@@ -405,7 +414,7 @@ impl PartitionLog {
         )?;
         map.insert(leo, Arc::new(active));
         let (hw_tx, _) = tokio::sync::watch::channel(leo);
-        Ok(PartitionLog {
+        let log = PartitionLog {
             dir,
             ident,
             topic: opts.topic,
@@ -429,7 +438,110 @@ impl PartitionLog {
             retention_floor: Mutex::new(None),
             corruption: Mutex::new(bad),
             lost,
-        })
+            producers: Mutex::new(ProducerStateManager::new()),
+        };
+        log.rebuild_producer_state(snapshots);
+        Ok(log)
+    }
+
+    /// Load the newest usable producer state snapshot and replay batch headers after it (or,
+    /// without a snapshot, from the second-to-last segment, as Kafka does).
+    fn rebuild_producer_state(&self, mut snapshots: Vec<i64>) {
+        let leo = self.leo.load(Ordering::Acquire);
+        let log_start = self.segs().log_start;
+        snapshots.sort_unstable();
+        let mut state = None;
+        for &off in snapshots.iter().rev() {
+            let path = self.dir.join(producer_state::snapshot_file_name(off));
+            if off > leo {
+                // Covers data that did not survive: useless.
+                let _ = self.storage.remove(&path);
+                continue;
+            }
+            match self.storage.read_file(&path) {
+                Ok(b) => match ProducerStateManager::decode(&b) {
+                    Some(s) => {
+                        state = Some((off, s));
+                        break;
+                    }
+                    None => {
+                        tracing::warn!(file = %path.display(), "ignoring damaged producer snapshot")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot read producer snapshot")
+                }
+            }
+        }
+        let (mut from, mut st) = match state {
+            Some(x) => x,
+            None => {
+                let bases = self.segment_base_offsets();
+                let from = if bases.len() >= 3 {
+                    bases[bases.len() - 3]
+                } else {
+                    0
+                };
+                (from, ProducerStateManager::new())
+            }
+        };
+        from = from.max(log_start);
+        while from < leo {
+            let res = match self.read(from, 1 << 20) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(partition = self.ident.partition, topic = %self.topic, offset = from, error = %e,
+                        "producer state rebuild stopped early");
+                    break;
+                }
+            };
+            let mut buf: &[u8] = &res.records;
+            let start = from;
+            while let Ok(h) = BatchHeader::parse(buf) {
+                if h.base_offset >= start {
+                    st.record(&h);
+                }
+                from = from.max(h.last_offset() + 1);
+                match buf.get(h.total_len()..) {
+                    Some(rest) => buf = rest,
+                    None => break,
+                }
+            }
+            if from == start {
+                break;
+            }
+        }
+        *lock(&self.producers) = st;
+    }
+
+    /// Write the producer state snapshot covering everything below `offset`; keep the newest two.
+    fn write_producer_snapshot(&self, offset: i64) {
+        let data = lock(&self.producers).encode();
+        let path = self.dir.join(producer_state::snapshot_file_name(offset));
+        if let Err(e) = self.storage.write_file_atomic(&path, &data) {
+            tracing::warn!(file = %path.display(), error = %e, "cannot write producer snapshot");
+            return;
+        }
+        if let Ok(names) = self.storage.list(&self.dir) {
+            let mut offs: Vec<i64> = names
+                .iter()
+                .filter_map(|n| segment::parse_file_name(n))
+                .filter(|(_, ext)| *ext == producer_state::SNAPSHOT_EXT)
+                .map(|(b, _)| b)
+                .collect();
+            offs.sort_unstable();
+            let keep = offs.len().saturating_sub(2);
+            for o in &offs[..keep] {
+                let _ = self
+                    .storage
+                    .remove(&self.dir.join(producer_state::snapshot_file_name(*o)));
+            }
+        }
+    }
+
+    /// The idempotent producer state of this partition (a copy).
+    pub fn producer_state(&self) -> ProducerStateManager {
+        lock(&self.producers).clone()
     }
 
     fn torn_creation(storage: &dyn Storage, dir: &std::path::Path, base: i64) -> bool {
@@ -558,6 +670,47 @@ impl PartitionLog {
             active = self.roll_locked(leo, &cfg)?;
             w.force_roll = false;
         }
+        // Idempotent producers: refuse gaps and stale epochs, answer retries with their offsets.
+        let mut pstate = lock(&self.producers);
+        if parts.iter().any(|(h, _)| h.producer_id >= 0) {
+            let mut scratch = if parts.len() > 1 {
+                Some(pstate.clone())
+            } else {
+                None
+            };
+            let mut fake = leo;
+            for (h, _) in &parts {
+                if h.producer_id < 0 {
+                    continue;
+                }
+                let st = scratch.as_ref().unwrap_or(&*pstate);
+                match st.check(h)? {
+                    producer_state::Check::Duplicate(b) if parts.len() == 1 => {
+                        return Ok(AppendInfo {
+                            base_offset: b.first_offset,
+                            last_offset: b.last_offset,
+                            max_timestamp: -1,
+                            log_append_time: -1,
+                            log_start_offset: self.segs().log_start,
+                            record_count: 0,
+                        });
+                    }
+                    producer_state::Check::Duplicate(_) => {
+                        return Err(ProducerError::DuplicateInMultiBatch {
+                            producer_id: h.producer_id,
+                        }
+                        .into())
+                    }
+                    producer_state::Check::Append => {}
+                }
+                if let Some(sc) = scratch.as_mut() {
+                    let mut h = *h;
+                    h.base_offset = fake;
+                    fake += h.offset_count();
+                    sc.record(&h);
+                }
+            }
+        }
         // Rewrite headers into the plaintext copy (which becomes the tail cache's entry).
         let mut plain = BytesMut::from(records);
         let mut next = leo;
@@ -607,6 +760,10 @@ impl PartitionLog {
             return Err(e);
         }
         self.leo.store(next, Ordering::Release);
+        for h in &headers {
+            pstate.record(h);
+        }
+        drop(pstate);
         {
             let plain = plain.freeze();
             let mut cache = lock(&self.cache);
@@ -654,6 +811,7 @@ impl PartitionLog {
     fn roll_locked(&self, leo: i64, cfg: &TopicConfig) -> Result<Arc<Segment>, LogError> {
         let old = self.active()?;
         old.finish()?;
+        self.write_producer_snapshot(leo);
         let seg = Arc::new(Segment::create(
             &*self.storage,
             &self.dir,
@@ -1024,6 +1182,7 @@ impl PartitionLog {
         }
         let active = self.active()?;
         active.finish()?;
+        self.write_producer_snapshot(self.leo.load(Ordering::Acquire));
         self.flushed
             .fetch_max(self.leo.load(Ordering::Acquire), Ordering::AcqRel);
         let p = self.dir.join(CLEAN_SHUTDOWN_FILE);

@@ -262,6 +262,9 @@ impl Node {
             broker_configs: broker_configs(&settings, kafka_addr, &advertised),
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
+            producer_ids: Arc::new(rill_core::producer_state::ProducerIdAllocator::new(
+                broker.metadata_handle(),
+            )),
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();

@@ -13,9 +13,9 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind}
 use super::{
     alter_configs, api_versions, create_partitions, create_topics, delete_groups, delete_records,
     delete_topics, describe_cluster, describe_configs, describe_groups, fetch, find_coordinator,
-    heartbeat, incremental_alter_configs, join_group, leave_group, list_groups, list_offsets,
-    metadata, offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch, produce,
-    sync_group, Context,
+    heartbeat, incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
+    list_offsets, metadata, offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch,
+    produce, sync_group, Context,
 };
 
 /// One supported API.
@@ -63,6 +63,8 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
+    // Idempotent producers (no transactions).
+    api(ApiKey::InitProducerId, 0, 5),
     // Consumer groups (classic protocol).
     api(ApiKey::FindCoordinator, 0, 6),
     api(ApiKey::JoinGroup, 0, 9),
@@ -125,6 +127,7 @@ pub async fn dispatch(
         RequestKind::OffsetForLeaderEpoch(req) => {
             Reply::Now(offset_for_leader_epoch::handle(ctx, v, req))
         }
+        RequestKind::InitProducerId(req) => Reply::Now(init_producer_id::handle(ctx, v, req).await),
         RequestKind::DeleteRecords(req) => Reply::Now(delete_records::handle(ctx, v, req).await),
         RequestKind::FindCoordinator(req) => Reply::Now(find_coordinator::handle(ctx, v, req)),
         RequestKind::JoinGroup(req) => join_group::handle(ctx, v, header, peer, req),

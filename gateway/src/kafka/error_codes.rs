@@ -21,6 +21,18 @@ pub fn log_error_code(err: &LogError) -> i16 {
         LogError::Crypto(_) => ResponseError::KafkaStorageError.code(),
         LogError::Io { .. } => ResponseError::KafkaStorageError.code(),
         LogError::Closed => ResponseError::NotLeaderOrFollower.code(),
+        LogError::Producer(p) => producer_error_code(p),
+    }
+}
+
+/// Kafka error code of a refused idempotent batch.
+pub fn producer_error_code(err: &rill_core::producer_state::ProducerError) -> i16 {
+    use rill_core::producer_state::ProducerError as P;
+    match err {
+        P::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber.code(),
+        P::InvalidEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
+        P::UnknownProducer { .. } => ResponseError::UnknownProducerId.code(),
+        P::DuplicateInMultiBatch { .. } => ResponseError::DuplicateSequenceNumber.code(),
     }
 }
 

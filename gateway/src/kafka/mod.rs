@@ -27,6 +27,7 @@ pub mod find_coordinator;
 pub mod groups;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -72,6 +73,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the node shuts down (long polls return early).
     pub shutdown: CancellationToken,
+    /// Producer ids for InitProducerId (idempotent producers).
+    pub producer_ids: Arc<rill_core::producer_state::ProducerIdAllocator>,
 }
 
 impl Context {

@@ -50,7 +50,7 @@ fn append_one(ctx: &Context, topic: &str, partition: i32, records: Option<&Bytes
 /// the flush wait is the deferred part.
 pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Reply {
     if req.transactional_id.is_some() {
-        // Transactions are not implemented; InitProducerId is not advertised, so a
+        // Transactions are not implemented; InitProducerId refuses transactional ids, so a
         // well-behaved client never sends this.
         if req.acks == 0 {
             return Reply::Close("transactional produce is not supported".to_string());

@@ -1,0 +1,45 @@
+//! InitProducerId (key 22), v0-5: hands idempotent producers a fresh producer id with epoch 0.
+//!
+//! Without a transactional id Kafka always allocates a new id (also when an id and epoch are
+//! sent, KIP-360), and so does this node; ids are unique across restarts
+//! ([`rill_core::producer_state::ProducerIdAllocator`]). Transactions are not implemented, so a
+//! transactional id is refused.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind,
+};
+
+use super::Context;
+
+/// Handle InitProducerId.
+pub async fn handle(ctx: &Context, _version: i16, req: InitProducerIdRequest) -> ResponseKind {
+    let resp = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if req.transactional_id.is_some() {
+        ctx.metrics
+            .error(ResponseError::TransactionalIdAuthorizationFailed.code());
+        return ResponseKind::InitProducerId(
+            resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()),
+        );
+    }
+    let ids = ctx.producer_ids.clone();
+    match tokio::task::spawn_blocking(move || ids.allocate()).await {
+        Ok(Ok(id)) => ResponseKind::InitProducerId(
+            resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        ),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot allocate a producer id");
+            ResponseKind::InitProducerId(
+                resp.with_error_code(ResponseError::UnknownServerError.code()),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "producer id task failed");
+            ResponseKind::InitProducerId(
+                resp.with_error_code(ResponseError::UnknownServerError.code()),
+            )
+        }
+    }
+}
