@@ -1,1 +1,14 @@
-//! rill-bridge: mirroring edge <-> central over the Kafka protocol (see issue 6). Not yet built.
+//! rill-bridge: exactly-once, MirrorMaker-style mirroring from an edge node to a central cluster
+//! over the Kafka protocol (see `docs/bridge.md`).
+//!
+//! - [`config`]: TOML `[[mirror]]` entries,
+//! - [`client`]: a small Kafka-protocol client (the edge dials out),
+//! - [`mirror`]: the engine (in-process source, resume from the target's `rill.origin` headers,
+//!   idempotent producer, reconnect with backoff and jitter).
+
+pub mod client;
+pub mod config;
+pub mod mirror;
+
+pub use config::{BridgeConfig, MirrorConfig};
+pub use mirror::{Bridge, Mirror, ORIGIN_HEADER};

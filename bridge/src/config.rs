@@ -1,0 +1,216 @@
+//! Bridge configuration: TOML `[[mirror]]` entries.
+//!
+//! ```toml
+//! node_name = "edge-01"            # alias used by the rename policy and in rill.origin
+//! data_dir = "./rill-data"         # standalone `rill bridge`: the (stopped) node's data
+//! [[mirror]]
+//! topics = ["alarms", "telemetry"] # names ...
+//! topics_regex = "sensor-.*"       # ... and/or a regex (whole name)
+//! target = "central:9092"          # bootstrap servers, comma separated
+//! rename = "{node_name}.{topic}"   # default; "{topic}" is the identity
+//! filter_key_prefix = "dev-"       # optional: only records whose key starts with this
+//! filter_header = "class=alarm"    # optional: only records with this header (and value)
+//! priority = 0                     # higher first (informational for now)
+//! bandwidth_bytes_per_sec = 0      # 0 = unlimited
+//! compression = "zstd"             # or "none"
+//! ```
+
+use serde::Deserialize;
+
+/// Errors of a bridge configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is invalid.
+    #[error("invalid bridge configuration: {0}")]
+    Parse(String),
+    /// A value is out of range.
+    #[error("invalid mirror: {0}")]
+    Invalid(String),
+}
+
+/// The whole bridge configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// This node's name (the `{node_name}` of rename policies and the origin in headers).
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// Data directory of the node (standalone `rill bridge`).
+    #[serde(default)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Master key file of the node (standalone `rill bridge`).
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Mirrors.
+    #[serde(default)]
+    pub mirror: Vec<MirrorConfig>,
+}
+
+/// Transfer compression.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferCompression {
+    /// zstd (default).
+    #[default]
+    Zstd,
+    /// Uncompressed.
+    None,
+}
+
+fn default_rename() -> String {
+    DEFAULT_RENAME.to_string()
+}
+
+/// The default rename policy (MirrorMaker 2's default replication policy).
+pub const DEFAULT_RENAME: &str = "{node_name}.{topic}";
+
+/// One mirror: which topics go where, and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// Source topic names.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Source topics matching this regex (whole name).
+    #[serde(default)]
+    pub topics_regex: Option<String>,
+    /// Every non-internal topic not itself from a mirror (what `--mirror-to` uses).
+    #[serde(default)]
+    pub all_topics: bool,
+    /// Target bootstrap servers (comma separated).
+    pub target: String,
+    /// Target topic name: `{node_name}` and `{topic}` are substituted.
+    #[serde(default = "default_rename")]
+    pub rename: String,
+    /// Only records whose key starts with this.
+    #[serde(default)]
+    pub filter_key_prefix: Option<String>,
+    /// Only records with this header: `name` or `name=value`.
+    #[serde(default)]
+    pub filter_header: Option<String>,
+    /// Priority (higher first).
+    #[serde(default)]
+    pub priority: i32,
+    /// Bandwidth cap in bytes per second (0 = none).
+    #[serde(default)]
+    pub bandwidth_bytes_per_sec: u64,
+    /// Transfer compression.
+    #[serde(default)]
+    pub compression: TransferCompression,
+}
+
+impl MirrorConfig {
+    /// The `--mirror-to` mirror: every topic, default rename, zstd.
+    pub fn all_to(target: &str) -> MirrorConfig {
+        MirrorConfig {
+            topics: Vec::new(),
+            topics_regex: None,
+            all_topics: true,
+            target: target.to_string(),
+            rename: default_rename(),
+            filter_key_prefix: None,
+            filter_header: None,
+            priority: 0,
+            bandwidth_bytes_per_sec: 0,
+            compression: TransferCompression::Zstd,
+        }
+    }
+
+    /// Target topic of `topic` for a node named `node_name`.
+    pub fn target_topic(&self, node_name: &str, topic: &str) -> String {
+        self.rename
+            .replace("{node_name}", node_name)
+            .replace("{topic}", topic)
+    }
+}
+
+impl BridgeConfig {
+    /// Parse TOML text and validate it.
+    pub fn parse(text: &str) -> Result<BridgeConfig, ConfigError> {
+        let cfg: BridgeConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        for m in &cfg.mirror {
+            m.validate()?;
+        }
+        Ok(cfg)
+    }
+
+    /// Read and parse a file.
+    pub fn load(path: &std::path::Path) -> Result<BridgeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        BridgeConfig::parse(&text)
+    }
+}
+
+impl MirrorConfig {
+    /// Check the entry.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.target.trim().is_empty() {
+            return Err(ConfigError::Invalid("empty target".into()));
+        }
+        if !self.rename.contains("{topic}") {
+            return Err(ConfigError::Invalid(format!(
+                "rename {:?} must contain {{topic}}",
+                self.rename
+            )));
+        }
+        if self.topics.is_empty() && self.topics_regex.is_none() && !self.all_topics {
+            return Err(ConfigError::Invalid(
+                "a mirror needs topics, topics_regex or all_topics".into(),
+            ));
+        }
+        if let Some(r) = &self.topics_regex {
+            regex_automata::meta::Regex::new(&format!("^(?:{r})$"))
+                .map_err(|e| ConfigError::Invalid(format!("topics_regex: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mirrors_with_defaults() {
+        let c = BridgeConfig::parse(
+            r#"
+node_name = "edge-01"
+[[mirror]]
+topics = ["alarms"]
+topics_regex = "sensor-.*"
+target = "central:9092"
+filter_header = "class=alarm"
+compression = "none"
+[[mirror]]
+all_topics = true
+target = "c:1"
+rename = "{topic}"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.mirror.len(), 2);
+        assert_eq!(
+            c.mirror[0].target_topic("edge-01", "alarms"),
+            "edge-01.alarms"
+        );
+        assert_eq!(c.mirror[1].target_topic("edge-01", "alarms"), "alarms");
+        assert_eq!(c.mirror[0].compression, TransferCompression::None);
+        assert!(BridgeConfig::parse("[[mirror]]\ntarget = \"x:1\"\n").is_err());
+        assert!(BridgeConfig::parse(
+            "[[mirror]]\ntopics=[\"a\"]\ntarget = \"x:1\"\nrename=\"x\"\n"
+        )
+        .is_err());
+        assert!(BridgeConfig::parse("[[mirror]]\ntopics_regex=\"(\"\ntarget = \"x:1\"\n").is_err());
+    }
+}
