@@ -27,6 +27,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Flags of `rill serve`.
 #[derive(clap::Args, Debug, Default)]
+// Later flags win (the test harness appends its own listener flags).
+#[command(args_override_self = true)]
 pub struct ServeArgs {
     /// TOML configuration file (flags override it).
     #[arg(long, value_name = "FILE")]
@@ -55,6 +57,13 @@ pub struct ServeArgs {
     /// Master key file [default: ./rill-master.key]; the RILL_MASTER_KEY variable wins.
     #[arg(long, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
+    /// Mirror every non-internal, non-mirrored topic to this Kafka cluster (bootstrap servers),
+    /// renamed `{node_name}.{topic}` (the bridge; see docs/bridge.md).
+    #[arg(long, value_name = "BOOTSTRAP")]
+    pub mirror_to: Option<String>,
+    /// Bridge configuration (`[[mirror]]` entries) run inside this node.
+    #[arg(long, value_name = "FILE")]
+    pub bridge_config: Option<PathBuf>,
 }
 
 /// Errors starting or stopping a node.
@@ -400,14 +409,43 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )
         .try_init();
     let settings = settings_from_args(&args)?;
+    let mut mirrors = Vec::new();
+    if let Some(path) = &args.bridge_config {
+        let cfg = rill_bridge::BridgeConfig::load(path)?;
+        for m in cfg.mirror {
+            mirrors.push(rill_bridge::Mirror::new(m)?);
+        }
+    }
+    if let Some(target) = &args.mirror_to {
+        mirrors.push(rill_bridge::Mirror::new(
+            rill_bridge::MirrorConfig::all_to(target),
+        )?);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rill")
         .build()?;
     runtime.block_on(async move {
+        let node_name = settings.node_name.clone();
         let node = Node::start(settings).await?;
+        let bridge_stop = CancellationToken::new();
+        let bridge = (!mirrors.is_empty()).then(|| {
+            tokio::spawn(
+                rill_bridge::Bridge::new(
+                    node.broker.clone(),
+                    node_name,
+                    mirrors,
+                    bridge_stop.clone(),
+                )
+                .run(),
+            )
+        });
         termination().await;
         tracing::info!("signal received; shutting down");
+        bridge_stop.cancel();
+        if let Some(b) = bridge {
+            let _ = b.await;
+        }
         node.shutdown().await?;
         Ok(ExitCode::SUCCESS)
     })
