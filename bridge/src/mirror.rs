@@ -543,6 +543,7 @@ impl PartitionMirror {
         let init = conn
             .call(
                 &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
                     .with_transaction_timeout_ms(60_000)
                     .with_producer_id(kafka_protocol::messages::ProducerId(-1))
                     .with_producer_epoch(-1),
@@ -708,6 +709,7 @@ impl PartitionMirror {
             );
         }
         let req = ProduceRequest::default()
+            .with_transactional_id(None)
             .with_acks(-1)
             .with_timeout_ms(30_000)
             .with_topic_data(vec![TopicProduceData::default()

@@ -152,7 +152,19 @@ fn edge_buffers_while_central_is_down_then_delivers_exactly_once() {
 #[test]
 fn sigkill_edge_and_central_during_mirroring_is_still_exactly_once() {
     let port = free_port();
-    let mut edge = start_edge("edge2", port, &[]);
+    // A bandwidth cap stretches the drain over a few seconds, so the kills land mid-transfer.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bridge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[mirror]]\nall_topics = true\ntarget = \"127.0.0.1:{port}\"\n\
+             bandwidth_bytes_per_sec = 150000\n"
+        ),
+    )
+    .expect("write config");
+    let cfg_s = cfg.to_string_lossy().to_string();
+    let mut edge = start_edge("edge2", port, &["--bridge-config", &cfg_s]);
     edge.python(
         "bridge_produce.py",
         &[
@@ -191,6 +203,11 @@ fn sigkill_edge_and_central_during_mirroring_is_still_exactly_once() {
         ],
     );
     assert!(out.contains("OK"), "{out}\nedge log:\n{}", edge.log());
+    assert!(
+        edge.log().contains("mirror session failed"),
+        "no kill interrupted the transfer:\n{}",
+        edge.log()
+    );
 }
 
 #[test]
