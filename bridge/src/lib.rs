@@ -4,11 +4,13 @@
 //! - [`config`]: TOML `[[mirror]]` entries,
 //! - [`client`]: a small Kafka-protocol client (the edge dials out),
 //! - [`mirror`]: the engine (in-process source, resume from the target's `rill.origin` headers,
-//!   idempotent producer, reconnect with backoff and jitter).
+//!   idempotent producer, reconnect with backoff and jitter),
+//! - [`standalone`]: `rill bridge --config FILE`.
 
 pub mod client;
 pub mod config;
 pub mod mirror;
+pub mod standalone;
 
 pub use config::{BridgeConfig, MirrorConfig};
 pub use mirror::{Bridge, Mirror, ORIGIN_HEADER};

@@ -680,10 +680,12 @@ impl PartitionMirror {
             let seq0 = *seqs.get(t).unwrap_or(&0);
             for (i, r) in recs.iter_mut().enumerate() {
                 r.offset = i as i64;
+                // Without a producer id the batch's base sequence must be -1; keeping offset minus
+                // sequence constant keeps the records in one batch.
                 r.sequence = if pid >= 0 {
                     seq0.wrapping_add(i as i32)
                 } else {
-                    -1
+                    i as i32 - 1
                 };
             }
             let last = recs

@@ -20,9 +20,37 @@ enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(rill_gateway::config::ConfigCommand),
+    /// Run the `[[mirror]]` entries of a bridge config against a stopped node's data directory.
+    Bridge {
+        /// Bridge configuration (TOML, see docs/bridge.md).
+        #[arg(long, value_name = "FILE")]
+        config: std::path::PathBuf,
+    },
     /// Kafka-protocol client commands (work against any Kafka cluster).
     #[command(flatten)]
     Client(rill_gateway::cli::ClientCommand),
+}
+
+fn run_bridge(path: &std::path::Path) -> anyhow::Result<std::process::ExitCode> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let cfg = rill_bridge::BridgeConfig::load(path)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let s2 = stop.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            s2.cancel();
+        });
+        rill_bridge::standalone::run(cfg, stop).await
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => rill_gateway::serve::run(args),
         Command::Config(cmd) => rill_gateway::config::run(cmd),
         Command::Client(cmd) => rill_gateway::cli::run(cmd),
+        Command::Bridge { config } => run_bridge(&config),
     };
     match result {
         Ok(code) => code,
