@@ -446,7 +446,7 @@ impl Conn {
                     }
                     _ = tick.tick() => {
                         ticks += 1;
-                        if ticks % 2 == 0 {
+                        if ticks.is_multiple_of(2) {
                             self.deliverer.refresh();
                         }
                         self.save_progress().await;
