@@ -245,3 +245,10 @@ payload = "cbor-to-json"
         "CBOR was not stored as JSON: {out}"
     );
 }
+
+#[test]
+fn mqtt5_properties_topic_alias_and_message_expiry() {
+    let cfg = config(RULES);
+    let node = start(&cfg);
+    py(&node, "mqtt_v5.py", &[]);
+}
