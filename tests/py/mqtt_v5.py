@@ -76,6 +76,20 @@ def main():
     sub.close()
     pub.close()
 
+    # Session takeover: a second connection with the same client id closes the first (0x8E).
+    same = unique("same")
+    first = Device(args.mqtt, same, protocol=V5)
+    second = Device(args.mqtt, same, protocol=V5)
+    try:
+        rc = first.disconnects.get(timeout=10)
+    except Exception:  # noqa: BLE001
+        check(False, "first connection not closed by the takeover")
+    check_eq(getattr(rc, "value", rc), 0x8E, "takeover reason code")
+    second.publish(f"{base}/after-takeover", b"x", qos=1)
+    first.client.loop_stop()
+    second.close()
+    print("session takeover closed the old connection with 0x8E", flush=True)
+
     recs = [r for r in read_log(args.bootstrap, "mqtt", 4) if r.key().decode().startswith(base)]
     check(any(headers(r).get("site") == b"north" for r in recs), "user property stored as a header")
 

@@ -154,7 +154,11 @@ struct Conn {
     deliverer: Deliverer,
     kick: tokio::sync::mpsc::Receiver<()>,
     finished: tokio::sync::watch::Sender<bool>,
+    last_save: Instant,
 }
+
+/// How often a connected persistent session's last-seen time is saved.
+const LAST_SEEN_REFRESH: Duration = Duration::from_secs(60);
 
 fn v5_props_of_will(w: &v5::LastWill) -> (MessageProps, u32) {
     let Some(p) = &w.properties else {
@@ -394,6 +398,7 @@ impl Conn {
             deliverer,
             kick: kick_rx,
             finished: fin_tx,
+            last_save: Instant::now(),
         })
     }
 
@@ -782,10 +787,13 @@ impl Conn {
         Ok(())
     }
 
-    fn session_record(&self, connected: bool) -> StoredSession {
+    /// The session as stored. While connected, `disconnected_at_ms` is the time of this save
+    /// (refreshed at least every [`LAST_SEEN_REFRESH`]), so a session whose node crashed while the
+    /// client was connected still expires.
+    fn session_record(&self) -> StoredSession {
         StoredSession {
             expiry_secs: self.expiry_secs,
-            disconnected_at_ms: (!connected).then(records::now_ms),
+            disconnected_at_ms: Some(records::now_ms()),
             subscriptions: self.deliverer.stored(),
         }
     }
@@ -795,13 +803,17 @@ impl Conn {
         if self.expiry_secs == 0 {
             return;
         }
-        self.write_session(true).await;
+        self.write_session().await;
     }
 
-    async fn write_session(&mut self, connected: bool) {
-        let record = self.session_record(connected);
+    async fn write_session(&mut self) {
+        let record = self.session_record();
         let shared = self.deliverer.shared_cursors();
         self.deliverer.dirty = false;
+        self.last_save = Instant::now();
+        if self.expiry_secs == 0 && shared.is_empty() {
+            return;
+        }
         let srv = self.server.clone();
         let id = self.client_id.clone();
         let persistent = self.expiry_secs > 0;
@@ -823,8 +835,9 @@ impl Conn {
 
     /// Saves changed cursors (called periodically).
     async fn save_progress(&mut self) {
-        if self.deliverer.dirty {
-            self.write_session(true).await;
+        let stale = self.expiry_secs > 0 && self.last_save.elapsed() >= LAST_SEEN_REFRESH;
+        if self.deliverer.dirty || stale {
+            self.write_session().await;
         }
     }
 
@@ -835,20 +848,26 @@ impl Conn {
         };
         if let End::Close(reason) = &end {
             if self.level == Level::V5 && *reason != Reason::NormalDisconnection {
-                send(
-                    &self.framer,
-                    wr,
-                    vec![v5::Packet::Disconnect(v5::Disconnect::new(*reason))],
-                )
-                .await;
+                let disconnect = v5::Disconnect {
+                    reason_code: *reason,
+                    // A reason string also makes clients that only read the reason code when
+                    // properties follow (paho) see it.
+                    properties: Some(v5::DisconnectProperties {
+                        session_expiry_interval: None,
+                        reason_string: Some(format!("{reason:?}")),
+                        user_properties: Vec::new(),
+                        server_reference: None,
+                    }),
+                };
+                send(&self.framer, wr, vec![v5::Packet::Disconnect(disconnect)]).await;
             }
         }
         let _ = wr.shutdown().await;
         // Session state.
         if self.expiry_secs > 0 {
-            self.write_session(false).await;
+            self.write_session().await;
         } else {
-            self.write_session(true).await; // shared group cursors only
+            self.write_session().await; // shared group cursors only
             let srv = self.server.clone();
             let id = self.client_id.clone();
             let _ = tokio::task::spawn_blocking(move || srv.sessions.delete(&id)).await;
