@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use super::auth::Acl;
 use super::codec::{CodecError, Framer, Level};
 use super::delivery::Deliverer;
+use super::ingest::{IngestError, Prepared};
 use super::records::{self, Message, MessageProps};
 use super::session_store::{StoredSession, StoredSubscription};
 use super::topic;
@@ -43,10 +44,30 @@ enum End {
     Close(Reason),
 }
 
-/// The acks of one burst of publishes, released together after their logs are durable.
+/// An ack slot of a burst, in packet order.
+enum Slot {
+    /// A packet that only has to wait for the ones before it.
+    Ready(v5::Packet),
+    /// The PUBACK / PUBREC of `publishes[i]`, decided when the burst is appended.
+    Publish(usize),
+}
+
+/// A publish of the burst, routed and waiting to be appended.
+struct PendingPublish {
+    prep: Prepared,
+    pkid: u16,
+    qos: QoS,
+    /// The message, when it must also become the retained message.
+    retain: Option<Message>,
+}
+
+/// The acks of one burst of publishes, released together after their logs are durable. The
+/// burst's publishes are appended as one batch per partition log.
 #[derive(Default)]
 struct AckGroup {
     flushes: Vec<(Arc<PartitionLog>, i64)>,
+    slots: Vec<Slot>,
+    publishes: Vec<PendingPublish>,
     packets: Vec<v5::Packet>,
     retained: Vec<Message>,
 }
@@ -490,7 +511,8 @@ impl Conn {
                 break Err(end);
             }
         };
-        if !group.packets.is_empty() || !group.flushes.is_empty() {
+        let result = result.and(self.commit(&mut group));
+        if result.is_ok() && (!group.packets.is_empty() || !group.flushes.is_empty()) {
             acks.push_back(group.into_future(self.server.clone()));
         }
         result
@@ -532,7 +554,7 @@ impl Conn {
                 if !known {
                     comp.reason = v5::PubCompReason::PacketIdentifierNotFound;
                 }
-                group.packets.push(v5::Packet::PubComp(comp));
+                group.slots.push(Slot::Ready(v5::Packet::PubComp(comp)));
                 Ok(())
             }
             v5::Packet::Subscribe(s) => self.on_subscribe(s, out).await,
@@ -615,12 +637,12 @@ impl Conn {
                 QoS::AtLeastOnce => {
                     let mut a = v5::PubAck::new(pkid, None);
                     a.reason = puback;
-                    group.packets.push(v5::Packet::PubAck(a));
+                    group.slots.push(Slot::Ready(v5::Packet::PubAck(a)));
                 }
                 QoS::ExactlyOnce => {
                     let mut a = v5::PubRec::new(pkid, None);
                     a.reason = pubrec;
-                    group.packets.push(v5::Packet::PubRec(a));
+                    group.slots.push(Slot::Ready(v5::Packet::PubRec(a)));
                 }
                 QoS::AtMostOnce => {}
             }
@@ -653,8 +675,10 @@ impl Conn {
             if !set.insert(p.pkid) {
                 // Already stored; the PUBREC (again) follows the earlier one.
                 group
-                    .packets
-                    .push(v5::Packet::PubRec(v5::PubRec::new(p.pkid, None)));
+                    .slots
+                    .push(Slot::Ready(v5::Packet::PubRec(v5::PubRec::new(
+                        p.pkid, None,
+                    ))));
                 return Ok(());
             }
         }
@@ -674,60 +698,141 @@ impl Conn {
                 user_properties: props.user_properties,
             },
         };
-        match self.server.ingest.append(&msg) {
-            Ok(appended) => {
-                if p.qos == QoS::AtMostOnce {
-                    if msg.retain {
-                        let store = self.server.retained.clone();
-                        tokio::task::spawn_blocking(move || {
-                            if let Err(e) = store.set(&msg) {
-                                tracing::error!(error = %e, "retained message store failed");
-                            }
-                        });
-                    }
-                    return Ok(());
+        match self.server.ingest.prepare(&msg) {
+            Ok(prep) => {
+                let idx = group.publishes.len();
+                group.publishes.push(PendingPublish {
+                    prep,
+                    pkid: p.pkid,
+                    qos: p.qos,
+                    retain: msg.retain.then_some(msg),
+                });
+                if p.qos != QoS::AtMostOnce {
+                    group.slots.push(Slot::Publish(idx));
                 }
-                group.add_flush(appended.log, appended.last_offset);
-                if msg.retain {
-                    group.retained.push(msg);
-                }
-                let ack = match p.qos {
-                    QoS::AtLeastOnce => v5::Packet::PubAck(v5::PubAck::new(p.pkid, None)),
-                    _ => v5::Packet::PubRec(v5::PubRec::new(p.pkid, None)),
-                };
-                group.packets.push(ack);
                 Ok(())
             }
             Err(e) => {
                 tracing::error!(client_id = %self.client_id, topic = msg.topic, error = %e, "MQTT publish not stored");
-                if p.qos == QoS::ExactlyOnce {
-                    if let Some(s) = self
-                        .server
-                        .qos2_incoming
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_mut(&self.client_id)
-                    {
-                        s.remove(&p.pkid);
+                match self.failed_ack(p.pkid, p.qos, &e) {
+                    Some(Some(nack)) => {
+                        group.slots.push(Slot::Ready(nack));
+                        Ok(())
                     }
+                    Some(None) => Ok(()),
+                    None => Err(End::Close(Reason::ImplementationSpecificError)),
                 }
-                if !v5 {
-                    return Err(End::Close(Reason::ImplementationSpecificError));
-                }
-                let (a, r) = match e {
-                    super::ingest::IngestError::BadCbor(_) => (
-                        v5::PubAckReason::PayloadFormatInvalid,
-                        v5::PubRecReason::PayloadFormatInvalid,
-                    ),
-                    _ => (
-                        v5::PubAckReason::ImplementationSpecificError,
-                        v5::PubRecReason::ImplementationSpecificError,
-                    ),
-                };
-                nack(group, p.pkid, p.qos, a, r);
-                Ok(())
             }
         }
+    }
+
+    /// The negative ack of a publish that could not be stored: `Some(Some(packet))` on MQTT 5,
+    /// `Some(None)` for QoS 0, `None` when the (3.1.1) connection must be closed instead.
+    fn failed_ack(&self, pkid: u16, qos: QoS, e: &IngestError) -> Option<Option<v5::Packet>> {
+        if qos == QoS::ExactlyOnce {
+            if let Some(s) = self
+                .server
+                .qos2_incoming
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&self.client_id)
+            {
+                s.remove(&pkid);
+            }
+        }
+        if qos == QoS::AtMostOnce {
+            return Some(None);
+        }
+        if self.level != Level::V5 {
+            return None;
+        }
+        let bad_cbor = matches!(e, IngestError::BadCbor(_));
+        Some(Some(match qos {
+            QoS::AtLeastOnce => {
+                let mut a = v5::PubAck::new(pkid, None);
+                a.reason = if bad_cbor {
+                    v5::PubAckReason::PayloadFormatInvalid
+                } else {
+                    v5::PubAckReason::ImplementationSpecificError
+                };
+                v5::Packet::PubAck(a)
+            }
+            _ => {
+                let mut a = v5::PubRec::new(pkid, None);
+                a.reason = if bad_cbor {
+                    v5::PubRecReason::PayloadFormatInvalid
+                } else {
+                    v5::PubRecReason::ImplementationSpecificError
+                };
+                v5::Packet::PubRec(a)
+            }
+        }))
+    }
+
+    /// Appends the burst's publishes (one batch per partition log, in order) and turns the ack
+    /// slots into packets.
+    fn commit(&mut self, group: &mut AckGroup) -> Result<(), End> {
+        let publishes = std::mem::take(&mut group.publishes);
+        let mut by_log: Vec<(Arc<PartitionLog>, Vec<usize>)> = Vec::new();
+        for (i, p) in publishes.iter().enumerate() {
+            match by_log.iter_mut().find(|(l, _)| Arc::ptr_eq(l, &p.prep.log)) {
+                Some((_, v)) => v.push(i),
+                None => by_log.push((p.prep.log.clone(), vec![i])),
+            }
+        }
+        let mut failed: HashMap<usize, IngestError> = HashMap::new();
+        for (_, idxs) in by_log {
+            let batch: Vec<&Prepared> = idxs.iter().map(|i| &publishes[*i].prep).collect();
+            match self.server.ingest.append_prepared(&batch) {
+                Ok(a) => group.add_flush(a.log, a.last_offset),
+                Err(e) => {
+                    tracing::error!(client_id = %self.client_id, error = %e, count = idxs.len(), "MQTT publishes not stored");
+                    let kind = e.to_string();
+                    for i in idxs {
+                        failed.insert(i, IngestError::Join(kind.clone()));
+                    }
+                }
+            }
+        }
+        for (i, p) in publishes.iter().enumerate() {
+            if failed.contains_key(&i) {
+                continue;
+            }
+            if let Some(msg) = &p.retain {
+                if p.qos == QoS::AtMostOnce {
+                    let store = self.server.retained.clone();
+                    let msg = msg.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = store.set(&msg) {
+                            tracing::error!(error = %e, "retained message store failed");
+                        }
+                    });
+                } else {
+                    group.retained.push(msg.clone());
+                }
+            }
+        }
+        for slot in std::mem::take(&mut group.slots) {
+            match slot {
+                Slot::Ready(p) => group.packets.push(p),
+                Slot::Publish(i) => {
+                    let p = &publishes[i];
+                    if let Some(e) = failed.get(&i) {
+                        match self.failed_ack(p.pkid, p.qos, e) {
+                            Some(Some(nack)) => group.packets.push(nack),
+                            Some(None) => {}
+                            None => return Err(End::Close(Reason::ImplementationSpecificError)),
+                        }
+                        continue;
+                    }
+                    group.packets.push(match p.qos {
+                        QoS::AtLeastOnce => v5::Packet::PubAck(v5::PubAck::new(p.pkid, None)),
+                        _ => v5::Packet::PubRec(v5::PubRec::new(p.pkid, None)),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn on_subscribe(
