@@ -135,6 +135,7 @@ pub fn to_record(msg: &Message, key: Option<Bytes>, timestamp: i64) -> Record {
 }
 
 /// Encodes records into one uncompressed v2 batch (offsets 0..n; the log assigns real ones).
+/// Records must share producer fields (as [`to_record`] makes them).
 pub fn encode_batch(records: &[Record]) -> Result<Bytes, RecordError> {
     let mut buf = BytesMut::new();
     let numbered: Vec<Record> = records
@@ -142,6 +143,9 @@ pub fn encode_batch(records: &[Record]) -> Result<Bytes, RecordError> {
         .enumerate()
         .map(|(i, r)| Record {
             offset: i as i64,
+            // The encoder starts a new batch whenever offset - sequence changes; base sequence
+            // stays -1 (no idempotence).
+            sequence: i as i32 - 1,
             ..r.clone()
         })
         .collect();
