@@ -47,7 +47,7 @@ enum End {
 /// An ack slot of a burst, in packet order.
 enum Slot {
     /// A packet that only has to wait for the ones before it.
-    Ready(v5::Packet),
+    Ready(Box<v5::Packet>),
     /// The PUBACK / PUBREC of `publishes[i]`, decided when the burst is appended.
     Publish(usize),
 }
@@ -554,7 +554,9 @@ impl Conn {
                 if !known {
                     comp.reason = v5::PubCompReason::PacketIdentifierNotFound;
                 }
-                group.slots.push(Slot::Ready(v5::Packet::PubComp(comp)));
+                group
+                    .slots
+                    .push(Slot::Ready(Box::new(v5::Packet::PubComp(comp))));
                 Ok(())
             }
             v5::Packet::Subscribe(s) => self.on_subscribe(s, out).await,
@@ -637,12 +639,16 @@ impl Conn {
                 QoS::AtLeastOnce => {
                     let mut a = v5::PubAck::new(pkid, None);
                     a.reason = puback;
-                    group.slots.push(Slot::Ready(v5::Packet::PubAck(a)));
+                    group
+                        .slots
+                        .push(Slot::Ready(Box::new(v5::Packet::PubAck(a))));
                 }
                 QoS::ExactlyOnce => {
                     let mut a = v5::PubRec::new(pkid, None);
                     a.reason = pubrec;
-                    group.slots.push(Slot::Ready(v5::Packet::PubRec(a)));
+                    group
+                        .slots
+                        .push(Slot::Ready(Box::new(v5::Packet::PubRec(a))));
                 }
                 QoS::AtMostOnce => {}
             }
@@ -676,9 +682,9 @@ impl Conn {
                 // Already stored; the PUBREC (again) follows the earlier one.
                 group
                     .slots
-                    .push(Slot::Ready(v5::Packet::PubRec(v5::PubRec::new(
+                    .push(Slot::Ready(Box::new(v5::Packet::PubRec(v5::PubRec::new(
                         p.pkid, None,
-                    ))));
+                    )))));
                 return Ok(());
             }
         }
@@ -716,7 +722,7 @@ impl Conn {
                 tracing::error!(client_id = %self.client_id, topic = msg.topic, error = %e, "MQTT publish not stored");
                 match self.failed_ack(p.pkid, p.qos, &e) {
                     Some(Some(nack)) => {
-                        group.slots.push(Slot::Ready(nack));
+                        group.slots.push(Slot::Ready(Box::new(nack)));
                         Ok(())
                     }
                     Some(None) => Ok(()),
@@ -814,7 +820,7 @@ impl Conn {
         }
         for slot in std::mem::take(&mut group.slots) {
             match slot {
-                Slot::Ready(p) => group.packets.push(p),
+                Slot::Ready(p) => group.packets.push(*p),
                 Slot::Publish(i) => {
                     let p = &publishes[i];
                     if let Some(e) = failed.get(&i) {
