@@ -1353,6 +1353,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn reads_run_concurrently_with_appends() {
+        let s = SimStorage::new();
+        let mut o = opts(Arc::new(s), true);
+        o.config.segment_bytes = 2000; // rolls while the reader runs
+        o.config.index_interval_bytes = 128;
+        let log = Arc::new(PartitionLog::open("/p".into(), o).unwrap());
+        log.set_cache_capacity(512); // mostly disk reads, some cache hits
+        let writer = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..400u32 {
+                    let v = format!("v{i}");
+                    let a = log.append(&batch(&[v.as_bytes()], i as i64), 0).unwrap();
+                    log.flush_to(a.last_offset).unwrap();
+                }
+            })
+        };
+        let mut next = 0i64;
+        while next < 400 {
+            let rr = log.read(next, 300).unwrap();
+            for (o, v) in values(&rr) {
+                if o >= next {
+                    assert_eq!(o, next);
+                    assert_eq!(v, format!("v{o}").into_bytes());
+                    next += 1;
+                }
+            }
+            if rr.records.is_empty() {
+                std::thread::yield_now();
+            }
+        }
+        writer.join().unwrap();
+    }
+
+    #[test]
     fn interval_policy_hw_is_leo() {
         let s = SimStorage::new();
         let mut o = opts(Arc::new(s), false);
