@@ -124,8 +124,11 @@ pub struct LogOptions {
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 /// Checkpoint of a log start offset that lies inside the first segment (DeleteRecords).
 pub const LOG_START_FILE: &str = "log-start-offset";
-/// Default capacity of the plaintext tail cache of a partition.
-pub const DEFAULT_CACHE_BYTES: usize = 1 << 20;
+/// Default capacity of the plaintext tail cache of a partition (tailing consumers read what was
+/// just appended; kept small because an edge node may hold many partitions).
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 10;
+/// A write buffer grown beyond this by a large append is shrunk afterwards.
+const MAX_IDLE_WRITE_BUFFER: usize = 4 << 20;
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub fn now_ms() -> i64 {
@@ -607,6 +610,9 @@ impl PartitionLog {
             return Err(e);
         }
         self.leo.store(next, Ordering::Release);
+        if w.out.capacity() > MAX_IDLE_WRITE_BUFFER {
+            w.out = Vec::new();
+        }
         {
             let plain = plain.freeze();
             let mut cache = lock(&self.cache);
