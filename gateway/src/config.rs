@@ -28,6 +28,15 @@
 //!
 //! [topic_defaults]            # Kafka topic config names
 //! "retention.ms" = 604800000
+//!
+//! [mqtt]                      # see docs/mqtt.md
+//! max_packet_size = 1048576
+//! [[mqtt.rules]]
+//! pattern = "devices/{device}/telemetry"
+//! topic = "telemetry"
+//! key = "device"
+//! [mqtt.auth]
+//! enabled = false
 //! ```
 //!
 //! Command-line flags override the file; [`NodeSettings::resolve`] merges both.
@@ -39,6 +48,7 @@ use std::process::ExitCode;
 
 use rill_core::broker::{BrokerConfig, EncryptionSetting, KeySource};
 use rill_core::crypto::CipherKind;
+use rill_core::group_coordinator::GroupConfig;
 use rill_core::log::FlushPolicy;
 use rill_core::topic_config::{ConfigError, TopicConfig};
 use serde::Deserialize;
@@ -123,6 +133,55 @@ pub struct FileConfig {
     /// `[topic_defaults]`: node-wide topic config defaults, Kafka names.
     #[serde(default)]
     pub topic_defaults: BTreeMap<String, toml::Spanned<toml::Value>>,
+    /// `[groups]`: consumer group coordinator settings.
+    #[serde(default)]
+    pub groups: GroupsSection,
+    /// `[mqtt]`: the MQTT front end (mapping rules, auth, TLS, limits).
+    #[serde(default)]
+    pub mqtt: crate::mqtt::MqttConfig,
+}
+
+/// `[groups]` (Kafka's names: `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
+/// `group.initial.rebalance.delay.ms`, `offsets.retention.minutes`,
+/// `offsets.retention.check.interval.ms`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsSection {
+    /// `group.min.session.timeout.ms` (default 6000).
+    pub min_session_timeout_ms: Option<u64>,
+    /// `group.max.session.timeout.ms` (default 1800000).
+    pub max_session_timeout_ms: Option<u64>,
+    /// `group.initial.rebalance.delay.ms` (default 3000).
+    pub initial_rebalance_delay_ms: Option<u64>,
+    /// `offsets.retention.minutes` (default 10080, 7 days).
+    pub offsets_retention_minutes: Option<u64>,
+    /// `offsets.retention.check.interval.ms` (default 600000).
+    pub offsets_retention_check_interval_ms: Option<u64>,
+}
+
+impl GroupsSection {
+    /// The coordinator settings (Kafka's defaults where unset).
+    pub fn resolve(&self) -> GroupConfig {
+        let d = GroupConfig::default();
+        GroupConfig {
+            min_session_timeout_ms: self
+                .min_session_timeout_ms
+                .unwrap_or(d.min_session_timeout_ms),
+            max_session_timeout_ms: self
+                .max_session_timeout_ms
+                .unwrap_or(d.max_session_timeout_ms),
+            initial_rebalance_delay_ms: self
+                .initial_rebalance_delay_ms
+                .unwrap_or(d.initial_rebalance_delay_ms),
+            offsets_retention_ms: self
+                .offsets_retention_minutes
+                .map_or(d.offsets_retention_ms, |m| m.saturating_mul(60_000)),
+            offsets_retention_check_interval_ms: self
+                .offsets_retention_check_interval_ms
+                .unwrap_or(d.offsets_retention_check_interval_ms),
+            ..d
+        }
+    }
 }
 
 /// `[node]`
@@ -315,6 +374,25 @@ impl FileConfig {
                 ));
             }
         }
+        let groups = self.groups.resolve();
+        if groups.min_session_timeout_ms > groups.max_session_timeout_ms {
+            return Err(invalid(
+                "groups.min_session_timeout_ms",
+                "is above groups.max_session_timeout_ms".to_string(),
+            ));
+        }
+        if groups.offsets_retention_check_interval_ms == 0 {
+            return Err(invalid(
+                "groups.offsets_retention_check_interval_ms",
+                "must be at least 1".to_string(),
+            ));
+        }
+        if let Some(FlushSetting::Interval { interval_ms: 0 }) = self.storage.flush {
+            return Err(invalid(
+                "storage.flush.interval_ms",
+                "must be at least 1".to_string(),
+            ));
+        }
         if let Some(adv) = &self.listeners.advertised_kafka {
             parse_host_port(adv).map_err(|reason| invalid("listeners.advertised_kafka", reason))?;
         }
@@ -413,6 +491,10 @@ pub struct NodeSettings {
     pub socket_request_max_bytes: usize,
     /// Everything the storage layer needs.
     pub broker: BrokerConfig,
+    /// The group coordinator's settings (`[groups]`).
+    pub groups: GroupConfig,
+    /// The MQTT front end.
+    pub mqtt: crate::mqtt::MqttConfig,
 }
 
 impl NodeSettings {
@@ -463,6 +545,8 @@ impl NodeSettings {
             .or_else(|| file.listeners.advertised_kafka.clone())
             .map(|s| parse_host_port(&s).map_err(|r| invalid("advertised_kafka", r)))
             .transpose()?;
+        crate::mqtt::mapping::Mapping::new(&file.mqtt.rules)
+            .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
         let node_id = flags.node_id.or(file.node.id).unwrap_or(0);
         if node_id < 0 {
             return Err(invalid("node_id", format!("{node_id} is negative")));
@@ -502,6 +586,8 @@ impl NodeSettings {
                 b.disk_budget_bytes = file.storage.disk_budget_bytes;
                 b
             },
+            groups: file.groups.resolve(),
+            mqtt: file.mqtt.clone(),
         })
     }
 }

@@ -83,6 +83,9 @@ pub enum ServeError {
     /// A background task panicked.
     #[error("task failed: {0}")]
     Task(String),
+    /// The MQTT front end could not start.
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::MqttError),
 }
 
 /// A running node.
@@ -241,8 +244,16 @@ impl Node {
             .unwrap_or_else(|| advertised_for(kafka_addr));
         let metrics = Arc::new(Metrics::new());
         let shutdown = CancellationToken::new();
+        let groups_config = settings.groups.clone();
+        let groups_broker = broker.clone();
+        let groups =
+            tokio::task::spawn_blocking(move || kafka::groups::open(groups_broker, groups_config))
+                .await
+                .map_err(|e| ServeError::Task(e.to_string()))?
+                .map_err(|e| ServeError::Task(format!("group coordinator: {e}")))?;
         let ctx = Arc::new(Context {
             broker: broker.clone(),
+            groups: groups.clone(),
             node_id: settings.node_id,
             advertised_host: advertised.0.clone(),
             advertised_port: advertised.1,
@@ -254,6 +265,7 @@ impl Node {
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
+        listeners.spawn(kafka::groups::run_ticker(groups, shutdown.clone()));
         listeners.spawn(kafka::server::run(
             ctx,
             kafka_listener,
@@ -261,6 +273,18 @@ impl Node {
             shutdown.clone(),
             connections.clone(),
         ));
+        let mqtt_server = crate::mqtt::MqttServer::new(broker.clone(), settings.mqtt.clone())?;
+        let (mqtt_addr, mqtt_tasks) = crate::mqtt::listener::start(
+            mqtt_server,
+            &settings.mqtt_listen.to_string(),
+            shutdown.clone(),
+        )
+        .await?;
+        listeners.spawn(async move {
+            for task in mqtt_tasks {
+                let _ = task.await;
+            }
+        });
         let router = admin_http::router(metrics.clone());
         let http_shutdown = shutdown.clone();
         listeners.spawn(async move {
@@ -274,6 +298,7 @@ impl Node {
         tracing::info!(
             kafka = %kafka_addr,
             http = %http_addr,
+            mqtt = %mqtt_addr,
             node_id = settings.node_id,
             node_name = %settings.node_name,
             advertised = %format!("{}:{}", advertised.0, advertised.1),
