@@ -1,4 +1,5 @@
 //! Consumer groups with real clients: confluent-kafka group members with each client-side assignor
+//! and with `group.protocol=consumer` (KIP-848, both server-side assignors)
 //! (SIGKILL of a member, re-delivery limited to uncommitted records), committed offsets across a
 //! node restart, kafka-python's group consumer, and the `rill group` CLI (state, lag, reset,
 //! delete), and the error codes of bad group requests on the wire. The node runs with short group
@@ -15,7 +16,8 @@ fn group_node() -> (Node, tempfile::TempDir) {
     let cfg = dir.path().join("rill.toml");
     std::fs::write(
         &cfg,
-        "[groups]\nmin_session_timeout_ms = 1000\ninitial_rebalance_delay_ms = 200\n",
+        "[groups]\nmin_session_timeout_ms = 1000\ninitial_rebalance_delay_ms = 200\n\
+         consumer_session_timeout_ms = 6000\nconsumer_heartbeat_interval_ms = 500\n",
     )
     .expect("write config");
     let node = Node::start_with(&["--config", cfg.to_str().expect("utf-8 path")]);
@@ -174,4 +176,20 @@ fn groups_bad_input_gets_kafka_errors() {
     let (node, _cfg) = group_node();
     let out = node.python("groups_errors.py", &[]);
     assert!(out.contains("evicted after"), "{out}");
+}
+
+fn kip848(assignor: &str) {
+    let (node, _cfg) = group_node();
+    let out = node.python("groups_kip848.py", &["--assignor", assignor]);
+    assert!(out.contains("moved to the remaining members"), "{out}");
+}
+
+#[test]
+fn groups_kip848_uniform_assignor() {
+    kip848("uniform");
+}
+
+#[test]
+fn groups_kip848_range_assignor() {
+    kip848("range");
 }
