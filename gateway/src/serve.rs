@@ -375,6 +375,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .try_init();
     let settings = settings_from_args(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
