@@ -10,9 +10,9 @@
 //! [`tokio::sync::oneshot::Receiver`] that is answered when the state machine gets there. This keeps
 //! core free of sockets and timers and makes every sequence testable with explicit time.
 //!
-//! Committed offsets are written to redb (one durable transaction per commit) through
-//! [`OffsetStore`]; callers on an async runtime should call the committing methods from a blocking
-//! context (`spawn_blocking`), since they wait for the disk.
+//! Committed offsets are written durably to redb through [`OffsetStore`] (outside the coordinator
+//! lock, group-committed); callers on an async runtime should call the committing methods from a
+//! blocking context (`spawn_blocking`), since they wait for the disk.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -1147,6 +1147,7 @@ impl GroupCoordinator {
             }
             m.last_heartbeat_ms = now_ms;
             let (results, accepted) = self.offsets_to_commit(req, now_ms);
+            drop(inner);
             self.store.commit(&req.group_id, &accepted)?;
             return Ok(results);
         }
@@ -1182,8 +1183,23 @@ impl GroupCoordinator {
             return Err(GroupError::UnknownMemberId);
         }
         let (results, accepted) = self.offsets_to_commit(req, now_ms);
-        // Written under the group lock so a concurrent DeleteGroups cannot interleave.
+        // The disk write happens without the coordinator lock (other groups' heartbeats must not
+        // wait for an fsync), batched with concurrent commits.
+        drop(inner);
         self.store.commit(&req.group_id, &accepted)?;
+        if !accepted.is_empty() {
+            // A DeleteGroups that ran meanwhile removed the group: this commit came after it, so
+            // the group exists again (Empty), as with a simple commit to an unknown group.
+            let mut inner = self.lock();
+            if !inner.groups.contains_key(&req.group_id)
+                && !inner.epoch_groups.contains_key(&req.group_id)
+            {
+                inner.groups.insert(
+                    req.group_id.clone(),
+                    Group::new(&req.group_id, Some(now_ms)),
+                );
+            }
+        }
         Ok(results)
     }
 
