@@ -189,7 +189,12 @@ mod tests {
     fn uniform_is_balanced_complete_and_sticky() {
         let t = topic("t", 7);
         let members = subs(&["a", "b", "c"], &["t"]);
-        let first = assign("uniform", &members, std::slice::from_ref(&t), &BTreeMap::new());
+        let first = assign(
+            "uniform",
+            &members,
+            std::slice::from_ref(&t),
+            &BTreeMap::new(),
+        );
         let counts: Vec<usize> = first.values().map(count).collect();
         assert_eq!(counts.iter().sum::<usize>(), 7);
         assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1);
