@@ -811,6 +811,7 @@ impl GroupCoordinator {
         }
         group.protocol_name = group.select_protocol();
         group.transition(GroupState::CompletingRebalance, now);
+        group.sync_deadline_ms = Some(now + group.max_rebalance_timeout_ms());
         if let Some(pt) = &group.protocol_type {
             if let Err(e) = self.store.set_protocol_type(&group.group_id, pt) {
                 tracing::warn!(group = %group.group_id, error = %e, "could not record protocol type");
@@ -1062,6 +1063,23 @@ impl GroupCoordinator {
                 && group.join_deadline_ms.is_some_and(|d| d <= now_ms)
             {
                 self.on_join_deadline(group, now_ms);
+            }
+            if group.state == GroupState::CompletingRebalance
+                && group.sync_deadline_ms.is_some_and(|d| d <= now_ms)
+            {
+                // Members (the leader included) that never sent SyncGroup are removed and the
+                // group rebalances without them.
+                group.sync_deadline_ms = None;
+                let unsynced: Vec<String> = group
+                    .members
+                    .values()
+                    .filter(|m| m.sync_waiter.is_none())
+                    .map(|m| m.member_id.clone())
+                    .collect();
+                for id in unsynced {
+                    tracing::info!(group = %group.group_id, member = %id, "member did not sync in time");
+                    self.remove_member_and_update(group, &id, now_ms);
+                }
             }
         }
         self.tick_epoch_groups(&mut inner, now_ms);
@@ -2753,6 +2771,37 @@ mod tests {
         assert_eq!(
             c.consumer_group_heartbeat(&req, &resolve, 0),
             Err(GroupError::GroupIdNotFound)
+        );
+    }
+
+    #[test]
+    fn leader_that_never_syncs_is_removed_at_the_rebalance_timeout() {
+        let c = coordinator();
+        let mut a = c.join_group(join_req("", &["range"]), 0);
+        let ra = ready(&mut a);
+        let mut b = c.join_group(join_req("", &["range"]), 0);
+        let mut a2 = c.join_group(join_req(&ra.member_id, &["range"]), 0);
+        let rb = ready(&mut b);
+        assert_eq!(ready(&mut a2).leader, ra.member_id);
+        // The follower syncs and waits; the leader keeps heartbeating but never syncs.
+        let mut sb = sync(&c, &rb.member_id, 2, vec![], 10);
+        for t in (1_000..REBALANCE).step_by(1_000) {
+            assert_eq!(hb(&c, &ra.member_id, 2, t), Ok(()));
+            assert_eq!(hb(&c, &rb.member_id, 2, t), Ok(()));
+            c.tick(t);
+        }
+        pending(&mut sb);
+        c.tick(REBALANCE);
+        // The leader is gone; the follower is told to rejoin and leads the next generation.
+        assert_eq!(ready(&mut sb).error, Some(GroupError::RebalanceInProgress));
+        assert_eq!(
+            hb(&c, &ra.member_id, 2, REBALANCE),
+            Err(GroupError::UnknownMemberId)
+        );
+        let r = ready(&mut c.join_group(join_req(&rb.member_id, &["range"]), REBALANCE + 1));
+        assert_eq!(
+            (r.generation_id, r.leader.as_str()),
+            (3, rb.member_id.as_str())
         );
     }
 }
