@@ -376,6 +376,8 @@ impl FileConfig {
                 return Err(invalid("kafka.num_partitions", format!("{n} is below 1")));
             }
         }
+        crate::mqtt::mapping::Mapping::new(&self.mqtt.rules)
+            .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
         if let Some(n) = self.kafka.socket_request_max_bytes {
             if n < 1024 || n > i32::MAX as usize {
                 return Err(invalid(
@@ -555,8 +557,6 @@ impl NodeSettings {
             .or_else(|| file.listeners.advertised_kafka.clone())
             .map(|s| parse_host_port(&s).map_err(|r| invalid("advertised_kafka", r)))
             .transpose()?;
-        crate::mqtt::mapping::Mapping::new(&file.mqtt.rules)
-            .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
         let node_id = flags.node_id.or(file.node.id).unwrap_or(0);
         if node_id < 0 {
             return Err(invalid("node_id", format!("{node_id} is negative")));

@@ -361,3 +361,25 @@ fn mqtt_over_tls() {
         ],
     );
 }
+
+#[test]
+fn config_validate_checks_mqtt_rules() {
+    let bad = config("[[mqtt.rules]]\npattern = \"a/#/b\"\ntopic = \"t\"\n");
+    let out = std::process::Command::new(rill_tests::rill_bin())
+        .args(["config", "validate"])
+        .arg(&bad.path)
+        .output()
+        .expect("run rill config validate");
+    assert!(!out.status.success(), "bad rule accepted: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mqtt.rules"),
+        "{out:?}"
+    );
+    let good = config(RULES);
+    let out = std::process::Command::new(rill_tests::rill_bin())
+        .args(["config", "validate"])
+        .arg(&good.path)
+        .output()
+        .expect("run rill config validate");
+    assert!(out.status.success(), "{out:?}");
+}
