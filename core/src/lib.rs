@@ -13,12 +13,14 @@
 //!   flush, retention, disk budget) in a background thread,
 //! - [`producer_state`]: idempotent producers (sequence checks, snapshots, producer ids),
 //! - [`consumer_group`], [`group_coordinator`], [`offset_store`]: consumer groups (the classic
-//!   rebalance protocol) and their committed offsets in redb.
+//!   rebalance protocol) and their committed offsets in redb; [`epoch_group`] and
+//!   [`server_assignor`]: KIP-848 groups (server-side assignment, member epochs).
 
 pub mod batch;
 pub mod broker;
 pub mod consumer_group;
 pub mod crypto;
+pub mod epoch_group;
 pub mod group_coordinator;
 pub mod index;
 pub mod io;
@@ -30,5 +32,6 @@ pub mod offset_store;
 pub mod producer_state;
 pub mod retention;
 pub mod segment;
+pub mod server_assignor;
 pub mod topic_config;
 pub mod topic_registry;

@@ -157,6 +157,10 @@ pub struct GroupsSection {
     pub offsets_retention_minutes: Option<u64>,
     /// `offsets.retention.check.interval.ms` (default 600000).
     pub offsets_retention_check_interval_ms: Option<u64>,
+    /// `group.consumer.session.timeout.ms` of KIP-848 groups (default 45000).
+    pub consumer_session_timeout_ms: Option<u64>,
+    /// `group.consumer.heartbeat.interval.ms` of KIP-848 groups (default 5000).
+    pub consumer_heartbeat_interval_ms: Option<u64>,
 }
 
 impl GroupsSection {
@@ -179,6 +183,12 @@ impl GroupsSection {
             offsets_retention_check_interval_ms: self
                 .offsets_retention_check_interval_ms
                 .unwrap_or(d.offsets_retention_check_interval_ms),
+            consumer_session_timeout_ms: self
+                .consumer_session_timeout_ms
+                .unwrap_or(d.consumer_session_timeout_ms),
+            consumer_heartbeat_interval_ms: self
+                .consumer_heartbeat_interval_ms
+                .unwrap_or(d.consumer_heartbeat_interval_ms),
             ..d
         }
     }
@@ -366,6 +376,8 @@ impl FileConfig {
                 return Err(invalid("kafka.num_partitions", format!("{n} is below 1")));
             }
         }
+        crate::mqtt::mapping::Mapping::new(&self.mqtt.rules)
+            .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
         if let Some(n) = self.kafka.socket_request_max_bytes {
             if n < 1024 || n > i32::MAX as usize {
                 return Err(invalid(
@@ -545,8 +557,6 @@ impl NodeSettings {
             .or_else(|| file.listeners.advertised_kafka.clone())
             .map(|s| parse_host_port(&s).map_err(|r| invalid("advertised_kafka", r)))
             .transpose()?;
-        crate::mqtt::mapping::Mapping::new(&file.mqtt.rules)
-            .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
         let node_id = flags.node_id.or(file.node.id).unwrap_or(0);
         if node_id < 0 {
             return Err(invalid("node_id", format!("{node_id} is negative")));
