@@ -431,9 +431,9 @@ mod tests {
     fn sequence_wraps() {
         let mut s = ProducerStateManager::new();
         s.record(&hdr(1, 0, 0, 1, 0));
-        s.producers.get_mut(&1).map(|e| {
-            e.batches.back_mut().map(|b| b.last_seq = i32::MAX);
-        });
+        if let Some(b) = s.producers.get_mut(&1).and_then(|e| e.batches.back_mut()) {
+            b.last_seq = i32::MAX;
+        }
         assert_eq!(s.check(&hdr(1, 0, 0, 2, 0)), Ok(Check::Append));
     }
 
