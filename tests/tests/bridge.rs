@@ -256,3 +256,130 @@ fn rename_and_filter_rules_from_a_bridge_config() {
         "unselected topic mirrored: {topics}"
     );
 }
+
+mod wire {
+    //! Idempotent produce at the protocol level, with the bridge's client.
+
+    use bytes::BytesMut;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        BrokerId, InitProducerIdRequest, ListOffsetsRequest, ProduceRequest, ProducerId, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use rill_bridge::client::Connection;
+    use std::time::Duration;
+
+    fn batch(pid: i64, seq: i32, n: usize) -> bytes::Bytes {
+        let recs: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: pid,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: seq + i as i32,
+                timestamp: 1,
+                key: None,
+                value: Some(bytes::Bytes::from(format!("s{}", seq + i as i32))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            recs.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .expect("encode");
+        buf.freeze()
+    }
+
+    async fn produce(c: &mut Connection, pid: i64, seq: i32, n: usize) -> (i16, i64) {
+        let req = ProduceRequest::default()
+            .with_transactional_id(None)
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("wire")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(pid, seq, n)))])]);
+        let r = c.call(&req, 9).await.expect("produce");
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    async fn init(c: &mut Connection) -> i64 {
+        let r = c
+            .call(
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+                4,
+            )
+            .await
+            .expect("init");
+        assert_eq!(r.error_code, 0);
+        assert_eq!(r.producer_epoch, 0);
+        r.producer_id.0
+    }
+
+    async fn end_offset(c: &mut Connection) -> i64 {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("wire")))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-1)])]);
+        let r = c.call(&req, 5).await.expect("list offsets");
+        r.topics[0].partitions[0].offset
+    }
+
+    #[test]
+    fn retried_batches_are_deduplicated_also_after_restart() {
+        let mut node = super::Node::start();
+        node.cli_ok(&["topic", "create", "wire", "-p", "1"], b"");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let t = Duration::from_secs(10);
+        let pid = rt.block_on(async {
+            let mut c = Connection::connect(node.kafka_addr(), t)
+                .await
+                .expect("connect");
+            let pid = init(&mut c).await;
+            assert_eq!(produce(&mut c, pid, 0, 3).await, (0, 0));
+            // The retry is answered with the original offset and not appended.
+            assert_eq!(produce(&mut c, pid, 0, 3).await, (0, 0));
+            assert_eq!(end_offset(&mut c).await, 3);
+            // A gap: OUT_OF_ORDER_SEQUENCE_NUMBER (45).
+            assert_eq!(produce(&mut c, pid, 7, 1).await.0, 45);
+            assert_eq!(produce(&mut c, pid, 3, 2).await, (0, 3));
+            pid
+        });
+        node.restart();
+        rt.block_on(async {
+            let mut c = Connection::connect(node.kafka_addr(), t)
+                .await
+                .expect("connect");
+            assert_eq!(produce(&mut c, pid, 3, 2).await, (0, 3));
+            assert_eq!(end_offset(&mut c).await, 5);
+            assert_eq!(produce(&mut c, pid, 5, 1).await, (0, 5));
+            // Unknown producer with a non-zero sequence: UNKNOWN_PRODUCER_ID (59).
+            assert_eq!(produce(&mut c, pid + 100_000, 4, 1).await.0, 59);
+            let pid2 = init(&mut c).await;
+            assert_ne!(pid2, pid, "producer ids are unique across restarts");
+        });
+    }
+}
