@@ -383,3 +383,55 @@ mod wire {
         });
     }
 }
+
+#[test]
+fn standalone_bridge_drains_a_stopped_nodes_log() {
+    let port = free_port();
+    let central = start_central(port);
+    let mut edge = Node::start_with(&["--node-name", "edge4"]);
+    edge.python(
+        "bridge_produce.py",
+        &["--topic", "backlog", "--partitions", "2", "--count", "500"],
+    );
+    edge.terminate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bridge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "node_name = \"edge4\"\ndata_dir = {:?}\nkey_file = {:?}\n[[mirror]]\n\
+             topics = [\"backlog\"]\ntarget = \"127.0.0.1:{port}\"\n",
+            edge.data_dir().to_string_lossy(),
+            edge.key_file().to_string_lossy()
+        ),
+    )
+    .expect("write config");
+    let mut bridge = std::process::Command::new(rill_tests::rill_bin())
+        .arg("bridge")
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("RILL_MASTER_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start rill bridge");
+    let out = rill_tests::run_python(
+        "bridge_verify.py",
+        &[
+            "--bootstrap",
+            central.kafka_addr(),
+            "--topic",
+            "edge4.backlog",
+            "--count",
+            "500",
+            "--node",
+            "edge4",
+            "--source",
+            "backlog",
+        ],
+    );
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+    let out = out.unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("OK"), "{out}");
+}
