@@ -435,3 +435,44 @@ fn standalone_bridge_drains_a_stopped_nodes_log() {
     let out = out.unwrap_or_else(|e| panic!("{e}"));
     assert!(out.contains("OK"), "{out}");
 }
+
+#[test]
+fn fewer_target_partitions_use_key_hash_and_resume_exactly() {
+    let port = free_port();
+    let mut central = start_central(port);
+    // The target topic exists with one partition: three source partitions share it.
+    central.cli_ok(&["topic", "create", "edge5.fan", "-p", "1"], b"");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bridge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[mirror]]\ntopics = [\"fan\"]\ntarget = \"127.0.0.1:{port}\"\n\
+             bandwidth_bytes_per_sec = 100000\n"
+        ),
+    )
+    .expect("write config");
+    let cfg_s = cfg.to_string_lossy().to_string();
+    let edge = start_edge("edge5", port, &["--bridge-config", &cfg_s]);
+    edge.python(
+        "bridge_produce.py",
+        &["--topic", "fan", "--partitions", "3", "--count", "20000"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300 + random_ms(700)));
+    central.kill();
+    central.restart();
+    let out = central.python(
+        "bridge_verify.py",
+        &[
+            "--topic",
+            "edge5.fan",
+            "--count",
+            "20000",
+            "--node",
+            "edge5",
+            "--source",
+            "fan",
+        ],
+    );
+    assert!(out.contains("OK"), "{out}\nedge log:\n{}", edge.log());
+}
