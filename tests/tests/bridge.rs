@@ -476,3 +476,68 @@ fn fewer_target_partitions_use_key_hash_and_resume_exactly() {
     );
     assert!(out.contains("OK"), "{out}\nedge log:\n{}", edge.log());
 }
+
+#[test]
+fn two_nodes_mirroring_to_each_other_with_identity_names_do_not_cycle() {
+    let (pa, pb) = (free_port(), free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, target: u16| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "[[mirror]]\ntopics = [\"shared\"]\ntarget = \"127.0.0.1:{target}\"\n\
+                 rename = \"{{topic}}\"\n"
+            ),
+        )
+        .expect("write config");
+        p.to_string_lossy().to_string()
+    };
+    let (ca, cb) = (write("a.toml", pb), write("b.toml", pa));
+    let a_listen = format!("127.0.0.1:{pa}");
+    let b_listen = format!("127.0.0.1:{pb}");
+    let a = Node::start_with(&[
+        "--node-name",
+        "a",
+        "--kafka-listen",
+        &a_listen,
+        "--bridge-config",
+        &ca,
+    ]);
+    let b = Node::start_with(&[
+        "--node-name",
+        "b",
+        "--kafka-listen",
+        &b_listen,
+        "--bridge-config",
+        &cb,
+    ]);
+    a.python(
+        "bridge_produce.py",
+        &[
+            "--topic",
+            "shared",
+            "--partitions",
+            "1",
+            "--count",
+            "100",
+            "--prefix",
+            "a",
+        ],
+    );
+    b.python(
+        "bridge_produce.py",
+        &[
+            "--topic",
+            "shared",
+            "--partitions",
+            "1",
+            "--count",
+            "50",
+            "--prefix",
+            "b",
+        ],
+    );
+    a.python("bridge_count.py", &["--topic", "shared", "--count", "150"]);
+    b.python("bridge_count.py", &["--topic", "shared", "--count", "150"]);
+}
