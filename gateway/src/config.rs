@@ -175,6 +175,8 @@ pub struct StorageSection {
     pub flush: Option<FlushSetting>,
     /// Node-wide disk budget.
     pub disk_budget_bytes: Option<u64>,
+    /// How often the log cleaner (compaction) runs, in ms.
+    pub cleaner_interval_ms: Option<u64>,
 }
 
 /// Encryption names in the file.
@@ -465,6 +467,10 @@ impl NodeSettings {
                 default_partitions: file.kafka.num_partitions.unwrap_or(1),
                 disk_budget_bytes: file.storage.disk_budget_bytes,
                 retention_check_interval_ms: rill_core::broker::DEFAULT_RETENTION_CHECK_INTERVAL_MS,
+                cleaner_interval_ms: file
+                    .storage
+                    .cleaner_interval_ms
+                    .unwrap_or(rill_core::broker::DEFAULT_CLEANER_INTERVAL_MS),
             },
         })
     }
