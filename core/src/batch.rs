@@ -319,6 +319,42 @@ fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
     Some(((value >> 1) as i64) ^ -((value & 1) as i64))
 }
 
+/// Offset of the first record carrying the batch's max timestamp (exact for uncompressed
+/// CreateTime batches; the base offset for LogAppendTime; the last offset when records cannot be
+/// walked, e.g. compressed). Does not allocate.
+pub fn offset_of_max_timestamp(batch: &[u8]) -> i64 {
+    let Ok(h) = BatchHeader::parse(batch) else {
+        return -1;
+    };
+    if h.is_log_append_time() {
+        return h.base_offset;
+    }
+    if h.compression() != Compression::None || batch.len() < h.total_len() {
+        return h.last_offset();
+    }
+    let mut pos = HEADER_LEN;
+    for _ in 0..h.records_count {
+        let Some(len) = read_varint(batch, &mut pos) else {
+            break;
+        };
+        let start = pos;
+        pos += 1;
+        let (Some(ts_delta), Some(off_delta)) =
+            (read_varint(batch, &mut pos), read_varint(batch, &mut pos))
+        else {
+            break;
+        };
+        if h.base_timestamp + ts_delta == h.max_timestamp {
+            return h.base_offset + off_delta;
+        }
+        match usize::try_from(len).ok().and_then(|l| start.checked_add(l)) {
+            Some(p) => pos = p,
+            None => break,
+        }
+    }
+    h.last_offset()
+}
+
 /// For an uncompressed plaintext batch, the (offset, timestamp) of each record, in order. Returns
 /// `None` for compressed batches or when the records section does not parse.
 pub fn record_timestamps(batch: &[u8]) -> Option<Vec<(i64, i64)>> {
@@ -409,6 +445,7 @@ mod tests {
             record_timestamps(&b).unwrap(),
             vec![(0, 1000), (1, 1001), (2, 1002)]
         );
+        assert_eq!(offset_of_max_timestamp(&b), 2);
     }
 
     #[test]

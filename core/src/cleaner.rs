@@ -557,6 +557,7 @@ fn rewrite(
                 header,
                 position,
                 stored_len: sealed.len() as u64,
+                max_ts_offset: batch::offset_of_max_timestamp(plain),
             }],
             index_interval,
         )

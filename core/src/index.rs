@@ -89,7 +89,7 @@ impl OffsetIndex {
     /// Parse and check index file entries (the part after the file header): strictly increasing
     /// offsets and positions, positions within `[min_pos, log_len)`.
     pub fn decode(bytes: &[u8], min_pos: u64, log_len: u64) -> Result<OffsetIndex, IndexInvalid> {
-        if bytes.len() % OFFSET_ENTRY_LEN != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_LEN) {
             return Err(IndexInvalid(format!(
                 "length {} is not a multiple of {OFFSET_ENTRY_LEN}",
                 bytes.len()
@@ -177,7 +177,7 @@ impl TimeIndex {
     /// Parse and check time index entries: strictly increasing timestamps, non-decreasing offsets
     /// not beyond `max_rel_offset`.
     pub fn decode(bytes: &[u8], max_rel_offset: u32) -> Result<TimeIndex, IndexInvalid> {
-        if bytes.len() % TIME_ENTRY_LEN != 0 {
+        if !bytes.len().is_multiple_of(TIME_ENTRY_LEN) {
             return Err(IndexInvalid(format!(
                 "length {} is not a multiple of {TIME_ENTRY_LEN}",
                 bytes.len()

@@ -18,13 +18,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use uuid::Uuid;
 
 use crate::batch::{self, BatchHeader};
-use crate::crypto::Encryption;
+use crate::crypto::{CryptoError, Encryption};
 use crate::io::Storage;
 use crate::retention::{self, RetentionOutcome};
 use crate::segment::{
@@ -148,7 +148,7 @@ impl Segments {
 
 #[derive(Default)]
 struct Writer {
-    plain: Vec<u8>,
+    /// Sealed batches of the current append (one write).
     out: Vec<u8>,
     stored: Vec<StoredBatch>,
     /// A write failed part-way: positions of the active segment may hold bytes sealed with its
@@ -226,7 +226,7 @@ pub struct PartitionLog {
     config: RwLock<TopicConfig>,
     segments: RwLock<Segments>,
     writer: Mutex<Writer>,
-    flush_lock: Mutex<Instant>,
+    flush_lock: Mutex<()>,
     /// Every offset below this is durable.
     flushed: AtomicI64,
     leo: AtomicI64,
@@ -236,6 +236,9 @@ pub struct PartitionLog {
     closed: AtomicBool,
     retention_floor: Mutex<Option<i64>>,
     corruption: Mutex<Vec<BadRegion>>,
+    /// Closed segments that could not be opened (file header or key file damaged): their offset
+    /// ranges answer reads with `LogError::Corrupt`. Their files are left in place.
+    lost: Vec<BadRegion>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -287,6 +290,7 @@ impl PartitionLog {
         }
         let mut map = BTreeMap::new();
         let mut bad = Vec::new();
+        let mut lost: Vec<BadRegion> = Vec::new();
         let count = log_bases.len();
         for (i, base) in log_bases.iter().copied().enumerate() {
             let last = i + 1 == count;
@@ -315,6 +319,26 @@ impl PartitionLog {
                         let _ = storage.remove(&dir.join(segment::file_name(base, ext)));
                     }
                     removed = true;
+                    continue;
+                }
+                Err(
+                    e @ (LogError::Corrupt { .. } | LogError::Crypto(CryptoError::Malformed(_))),
+                ) if !last => {
+                    // A closed segment whose file header or key file is unusable: report it and
+                    // serve the rest of the log; its offsets (up to the next segment) are lost.
+                    let next = log_bases.get(i + 1).copied().unwrap_or(base);
+                    let region = BadRegion {
+                        file: dir.join(segment::file_name(base, "log")),
+                        start: 0,
+                        end: 0,
+                        first_offset: base,
+                        next_offset: next,
+                        reason: e.to_string(),
+                    };
+                    tracing::error!(file = %region.file.display(), reason = %region.reason,
+                        "unusable segment; its offsets are not served");
+                    bad.push(region.clone());
+                    lost.push(region);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -356,7 +380,12 @@ impl PartitionLog {
             Some(s) => s.next_offset(),
             None => start_ckpt.unwrap_or(0).max(0),
         };
-        let first_base = map.keys().next().copied().unwrap_or(leo);
+        let first_base = map
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(leo)
+            .min(lost.first().map_or(i64::MAX, |l| l.first_offset));
         let log_start = start_ckpt.unwrap_or(first_base).clamp(first_base, leo);
         if clean {
             storage
@@ -388,7 +417,7 @@ impl PartitionLog {
             config: RwLock::new(opts.config),
             segments: RwLock::new(Segments { map, log_start }),
             writer: Mutex::new(Writer::default()),
-            flush_lock: Mutex::new(Instant::now()),
+            flush_lock: Mutex::new(()),
             flushed: AtomicI64::new(leo),
             leo: AtomicI64::new(leo),
             hw: AtomicI64::new(leo),
@@ -401,6 +430,7 @@ impl PartitionLog {
             closed: AtomicBool::new(false),
             retention_floor: Mutex::new(None),
             corruption: Mutex::new(bad),
+            lost,
         })
     }
 
@@ -536,15 +566,14 @@ impl PartitionLog {
             active = self.roll_locked(leo, &cfg)?;
             w.force_roll = false;
         }
-        // Rewrite headers into the plaintext copy.
-        w.plain.clear();
-        w.plain.extend_from_slice(records);
+        // Rewrite headers into the plaintext copy (which becomes the tail cache's entry).
+        let mut plain = BytesMut::from(records);
         let mut next = leo;
         let mut max_ts = -1i64;
         let mut count: u32 = 0;
         let mut headers: Vec<BatchHeader> = Vec::with_capacity(parts.len());
         for (h, range) in &parts {
-            let b = &mut w.plain[range.clone()];
+            let b = &mut plain[range.clone()];
             batch::set_base_offset(b, next);
             batch::set_leader_epoch(b, leader_epoch);
             if append_time {
@@ -561,28 +590,33 @@ impl PartitionLog {
         w.out.clear();
         w.stored.clear();
         let mut pos = start_pos;
+        let encrypted = active.key.is_some();
         for (h, (_, range)) in headers.iter().zip(&parts) {
-            let before = w.out.len();
-            active.seal_into(&w.plain[range.clone()], pos, &mut w.out)?;
-            let len = (w.out.len() - before) as u64;
+            let len = if encrypted {
+                let before = w.out.len();
+                active.seal_into(&plain[range.clone()], pos, &mut w.out)?;
+                (w.out.len() - before) as u64
+            } else {
+                range.len() as u64
+            };
             w.stored.push(StoredBatch {
                 header: *h,
+                max_ts_offset: batch::offset_of_max_timestamp(&plain[range.clone()]),
                 position: pos,
                 stored_len: len,
             });
             pos += len;
         }
-        if let Err(e) = active.append_stored(
-            &w.out,
-            &w.stored,
-            u64::from(cfg.index_interval_bytes.max(1)),
-        ) {
+        let data: &[u8] = if encrypted { &w.out } else { &plain };
+        if let Err(e) =
+            active.append_stored(data, &w.stored, u64::from(cfg.index_interval_bytes.max(1)))
+        {
             w.force_roll = true;
             return Err(e);
         }
         self.leo.store(next, Ordering::Release);
         {
-            let plain = Bytes::copy_from_slice(&w.plain);
+            let plain = plain.freeze();
             let mut cache = lock(&self.cache);
             for (h, (_, range)) in headers.iter().zip(&parts) {
                 cache.push(h.base_offset, h.last_offset(), plain.slice(range.clone()));
@@ -666,13 +700,8 @@ impl PartitionLog {
                 }
                 self.flush_inner(Some(offset))
             }
-            FlushPolicy::Interval { ms } => {
-                let due = lock(&self.flush_lock).elapsed().as_millis() as u64 >= ms;
-                if due {
-                    self.flush_inner(None)?;
-                }
-                Ok(())
-            }
+            // The broker's maintenance thread calls `flush` every `ms`.
+            FlushPolicy::Interval { .. } => Ok(()),
         }
     }
 
@@ -682,7 +711,7 @@ impl PartitionLog {
     }
 
     fn flush_inner(&self, covered: Option<i64>) -> Result<(), LogError> {
-        let mut last = lock(&self.flush_lock);
+        let guard = lock(&self.flush_lock);
         if let Some(o) = covered {
             if self.flushed.load(Ordering::Acquire) > o {
                 return Ok(());
@@ -694,12 +723,13 @@ impl PartitionLog {
         let active = self.active()?;
         active.write_indexes()?;
         active.sync_log()?;
-        self.flushed.fetch_max(leo, Ordering::AcqRel);
-        *last = Instant::now();
-        drop(last);
+        // Under Always the high watermark is the flushed offset: publish it before the flushed
+        // offset, so a caller that finds itself covered is also visible to consumers.
         if self.flush_policy == FlushPolicy::Always {
             self.publish_hw(leo);
         }
+        self.flushed.fetch_max(leo, Ordering::AcqRel);
+        drop(guard);
         Ok(())
     }
 
@@ -710,10 +740,22 @@ impl PartitionLog {
 
     /// Whole batches starting with the one containing `from_offset`, up to `max_bytes` (at least
     /// one batch if any exists at `from_offset`, as Kafka does).
+    ///
+    /// Under `Always`, a reader that is caught up with the high watermark while unflushed data
+    /// exists (e.g. appended by acks=0 producers, which never wait for `flush_to`) triggers the
+    /// group-commit flush, so such data becomes visible without waiting for another producer.
     pub fn read(&self, from_offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
         self.check_open()?;
-        let hw = self.hw.load(Ordering::Acquire);
+        let mut hw = self.hw.load(Ordering::Acquire);
         let leo = self.leo.load(Ordering::Acquire);
+        if self.flush_policy == FlushPolicy::Always
+            && from_offset >= hw
+            && from_offset < leo
+            && from_offset >= self.log_start_offset()
+        {
+            self.flush_to(leo - 1)?;
+            hw = self.hw.load(Ordering::Acquire);
+        }
         let (log_start, segs) = {
             let s = self.segs();
             let log_start = s.log_start;
@@ -742,6 +784,17 @@ impl PartitionLog {
         };
         if from_offset >= hw {
             return Ok(result);
+        }
+        if let Some(l) = self
+            .lost
+            .iter()
+            .find(|l| l.first_offset <= from_offset && from_offset < l.next_offset)
+        {
+            return Err(LogError::Corrupt {
+                file: l.file.clone(),
+                position: 0,
+                reason: l.reason.clone(),
+            });
         }
         if let Some(b) = lock(&self.cache).read(from_offset, max_bytes, hw) {
             result.records = b;
@@ -784,14 +837,14 @@ impl PartitionLog {
     }
 
     /// (offset, timestamp) of the record with the largest timestamp (ListOffsets MAX_TIMESTAMP).
+    /// Covers the whole log up to the log end offset (under `Always` the newest batches become
+    /// readable with the next group commit).
     pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
-        let hw = self.hw.load(Ordering::Acquire);
         let s = self.segs();
         let mut best: Option<(i64, i64)> = None;
         for seg in s.map.values() {
             let st = seg.state();
             if st.offset_of_max_ts >= 0
-                && st.offset_of_max_ts < hw
                 && st.offset_of_max_ts >= s.log_start
                 && best.is_none_or(|(_, t)| st.max_timestamp > t)
             {
@@ -1281,6 +1334,77 @@ pub(crate) mod tests {
         assert_eq!(log.high_watermark(), 400);
         let syncs = s.sync_count() - before;
         assert!(syncs <= 400, "at most one fsync per append, got {syncs}");
+    }
+
+    #[test]
+    fn max_timestamp_offset_is_exact_after_recoveries() {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as Tt,
+        };
+        let recs: Vec<Record> = [5i64, 50, 50]
+            .iter()
+            .enumerate()
+            .map(|(i, ts)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: Tt::Creation,
+                offset: i as i64,
+                sequence: i as i32,
+                timestamp: *ts,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut second = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut second,
+            &recs,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        let s = SimStorage::new();
+        let mut o = opts(Arc::new(s.clone()), true);
+        o.config.index_interval_bytes = 1 << 20; // only the first batch is indexed
+        let log = PartitionLog::open("/p".into(), o.clone()).unwrap();
+        log.append(&batch(&[b"a"], 10), 0).unwrap();
+        log.append(&second, 0).unwrap();
+        log.flush().unwrap();
+        assert_eq!(log.max_timestamp_offset(), Some((2, 50)));
+        drop(log); // unclean: full recovery of segment 0
+        let log = PartitionLog::open("/p".into(), o.clone()).unwrap();
+        assert_eq!(log.max_timestamp_offset(), Some((2, 50)));
+        drop(log); // segment 0 is now a closed segment: quick open from its indexes
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        assert_eq!(log.max_timestamp_offset(), Some((2, 50)));
+        assert_eq!(log.offset_for_timestamp(6).unwrap(), Some((0, 10)));
+        assert_eq!(log.offset_for_timestamp(11).unwrap(), Some((2, 50)));
+    }
+
+    #[test]
+    fn caught_up_reader_flushes_unacknowledged_appends() {
+        // acks=0 producers never call flush_to; a caught-up consumer makes their data visible.
+        let s = SimStorage::new();
+        let log = PartitionLog::open("/p".into(), opts(Arc::new(s.clone()), true)).unwrap();
+        log.append(&batch(&[b"fire-and-forget"], 1), 0).unwrap();
+        assert_eq!(log.high_watermark(), 0);
+        let syncs = s.sync_count();
+        let rr = log.read(0, 100).unwrap();
+        assert_eq!(values(&rr), vec![(0, b"fire-and-forget".to_vec())]);
+        assert_eq!(log.high_watermark(), 1);
+        assert_eq!(log.flushed_offset(), 1);
+        assert!(s.sync_count() > syncs, "made durable before being served");
+        // Nothing unflushed: a read at the end does not fsync.
+        let syncs = s.sync_count();
+        assert!(log.read(1, 100).unwrap().records.is_empty());
+        assert_eq!(s.sync_count(), syncs);
     }
 
     #[test]

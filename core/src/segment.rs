@@ -254,6 +254,11 @@ impl KeyFile {
 
     /// Unwrap the data key with `master`, refusing a key wrapped under another master key.
     pub fn unwrap(&self, master: &MasterKey) -> Result<DataKey, CryptoError> {
+        Ok(DataKey::new(self.cipher, &self.unwrap_raw(master)?))
+    }
+
+    /// The raw data key bytes (tests use them to prove keys are never reused).
+    pub fn unwrap_raw(&self, master: &MasterKey) -> Result<[u8; 32], CryptoError> {
         if self.master_key_id != master.id() {
             return Err(CryptoError::WrongMasterKey {
                 expected: master.id_hex(),
@@ -266,8 +271,7 @@ impl KeyFile {
             self.ident,
             self.base_offset,
         );
-        let raw = master.unwrap_key(&self.wrapped, &aad)?;
-        Ok(DataKey::new(self.cipher, &raw))
+        master.unwrap_key(&self.wrapped, &aad)
     }
 }
 
@@ -330,6 +334,8 @@ pub struct SegState {
 #[derive(Debug, Clone, Copy)]
 pub struct StoredBatch {
     pub header: BatchHeader,
+    /// Offset of the record with the batch's max timestamp ([`batch::offset_of_max_timestamp`]).
+    pub max_ts_offset: i64,
     pub position: u64,
     pub stored_len: u64,
 }
@@ -726,14 +732,7 @@ impl Segment {
     /// Seal the segment for good (roll or close): final time index entry, write and fsync indexes
     /// and log.
     pub fn finish(&self) -> Result<(), LogError> {
-        {
-            let mut st = self.state_mut();
-            if st.max_timestamp >= 0 || st.offset_of_max_ts >= 0 {
-                let rel = (st.offset_of_max_ts - self.base_offset).max(0) as u32;
-                let ts = st.max_timestamp;
-                st.time_index.push(ts, rel);
-            }
-        }
+        self.state_mut().seal_time_index(self.base_offset);
         self.write_indexes()?;
         self.sync_log()?;
         self.index_file.sync().map_err(io_err(&self.index_path))?;
@@ -819,10 +818,12 @@ impl Segment {
         while pos < log_len {
             match self.verify_at(pos, log_len, &mut buf) {
                 Ok((h, len)) => {
+                    let max_ts_offset = batch::offset_of_max_timestamp(&buf);
                     st.register(
                         self.base_offset,
                         &StoredBatch {
                             header: h,
+                            max_ts_offset,
                             position: pos,
                             stored_len: len,
                         },
@@ -870,6 +871,7 @@ impl Segment {
             self.log.set_len(pos).map_err(io_err(&self.log_path))?;
             self.log.sync().map_err(io_err(&self.log_path))?;
         }
+        st.seal_time_index(self.base_offset);
         let idx = st.index.encode_all();
         let tix = st.time_index.encode_all();
         st.index.clear_pending();
@@ -944,6 +946,7 @@ impl Segment {
                     first = false;
                     let sb = StoredBatch {
                         header: h,
+                        max_ts_offset: -1,
                         position: pos,
                         stored_len: len,
                     };
@@ -977,6 +980,7 @@ impl Segment {
             }
         }
         if rec.rebuilt_index {
+            st.seal_time_index(self.base_offset);
             let idx = st.index.encode_all();
             let tix = st.time_index.encode_all();
             st.index.clear_pending();
@@ -1046,8 +1050,8 @@ impl Segment {
     }
 
     /// Read whole plaintext batches starting with the one containing `from` into `out`, stopping
-    /// at `max_bytes` (at least one batch when `out` is empty) or at a batch with base offset
-    /// >= `limit` (the high watermark). Returns `Ok(true)` if the end of the segment's data was
+    /// at `max_bytes` (at least one batch when `out` is empty) or at a batch with base offset at
+    /// or above `limit` (the high watermark). Returns `Ok(true)` if the end of the segment's data was
     /// reached (the caller may continue with the next segment).
     pub fn read_into(
         &self,
@@ -1056,16 +1060,22 @@ impl Segment {
         limit: i64,
         out: &mut BytesMut,
     ) -> Result<bool, LogError> {
-        let (size, mut pos, bad) = {
+        let (size, mut pos, bad, seg_next, mut expect_base) = {
             let st = self.state();
             let rel = (from - self.base_offset).clamp(0, u32::MAX as i64) as u32;
-            let pos = st
-                .index
-                .floor(rel)
-                .map(|e| e.position as u64)
-                .unwrap_or(FILE_HEADER_LEN);
-            (st.size, pos, st.bad.clone())
+            let (pos, expect) = match st.index.floor(rel) {
+                Some(e) => (
+                    e.position as u64,
+                    Some(self.base_offset + e.rel_offset as i64),
+                ),
+                None => (FILE_HEADER_LEN, None),
+            };
+            (st.size, pos, st.bad.clone(), st.next_offset, expect)
         };
+        // Clear headers are only authenticated when a batch is decrypted, so a batch that is
+        // skipped must at least be consistent: the indexed batch has the indexed base offset,
+        // offsets strictly increase, and nothing ends past the segment's end offset.
+        let mut prev_last = self.base_offset - 1;
         let read_ahead = (max_bytes.saturating_add(4096)).clamp(16 * 1024, 1 << 20) as u64;
         let mut chunk: Vec<u8> = Vec::new();
         let mut chunk_pos = 0u64;
@@ -1101,12 +1111,20 @@ impl Segment {
                 Err(_) => return Ok(false),
             };
             let len = self.stored_len(&h);
-            if pos + len > size {
+            let consistent = expect_base.is_none_or(|e| e == h.base_offset)
+                && h.base_offset > prev_last
+                && h.last_offset() < seg_next;
+            if pos + len > size || !consistent {
                 if out.is_empty() {
-                    return Err(corrupt(pos, "batch runs past the end of the data".into()));
+                    return Err(corrupt(
+                        pos,
+                        "batch header inconsistent with the log".into(),
+                    ));
                 }
                 return Ok(false);
             }
+            expect_base = None;
+            prev_last = h.last_offset();
             if h.base_offset >= limit {
                 return Ok(false);
             }
@@ -1226,6 +1244,16 @@ impl SegState {
         }
     }
 
+    /// Add the final time index entry (the segment's max timestamp and where it is reached), so
+    /// a quick open of the closed segment knows both exactly.
+    fn seal_time_index(&mut self, base: i64) {
+        if self.offset_of_max_ts >= 0 {
+            let rel = (self.offset_of_max_ts - base).clamp(0, u32::MAX as i64) as u32;
+            let ts = self.max_timestamp;
+            self.time_index.push(ts, rel);
+        }
+    }
+
     /// Track offsets and timestamps of a batch (no index entries).
     fn track(&mut self, b: &StoredBatch) {
         let h = &b.header;
@@ -1233,7 +1261,11 @@ impl SegState {
         self.batches += 1;
         if h.max_timestamp > self.max_timestamp {
             self.max_timestamp = h.max_timestamp;
-            self.offset_of_max_ts = h.last_offset();
+            self.offset_of_max_ts = if b.max_ts_offset >= h.base_offset {
+                b.max_ts_offset
+            } else {
+                h.last_offset()
+            };
         }
     }
 

@@ -39,6 +39,7 @@ use std::process::ExitCode;
 
 use rill_core::broker::{BrokerConfig, EncryptionSetting, KeySource};
 use rill_core::crypto::CipherKind;
+use rill_core::group_coordinator::GroupConfig;
 use rill_core::log::FlushPolicy;
 use rill_core::topic_config::{ConfigError, TopicConfig};
 use serde::Deserialize;
@@ -122,7 +123,53 @@ pub struct FileConfig {
     pub kafka: KafkaSection,
     /// `[topic_defaults]`: node-wide topic config defaults, Kafka names.
     #[serde(default)]
-    pub topic_defaults: BTreeMap<String, toml::Value>,
+    pub topic_defaults: BTreeMap<String, toml::Spanned<toml::Value>>,
+    /// `[groups]`: consumer group coordinator settings.
+    #[serde(default)]
+    pub groups: GroupsSection,
+}
+
+/// `[groups]` (Kafka's names: `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
+/// `group.initial.rebalance.delay.ms`, `offsets.retention.minutes`,
+/// `offsets.retention.check.interval.ms`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsSection {
+    /// `group.min.session.timeout.ms` (default 6000).
+    pub min_session_timeout_ms: Option<u64>,
+    /// `group.max.session.timeout.ms` (default 1800000).
+    pub max_session_timeout_ms: Option<u64>,
+    /// `group.initial.rebalance.delay.ms` (default 3000).
+    pub initial_rebalance_delay_ms: Option<u64>,
+    /// `offsets.retention.minutes` (default 10080, 7 days).
+    pub offsets_retention_minutes: Option<u64>,
+    /// `offsets.retention.check.interval.ms` (default 600000).
+    pub offsets_retention_check_interval_ms: Option<u64>,
+}
+
+impl GroupsSection {
+    /// The coordinator settings (Kafka's defaults where unset).
+    pub fn resolve(&self) -> GroupConfig {
+        let d = GroupConfig::default();
+        GroupConfig {
+            min_session_timeout_ms: self
+                .min_session_timeout_ms
+                .unwrap_or(d.min_session_timeout_ms),
+            max_session_timeout_ms: self
+                .max_session_timeout_ms
+                .unwrap_or(d.max_session_timeout_ms),
+            initial_rebalance_delay_ms: self
+                .initial_rebalance_delay_ms
+                .unwrap_or(d.initial_rebalance_delay_ms),
+            offsets_retention_ms: self
+                .offsets_retention_minutes
+                .map_or(d.offsets_retention_ms, |m| m.saturating_mul(60_000)),
+            offsets_retention_check_interval_ms: self
+                .offsets_retention_check_interval_ms
+                .unwrap_or(d.offsets_retention_check_interval_ms),
+            ..d
+        }
+    }
 }
 
 /// `[node]`
@@ -196,25 +243,43 @@ pub enum EncryptionName {
     Off,
 }
 
-/// The flush setting in the file.
+/// The flush setting in the file: `"always"` or `{ interval_ms = N }`.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
+#[serde(try_from = "toml::Value")]
 pub enum FlushSetting {
-    /// `flush = "always"`.
-    Word(FlushWord),
-    /// `flush = { interval_ms = 1000 }`.
+    /// fsync before every acknowledgement (group commit).
+    Always,
+    /// A background flush every `interval_ms`; acknowledgements do not wait for fsync.
     Interval {
         /// Milliseconds between background flushes.
         interval_ms: u64,
     },
 }
 
-/// The only word `flush` accepts.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-pub enum FlushWord {
-    /// fsync before every acknowledgement (group commit).
-    #[serde(rename = "always")]
-    Always,
+impl TryFrom<toml::Value> for FlushSetting {
+    type Error = String;
+
+    fn try_from(value: toml::Value) -> Result<Self, Self::Error> {
+        const EXPECTED: &str = "expected \"always\" or { interval_ms = N }";
+        match value {
+            toml::Value::String(s) if s == "always" => Ok(FlushSetting::Always),
+            toml::Value::Table(t) => {
+                if let Some(k) = t.keys().find(|k| k.as_str() != "interval_ms") {
+                    return Err(format!("unknown key `{k}` in flush, {EXPECTED}"));
+                }
+                match t.get("interval_ms") {
+                    Some(toml::Value::Integer(ms)) if *ms >= 1 => Ok(FlushSetting::Interval {
+                        interval_ms: *ms as u64,
+                    }),
+                    Some(other) => Err(format!(
+                        "interval_ms must be a positive integer, found {other}"
+                    )),
+                    None => Err(format!("missing interval_ms, {EXPECTED}")),
+                }
+            }
+            other => Err(format!("{EXPECTED}, found {other}")),
+        }
+    }
 }
 
 /// `[kafka]`
@@ -245,8 +310,33 @@ impl FileConfig {
             path: path.to_path_buf(),
             message: err.to_string().trim_end().to_string(),
         })?;
-        config.check(path)?;
+        config.check(path).map_err(|err| config.locate(err, text))?;
         Ok(config)
+    }
+
+    /// Add the line and column of the offending `[topic_defaults]` entry to a semantic error.
+    fn locate(&self, err: ConfigFileError, text: &str) -> ConfigFileError {
+        let ConfigFileError::Invalid { path, key, reason } = err else {
+            return err;
+        };
+        let entry = key
+            .strip_prefix("topic_defaults.")
+            .map(|k| k.trim_matches('"'))
+            .and_then(|k| self.topic_defaults.get(k));
+        match entry {
+            Some(v) => {
+                let start = v.span().start.min(text.len());
+                let before = &text[..start];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                ConfigFileError::Invalid {
+                    path,
+                    key: format!("{key} (line {line}, column {column})"),
+                    reason,
+                }
+            }
+            None => ConfigFileError::Invalid { path, key, reason },
+        }
     }
 
     /// Semantic checks beyond types.
@@ -273,6 +363,19 @@ impl FileConfig {
                     format!("{n} is outside [1024, {}]", i32::MAX),
                 ));
             }
+        }
+        let groups = self.groups.resolve();
+        if groups.min_session_timeout_ms > groups.max_session_timeout_ms {
+            return Err(invalid(
+                "groups.min_session_timeout_ms",
+                "is above groups.max_session_timeout_ms".to_string(),
+            ));
+        }
+        if groups.offsets_retention_check_interval_ms == 0 {
+            return Err(invalid(
+                "groups.offsets_retention_check_interval_ms",
+                "must be at least 1".to_string(),
+            ));
         }
         if let Some(FlushSetting::Interval { interval_ms: 0 }) = self.storage.flush {
             return Err(invalid(
@@ -301,7 +404,7 @@ impl FileConfig {
         self.topic_defaults
             .iter()
             .map(|(k, v)| {
-                let s = match v {
+                let s = match v.get_ref() {
                     toml::Value::String(s) => s.clone(),
                     toml::Value::Integer(i) => i.to_string(),
                     toml::Value::Float(f) => f.to_string(),
@@ -378,6 +481,8 @@ pub struct NodeSettings {
     pub socket_request_max_bytes: usize,
     /// Everything the storage layer needs.
     pub broker: BrokerConfig,
+    /// The group coordinator's settings (`[groups]`).
+    pub groups: GroupConfig,
 }
 
 impl NodeSettings {
@@ -412,7 +517,7 @@ impl NodeSettings {
             EncryptionName::Off => EncryptionSetting::Off,
         };
         let flush = match file.storage.flush {
-            None | Some(FlushSetting::Word(FlushWord::Always)) => FlushPolicy::Always,
+            None | Some(FlushSetting::Always) => FlushPolicy::Always,
             Some(FlushSetting::Interval { interval_ms }) => {
                 FlushPolicy::Interval { ms: interval_ms }
             }
@@ -457,21 +562,20 @@ impl NodeSettings {
                 .kafka
                 .socket_request_max_bytes
                 .unwrap_or(DEFAULT_SOCKET_REQUEST_MAX_BYTES),
-            broker: BrokerConfig {
-                data_dir,
-                key_source,
-                encryption,
-                flush,
-                default_topic_config,
-                auto_create_topics: file.kafka.auto_create_topics.unwrap_or(true),
-                default_partitions: file.kafka.num_partitions.unwrap_or(1),
-                disk_budget_bytes: file.storage.disk_budget_bytes,
-                retention_check_interval_ms: rill_core::broker::DEFAULT_RETENTION_CHECK_INTERVAL_MS,
-                cleaner_interval_ms: file
-                    .storage
-                    .cleaner_interval_ms
-                    .unwrap_or(rill_core::broker::DEFAULT_CLEANER_INTERVAL_MS),
+            broker: {
+                let mut b = BrokerConfig::new(data_dir, key_source);
+                b.encryption = encryption;
+                b.flush = flush;
+                b.default_topic_config = default_topic_config;
+                b.auto_create_topics = file.kafka.auto_create_topics.unwrap_or(true);
+                b.default_partitions = file.kafka.num_partitions.unwrap_or(1);
+                b.disk_budget_bytes = file.storage.disk_budget_bytes;
+                if let Some(ms) = file.storage.cleaner_interval_ms {
+                    b.cleaner_interval_ms = ms;
+                }
+                b
             },
+            groups: file.groups.resolve(),
         })
     }
 }
@@ -517,11 +621,22 @@ mod tests {
     }
 
     #[test]
+    fn bad_topic_default_is_located() {
+        let text = "[node]\nid = 1\n\n[topic_defaults]\n\"retention.ms\" = \"soon\"\n";
+        let msg = FileConfig::parse(text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("line 5, column 18"), "{msg}");
+        assert!(msg.contains("retention.ms"), "{msg}");
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         for text in [
             "[storage]\nencryption = \"rot13\"\n",
             "[storage]\nflush = \"sometimes\"\n",
             "[storage]\nflush = { interval_ms = 0 }\n",
+            "[storage]\nflush = { interval_ms = 5, extra = 1 }\n",
             "[kafka]\nnum_partitions = 0\n",
             "[listeners]\nkafka = \"not an address\"\n",
             "[listeners]\nadvertised_kafka = \"nohost\"\n",

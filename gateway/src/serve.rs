@@ -241,8 +241,16 @@ impl Node {
             .unwrap_or_else(|| advertised_for(kafka_addr));
         let metrics = Arc::new(Metrics::new());
         let shutdown = CancellationToken::new();
+        let groups_config = settings.groups.clone();
+        let groups_broker = broker.clone();
+        let groups =
+            tokio::task::spawn_blocking(move || kafka::groups::open(groups_broker, groups_config))
+                .await
+                .map_err(|e| ServeError::Task(e.to_string()))?
+                .map_err(|e| ServeError::Task(format!("group coordinator: {e}")))?;
         let ctx = Arc::new(Context {
             broker: broker.clone(),
+            groups: groups.clone(),
             node_id: settings.node_id,
             advertised_host: advertised.0.clone(),
             advertised_port: advertised.1,
@@ -254,6 +262,7 @@ impl Node {
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
+        listeners.spawn(kafka::groups::run_ticker(groups, shutdown.clone()));
         listeners.spawn(kafka::server::run(
             ctx,
             kafka_listener,
@@ -366,6 +375,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .try_init();
     let settings = settings_from_args(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -175,7 +175,7 @@ async fn produce_fetch_list_offsets_round_trip() {
     let offsets: Vec<i64> = lo.topics[0].partitions.iter().map(|p| p.offset).collect();
     assert_eq!(offsets[0], 0);
     assert_eq!(offsets[1], 10);
-    assert_eq!(offsets[2], 0, "first batch has max timestamp >= the query");
+    assert_eq!(offsets[2], 1, "first record with timestamp >= the query");
     node.shutdown().await.unwrap();
 }
 
@@ -239,6 +239,34 @@ async fn produce_errors_are_per_partition() {
         .call(ApiKey::Produce, 9, &produce_req("t", 0, bad.freeze(), 1))
         .await;
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 2);
+    // Over the topic's max.message.bytes.
+    let mut admin = connect(node.kafka_addr).await;
+    let created: CreateTopicsResponse = admin
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+                .with_name(topic("small"))
+                .with_num_partitions(1)
+                .with_replication_factor(-1)
+                .with_configs(vec![
+                    kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default(
+                    )
+                    .with_name(StrBytes::from_static_str("max.message.bytes"))
+                    .with_value(Some(StrBytes::from_static_str("100"))),
+                ])]),
+        )
+        .await;
+    assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0]);
+    let big = "x".repeat(500);
+    let resp: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("small", 0, batch(&[big.as_str()], Compression::None), 1),
+        )
+        .await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 10);
     // Still fine afterwards.
     let resp: ProduceResponse = c
         .call(ApiKey::Produce, 9, &produce_req("t", 0, whole, 1))
@@ -360,6 +388,11 @@ async fn acks_zero_has_no_response() {
         )
         .await;
     assert_eq!(md.topics.len(), 1);
+    // The record becomes visible without anyone waiting for it (long poll until it does).
+    let resp: FetchResponse = c
+        .call(ApiKey::Fetch, 12, &fetch_req("fire", 0, 1, 30_000))
+        .await;
+    assert_eq!(resp.responses[0].partitions[0].high_watermark, 1);
     // An acks=0 produce to a missing partition closes the connection (as Kafka does).
     c.send(
         ApiKey::Produce,
@@ -368,5 +401,50 @@ async fn acks_zero_has_no_response() {
     )
     .await;
     assert!(c.is_closed().await);
+    node.shutdown().await.unwrap();
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// The admin endpoint: health, and Prometheus counters that move with traffic.
+#[tokio::test]
+async fn admin_http_health_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let health = http_get(node.http_addr, "/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("ok"), "{health}");
+    create_topic(node.kafka_addr, "m", 1).await;
+    let mut c = connect(node.kafka_addr).await;
+    let _: ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            9,
+            &produce_req("m", 0, batch(&["a", "b", "c"], Compression::None), 1),
+        )
+        .await;
+    let metrics = http_get(node.http_addr, "/metrics").await;
+    assert!(
+        metrics.contains("rill_kafka_requests_total{api=\"Produce\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rill_kafka_requests_total{api=\"CreateTopics\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rill_produce_records_total 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("rill_kafka_open_connections"), "{metrics}");
     node.shutdown().await.unwrap();
 }

@@ -26,23 +26,28 @@ def main():
     acked = []
     failed = []
 
-    def on_delivery(err, msg):
-        if err is not None:
-            failed.append(str(err))
-        else:
-            acked.append({"partition": msg.partition(), "offset": msg.offset(),
-                          "key": base64.b64encode(msg.key()).decode(),
-                          "value": base64.b64encode(msg.value()).decode(),
-                          "headers": [[k, base64.b64encode(v).decode()] for k, v in (msg.headers() or [])]})
+    def on_delivery_of(headers):
+        # Delivery reports do not carry headers: remember the ones sent.
+        def on_delivery(err, msg):
+            if err is not None:
+                failed.append(str(err))
+            else:
+                acked.append({"partition": msg.partition(), "offset": msg.offset(),
+                              "key": base64.b64encode(msg.key()).decode(),
+                              "value": base64.b64encode(msg.value()).decode(),
+                              "headers": [[k, base64.b64encode(v).decode()] for k, v in headers]})
+        return on_delivery
 
     now = int(time.time() * 1000)
     for i in range(args.count):
+        headers = [("h", f"{args.marker}-h{i}".encode())]
         producer.produce(args.topic, key=f"{args.marker}-k{i}".encode(),
                          value=f"{args.marker}-payload-{i}-".encode() * 3,
-                         headers=[("h", f"{args.marker}-h{i}".encode())], timestamp=now)
+                         headers=headers, timestamp=now, on_delivery=on_delivery_of(headers))
         producer.poll(0)
     check(producer.flush(60) == 0, "records left in the producer queue after flush")
     check(not failed, f"{len(failed)} deliveries failed, first: {failed[:1]}")
+    check(len(acked) == args.count, f"{len(acked)} of {args.count} records acknowledged")
     with open(args.out, "w") as f:
         json.dump(acked, f)
     print(f"acked {len(acked)}", flush=True)

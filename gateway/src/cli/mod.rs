@@ -17,6 +17,7 @@
 pub mod client;
 pub mod consume;
 pub mod format;
+pub mod group;
 pub mod partitioner;
 pub mod produce;
 pub mod table;
@@ -51,6 +52,8 @@ pub enum ClientCommand {
     Produce(produce::ProduceArgs),
     /// Consume records from a topic and print them.
     Consume(consume::ConsumeArgs),
+    /// List, describe (members, lag), delete consumer groups and reset their offsets.
+    Group(group::GroupArgs),
 }
 
 /// Runs a client command to completion.
@@ -63,6 +66,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
             ClientCommand::Topic(args) => topic::run(args).await,
             ClientCommand::Produce(args) => produce::run(args).await,
             ClientCommand::Consume(args) => consume::run(args).await,
+            ClientCommand::Group(args) => group::run(args).await,
         }
     })
 }

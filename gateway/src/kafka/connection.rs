@@ -122,7 +122,7 @@ async fn handle_frame(
                 request::encode_response(api, version, correlation_id, &body)
                     .map_err(|e| format!("{api:?} v{version}: {e:#}"))
             };
-            match dispatch::dispatch(ctx, &req.header, req.body).await {
+            match dispatch::dispatch(ctx, &req.header, req.body, peer).await {
                 Reply::Now(body) => Ok(Some(future::ready(Some(encode(body))).boxed())),
                 Reply::Later(fut) => Ok(Some(fut.map(move |body| Some(encode(body))).boxed())),
                 Reply::Nothing => Ok(None),

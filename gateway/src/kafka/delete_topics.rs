@@ -50,7 +50,16 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: DeleteTopicsRequest) 
         };
         let broker = ctx.broker.clone();
         let topic = meta.name.clone();
-        let outcome = tokio::task::spawn_blocking(move || broker.delete_topic(&topic)).await;
+        let groups = ctx.groups.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            broker.delete_topic(&topic)?;
+            // Committed offsets go with the topic (as in Kafka): a re-created topic starts fresh.
+            if let Err(e) = groups.offsets().delete_topic(&topic) {
+                tracing::warn!(%topic, error = %e, "could not drop committed offsets of deleted topic");
+            }
+            Ok(())
+        })
+        .await;
         let result = result
             .with_name(Some(TopicName(StrBytes::from_string(meta.name.clone()))))
             .with_topic_id(meta.id);

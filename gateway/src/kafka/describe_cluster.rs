@@ -22,6 +22,11 @@ pub fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -> Respo
             .with_endpoint_type(endpoint_type)
             .with_cluster_id(StrBytes::from_string(ctx.cluster_id.clone()))
             .with_controller_id(BrokerId(ctx.node_id))
-            .with_brokers(vec![broker]),
+            .with_brokers(vec![broker])
+            .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+                super::metadata::CLUSTER_OPERATIONS
+            } else {
+                i32::MIN
+            }),
     )
 }

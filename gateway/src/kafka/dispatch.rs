@@ -4,15 +4,18 @@
 //! and ApiVersions advertises exactly it. The version ranges are those of Apache Kafka 4.0.0 for
 //! the APIs this node implements (see `docs/kafka-protocol.md`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
 use super::{
-    alter_configs, api_versions, create_partitions, create_topics, delete_records, delete_topics,
-    describe_cluster, describe_configs, fetch, incremental_alter_configs, list_offsets, metadata,
-    offset_for_leader_epoch, produce, Context,
+    alter_configs, api_versions, create_partitions, create_topics, delete_groups, delete_records,
+    delete_topics, describe_cluster, describe_configs, describe_groups, fetch, find_coordinator,
+    heartbeat, incremental_alter_configs, join_group, leave_group, list_groups, list_offsets,
+    metadata, offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch, produce,
+    sync_group, Context,
 };
 
 /// One supported API.
@@ -60,6 +63,18 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
+    // Consumer groups (classic protocol).
+    api(ApiKey::FindCoordinator, 0, 6),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::ListGroups, 0, 5),
+    api(ApiKey::DescribeGroups, 0, 6),
+    api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The support row of an API key, if handled.
@@ -83,7 +98,12 @@ pub enum Reply {
 
 /// Run the handler of one request. Side effects (appends, topic changes) happen before this
 /// returns, so requests pipelined on one connection take effect in order.
-pub async fn dispatch(ctx: &Arc<Context>, header: &RequestHeader, body: RequestKind) -> Reply {
+pub async fn dispatch(
+    ctx: &Arc<Context>,
+    header: &RequestHeader,
+    body: RequestKind,
+    peer: SocketAddr,
+) -> Reply {
     let v = header.request_api_version;
     match body {
         RequestKind::ApiVersions(req) => Reply::Now(api_versions::handle(ctx, v, req)),
@@ -106,6 +126,17 @@ pub async fn dispatch(ctx: &Arc<Context>, header: &RequestHeader, body: RequestK
             Reply::Now(offset_for_leader_epoch::handle(ctx, v, req))
         }
         RequestKind::DeleteRecords(req) => Reply::Now(delete_records::handle(ctx, v, req).await),
+        RequestKind::FindCoordinator(req) => Reply::Now(find_coordinator::handle(ctx, v, req)),
+        RequestKind::JoinGroup(req) => join_group::handle(ctx, v, header, peer, req),
+        RequestKind::SyncGroup(req) => sync_group::handle(ctx, v, req),
+        RequestKind::Heartbeat(req) => Reply::Now(heartbeat::handle(ctx, v, req)),
+        RequestKind::LeaveGroup(req) => Reply::Now(leave_group::handle(ctx, v, req)),
+        RequestKind::OffsetCommit(req) => Reply::Now(offset_commit::handle(ctx, v, req).await),
+        RequestKind::OffsetFetch(req) => Reply::Now(offset_fetch::handle(ctx, v, req)),
+        RequestKind::ListGroups(req) => Reply::Now(list_groups::handle(ctx, v, req)),
+        RequestKind::DescribeGroups(req) => Reply::Now(describe_groups::handle(ctx, v, req)),
+        RequestKind::DeleteGroups(req) => Reply::Now(delete_groups::handle(ctx, v, req).await),
+        RequestKind::OffsetDelete(req) => Reply::Now(offset_delete::handle(ctx, v, req).await),
         other => {
             // decode_request only lets through APIs in SUPPORTED_APIS, all matched above.
             Reply::Close(format!(

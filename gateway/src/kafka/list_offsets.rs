@@ -6,6 +6,7 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
+use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 use rill_core::log::PartitionLog;
 
 use super::{error_codes, Context};
@@ -26,11 +27,36 @@ pub fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), i16> {
         EARLIEST | EARLIEST_LOCAL => Ok((log.log_start_offset(), -1)),
         MAX_TIMESTAMP => Ok(log.max_timestamp_offset().unwrap_or((-1, -1))),
         t if t >= 0 => match log.offset_for_timestamp(t) {
-            Ok(found) => Ok(found.unwrap_or((-1, -1))),
+            Ok(Some(found)) => Ok(exact_record(log, t, found)),
+            Ok(None) => Ok((-1, -1)),
             Err(e) => Err(error_codes::log_error_code(&e)),
         },
         _ => Err(ResponseError::InvalidRequest.code()),
     }
+}
+
+/// The log finds the first *batch* whose max timestamp is >= `target`; inside a compressed batch
+/// it cannot see records. Kafka answers with the exact record, so decode (decompressing) that batch
+/// and pick the first record at or after `found.0` with timestamp >= `target`. LogAppendTime
+/// batches keep the log's answer (every record carries the batch timestamp).
+fn exact_record(log: &PartitionLog, target: i64, found: (i64, i64)) -> (i64, i64) {
+    let Ok(read) = log.read(found.0, 1) else {
+        return found;
+    };
+    let mut records = read.records;
+    let Ok(sets) = RecordBatchDecoder::decode_all(&mut records) else {
+        return found;
+    };
+    sets.iter()
+        .flat_map(|s| s.records.iter())
+        .find(|r| {
+            r.timestamp_type == TimestampType::Creation
+                && r.offset >= found.0
+                && r.timestamp >= target
+                && !r.control
+        })
+        .map(|r| (r.offset, r.timestamp))
+        .unwrap_or(found)
 }
 
 /// Answer ListOffsets.

@@ -17,6 +17,20 @@ use uuid::Uuid;
 
 use super::{error_codes, Context};
 
+/// "Not requested" for authorized-operations fields.
+const OPS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// Authorized operations on a topic with no authorizer: every topic operation (READ 3, WRITE 4,
+/// CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11).
+pub const TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
+/// Authorized operations on the cluster with no authorizer (Kafka's supported cluster operations):
+/// CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
+/// IDEMPOTENT_WRITE 12.
+pub const CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
 /// The response entry of an existing topic.
 pub fn topic_entry(ctx: &Context, meta: &TopicMeta) -> MetadataResponseTopic {
     let node = BrokerId(ctx.node_id);
@@ -133,8 +147,24 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: MetadataRequest) -> R
         .with_host(ctx.host())
         .with_port(i32::from(ctx.advertised_port))
         .with_rack(None);
+    let topic_ops = if version >= 8 && req.include_topic_authorized_operations {
+        TOPIC_OPERATIONS
+    } else {
+        OPS_NOT_REQUESTED
+    };
+    for t in &mut topics {
+        if t.error_code == 0 {
+            t.topic_authorized_operations = topic_ops;
+        }
+    }
+    let cluster_ops = if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        CLUSTER_OPERATIONS
+    } else {
+        OPS_NOT_REQUESTED
+    };
     ResponseKind::Metadata(
         MetadataResponse::default()
+            .with_cluster_authorized_operations(cluster_ops)
             .with_brokers(vec![broker])
             .with_cluster_id(Some(StrBytes::from_string(ctx.cluster_id.clone())))
             .with_controller_id(BrokerId(ctx.node_id))

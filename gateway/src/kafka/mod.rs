@@ -14,25 +14,38 @@ pub mod api_versions;
 pub mod connection;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod dispatch;
 pub mod error_codes;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod groups;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod request;
 pub mod server;
+pub mod sync_group;
 
 use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 use rill_core::broker::Broker;
+use rill_core::group_coordinator::GroupCoordinator;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -41,6 +54,8 @@ use crate::metrics::Metrics;
 pub struct Context {
     /// The node's storage.
     pub broker: Arc<Broker>,
+    /// The consumer group coordinator (every group is coordinated by this node).
+    pub groups: Arc<GroupCoordinator>,
     /// Kafka broker id of this node.
     pub node_id: i32,
     /// Host advertised to clients in Metadata / DescribeCluster.

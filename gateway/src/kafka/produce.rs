@@ -15,57 +15,6 @@ use rill_core::log::{AppendInfo, PartitionLog};
 use super::dispatch::Reply;
 use super::{error_codes, Context};
 
-/// Size of the v2 batch prefix that carries the length: baseOffset (8) + batchLength (4).
-const LENGTH_PREFIX: usize = 12;
-
-/// Check the framing of a record set and the size of each batch against `max_message_bytes`.
-/// Returns the number of batches.
-pub fn check_batches(records: &[u8], max_message_bytes: usize) -> Result<usize, (i16, String)> {
-    let mut pos = 0usize;
-    let mut count = 0usize;
-    if records.is_empty() {
-        return Err((
-            ResponseError::CorruptMessage.code(),
-            "empty record set".to_string(),
-        ));
-    }
-    while pos < records.len() {
-        let rest = &records[pos..];
-        if rest.len() < LENGTH_PREFIX {
-            return Err((
-                ResponseError::CorruptMessage.code(),
-                format!("truncated batch header at byte {pos}"),
-            ));
-        }
-        let len = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
-        if len < 0 {
-            return Err((
-                ResponseError::CorruptMessage.code(),
-                format!("negative batch length {len} at byte {pos}"),
-            ));
-        }
-        let size = LENGTH_PREFIX + len as usize;
-        if size > max_message_bytes {
-            return Err((
-                ResponseError::MessageTooLarge.code(),
-                format!("batch of {size} bytes exceeds max.message.bytes {max_message_bytes}"),
-            ));
-        }
-        if size > rest.len() {
-            return Err((
-                ResponseError::CorruptMessage.code(),
-                format!(
-                    "truncated batch at byte {pos}: {size} bytes declared, {} present",
-                    rest.len()
-                ),
-            ));
-        }
-        pos += size;
-        count += 1;
-    }
-    Ok(count)
-}
-
 /// Outcome of one partition's append.
 enum Appended {
     Ok(Arc<PartitionLog>, AppendInfo),
@@ -86,14 +35,7 @@ fn append_one(ctx: &Context, topic: &str, partition: i32, records: Option<&Bytes
             "null record set".to_string(),
         );
     };
-    let max = ctx
-        .broker
-        .topic(topic)
-        .map(|t| t.config.max_message_bytes)
-        .unwrap_or(usize::MAX);
-    if let Err((code, msg)) = check_batches(records, max) {
-        return Appended::Err(code, msg);
-    }
+    // The log validates framing, CRC, magic and max.message.bytes (error_codes maps each).
     match log.append(records, 0) {
         Ok(info) => {
             ctx.metrics
@@ -138,6 +80,20 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Re
         results.push((name, parts));
     }
     if req.acks == 0 {
+        // Nobody waits, but the records only become visible (high watermark) once durable under
+        // the flush policy, so flush in the background.
+        for (_, parts) in &results {
+            for (_, outcome) in parts {
+                if let Appended::Ok(log, info) = outcome {
+                    let (log, last) = (log.clone(), info.last_offset);
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = log.flush_to(last) {
+                            tracing::error!(error = %e, "background flush after acks=0 failed");
+                        }
+                    });
+                }
+            }
+        }
         return if failed {
             Reply::Close("a produce with acks=0 failed".to_string())
         } else {
@@ -194,29 +150,5 @@ async fn partition_response(
         resp.with_error_message(error_codes::message(msg))
     } else {
         resp
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn batch(len: i32, total: usize) -> Vec<u8> {
-        let mut b = vec![0u8; total];
-        b[8..12].copy_from_slice(&len.to_be_bytes());
-        b
-    }
-
-    #[test]
-    fn batch_framing_checks() {
-        assert_eq!(check_batches(&batch(49, 61), 1000), Ok(1));
-        let mut two = batch(49, 61);
-        two.extend(batch(59, 71));
-        assert_eq!(check_batches(&two, 1000), Ok(2));
-        assert_eq!(check_batches(&batch(100, 61), 1000).unwrap_err().0, 2);
-        assert_eq!(check_batches(&batch(-1, 61), 1000).unwrap_err().0, 2);
-        assert_eq!(check_batches(&[0u8; 5], 1000).unwrap_err().0, 2);
-        assert_eq!(check_batches(&[], 1000).unwrap_err().0, 2);
-        assert_eq!(check_batches(&batch(49, 61), 60).unwrap_err().0, 10);
     }
 }

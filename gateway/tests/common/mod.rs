@@ -120,10 +120,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.recv(key, version, id).await
     }
 
-    /// True when the server has closed the connection (reads EOF or reset).
+    /// True when the server closes the connection (EOF or reset) within 10 s; bytes sent before
+    /// the close (a TLS alert, say) are skipped.
     pub async fn is_closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b).await, Ok(0) | Err(_))
+        let mut b = [0u8; 512];
+        let drained = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                match self.stream.read(&mut b).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        });
+        drained.await.is_ok()
     }
 }
 

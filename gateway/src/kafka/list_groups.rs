@@ -1,0 +1,58 @@
+//! ListGroups (key 16), v0-5: every group this node coordinates, optionally filtered by state
+//! (v4+) and group type (v5+; all of Rill's groups are "classic").
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use rill_core::consumer_group::GroupState;
+
+use super::groups::s;
+use super::Context;
+
+/// The group type of classic-protocol groups.
+pub const CLASSIC: &str = "classic";
+
+/// Answer ListGroups.
+pub fn handle(ctx: &Context, version: i16, req: ListGroupsRequest) -> ResponseKind {
+    let states_filter = if version >= 4 {
+        req.states_filter
+    } else {
+        Vec::new()
+    };
+    let types_filter = if version >= 5 {
+        req.types_filter
+    } else {
+        Vec::new()
+    };
+    let states: Vec<GroupState> = states_filter
+        .iter()
+        .filter_map(|st| GroupState::parse(st))
+        .collect();
+    let nothing_matches = (!states_filter.is_empty() && states.is_empty())
+        || (!types_filter.is_empty()
+            && !types_filter.iter().any(|t| t.eq_ignore_ascii_case(CLASSIC)));
+    let groups = if nothing_matches {
+        Vec::new()
+    } else {
+        ctx.groups
+            .list_groups(&states)
+            .into_iter()
+            .map(|g| {
+                let listed = ListedGroup::default()
+                    .with_group_id(GroupId(s(g.group_id)))
+                    .with_protocol_type(s(g.protocol_type));
+                let listed = if version >= 4 {
+                    listed.with_group_state(StrBytes::from_static_str(g.state.as_str()))
+                } else {
+                    listed
+                };
+                if version >= 5 {
+                    listed.with_group_type(StrBytes::from_static_str(CLASSIC))
+                } else {
+                    listed
+                }
+            })
+            .collect()
+    };
+    ResponseKind::ListGroups(ListGroupsResponse::default().with_groups(groups))
+}

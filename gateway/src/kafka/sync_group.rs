@@ -1,0 +1,56 @@
+//! SyncGroup (key 14), v0-5: the leader brings the assignment; followers wait for it, so the
+//! reply is a [`Reply::Later`]. Assignments are opaque bytes.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use kafka_protocol::messages::{ResponseKind, SyncGroupRequest, SyncGroupResponse};
+use rill_core::group_coordinator::{GroupError, SyncRequest, SyncResponse};
+
+use super::dispatch::Reply;
+use super::groups::{now_ms, opt};
+use super::Context;
+
+/// Deliver (leader) or await (follower) the assignment.
+pub fn handle(ctx: &Arc<Context>, version: i16, req: SyncGroupRequest) -> Reply {
+    let request = SyncRequest {
+        group_id: req.group_id.0.to_string(),
+        generation_id: req.generation_id,
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.map(|i| i.to_string()),
+        protocol_type: if version >= 5 {
+            req.protocol_type.map(|p| p.to_string())
+        } else {
+            None
+        },
+        protocol_name: if version >= 5 {
+            req.protocol_name.map(|p| p.to_string())
+        } else {
+            None
+        },
+        assignments: req
+            .assignments
+            .into_iter()
+            .map(|a| (a.member_id.to_string(), a.assignment))
+            .collect(),
+    };
+    let rx = ctx.groups.sync_group(request, now_ms());
+    Reply::Later(
+        async move {
+            let r = rx.await.unwrap_or(SyncResponse {
+                error: Some(GroupError::RebalanceInProgress),
+                protocol_type: None,
+                protocol_name: None,
+                assignment: Default::default(),
+            });
+            ResponseKind::SyncGroup(
+                SyncGroupResponse::default()
+                    .with_error_code(r.error.as_ref().map_or(0, GroupError::code))
+                    .with_protocol_type(opt(r.protocol_type))
+                    .with_protocol_name(opt(r.protocol_name))
+                    .with_assignment(r.assignment),
+            )
+        }
+        .boxed(),
+    )
+}
