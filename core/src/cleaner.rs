@@ -24,10 +24,13 @@
 //!    re-encoded with `RecordBatchEncoder` (the one place batches are re-encoded): same codec,
 //!    producer id/epoch, leader epoch, record timestamps, headers and sequence numbers, its last
 //!    offset delta patched back to the original batch's last offset (as Kafka keeps a batch's
-//!    last offset), LogAppendTime kept. A batch that loses every record disappears, except the
-//!    segment's last batch, which stays as an empty batch (no records, original base and last
-//!    offsets, as Kafka writes them): a segment therefore always ends at its original end offset,
-//!    so the log end offset is recovered correctly even if everything after was compacted away.
+//!    last offset), LogAppendTime kept. A batch that loses every record disappears. The last
+//!    record of a segment is always kept, even when superseded or an expired tombstone (a
+//!    consumer replaying the log still ends with every key's latest value): a segment therefore
+//!    always ends at its original end offset, so the log end offset is recovered correctly even if
+//!    everything after it was compacted away, and no fetch ever returns a batch without records
+//!    (Kafka writes such empty batches, but librdkafka then reports MSG_SIZE_TOO_LARGE when a
+//!    fetch returns nothing else).
 //!    Control batches and transactional batches are kept as they are and their keys do not enter
 //!    the map (there is no transaction state yet to tell committed from aborted data).
 //! 4. **Swap.** The new segment is written in the staging directory `<partition>/cleaner/` with
@@ -54,7 +57,7 @@ use kafka_protocol::records::{
     RecordEncodeOptions,
 };
 
-use crate::batch::{self, BatchError, BatchHeader, Compression, HEADER_LEN, LOG_OVERHEAD};
+use crate::batch::{self, BatchError, BatchHeader, Compression};
 use crate::crypto::Encryption;
 use crate::io::Storage;
 use crate::log::{LogError, PartitionLog};
@@ -567,17 +570,19 @@ fn rewrite(
         if h.is_control() || h.is_transactional() || h.records_count == 0 {
             return write(plain);
         }
-        let set = decode(seg, h, plain)?;
-        let total = set.records.len();
-        let kept: Vec<Record> = set.records.into_iter().filter(|r| keep(r)).collect();
+        let mut records = decode(seg, h, plain)?.records;
+        let total = records.len();
+        let last_record = records.pop();
+        let mut kept: Vec<Record> = records.into_iter().filter(|r| keep(r)).collect();
+        // The segment's last record stays even if superseded, so the segment keeps its end
+        // offset (see the module documentation).
+        if let Some(r) = last_record.filter(|r| is_last || keep(r)) {
+            kept.push(r);
+        }
         if kept.len() == total {
             write(plain)
         } else if kept.is_empty() {
-            if is_last {
-                write(&empty_batch(h))
-            } else {
-                Ok(())
-            }
+            Ok(())
         } else {
             for b in reencode(h, kept)? {
                 write(&b)?;
@@ -615,27 +620,6 @@ fn rewrite(
         return Ok(None);
     }
     Ok(Some(size))
-}
-
-/// A batch without records covering the original batch's offsets (as Kafka writes to keep a
-/// batch's last offset): the fixed header only, same producer fields, both timestamps set to the
-/// original max timestamp, no compression.
-fn empty_batch(h: &BatchHeader) -> Vec<u8> {
-    let mut b = vec![0u8; HEADER_LEN];
-    b[0..8].copy_from_slice(&h.base_offset.to_be_bytes());
-    b[8..12].copy_from_slice(&((HEADER_LEN - LOG_OVERHEAD) as i32).to_be_bytes());
-    b[12..16].copy_from_slice(&h.partition_leader_epoch.to_be_bytes());
-    b[16] = 2;
-    b[21..23].copy_from_slice(&(h.attributes & !0x07).to_be_bytes());
-    b[23..27].copy_from_slice(&h.last_offset_delta.to_be_bytes());
-    b[27..35].copy_from_slice(&h.max_timestamp.to_be_bytes());
-    b[35..43].copy_from_slice(&h.max_timestamp.to_be_bytes());
-    b[43..51].copy_from_slice(&h.producer_id.to_be_bytes());
-    b[51..53].copy_from_slice(&h.producer_epoch.to_be_bytes());
-    b[53..57].copy_from_slice(&h.base_sequence.to_be_bytes());
-    b[57..61].copy_from_slice(&0i32.to_be_bytes());
-    set_crc(&mut b);
-    b
 }
 
 fn set_crc(b: &mut [u8]) {
@@ -808,16 +792,23 @@ mod tests {
         written
     }
 
-    /// What a full clean must leave: records of the active segment, plus the last record per key
-    /// among the closed ones (tombstones kept).
-    fn expected(written: &[(i64, Kv)], active_base: i64) -> Vec<(i64, Kv)> {
+    /// What a full clean must leave given the segment bases before it (the last is the active
+    /// segment): records of the active segment, the last record per key among the closed ones
+    /// (tombstones kept), and the last record of every closed segment.
+    fn expected(written: &[(i64, Kv)], bases: &[i64]) -> Vec<(i64, Kv)> {
+        let active_base = *bases.last().unwrap();
+        let seg_ends: Vec<i64> = bases.iter().skip(1).map(|b| b - 1).collect();
         let mut last: HashMap<Vec<u8>, i64> = HashMap::new();
         for (o, (k, _)) in written.iter().filter(|(o, _)| *o < active_base) {
             last.insert(k.clone().unwrap(), *o);
         }
         written
             .iter()
-            .filter(|(o, (k, _))| *o >= active_base || last.get(k.as_ref().unwrap()) == Some(o))
+            .filter(|(o, (k, _))| {
+                *o >= active_base
+                    || last.get(k.as_ref().unwrap()) == Some(o)
+                    || seg_ends.contains(o)
+            })
             .cloned()
             .collect()
     }
@@ -845,7 +836,8 @@ mod tests {
         );
         assert_eq!(log.log_end_offset(), leo);
         assert_eq!(log.log_start_offset(), 0);
-        let want = expected(&written, active);
+        let want = expected(&written, &bases);
+        assert!(want.len() < written.len() / 2);
         assert_eq!(read_all(&log), want, "latest per key, original offsets");
         let active_after: Vec<_> = read_all(&log)
             .into_iter()
@@ -867,18 +859,25 @@ mod tests {
     }
 
     #[test]
-    fn consumer_from_zero_reads_across_compacted_range_and_empty_tail_batches() {
+    fn consumer_from_zero_reads_across_compacted_range_and_log_end_survives() {
         let s = SimStorage::new();
         let log = PartitionLog::open("/p".into(), compact_opts(Arc::new(s.clone()))).unwrap();
         // One key only: every closed segment but the one holding its last record empties out.
         let written = fill(&log, 1, 30, 1000);
         log.roll().unwrap();
         let leo = log.log_end_offset();
+        let bases = log.segment_base_offsets();
+        assert!(bases.len() > 4);
         clean(&log, 10_000).unwrap();
-        assert_eq!(read_all(&log), vec![written.last().unwrap().clone()]);
-        // Fetch from 0 starts at the first remaining batch (an empty batch is fine for clients).
+        // Only the last record of each segment (the last one is the key's latest value).
+        let want = expected(&written, &bases);
+        assert_eq!(want.len(), bases.len() - 1);
+        assert_eq!(want.last(), written.last());
+        assert_eq!(read_all(&log), want);
+        // A fetch from 0 starts at the first remaining batch, which holds a record.
         let rr = log.read(0, 1 << 20).unwrap();
-        assert!(!rr.records.is_empty());
+        let h = BatchHeader::parse(&rr.records).unwrap();
+        assert_eq!((h.base_offset, h.records_count), (want[0].0, 1));
         // The log end offset survives restarts even when the tail was compacted away.
         drop(log);
         let log = PartitionLog::open("/p".into(), compact_opts(Arc::new(s.clone()))).unwrap();
@@ -1215,7 +1214,11 @@ mod tests {
             log.roll().unwrap();
             let leo = log.log_end_offset();
             let all: HashMap<i64, Kv> = written.iter().cloned().collect();
-            let want = expected(&written, leo);
+            let want = expected(&written, &log.segment_base_offsets());
+            let mut newest: HashMap<Vec<u8>, (i64, Kv)> = HashMap::new();
+            for (o, r) in &written {
+                newest.insert(r.0.clone().unwrap(), (*o, r.clone()));
+            }
             disk.left.store(n, Ordering::Release);
             let res = clean(&log, 10_000);
             if !disk.crashed.load(Ordering::Acquire) {
@@ -1236,13 +1239,10 @@ mod tests {
                 assert_eq!(all.get(o), Some(r), "crash at step {n}: offset {o}");
                 latest.insert(r.0.clone().unwrap(), (*o, r.clone()));
             }
-            for (o, r) in want.iter() {
-                assert_eq!(
-                    latest.get(r.0.as_ref().unwrap()),
-                    Some(&(*o, r.clone())),
-                    "crash at step {n}: latest value of a key lost"
-                );
-            }
+            assert_eq!(
+                latest, newest,
+                "crash at step {n}: latest value of a key lost"
+            );
             assert!(disk.sim.list(Path::new("/p/cleaner")).unwrap().is_empty());
             // Cleaning again finishes the job.
             clean(&log, 10_000).unwrap();
