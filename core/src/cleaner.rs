@@ -783,7 +783,7 @@ mod tests {
             for k in 0..keys {
                 let r = kv(&format!("k{k}"), Some(&format!("value-{k}-{round}")));
                 let a = log
-                    .append(&keyed(&[r.clone()], ts0, KCompression::None), 0)
+                    .append(&keyed(std::slice::from_ref(&r), ts0, KCompression::None), 0)
                     .unwrap();
                 written.push((a.base_offset, r));
             }
