@@ -410,17 +410,18 @@ pub fn clean(log: &PartitionLog, now_ms: i64) -> Result<CleanOutcome, LogError> 
         // Pass 1: does this segment lose anything?
         let mut removed = 0u64;
         let mut tombstones = false;
+        let last_offset = seg.next_offset() - 1;
         scan(seg, |h, plain| {
             if h.is_control() || h.is_transactional() || h.records_count == 0 {
                 return Ok(());
             }
-            for r in decode(seg, h, plain)?.records {
-                if keep(&r) {
-                    tombstones |= r.value.is_none();
-                } else {
-                    removed += 1;
-                }
-            }
+            let records = decode(seg, h, plain)?.records;
+            let total = records.len();
+            let kept = select(records, h.last_offset() >= last_offset, &keep);
+            removed += (total - kept.len()) as u64;
+            // Tombstones still waiting for delete.retention.ms (not one kept only as the last
+            // record of the segment).
+            tombstones |= kept.iter().any(|r| r.value.is_none() && keep(r));
             Ok(())
         })?;
         let cleaned_ms = ckpt
@@ -522,6 +523,17 @@ fn decode(
     })
 }
 
+/// The records of a batch that survive: those `keep` accepts, plus the batch's last record when
+/// the batch is the segment's last (so the segment keeps its end offset).
+fn select(mut records: Vec<Record>, is_last: bool, keep: &dyn Fn(&Record) -> bool) -> Vec<Record> {
+    let last_record = records.pop();
+    let mut kept: Vec<Record> = records.into_iter().filter(|r| keep(r)).collect();
+    if let Some(r) = last_record.filter(|r| is_last || keep(r)) {
+        kept.push(r);
+    }
+    kept
+}
+
 /// Write the cleaned copy of `seg` to the staging directory and swap it in. Returns the new log
 /// size, or `None` if `seg` left the log meanwhile.
 fn rewrite(
@@ -570,15 +582,9 @@ fn rewrite(
         if h.is_control() || h.is_transactional() || h.records_count == 0 {
             return write(plain);
         }
-        let mut records = decode(seg, h, plain)?.records;
+        let records = decode(seg, h, plain)?.records;
         let total = records.len();
-        let last_record = records.pop();
-        let mut kept: Vec<Record> = records.into_iter().filter(|r| keep(r)).collect();
-        // The segment's last record stays even if superseded, so the segment keeps its end
-        // offset (see the module documentation).
-        if let Some(r) = last_record.filter(|r| is_last || keep(r)) {
-            kept.push(r);
-        }
+        let kept = select(records, is_last, keep);
         if kept.len() == total {
             write(plain)
         } else if kept.is_empty() {
@@ -891,6 +897,7 @@ mod tests {
         let s = SimStorage::new();
         let mut o = compact_opts(Arc::new(s));
         o.config.delete_retention_ms = 5000;
+        o.config.min_cleanable_dirty_ratio = 0.1;
         let log = PartitionLog::open("/p".into(), o).unwrap();
         for r in [
             kv("a", Some("1")),
@@ -924,6 +931,27 @@ mod tests {
             vec![(1, kv("b", Some("1"))), (3, kv("c", Some("1")))]
         );
         assert_eq!(log.log_end_offset(), 4);
+        // Nothing left to do: no further passes.
+        assert!(!clean(&log, t0 + 100_000).unwrap().ran);
+        // A tombstone that is a segment's last record is kept (the segment keeps its end
+        // offset) but does not make the cleaner run again and again.
+        log.append(&keyed(&[kv("b", None)], 10, KCompression::None), 0)
+            .unwrap();
+        log.roll().unwrap();
+        log.flush().unwrap();
+        let t1 = t0 + 200_000;
+        assert!(clean(&log, t1).unwrap().ran);
+        assert_eq!(
+            read_all(&log),
+            vec![(3, kv("c", Some("1"))), (4, kv("b", None))]
+        );
+        let out = clean(&log, t1 + 5000).unwrap();
+        assert!(out.ran && out.segments_rewritten == 0, "{out:?}");
+        assert_eq!(
+            read_all(&log),
+            vec![(3, kv("c", Some("1"))), (4, kv("b", None))]
+        );
+        assert!(!clean(&log, t1 + 100_000).unwrap().ran);
     }
 
     #[test]
