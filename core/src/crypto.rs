@@ -263,6 +263,27 @@ impl DataKey {
         Ok(out)
     }
 
+    /// Encrypt `input` into `output` (same length) with the nonce of `position`; returns the tag.
+    pub fn seal_to(
+        &self,
+        position: u64,
+        aad: &[u8],
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], CryptoError> {
+        let nonce = Nonce::from(nonce_for_position(position));
+        let buf = aes_gcm::aead::inout::InOutBuf::new(input, output)
+            .map_err(|_| CryptoError::Malformed("seal buffers differ in length".into()))?;
+        let tag = match &self.aead {
+            AeadImpl::Aes(a) => a.encrypt_inout_detached(&nonce, aad, buf),
+            AeadImpl::ChaCha(c) => c.encrypt_inout_detached(&nonce, aad, buf),
+        }
+        .map_err(|_| CryptoError::Malformed("batch too large to seal".into()))?;
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(&tag);
+        Ok(out)
+    }
+
     /// Decrypt `buf` in place and verify `tag`.
     pub fn open(
         &self,
@@ -326,6 +347,11 @@ mod tests {
             assert!(key.open(101, b"hdr", &mut copy, &tag).is_err());
             let mut copy = buf.clone();
             assert!(key.open(100, b"hdR", &mut copy, &tag).is_err());
+            let mut out = vec![0u8; 13];
+            let tag2 = key
+                .seal_to(100, b"hdr", b"hello records", &mut out)
+                .unwrap();
+            assert_eq!((out, tag2), (buf.clone(), tag));
         }
         assert_eq!(
             CipherKind::from_id(CipherKind::auto().id()).unwrap(),

@@ -124,8 +124,11 @@ pub struct LogOptions {
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 /// Checkpoint of a log start offset that lies inside the first segment (DeleteRecords).
 pub const LOG_START_FILE: &str = "log-start-offset";
-/// Default capacity of the plaintext tail cache of a partition.
-pub const DEFAULT_CACHE_BYTES: usize = 1 << 20;
+/// Default capacity of the plaintext tail cache of a partition (tailing consumers read what was
+/// just appended; kept small because an edge node may hold many partitions).
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 10;
+/// A write buffer grown beyond this by a large append is shrunk afterwards.
+const MAX_IDLE_WRITE_BUFFER: usize = 4 << 20;
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub fn now_ms() -> i64 {
@@ -615,6 +618,9 @@ impl PartitionLog {
             return Err(e);
         }
         self.leo.store(next, Ordering::Release);
+        if w.out.capacity() > MAX_IDLE_WRITE_BUFFER {
+            w.out = Vec::new();
+        }
         {
             let plain = plain.freeze();
             let mut cache = lock(&self.cache);
@@ -1405,6 +1411,41 @@ pub(crate) mod tests {
         let syncs = s.sync_count();
         assert!(log.read(1, 100).unwrap().records.is_empty());
         assert_eq!(s.sync_count(), syncs);
+    }
+
+    #[test]
+    fn reads_run_concurrently_with_appends() {
+        let s = SimStorage::new();
+        let mut o = opts(Arc::new(s), true);
+        o.config.segment_bytes = 2000; // rolls while the reader runs
+        o.config.index_interval_bytes = 128;
+        let log = Arc::new(PartitionLog::open("/p".into(), o).unwrap());
+        log.set_cache_capacity(512); // mostly disk reads, some cache hits
+        let writer = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..400u32 {
+                    let v = format!("v{i}");
+                    let a = log.append(&batch(&[v.as_bytes()], i as i64), 0).unwrap();
+                    log.flush_to(a.last_offset).unwrap();
+                }
+            })
+        };
+        let mut next = 0i64;
+        while next < 400 {
+            let rr = log.read(next, 300).unwrap();
+            for (o, v) in values(&rr) {
+                if o >= next {
+                    assert_eq!(o, next);
+                    assert_eq!(v, format!("v{o}").into_bytes());
+                    next += 1;
+                }
+            }
+            if rr.records.is_empty() {
+                std::thread::yield_now();
+            }
+        }
+        writer.join().unwrap();
     }
 
     #[test]

@@ -651,12 +651,22 @@ impl Segment {
         position: u64,
         out: &mut Vec<u8>,
     ) -> Result<(), LogError> {
-        let start = out.len();
-        out.extend_from_slice(plain);
-        if let Some(key) = &self.key {
-            let aad = self.aad(plain);
-            let tag = key.seal(position, &aad, &mut out[start + HEADER_LEN..])?;
-            out.extend_from_slice(&tag);
+        match &self.key {
+            None => out.extend_from_slice(plain),
+            Some(key) => {
+                if plain.len() < HEADER_LEN {
+                    return Err(crate::batch::BatchError::Malformed(
+                        "batch shorter than header".into(),
+                    )
+                    .into());
+                }
+                let aad = self.aad(plain);
+                out.extend_from_slice(&plain[..HEADER_LEN]);
+                let body = out.len();
+                out.resize(body + plain.len() - HEADER_LEN, 0);
+                let tag = key.seal_to(position, &aad, &plain[HEADER_LEN..], &mut out[body..])?;
+                out.extend_from_slice(&tag);
+            }
         }
         Ok(())
     }

@@ -28,6 +28,15 @@
 //!
 //! [topic_defaults]            # Kafka topic config names
 //! "retention.ms" = 604800000
+//!
+//! [mqtt]                      # see docs/mqtt.md
+//! max_packet_size = 1048576
+//! [[mqtt.rules]]
+//! pattern = "devices/{device}/telemetry"
+//! topic = "telemetry"
+//! key = "device"
+//! [mqtt.auth]
+//! enabled = false
 //! ```
 //!
 //! Command-line flags override the file; [`NodeSettings::resolve`] merges both.
@@ -127,6 +136,9 @@ pub struct FileConfig {
     /// `[groups]`: consumer group coordinator settings.
     #[serde(default)]
     pub groups: GroupsSection,
+    /// `[mqtt]`: the MQTT front end (mapping rules, auth, TLS, limits).
+    #[serde(default)]
+    pub mqtt: crate::mqtt::MqttConfig,
 }
 
 /// `[groups]` (Kafka's names: `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
@@ -483,6 +495,8 @@ pub struct NodeSettings {
     pub broker: BrokerConfig,
     /// The group coordinator's settings (`[groups]`).
     pub groups: GroupConfig,
+    /// The MQTT front end.
+    pub mqtt: crate::mqtt::MqttConfig,
 }
 
 impl NodeSettings {
@@ -533,6 +547,8 @@ impl NodeSettings {
             .or_else(|| file.listeners.advertised_kafka.clone())
             .map(|s| parse_host_port(&s).map_err(|r| invalid("advertised_kafka", r)))
             .transpose()?;
+        crate::mqtt::mapping::Mapping::new(&file.mqtt.rules)
+            .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
         let node_id = flags.node_id.or(file.node.id).unwrap_or(0);
         if node_id < 0 {
             return Err(invalid("node_id", format!("{node_id} is negative")));
@@ -576,6 +592,7 @@ impl NodeSettings {
                 b
             },
             groups: file.groups.resolve(),
+            mqtt: file.mqtt.clone(),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! - [`serve`]: `rill serve`, starting a node (listeners, background tasks, shutdown),
 //! - [`config`]: the node's TOML configuration and `rill config validate`,
 //! - [`kafka`]: the Kafka protocol server, one module per API,
+//! - [`mqtt`]: the MQTT 3.1.1 / 5 front end,
 //! - [`tls`]: rustls (ring) server configuration for the Kafka listener,
 //! - [`admin_http`]: `/health` and `/metrics`,
 //! - [`metrics`]: the node's Prometheus counters,
@@ -13,5 +14,6 @@ pub mod cli;
 pub mod config;
 pub mod kafka;
 pub mod metrics;
+pub mod mqtt;
 pub mod serve;
 pub mod tls;

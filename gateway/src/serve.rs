@@ -83,6 +83,9 @@ pub enum ServeError {
     /// A background task panicked.
     #[error("task failed: {0}")]
     Task(String),
+    /// The MQTT front end could not start.
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::MqttError),
 }
 
 /// A running node.
@@ -270,6 +273,18 @@ impl Node {
             shutdown.clone(),
             connections.clone(),
         ));
+        let mqtt_server = crate::mqtt::MqttServer::new(broker.clone(), settings.mqtt.clone())?;
+        let (mqtt_addr, mqtt_tasks) = crate::mqtt::listener::start(
+            mqtt_server,
+            &settings.mqtt_listen.to_string(),
+            shutdown.clone(),
+        )
+        .await?;
+        listeners.spawn(async move {
+            for task in mqtt_tasks {
+                let _ = task.await;
+            }
+        });
         let router = admin_http::router(metrics.clone());
         let http_shutdown = shutdown.clone();
         listeners.spawn(async move {
@@ -283,6 +298,7 @@ impl Node {
         tracing::info!(
             kafka = %kafka_addr,
             http = %http_addr,
+            mqtt = %mqtt_addr,
             node_id = settings.node_id,
             node_name = %settings.node_name,
             advertised = %format!("{}:{}", advertised.0, advertised.1),

@@ -12,10 +12,12 @@
 //! - [`partitioner`]: murmur2 keyed and sticky partitioning, like Kafka's producer,
 //! - [`format`]: kcat-style format strings and the JSON form of records,
 //! - [`timestamp`]: parsing `--from-time`,
-//! - [`table`]: aligned human-readable tables.
+//! - [`table`]: aligned human-readable tables,
+//! - [`device`]: `rill device add|list|remove` (MQTT credentials; local, not Kafka protocol).
 
 pub mod client;
 pub mod consume;
+pub mod device;
 pub mod format;
 pub mod group;
 pub mod partitioner;
@@ -54,10 +56,15 @@ pub enum ClientCommand {
     Consume(consume::ConsumeArgs),
     /// List, describe (members, lag), delete consumer groups and reset their offsets.
     Group(group::GroupArgs),
+    /// Manage MQTT device credentials (add, list, remove).
+    Device(device::DeviceArgs),
 }
 
 /// Runs a client command to completion.
 pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
+    if let ClientCommand::Device(args) = cmd {
+        return device::run(args);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -67,6 +74,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
             ClientCommand::Produce(args) => produce::run(args).await,
             ClientCommand::Consume(args) => consume::run(args).await,
             ClientCommand::Group(args) => group::run(args).await,
+            ClientCommand::Device(args) => device::run(args),
         }
     })
 }

@@ -1,0 +1,374 @@
+//! Packet framing for both protocol levels on one socket.
+//!
+//! The first packet must be CONNECT; its protocol level (4 = MQTT 3.1.1, 5 = MQTT 5) fixes the
+//! codec of the connection. rumqttc's `mqttbytes::v4` and `v5::mqttbytes::v5` do the byte work;
+//! MQTT 3.1.1 packets are lifted into the v5 types (a superset) so the session layer is written
+//! once, and lowered again on the way out.
+
+use bytes::{Bytes, BytesMut};
+use rumqttc::mqttbytes as m4;
+use rumqttc::mqttbytes::v4;
+use rumqttc::v5::mqttbytes as m5;
+use rumqttc::v5::mqttbytes::v5;
+
+/// Protocol level of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    V4,
+    V5,
+}
+
+/// Decoding failures. Each closes the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("first packet is not CONNECT")]
+    NotConnect,
+    #[error("unsupported protocol level {0}")]
+    UnsupportedLevel(u8),
+    #[error("malformed packet: {0}")]
+    Malformed(String),
+    #[error("packet of {size} bytes exceeds the maximum of {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("packet cannot be encoded: {0}")]
+    Encode(String),
+}
+
+fn qos45(q: m4::QoS) -> m5::QoS {
+    match q {
+        m4::QoS::AtMostOnce => m5::QoS::AtMostOnce,
+        m4::QoS::AtLeastOnce => m5::QoS::AtLeastOnce,
+        m4::QoS::ExactlyOnce => m5::QoS::ExactlyOnce,
+    }
+}
+
+fn qos54(q: m5::QoS) -> m4::QoS {
+    match q {
+        m5::QoS::AtMostOnce => m4::QoS::AtMostOnce,
+        m5::QoS::AtLeastOnce => m4::QoS::AtLeastOnce,
+        m5::QoS::ExactlyOnce => m4::QoS::ExactlyOnce,
+    }
+}
+
+/// Reads the remaining length of a fixed header: `Ok(None)` when more bytes are needed.
+fn fixed_header(buf: &[u8]) -> Result<Option<(usize, usize)>, CodecError> {
+    let mut len = 0usize;
+    for i in 0..4 {
+        let Some(b) = buf.get(1 + i) else {
+            return Ok(None);
+        };
+        len |= ((b & 0x7f) as usize) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(Some((2 + i, len)));
+        }
+    }
+    Err(CodecError::Malformed(
+        "remaining length longer than 4 bytes".into(),
+    ))
+}
+
+/// Frames packets of one connection.
+#[derive(Debug)]
+pub struct Framer {
+    level: Option<Level>,
+    max_incoming: usize,
+    /// Maximum packet size the client accepts (MQTT 5 CONNECT property).
+    pub max_outgoing: Option<usize>,
+}
+
+impl Framer {
+    /// A framer refusing incoming packets larger than `max_incoming` bytes.
+    pub fn new(max_incoming: usize) -> Framer {
+        Framer {
+            level: None,
+            max_incoming,
+            max_outgoing: None,
+        }
+    }
+
+    /// Protocol level, once CONNECT has been read.
+    pub fn level(&self) -> Option<Level> {
+        self.level
+    }
+
+    /// Next whole packet in `buf`, or `Ok(None)` when more bytes are needed.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<v5::Packet>, CodecError> {
+        let Some((header_len, remaining)) = fixed_header(buf)? else {
+            return Ok(None);
+        };
+        let size = header_len + remaining;
+        if size > self.max_incoming {
+            return Err(CodecError::TooLarge {
+                size,
+                max: self.max_incoming,
+            });
+        }
+        if buf.len() < size {
+            buf.reserve(size - buf.len());
+            return Ok(None);
+        }
+        let level = match self.level {
+            Some(level) => level,
+            None => {
+                if buf[0] >> 4 != 1 {
+                    return Err(CodecError::NotConnect);
+                }
+                let level = connect_level(&buf[header_len..size])?;
+                self.level = Some(level);
+                level
+            }
+        };
+        let malformed = |e: &dyn std::fmt::Display| CodecError::Malformed(e.to_string());
+        match level {
+            Level::V5 => {
+                // rumqttc refuses a DISCONNECT with no reason code, which MQTT 5 allows.
+                if buf[0] == 0xE0 && remaining == 0 {
+                    let _ = buf.split_to(size);
+                    return Ok(Some(v5::Packet::Disconnect(v5::Disconnect::new(
+                        v5::DisconnectReasonCode::NormalDisconnection,
+                    ))));
+                }
+                let packet = v5::Packet::read(buf, None).map_err(|e| malformed(&e))?;
+                Ok(Some(packet))
+            }
+            Level::V4 => {
+                let packet = v4::Packet::read(buf, self.max_incoming).map_err(|e| malformed(&e))?;
+                Ok(Some(lift(packet)?))
+            }
+        }
+    }
+
+    /// Appends `packet` to `out` in the connection's protocol level. Packets that a 3.1.1
+    /// client has no form for (server DISCONNECT, AUTH) are dropped.
+    pub fn encode(&self, packet: v5::Packet, out: &mut BytesMut) -> Result<(), CodecError> {
+        let enc = |e: &dyn std::fmt::Display| CodecError::Encode(e.to_string());
+        match self.level.unwrap_or(Level::V4) {
+            Level::V5 => {
+                let max = self.max_outgoing.map(|m| m.min(u32::MAX as usize) as u32);
+                packet.write(out, max).map_err(|e| enc(&e))?;
+            }
+            Level::V4 => {
+                if let Some(p) = lower(packet) {
+                    p.write(out, usize::MAX).map_err(|e| enc(&e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The protocol level of a CONNECT body (variable header onwards).
+fn connect_level(body: &[u8]) -> Result<Level, CodecError> {
+    if body.len() < 7 {
+        return Err(CodecError::Malformed("CONNECT too short".into()));
+    }
+    let name_len = u16::from_be_bytes([body[0], body[1]]) as usize;
+    let name = body
+        .get(2..2 + name_len)
+        .ok_or_else(|| CodecError::Malformed("CONNECT protocol name".into()))?;
+    let level = *body
+        .get(2 + name_len)
+        .ok_or_else(|| CodecError::Malformed("CONNECT protocol level".into()))?;
+    match (name, level) {
+        (b"MQTT", 4) => Ok(Level::V4),
+        (b"MQTT", 5) => Ok(Level::V5),
+        (_, level) => Err(CodecError::UnsupportedLevel(level)),
+    }
+}
+
+/// A 3.1.1 packet as the equivalent v5 packet.
+fn lift(p: v4::Packet) -> Result<v5::Packet, CodecError> {
+    Ok(match p {
+        v4::Packet::Connect(c) => {
+            let will = c.last_will.map(|w| v5::LastWill {
+                topic: Bytes::from(w.topic.into_bytes()),
+                message: w.message,
+                qos: qos45(w.qos),
+                retain: w.retain,
+                properties: None,
+            });
+            let login = c.login.map(|l| v5::Login {
+                username: l.username,
+                password: l.password,
+            });
+            v5::Packet::Connect(
+                v5::Connect {
+                    keep_alive: c.keep_alive,
+                    client_id: c.client_id,
+                    clean_start: c.clean_session,
+                    properties: None,
+                },
+                will,
+                login,
+            )
+        }
+        v4::Packet::Publish(p) => v5::Packet::Publish(v5::Publish {
+            dup: p.dup,
+            qos: qos45(p.qos),
+            retain: p.retain,
+            topic: Bytes::from(p.topic.into_bytes()),
+            pkid: p.pkid,
+            payload: p.payload,
+            properties: None,
+        }),
+        v4::Packet::PubAck(a) => v5::Packet::PubAck(v5::PubAck::new(a.pkid, None)),
+        v4::Packet::PubRec(a) => v5::Packet::PubRec(v5::PubRec::new(a.pkid, None)),
+        v4::Packet::PubRel(a) => v5::Packet::PubRel(v5::PubRel::new(a.pkid, None)),
+        v4::Packet::PubComp(a) => v5::Packet::PubComp(v5::PubComp::new(a.pkid, None)),
+        v4::Packet::Subscribe(s) => v5::Packet::Subscribe(v5::Subscribe {
+            pkid: s.pkid,
+            filters: s
+                .filters
+                .into_iter()
+                .map(|f| v5::Filter::new(f.path, qos45(f.qos)))
+                .collect(),
+            properties: None,
+        }),
+        v4::Packet::Unsubscribe(u) => v5::Packet::Unsubscribe(v5::Unsubscribe {
+            pkid: u.pkid,
+            filters: u.topics,
+            properties: None,
+        }),
+        v4::Packet::PingReq => v5::Packet::PingReq(v5::PingReq),
+        v4::Packet::Disconnect => v5::Packet::Disconnect(v5::Disconnect::new(
+            v5::DisconnectReasonCode::NormalDisconnection,
+        )),
+        other => {
+            return Err(CodecError::Malformed(format!(
+                "a client may not send {other:?}"
+            )))
+        }
+    })
+}
+
+/// A v5 packet as the 3.1.1 packet a client understands, if it has one.
+fn lower(p: v5::Packet) -> Option<v4::Packet> {
+    Some(match p {
+        v5::Packet::ConnAck(c) => {
+            use v4::ConnectReturnCode as R4;
+            use v5::ConnectReturnCode as R5;
+            let code = match c.code {
+                R5::Success => R4::Success,
+                R5::UnsupportedProtocolVersion | R5::RefusedProtocolVersion => {
+                    R4::RefusedProtocolVersion
+                }
+                R5::ClientIdentifierNotValid | R5::BadClientId => R4::BadClientId,
+                R5::BadUserNamePassword => R4::BadUserNamePassword,
+                R5::NotAuthorized => R4::NotAuthorized,
+                _ => R4::ServiceUnavailable,
+            };
+            v4::Packet::ConnAck(v4::ConnAck::new(code, c.session_present))
+        }
+        v5::Packet::Publish(p) => v4::Packet::Publish(v4::Publish {
+            dup: p.dup,
+            qos: qos54(p.qos),
+            retain: p.retain,
+            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+            pkid: p.pkid,
+            payload: p.payload,
+        }),
+        v5::Packet::PubAck(a) => v4::Packet::PubAck(v4::PubAck::new(a.pkid)),
+        v5::Packet::PubRec(a) => v4::Packet::PubRec(v4::PubRec::new(a.pkid)),
+        v5::Packet::PubRel(a) => v4::Packet::PubRel(v4::PubRel::new(a.pkid)),
+        v5::Packet::PubComp(a) => v4::Packet::PubComp(v4::PubComp::new(a.pkid)),
+        v5::Packet::SubAck(s) => v4::Packet::SubAck(v4::SubAck::new(
+            s.pkid,
+            s.return_codes
+                .into_iter()
+                .map(|c| match c {
+                    v5::SubscribeReasonCode::Success(q) => {
+                        v4::SubscribeReasonCode::Success(qos54(q))
+                    }
+                    _ => v4::SubscribeReasonCode::Failure,
+                })
+                .collect(),
+        )),
+        v5::Packet::UnsubAck(u) => v4::Packet::UnsubAck(v4::UnsubAck::new(u.pkid)),
+        v5::Packet::PingResp(_) => v4::Packet::PingResp,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode4(p: v4::Packet) -> BytesMut {
+        let mut b = BytesMut::new();
+        p.write(&mut b, usize::MAX).unwrap();
+        b
+    }
+
+    #[test]
+    fn detects_v4_and_lifts_publish() {
+        let mut f = Framer::new(1 << 20);
+        let mut buf = encode4(v4::Packet::Connect(v4::Connect::new("c1")));
+        let mut publish = v4::Publish::new("a/b", m4::QoS::AtLeastOnce, b"x".to_vec());
+        publish.pkid = 7;
+        buf.extend_from_slice(&encode4(v4::Packet::Publish(publish)));
+        match f.decode(&mut buf).unwrap() {
+            Some(v5::Packet::Connect(c, None, None)) => assert_eq!(c.client_id, "c1"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.level(), Some(Level::V4));
+        match f.decode(&mut buf).unwrap() {
+            Some(v5::Packet::Publish(p)) => {
+                assert_eq!(&p.topic[..], b"a/b");
+                assert_eq!(p.pkid, 7);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(buf.is_empty());
+        let mut out = BytesMut::new();
+        f.encode(v5::Packet::PubAck(v5::PubAck::new(7, None)), &mut out)
+            .unwrap();
+        assert_eq!(&out[..], &[0x40, 2, 0, 7]);
+    }
+
+    #[test]
+    fn detects_v5_and_bare_disconnect() {
+        let mut f = Framer::new(1 << 20);
+        let mut buf = BytesMut::new();
+        v5::Packet::Connect(
+            v5::Connect {
+                keep_alive: 30,
+                client_id: "c5".into(),
+                clean_start: true,
+                properties: None,
+            },
+            None,
+            None,
+        )
+        .write(&mut buf, None)
+        .unwrap();
+        buf.extend_from_slice(&[0xE0, 0]);
+        assert!(matches!(
+            f.decode(&mut buf),
+            Ok(Some(v5::Packet::Connect(..)))
+        ));
+        assert_eq!(f.level(), Some(Level::V5));
+        assert!(matches!(
+            f.decode(&mut buf),
+            Ok(Some(v5::Packet::Disconnect(_)))
+        ));
+    }
+
+    #[test]
+    fn refuses_bad_first_packets_and_oversize() {
+        let mut f = Framer::new(1 << 20);
+        let mut buf = BytesMut::from(&[0xC0u8, 0][..]);
+        assert!(matches!(f.decode(&mut buf), Err(CodecError::NotConnect)));
+        let mut f = Framer::new(16);
+        let mut buf = BytesMut::from(&[0x10u8, 0x7f][..]);
+        assert!(matches!(
+            f.decode(&mut buf),
+            Err(CodecError::TooLarge { .. })
+        ));
+        let mut f = Framer::new(1 << 20);
+        let mut buf = BytesMut::from(&[0x10u8, 0xff, 0xff, 0xff, 0xff, 0x01][..]);
+        assert!(f.decode(&mut buf).is_err());
+        // partial packet: wait for more
+        let mut f = Framer::new(1 << 20);
+        let mut buf = BytesMut::from(&[0x10u8, 0x10, 0, 4][..]);
+        assert!(matches!(f.decode(&mut buf), Ok(None)));
+    }
+}

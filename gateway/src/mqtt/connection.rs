@@ -1,0 +1,935 @@
+//! One MQTT connection: CONNECT handling (protocol level, client id, auth, session takeover,
+//! clean start / session expiry), then the packet loop.
+//!
+//! Publishes are pipelined: each read burst of PUBLISH packets is appended to the log at once,
+//! and one future per burst waits for the group commit (`flush_to` on a blocking thread) and
+//! then yields the burst's PUBACK / PUBREC packets, so acks leave in order, only after the
+//! records are durable, while the connection keeps reading. Bad input closes this connection
+//! only (with a DISCONNECT reason code on MQTT 5).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::FuturesOrdered;
+use futures::{Future, StreamExt};
+use rill_core::log::PartitionLog;
+use rumqttc::v5::mqttbytes::v5::{self, DisconnectReasonCode as Reason};
+use rumqttc::v5::mqttbytes::QoS;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::auth::Acl;
+use super::codec::{CodecError, Framer, Level};
+use super::delivery::Deliverer;
+use super::records::{self, Message, MessageProps};
+use super::session_store::{StoredSession, StoredSubscription};
+use super::topic;
+use super::{LiveClient, MqttServer};
+
+type AckFuture = Pin<Box<dyn Future<Output = Result<Vec<v5::Packet>, Reason>> + Send>>;
+
+/// Why the packet loop ends.
+#[derive(Debug)]
+enum End {
+    /// DISCONNECT from the client; `true` asks for the will to be published.
+    Disconnect { will: bool },
+    /// The peer went away or the network failed.
+    Lost,
+    /// We close the connection with this reason.
+    Close(Reason),
+}
+
+/// The acks of one burst of publishes, released together after their logs are durable.
+#[derive(Default)]
+struct AckGroup {
+    flushes: Vec<(Arc<PartitionLog>, i64)>,
+    packets: Vec<v5::Packet>,
+    retained: Vec<Message>,
+}
+
+impl AckGroup {
+    fn add_flush(&mut self, log: Arc<PartitionLog>, offset: i64) {
+        match self.flushes.iter_mut().find(|(l, _)| Arc::ptr_eq(l, &log)) {
+            Some((_, o)) => *o = (*o).max(offset),
+            None => self.flushes.push((log, offset)),
+        }
+    }
+
+    fn into_future(self, server: Arc<MqttServer>) -> AckFuture {
+        Box::pin(async move {
+            for (log, offset) in self.flushes {
+                if let Err(e) = super::ingest::Ingest::flush(log, offset).await {
+                    tracing::error!(error = %e, "MQTT publish not durable; closing connection");
+                    return Err(Reason::ImplementationSpecificError);
+                }
+            }
+            if !self.retained.is_empty() {
+                let store = server.retained.clone();
+                let msgs = self.retained;
+                let res =
+                    tokio::task::spawn_blocking(move || msgs.iter().try_for_each(|m| store.set(m)))
+                        .await;
+                if !matches!(res, Ok(Ok(()))) {
+                    tracing::error!("retained message store failed");
+                    return Err(Reason::ImplementationSpecificError);
+                }
+            }
+            Ok(self.packets)
+        })
+    }
+}
+
+/// Serves one connection until it ends.
+pub async fn handle<S>(
+    server: Arc<MqttServer>,
+    stream: S,
+    peer: SocketAddr,
+    cert_name: Option<String>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut framer = Framer::new(server.config.max_packet_size);
+    let mut inbuf = BytesMut::with_capacity(4096);
+    let timeout = Duration::from_secs(server.config.connect_timeout_secs.max(1));
+    let first = tokio::time::timeout(timeout, async {
+        loop {
+            match framer.decode(&mut inbuf) {
+                Ok(Some(p)) => return Ok(Some(p)),
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+            match rd.read_buf(&mut inbuf).await {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let (connect, will, login) = match first {
+        Ok(Ok(Some(v5::Packet::Connect(c, w, l)))) => (c, w, l),
+        Ok(Err(CodecError::UnsupportedLevel(level))) => {
+            tracing::info!(%peer, level, "MQTT CONNECT with unsupported protocol level refused");
+            // CONNACK "unacceptable protocol version" in the 3.1.1 form.
+            let _ = wr.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "MQTT connection closed before CONNECT");
+            return;
+        }
+        Ok(Ok(_)) | Err(_) => return,
+    };
+    let Some(level) = framer.level() else {
+        return;
+    };
+    let mut conn = match Conn::accept(
+        server, framer, level, peer, connect, will, login, cert_name, &mut wr,
+    )
+    .await
+    {
+        Some(c) => c,
+        None => return,
+    };
+    let end = conn.run(&mut rd, &mut wr, inbuf).await;
+    conn.finish(end, &mut wr).await;
+}
+
+struct Conn {
+    server: Arc<MqttServer>,
+    framer: Framer,
+    level: Level,
+    peer: SocketAddr,
+    conn_id: u64,
+    client_id: String,
+    acl: Option<Acl>,
+    keep_alive: Option<Duration>,
+    expiry_secs: u32,
+    will: Option<(Message, u32)>,
+    aliases: HashMap<u16, String>,
+    deliverer: Deliverer,
+    kick: tokio::sync::mpsc::Receiver<()>,
+    finished: tokio::sync::watch::Sender<bool>,
+}
+
+fn v5_props_of_will(w: &v5::LastWill) -> (MessageProps, u32) {
+    let Some(p) = &w.properties else {
+        return (MessageProps::default(), 0);
+    };
+    let props = MessageProps {
+        payload_format: p.payload_format_indicator,
+        expires_at_ms: None,
+        content_type: p.content_type.clone(),
+        response_topic: p.response_topic.clone(),
+        correlation_data: p.correlation_data.clone(),
+        user_properties: p.user_properties.clone(),
+    };
+    (props, p.delay_interval.unwrap_or(0))
+}
+
+impl Conn {
+    #[allow(clippy::too_many_arguments)]
+    async fn accept<W: AsyncWrite + Unpin>(
+        server: Arc<MqttServer>,
+        mut framer: Framer,
+        level: Level,
+        peer: SocketAddr,
+        connect: v5::Connect,
+        will: Option<v5::LastWill>,
+        login: Option<v5::Login>,
+        cert_name: Option<String>,
+        wr: &mut W,
+    ) -> Option<Conn> {
+        use v5::ConnectReturnCode as Code;
+        let props = connect.properties.clone().unwrap_or_default();
+        framer.max_outgoing = props.max_packet_size.map(|m| m as usize);
+        let refuse = |code: Code| {
+            v5::Packet::ConnAck(v5::ConnAck {
+                session_present: false,
+                code,
+                properties: None,
+            })
+        };
+        let mut client_id = connect.client_id.clone();
+        let mut assigned = None;
+        if client_id.is_empty() {
+            if level == Level::V4 && !connect.clean_start {
+                send(&framer, wr, vec![refuse(Code::ClientIdentifierNotValid)]).await;
+                return None;
+            }
+            client_id = format!("rill-{}", uuid::Uuid::new_v4().simple());
+            assigned = Some(client_id.clone());
+        }
+        // Authentication.
+        let username = login
+            .as_ref()
+            .map(|l| l.username.clone())
+            .or(cert_name.clone());
+        let acl = if server.config.auth.enabled {
+            let ok = match (&login, &cert_name) {
+                (Some(l), _) => {
+                    let srv = server.clone();
+                    let (u, p) = (l.username.clone(), l.password.clone());
+                    tokio::task::spawn_blocking(move || srv.credentials.verify(&u, p.as_bytes()))
+                        .await
+                        .ok()
+                        .and_then(|r| {
+                            r.map_err(|e| tracing::error!(error = %e, "credential store"))
+                                .ok()
+                        })
+                        .unwrap_or(false)
+                }
+                (None, Some(_)) => true,
+                (None, None) => false,
+            };
+            if !ok {
+                tracing::warn!(%peer, client_id, user = ?username, "MQTT authentication failed");
+                send(&framer, wr, vec![refuse(Code::BadUserNamePassword)]).await;
+                return None;
+            }
+            Some(Acl::for_device(
+                &server.config.auth,
+                &client_id,
+                username.as_deref().unwrap_or(""),
+            ))
+        } else {
+            None
+        };
+        // Will message.
+        let will = match will {
+            Some(w) => {
+                let Ok(topic_name) = String::from_utf8(w.topic.to_vec()) else {
+                    send(&framer, wr, vec![refuse(Code::TopicNameInvalid)]).await;
+                    return None;
+                };
+                if topic::validate_name(&topic_name).is_err() {
+                    send(&framer, wr, vec![refuse(Code::TopicNameInvalid)]).await;
+                    return None;
+                }
+                if acl.as_ref().is_some_and(|a| !a.may_publish(&topic_name)) {
+                    tracing::warn!(%peer, client_id, topic = topic_name, "will topic denied by ACL");
+                    send(&framer, wr, vec![refuse(Code::NotAuthorized)]).await;
+                    return None;
+                }
+                let (props, delay) = v5_props_of_will(&w);
+                Some((
+                    Message {
+                        topic: topic_name,
+                        payload: w.message.clone(),
+                        qos: w.qos as u8,
+                        retain: w.retain,
+                        props,
+                    },
+                    delay,
+                ))
+            }
+            None => None,
+        };
+        let expiry_secs = match level {
+            Level::V4 if connect.clean_start => 0,
+            Level::V4 => u32::MAX,
+            Level::V5 => props
+                .session_expiry_interval
+                .unwrap_or(0)
+                .min(server.config.max_session_expiry_secs),
+        };
+        // Take over an existing connection with the same client id.
+        let conn_id = server.next_conn_id();
+        let (kick_tx, kick_rx) = tokio::sync::mpsc::channel(1);
+        let (fin_tx, fin_rx) = tokio::sync::watch::channel(false);
+        let previous = {
+            let mut live = server.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.insert(
+                client_id.clone(),
+                LiveClient {
+                    conn_id,
+                    kick: kick_tx,
+                    finished: fin_rx,
+                },
+            )
+        };
+        if let Some(prev) = previous {
+            let _ = prev.kick.try_send(());
+            let mut fin = prev.finished;
+            let _ = tokio::time::timeout(Duration::from_secs(5), fin.wait_for(|f| *f)).await;
+        }
+        // Session state.
+        let stored = {
+            let srv = server.clone();
+            let id = client_id.clone();
+            let clean = connect.clean_start;
+            tokio::task::spawn_blocking(move || {
+                if clean {
+                    srv.sessions.delete(&id).map(|_| None)
+                } else {
+                    srv.sessions
+                        .load(&id)
+                        .map(|s| s.filter(|s| !s.expired(records::now_ms())))
+                }
+            })
+            .await
+        };
+        let stored = match stored {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::error!(client_id, error = %e, "MQTT session store failed");
+                send(&framer, wr, vec![refuse(Code::ServerUnavailable)]).await;
+                return None;
+            }
+            Err(_) => return None,
+        };
+        if connect.clean_start {
+            server
+                .qos2_incoming
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&client_id);
+        }
+        let client_recv_max = props.receive_maximum.unwrap_or(u16::MAX) as usize;
+        let limit = client_recv_max.min(server.config.max_inflight as usize);
+        let mut deliverer = Deliverer::new(
+            server.clone(),
+            conn_id,
+            client_id.clone(),
+            limit,
+            level == Level::V5,
+            framer.max_outgoing,
+        );
+        let session_present = stored.is_some();
+        if let Some(s) = stored {
+            for sub in s.subscriptions {
+                deliverer.subscribe(sub, true);
+            }
+        }
+        let keep_alive = (connect.keep_alive > 0)
+            .then(|| Duration::from_millis(connect.keep_alive as u64 * 1500));
+        let ack_props = (level == Level::V5).then(|| v5::ConnAckProperties {
+            session_expiry_interval: (props.session_expiry_interval.is_some()
+                && props.session_expiry_interval != Some(expiry_secs))
+            .then_some(expiry_secs),
+            receive_max: Some(server.config.receive_maximum),
+            max_qos: None,
+            retain_available: Some(1),
+            max_packet_size: Some(server.config.max_packet_size.min(u32::MAX as usize) as u32),
+            assigned_client_identifier: assigned,
+            topic_alias_max: Some(server.config.topic_alias_maximum),
+            reason_string: None,
+            user_properties: Vec::new(),
+            wildcard_subscription_available: Some(1),
+            subscription_identifiers_available: Some(1),
+            shared_subscription_available: Some(1),
+            server_keep_alive: None,
+            response_information: None,
+            server_reference: None,
+            authentication_method: None,
+            authentication_data: None,
+        });
+        let connack = v5::Packet::ConnAck(v5::ConnAck {
+            session_present,
+            code: Code::Success,
+            properties: ack_props,
+        });
+        let mut out = vec![connack];
+        deliverer.pump(&mut out);
+        if !send(&framer, wr, out).await {
+            return None;
+        }
+        tracing::debug!(%peer, client_id, ?level, session_present, "MQTT client connected");
+        Some(Conn {
+            server,
+            framer,
+            level,
+            peer,
+            conn_id,
+            client_id,
+            acl,
+            keep_alive,
+            expiry_secs,
+            will,
+            aliases: HashMap::new(),
+            deliverer,
+            kick: kick_rx,
+            finished: fin_tx,
+        })
+    }
+
+    async fn run<R, W>(&mut self, rd: &mut R, wr: &mut W, mut inbuf: BytesMut) -> End
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut acks: FuturesOrdered<AckFuture> = FuturesOrdered::new();
+        let recv_max = self.server.config.receive_maximum.max(1) as usize;
+        let mut deadline = self.keep_alive.map(|k| Instant::now() + k);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
+        let notify = self.deliverer.notify.clone();
+        // Packets that arrived together with CONNECT.
+        let mut pending_input = !inbuf.is_empty();
+        loop {
+            let mut out = Vec::new();
+            if pending_input {
+                pending_input = false;
+                if let Err(end) = self.process(&mut inbuf, &mut acks, &mut out).await {
+                    send(&self.framer, wr, out).await;
+                    return end;
+                }
+            } else {
+                tokio::select! {
+                    _ = self.kick.recv() => {
+                        tracing::info!(client_id = %self.client_id, "MQTT session taken over by a new connection");
+                        return End::Close(Reason::SessionTakenOver);
+                    }
+                    Some(res) = acks.next(), if !acks.is_empty() => match res {
+                        Ok(packets) => out.extend(packets),
+                        Err(reason) => return End::Close(reason),
+                    },
+                    r = rd.read_buf(&mut inbuf), if acks.len() < recv_max => match r {
+                        Ok(0) | Err(_) => return End::Lost,
+                        Ok(_) => {
+                            deadline = self.keep_alive.map(|k| Instant::now() + k);
+                            if let Err(end) = self.process(&mut inbuf, &mut acks, &mut out).await {
+                                send(&self.framer, wr, out).await;
+                                return end;
+                            }
+                        }
+                    },
+                    _ = notify.notified() => {}
+                    _ = sleep_until_opt(deadline) => {
+                        tracing::info!(client_id = %self.client_id, "MQTT keepalive expired");
+                        return End::Close(Reason::KeepAliveTimeout);
+                    }
+                    _ = tick.tick() => {
+                        ticks += 1;
+                        if ticks % 2 == 0 {
+                            self.deliverer.refresh();
+                        }
+                        self.save_progress().await;
+                    }
+                }
+            }
+            self.deliverer.pump(&mut out);
+            if !out.is_empty() && !send(&self.framer, wr, out).await {
+                return End::Lost;
+            }
+        }
+    }
+
+    /// Handles every whole packet in `inbuf`.
+    async fn process(
+        &mut self,
+        inbuf: &mut BytesMut,
+        acks: &mut FuturesOrdered<AckFuture>,
+        out: &mut Vec<v5::Packet>,
+    ) -> Result<(), End> {
+        let mut group = AckGroup::default();
+        let result = loop {
+            let packet = match self.framer.decode(inbuf) {
+                Ok(Some(p)) => p,
+                Ok(None) => break Ok(()),
+                Err(e) => {
+                    tracing::info!(peer = %self.peer, client_id = %self.client_id, error = %e, "bad MQTT packet; closing connection");
+                    let reason = match e {
+                        CodecError::TooLarge { .. } => Reason::PacketTooLarge,
+                        _ => Reason::MalformedPacket,
+                    };
+                    break Err(End::Close(reason));
+                }
+            };
+            if let Err(end) = self.on_packet(packet, &mut group, out).await {
+                break Err(end);
+            }
+        };
+        if !group.packets.is_empty() || !group.flushes.is_empty() {
+            acks.push_back(group.into_future(self.server.clone()));
+        }
+        result
+    }
+
+    async fn on_packet(
+        &mut self,
+        packet: v5::Packet,
+        group: &mut AckGroup,
+        out: &mut Vec<v5::Packet>,
+    ) -> Result<(), End> {
+        match packet {
+            v5::Packet::Publish(p) => self.on_publish(p, group),
+            v5::Packet::PubAck(a) => {
+                self.deliverer.puback(a.pkid);
+                Ok(())
+            }
+            v5::Packet::PubRec(a) => {
+                let mut rel = v5::PubRel::new(a.pkid, None);
+                if !self.deliverer.pubrec(a.pkid) {
+                    rel.reason = v5::PubRelReason::PacketIdentifierNotFound;
+                }
+                out.push(v5::Packet::PubRel(rel));
+                Ok(())
+            }
+            v5::Packet::PubComp(a) => {
+                self.deliverer.pubcomp(a.pkid);
+                Ok(())
+            }
+            v5::Packet::PubRel(r) => {
+                let known = self
+                    .server
+                    .qos2_incoming
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&self.client_id)
+                    .is_some_and(|s| s.remove(&r.pkid));
+                let mut comp = v5::PubComp::new(r.pkid, None);
+                if !known {
+                    comp.reason = v5::PubCompReason::PacketIdentifierNotFound;
+                }
+                group.packets.push(v5::Packet::PubComp(comp));
+                Ok(())
+            }
+            v5::Packet::Subscribe(s) => self.on_subscribe(s, out).await,
+            v5::Packet::Unsubscribe(u) => {
+                let reasons = u
+                    .filters
+                    .iter()
+                    .map(|f| {
+                        if self.deliverer.unsubscribe(f) {
+                            v5::UnsubAckReason::Success
+                        } else {
+                            v5::UnsubAckReason::NoSubscriptionExisted
+                        }
+                    })
+                    .collect();
+                self.persist_subscriptions().await;
+                out.push(v5::Packet::UnsubAck(v5::UnsubAck {
+                    pkid: u.pkid,
+                    reasons,
+                    properties: None,
+                }));
+                Ok(())
+            }
+            v5::Packet::PingReq(_) => {
+                out.push(v5::Packet::PingResp(v5::PingResp));
+                Ok(())
+            }
+            v5::Packet::Disconnect(d) => {
+                if let Some(secs) = d.properties.and_then(|p| p.session_expiry_interval) {
+                    if self.expiry_secs == 0 && secs != 0 {
+                        return Err(End::Close(Reason::ProtocolError));
+                    }
+                    self.expiry_secs = secs.min(self.server.config.max_session_expiry_secs);
+                }
+                Err(End::Disconnect {
+                    will: d.reason_code == Reason::DisconnectWithWillMessage,
+                })
+            }
+            other => {
+                tracing::info!(client_id = %self.client_id, packet = ?other, "unexpected MQTT packet; closing connection");
+                Err(End::Close(Reason::ProtocolError))
+            }
+        }
+    }
+
+    fn on_publish(&mut self, p: v5::Publish, group: &mut AckGroup) -> Result<(), End> {
+        let props = p.properties.unwrap_or_default();
+        // Topic and topic alias.
+        let mut topic_name = match String::from_utf8(p.topic.to_vec()) {
+            Ok(t) => t,
+            Err(_) => {
+                tracing::info!(client_id = %self.client_id, "publish topic is not UTF-8; closing connection");
+                return Err(End::Close(Reason::TopicNameInvalid));
+            }
+        };
+        if let Some(alias) = props.topic_alias {
+            if alias == 0 || alias > self.server.config.topic_alias_maximum {
+                return Err(End::Close(Reason::TopicAliasInvalid));
+            }
+            if topic_name.is_empty() {
+                match self.aliases.get(&alias) {
+                    Some(t) => topic_name = t.clone(),
+                    None => return Err(End::Close(Reason::ProtocolError)),
+                }
+            } else {
+                self.aliases.insert(alias, topic_name.clone());
+            }
+        }
+        if let Err(e) = topic::validate_name(&topic_name) {
+            tracing::info!(client_id = %self.client_id, topic = topic_name, error = %e, "invalid publish topic; closing connection");
+            return Err(End::Close(Reason::TopicNameInvalid));
+        }
+        let v5 = self.level == Level::V5;
+        let nack = |group: &mut AckGroup,
+                    pkid: u16,
+                    qos: QoS,
+                    puback: v5::PubAckReason,
+                    pubrec: v5::PubRecReason| {
+            match qos {
+                QoS::AtLeastOnce => {
+                    let mut a = v5::PubAck::new(pkid, None);
+                    a.reason = puback;
+                    group.packets.push(v5::Packet::PubAck(a));
+                }
+                QoS::ExactlyOnce => {
+                    let mut a = v5::PubRec::new(pkid, None);
+                    a.reason = pubrec;
+                    group.packets.push(v5::Packet::PubRec(a));
+                }
+                QoS::AtMostOnce => {}
+            }
+        };
+        if self
+            .acl
+            .as_ref()
+            .is_some_and(|a| !a.may_publish(&topic_name))
+        {
+            tracing::warn!(client_id = %self.client_id, topic = topic_name, "MQTT publish denied by ACL");
+            if !v5 {
+                return Err(End::Close(Reason::NotAuthorized));
+            }
+            nack(
+                group,
+                p.pkid,
+                p.qos,
+                v5::PubAckReason::NotAuthorized,
+                v5::PubRecReason::NotAuthorized,
+            );
+            return Ok(());
+        }
+        if p.qos == QoS::ExactlyOnce {
+            let mut map = self
+                .server
+                .qos2_incoming
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let set = map.entry(self.client_id.clone()).or_default();
+            if !set.insert(p.pkid) {
+                // Already stored; the PUBREC (again) follows the earlier one.
+                group
+                    .packets
+                    .push(v5::Packet::PubRec(v5::PubRec::new(p.pkid, None)));
+                return Ok(());
+            }
+        }
+        let msg = Message {
+            topic: topic_name,
+            payload: p.payload,
+            qos: p.qos as u8,
+            retain: p.retain,
+            props: MessageProps {
+                payload_format: props.payload_format_indicator,
+                expires_at_ms: props
+                    .message_expiry_interval
+                    .map(|s| records::now_ms() + s as i64 * 1000),
+                content_type: props.content_type,
+                response_topic: props.response_topic,
+                correlation_data: props.correlation_data,
+                user_properties: props.user_properties,
+            },
+        };
+        match self.server.ingest.append(&msg) {
+            Ok(appended) => {
+                if p.qos == QoS::AtMostOnce {
+                    if msg.retain {
+                        let store = self.server.retained.clone();
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(e) = store.set(&msg) {
+                                tracing::error!(error = %e, "retained message store failed");
+                            }
+                        });
+                    }
+                    return Ok(());
+                }
+                group.add_flush(appended.log, appended.last_offset);
+                if msg.retain {
+                    group.retained.push(msg);
+                }
+                let ack = match p.qos {
+                    QoS::AtLeastOnce => v5::Packet::PubAck(v5::PubAck::new(p.pkid, None)),
+                    _ => v5::Packet::PubRec(v5::PubRec::new(p.pkid, None)),
+                };
+                group.packets.push(ack);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(client_id = %self.client_id, topic = msg.topic, error = %e, "MQTT publish not stored");
+                if p.qos == QoS::ExactlyOnce {
+                    if let Some(s) = self
+                        .server
+                        .qos2_incoming
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_mut(&self.client_id)
+                    {
+                        s.remove(&p.pkid);
+                    }
+                }
+                if !v5 {
+                    return Err(End::Close(Reason::ImplementationSpecificError));
+                }
+                let (a, r) = match e {
+                    super::ingest::IngestError::BadCbor(_) => (
+                        v5::PubAckReason::PayloadFormatInvalid,
+                        v5::PubRecReason::PayloadFormatInvalid,
+                    ),
+                    _ => (
+                        v5::PubAckReason::ImplementationSpecificError,
+                        v5::PubRecReason::ImplementationSpecificError,
+                    ),
+                };
+                nack(group, p.pkid, p.qos, a, r);
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_subscribe(
+        &mut self,
+        s: v5::Subscribe,
+        out: &mut Vec<v5::Packet>,
+    ) -> Result<(), End> {
+        let sub_id = s.properties.as_ref().and_then(|p| p.id);
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut retained_for = Vec::new();
+        for f in &s.filters {
+            let parsed = match topic::parse_subscription(&f.path) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::info!(client_id = %self.client_id, filter = f.path, error = %e, "invalid subscription");
+                    codes.push(v5::SubscribeReasonCode::TopicFilterInvalid);
+                    continue;
+                }
+            };
+            if self
+                .acl
+                .as_ref()
+                .is_some_and(|a| !a.may_subscribe(&parsed.filter))
+            {
+                tracing::warn!(client_id = %self.client_id, filter = f.path, "MQTT subscription denied by ACL");
+                codes.push(v5::SubscribeReasonCode::NotAuthorized);
+                continue;
+            }
+            let stored = StoredSubscription {
+                raw_filter: f.path.clone(),
+                qos: f.qos as u8,
+                no_local: f.nolocal,
+                retain_as_published: f.preserve_retain,
+                subscription_id: sub_id,
+                cursors: Vec::new(),
+            };
+            let existed = self.deliverer.subscribe(stored, false);
+            let send_retained = match f.retain_forward_rule {
+                v5::RetainForwardRule::OnEverySubscribe => true,
+                v5::RetainForwardRule::OnNewSubscribe => !existed,
+                v5::RetainForwardRule::Never => false,
+            };
+            if send_retained && parsed.share_group.is_none() {
+                retained_for.push(f.path.clone());
+            }
+            codes.push(v5::SubscribeReasonCode::Success(f.qos));
+        }
+        self.persist_subscriptions().await;
+        out.push(v5::Packet::SubAck(v5::SubAck {
+            pkid: s.pkid,
+            return_codes: codes,
+            properties: None,
+        }));
+        for f in retained_for {
+            self.deliverer.retained(&f, out);
+        }
+        Ok(())
+    }
+
+    fn session_record(&self, connected: bool) -> StoredSession {
+        StoredSession {
+            expiry_secs: self.expiry_secs,
+            disconnected_at_ms: (!connected).then(records::now_ms),
+            subscriptions: self.deliverer.stored(),
+        }
+    }
+
+    /// Writes the session (subscriptions and cursors) now, for persistent sessions.
+    async fn persist_subscriptions(&mut self) {
+        if self.expiry_secs == 0 {
+            return;
+        }
+        self.write_session(true).await;
+    }
+
+    async fn write_session(&mut self, connected: bool) {
+        let record = self.session_record(connected);
+        let shared = self.deliverer.shared_cursors();
+        self.deliverer.dirty = false;
+        let srv = self.server.clone();
+        let id = self.client_id.clone();
+        let persistent = self.expiry_secs > 0;
+        let res = tokio::task::spawn_blocking(move || {
+            for (key, cursors) in &shared {
+                srv.sessions.save_shared(key, cursors)?;
+            }
+            if persistent {
+                srv.sessions.save(&id, &record)
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        if !matches!(res, Ok(Ok(()))) {
+            tracing::error!(client_id = %self.client_id, "MQTT session state not saved");
+        }
+    }
+
+    /// Saves changed cursors (called periodically).
+    async fn save_progress(&mut self) {
+        if self.deliverer.dirty {
+            self.write_session(true).await;
+        }
+    }
+
+    async fn finish<W: AsyncWrite + Unpin>(mut self, end: End, wr: &mut W) {
+        let publish_will = match &end {
+            End::Disconnect { will } => *will,
+            End::Lost | End::Close(_) => true,
+        };
+        if let End::Close(reason) = &end {
+            if self.level == Level::V5 && *reason != Reason::NormalDisconnection {
+                send(
+                    &self.framer,
+                    wr,
+                    vec![v5::Packet::Disconnect(v5::Disconnect::new(*reason))],
+                )
+                .await;
+            }
+        }
+        let _ = wr.shutdown().await;
+        // Session state.
+        if self.expiry_secs > 0 {
+            self.write_session(false).await;
+        } else {
+            self.write_session(true).await; // shared group cursors only
+            let srv = self.server.clone();
+            let id = self.client_id.clone();
+            let _ = tokio::task::spawn_blocking(move || srv.sessions.delete(&id)).await;
+            self.server
+                .qos2_incoming
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&self.client_id);
+        }
+        {
+            let mut live = self.server.live.lock().unwrap_or_else(|p| p.into_inner());
+            if live
+                .get(&self.client_id)
+                .is_some_and(|l| l.conn_id == self.conn_id)
+            {
+                live.remove(&self.client_id);
+            }
+        }
+        let _ = self.finished.send(true);
+        tracing::debug!(peer = %self.peer, client_id = %self.client_id, ?end, "MQTT client disconnected");
+        if publish_will {
+            if let Some((will, delay)) = self.will.take() {
+                let delay = delay.min(self.expiry_secs);
+                let server = self.server.clone();
+                let client_id = self.client_id.clone();
+                let conn_id = self.conn_id;
+                tokio::spawn(async move {
+                    if delay > 0 {
+                        tokio::time::sleep(Duration::from_secs(delay as u64)).await;
+                        let reconnected = server
+                            .live
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get(&client_id)
+                            .is_some_and(|l| l.conn_id != conn_id);
+                        if reconnected {
+                            return;
+                        }
+                    }
+                    publish_will_message(&server, &client_id, will).await;
+                });
+            }
+        }
+    }
+}
+
+async fn publish_will_message(server: &Arc<MqttServer>, client_id: &str, will: Message) {
+    match server.ingest.store(&will).await {
+        Ok(()) => {
+            tracing::info!(client_id, topic = will.topic, "MQTT will message published");
+            if will.retain {
+                let store = server.retained.clone();
+                let _ = tokio::task::spawn_blocking(move || store.set(&will)).await;
+            }
+        }
+        Err(e) => tracing::error!(client_id, error = %e, "MQTT will message not stored"),
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Encodes and writes packets; false when the connection is gone.
+async fn send<W: AsyncWrite + Unpin>(
+    framer: &Framer,
+    wr: &mut W,
+    packets: Vec<v5::Packet>,
+) -> bool {
+    let mut buf = BytesMut::new();
+    for p in packets {
+        if let Err(e) = framer.encode(p, &mut buf) {
+            tracing::debug!(error = %e, "MQTT packet not sent");
+        }
+    }
+    if buf.is_empty() {
+        return true;
+    }
+    let data: Bytes = buf.freeze();
+    wr.write_all(&data).await.is_ok() && wr.flush().await.is_ok()
+}

@@ -1,0 +1,558 @@
+//! Delivery of log records to one connection's subscriptions.
+//!
+//! Each subscription reads the log partitions its filter maps to, from its cursor, in log
+//! order; a record reaches the client when its MQTT topic (the `mqtt.topic` header, or the
+//! rule's pattern filled from the key) matches the filter, with QoS = min(published,
+//! subscribed). QoS 1/2 deliveries stay in flight (bounded by the client's Receive Maximum and
+//! the node's limit) until PUBACK / PUBREC; the durable cursor of a partition is its lowest
+//! unacknowledged offset.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::v5;
+use rumqttc::v5::mqttbytes::QoS;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::records::{self, Message, StoredRecord};
+use super::session_store::{Cursor, StoredSubscription};
+use super::shared::SharedGroup;
+use super::source::Source;
+use super::topic::{self, SubscriptionFilter};
+use super::MqttServer;
+
+/// QoS from its number (values above 2 count as 2).
+pub fn qos_of(n: u8) -> QoS {
+    match n {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+/// Where an in-flight message came from.
+#[derive(Clone)]
+enum Origin {
+    /// A retained message (not from the log).
+    Retained,
+    /// A record of a subscription's source.
+    Log {
+        filter: String,
+        source: usize,
+        offset: i64,
+    },
+    /// A record claimed from a shared group.
+    Shared {
+        group: Arc<SharedGroup>,
+        source: usize,
+        offset: i64,
+    },
+}
+
+struct ActiveSub {
+    stored: StoredSubscription,
+    parsed: SubscriptionFilter,
+    sources: Vec<Source>,
+    shared: Option<Arc<SharedGroup>>,
+}
+
+/// The subscriptions and outgoing in-flight window of one connection.
+pub struct Deliverer {
+    server: Arc<MqttServer>,
+    member_id: u64,
+    client_id: String,
+    subs: Vec<ActiveSub>,
+    inflight: HashMap<u16, Origin>,
+    /// Packet ids that got PUBREC and wait for PUBCOMP.
+    awaiting_comp: HashSet<u16>,
+    next_pkid: u16,
+    limit: usize,
+    /// Woken when a watched partition's high watermark moves.
+    pub notify: Arc<Notify>,
+    watchers: HashMap<(String, i32), AbortHandle>,
+    /// Cursors changed since the last save.
+    pub dirty: bool,
+    v5: bool,
+    max_packet: Option<usize>,
+}
+
+impl Drop for Deliverer {
+    fn drop(&mut self) {
+        for w in self.watchers.values() {
+            w.abort();
+        }
+        for s in &self.subs {
+            if let Some(g) = &s.shared {
+                g.leave(self.member_id);
+            }
+        }
+    }
+}
+
+impl Deliverer {
+    /// A deliverer for one connection.
+    pub fn new(
+        server: Arc<MqttServer>,
+        member_id: u64,
+        client_id: String,
+        limit: usize,
+        v5: bool,
+        max_packet: Option<usize>,
+    ) -> Deliverer {
+        Deliverer {
+            server,
+            member_id,
+            client_id,
+            subs: Vec::new(),
+            inflight: HashMap::new(),
+            awaiting_comp: HashSet::new(),
+            next_pkid: 1,
+            limit: limit.max(1),
+            notify: Arc::new(Notify::new()),
+            watchers: HashMap::new(),
+            dirty: false,
+            v5,
+            max_packet,
+        }
+    }
+
+    fn watch(&mut self, topic: &str, partition: i32, log: &Arc<rill_core::log::PartitionLog>) {
+        let key = (topic.to_string(), partition);
+        if self.watchers.contains_key(&key) {
+            return;
+        }
+        let mut rx = log.watch_high_watermark();
+        let notify = self.notify.clone();
+        let handle = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                notify.notify_one();
+            }
+        });
+        self.watchers.insert(key, handle.abort_handle());
+    }
+
+    /// Adds (or replaces) a subscription. Non-shared subscriptions start at the log end
+    /// unless `stored` cursors say otherwise. Returns whether it replaced an existing one.
+    pub fn subscribe(&mut self, stored: StoredSubscription, restore: bool) -> bool {
+        let Ok(parsed) = topic::parse_subscription(&stored.raw_filter) else {
+            return false;
+        };
+        let existed = self.unsubscribe_inner(&stored.raw_filter, false);
+        let shared = parsed.share_group.as_ref().map(|g| {
+            self.server.shared.join(
+                &self.server,
+                g,
+                &parsed.filter,
+                self.member_id,
+                self.notify.clone(),
+            )
+        });
+        let mut sub = ActiveSub {
+            stored,
+            parsed,
+            sources: Vec::new(),
+            shared,
+        };
+        if sub.shared.is_none() {
+            let cursors = std::mem::take(&mut sub.stored.cursors);
+            for (t, p, log) in self.server.discover(&sub.parsed.filter) {
+                let start = cursors
+                    .iter()
+                    .find(|c| c.topic == t && c.partition == p)
+                    .map(|c| c.next)
+                    .unwrap_or_else(|| {
+                        if restore {
+                            log.log_start_offset()
+                        } else {
+                            log.log_end_offset()
+                        }
+                    });
+                sub.sources.push(Source::new(t, p, log, start));
+            }
+        }
+        self.subs.push(sub);
+        self.rewatch();
+        self.dirty = true;
+        self.notify.notify_one();
+        existed
+    }
+
+    fn rewatch(&mut self) {
+        let mut logs = Vec::new();
+        for s in &self.subs {
+            for src in &s.sources {
+                logs.push((src.topic.clone(), src.partition, src.log.clone()));
+            }
+            if let Some(g) = &s.shared {
+                logs.extend(g.logs());
+            }
+        }
+        for (t, p, log) in logs {
+            self.watch(&t, p, &log);
+        }
+    }
+
+    /// Picks up log topics and partitions created since the subscriptions were made.
+    pub fn refresh(&mut self) {
+        let server = self.server.clone();
+        for sub in &mut self.subs {
+            if let Some(g) = &sub.shared {
+                g.refresh(&server, None);
+                continue;
+            }
+            for (t, p, log) in server.discover(&sub.parsed.filter) {
+                if !sub.sources.iter().any(|s| s.topic == t && s.partition == p) {
+                    let start = log.log_start_offset();
+                    sub.sources.push(Source::new(t, p, log, start));
+                }
+            }
+        }
+        self.rewatch();
+        self.notify.notify_one();
+    }
+
+    fn unsubscribe_inner(&mut self, raw_filter: &str, mark: bool) -> bool {
+        let Some(i) = self
+            .subs
+            .iter()
+            .position(|s| s.stored.raw_filter == raw_filter)
+        else {
+            return false;
+        };
+        let sub = self.subs.remove(i);
+        if let Some(g) = &sub.shared {
+            g.leave(self.member_id);
+        }
+        if mark {
+            self.dirty = true;
+        }
+        true
+    }
+
+    /// Removes a subscription; returns whether it existed.
+    pub fn unsubscribe(&mut self, raw_filter: &str) -> bool {
+        self.unsubscribe_inner(raw_filter, true)
+    }
+
+    /// The subscriptions with their durable cursors, for the session store.
+    pub fn stored(&self) -> Vec<StoredSubscription> {
+        self.subs
+            .iter()
+            .map(|s| {
+                let mut st = s.stored.clone();
+                st.cursors = s
+                    .sources
+                    .iter()
+                    .map(|src| Cursor {
+                        topic: src.topic.clone(),
+                        partition: src.partition,
+                        next: src.cursor(),
+                    })
+                    .collect();
+                st
+            })
+            .collect()
+    }
+
+    /// Shared groups whose cursors changed: (store key, cursors).
+    pub fn shared_cursors(&self) -> Vec<(String, Vec<Cursor>)> {
+        self.subs
+            .iter()
+            .filter_map(|s| s.shared.as_ref())
+            .filter_map(|g| g.take_cursors().map(|c| (g.key.clone(), c)))
+            .collect()
+    }
+
+    fn alloc_pkid(&mut self) -> Option<u16> {
+        for _ in 0..u16::MAX {
+            let id = self.next_pkid;
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            if !self.inflight.contains_key(&id) && !self.awaiting_comp.contains(&id) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    fn room(&self) -> usize {
+        self.limit
+            .saturating_sub(self.inflight.len() + self.awaiting_comp.len())
+    }
+
+    /// Builds the outgoing PUBLISH for `msg` at `qos`, or None when it cannot be sent (too
+    /// large for the client, expired).
+    fn publish(
+        &mut self,
+        msg: &Message,
+        qos: QoS,
+        retain: bool,
+        sub_id: Option<usize>,
+    ) -> Option<v5::Publish> {
+        let now = records::now_ms();
+        let mut props = None;
+        if self.v5 {
+            let p = &msg.props;
+            let expiry = match p.expires_at_ms {
+                Some(at) if at <= now => return None,
+                Some(at) => Some(((at - now + 999) / 1000).clamp(1, u32::MAX as i64) as u32),
+                None => None,
+            };
+            let pp = v5::PublishProperties {
+                payload_format_indicator: p.payload_format,
+                message_expiry_interval: expiry,
+                topic_alias: None,
+                response_topic: p.response_topic.clone(),
+                correlation_data: p.correlation_data.clone(),
+                user_properties: p.user_properties.clone(),
+                subscription_identifiers: sub_id.into_iter().collect(),
+                content_type: p.content_type.clone(),
+            };
+            if pp != v5::PublishProperties::default() {
+                props = Some(pp);
+            }
+        } else if msg.props.expires_at_ms.is_some_and(|at| at <= now) {
+            return None;
+        }
+        let publish = v5::Publish {
+            dup: false,
+            qos,
+            retain,
+            topic: Bytes::copy_from_slice(msg.topic.as_bytes()),
+            pkid: 0,
+            payload: msg.payload.clone(),
+            properties: props,
+        };
+        if let Some(max) = self.max_packet {
+            if publish.size() + 2 > max {
+                return None;
+            }
+        }
+        Some(publish)
+    }
+
+    fn emit(
+        &mut self,
+        mut publish: v5::Publish,
+        origin: Origin,
+        out: &mut Vec<v5::Packet>,
+    ) -> bool {
+        if publish.qos != QoS::AtMostOnce {
+            let Some(pkid) = self.alloc_pkid() else {
+                return false;
+            };
+            publish.pkid = pkid;
+            self.inflight.insert(pkid, origin);
+        } else {
+            self.settle(origin);
+        }
+        out.push(v5::Packet::Publish(publish));
+        true
+    }
+
+    /// A delivery is finished (acknowledged, QoS 0, or not deliverable).
+    fn settle(&mut self, origin: Origin) {
+        match origin {
+            Origin::Retained => {}
+            Origin::Log {
+                filter,
+                source,
+                offset,
+            } => {
+                if let Some(sub) = self.subs.iter_mut().find(|s| s.stored.raw_filter == filter) {
+                    if let Some(src) = sub.sources.get_mut(source) {
+                        src.pending.remove(&offset);
+                        self.dirty = true;
+                    }
+                }
+            }
+            Origin::Shared {
+                group,
+                source,
+                offset,
+            } => group.ack(source, offset),
+        }
+    }
+
+    /// Retained messages for a new subscription (QoS = min(message, subscription)).
+    pub fn retained(&mut self, raw_filter: &str, out: &mut Vec<v5::Packet>) {
+        let Some(sub) = self.subs.iter().find(|s| s.stored.raw_filter == raw_filter) else {
+            return;
+        };
+        if sub.shared.is_some() {
+            return; // no retained messages for shared subscriptions
+        }
+        let filter = sub.parsed.filter.clone();
+        let sub_qos = sub.stored.qos;
+        let sub_id = sub.stored.subscription_id;
+        let msgs = match self.server.retained.matching(&filter) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "retained messages unreadable");
+                return;
+            }
+        };
+        for msg in msgs {
+            let qos = qos_of(msg.qos.min(sub_qos));
+            if let Some(p) = self.publish(&msg, qos, true, sub_id) {
+                self.emit(p, Origin::Retained, out);
+            }
+        }
+    }
+
+    /// The MQTT message of a record if it is for `filter`.
+    fn message_for(&self, topic: &str, rec: &StoredRecord, filter: &str) -> Option<Message> {
+        let name = self.server.mapping.mqtt_topic_for_record(
+            topic,
+            rec.key.as_deref(),
+            rec.mqtt_topic_header(),
+        )?;
+        if !topic::matches(filter, &name) {
+            return None;
+        }
+        Some(rec.to_message(name))
+    }
+
+    /// Sends what the subscriptions have, within the in-flight window.
+    pub fn pump(&mut self, out: &mut Vec<v5::Packet>) {
+        for si in 0..self.subs.len() {
+            if let Some(group) = self.subs[si].shared.clone() {
+                self.pump_shared(si, &group, out);
+                continue;
+            }
+            for xi in 0..self.subs[si].sources.len() {
+                loop {
+                    if self.room() == 0 {
+                        return;
+                    }
+                    let recs = match self.subs[si].sources[xi].fetch() {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(client = %self.client_id, error = %e, "subscription read failed");
+                            break;
+                        }
+                    };
+                    if recs.is_empty() {
+                        break;
+                    }
+                    for rec in recs {
+                        if self.room() == 0 {
+                            return;
+                        }
+                        let sub = &self.subs[si];
+                        let topic = sub.sources[xi].topic.clone();
+                        let filter = sub.parsed.filter.clone();
+                        let raw = sub.stored.raw_filter.clone();
+                        let (sub_qos, rap, sub_id) = (
+                            sub.stored.qos,
+                            sub.stored.retain_as_published,
+                            sub.stored.subscription_id,
+                        );
+                        self.subs[si].sources[xi].next_read = rec.offset + 1;
+                        self.dirty = true;
+                        let Some(msg) = self.message_for(&topic, &rec, &filter) else {
+                            continue;
+                        };
+                        let qos = qos_of(msg.qos.min(sub_qos));
+                        let retain = rap && msg.retain;
+                        let Some(p) = self.publish(&msg, qos, retain, sub_id) else {
+                            continue;
+                        };
+                        if qos != QoS::AtMostOnce {
+                            self.subs[si].sources[xi].pending.insert(rec.offset);
+                        }
+                        let origin = Origin::Log {
+                            filter: raw,
+                            source: xi,
+                            offset: rec.offset,
+                        };
+                        self.emit(p, origin, out);
+                    }
+                }
+            }
+        }
+    }
+
+    fn pump_shared(&mut self, si: usize, group: &Arc<SharedGroup>, out: &mut Vec<v5::Packet>) {
+        loop {
+            let room = self.room();
+            if room == 0 {
+                return;
+            }
+            let claims = group.claim(self.member_id, room);
+            if claims.is_empty() {
+                return;
+            }
+            for c in claims {
+                let topic = group
+                    .logs()
+                    .get(c.source)
+                    .map(|l| l.0.clone())
+                    .unwrap_or_default();
+                let (sub_qos, sub_id) = (
+                    self.subs[si].stored.qos,
+                    self.subs[si].stored.subscription_id,
+                );
+                let origin = Origin::Shared {
+                    group: group.clone(),
+                    source: c.source,
+                    offset: c.record.offset,
+                };
+                let Some(msg) = self.message_for(&topic, &c.record, &group.filter) else {
+                    self.settle(origin);
+                    continue;
+                };
+                let qos = qos_of(msg.qos.min(sub_qos));
+                match self.publish(&msg, qos, false, sub_id) {
+                    Some(p) => {
+                        self.emit(p, origin, out);
+                    }
+                    None => self.settle(origin),
+                }
+            }
+        }
+    }
+
+    /// PUBACK from the client.
+    pub fn puback(&mut self, pkid: u16) {
+        if let Some(origin) = self.inflight.remove(&pkid) {
+            self.settle(origin);
+        }
+    }
+
+    /// PUBREC from the client: the message is delivered; answer with PUBREL.
+    pub fn pubrec(&mut self, pkid: u16) -> bool {
+        match self.inflight.remove(&pkid) {
+            Some(origin) => {
+                self.settle(origin);
+                self.awaiting_comp.insert(pkid);
+                true
+            }
+            None => self.awaiting_comp.contains(&pkid),
+        }
+    }
+
+    /// PUBCOMP from the client.
+    pub fn pubcomp(&mut self, pkid: u16) {
+        self.awaiting_comp.remove(&pkid);
+    }
+
+    /// Whether any subscription has records not yet looked at.
+    pub fn has_work(&self) -> bool {
+        self.subs.iter().any(|s| match &s.shared {
+            Some(g) => g.has_work(),
+            None => s.sources.iter().any(|x| x.has_more()),
+        })
+    }
+
+    /// Number of subscriptions.
+    pub fn len(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Whether there are no subscriptions.
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+}

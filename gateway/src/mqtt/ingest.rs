@@ -1,0 +1,249 @@
+//! Publishes into the log: mapping rule -> log topic, key -> partition (Kafka's murmur2
+//! partitioner, so a device's messages stay in one partition, the same one a Kafka producer
+//! would pick for that key), payload transform, append. Durability is awaited separately
+//! ([`Ingest::flush`]) so a connection can keep reading while a group commit is in progress.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rill_core::broker::{Broker, BrokerError};
+use rill_core::log::{LogError, PartitionLog};
+
+use super::mapping::{Mapping, PayloadTransform};
+use super::records::{self, Message};
+
+/// Why a publish could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Record(#[from] records::RecordError),
+    #[error("payload is not valid CBOR: {0}")]
+    BadCbor(String),
+    #[error("durability wait failed: {0}")]
+    Join(String),
+}
+
+/// Kafka's murmur2 hash (as used by its default partitioner).
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let len = data.len();
+    let mut h: u32 = SEED ^ (len as u32);
+    let chunks = data.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    match tail.len() {
+        3 => {
+            h ^= (tail[2] as u32) << 16;
+            h ^= (tail[1] as u32) << 8;
+            h ^= tail[0] as u32;
+            h = h.wrapping_mul(M);
+        }
+        2 => {
+            h ^= (tail[1] as u32) << 8;
+            h ^= tail[0] as u32;
+            h = h.wrapping_mul(M);
+        }
+        1 => {
+            h ^= tail[0] as u32;
+            h = h.wrapping_mul(M);
+        }
+        _ => {}
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition Kafka's default partitioner picks for `key`.
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    if partitions <= 1 {
+        return 0;
+    }
+    (murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+/// CBOR -> JSON for rules with `payload = "cbor-to-json"`.
+pub fn cbor_to_json(payload: &[u8]) -> Result<Vec<u8>, IngestError> {
+    let value: ciborium::Value =
+        ciborium::from_reader(payload).map_err(|e| IngestError::BadCbor(e.to_string()))?;
+    let json: serde_json::Value = value
+        .deserialized()
+        .map_err(|e| IngestError::BadCbor(e.to_string()))?;
+    serde_json::to_vec(&json).map_err(|e| IngestError::BadCbor(e.to_string()))
+}
+
+/// Where an appended message landed.
+#[derive(Clone)]
+pub struct Appended {
+    pub log: Arc<PartitionLog>,
+    pub last_offset: i64,
+}
+
+/// The ingest path shared by all connections.
+pub struct Ingest {
+    broker: Arc<Broker>,
+    mapping: Arc<Mapping>,
+    /// Topic -> its partition logs.
+    logs: Mutex<HashMap<String, Vec<Arc<PartitionLog>>>>,
+    /// Serializes topic creation, so concurrent first publishes see a fully created topic.
+    creating: Mutex<()>,
+}
+
+impl Ingest {
+    /// The ingest path over `broker` with `mapping`.
+    pub fn new(broker: Arc<Broker>, mapping: Arc<Mapping>) -> Ingest {
+        Ingest {
+            broker,
+            mapping,
+            logs: Mutex::new(HashMap::new()),
+            creating: Mutex::new(()),
+        }
+    }
+
+    fn partitions(&self, topic: &str) -> Result<Vec<Arc<PartitionLog>>, IngestError> {
+        if let Some(logs) = self
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+        {
+            return Ok(logs.clone());
+        }
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        let meta = match self.broker.topic(topic) {
+            Some(meta) => meta,
+            None => {
+                let partitions = self.broker.config().default_partitions.max(1);
+                match self
+                    .broker
+                    .create_topic(topic, partitions, &BTreeMap::new(), false)
+                {
+                    Ok(meta) => {
+                        tracing::info!(topic, partitions, "created log topic for MQTT publishes");
+                        meta
+                    }
+                    Err(BrokerError::TopicAlreadyExists(_)) => self
+                        .broker
+                        .topic(topic)
+                        .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+                            topic: topic.to_string(),
+                            partition: 0,
+                        })?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let logs = (0..meta.partitions)
+            .map(|p| self.broker.partition(topic, p))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.to_string(), logs.clone());
+        Ok(logs)
+    }
+
+    fn forget(&self, topic: &str) {
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(topic);
+    }
+
+    /// Appends `msg` (not yet durable: await [`Ingest::flush`] before acknowledging).
+    pub fn append(&self, msg: &Message) -> Result<Appended, IngestError> {
+        let route = self.mapping.route(&msg.topic);
+        let transformed;
+        let msg = match route.payload {
+            PayloadTransform::None => msg,
+            PayloadTransform::CborToJson => {
+                let mut m = msg.clone();
+                m.payload = Bytes::from(cbor_to_json(&msg.payload)?);
+                m.props.content_type = Some("application/json".into());
+                transformed = m;
+                &transformed
+            }
+        };
+        let record =
+            records::to_record(msg, Some(Bytes::from(route.key.clone())), records::now_ms());
+        let batch = records::encode_batch(std::slice::from_ref(&record))?;
+        for attempt in 0..2 {
+            let logs = self.partitions(&route.log_topic)?;
+            let p = partition_for_key(&route.key, logs.len() as i32) as usize;
+            let Some(log) = logs.get(p).cloned() else {
+                self.forget(&route.log_topic);
+                continue;
+            };
+            match log.append(&batch, -1) {
+                Ok(info) => {
+                    return Ok(Appended {
+                        log,
+                        last_offset: info.last_offset,
+                    })
+                }
+                // The topic was deleted or grown since we cached it: look it up again.
+                Err(LogError::Closed) if attempt == 0 => self.forget(&route.log_topic),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(IngestError::Log(LogError::Closed))
+    }
+
+    /// Waits until everything up to `offset` of `log` is durable (group commit), off the async
+    /// threads.
+    pub async fn flush(log: Arc<PartitionLog>, offset: i64) -> Result<(), IngestError> {
+        tokio::task::spawn_blocking(move || log.flush_to(offset))
+            .await
+            .map_err(|e| IngestError::Join(e.to_string()))??;
+        Ok(())
+    }
+
+    /// Appends and waits for durability.
+    pub async fn store(&self, msg: &Message) -> Result<(), IngestError> {
+        let a = self.append(msg)?;
+        Ingest::flush(a.log, a.last_offset).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Values from Kafka's UtilsTest.testMurmur2.
+        assert_eq!(murmur2(b"21"), -973932308);
+        assert_eq!(murmur2(b"foobar"), -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58897971
+        );
+        assert_eq!(murmur2(&[b'a', b'b', b'c']), 479470107);
+    }
+
+    #[test]
+    fn cbor_payloads_become_json() {
+        let mut buf = Vec::new();
+        ciborium::into_writer(&serde_json::json!({"t": 21.5, "id": "d1"}), &mut buf).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&cbor_to_json(&buf).unwrap()).unwrap();
+        assert_eq!(json["id"], "d1");
+        assert!(cbor_to_json(b"\xff\xff").is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! The MQTT 3.1.1 / 5 front end: devices publish into the durable log and subscribe to it.
+//!
+//! rumqttc's codecs do the bytes ([`codec`]); everything above them is Rill's:
+//! - [`listener`]: TCP and TLS accept loops,
+//! - [`connection`]: one client's session state machine (CONNECT, publish pipeline with
+//!   acks after durability, subscriptions, keepalive, will),
+//! - [`mapping`]: MQTT topic patterns <-> log topics and keys,
+//! - [`ingest`]: publishes into partition logs, [`records`]: MQTT messages as Kafka records,
+//! - [`delivery`], [`source`], [`shared`]: subscriptions served from the log,
+//! - [`session_store`], [`retained`]: durable sessions, cursors and retained messages (redb),
+//! - [`auth`]: credentials and ACL templates, [`topic`]: names and filters,
+//! - [`config`]: the `[mqtt]` configuration section.
+
+pub mod auth;
+pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod delivery;
+pub mod ingest;
+pub mod listener;
+pub mod mapping;
+pub mod records;
+pub mod retained;
+pub mod session_store;
+pub mod shared;
+pub mod source;
+pub mod topic;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rill_core::broker::Broker;
+use rill_core::log::PartitionLog;
+
+pub use config::MqttConfig;
+
+use auth::CredentialStore;
+use ingest::Ingest;
+use mapping::Mapping;
+use retained::RetainedStore;
+use session_store::{MetaDb, SessionStore, StoreError};
+
+/// Errors setting up the MQTT front end.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error(transparent)]
+    Mapping(#[from] mapping::MappingError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("MQTT TLS setup: {0}")]
+    Tls(String),
+    #[error("MQTT listener on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct BrokerDb(Arc<Broker>);
+
+impl MetaDb for BrokerDb {
+    fn db(&self) -> &redb::Database {
+        self.0.metadata().db()
+    }
+}
+
+/// A connected client as the server tracks it (for session takeover).
+pub(crate) struct LiveClient {
+    pub conn_id: u64,
+    pub kick: tokio::sync::mpsc::Sender<()>,
+    pub finished: tokio::sync::watch::Receiver<bool>,
+}
+
+/// State shared by all MQTT connections of the node.
+pub struct MqttServer {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) config: MqttConfig,
+    pub(crate) mapping: Arc<Mapping>,
+    pub(crate) ingest: Ingest,
+    pub(crate) sessions: SessionStore,
+    pub(crate) retained: RetainedStore,
+    pub(crate) credentials: CredentialStore,
+    pub(crate) shared: shared::SharedGroups,
+    pub(crate) live: Mutex<HashMap<String, LiveClient>>,
+    /// QoS 2 packet ids received (PUBREC sent) and not yet released, per client id.
+    pub(crate) qos2_incoming: Mutex<HashMap<String, HashSet<u16>>>,
+    next_conn: AtomicU64,
+}
+
+/// Default credential file inside the data directory.
+pub fn default_credentials_file(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("mqtt-credentials")
+}
+
+impl MqttServer {
+    /// The MQTT state of a node whose storage is `broker`.
+    pub fn new(broker: Arc<Broker>, config: MqttConfig) -> Result<Arc<MqttServer>, MqttError> {
+        let mapping = Arc::new(Mapping::new(&config.rules)?);
+        let db: Arc<dyn MetaDb> = Arc::new(BrokerDb(broker.clone()));
+        let sessions = SessionStore::open(db.clone())?;
+        let retained = RetainedStore::open(db)?;
+        let purged = sessions.purge_expired(records::now_ms())?;
+        if purged > 0 {
+            tracing::info!(purged, "expired MQTT sessions removed");
+        }
+        let cred_path = config
+            .auth
+            .credentials_file
+            .clone()
+            .unwrap_or_else(|| default_credentials_file(&broker.config().data_dir));
+        Ok(Arc::new(MqttServer {
+            ingest: Ingest::new(broker.clone(), mapping.clone()),
+            broker,
+            mapping,
+            sessions,
+            retained,
+            credentials: CredentialStore::new(cred_path),
+            shared: shared::SharedGroups::default(),
+            live: Mutex::new(HashMap::new()),
+            qos2_incoming: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            config,
+        }))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &MqttConfig {
+        &self.config
+    }
+
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Existing log partitions that may hold messages for `filter`.
+    pub(crate) fn discover(&self, filter: &str) -> Vec<(String, i32, Arc<PartitionLog>)> {
+        let mut out = Vec::new();
+        for t in self.mapping.log_topics_for_filter(filter) {
+            let Some(meta) = self.broker.topic(&t) else {
+                continue;
+            };
+            for p in 0..meta.partitions {
+                match self.broker.partition(&t, p) {
+                    Ok(log) => out.push((t.clone(), p, log)),
+                    Err(e) => {
+                        tracing::debug!(topic = %t, partition = p, error = %e, "partition not readable")
+                    }
+                }
+            }
+        }
+        out
+    }
+}

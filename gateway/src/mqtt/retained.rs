@@ -1,0 +1,116 @@
+//! Retained messages: the last retained publish per MQTT topic, kept in the metadata database
+//! (table `mqtt_retained`) so they survive restarts, and served to new subscribers.
+//!
+//! Entries are stored as one-record Kafka v2 batches (the same encoding as the log), and
+//! written only after the publish itself is durable in the log.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::records::{self, Message};
+use super::session_store::{MetaDb, StoreError};
+use super::topic;
+
+const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("mqtt_retained");
+
+fn db_err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Db(e.into().to_string())
+}
+
+/// The retained message store.
+#[derive(Clone)]
+pub struct RetainedStore {
+    db: Arc<dyn MetaDb>,
+}
+
+impl RetainedStore {
+    /// Opens the store, creating its table.
+    pub fn open(db: Arc<dyn MetaDb>) -> Result<RetainedStore, StoreError> {
+        let txn = db.db().begin_write().map_err(db_err)?;
+        txn.open_table(RETAINED).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+        Ok(RetainedStore { db })
+    }
+
+    /// Stores `msg` as the retained message of its topic; an empty payload deletes it.
+    pub fn set(&self, msg: &Message) -> Result<(), StoreError> {
+        let txn = self.db.db().begin_write().map_err(db_err)?;
+        {
+            let mut t = txn.open_table(RETAINED).map_err(db_err)?;
+            if msg.payload.is_empty() {
+                t.remove(msg.topic.as_str()).map_err(db_err)?;
+            } else {
+                let rec = records::to_record(msg, None, records::now_ms());
+                let bytes =
+                    records::encode_batch(&[rec]).map_err(|e| StoreError::Db(e.to_string()))?;
+                t.insert(msg.topic.as_str(), bytes.as_ref())
+                    .map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Retained messages whose topic matches `filter` (expired ones are skipped).
+    pub fn matching(&self, filter: &str) -> Result<Vec<Message>, StoreError> {
+        let txn = self.db.db().begin_read().map_err(db_err)?;
+        let t = txn.open_table(RETAINED).map_err(db_err)?;
+        let now = records::now_ms();
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            let name = k.value();
+            if !topic::matches(filter, name) {
+                continue;
+            }
+            let recs = records::decode_batches(Bytes::copy_from_slice(v.value())).map_err(|e| {
+                StoreError::Corrupt {
+                    key: name.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+            for r in recs {
+                let mut msg = r.to_message(name.to_string());
+                if msg.props.expires_at_ms.is_some_and(|at| at <= now) {
+                    continue;
+                }
+                msg.retain = true;
+                out.push(msg);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::records::MessageProps;
+
+    fn msg(topic: &str, payload: &'static [u8]) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: Bytes::from_static(payload),
+            qos: 1,
+            retain: true,
+            props: MessageProps::default(),
+        }
+    }
+
+    #[test]
+    fn set_match_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("m.redb")).unwrap();
+        let store = RetainedStore::open(Arc::new(db)).unwrap();
+        store.set(&msg("a/b", b"1")).unwrap();
+        store.set(&msg("a/c", b"2")).unwrap();
+        store.set(&msg("a/b", b"3")).unwrap();
+        let got = store.matching("a/+").unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(&got[0].payload[..], b"3");
+        store.set(&msg("a/b", b"")).unwrap();
+        assert_eq!(store.matching("#").unwrap().len(), 1);
+    }
+}
