@@ -157,6 +157,10 @@ pub struct GroupsSection {
     pub offsets_retention_minutes: Option<u64>,
     /// `offsets.retention.check.interval.ms` (default 600000).
     pub offsets_retention_check_interval_ms: Option<u64>,
+    /// `group.consumer.session.timeout.ms` of KIP-848 groups (default 45000).
+    pub consumer_session_timeout_ms: Option<u64>,
+    /// `group.consumer.heartbeat.interval.ms` of KIP-848 groups (default 5000).
+    pub consumer_heartbeat_interval_ms: Option<u64>,
 }
 
 impl GroupsSection {
@@ -179,6 +183,12 @@ impl GroupsSection {
             offsets_retention_check_interval_ms: self
                 .offsets_retention_check_interval_ms
                 .unwrap_or(d.offsets_retention_check_interval_ms),
+            consumer_session_timeout_ms: self
+                .consumer_session_timeout_ms
+                .unwrap_or(d.consumer_session_timeout_ms),
+            consumer_heartbeat_interval_ms: self
+                .consumer_heartbeat_interval_ms
+                .unwrap_or(d.consumer_heartbeat_interval_ms),
             ..d
         }
     }
