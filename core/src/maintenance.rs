@@ -314,6 +314,11 @@ mod tests {
         let s = Schedule::new(FlushPolicy::Always, 5000);
         assert_eq!(s.flush_every, None);
         assert_eq!(s.retention_every, Duration::from_secs(5));
+        assert_eq!(
+            s.clean_every,
+            Duration::from_millis(crate::broker::DEFAULT_CLEANER_INTERVAL_MS)
+        );
+        assert_eq!(s.with_cleaner(200).clean_every, Duration::from_millis(200));
         let s = Schedule::new(FlushPolicy::Interval { ms: 0 }, 0);
         assert_eq!(s.flush_every, Some(Duration::from_millis(1)));
         assert_eq!(s.retention_every, Duration::from_millis(1));
