@@ -7,7 +7,7 @@
 //! - [`crypto`] and [`keyring`]: encryption at rest (AES-256-GCM / ChaCha20-Poly1305), master key,
 //!   per-segment data keys,
 //! - [`index`], [`segment`], [`log`], [`retention`]: the segmented partition log and its
-//!   retention policy,
+//!   retention policy, and [`cleaner`] (compaction: the latest record per key),
 //! - [`topic_config`], [`metadata`], [`topic_registry`]: topics, their ids and configs in redb,
 //! - [`broker`]: the node's storage facade used by the gateway, with [`maintenance`] (interval
 //!   flush, retention, disk budget) in a background thread,
@@ -18,6 +18,7 @@
 
 pub mod batch;
 pub mod broker;
+pub mod cleaner;
 pub mod consumer_group;
 pub mod crypto;
 pub mod epoch_group;

@@ -244,6 +244,8 @@ pub struct StorageSection {
     pub flush: Option<FlushSetting>,
     /// Node-wide disk budget.
     pub disk_budget_bytes: Option<u64>,
+    /// How often the log cleaner (compaction) runs, in ms.
+    pub cleaner_interval_ms: Option<u64>,
 }
 
 /// Encryption names in the file.
@@ -594,6 +596,9 @@ impl NodeSettings {
                 b.auto_create_topics = file.kafka.auto_create_topics.unwrap_or(true);
                 b.default_partitions = file.kafka.num_partitions.unwrap_or(1);
                 b.disk_budget_bytes = file.storage.disk_budget_bytes;
+                if let Some(ms) = file.storage.cleaner_interval_ms {
+                    b.cleaner_interval_ms = ms;
+                }
                 b
             },
             groups: file.groups.resolve(),
