@@ -702,8 +702,15 @@ mod tests {
 
     type Kv = (Option<Vec<u8>>, Option<Vec<u8>>);
 
+    thread_local! {
+        /// Next sequence of the test producer (7, epoch 1): appends are checked for
+        /// idempotence, so successive batches continue the sequence.
+        static NEXT_SEQ: std::cell::Cell<i32> = const { std::cell::Cell::new(100) };
+    }
+
     /// One v2 batch of (key, value) records with timestamps `ts0`, `ts0 + 1`, ...
     fn keyed(recs: &[Kv], ts0: i64, compression: KCompression) -> Vec<u8> {
+        let seq0 = NEXT_SEQ.with(|s| s.replace(s.get() + recs.len() as i32));
         let records: Vec<Record> = recs
             .iter()
             .enumerate()
@@ -716,7 +723,7 @@ mod tests {
                 producer_epoch: 1,
                 timestamp_type: KTs::Creation,
                 offset: i as i64,
-                sequence: 100 + i as i32,
+                sequence: seq0 + i as i32,
                 timestamp: ts0 + i as i64,
                 key: k.as_ref().map(|k| Bytes::copy_from_slice(k)),
                 value: v.as_ref().map(|v| Bytes::copy_from_slice(v)),
@@ -1036,6 +1043,7 @@ mod tests {
             let mut o = compact_opts(Arc::new(s));
             o.config.segment_bytes = 1 << 20;
             let log = PartitionLog::open("/p".into(), o).unwrap();
+            NEXT_SEQ.with(|s| s.set(100));
             let recs: Vec<Kv> = (0..6)
                 .map(|i| kv(&format!("k{}", i % 3), Some(&format!("v{i}"))))
                 .collect();

@@ -5,7 +5,8 @@
 //! an idempotent batch (producer id >= 0) is checked against it: a retried batch that is one of
 //! the cached ones is a duplicate and answered with its original offsets without appending; a
 //! gap in sequence numbers is [`ProducerError::OutOfOrderSequence`]; an older epoch is
-//! [`ProducerError::InvalidEpoch`].
+//! [`ProducerError::InvalidEpoch`]. A producer without state starts at any sequence (Kafka 2.5+,
+//! since retention or compaction may have removed its batches).
 //!
 //! The state is rebuilt at open from the batch headers in the log, starting at the latest
 //! snapshot: a small versioned file `<offset>.snapshot` in the partition directory, written
@@ -45,7 +46,8 @@ pub enum ProducerError {
         current: i16,
         got: i16,
     },
-    /// The producer id has no state here and the batch does not start a sequence.
+    /// The producer id has no state here and the batch does not start a sequence (not raised
+    /// by this node, which accepts such batches as Kafka 2.5+ does; kept for the error mapping).
     #[error("unknown producer id {producer_id} with sequence {sequence}")]
     UnknownProducer { producer_id: i64, sequence: i32 },
     /// A request with several batches contained a retried one (not produced by real clients).
@@ -131,12 +133,8 @@ impl ProducerStateManager {
         let first = h.base_sequence;
         let last = last_seq_of(h);
         let Some(e) = self.producers.get(&pid) else {
-            if first != 0 {
-                return Err(ProducerError::UnknownProducer {
-                    producer_id: pid,
-                    sequence: first,
-                });
-            }
+            // As Kafka 2.5+ (KIP-360): a producer without state here (new, or its batches
+            // removed by retention or compaction) may start at any sequence.
             return Ok(Check::Append);
         };
         if h.producer_epoch < e.epoch {
@@ -396,10 +394,8 @@ mod tests {
             s.check(&hdr(7, 0, 9, 1, 0)),
             Err(ProducerError::OutOfOrderSequence { expected: 5, .. })
         ));
-        assert!(matches!(
-            s.check(&hdr(8, 0, 4, 1, 0)),
-            Err(ProducerError::UnknownProducer { .. })
-        ));
+        // Unknown producers start anywhere (Kafka 2.5+); from then on they are checked.
+        assert_eq!(s.check(&hdr(8, 0, 4, 1, 0)), Ok(Check::Append));
         // A new epoch restarts at 0; the old epoch is then fenced.
         assert!(s.check(&hdr(7, 1, 5, 1, 0)).is_err());
         s.record(&hdr(7, 1, 0, 1, 15));
