@@ -92,6 +92,9 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// A table row: its label, how to read it from a pass, and which direction is better.
+type RowSpec = (&'static str, fn(&PassResult) -> f64, Better);
+
 /// What one produce + consume pass measured.
 struct PassResult {
     produce_records_per_s: f64,
@@ -320,7 +323,7 @@ fn main() -> anyhow::Result<()> {
             Some(p) => Some(run_pass(p, &args, size, &args.peer_name)?),
             None => None,
         };
-        let rows: [(&str, fn(&PassResult) -> f64, Better); 6] = [
+        let rows: [RowSpec; 6] = [
             (
                 "produce records/s",
                 |r| r.produce_records_per_s,
