@@ -68,6 +68,9 @@ pub enum BatchError {
     /// A produce request without any batch.
     #[error("no record batch in request")]
     Empty,
+    /// A record without a key sent to a compacted topic (Kafka: INVALID_RECORD).
+    #[error("compacted topic refuses records without a key")]
+    MissingKey,
 }
 
 /// Compression codec from the attributes (bits 0-2).

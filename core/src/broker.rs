@@ -61,6 +61,8 @@ pub struct BrokerConfig {
     pub disk_budget_bytes: Option<u64>,
     /// How often the maintenance thread applies retention and the disk budget (ms).
     pub retention_check_interval_ms: u64,
+    /// How often the maintenance thread runs the log cleaner (compaction) over compacted topics.
+    pub cleaner_interval_ms: u64,
 }
 
 impl BrokerConfig {
@@ -78,12 +80,15 @@ impl BrokerConfig {
             default_partitions: 1,
             disk_budget_bytes: None,
             retention_check_interval_ms: DEFAULT_RETENTION_CHECK_INTERVAL_MS,
+            cleaner_interval_ms: DEFAULT_CLEANER_INTERVAL_MS,
         }
     }
 }
 
 /// Default of [`BrokerConfig::retention_check_interval_ms`].
 pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 5000;
+/// Default of [`BrokerConfig::cleaner_interval_ms`].
+pub const DEFAULT_CLEANER_INTERVAL_MS: u64 = 15_000;
 
 /// Most partitions one topic may have on a node.
 pub const MAX_PARTITIONS: i32 = 10_000;
@@ -299,7 +304,8 @@ impl Broker {
         let schedule = Schedule::new(
             broker.config.flush,
             broker.config.retention_check_interval_ms,
-        );
+        )
+        .with_cleaner(broker.config.cleaner_interval_ms);
         let m = Maintenance::start(Arc::downgrade(&broker), schedule)
             .map_err(io_err(&broker.config.data_dir))?;
         *broker.maintenance.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
@@ -655,6 +661,12 @@ impl Broker {
     /// Apply retention to every log now (the maintenance thread does this periodically).
     pub fn run_retention(&self, now_ms: i64) {
         crate::maintenance::apply_retention(self, now_ms);
+    }
+
+    /// Run the log cleaner (compaction) over every log of a compacted topic now (the maintenance
+    /// thread does this every `cleaner_interval_ms`).
+    pub fn run_cleaner(&self, now_ms: i64) {
+        crate::maintenance::clean_logs(self, now_ms);
     }
 
     /// Enforce the node-wide disk budget now (the maintenance thread does this periodically).

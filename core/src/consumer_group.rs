@@ -147,6 +147,9 @@ pub(crate) struct Group {
     pub initial_delay: Option<InitialDelay>,
     /// A member joined during the initial delay (extends it once more).
     pub new_member_added: bool,
+    /// In CompletingRebalance: when members that have not sent SyncGroup are removed (Kafka's
+    /// pending-sync timeout, the rebalance timeout).
+    pub sync_deadline_ms: Option<u64>,
 }
 
 /// The running `group.initial.rebalance.delay.ms` window of a group formed from empty.
@@ -173,6 +176,7 @@ impl Group {
             join_deadline_ms: None,
             initial_delay: None,
             new_member_added: false,
+            sync_deadline_ms: None,
         }
     }
 

@@ -10,9 +10,9 @@
 //! [`tokio::sync::oneshot::Receiver`] that is answered when the state machine gets there. This keeps
 //! core free of sockets and timers and makes every sequence testable with explicit time.
 //!
-//! Committed offsets are written to redb (one durable transaction per commit) through
-//! [`OffsetStore`]; callers on an async runtime should call the committing methods from a blocking
-//! context (`spawn_blocking`), since they wait for the disk.
+//! Committed offsets are written durably to redb through [`OffsetStore`] (outside the coordinator
+//! lock, group-committed); callers on an async runtime should call the committing methods from a
+//! blocking context (`spawn_blocking`), since they wait for the disk.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -22,7 +22,9 @@ use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 
 use crate::consumer_group::{Group, GroupState, InitialDelay, Member, CONSUMER_PROTOCOL_TYPE};
+use crate::epoch_group::{EpochGroup, EpochGroupState, EpochMember};
 use crate::offset_store::{CommittedOffset, OffsetStore, OffsetStoreError, TopicPartition};
+use crate::server_assignor::{Assignment, ASSIGNORS};
 
 /// Longest accepted group id, in bytes (Kafka has no limit of its own; ids are keys on disk and
 /// in logs, so Rill caps them like topic names are capped).
@@ -47,6 +49,10 @@ pub struct GroupConfig {
     pub offsets_retention_check_interval_ms: u64,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups)
+    pub consumer_session_timeout_ms: u64,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups)
+    pub consumer_heartbeat_interval_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -58,6 +64,8 @@ impl Default for GroupConfig {
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }
@@ -91,6 +99,14 @@ pub enum GroupError {
     GroupSubscribedToTopic,
     #[error("the offset metadata is too large")]
     OffsetMetadataTooLarge,
+    #[error("the member epoch is fenced; rejoin with epoch 0")]
+    FencedMemberEpoch,
+    #[error("the member epoch is stale")]
+    StaleMemberEpoch,
+    #[error("unsupported server assignor (supported: uniform, range)")]
+    UnsupportedAssignor,
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     #[error(transparent)]
     Storage(#[from] OffsetStoreError),
 }
@@ -114,6 +130,10 @@ impl GroupError {
             GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
             GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
             GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+            GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
+            GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+            GroupError::UnsupportedAssignor => ResponseError::UnsupportedAssignor,
+            GroupError::InvalidRequest(_) => ResponseError::InvalidRequest,
         }
     }
 
@@ -264,7 +284,10 @@ pub struct GroupListing {
     pub group_id: String,
     /// Empty when unknown.
     pub protocol_type: String,
-    pub state: GroupState,
+    /// The state's name (classic or KIP-848 spelling).
+    pub state: String,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }
 
 /// A member as shown by DescribeGroups.
@@ -302,6 +325,8 @@ pub struct GroupCoordinator {
 
 struct Inner {
     groups: HashMap<String, Group>,
+    /// KIP-848 groups (never also in `groups`).
+    epoch_groups: HashMap<String, EpochGroup>,
     next_offset_expiry_ms: u64,
 }
 
@@ -331,6 +356,7 @@ impl GroupCoordinator {
         GroupCoordinator {
             inner: Mutex::new(Inner {
                 groups,
+                epoch_groups: HashMap::new(),
                 next_offset_expiry_ms: now_ms + config.offsets_retention_check_interval_ms,
             }),
             config,
@@ -371,6 +397,14 @@ impl GroupCoordinator {
             return rx;
         }
         let mut inner = self.lock();
+        if inner.epoch_groups.contains_key(&req.group_id) {
+            // A KIP-848 group with members: classic members cannot join it.
+            send(
+                tx,
+                JoinResponse::error(&req.member_id, GroupError::InconsistentGroupProtocol),
+            );
+            return rx;
+        }
         let known = !req.member_id.is_empty();
         if known && !inner.groups.contains_key(&req.group_id) {
             send(
@@ -777,6 +811,7 @@ impl GroupCoordinator {
         }
         group.protocol_name = group.select_protocol();
         group.transition(GroupState::CompletingRebalance, now);
+        group.sync_deadline_ms = Some(now + group.max_rebalance_timeout_ms());
         if let Some(pt) = &group.protocol_type {
             if let Err(e) = self.store.set_protocol_type(&group.group_id, pt) {
                 tracing::warn!(group = %group.group_id, error = %e, "could not record protocol type");
@@ -1029,7 +1064,25 @@ impl GroupCoordinator {
             {
                 self.on_join_deadline(group, now_ms);
             }
+            if group.state == GroupState::CompletingRebalance
+                && group.sync_deadline_ms.is_some_and(|d| d <= now_ms)
+            {
+                // Members (the leader included) that never sent SyncGroup are removed and the
+                // group rebalances without them.
+                group.sync_deadline_ms = None;
+                let unsynced: Vec<String> = group
+                    .members
+                    .values()
+                    .filter(|m| m.sync_waiter.is_none())
+                    .map(|m| m.member_id.clone())
+                    .collect();
+                for id in unsynced {
+                    tracing::info!(group = %group.group_id, member = %id, "member did not sync in time");
+                    self.remove_member_and_update(group, &id, now_ms);
+                }
+            }
         }
+        self.tick_epoch_groups(&mut inner, now_ms);
         if now_ms >= inner.next_offset_expiry_ms {
             inner.next_offset_expiry_ms = now_ms + self.config.offsets_retention_check_interval_ms;
             self.expire_offsets(&mut inner, now_ms);
@@ -1101,6 +1154,21 @@ impl GroupCoordinator {
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         validate_group_id(&req.group_id)?;
         let mut inner = self.lock();
+        if let Some(g) = inner.epoch_groups.get_mut(&req.group_id) {
+            // KIP-848 group (non-empty by construction): members commit with their member epoch.
+            let m = g
+                .members
+                .get_mut(&req.member_id)
+                .ok_or(GroupError::UnknownMemberId)?;
+            if req.generation_id != m.epoch {
+                return Err(GroupError::StaleMemberEpoch);
+            }
+            m.last_heartbeat_ms = now_ms;
+            let (results, accepted) = self.offsets_to_commit(req, now_ms);
+            drop(inner);
+            self.store.commit(&req.group_id, &accepted)?;
+            return Ok(results);
+        }
         if !inner.groups.contains_key(&req.group_id) {
             if req.generation_id >= 0 {
                 return Err(GroupError::IllegalGeneration);
@@ -1132,6 +1200,37 @@ impl GroupCoordinator {
         } else if group.state != GroupState::Empty {
             return Err(GroupError::UnknownMemberId);
         }
+        let (results, accepted) = self.offsets_to_commit(req, now_ms);
+        // The disk write happens without the coordinator lock (other groups' heartbeats must not
+        // wait for an fsync), batched with concurrent commits.
+        drop(inner);
+        self.store.commit(&req.group_id, &accepted)?;
+        if !accepted.is_empty() {
+            // A DeleteGroups that ran meanwhile removed the group: this commit came after it, so
+            // the group exists again (Empty), as with a simple commit to an unknown group.
+            let mut inner = self.lock();
+            if !inner.groups.contains_key(&req.group_id)
+                && !inner.epoch_groups.contains_key(&req.group_id)
+            {
+                inner.groups.insert(
+                    req.group_id.clone(),
+                    Group::new(&req.group_id, Some(now_ms)),
+                );
+            }
+        }
+        Ok(results)
+    }
+
+    /// Per-partition checks of a commit, and the offsets to store.
+    #[allow(clippy::type_complexity)]
+    fn offsets_to_commit(
+        &self,
+        req: &OffsetCommitRequest,
+        now_ms: u64,
+    ) -> (
+        Vec<Result<(), GroupError>>,
+        Vec<(TopicPartition, CommittedOffset)>,
+    ) {
         let expire = req.retention_ms.map(|r| now_ms.saturating_add(r));
         let mut results = Vec::with_capacity(req.offsets.len());
         let mut accepted = Vec::new();
@@ -1153,9 +1252,7 @@ impl GroupCoordinator {
                 },
             ));
         }
-        // Written under the group lock so a concurrent DeleteGroups cannot interleave.
-        self.store.commit(&req.group_id, &accepted)?;
-        Ok(results)
+        (results, accepted)
     }
 
     /// OffsetFetch: the committed offsets of the given partitions (`None`: all the group has).
@@ -1228,9 +1325,29 @@ impl GroupCoordinator {
             .map(|g| GroupListing {
                 group_id: g.group_id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state,
+                state: g.state.as_str().to_string(),
+                group_type: "classic",
             })
             .collect();
+        for g in inner.epoch_groups.values() {
+            let state = g.state();
+            // The classic state filter maps onto KIP-848 states as Kafka does for listing.
+            let classic = match state {
+                EpochGroupState::Empty => GroupState::Empty,
+                EpochGroupState::Assigning | EpochGroupState::Reconciling => {
+                    GroupState::PreparingRebalance
+                }
+                EpochGroupState::Stable => GroupState::Stable,
+            };
+            if states.is_empty() || states.contains(&classic) {
+                out.push(GroupListing {
+                    group_id: g.group_id.clone(),
+                    protocol_type: CONSUMER_PROTOCOL_TYPE.to_string(),
+                    state: state.as_str().to_string(),
+                    group_type: "consumer",
+                });
+            }
+        }
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         out
     }
@@ -1240,6 +1357,34 @@ impl GroupCoordinator {
     pub fn describe_group(&self, group_id: &str) -> Result<GroupDescription, GroupError> {
         validate_group_id(group_id)?;
         let inner = self.lock();
+        if let Some(g) = inner.epoch_groups.get(group_id) {
+            // A KIP-848 group through the classic API: state and members, no protocol bytes.
+            let state = match g.state() {
+                EpochGroupState::Empty => GroupState::Empty,
+                EpochGroupState::Stable => GroupState::Stable,
+                _ => GroupState::PreparingRebalance,
+            };
+            return Ok(GroupDescription {
+                group_id: g.group_id.clone(),
+                state,
+                protocol_type: CONSUMER_PROTOCOL_TYPE.to_string(),
+                protocol: g.assignor.clone(),
+                generation_id: g.group_epoch,
+                leader: String::new(),
+                members: g
+                    .members
+                    .values()
+                    .map(|m| MemberDescription {
+                        member_id: m.member_id.clone(),
+                        group_instance_id: m.instance_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        metadata: Bytes::new(),
+                        assignment: Bytes::new(),
+                    })
+                    .collect(),
+            });
+        }
         let group = inner
             .groups
             .get(group_id)
@@ -1287,6 +1432,9 @@ impl GroupCoordinator {
             .iter()
             .map(|id| {
                 validate_group_id(id)?;
+                if inner.epoch_groups.contains_key(id) {
+                    return Err(GroupError::NonEmptyGroup);
+                }
                 let group = inner.groups.get(id).ok_or(GroupError::GroupIdNotFound)?;
                 match group.state {
                     GroupState::Empty => {}
@@ -1298,6 +1446,299 @@ impl GroupCoordinator {
                 Ok(())
             })
             .collect()
+    }
+}
+
+/// A ConsumerGroupHeartbeat (KIP-848) request.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerHeartbeatRequest {
+    pub group_id: String,
+    /// Empty on a v0 join (the coordinator picks one); v1 clients choose their own.
+    pub member_id: String,
+    /// 0 joins, -1 leaves, -2 leaves temporarily (static member), otherwise the current epoch.
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    /// -1: unchanged.
+    pub rebalance_timeout_ms: i32,
+    /// `None`: unchanged since the last heartbeat.
+    pub subscribed_topic_names: Option<Vec<String>>,
+    pub subscribed_topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+    /// The partitions the client owns; `None`: unchanged.
+    pub owned: Option<Assignment>,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+/// A ConsumerGroupHeartbeat response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerHeartbeatResponse {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// The member's whole assignment when it changed; `None`: keep the current one.
+    pub assignment: Option<Assignment>,
+}
+
+/// A KIP-848 member as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerMemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub member_epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub assignment: Assignment,
+    pub target_assignment: Assignment,
+}
+
+/// A KIP-848 group as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupDescription {
+    pub group_id: String,
+    pub state: &'static str,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    pub members: Vec<ConsumerMemberDescription>,
+}
+
+impl GroupCoordinator {
+    /// ConsumerGroupHeartbeat (KIP-848): join (epoch 0), heartbeat/acknowledge, or leave (-1/-2).
+    /// `resolve` maps a topic name to its id and partition count.
+    pub fn consumer_group_heartbeat(
+        &self,
+        req: &ConsumerHeartbeatRequest,
+        resolve: &dyn Fn(&str) -> Option<(uuid::Uuid, i32)>,
+        now_ms: u64,
+    ) -> Result<ConsumerHeartbeatResponse, GroupError> {
+        validate_group_id(&req.group_id)?;
+        if req
+            .subscribed_topic_regex
+            .as_deref()
+            .is_some_and(|r| !r.is_empty())
+        {
+            return Err(GroupError::InvalidRequest(
+                "regular expression subscriptions are not supported; subscribe to topic names"
+                    .into(),
+            ));
+        }
+        if let Some(a) = &req.server_assignor {
+            if !ASSIGNORS.contains(&a.as_str()) {
+                return Err(GroupError::UnsupportedAssignor);
+            }
+        }
+        let interval =
+            i32::try_from(self.config.consumer_heartbeat_interval_ms).unwrap_or(i32::MAX);
+        let mut inner = self.lock();
+        if let Some(g) = inner.groups.get(&req.group_id) {
+            if g.state != GroupState::Empty || !g.pending_members.is_empty() {
+                // A classic group with members: not a consumer (KIP-848) group.
+                return Err(GroupError::GroupIdNotFound);
+            }
+        }
+        if req.member_epoch < 0 {
+            if req.member_epoch != -1 && req.member_epoch != -2 {
+                return Err(GroupError::InvalidRequest(format!(
+                    "invalid member epoch {}",
+                    req.member_epoch
+                )));
+            }
+            let g = inner
+                .epoch_groups
+                .get_mut(&req.group_id)
+                .ok_or(GroupError::UnknownMemberId)?;
+            g.members
+                .remove(&req.member_id)
+                .ok_or(GroupError::UnknownMemberId)?;
+            g.group_epoch += 1;
+            self.retire_if_empty(&mut inner, &req.group_id, now_ms);
+            return Ok(ConsumerHeartbeatResponse {
+                member_id: req.member_id.clone(),
+                member_epoch: req.member_epoch,
+                heartbeat_interval_ms: interval,
+                assignment: None,
+            });
+        }
+        if req.member_epoch == 0 && !inner.epoch_groups.contains_key(&req.group_id) {
+            // A new group, or an empty classic one (only offsets) converted to the new protocol.
+            inner.groups.remove(&req.group_id);
+            inner
+                .epoch_groups
+                .insert(req.group_id.clone(), EpochGroup::new(&req.group_id));
+        }
+        let g = inner
+            .epoch_groups
+            .get_mut(&req.group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        let member_id = if req.member_id.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            req.member_id.clone()
+        };
+        if req.member_epoch == 0 {
+            let subs = req.subscribed_topic_names.as_ref().ok_or_else(|| {
+                GroupError::InvalidRequest("a joining member must send its subscription".into())
+            })?;
+            // A rejoin (after being fenced) starts over: its old partitions are released.
+            g.members.remove(&member_id);
+            let mut m = EpochMember::new(&member_id, now_ms);
+            m.subscribed = subs.iter().cloned().collect();
+            m.server_assignor = req.server_assignor.clone();
+            m.instance_id = req.instance_id.clone();
+            m.rack_id = req.rack_id.clone();
+            m.client_id = req.client_id.clone();
+            m.client_host = req.client_host.clone();
+            if req.rebalance_timeout_ms >= 0 {
+                m.rebalance_timeout_ms = req.rebalance_timeout_ms as u64;
+            }
+            g.members.insert(member_id.clone(), m);
+            g.group_epoch += 1;
+        } else {
+            let m = g
+                .members
+                .get_mut(&member_id)
+                .ok_or(GroupError::UnknownMemberId)?;
+            if req.member_epoch != m.epoch {
+                // Tolerate a member that missed our last response (it still has the previous
+                // epoch and what it owned then); anything else is a zombie.
+                let lost_response = req.member_epoch == m.previous_epoch
+                    && req.owned.as_ref().is_none_or(|o| *o == m.assigned);
+                if !lost_response {
+                    return Err(GroupError::FencedMemberEpoch);
+                }
+            }
+            m.last_heartbeat_ms = now_ms;
+            let mut bump = false;
+            if let Some(subs) = &req.subscribed_topic_names {
+                let set: std::collections::BTreeSet<String> = subs.iter().cloned().collect();
+                if set != m.subscribed {
+                    m.subscribed = set;
+                    bump = true;
+                }
+            }
+            if req.server_assignor.is_some() && req.server_assignor != m.server_assignor {
+                m.server_assignor = req.server_assignor.clone();
+                bump = true;
+            }
+            if req.rebalance_timeout_ms >= 0 {
+                m.rebalance_timeout_ms = req.rebalance_timeout_ms as u64;
+            }
+            if bump {
+                g.group_epoch += 1;
+            }
+        }
+        g.refresh_topics(resolve);
+        g.maybe_assign();
+        g.reconcile(&member_id, req.owned.as_ref(), now_ms);
+        let m = g
+            .members
+            .get_mut(&member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        let changed = req.member_epoch == 0
+            || m.last_sent.as_ref() != Some(&m.assigned)
+            || req.owned.as_ref().is_some_and(|o| *o != m.assigned);
+        let assignment = if changed {
+            m.last_sent = Some(m.assigned.clone());
+            Some(m.assigned.clone())
+        } else {
+            None
+        };
+        Ok(ConsumerHeartbeatResponse {
+            member_id,
+            member_epoch: m.epoch,
+            heartbeat_interval_ms: interval,
+            assignment,
+        })
+    }
+
+    /// An epoch group without members becomes an empty classic group again (its offsets, listing
+    /// and expiry then work like any empty group's).
+    fn retire_if_empty(&self, inner: &mut Inner, group_id: &str, now_ms: u64) {
+        if inner
+            .epoch_groups
+            .get(group_id)
+            .is_some_and(|g| g.members.is_empty())
+        {
+            inner.epoch_groups.remove(group_id);
+            let mut g = Group::new(group_id, Some(now_ms));
+            g.protocol_type = Some(CONSUMER_PROTOCOL_TYPE.to_string());
+            if let Err(e) = self
+                .store
+                .set_protocol_type(group_id, CONSUMER_PROTOCOL_TYPE)
+            {
+                tracing::warn!(group = %group_id, error = %e, "could not record protocol type");
+            }
+            inner.groups.insert(group_id.to_string(), g);
+        }
+    }
+
+    /// Expire KIP-848 members whose session ended or who did not revoke in time.
+    fn tick_epoch_groups(&self, inner: &mut Inner, now_ms: u64) {
+        let session = self.config.consumer_session_timeout_ms;
+        let mut emptied = Vec::new();
+        for g in inner.epoch_groups.values_mut() {
+            let expired: Vec<String> = g
+                .members
+                .values()
+                .filter(|m| {
+                    m.last_heartbeat_ms + session <= now_ms
+                        || m.revocation_deadline_ms.is_some_and(|d| d <= now_ms)
+                })
+                .map(|m| m.member_id.clone())
+                .collect();
+            if !expired.is_empty() {
+                for id in &expired {
+                    tracing::info!(group = %g.group_id, member = %id, "consumer group member expired");
+                    g.members.remove(id);
+                }
+                g.group_epoch += 1;
+            }
+            if g.members.is_empty() {
+                emptied.push(g.group_id.clone());
+            }
+        }
+        for id in emptied {
+            self.retire_if_empty(inner, &id, now_ms);
+        }
+    }
+
+    /// ConsumerGroupDescribe (KIP-848 groups only; classic groups are GROUP_ID_NOT_FOUND).
+    pub fn consumer_group_describe(
+        &self,
+        group_id: &str,
+    ) -> Result<ConsumerGroupDescription, GroupError> {
+        validate_group_id(group_id)?;
+        let inner = self.lock();
+        let g = inner
+            .epoch_groups
+            .get(group_id)
+            .ok_or(GroupError::GroupIdNotFound)?;
+        Ok(ConsumerGroupDescription {
+            group_id: g.group_id.clone(),
+            state: g.state().as_str(),
+            group_epoch: g.group_epoch,
+            assignment_epoch: g.assignment_epoch,
+            assignor: g.assignor.clone(),
+            members: g
+                .members
+                .values()
+                .map(|m| ConsumerMemberDescription {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    member_epoch: m.epoch,
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed_topic_names: m.subscribed.iter().cloned().collect(),
+                    assignment: m.assigned.clone(),
+                    target_assignment: g.target.get(&m.member_id).cloned().unwrap_or_default(),
+                })
+                .collect(),
+        })
     }
 }
 
@@ -2181,6 +2622,186 @@ mod tests {
         assert_eq!(
             c.delete_offsets("g", &[("t".into(), 0), ("u".into(), 0)]),
             Ok(vec![Err(GroupError::GroupSubscribedToTopic), Ok(())])
+        );
+    }
+
+    fn topic_id() -> uuid::Uuid {
+        uuid::Uuid::from_u128(42)
+    }
+
+    fn resolve(name: &str) -> Option<(uuid::Uuid, i32)> {
+        (name == "t").then_some((topic_id(), 4))
+    }
+
+    fn beat(
+        c: &GroupCoordinator,
+        member: &str,
+        epoch: i32,
+        owned: Option<Assignment>,
+        now: u64,
+    ) -> Result<ConsumerHeartbeatResponse, GroupError> {
+        c.consumer_group_heartbeat(
+            &ConsumerHeartbeatRequest {
+                group_id: "cg".into(),
+                member_id: member.into(),
+                member_epoch: epoch,
+                rebalance_timeout_ms: 5_000,
+                subscribed_topic_names: (epoch == 0).then(|| vec!["t".to_string()]),
+                owned,
+                ..Default::default()
+            },
+            &resolve,
+            now,
+        )
+    }
+
+    fn parts(a: &Option<Assignment>) -> usize {
+        a.as_ref().map_or(0, |a| a.values().map(|s| s.len()).sum())
+    }
+
+    #[test]
+    fn kip848_members_converge_without_double_ownership() {
+        let c = coordinator();
+        let a1 = beat(&c, "a", 0, None, 0).unwrap();
+        assert_eq!(a1.member_epoch, 1);
+        assert_eq!(parts(&a1.assignment), 4);
+        // Unchanged: no assignment in the response.
+        let a2 = beat(&c, "a", 1, a1.assignment.clone(), 10).unwrap();
+        assert_eq!(a2.assignment, None);
+
+        // b joins: it is at the new epoch but gets nothing until a revokes.
+        let b1 = beat(&c, "b", 0, None, 20).unwrap();
+        assert_eq!(b1.member_epoch, 2);
+        assert_eq!(parts(&b1.assignment), 0);
+        let a3 = beat(&c, "a", 1, a1.assignment.clone(), 30).unwrap();
+        assert_eq!(a3.member_epoch, 1, "a stays behind until it has revoked");
+        assert_eq!(parts(&a3.assignment), 2);
+        // A commit from a at its (still current) epoch works; a stale epoch is refused.
+        let commit = |member: &str, epoch: i32| {
+            c.commit_offsets(
+                &OffsetCommitRequest {
+                    group_id: "cg".into(),
+                    generation_id: epoch,
+                    member_id: member.into(),
+                    group_instance_id: None,
+                    retention_ms: None,
+                    offsets: vec![OffsetCommitEntry {
+                        topic: "t".into(),
+                        partition: 0,
+                        offset: 1,
+                        leader_epoch: -1,
+                        metadata: None,
+                    }],
+                },
+                35,
+            )
+        };
+        assert_eq!(commit("a", 1), Ok(vec![Ok(())]));
+        assert_eq!(commit("a", 0), Err(GroupError::StaleMemberEpoch));
+        assert_eq!(commit("zz", 1), Err(GroupError::UnknownMemberId));
+        assert_eq!(commit("", -1), Err(GroupError::UnknownMemberId));
+        // a acknowledges the revocation, moves to epoch 2; then b gets the two partitions.
+        let a4 = beat(&c, "a", 1, a3.assignment.clone(), 40).unwrap();
+        assert_eq!(a4.member_epoch, 2);
+        let b2 = beat(&c, "b", 2, Some(Assignment::new()), 50).unwrap();
+        assert_eq!(parts(&b2.assignment), 2);
+        let (sa, sb) = (a3.assignment.unwrap(), b2.assignment.unwrap());
+        assert!(sa[&topic_id()].is_disjoint(&sb[&topic_id()]));
+        let d = c.consumer_group_describe("cg").unwrap();
+        assert_eq!(d.state, "Stable");
+        assert_eq!(d.members.len(), 2);
+
+        // Zombie epochs are fenced; a classic member cannot join.
+        assert_eq!(
+            beat(&c, "b", 7, None, 60),
+            Err(GroupError::FencedMemberEpoch)
+        );
+        assert_eq!(
+            beat(&c, "nobody", 2, None, 60),
+            Err(GroupError::UnknownMemberId)
+        );
+        let mut classic = join_req("", &["range"]);
+        classic.group_id = "cg".into();
+        assert_eq!(
+            ready(&mut c.join_group(classic, 60)).error,
+            Some(GroupError::InconsistentGroupProtocol)
+        );
+        assert_eq!(
+            c.delete_groups(&["cg".into()]),
+            vec![Err(GroupError::NonEmptyGroup)]
+        );
+
+        // b leaves; a's session later expires; the group ends as an empty classic group with its
+        // offsets.
+        let left = beat(&c, "b", -1, None, 70).unwrap();
+        assert_eq!(left.member_epoch, -1);
+        c.tick(70 + GroupConfig::default().consumer_session_timeout_ms);
+        assert_eq!(
+            c.consumer_group_describe("cg"),
+            Err(GroupError::GroupIdNotFound)
+        );
+        assert_eq!(c.describe_group("cg").unwrap().state, GroupState::Empty);
+        assert_eq!(c.fetch_offsets("cg", None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn kip848_rejects_unknown_assignors_and_regex() {
+        let c = coordinator();
+        let mut req = ConsumerHeartbeatRequest {
+            group_id: "cg".into(),
+            member_id: "m".into(),
+            subscribed_topic_names: Some(vec!["t".into()]),
+            server_assignor: Some("sticky".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            c.consumer_group_heartbeat(&req, &resolve, 0),
+            Err(GroupError::UnsupportedAssignor)
+        );
+        req.server_assignor = None;
+        req.subscribed_topic_regex = Some("t.*".into());
+        assert!(matches!(
+            c.consumer_group_heartbeat(&req, &resolve, 0),
+            Err(GroupError::InvalidRequest(_))
+        ));
+        // A classic group with members is not a consumer group.
+        let _ = single_stable_member(&c);
+        req.group_id = "g".into();
+        req.subscribed_topic_regex = None;
+        assert_eq!(
+            c.consumer_group_heartbeat(&req, &resolve, 0),
+            Err(GroupError::GroupIdNotFound)
+        );
+    }
+
+    #[test]
+    fn leader_that_never_syncs_is_removed_at_the_rebalance_timeout() {
+        let c = coordinator();
+        let mut a = c.join_group(join_req("", &["range"]), 0);
+        let ra = ready(&mut a);
+        let mut b = c.join_group(join_req("", &["range"]), 0);
+        let mut a2 = c.join_group(join_req(&ra.member_id, &["range"]), 0);
+        let rb = ready(&mut b);
+        assert_eq!(ready(&mut a2).leader, ra.member_id);
+        // The follower syncs and waits; the leader keeps heartbeating but never syncs.
+        let mut sb = sync(&c, &rb.member_id, 2, vec![], 10);
+        for t in (1_000..REBALANCE).step_by(1_000) {
+            assert_eq!(hb(&c, &ra.member_id, 2, t), Ok(()));
+            assert_eq!(hb(&c, &rb.member_id, 2, t), Ok(()));
+            c.tick(t);
+        }
+        pending(&mut sb);
+        c.tick(REBALANCE);
+        // The leader is gone; the follower is told to rejoin and leads the next generation.
+        assert_eq!(ready(&mut sb).error, Some(GroupError::RebalanceInProgress));
+        assert_eq!(
+            hb(&c, &ra.member_id, 2, REBALANCE),
+            Err(GroupError::UnknownMemberId)
+        );
+        let r = ready(&mut c.join_group(join_req(&rb.member_id, &["range"]), REBALANCE + 1));
+        assert_eq!(
+            (r.generation_id, r.leader.as_str()),
+            (3, rb.member_id.as_str())
         );
     }
 }

@@ -7,17 +7,20 @@
 //! - [`crypto`] and [`keyring`]: encryption at rest (AES-256-GCM / ChaCha20-Poly1305), master key,
 //!   per-segment data keys,
 //! - [`index`], [`segment`], [`log`], [`retention`]: the segmented partition log and its
-//!   retention policy,
+//!   retention policy, and [`cleaner`] (compaction: the latest record per key),
 //! - [`topic_config`], [`metadata`], [`topic_registry`]: topics, their ids and configs in redb,
 //! - [`broker`]: the node's storage facade used by the gateway, with [`maintenance`] (interval
 //!   flush, retention, disk budget) in a background thread,
 //! - [`consumer_group`], [`group_coordinator`], [`offset_store`]: consumer groups (the classic
-//!   rebalance protocol) and their committed offsets in redb.
+//!   rebalance protocol) and their committed offsets in redb; [`epoch_group`] and
+//!   [`server_assignor`]: KIP-848 groups (server-side assignment, member epochs).
 
 pub mod batch;
 pub mod broker;
+pub mod cleaner;
 pub mod consumer_group;
 pub mod crypto;
+pub mod epoch_group;
 pub mod group_coordinator;
 pub mod index;
 pub mod io;
@@ -28,5 +31,6 @@ pub mod metadata;
 pub mod offset_store;
 pub mod retention;
 pub mod segment;
+pub mod server_assignor;
 pub mod topic_config;
 pub mod topic_registry;

@@ -258,6 +258,8 @@ impl PartitionLog {
             move |source| LogError::Io { path, source }
         };
         storage.create_dir_all(&dir).map_err(io(&dir))?;
+        // Compaction: finish or roll back a segment swap a crash interrupted (cleaner.rs).
+        crate::cleaner::recover_swap(&*storage, &dir)?;
         let ident = PartitionIdent {
             topic_id: opts.topic_id,
             partition: opts.partition,
@@ -547,6 +549,12 @@ impl PartitionLog {
         self.check_open()?;
         let cfg = self.cfg();
         let parts = batch::split_batches(records, cfg.max_message_bytes)?;
+        if cfg.cleanup_policy.compacts() {
+            // Compaction: records without a key are refused on compacted topics (cleaner.rs).
+            for (_, range) in &parts {
+                crate::cleaner::check_keys(&records[range.clone()])?;
+            }
+        }
         let mut w = lock(&self.writer);
         self.check_open()?;
         let w = &mut *w;
@@ -1021,6 +1029,53 @@ impl PartitionLog {
             })
             .sum()
     }
+
+    // ---- compaction support (used by cleaner.rs; owned by the compaction work) ----
+
+    /// The closed (non-active) segments, oldest first.
+    pub(crate) fn closed_segments(&self) -> Vec<Arc<Segment>> {
+        let s = self.segs();
+        let n = s.map.len().saturating_sub(1);
+        s.map.values().take(n).cloned().collect()
+    }
+
+    /// Storage, encryption and identity of the log, for writing a replacement segment.
+    pub(crate) fn parts(&self) -> (&Arc<dyn Storage>, &Encryption, PartitionIdent) {
+        (&self.storage, &self.encryption, self.ident)
+    }
+
+    /// Replace the closed segment `old` by a cleaned copy with the same base offset: under the
+    /// writer lock (no roll, retention or other swap meanwhile), `commit` makes the swap durable
+    /// on disk and returns the new segment, which then replaces `old` in the segment map. Returns
+    /// `Ok(false)` without calling `commit` if `old` is no longer in the log (e.g. deleted by
+    /// retention). Readers that already picked `old` finish on its open file handles.
+    pub(crate) fn swap_segment(
+        &self,
+        old: &Arc<Segment>,
+        commit: impl FnOnce() -> Result<Segment, LogError>,
+    ) -> Result<bool, LogError> {
+        self.check_open()?;
+        let _w = lock(&self.writer);
+        self.check_open()?;
+        {
+            let s = self.segs();
+            let present = s
+                .map
+                .get(&old.base_offset)
+                .is_some_and(|x| Arc::ptr_eq(x, old));
+            let is_active = s.active().is_some_and(|a| Arc::ptr_eq(a, old));
+            if !present || is_active {
+                return Ok(false);
+            }
+        }
+        let new = Arc::new(commit()?);
+        self.segs_mut().map.insert(old.base_offset, new);
+        // The tail cache may still hold batches the cleaner removed.
+        lock(&self.cache).clear();
+        Ok(true)
+    }
+
+    // ---- end of compaction support ----
 
     /// Flush and close; further calls return [`LogError::Closed`].
     pub fn close(&self) -> Result<(), LogError> {

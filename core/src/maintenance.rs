@@ -1,7 +1,8 @@
 //! Background maintenance of a [`Broker`]: one `std::thread` that
 //! - flushes every log every `ms` under [`FlushPolicy::Interval`],
 //! - applies retention (time, size, retention floor) every `retention_check_interval_ms`,
-//! - enforces the node-wide disk budget by deleting the oldest closed segments across all topics.
+//! - enforces the node-wide disk budget by deleting the oldest closed segments across all topics,
+//! - runs the log cleaner (compaction, [`crate::cleaner`]) every `cleaner_interval_ms`.
 //!
 //! Scheduling uses the monotonic clock ([`Instant`]), so a wall-clock jump (a board without RTC
 //! syncing its time) neither stalls nor bursts the schedule; the wall clock is only handed to the
@@ -24,6 +25,8 @@ pub(crate) struct Schedule {
     pub flush_every: Option<Duration>,
     /// Retention and disk-budget check period.
     pub retention_every: Duration,
+    /// Log cleaner (compaction) period.
+    pub clean_every: Duration,
 }
 
 impl Schedule {
@@ -35,7 +38,14 @@ impl Schedule {
                 FlushPolicy::Interval { ms } => Some(Duration::from_millis(ms.max(1))),
             },
             retention_every: Duration::from_millis(retention_check_interval_ms.max(1)),
+            clean_every: Duration::from_millis(crate::broker::DEFAULT_CLEANER_INTERVAL_MS),
         }
+    }
+
+    /// The same schedule with the cleaner run every `ms` milliseconds.
+    pub fn with_cleaner(mut self, ms: u64) -> Schedule {
+        self.clean_every = Duration::from_millis(ms.max(1));
+        self
     }
 }
 
@@ -96,9 +106,12 @@ fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<bool>, Condvar
     let start = Instant::now();
     let mut next_flush = schedule.flush_every.map(|d| start + d);
     let mut next_retention = start + schedule.retention_every;
+    let mut next_clean = start + schedule.clean_every;
     let (flag, cvar) = &*stop;
     loop {
-        let due = next_flush.map_or(next_retention, |f| f.min(next_retention));
+        let due = next_flush
+            .map_or(next_retention, |f| f.min(next_retention))
+            .min(next_clean);
         {
             let mut stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
             loop {
@@ -129,6 +142,19 @@ fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<bool>, Condvar
             broker.run_retention(now_ms());
             broker.enforce_disk_budget();
             next_retention = Instant::now() + schedule.retention_every;
+        }
+        if now >= next_clean {
+            broker.run_cleaner(now_ms());
+            next_clean = Instant::now() + schedule.clean_every;
+        }
+    }
+}
+
+pub(crate) fn clean_logs(broker: &Broker, now_ms: i64) {
+    for (topic, partition, log) in broker.all_logs() {
+        match crate::cleaner::clean(&log, now_ms) {
+            Ok(_) | Err(LogError::Closed) => {}
+            Err(e) => tracing::warn!(%topic, partition, error = %e, "compaction failed"),
         }
     }
 }
@@ -288,6 +314,11 @@ mod tests {
         let s = Schedule::new(FlushPolicy::Always, 5000);
         assert_eq!(s.flush_every, None);
         assert_eq!(s.retention_every, Duration::from_secs(5));
+        assert_eq!(
+            s.clean_every,
+            Duration::from_millis(crate::broker::DEFAULT_CLEANER_INTERVAL_MS)
+        );
+        assert_eq!(s.with_cleaner(200).clean_every, Duration::from_millis(200));
         let s = Schedule::new(FlushPolicy::Interval { ms: 0 }, 0);
         assert_eq!(s.flush_every, Some(Duration::from_millis(1)));
         assert_eq!(s.retention_every, Duration::from_millis(1));

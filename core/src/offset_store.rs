@@ -1,13 +1,14 @@
 //! Committed offsets of consumer groups, durable in the node's redb metadata database.
 //!
-//! Every commit is one redb write transaction (durable when it returns), so an acknowledged
-//! OffsetCommit survives a crash. All offsets are also cached in memory: OffsetFetch, lag and the
+//! Every commit is durable in a redb write transaction when it returns, so an acknowledged
+//! OffsetCommit survives a crash; commits that arrive while one is being written share the next
+//! transaction (group commit, one fsync for the batch). All offsets are also cached in memory: OffsetFetch, lag and the
 //! retention sweep never touch the disk. The protocol type of each group is kept too, so that
 //! ListGroups/DescribeGroups show it for groups that only exist through their offsets after a
 //! restart. See `docs/consumer-groups.md` for why redb and not an internal compacted topic.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -73,6 +74,22 @@ type GroupOffsets = BTreeMap<TopicPartition, CommittedOffset>;
 pub struct OffsetStore {
     db: Arc<dyn MetaDb>,
     cache: Mutex<Cache>,
+    /// Group commit: concurrent commits share one durable transaction.
+    queue: Mutex<CommitQueue>,
+    queue_changed: Condvar,
+}
+
+/// One queued commit: (ticket, group, offsets).
+type QueuedCommit = (u64, String, Vec<(TopicPartition, CommittedOffset)>);
+
+/// Commits waiting for the next durable transaction, and the outcomes of written ones.
+#[derive(Default)]
+struct CommitQueue {
+    next_id: u64,
+    waiting: Vec<QueuedCommit>,
+    /// A thread is writing a batch.
+    writing: bool,
+    done: HashMap<u64, Result<(), OffsetStoreError>>,
 }
 
 #[derive(Default)]
@@ -119,14 +136,21 @@ impl OffsetStore {
         Ok(OffsetStore {
             db,
             cache: Mutex::new(cache),
+            queue: Mutex::new(CommitQueue::default()),
+            queue_changed: Condvar::new(),
         })
+    }
+
+    fn queue(&self) -> MutexGuard<'_, CommitQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn cache(&self) -> MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Store offsets of one group atomically (one durable transaction).
+    /// Store offsets of one group atomically and durably. Commits arriving while another is being
+    /// written are batched into the next transaction (one fsync for all of them).
     pub fn commit(
         &self,
         group: &str,
@@ -135,34 +159,68 @@ impl OffsetStore {
         if offsets.is_empty() {
             return Ok(());
         }
-        // Hold the cache lock across the write so that cache and disk agree in commit order.
+        let mut q = self.queue();
+        let id = q.next_id;
+        q.next_id += 1;
+        q.waiting.push((id, group.to_string(), offsets.to_vec()));
+        loop {
+            if let Some(result) = q.done.remove(&id) {
+                return result;
+            }
+            if !q.writing {
+                // Become the writer for everything queued so far (including our own commit).
+                q.writing = true;
+                let batch = std::mem::take(&mut q.waiting);
+                drop(q);
+                let result = self.write_batch(&batch);
+                q = self.queue();
+                for (job, _, _) in &batch {
+                    q.done.insert(*job, result.clone());
+                }
+                q.writing = false;
+                self.queue_changed.notify_all();
+                continue;
+            }
+            q = self
+                .queue_changed
+                .wait(q)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// One durable transaction for a batch of commits; the cache follows in commit order.
+    fn write_batch(&self, batch: &[QueuedCommit]) -> Result<(), OffsetStoreError> {
         let mut cache = self.cache();
         let txn = self.db.db().begin_write().map_err(storage)?;
         {
             let mut table = txn.open_table(OFFSETS).map_err(storage)?;
-            for ((topic, partition), c) in offsets {
-                let expire = c
-                    .expire_timestamp_ms
-                    .and_then(|t| i64::try_from(t).ok())
-                    .unwrap_or(-1);
-                table
-                    .insert(
-                        (group, topic.as_str(), *partition),
-                        (
-                            c.offset,
-                            c.leader_epoch,
-                            c.commit_timestamp_ms,
-                            expire,
-                            c.metadata.as_str(),
-                        ),
-                    )
-                    .map_err(storage)?;
+            for (_, group, offsets) in batch {
+                for ((topic, partition), c) in offsets {
+                    let expire = c
+                        .expire_timestamp_ms
+                        .and_then(|t| i64::try_from(t).ok())
+                        .unwrap_or(-1);
+                    table
+                        .insert(
+                            (group.as_str(), topic.as_str(), *partition),
+                            (
+                                c.offset,
+                                c.leader_epoch,
+                                c.commit_timestamp_ms,
+                                expire,
+                                c.metadata.as_str(),
+                            ),
+                        )
+                        .map_err(storage)?;
+                }
             }
         }
         txn.commit().map_err(storage)?;
-        let entry = cache.offsets.entry(group.to_string()).or_default();
-        for (tp, c) in offsets {
-            entry.insert(tp.clone(), c.clone());
+        for (_, group, offsets) in batch {
+            let entry = cache.offsets.entry(group.clone()).or_default();
+            for (tp, c) in offsets {
+                entry.insert(tp.clone(), c.clone());
+            }
         }
         Ok(())
     }
@@ -336,6 +394,36 @@ mod tests {
             metadata: md.into(),
             commit_timestamp_ms: 1000,
             expire_timestamp_ms: None,
+        }
+    }
+
+    #[test]
+    fn concurrent_commits_are_all_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        {
+            let s = Arc::new(open(&path));
+            let threads: Vec<_> = (0..8)
+                .map(|t| {
+                    let s = s.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..25 {
+                            s.commit(
+                                &format!("g{t}"),
+                                &[(("t".into(), i), off(i64::from(i), "m"))],
+                            )
+                            .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+        }
+        let s = open(&path);
+        for t in 0..8 {
+            assert_eq!(s.group_offsets(&format!("g{t}")).len(), 25);
         }
     }
 

@@ -157,6 +157,10 @@ pub struct GroupsSection {
     pub offsets_retention_minutes: Option<u64>,
     /// `offsets.retention.check.interval.ms` (default 600000).
     pub offsets_retention_check_interval_ms: Option<u64>,
+    /// `group.consumer.session.timeout.ms` of KIP-848 groups (default 45000).
+    pub consumer_session_timeout_ms: Option<u64>,
+    /// `group.consumer.heartbeat.interval.ms` of KIP-848 groups (default 5000).
+    pub consumer_heartbeat_interval_ms: Option<u64>,
 }
 
 impl GroupsSection {
@@ -179,6 +183,12 @@ impl GroupsSection {
             offsets_retention_check_interval_ms: self
                 .offsets_retention_check_interval_ms
                 .unwrap_or(d.offsets_retention_check_interval_ms),
+            consumer_session_timeout_ms: self
+                .consumer_session_timeout_ms
+                .unwrap_or(d.consumer_session_timeout_ms),
+            consumer_heartbeat_interval_ms: self
+                .consumer_heartbeat_interval_ms
+                .unwrap_or(d.consumer_heartbeat_interval_ms),
             ..d
         }
     }
@@ -234,6 +244,8 @@ pub struct StorageSection {
     pub flush: Option<FlushSetting>,
     /// Node-wide disk budget.
     pub disk_budget_bytes: Option<u64>,
+    /// How often the log cleaner (compaction) runs, in ms.
+    pub cleaner_interval_ms: Option<u64>,
 }
 
 /// Encryption names in the file.
@@ -366,6 +378,8 @@ impl FileConfig {
                 return Err(invalid("kafka.num_partitions", format!("{n} is below 1")));
             }
         }
+        crate::mqtt::mapping::Mapping::new(&self.mqtt.rules)
+            .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
         if let Some(n) = self.kafka.socket_request_max_bytes {
             if n < 1024 || n > i32::MAX as usize {
                 return Err(invalid(
@@ -545,8 +559,6 @@ impl NodeSettings {
             .or_else(|| file.listeners.advertised_kafka.clone())
             .map(|s| parse_host_port(&s).map_err(|r| invalid("advertised_kafka", r)))
             .transpose()?;
-        crate::mqtt::mapping::Mapping::new(&file.mqtt.rules)
-            .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
         let node_id = flags.node_id.or(file.node.id).unwrap_or(0);
         if node_id < 0 {
             return Err(invalid("node_id", format!("{node_id} is negative")));
@@ -584,6 +596,9 @@ impl NodeSettings {
                 b.auto_create_topics = file.kafka.auto_create_topics.unwrap_or(true);
                 b.default_partitions = file.kafka.num_partitions.unwrap_or(1);
                 b.disk_budget_bytes = file.storage.disk_budget_bytes;
+                if let Some(ms) = file.storage.cleaner_interval_ms {
+                    b.cleaner_interval_ms = ms;
+                }
                 b
             },
             groups: file.groups.resolve(),

@@ -78,17 +78,31 @@ def main():
             m.close()
         print(f"run {run}: join {joins[-1]:.3f}s leave {leaves[-1]:.3f}s", flush=True)
 
-    c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": rt.unique("bench-c"),
-                  "enable.auto.commit": False})
-    n, start = 0, time.monotonic()
-    while time.monotonic() - start < args.commit_seconds:
-        c.commit(offsets=[TopicPartition(topic, n % MEMBERS, n)], asynchronous=False)
-        n += 1
-    rate = n / (time.monotonic() - start)
-    c.close()
+    def commit_rate(committers):
+        counts = [0] * committers
+
+        def run(i):
+            c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": rt.unique("bench-c"),
+                          "enable.auto.commit": False})
+            start = time.monotonic()
+            while time.monotonic() - start < args.commit_seconds:
+                c.commit(offsets=[TopicPartition(topic, i % MEMBERS, counts[i])], asynchronous=False)
+                counts[i] += 1
+            c.close()
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(committers)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(counts) / (time.monotonic() - start)
+
+    single, eight = commit_rate(1), commit_rate(8)
     print(f"10 consumers join -> stable: median {statistics.median(joins):.3f}s p99 {pct(joins, 99):.3f}s")
     print(f"1 of 10 leaves -> stable:    median {statistics.median(leaves):.3f}s p99 {pct(leaves, 99):.3f}s")
-    print(f"synchronous offset commits:  {rate:.0f}/s (one durable redb transaction each)")
+    print(f"synchronous offset commits, 1 committer:  {single:.0f}/s")
+    print(f"synchronous offset commits, 8 committers: {eight:.0f}/s (group commit)")
 
 
 if __name__ == "__main__":

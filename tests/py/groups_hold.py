@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Join --group on --topic with one confluent-kafka consumer, consume and commit --count records,
+"""Join --group on --topic with one confluent-kafka consumer (classic or KIP-848 --protocol), consume and commit --count records,
 print READY, then stay in the group until standard input closes (used by the CLI test to have a
 live member)."""
 
@@ -15,17 +15,20 @@ def main():
     p.add_argument("--group", required=True)
     p.add_argument("--topic", required=True)
     p.add_argument("--count", type=int, required=True)
+    p.add_argument("--protocol", default="classic", choices=["classic", "consumer"])
     args = p.parse_args()
-    c = Consumer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": args.group,
-            "client.id": "holder",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-        }
-    )
+    conf = {
+        "bootstrap.servers": args.bootstrap,
+        "group.id": args.group,
+        "client.id": "holder",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+    if args.protocol == "consumer":
+        conf["group.protocol"] = "consumer"
+    else:
+        conf["session.timeout.ms"] = 6000
+    c = Consumer(conf)
     c.subscribe([args.topic])
     n = 0
     while n < args.count:

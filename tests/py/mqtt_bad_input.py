@@ -98,7 +98,7 @@ def main():
         rest = read_until_closed(sock)
         sock.close()
         if reason is not None:
-            check(rest[:1] == b"\xe0" and len(rest) >= 3 and rest[2] == reason,
+            check(rest[:1] == b"\xe0" and len(rest) >= 3 and len(rest) == 2 + rest[1] and rest[2] == reason,
                   f"{name}: expected DISCONNECT with reason {reason:#x}, got {rest!r}")
         elif level == 5:
             check(rest == b"" or rest[:1] == b"\xe0", f"{name}: unexpected reply {rest!r}")

@@ -1,4 +1,5 @@
 //! Consumer groups with real clients: confluent-kafka group members with each client-side assignor
+//! and with `group.protocol=consumer` (KIP-848, both server-side assignors)
 //! (SIGKILL of a member, re-delivery limited to uncommitted records), committed offsets across a
 //! node restart, kafka-python's group consumer, and the `rill group` CLI (state, lag, reset,
 //! delete), and the error codes of bad group requests on the wire. The node runs with short group
@@ -15,7 +16,8 @@ fn group_node() -> (Node, tempfile::TempDir) {
     let cfg = dir.path().join("rill.toml");
     std::fs::write(
         &cfg,
-        "[groups]\nmin_session_timeout_ms = 1000\ninitial_rebalance_delay_ms = 200\n",
+        "[groups]\nmin_session_timeout_ms = 1000\ninitial_rebalance_delay_ms = 200\n\
+         consumer_session_timeout_ms = 6000\nconsumer_heartbeat_interval_ms = 500\n",
     )
     .expect("write config");
     let node = Node::start_with(&["--config", cfg.to_str().expect("utf-8 path")]);
@@ -67,8 +69,34 @@ fn groups_kafka_python_group_consumer() {
 }
 
 fn describe(node: &Node) -> serde_json::Value {
-    let json = node.cli_ok(&["group", "describe", "cli-g", "--json"], b"");
+    describe_group(node, "cli-g")
+}
+
+fn describe_group(node: &Node, group: &str) -> serde_json::Value {
+    let json = node.cli_ok(&["group", "describe", group, "--json"], b"");
     serde_json::from_str(&json).expect("describe --json output")
+}
+
+/// A consumer in `group` on topic `cli-grp` that has committed 15 records and stays a member
+/// until its stdin is closed.
+fn hold(node: &Node, group: &str, protocol: &str) -> std::process::Child {
+    let mut holder = Command::new(venv_python())
+        .current_dir(repo_root().join("tests/py"))
+        .arg("groups_hold.py")
+        .args(["--bootstrap", node.kafka_addr()])
+        .args(["--group", group, "--topic", "cli-grp", "--count", "15"])
+        .args(["--protocol", protocol])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start holder");
+    let mut stdout = BufReader::new(holder.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("holder output");
+    assert_eq!(line.trim(), "READY", "holder said {line:?}\n{}", node.log());
+    // Keep the pipe open: the holder prints again when it exits.
+    holder.stdout = Some(stdout.into_inner());
+    holder
 }
 
 fn reset(node: &Node, topic: &str, how: &[&str]) -> String {
@@ -86,19 +114,7 @@ fn groups_cli_shows_lag_and_resets_only_empty_groups() {
     node.cli_ok(&["produce", "cli-grp", "-p", "1"], lines.as_bytes());
 
     // A live member that consumed and committed 15 of the 40 records.
-    let mut holder = Command::new(venv_python())
-        .current_dir(repo_root().join("tests/py"))
-        .arg("groups_hold.py")
-        .args(["--bootstrap", node.kafka_addr()])
-        .args(["--group", "cli-g", "--topic", "cli-grp", "--count", "15"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start holder");
-    let mut stdout = BufReader::new(holder.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("holder output");
-    assert_eq!(line.trim(), "READY", "holder said {line:?}\n{}", node.log());
+    let mut holder = hold(&node, "cli-g", "classic");
 
     let list = node.cli_ok(&["group", "list"], b"");
     assert!(list.contains("cli-g") && list.contains("Stable"), "{list}");
@@ -174,4 +190,48 @@ fn groups_bad_input_gets_kafka_errors() {
     let (node, _cfg) = group_node();
     let out = node.python("groups_errors.py", &[]);
     assert!(out.contains("evicted after"), "{out}");
+}
+
+fn kip848(assignor: &str) {
+    let (node, _cfg) = group_node();
+    let out = node.python("groups_kip848.py", &["--assignor", assignor]);
+    assert!(out.contains("moved to the remaining members"), "{out}");
+}
+
+#[test]
+fn groups_kip848_uniform_assignor() {
+    kip848("uniform");
+}
+
+#[test]
+fn groups_kip848_range_assignor() {
+    kip848("range");
+}
+
+#[test]
+fn groups_cli_describes_kip848_group() {
+    let (node, _cfg) = group_node();
+    node.cli_ok(&["topic", "create", "cli-grp", "-p", "2"], b"");
+    let lines: String = (0..20).map(|i| format!("v{i}\n")).collect();
+    node.cli_ok(&["produce", "cli-grp", "-p", "0"], lines.as_bytes());
+    node.cli_ok(&["produce", "cli-grp", "-p", "1"], lines.as_bytes());
+    let mut holder = hold(&node, "k-g", "consumer");
+    let list = node.cli_ok(&["group", "list"], b"");
+    assert!(list.contains("k-g"), "{list}");
+    let v = describe_group(&node, "k-g");
+    assert_eq!(v["group_protocol"], "consumer", "{v}");
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(
+        v["members"][0]["assignment"]["cli-grp"],
+        serde_json::json!([0, 1]),
+        "{v}"
+    );
+    assert_eq!(v["total_lag"], 25, "{v}");
+    for p in v["partitions"].as_array().expect("partitions") {
+        assert_eq!(p["client_id"], "holder", "{p}");
+    }
+    drop(holder.stdin.take());
+    assert!(holder.wait().expect("holder exit").success());
+    // Without members it is an ordinary empty group that can be deleted.
+    node.cli_ok(&["group", "delete", "k-g"], b"");
 }

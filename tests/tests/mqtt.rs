@@ -245,3 +245,141 @@ payload = "cbor-to-json"
         "CBOR was not stored as JSON: {out}"
     );
 }
+
+#[test]
+fn mqtt5_properties_topic_alias_and_message_expiry() {
+    let cfg = config(RULES);
+    let node = start(&cfg);
+    py(&node, "mqtt_v5.py", &[]);
+}
+
+#[test]
+fn mqtt_shared_subscription_redelivers_a_leaving_members_messages() {
+    let cfg = config(RULES);
+    let node = start(&cfg);
+    py(&node, "mqtt_shared.py", &[]);
+}
+
+/// Makes a CA and a server certificate for 127.0.0.1 with the `openssl` command; None without it.
+fn make_certs(dir: &std::path::Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let run = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .ok()?;
+    let ok = run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rill-test-ca",
+    ]) && run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]) && run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    ok.then(|| {
+        (
+            dir.join("ca.pem"),
+            dir.join("server.pem"),
+            dir.join("server.key"),
+        )
+    })
+}
+
+#[test]
+fn mqtt_over_tls() {
+    let certs_dir = tempfile::tempdir().expect("tempdir");
+    let Some((ca, cert, key)) = make_certs(certs_dir.path()) else {
+        eprintln!("skipping mqtt_over_tls: the openssl command is not available");
+        return;
+    };
+    let cfg = config(&format!(
+        "{RULES}\n[mqtt.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    let node = start(&cfg);
+    let log = node.log();
+    let tls_addr = log
+        .lines()
+        .find(|l| l.contains("MQTT TLS listener"))
+        .and_then(|l| l.split_whitespace().find_map(|t| t.strip_prefix("addr=")))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no TLS listener line in the log:\n{log}"));
+    py(
+        &node,
+        "mqtt_tls.py",
+        &[
+            "--tls-addr",
+            &tls_addr,
+            "--ca",
+            ca.to_str().expect("utf-8 path"),
+        ],
+    );
+}
+
+#[test]
+fn config_validate_checks_mqtt_rules() {
+    let bad = config("[[mqtt.rules]]\npattern = \"a/#/b\"\ntopic = \"t\"\n");
+    let out = std::process::Command::new(rill_tests::rill_bin())
+        .args(["config", "validate"])
+        .arg(&bad.path)
+        .output()
+        .expect("run rill config validate");
+    assert!(!out.status.success(), "bad rule accepted: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mqtt.rules"),
+        "{out:?}"
+    );
+    let good = config(RULES);
+    let out = std::process::Command::new(rill_tests::rill_bin())
+        .args(["config", "validate"])
+        .arg(&good.path)
+        .output()
+        .expect("run rill config validate");
+    assert!(out.status.success(), "{out:?}");
+}

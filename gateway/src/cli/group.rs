@@ -15,10 +15,10 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, TopicName,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, DeleteGroupsRequest,
+    DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rill_core::consumer_group::{decode_assignment, CONSUMER_PROTOCOL_TYPE};
@@ -241,14 +241,60 @@ struct LagRow {
     client_id: Option<String>,
 }
 
+/// Topic -> partitions.
+type Parts = BTreeMap<String, Vec<i32>>;
+
+/// The members' assignments of a KIP-848 group (ConsumerGroupDescribe), or `None` for a classic
+/// group or a broker without the API.
+async fn kip848_assignments(client: &mut Client, group: &str) -> Option<BTreeMap<String, Parts>> {
+    let conn = coordinator(client, group).await.ok()?;
+    let version = conn.version::<ConsumerGroupDescribeRequest>().ok()?;
+    let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+    let resp: ConsumerGroupDescribeResponse = conn.send_with_version(&req, version).await.ok()?;
+    let g = resp.groups.into_iter().next()?;
+    if g.error_code != 0 {
+        return None;
+    }
+    Some(
+        g.members
+            .into_iter()
+            .map(|m| {
+                let parts = m
+                    .assignment
+                    .topic_partitions
+                    .into_iter()
+                    .map(|tp| (tp.topic_name.0.to_string(), tp.partitions))
+                    .collect();
+                (m.member_id.to_string(), parts)
+            })
+            .collect(),
+    )
+}
+
 async fn describe(client: &mut Client, group: &str, json: bool) -> anyhow::Result<()> {
     let g = describe_one(client, group).await?;
     let offsets = committed(client, group).await?;
-    // Owner of each assigned partition (consumer-protocol assignments only).
+    // Each member's assignment: from ConsumerGroupDescribe for KIP-848 groups, else decoded from
+    // the classic consumer-protocol bytes.
+    let kip848 = kip848_assignments(client, group).await;
+    let assignments: BTreeMap<String, Parts> = match &kip848 {
+        Some(a) => a.clone(),
+        None if g.protocol_type.as_str() == CONSUMER_PROTOCOL_TYPE => g
+            .members
+            .iter()
+            .map(|m| {
+                let parts = decode_assignment(&m.member_assignment).unwrap_or_default();
+                (m.member_id.to_string(), parts)
+            })
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    let assigned = |m: &str| assignments.get(m).cloned().unwrap_or_default();
+    // Owner of each assigned partition.
     let mut owners: BTreeMap<(String, i32), (String, String, String)> = BTreeMap::new();
-    if g.protocol_type.as_str() == CONSUMER_PROTOCOL_TYPE {
+    {
         for m in &g.members {
-            for (topic, parts) in decode_assignment(&m.member_assignment).unwrap_or_default() {
+            for (topic, parts) in assigned(m.member_id.as_str()) {
                 for p in parts {
                     owners.insert(
                         (topic.clone(), p),
@@ -315,12 +361,13 @@ async fn describe(client: &mut Client, group: &str, json: bool) -> anyhow::Resul
                     "group_instance_id": m.group_instance_id.as_ref().map(|i| i.as_str()),
                     "client_id": m.client_id.as_str(),
                     "host": m.client_host.as_str(),
-                    "assignment": decode_assignment(&m.member_assignment),
+                    "assignment": assigned(m.member_id.as_str()),
                 })
             })
             .collect();
         let v = serde_json::json!({
             "group": group,
+            "group_protocol": if kip848.is_some() { "consumer" } else { "classic" },
             "state": g.group_state.as_str(),
             "protocol_type": g.protocol_type.as_str(),
             "protocol": g.protocol_data.as_str(),
@@ -379,8 +426,7 @@ async fn describe(client: &mut Client, group: &str, json: bool) -> anyhow::Resul
             .members
             .iter()
             .map(|m| {
-                let assigned = decode_assignment(&m.member_assignment)
-                    .unwrap_or_default()
+                let assigned = assigned(m.member_id.as_str())
                     .into_iter()
                     .map(|(t, ps)| {
                         let ps: Vec<String> = ps.iter().map(i32::to_string).collect();

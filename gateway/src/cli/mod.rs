@@ -1,5 +1,6 @@
 //! The Kafka-protocol client commands for people, in the spirit of kcat and rpk:
-//! `rill topic create|list|describe|alter|delete|add-partitions`, `rill produce`, `rill consume`.
+//! `rill topic create|list|describe|alter|delete|add-partitions`, `rill produce`, `rill consume`,
+//! `rill group list|describe|delete|reset-offsets`; plus `rill device` (local MQTT credentials).
 //!
 //! They speak only the Kafka protocol ([`client`]), so they work against a Rill node and against
 //! any Kafka cluster. Output is a human table by default and JSON with `--json`; errors name the
@@ -13,6 +14,7 @@
 //! - [`format`]: kcat-style format strings and the JSON form of records,
 //! - [`timestamp`]: parsing `--from-time`,
 //! - [`table`]: aligned human-readable tables,
+//! - [`group`]: the `group` subcommands (consumer groups, lag, offset resets),
 //! - [`device`]: `rill device add|list|remove` (MQTT credentials; local, not Kafka protocol).
 
 pub mod client;
@@ -45,7 +47,7 @@ pub struct ConnectArgs {
     pub json: bool,
 }
 
-/// `rill topic|produce|consume`: Kafka-protocol client commands.
+/// `rill topic|produce|consume|group|device`: the client commands.
 #[derive(clap::Subcommand, Debug)]
 pub enum ClientCommand {
     /// Create, list, describe, alter and delete topics.

@@ -11,11 +11,12 @@ use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
 use super::{
-    alter_configs, api_versions, create_partitions, create_topics, delete_groups, delete_records,
-    delete_topics, describe_cluster, describe_configs, describe_groups, fetch, find_coordinator,
-    heartbeat, incremental_alter_configs, join_group, leave_group, list_groups, list_offsets,
-    metadata, offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch, produce,
-    sync_group, Context,
+    alter_configs, api_versions, consumer_group_describe, consumer_group_heartbeat,
+    create_partitions, create_topics, delete_groups, delete_records, delete_topics,
+    describe_cluster, describe_configs, describe_groups, fetch, find_coordinator, heartbeat,
+    incremental_alter_configs, join_group, leave_group, list_groups, list_offsets, metadata,
+    offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch, produce, sync_group,
+    Context,
 };
 
 /// One supported API.
@@ -75,6 +76,9 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::DescribeGroups, 0, 6),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    // KIP-848 consumer groups (server-side assignment).
+    api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    api(ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The support row of an API key, if handled.
@@ -137,6 +141,12 @@ pub async fn dispatch(
         RequestKind::DescribeGroups(req) => Reply::Now(describe_groups::handle(ctx, v, req)),
         RequestKind::DeleteGroups(req) => Reply::Now(delete_groups::handle(ctx, v, req).await),
         RequestKind::OffsetDelete(req) => Reply::Now(offset_delete::handle(ctx, v, req).await),
+        RequestKind::ConsumerGroupHeartbeat(req) => {
+            Reply::Now(consumer_group_heartbeat::handle(ctx, v, header, peer, req))
+        }
+        RequestKind::ConsumerGroupDescribe(req) => {
+            Reply::Now(consumer_group_describe::handle(ctx, v, req))
+        }
         other => {
             // decode_request only lets through APIs in SUPPORTED_APIS, all matched above.
             Reply::Close(format!(

@@ -32,7 +32,7 @@ pub fn batch_error_code(err: &BatchError) -> i16 {
         }
         BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
         BatchError::TooLarge { .. } => ResponseError::MessageTooLarge.code(),
-        BatchError::Empty => ResponseError::InvalidRecord.code(),
+        BatchError::Empty | BatchError::MissingKey => ResponseError::InvalidRecord.code(),
     }
 }
 

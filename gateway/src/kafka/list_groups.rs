@@ -1,5 +1,5 @@
 //! ListGroups (key 16), v0-5: every group this node coordinates, optionally filtered by state
-//! (v4+) and group type (v5+; all of Rill's groups are "classic").
+//! (v4+) and group type (v5+: "classic" or "consumer" for KIP-848 groups).
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse, ResponseKind};
@@ -8,9 +8,6 @@ use rill_core::consumer_group::GroupState;
 
 use super::groups::s;
 use super::Context;
-
-/// The group type of classic-protocol groups.
-pub const CLASSIC: &str = "classic";
 
 /// Answer ListGroups.
 pub fn handle(ctx: &Context, version: i16, req: ListGroupsRequest) -> ResponseKind {
@@ -28,26 +25,30 @@ pub fn handle(ctx: &Context, version: i16, req: ListGroupsRequest) -> ResponseKi
         .iter()
         .filter_map(|st| GroupState::parse(st))
         .collect();
-    let nothing_matches = (!states_filter.is_empty() && states.is_empty())
-        || (!types_filter.is_empty()
-            && !types_filter.iter().any(|t| t.eq_ignore_ascii_case(CLASSIC)));
+    let nothing_matches = !states_filter.is_empty() && states.is_empty();
     let groups = if nothing_matches {
         Vec::new()
     } else {
         ctx.groups
             .list_groups(&states)
             .into_iter()
+            .filter(|g| {
+                types_filter.is_empty()
+                    || types_filter
+                        .iter()
+                        .any(|t| t.eq_ignore_ascii_case(g.group_type))
+            })
             .map(|g| {
                 let listed = ListedGroup::default()
                     .with_group_id(GroupId(s(g.group_id)))
                     .with_protocol_type(s(g.protocol_type));
                 let listed = if version >= 4 {
-                    listed.with_group_state(StrBytes::from_static_str(g.state.as_str()))
+                    listed.with_group_state(s(g.state))
                 } else {
                     listed
                 };
                 if version >= 5 {
-                    listed.with_group_type(StrBytes::from_static_str(CLASSIC))
+                    listed.with_group_type(StrBytes::from_static_str(g.group_type))
                 } else {
                     listed
                 }

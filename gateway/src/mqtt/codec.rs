@@ -143,6 +143,16 @@ impl Framer {
         let enc = |e: &dyn std::fmt::Display| CodecError::Encode(e.to_string());
         match self.level.unwrap_or(Level::V4) {
             Level::V5 => {
+                // rumqttc writes a property length byte that its remaining length leaves out;
+                // a reason code alone is a complete DISCONNECT.
+                if let v5::Packet::Disconnect(v5::Disconnect {
+                    reason_code,
+                    properties: None,
+                }) = &packet
+                {
+                    out.extend_from_slice(&[0xE0, 0x01, *reason_code as u8]);
+                    return Ok(());
+                }
                 let max = self.max_outgoing.map(|m| m.min(u32::MAX as usize) as u32);
                 packet.write(out, max).map_err(|e| enc(&e))?;
             }

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use super::auth::Acl;
 use super::codec::{CodecError, Framer, Level};
 use super::delivery::Deliverer;
+use super::ingest::{IngestError, Prepared};
 use super::records::{self, Message, MessageProps};
 use super::session_store::{StoredSession, StoredSubscription};
 use super::topic;
@@ -43,10 +44,30 @@ enum End {
     Close(Reason),
 }
 
-/// The acks of one burst of publishes, released together after their logs are durable.
+/// An ack slot of a burst, in packet order.
+enum Slot {
+    /// A packet that only has to wait for the ones before it.
+    Ready(Box<v5::Packet>),
+    /// The PUBACK / PUBREC of `publishes[i]`, decided when the burst is appended.
+    Publish(usize),
+}
+
+/// A publish of the burst, routed and waiting to be appended.
+struct PendingPublish {
+    prep: Prepared,
+    pkid: u16,
+    qos: QoS,
+    /// The message, when it must also become the retained message.
+    retain: Option<Message>,
+}
+
+/// The acks of one burst of publishes, released together after their logs are durable. The
+/// burst's publishes are appended as one batch per partition log.
 #[derive(Default)]
 struct AckGroup {
     flushes: Vec<(Arc<PartitionLog>, i64)>,
+    slots: Vec<Slot>,
+    publishes: Vec<PendingPublish>,
     packets: Vec<v5::Packet>,
     retained: Vec<Message>,
 }
@@ -154,7 +175,11 @@ struct Conn {
     deliverer: Deliverer,
     kick: tokio::sync::mpsc::Receiver<()>,
     finished: tokio::sync::watch::Sender<bool>,
+    last_save: Instant,
 }
+
+/// How often a connected persistent session's last-seen time is saved.
+const LAST_SEEN_REFRESH: Duration = Duration::from_secs(60);
 
 fn v5_props_of_will(w: &v5::LastWill) -> (MessageProps, u32) {
     let Some(p) = &w.properties else {
@@ -394,6 +419,7 @@ impl Conn {
             deliverer,
             kick: kick_rx,
             finished: fin_tx,
+            last_save: Instant::now(),
         })
     }
 
@@ -446,7 +472,7 @@ impl Conn {
                     }
                     _ = tick.tick() => {
                         ticks += 1;
-                        if ticks % 2 == 0 {
+                        if ticks.is_multiple_of(2) {
                             self.deliverer.refresh();
                         }
                         self.save_progress().await;
@@ -485,7 +511,8 @@ impl Conn {
                 break Err(end);
             }
         };
-        if !group.packets.is_empty() || !group.flushes.is_empty() {
+        let result = result.and(self.commit(&mut group));
+        if result.is_ok() && (!group.packets.is_empty() || !group.flushes.is_empty()) {
             acks.push_back(group.into_future(self.server.clone()));
         }
         result
@@ -527,7 +554,9 @@ impl Conn {
                 if !known {
                     comp.reason = v5::PubCompReason::PacketIdentifierNotFound;
                 }
-                group.packets.push(v5::Packet::PubComp(comp));
+                group
+                    .slots
+                    .push(Slot::Ready(Box::new(v5::Packet::PubComp(comp))));
                 Ok(())
             }
             v5::Packet::Subscribe(s) => self.on_subscribe(s, out).await,
@@ -610,12 +639,16 @@ impl Conn {
                 QoS::AtLeastOnce => {
                     let mut a = v5::PubAck::new(pkid, None);
                     a.reason = puback;
-                    group.packets.push(v5::Packet::PubAck(a));
+                    group
+                        .slots
+                        .push(Slot::Ready(Box::new(v5::Packet::PubAck(a))));
                 }
                 QoS::ExactlyOnce => {
                     let mut a = v5::PubRec::new(pkid, None);
                     a.reason = pubrec;
-                    group.packets.push(v5::Packet::PubRec(a));
+                    group
+                        .slots
+                        .push(Slot::Ready(Box::new(v5::Packet::PubRec(a))));
                 }
                 QoS::AtMostOnce => {}
             }
@@ -648,8 +681,10 @@ impl Conn {
             if !set.insert(p.pkid) {
                 // Already stored; the PUBREC (again) follows the earlier one.
                 group
-                    .packets
-                    .push(v5::Packet::PubRec(v5::PubRec::new(p.pkid, None)));
+                    .slots
+                    .push(Slot::Ready(Box::new(v5::Packet::PubRec(v5::PubRec::new(
+                        p.pkid, None,
+                    )))));
                 return Ok(());
             }
         }
@@ -669,60 +704,141 @@ impl Conn {
                 user_properties: props.user_properties,
             },
         };
-        match self.server.ingest.append(&msg) {
-            Ok(appended) => {
-                if p.qos == QoS::AtMostOnce {
-                    if msg.retain {
-                        let store = self.server.retained.clone();
-                        tokio::task::spawn_blocking(move || {
-                            if let Err(e) = store.set(&msg) {
-                                tracing::error!(error = %e, "retained message store failed");
-                            }
-                        });
-                    }
-                    return Ok(());
+        match self.server.ingest.prepare(&msg) {
+            Ok(prep) => {
+                let idx = group.publishes.len();
+                group.publishes.push(PendingPublish {
+                    prep,
+                    pkid: p.pkid,
+                    qos: p.qos,
+                    retain: msg.retain.then_some(msg),
+                });
+                if p.qos != QoS::AtMostOnce {
+                    group.slots.push(Slot::Publish(idx));
                 }
-                group.add_flush(appended.log, appended.last_offset);
-                if msg.retain {
-                    group.retained.push(msg);
-                }
-                let ack = match p.qos {
-                    QoS::AtLeastOnce => v5::Packet::PubAck(v5::PubAck::new(p.pkid, None)),
-                    _ => v5::Packet::PubRec(v5::PubRec::new(p.pkid, None)),
-                };
-                group.packets.push(ack);
                 Ok(())
             }
             Err(e) => {
                 tracing::error!(client_id = %self.client_id, topic = msg.topic, error = %e, "MQTT publish not stored");
-                if p.qos == QoS::ExactlyOnce {
-                    if let Some(s) = self
-                        .server
-                        .qos2_incoming
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_mut(&self.client_id)
-                    {
-                        s.remove(&p.pkid);
+                match self.failed_ack(p.pkid, p.qos, &e) {
+                    Some(Some(nack)) => {
+                        group.slots.push(Slot::Ready(Box::new(nack)));
+                        Ok(())
                     }
+                    Some(None) => Ok(()),
+                    None => Err(End::Close(Reason::ImplementationSpecificError)),
                 }
-                if !v5 {
-                    return Err(End::Close(Reason::ImplementationSpecificError));
-                }
-                let (a, r) = match e {
-                    super::ingest::IngestError::BadCbor(_) => (
-                        v5::PubAckReason::PayloadFormatInvalid,
-                        v5::PubRecReason::PayloadFormatInvalid,
-                    ),
-                    _ => (
-                        v5::PubAckReason::ImplementationSpecificError,
-                        v5::PubRecReason::ImplementationSpecificError,
-                    ),
-                };
-                nack(group, p.pkid, p.qos, a, r);
-                Ok(())
             }
         }
+    }
+
+    /// The negative ack of a publish that could not be stored: `Some(Some(packet))` on MQTT 5,
+    /// `Some(None)` for QoS 0, `None` when the (3.1.1) connection must be closed instead.
+    fn failed_ack(&self, pkid: u16, qos: QoS, e: &IngestError) -> Option<Option<v5::Packet>> {
+        if qos == QoS::ExactlyOnce {
+            if let Some(s) = self
+                .server
+                .qos2_incoming
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&self.client_id)
+            {
+                s.remove(&pkid);
+            }
+        }
+        if qos == QoS::AtMostOnce {
+            return Some(None);
+        }
+        if self.level != Level::V5 {
+            return None;
+        }
+        let bad_cbor = matches!(e, IngestError::BadCbor(_));
+        Some(Some(match qos {
+            QoS::AtLeastOnce => {
+                let mut a = v5::PubAck::new(pkid, None);
+                a.reason = if bad_cbor {
+                    v5::PubAckReason::PayloadFormatInvalid
+                } else {
+                    v5::PubAckReason::ImplementationSpecificError
+                };
+                v5::Packet::PubAck(a)
+            }
+            _ => {
+                let mut a = v5::PubRec::new(pkid, None);
+                a.reason = if bad_cbor {
+                    v5::PubRecReason::PayloadFormatInvalid
+                } else {
+                    v5::PubRecReason::ImplementationSpecificError
+                };
+                v5::Packet::PubRec(a)
+            }
+        }))
+    }
+
+    /// Appends the burst's publishes (one batch per partition log, in order) and turns the ack
+    /// slots into packets.
+    fn commit(&mut self, group: &mut AckGroup) -> Result<(), End> {
+        let publishes = std::mem::take(&mut group.publishes);
+        let mut by_log: Vec<(Arc<PartitionLog>, Vec<usize>)> = Vec::new();
+        for (i, p) in publishes.iter().enumerate() {
+            match by_log.iter_mut().find(|(l, _)| Arc::ptr_eq(l, &p.prep.log)) {
+                Some((_, v)) => v.push(i),
+                None => by_log.push((p.prep.log.clone(), vec![i])),
+            }
+        }
+        let mut failed: HashMap<usize, IngestError> = HashMap::new();
+        for (_, idxs) in by_log {
+            let batch: Vec<&Prepared> = idxs.iter().map(|i| &publishes[*i].prep).collect();
+            match self.server.ingest.append_prepared(&batch) {
+                Ok(a) => group.add_flush(a.log, a.last_offset),
+                Err(e) => {
+                    tracing::error!(client_id = %self.client_id, error = %e, count = idxs.len(), "MQTT publishes not stored");
+                    let kind = e.to_string();
+                    for i in idxs {
+                        failed.insert(i, IngestError::Join(kind.clone()));
+                    }
+                }
+            }
+        }
+        for (i, p) in publishes.iter().enumerate() {
+            if failed.contains_key(&i) {
+                continue;
+            }
+            if let Some(msg) = &p.retain {
+                if p.qos == QoS::AtMostOnce {
+                    let store = self.server.retained.clone();
+                    let msg = msg.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = store.set(&msg) {
+                            tracing::error!(error = %e, "retained message store failed");
+                        }
+                    });
+                } else {
+                    group.retained.push(msg.clone());
+                }
+            }
+        }
+        for slot in std::mem::take(&mut group.slots) {
+            match slot {
+                Slot::Ready(p) => group.packets.push(*p),
+                Slot::Publish(i) => {
+                    let p = &publishes[i];
+                    if let Some(e) = failed.get(&i) {
+                        match self.failed_ack(p.pkid, p.qos, e) {
+                            Some(Some(nack)) => group.packets.push(nack),
+                            Some(None) => {}
+                            None => return Err(End::Close(Reason::ImplementationSpecificError)),
+                        }
+                        continue;
+                    }
+                    group.packets.push(match p.qos {
+                        QoS::AtLeastOnce => v5::Packet::PubAck(v5::PubAck::new(p.pkid, None)),
+                        _ => v5::Packet::PubRec(v5::PubRec::new(p.pkid, None)),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn on_subscribe(
@@ -782,10 +898,13 @@ impl Conn {
         Ok(())
     }
 
-    fn session_record(&self, connected: bool) -> StoredSession {
+    /// The session as stored. While connected, `disconnected_at_ms` is the time of this save
+    /// (refreshed at least every [`LAST_SEEN_REFRESH`]), so a session whose node crashed while the
+    /// client was connected still expires.
+    fn session_record(&self) -> StoredSession {
         StoredSession {
             expiry_secs: self.expiry_secs,
-            disconnected_at_ms: (!connected).then(records::now_ms),
+            disconnected_at_ms: Some(records::now_ms()),
             subscriptions: self.deliverer.stored(),
         }
     }
@@ -795,13 +914,17 @@ impl Conn {
         if self.expiry_secs == 0 {
             return;
         }
-        self.write_session(true).await;
+        self.write_session().await;
     }
 
-    async fn write_session(&mut self, connected: bool) {
-        let record = self.session_record(connected);
+    async fn write_session(&mut self) {
+        let record = self.session_record();
         let shared = self.deliverer.shared_cursors();
         self.deliverer.dirty = false;
+        self.last_save = Instant::now();
+        if self.expiry_secs == 0 && shared.is_empty() {
+            return;
+        }
         let srv = self.server.clone();
         let id = self.client_id.clone();
         let persistent = self.expiry_secs > 0;
@@ -823,8 +946,9 @@ impl Conn {
 
     /// Saves changed cursors (called periodically).
     async fn save_progress(&mut self) {
-        if self.deliverer.dirty {
-            self.write_session(true).await;
+        let stale = self.expiry_secs > 0 && self.last_save.elapsed() >= LAST_SEEN_REFRESH;
+        if self.deliverer.dirty || stale {
+            self.write_session().await;
         }
     }
 
@@ -835,20 +959,26 @@ impl Conn {
         };
         if let End::Close(reason) = &end {
             if self.level == Level::V5 && *reason != Reason::NormalDisconnection {
-                send(
-                    &self.framer,
-                    wr,
-                    vec![v5::Packet::Disconnect(v5::Disconnect::new(*reason))],
-                )
-                .await;
+                let disconnect = v5::Disconnect {
+                    reason_code: *reason,
+                    // A reason string also makes clients that only read the reason code when
+                    // properties follow (paho) see it.
+                    properties: Some(v5::DisconnectProperties {
+                        session_expiry_interval: None,
+                        reason_string: Some(format!("{reason:?}")),
+                        user_properties: Vec::new(),
+                        server_reference: None,
+                    }),
+                };
+                send(&self.framer, wr, vec![v5::Packet::Disconnect(disconnect)]).await;
             }
         }
         let _ = wr.shutdown().await;
         // Session state.
         if self.expiry_secs > 0 {
-            self.write_session(false).await;
+            self.write_session().await;
         } else {
-            self.write_session(true).await; // shared group cursors only
+            self.write_session().await; // shared group cursors only
             let srv = self.server.clone();
             let id = self.client_id.clone();
             let _ = tokio::task::spawn_blocking(move || srv.sessions.delete(&id)).await;

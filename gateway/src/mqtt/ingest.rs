@@ -87,6 +87,13 @@ pub fn cbor_to_json(payload: &[u8]) -> Result<Vec<u8>, IngestError> {
     serde_json::to_vec(&json).map_err(|e| IngestError::BadCbor(e.to_string()))
 }
 
+/// A publish routed to its partition log, ready to append.
+pub struct Prepared {
+    pub log_topic: String,
+    pub log: Arc<PartitionLog>,
+    pub record: kafka_protocol::records::Record,
+}
+
 /// Where an appended message landed.
 #[derive(Clone)]
 pub struct Appended {
@@ -165,6 +172,59 @@ impl Ingest {
             .remove(topic);
     }
 
+    /// Routes `msg` to its partition log and builds its record, without appending.
+    pub fn prepare(&self, msg: &Message) -> Result<Prepared, IngestError> {
+        let route = self.mapping.route(&msg.topic);
+        let transformed;
+        let msg = match route.payload {
+            PayloadTransform::None => msg,
+            PayloadTransform::CborToJson => {
+                let mut m = msg.clone();
+                m.payload = Bytes::from(cbor_to_json(&msg.payload)?);
+                m.props.content_type = Some("application/json".into());
+                transformed = m;
+                &transformed
+            }
+        };
+        let logs = self.partitions(&route.log_topic)?;
+        let p = partition_for_key(&route.key, logs.len() as i32) as usize;
+        let log = logs.get(p).cloned().ok_or_else(|| {
+            self.forget(&route.log_topic);
+            BrokerError::UnknownTopicOrPartition {
+                topic: route.log_topic.clone(),
+                partition: p as i32,
+            }
+        })?;
+        let record = records::to_record(msg, Some(Bytes::from(route.key)), records::now_ms());
+        Ok(Prepared {
+            log_topic: route.log_topic,
+            log,
+            record,
+        })
+    }
+
+    /// Appends prepared records that all go to the same log as one batch (not yet durable).
+    pub fn append_prepared(&self, batch: &[&Prepared]) -> Result<Appended, IngestError> {
+        let Some(first) = batch.first() else {
+            return Err(IngestError::Record(records::RecordError::Encode(
+                "empty batch".into(),
+            )));
+        };
+        let recs: Vec<_> = batch.iter().map(|p| p.record.clone()).collect();
+        let bytes = records::encode_batch(&recs)?;
+        match first.log.append(&bytes, -1) {
+            Ok(info) => Ok(Appended {
+                log: first.log.clone(),
+                last_offset: info.last_offset,
+            }),
+            Err(e) => {
+                // The topic may have been deleted or grown: look it up again next time.
+                self.forget(&first.log_topic);
+                Err(e.into())
+            }
+        }
+    }
+
     /// Appends `msg` (not yet durable: await [`Ingest::flush`] before acknowledging).
     pub fn append(&self, msg: &Message) -> Result<Appended, IngestError> {
         let route = self.mapping.route(&msg.topic);
@@ -235,7 +295,7 @@ mod tests {
             murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
             -58897971
         );
-        assert_eq!(murmur2(&[b'a', b'b', b'c']), 479470107);
+        assert_eq!(murmur2(b"abc"), 479470107);
     }
 
     #[test]

@@ -134,12 +134,24 @@ pub fn to_record(msg: &Message, key: Option<Bytes>, timestamp: i64) -> Record {
     }
 }
 
-/// Encodes records into one uncompressed v2 batch.
+/// Encodes records into one uncompressed v2 batch (offsets 0..n; the log assigns real ones).
+/// Records must share producer fields (as [`to_record`] makes them).
 pub fn encode_batch(records: &[Record]) -> Result<Bytes, RecordError> {
     let mut buf = BytesMut::new();
+    let numbered: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            offset: i as i64,
+            // The encoder starts a new batch whenever offset - sequence changes; base sequence
+            // stays -1 (no idempotence).
+            sequence: i as i32 - 1,
+            ..r.clone()
+        })
+        .collect();
     RecordBatchEncoder::encode(
         &mut buf,
-        records.iter(),
+        numbered.iter(),
         &RecordEncodeOptions {
             version: 2,
             compression: Compression::None,
@@ -260,6 +272,18 @@ mod tests {
         let batch = encode_batch(&[rec]).unwrap();
         let back = decode_batches(batch).unwrap();
         assert_eq!(back.len(), 1);
+        let many = encode_batch(&[
+            to_record(&msg, None, 1),
+            to_record(&msg, None, 2),
+            to_record(&msg, None, 3),
+        ])
+        .unwrap();
+        let offsets: Vec<i64> = decode_batches(many)
+            .unwrap()
+            .iter()
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(offsets, vec![0, 1, 2]);
         assert_eq!(back[0].key.as_deref(), Some(&b"d1"[..]));
         assert_eq!(
             back[0].mqtt_topic_header(),

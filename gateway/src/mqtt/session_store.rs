@@ -70,7 +70,8 @@ pub struct StoredSubscription {
 pub struct StoredSession {
     /// Session expiry interval in seconds (`u32::MAX`: never).
     pub expiry_secs: u32,
-    /// When the client disconnected (Unix ms); None while connected.
+    /// When the client disconnected, or while connected the last time the session was saved
+    /// (Unix ms). None: never expires by time.
     pub disconnected_at_ms: Option<i64>,
     pub subscriptions: Vec<StoredSubscription>,
 }

@@ -121,14 +121,10 @@ mod tests {
             retain: false,
             props: MessageProps::default(),
         };
-        let recs: Vec<_> = (0..3)
-            .map(|i| {
-                let mut r = records::to_record(&msg, None, 0);
-                r.offset = 10 + i;
-                r
-            })
-            .collect();
-        let batch = records::encode_batch(&recs).unwrap();
+        let recs: Vec<_> = (0..3).map(|_| records::to_record(&msg, None, 0)).collect();
+        let mut batch = records::encode_batch(&recs).unwrap().to_vec();
+        // As stored: the log rewrites the base offset.
+        batch[..8].copy_from_slice(&10i64.to_be_bytes());
         assert_eq!(batches_end(&batch), Some(13));
         assert_eq!(batches_end(&[]), None);
     }
