@@ -52,6 +52,10 @@ struct Args {
     /// Run against Rill only.
     #[arg(long)]
     no_peer: bool,
+    /// After the load, open this many idle MQTT connections to the node it started and report
+    /// its RSS before and after (needs `ulimit -n` above this number).
+    #[arg(long, default_value_t = 0)]
+    idle_connections: usize,
     /// Directory for the node's data (default: the system temp dir).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -198,6 +202,52 @@ async fn load(addr: SocketAddr, args: Arc<Args>, tag: &str) -> anyhow::Result<Lo
     })
 }
 
+/// The resident set size of a process in KiB, from `/proc/PID/status`.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// Open `n` MQTT 3.1.1 connections (CONNECT with keep-alive 0, i.e. none, clean session), wait
+/// for each CONNACK, and return the open sockets.
+fn idle_connections(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<TcpStream>> {
+    use std::io::{Read, Write};
+    let mut socks = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("idle-{i}");
+        let mut pkt = vec![
+            0x10,
+            (12 + id.len()) as u8,
+            0,
+            4,
+            b'M',
+            b'Q',
+            b'T',
+            b'T',
+            4,
+            2,
+            0,
+            0,
+        ];
+        pkt.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        pkt.extend_from_slice(id.as_bytes());
+        let mut s = TcpStream::connect(addr).with_context(|| format!("connection {i}"))?;
+        s.write_all(&pkt)?;
+        let mut ack = [0u8; 4];
+        s.read_exact(&mut ack)
+            .with_context(|| format!("CONNACK {i}"))?;
+        if ack != [0x20, 2, 0, 0] {
+            bail!("connection {i}: unexpected CONNACK {ack:?}");
+        }
+        socks.push(s);
+    }
+    Ok(socks)
+}
+
 fn report(tag: &str, r: &mut LoadResult) -> (f64, f64, f64) {
     let p50 = r.latencies.percentile_ms(50.0).unwrap_or(f64::NAN);
     let p99 = r.latencies.percentile_ms(99.0).unwrap_or(f64::NAN);
@@ -245,6 +295,23 @@ fn main() -> anyhow::Result<()> {
     );
     let mut ours = runtime.block_on(load(rill_addr, args.clone(), "rill"))?;
     let ours = report("rill", &mut ours);
+    let mut idle_row = None;
+    if let (Some(n), true) = (&node, args.idle_connections > 0) {
+        let before = rss_kib(n.pid())?;
+        let start = Instant::now();
+        let socks = idle_connections(rill_addr, args.idle_connections)?;
+        std::thread::sleep(Duration::from_secs(1));
+        let after = rss_kib(n.pid())?;
+        eprintln!(
+            "[rill] {} idle connections in {:.1} s: RSS {} -> {} KiB",
+            socks.len(),
+            start.elapsed().as_secs_f64(),
+            before,
+            after
+        );
+        idle_row = Some((socks.len(), before, after));
+        drop(socks);
+    }
     drop(node);
 
     let peer = if args.no_peer {
@@ -288,5 +355,13 @@ fn main() -> anyhow::Result<()> {
         args.connections, args.messages, args.payload, args.inflight
     );
     println!("{}", table.markdown(&args.peer_name));
+    if let Some((n, before, after)) = idle_row {
+        println!(
+            "node RSS with {n} idle MQTT connections: {:.1} MiB (before opening them: {:.1} MiB; {:.1} KiB per connection)",
+            after as f64 / 1024.0,
+            before as f64 / 1024.0,
+            (after.saturating_sub(before)) as f64 / n as f64
+        );
+    }
     Ok(())
 }
