@@ -1,0 +1,365 @@
+//! `kafka-bench`: produce and consume N records with librdkafka (the `rdkafka` crate) against a
+//! Rill node (started here from the release binary, or `--bootstrap`) and optionally a peer
+//! Kafka-compatible broker (`--peer-bootstrap`), acks=all; prints records/s, MB/s, p50/p99 produce
+//! latency (delivery callback time minus send time) and consume rates as a table (what, ours, peer,
+//! ratio), plus the disk's `dd ... conv=fdatasync` bandwidth measured in the same run.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rill_kafka_bench::disk::dd_fdatasync_mb_per_s;
+use rill_kafka_bench::latency::Latencies;
+use rill_kafka_bench::node::{default_rill_bin, RillNode};
+use rill_kafka_bench::report::{Better, Table};
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(about = "Kafka produce/consume benchmark of a Rill node with librdkafka")]
+struct Args {
+    /// Records per record size.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Record value sizes in bytes, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,1024")]
+    sizes: Vec<usize>,
+    /// Use a running Rill node at this address instead of starting one.
+    #[arg(long)]
+    bootstrap: Option<String>,
+    /// A peer Kafka-compatible broker to run the same load against.
+    #[arg(long)]
+    peer_bootstrap: Option<String>,
+    /// Name of the peer in the table.
+    #[arg(long, default_value = "peer")]
+    peer_name: String,
+    /// The `rill` binary to start (default: the release build of this repository).
+    #[arg(long)]
+    rill_bin: Option<PathBuf>,
+    /// Directory for the node's data directory and the dd file (default: the system temp dir).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Partitions of each benchmark topic.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// librdkafka `linger.ms`.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u32,
+    /// MiB written by the dd measurement (0 skips it).
+    #[arg(long, default_value_t = 1024)]
+    dd_mib: u64,
+}
+
+/// Delivery callback state: one latency sample per acknowledged record.
+struct Deliveries {
+    latencies: Mutex<Latencies>,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Instant>) {
+        let elapsed = sent.elapsed();
+        match result {
+            Ok(_) => {
+                if let Ok(mut l) = self.latencies.lock() {
+                    l.record(elapsed);
+                }
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut last) = self.last_error.lock() {
+                    *last = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// A table row: its label, how to read it from a pass, and which direction is better.
+type RowSpec = (&'static str, fn(&PassResult) -> f64, Better);
+
+/// What one produce + consume pass measured.
+struct PassResult {
+    produce_records_per_s: f64,
+    produce_mb_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    consume_records_per_s: f64,
+    consume_mb_per_s: f64,
+}
+
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("creating the admin client")?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results =
+        futures_executor::block_on(admin.create_topics([&new], &opts)).context("CreateTopics")?;
+    for r in results {
+        if let Err((name, code)) = r {
+            bail!("creating topic {name}: {code}");
+        }
+    }
+    Ok(())
+}
+
+fn produce(
+    bootstrap: &str,
+    topic: &str,
+    records: u64,
+    size: usize,
+    linger_ms: u32,
+) -> anyhow::Result<(f64, Latencies)> {
+    let ctx = Deliveries {
+        latencies: Mutex::new(Latencies::with_capacity(records as usize)),
+        delivered: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        last_error: Mutex::new(None),
+    };
+    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "false")
+        .set("compression.type", "none")
+        .set("linger.ms", linger_ms.to_string())
+        .create_with_context(ctx)
+        .context("creating the producer")?;
+    // Not all zeros and not all equal, without per-record work in the timed loop.
+    let payload: Vec<u8> = (0..size).map(|i| (i * 131 % 251) as u8).collect();
+    let start = Instant::now();
+    for _ in 0..records {
+        loop {
+            let record = BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(
+                topic,
+                Box::new(Instant::now()),
+            )
+            .payload(&payload[..]);
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err((e, _)) => bail!("produce: {e}"),
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(600))
+        .context("flushing the producer")?;
+    let secs = start.elapsed().as_secs_f64();
+    let ctx = producer.context();
+    let failed = ctx.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        let last = ctx.last_error.lock().ok().and_then(|l| l.clone());
+        bail!("{failed} deliveries failed; last error: {last:?}");
+    }
+    let delivered = ctx.delivered.load(Ordering::Relaxed);
+    if delivered != records {
+        bail!("{delivered} of {records} records delivered");
+    }
+    let latencies = std::mem::take(
+        &mut *ctx
+            .latencies
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?,
+    );
+    Ok((secs, latencies))
+}
+
+fn consume(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    records: u64,
+    size: usize,
+) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("rill-bench-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("creating the consumer")?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .context("assignment")?;
+    }
+    consumer.assign(&tpl).context("assign")?;
+    let start = Instant::now();
+    let mut got = 0u64;
+    let mut idle_since = Instant::now();
+    while got < records {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let len = m.payload().map_or(0, <[u8]>::len);
+                if len != size {
+                    bail!("record of {len} bytes, expected {size}");
+                }
+                got += 1;
+                idle_since = Instant::now();
+            }
+            Some(Err(e)) => bail!("consume: {e}"),
+            None => {
+                if idle_since.elapsed() > Duration::from_secs(60) {
+                    bail!("consumed {got} of {records}, then nothing for 60 s");
+                }
+            }
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn run_pass(bootstrap: &str, args: &Args, size: usize, tag: &str) -> anyhow::Result<PassResult> {
+    let topic = format!(
+        "bench-{tag}-{size}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
+    create_topic(bootstrap, &topic, args.partitions)?;
+    let n = args.records;
+    let bytes = n as f64 * size as f64;
+    eprintln!("[{tag}] producing {n} x {size} B to {topic} at {bootstrap} ...");
+    let (secs, mut lat) = produce(bootstrap, &topic, n, size, args.linger_ms)?;
+    let p50 = lat.percentile_ms(50.0).unwrap_or(f64::NAN);
+    let p99 = lat.percentile_ms(99.0).unwrap_or(f64::NAN);
+    eprintln!(
+        "[{tag}]   {:.0} records/s, {:.1} MB/s, p50 {p50:.1} ms, p99 {p99:.1} ms ({secs:.1} s)",
+        n as f64 / secs,
+        bytes / secs / 1e6
+    );
+    eprintln!("[{tag}] consuming ...");
+    let csecs = consume(bootstrap, &topic, args.partitions, n, size)?;
+    eprintln!(
+        "[{tag}]   {:.0} records/s, {:.1} MB/s ({csecs:.1} s)",
+        n as f64 / csecs,
+        bytes / csecs / 1e6
+    );
+    Ok(PassResult {
+        produce_records_per_s: n as f64 / secs,
+        produce_mb_per_s: bytes / secs / 1e6,
+        p50_ms: p50,
+        p99_ms: p99,
+        consume_records_per_s: n as f64 / csecs,
+        consume_mb_per_s: bytes / csecs / 1e6,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let work_parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::Builder::new()
+        .prefix("rill-kafka-bench-")
+        .tempdir_in(&work_parent)
+        .with_context(|| format!("creating a directory in {}", work_parent.display()))?;
+
+    let dd = if args.dd_mib > 0 {
+        eprintln!(
+            "dd {} MiB conv=fdatasync in {} ...",
+            args.dd_mib,
+            work.path().display()
+        );
+        let v = dd_fdatasync_mb_per_s(work.path(), args.dd_mib)?;
+        eprintln!("  {v:.1} MB/s");
+        Some(v)
+    } else {
+        None
+    };
+
+    let node = match &args.bootstrap {
+        Some(_) => None,
+        None => {
+            let bin = args.rill_bin.clone().unwrap_or_else(default_rill_bin);
+            let node = RillNode::start(&bin, work.path(), &[])?;
+            eprintln!(
+                "started {} (pid {}) kafka={}",
+                bin.display(),
+                node.pid(),
+                node.kafka
+            );
+            Some(node)
+        }
+    };
+    let ours_addr = match (&args.bootstrap, &node) {
+        (Some(b), _) => b.clone(),
+        (None, Some(n)) => n.kafka.clone(),
+        (None, None) => bail!("no broker"),
+    };
+
+    let mut table = Table::default();
+    if let Some(dd) = dd {
+        table.push(
+            format!("dd bs=1M count={} conv=fdatasync, MB/s", args.dd_mib),
+            Some(dd),
+            None,
+            Better::Higher,
+        );
+    }
+    let mut durable_share = Vec::new();
+    for &size in &args.sizes {
+        let ours = run_pass(&ours_addr, &args, size, "rill")?;
+        let peer = match &args.peer_bootstrap {
+            Some(p) => Some(run_pass(p, &args, size, &args.peer_name)?),
+            None => None,
+        };
+        let rows: [RowSpec; 6] = [
+            (
+                "produce records/s",
+                |r| r.produce_records_per_s,
+                Better::Higher,
+            ),
+            ("produce MB/s", |r| r.produce_mb_per_s, Better::Higher),
+            ("produce latency p50 ms", |r| r.p50_ms, Better::Lower),
+            ("produce latency p99 ms", |r| r.p99_ms, Better::Lower),
+            (
+                "consume records/s",
+                |r| r.consume_records_per_s,
+                Better::Higher,
+            ),
+            ("consume MB/s", |r| r.consume_mb_per_s, Better::Higher),
+        ];
+        for (what, get, better) in rows {
+            table.push(
+                format!("{size} B records, {what}"),
+                Some(get(&ours)),
+                peer.as_ref().map(get),
+                better,
+            );
+        }
+        if let Some(dd) = dd {
+            durable_share.push((size, 100.0 * ours.produce_mb_per_s / dd));
+        }
+    }
+    drop(node);
+
+    println!(
+        "\n{} records per size, {} partitions, acks=all, linger.ms={}, no compression\n",
+        args.records, args.partitions, args.linger_ms
+    );
+    println!("{}", table.markdown(&args.peer_name));
+    for (size, pct) in durable_share {
+        println!("durable produce of {size} B records: {pct:.0} % of the dd fdatasync bandwidth");
+    }
+    Ok(())
+}
