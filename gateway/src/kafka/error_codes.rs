@@ -27,7 +27,7 @@ pub fn log_error_code(err: &LogError) -> i16 {
 /// Kafka error code of an invalid batch.
 pub fn batch_error_code(err: &BatchError) -> i16 {
     match err {
-        BatchError::Malformed(_) | BatchError::CrcMismatch { .. } => {
+        BatchError::Malformed(_) | BatchError::Encode(_) | BatchError::CrcMismatch { .. } => {
             ResponseError::CorruptMessage.code()
         }
         BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
