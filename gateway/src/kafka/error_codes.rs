@@ -74,6 +74,21 @@ pub fn message(msg: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(msg.into()))
 }
 
+/// The value of a broker call run on the blocking pool, or the `(code, message)` to answer with:
+/// the broker's error, or UNKNOWN_SERVER_ERROR when the task failed (panicked).
+pub fn blocking_broker_result<T>(
+    outcome: Result<Result<T, BrokerError>, tokio::task::JoinError>,
+) -> Result<T, (i16, Option<StrBytes>)> {
+    match outcome {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(broker_error(&e)),
+        Err(join) => Err((
+            ResponseError::UnknownServerError.code(),
+            message(join.to_string()),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
