@@ -325,16 +325,7 @@ async fn send(
     let mut attempt = 0;
     while !batches.is_empty() {
         attempt += 1;
-        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-        for p in batches.keys() {
-            let leader = topic
-                .partitions
-                .iter()
-                .find(|i| i.partition == *p)
-                .map(|i| i.leader)
-                .unwrap_or(-1);
-            by_leader.entry(leader).or_default().push(*p);
-        }
+        let by_leader = topic.by_leader(batches.keys().copied());
         let mut retry: Option<ClientError> = None;
         for (leader, parts) in by_leader {
             let req = ProduceRequest::default()
