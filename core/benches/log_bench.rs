@@ -17,10 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use rill_core::batch::BatchBuilder;
 use rill_core::crypto::{CipherKind, Encryption, MasterKey};
 use rill_core::io::OsStorage;
 use rill_core::log::{FlushPolicy, LogOptions, PartitionLog};
@@ -29,34 +27,11 @@ use uuid::Uuid;
 
 fn make_batch(record_size: usize, records: usize) -> Vec<u8> {
     let value = Bytes::from(vec![0x42u8; record_size]);
-    let recs: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: 1_764_000_000_000 + i as i64,
-            key: None,
-            value: Some(value.clone()),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &recs,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.to_vec()
+    let mut b = BatchBuilder::new();
+    for i in 0..records {
+        b.push(None, Some(value.clone()), 1_764_000_000_000 + i as i64);
+    }
+    b.build().expect("encode").to_vec()
 }
 
 fn options(encrypt: bool, flush: FlushPolicy) -> LogOptions {

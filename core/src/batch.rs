@@ -1,6 +1,9 @@
 //! Kafka v2 record batches: the fixed 61-byte header, CRC32C, framing of a produce payload into
 //! batches, and the few header rewrites the log is allowed to make.
 //!
+//! [`BatchBuilder`] encodes records into a batch (with kafka-protocol's encoder) for the callers
+//! that play the producer: the CLI, tests and benchmarks.
+//!
 //! Stored batches are kept byte-for-byte as the producer sent them. The log only rewrites
 //! `baseOffset` and `partitionLeaderEpoch` (both outside the CRC) and, for `LogAppendTime` topics,
 //! `maxTimestamp` plus the timestamp-type attribute bit (inside the CRC, so the CRC is recomputed).
@@ -23,6 +26,8 @@
 //! | 53  | 4    | baseSequence         |
 //! | 57  | 4    | recordsCount         |
 //! | 61  | ...  | records              |
+
+use bytes::{Bytes, BytesMut};
 
 /// Size of the fixed v2 batch header.
 pub const HEADER_LEN: usize = 61;
@@ -56,6 +61,9 @@ pub enum BatchError {
     /// Framing or field values are inconsistent.
     #[error("batch is malformed: {0}")]
     Malformed(String),
+    /// [`BatchBuilder::build`] could not encode the records (e.g. the codec failed).
+    #[error("cannot encode record batch: {0}")]
+    Encode(String),
     /// Only magic 2 (record batch v2) is supported.
     #[error("unsupported record batch magic {0} (only v2 is supported)")]
     UnsupportedMagic(i8),
@@ -382,46 +390,174 @@ pub fn record_timestamps(batch: &[u8]) -> Option<Vec<(i64, i64)>> {
     Some(out)
 }
 
+/// Record headers as kafka-protocol represents them (name, optional value), in order.
+pub type Headers =
+    kafka_protocol::indexmap::IndexMap<kafka_protocol::protocol::StrBytes, Option<Bytes>>;
+
+impl From<Compression> for kafka_protocol::records::Compression {
+    fn from(c: Compression) -> Self {
+        use kafka_protocol::records::Compression as K;
+        match c {
+            Compression::None => K::None,
+            Compression::Gzip => K::Gzip,
+            Compression::Snappy => K::Snappy,
+            Compression::Lz4 => K::Lz4,
+            Compression::Zstd => K::Zstd,
+        }
+    }
+}
+
+impl From<kafka_protocol::records::Compression> for Compression {
+    fn from(c: kafka_protocol::records::Compression) -> Self {
+        use kafka_protocol::records::Compression as K;
+        match c {
+            K::None => Compression::None,
+            K::Gzip => Compression::Gzip,
+            K::Snappy => Compression::Snappy,
+            K::Lz4 => Compression::Lz4,
+            K::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+/// Builds one v2 record batch the way a Kafka producer would, with kafka-protocol's
+/// `RecordBatchEncoder`: creation timestamps, offset deltas 0, 1, ..., and by default no
+/// producer id (`producerId` -1, `producerEpoch` -1, `baseSequence` -1).
+///
+/// ```
+/// use bytes::Bytes;
+/// use rill_core::batch::{BatchBuilder, BatchHeader, Compression};
+///
+/// let mut b = BatchBuilder::new().compression(Compression::Gzip);
+/// b.push(Some(Bytes::from("k")), Some(Bytes::from("v1")), 1000);
+/// b.push(None, Some(Bytes::from("v2")), 1001);
+/// let batch = b.build().unwrap();
+/// let h = BatchHeader::parse(&batch).unwrap();
+/// assert_eq!((h.records_count, h.base_sequence), (2, -1));
+/// ```
+#[derive(Debug, Clone)]
+pub struct BatchBuilder {
+    compression: Compression,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    records: Vec<kafka_protocol::records::Record>,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        BatchBuilder::new()
+    }
+}
+
+impl BatchBuilder {
+    /// An empty, uncompressed batch without a producer id.
+    pub fn new() -> Self {
+        BatchBuilder {
+            compression: Compression::None,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records: Vec::new(),
+        }
+    }
+
+    /// Compress the records with `compression`.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Stamp the batch as an idempotent producer's: `producer_id`, `producer_epoch` and the
+    /// sequence of the first record.
+    pub fn producer(mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Self {
+        self.producer_id = producer_id;
+        self.producer_epoch = producer_epoch;
+        self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Append a record without headers.
+    pub fn push(&mut self, key: Option<Bytes>, value: Option<Bytes>, timestamp: i64) -> &mut Self {
+        self.push_with_headers(key, value, timestamp, Headers::new())
+    }
+
+    /// Append a record with `headers`.
+    pub fn push_with_headers(
+        &mut self,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        timestamp: i64,
+        headers: Headers,
+    ) -> &mut Self {
+        self.records.push(kafka_protocol::records::Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+            offset: self.records.len() as i64,
+            sequence: -1,
+            timestamp,
+            key,
+            value,
+            headers,
+        });
+        self
+    }
+
+    /// Number of records pushed so far.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True before the first [`push`](Self::push).
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Encode the records as one batch (base offset 0). [`BatchError::Empty`] without records.
+    pub fn build(mut self) -> Result<Bytes, BatchError> {
+        if self.records.is_empty() {
+            return Err(BatchError::Empty);
+        }
+        for (i, r) in self.records.iter_mut().enumerate() {
+            r.producer_id = self.producer_id;
+            r.producer_epoch = self.producer_epoch;
+            // The encoder writes the first record's sequence as `baseSequence` and keeps records
+            // in one batch only while `offset - sequence` is constant, so the sequences count up
+            // from the base, also from -1 (no sequence) for a batch without a producer id.
+            r.sequence = self.base_sequence.wrapping_add(i as i32);
+        }
+        let mut buf = BytesMut::new();
+        kafka_protocol::records::RecordBatchEncoder::encode(
+            &mut buf,
+            &self.records,
+            &kafka_protocol::records::RecordEncodeOptions {
+                version: 2,
+                compression: self.compression.into(),
+            },
+        )
+        .map_err(|e| BatchError::Encode(e.to_string()))?;
+        Ok(buf.freeze())
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
-    //! Batch builders for tests, using kafka-protocol's encoder.
-    use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    //! Batch builders for unit tests.
+    use super::BatchBuilder;
+    use bytes::Bytes;
 
     /// Encode one v2 batch of `values` with timestamps `ts0`, `ts0+1`, ...
     pub fn batch(values: &[&[u8]], ts0: i64) -> Vec<u8> {
-        let records: Vec<Record> = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: ts0 + i as i64,
-                key: None,
-                value: Some(Bytes::copy_from_slice(v)),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encode test batch");
-        buf.to_vec()
+        let mut b = BatchBuilder::new();
+        for (i, v) in values.iter().enumerate() {
+            b.push(None, Some(Bytes::copy_from_slice(v)), ts0 + i as i64);
+        }
+        b.build().expect("encode test batch").to_vec()
     }
 }
 

@@ -360,6 +360,22 @@ impl Broker {
         )?)
     }
 
+    /// Open the log of a partition that is new to the registry (a new topic or added partition).
+    /// A directory of that name left over from an earlier topic is discarded first, so its data
+    /// is never mixed in.
+    fn open_new_log(
+        &self,
+        rec: &TopicRecord,
+        partition: i32,
+        config: &TopicConfig,
+    ) -> Result<PartitionLog, BrokerError> {
+        let dir = self.partition_dir(&rec.name, partition);
+        if dir.exists() {
+            self.discard_dir(&dir)?;
+        }
+        self.open_log(rec, partition, config)
+    }
+
     /// Rename a partition directory to `<name>.<uuid>-delete`, make that durable, then remove it.
     /// Failures to remove are logged (the next open retries); failure to rename is an error.
     fn discard_dir(&self, dir: &Path) -> Result<(), BrokerError> {
@@ -476,15 +492,7 @@ impl Broker {
             .map_err(registry_err)?;
         let mut parts = Vec::with_capacity(partitions as usize);
         for p in 0..partitions {
-            let dir = self.partition_dir(name, p);
-            let opened = if dir.exists() {
-                // Left over from an earlier topic of this name; never mix its data in.
-                self.discard_dir(&dir)
-            } else {
-                Ok(())
-            }
-            .and_then(|()| self.open_log(&rec, p, &config));
-            match opened {
+            match self.open_new_log(&rec, p, &config) {
                 Ok(log) => parts.push(Arc::new(log)),
                 Err(e) => {
                     // Roll back: forget the topic, drop what was created.
@@ -580,14 +588,7 @@ impl Broker {
         let config = effective_config(&self.config.default_topic_config, name, &rec.overrides);
         let mut added = Vec::new();
         for p in rec.partitions..total {
-            let dir = self.partition_dir(name, p);
-            let opened = if dir.exists() {
-                self.discard_dir(&dir)
-            } else {
-                Ok(())
-            }
-            .and_then(|()| self.open_log(&rec, p, &config));
-            match opened {
+            match self.open_new_log(&rec, p, &config) {
                 Ok(log) => added.push(Arc::new(log)),
                 Err(e) => {
                     for (i, log) in added.iter().enumerate() {

@@ -1904,6 +1904,25 @@ mod tests {
     }
 
     /// One member joins (old-style, no two-step) and forms generation 1 alone.
+    /// [`single_stable_member`] `a`, then a second member `b` joins and `a` rejoins at `now`:
+    /// both have their generation-2 JoinGroup answers, neither has synced. Returns `(a, b)`.
+    fn second_member_joined(c: &GroupCoordinator, now: u64) -> (String, String) {
+        let a = single_stable_member(c);
+        let mut b = c.join_group(join_req("", &["range"]), now);
+        let mut a2 = c.join_group(join_req(&a, &["range"]), now);
+        let rb = ready(&mut b);
+        ready(&mut a2);
+        (a, rb.member_id)
+    }
+
+    /// [`second_member_joined`], then both sync generation 2 (empty assignments) at `now`.
+    fn two_stable_members(c: &GroupCoordinator, now: u64) -> (String, String) {
+        let (a, b) = second_member_joined(c, now);
+        ready(&mut sync(c, &a, 2, vec![], now));
+        ready(&mut sync(c, &b, 2, vec![], now));
+        (a, b)
+    }
+
     fn single_stable_member(c: &GroupCoordinator) -> String {
         let mut rx = c.join_group(join_req("", &["range"]), 0);
         let r = ready(&mut rx);
@@ -2054,22 +2073,15 @@ mod tests {
     #[test]
     fn members_that_do_not_rejoin_are_removed_at_rebalance_timeout() {
         let c = coordinator();
-        let a = single_stable_member(&c);
-        let mut b = c.join_group(join_req("", &["range"]), 0);
-        let mut a2 = c.join_group(join_req(&a, &["range"]), 0);
-        let rb = ready(&mut b);
-        ready(&mut a2);
-        let assign = vec![
-            (a.clone(), Bytes::from("1")),
-            (rb.member_id.clone(), Bytes::from("2")),
-        ];
+        let (a, b) = second_member_joined(&c, 0);
+        let assign = vec![(a.clone(), Bytes::from("1")), (b.clone(), Bytes::from("2"))];
         ready(&mut sync(&c, &a, 2, assign, 0));
-        ready(&mut sync(&c, &rb.member_id, 2, vec![], 0));
+        ready(&mut sync(&c, &b, 2, vec![], 0));
         // A third member joins; b keeps heartbeating but never rejoins.
         let mut d = c.join_group(join_req("", &["range"]), 1_000);
         let mut a3 = c.join_group(join_req(&a, &["range"]), 1_000);
         for t in (2_000..REBALANCE).step_by(2_000) {
-            let _ = hb(&c, &rb.member_id, 2, t);
+            let _ = hb(&c, &b, 2, t);
             c.tick(t);
         }
         pending(&mut a3);
@@ -2079,7 +2091,7 @@ mod tests {
         assert_eq!(rd.generation_id, 3);
         assert_eq!(ra.members.len(), 2);
         assert_eq!(
-            hb(&c, &rb.member_id, 3, 1_000 + REBALANCE),
+            hb(&c, &b, 3, 1_000 + REBALANCE),
             Err(GroupError::UnknownMemberId)
         );
     }
@@ -2087,13 +2099,7 @@ mod tests {
     #[test]
     fn session_timeout_evicts_and_rebalances() {
         let c = coordinator();
-        let a = single_stable_member(&c);
-        let mut b = c.join_group(join_req("", &["range"]), 100);
-        let mut a2 = c.join_group(join_req(&a, &["range"]), 100);
-        let rb = ready(&mut b);
-        ready(&mut a2);
-        ready(&mut sync(&c, &a, 2, vec![], 100));
-        ready(&mut sync(&c, &rb.member_id, 2, vec![], 100));
+        let (a, b) = two_stable_members(&c, 100);
         // a heartbeats, b goes silent.
         for t in (1_000..=SESSION + 100).step_by(1_000) {
             assert_eq!(hb(&c, &a, 2, t), Ok(()));
@@ -2110,7 +2116,7 @@ mod tests {
         assert_eq!(r.generation_id, 3);
         assert_eq!(r.members.len(), 1);
         assert_eq!(
-            hb(&c, &rb.member_id, 2, SESSION + 300),
+            hb(&c, &b, 2, SESSION + 300),
             Err(GroupError::UnknownMemberId)
         );
     }
@@ -2175,12 +2181,8 @@ mod tests {
     #[test]
     fn leader_leaving_during_sync_restarts_rebalance() {
         let c = coordinator();
-        let a = single_stable_member(&c);
-        let mut b = c.join_group(join_req("", &["range"]), 0);
-        let mut a2 = c.join_group(join_req(&a, &["range"]), 0);
-        let rb = ready(&mut b);
-        ready(&mut a2);
-        let mut sb = sync(&c, &rb.member_id, 2, vec![], 0);
+        let (a, b) = second_member_joined(&c, 0);
+        let mut sb = sync(&c, &b, 2, vec![], 0);
         pending(&mut sb);
         c.leave_group(
             "g",
@@ -2192,23 +2194,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ready(&mut sb).error, Some(GroupError::RebalanceInProgress));
-        let mut b2 = c.join_group(join_req(&rb.member_id, &["range"]), 2);
+        let mut b2 = c.join_group(join_req(&b, &["range"]), 2);
         let r = ready(&mut b2);
-        assert_eq!(r.leader, rb.member_id);
+        assert_eq!(r.leader, b);
         assert_eq!(r.generation_id, 3);
     }
 
     #[test]
     fn follower_rejoin_with_same_metadata_does_not_rebalance_but_leader_does() {
         let c = coordinator();
-        let a = single_stable_member(&c);
-        let mut b = c.join_group(join_req("", &["range"]), 0);
-        let mut a2 = c.join_group(join_req(&a, &["range"]), 0);
-        let rb = ready(&mut b);
-        ready(&mut a2);
-        ready(&mut sync(&c, &a, 2, vec![], 0));
-        ready(&mut sync(&c, &rb.member_id, 2, vec![], 0));
-        let r = ready(&mut c.join_group(join_req(&rb.member_id, &["range"]), 1));
+        let (a, b) = two_stable_members(&c, 0);
+        let r = ready(&mut c.join_group(join_req(&b, &["range"]), 1));
         assert_eq!(r.generation_id, 2);
         assert_eq!(state(&c), GroupState::Stable);
         let mut a3 = c.join_group(join_req(&a, &["range"]), 2);

@@ -1503,38 +1503,11 @@ pub(crate) mod tests {
 
     #[test]
     fn max_timestamp_offset_is_exact_after_recoveries() {
-        use kafka_protocol::records::{
-            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as Tt,
-        };
-        let recs: Vec<Record> = [5i64, 50, 50]
-            .iter()
-            .enumerate()
-            .map(|(i, ts)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: Tt::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: *ts,
-                key: None,
-                value: Some(Bytes::from_static(b"v")),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut second = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut second,
-            &recs,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
+        let mut second = crate::batch::BatchBuilder::new();
+        for ts in [5, 50, 50] {
+            second.push(None, Some(Bytes::from_static(b"v")), ts);
+        }
+        let second = second.build().unwrap();
         let s = SimStorage::new();
         let mut o = opts(Arc::new(s.clone()), true);
         o.config.index_interval_bytes = 1 << 20; // only the first batch is indexed

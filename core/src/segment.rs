@@ -881,6 +881,13 @@ impl Segment {
             self.log.set_len(pos).map_err(io_err(&self.log_path))?;
             self.log.sync().map_err(io_err(&self.log_path))?;
         }
+        self.rewrite_indexes(&mut st)?;
+        Ok(rec)
+    }
+
+    /// Seal the time index and rewrite both index files whole from the in-memory indexes (after
+    /// a recovery rebuilt them).
+    fn rewrite_indexes(&self, st: &mut SegState) -> Result<(), LogError> {
         st.seal_time_index(self.base_offset);
         let idx = st.index.encode_all();
         let tix = st.time_index.encode_all();
@@ -902,7 +909,7 @@ impl Segment {
         )?;
         st.index_file_len = FILE_HEADER_LEN + idx.len() as u64;
         st.time_file_len = FILE_HEADER_LEN + tix.len() as u64;
-        Ok(rec)
+        Ok(())
     }
 
     fn recover_quick(
@@ -990,27 +997,7 @@ impl Segment {
             }
         }
         if rec.rebuilt_index {
-            st.seal_time_index(self.base_offset);
-            let idx = st.index.encode_all();
-            let tix = st.time_index.encode_all();
-            st.index.clear_pending();
-            st.time_index.clear_pending();
-            rewrite_index(
-                &*self.index_file,
-                &self.index_path,
-                self,
-                FileKind::Index,
-                &idx,
-            )?;
-            rewrite_index(
-                &*self.time_file,
-                &self.time_path,
-                self,
-                FileKind::TimeIndex,
-                &tix,
-            )?;
-            st.index_file_len = FILE_HEADER_LEN + idx.len() as u64;
-            st.time_file_len = FILE_HEADER_LEN + tix.len() as u64;
+            self.rewrite_indexes(&mut st)?;
         }
         Ok(rec)
     }

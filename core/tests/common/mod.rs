@@ -5,49 +5,26 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use rill_core::batch::BatchBuilder;
 use rill_core::crypto::{CipherKind, Encryption, MasterKey};
 use rill_core::io::Storage;
 use rill_core::log::{FlushPolicy, LogOptions, PartitionLog};
 use rill_core::topic_config::{CleanupPolicy, TimestampType as TsType, TopicConfig};
 use uuid::Uuid;
 
-/// Encode one v2 batch; record i gets value `values[i]` and timestamp `ts[i]`.
+/// Encode one v2 batch; record i gets key `k`, value `values[i]` and timestamp `ts[i]`.
 pub fn batch_with_ts(values: &[Vec<u8>], ts: &[i64]) -> Vec<u8> {
-    let records: Vec<Record> = values
-        .iter()
-        .zip(ts)
-        .enumerate()
-        .map(|(i, (v, t))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: *t,
-            key: Some(Bytes::from_static(b"k")),
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.to_vec()
+    let mut b = BatchBuilder::new();
+    for (v, t) in values.iter().zip(ts) {
+        b.push(
+            Some(Bytes::from_static(b"k")),
+            Some(Bytes::copy_from_slice(v)),
+            *t,
+        );
+    }
+    b.build().expect("encode").to_vec()
 }
 
 /// One batch of `values` with timestamps ts0, ts0+1, ...

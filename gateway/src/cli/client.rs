@@ -400,6 +400,23 @@ pub struct TopicInfo {
     pub partitions: Vec<PartitionInfo>,
 }
 
+impl TopicInfo {
+    /// `partitions` grouped by the broker id of their leader (-1 for a partition without a
+    /// leader or missing from the metadata), in the given order within each group.
+    pub fn by_leader(&self, partitions: impl IntoIterator<Item = i32>) -> BTreeMap<i32, Vec<i32>> {
+        let mut groups: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for p in partitions {
+            let leader = self
+                .partitions
+                .iter()
+                .find(|i| i.partition == p)
+                .map_or(-1, |i| i.leader);
+            groups.entry(leader).or_default().push(p);
+        }
+        groups
+    }
+}
+
 /// A broker as the cluster metadata describes it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BrokerInfo {

@@ -205,18 +205,12 @@ async fn consume(client: &mut Client, args: &ConsumeArgs) -> anyhow::Result<Exit
     let mut buf = Vec::new();
     let limit_reached = |n: u64| args.count.is_some_and(|c| n >= c);
     while !limit_reached(printed) && positions.values().any(|p| !p.done) {
-        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-        for (p, pos) in &positions {
-            if !pos.done {
-                let leader = info
-                    .partitions
-                    .iter()
-                    .find(|i| i.partition == *p)
-                    .map(|i| i.leader)
-                    .unwrap_or(-1);
-                by_leader.entry(leader).or_default().push(*p);
-            }
-        }
+        let by_leader = info.by_leader(
+            positions
+                .iter()
+                .filter(|(_, pos)| !pos.done)
+                .map(|(p, _)| *p),
+        );
         let max_wait = if by_leader.len() > 1 {
             100
         } else {

@@ -1,5 +1,5 @@
 //! `rill produce TOPIC`: one record per line of standard input, batched into Kafka v2 record
-//! batches (kafka-protocol's `RecordBatchEncoder`, with the chosen compression) and sent to each
+//! batches (rill-core's `BatchBuilder`, with the chosen compression) and sent to each
 //! partition's leader.
 //!
 //! Lines are read on a blocking thread; the sender takes every line that is ready, lingers a few
@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
@@ -20,9 +20,7 @@ use kafka_protocol::messages::{
     ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use rill_core::batch::{BatchBuilder, Compression};
 use tokio::sync::mpsc;
 
 use super::client::{check, Client, ClientError, TopicInfo};
@@ -126,46 +124,24 @@ pub fn split_line(line: &[u8], separator: Option<&[u8]>) -> Line {
     }
 }
 
-/// Encodes records as one v2 record batch with `compression`.
+/// Encodes records as one v2 record batch with `compression` (no producer id, so the base
+/// sequence is -1).
 pub fn encode_batch(
     lines: &[Line],
     headers: &IndexMap<StrBytes, Option<Bytes>>,
     timestamp: i64,
     compression: Compression,
 ) -> Result<Bytes, anyhow::Error> {
-    let records: Vec<Record> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // No idempotence: the batch's base sequence must be -1. The encoder keeps records in
-            // one batch only while `offset - sequence` is constant, so the sequences count up
-            // from -1 (only the base sequence is written).
-            sequence: i as i32 - 1,
+    let mut b = BatchBuilder::new().compression(compression);
+    for l in lines {
+        b.push_with_headers(
+            l.key.clone(),
+            Some(l.value.clone()),
             timestamp,
-            key: l.key.clone(),
-            value: Some(l.value.clone()),
-            headers: headers.clone(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .context("encoding record batch")?;
-    Ok(buf.freeze())
+            headers.clone(),
+        );
+    }
+    b.build().context("encoding record batch")
 }
 
 fn now_ms() -> i64 {
@@ -349,16 +325,7 @@ async fn send(
     let mut attempt = 0;
     while !batches.is_empty() {
         attempt += 1;
-        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-        for p in batches.keys() {
-            let leader = topic
-                .partitions
-                .iter()
-                .find(|i| i.partition == *p)
-                .map(|i| i.leader)
-                .unwrap_or(-1);
-            by_leader.entry(leader).or_default().push(*p);
-        }
+        let by_leader = topic.by_leader(batches.keys().copied());
         let mut retry: Option<ClientError> = None;
         for (leader, parts) in by_leader {
             let req = ProduceRequest::default()
@@ -530,7 +497,7 @@ mod tests {
             );
             let sets = RecordBatchDecoder::decode_all(&mut batch).unwrap();
             assert_eq!(sets.len(), 1, "{c:?}");
-            assert_eq!(sets[0].compression, Compression::from(c));
+            assert_eq!(Compression::from(sets[0].compression), Compression::from(c));
             let recs = &sets[0].records;
             assert_eq!(recs.len(), 2);
             assert_eq!(recs[0].key.as_deref(), Some(&b"k1"[..]));

@@ -40,20 +40,14 @@ pub async fn handle(
             broker.create_partitions(&name, count, validate_only)
         })
         .await;
-        results.push(match outcome {
-            Ok(Ok(())) => {
+        results.push(match error_codes::blocking_broker_result(outcome) {
+            Ok(()) => {
                 if !validate_only {
                     tracing::info!(topic = %t.name.0, partitions = count, "grew topic");
                 }
                 result
             }
-            Ok(Err(e)) => {
-                let (code, msg) = error_codes::broker_error(&e);
-                result.with_error_code(code).with_error_message(msg)
-            }
-            Err(join) => result
-                .with_error_code(ResponseError::UnknownServerError.code())
-                .with_error_message(error_codes::message(join.to_string())),
+            Err((code, msg)) => result.with_error_code(code).with_error_message(msg),
         });
     }
     ResponseKind::CreatePartitions(CreatePartitionsResponse::default().with_results(results))

@@ -67,20 +67,14 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: CreateTopicsRequest) 
             broker.create_topic(&name, partitions, &overrides, validate_only)
         })
         .await;
-        let result = match outcome {
-            Ok(Ok(meta)) => {
+        let result = match error_codes::blocking_broker_result(outcome) {
+            Ok(meta) => {
                 if !validate_only {
                     tracing::info!(topic = %meta.name, partitions = meta.partitions, "created topic");
                 }
                 success(version, result, &meta)
             }
-            Ok(Err(e)) => {
-                let (code, msg) = error_codes::broker_error(&e);
-                result.with_error_code(code).with_error_message(msg)
-            }
-            Err(join) => result
-                .with_error_code(ResponseError::UnknownServerError.code())
-                .with_error_message(error_codes::message(join.to_string())),
+            Err((code, msg)) => result.with_error_code(code).with_error_message(msg),
         };
         results.push(result);
     }

@@ -63,18 +63,12 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: DeleteTopicsRequest) 
         let result = result
             .with_name(Some(TopicName(StrBytes::from_string(meta.name.clone()))))
             .with_topic_id(meta.id);
-        responses.push(match outcome {
-            Ok(Ok(())) => {
+        responses.push(match error_codes::blocking_broker_result(outcome) {
+            Ok(()) => {
                 tracing::info!(topic = %meta.name, "deleted topic");
                 result
             }
-            Ok(Err(e)) => {
-                let (code, msg) = error_codes::broker_error(&e);
-                result.with_error_code(code).with_error_message(msg)
-            }
-            Err(join) => result
-                .with_error_code(ResponseError::UnknownServerError.code())
-                .with_error_message(error_codes::message(join.to_string())),
+            Err((code, msg)) => result.with_error_code(code).with_error_message(msg),
         });
     }
     ResponseKind::DeleteTopics(DeleteTopicsResponse::default().with_responses(responses))

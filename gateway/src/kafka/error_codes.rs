@@ -39,7 +39,7 @@ pub fn producer_error_code(err: &rill_core::producer_state::ProducerError) -> i1
 /// Kafka error code of an invalid batch.
 pub fn batch_error_code(err: &BatchError) -> i16 {
     match err {
-        BatchError::Malformed(_) | BatchError::CrcMismatch { .. } => {
+        BatchError::Malformed(_) | BatchError::Encode(_) | BatchError::CrcMismatch { .. } => {
             ResponseError::CorruptMessage.code()
         }
         BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
@@ -84,6 +84,21 @@ pub fn broker_error(err: &BrokerError) -> (i16, Option<StrBytes>) {
 /// A protocol string from a message.
 pub fn message(msg: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(msg.into()))
+}
+
+/// The value of a broker call run on the blocking pool, or the `(code, message)` to answer with:
+/// the broker's error, or UNKNOWN_SERVER_ERROR when the task failed (panicked).
+pub fn blocking_broker_result<T>(
+    outcome: Result<Result<T, BrokerError>, tokio::task::JoinError>,
+) -> Result<T, (i16, Option<StrBytes>)> {
+    match outcome {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(broker_error(&e)),
+        Err(join) => Err((
+            ResponseError::UnknownServerError.code(),
+            message(join.to_string()),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -5,12 +5,10 @@
 use std::path::Path;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use indexmap::IndexMap;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
+use rill_core::batch::{BatchBuilder, Headers};
 use rill_gateway::config::{FileConfig, NodeSettings, Overrides, TlsFiles};
 use rill_gateway::serve::Node;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -143,41 +141,19 @@ pub async fn connect(addr: std::net::SocketAddr) -> Client<tokio::net::TcpStream
 
 /// A v2 batch of `values` (keys `k<i>`, one header), with `compression`.
 pub fn batch(values: &[&str], compression: Compression) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let mut headers = IndexMap::new();
-            headers.insert(
-                StrBytes::from_static_str("h"),
-                Some(Bytes::from_static(b"hv")),
-            );
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1,
-                timestamp: 1_700_000_000_000 + i as i64,
-                key: Some(Bytes::from(format!("k{i}"))),
-                value: Some(Bytes::from(v.to_string())),
-                headers,
-            }
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    let mut b = BatchBuilder::new().compression(compression.into());
+    for (i, v) in values.iter().enumerate() {
+        let mut headers = Headers::new();
+        headers.insert(
+            StrBytes::from_static_str("h"),
+            Some(Bytes::from_static(b"hv")),
+        );
+        b.push_with_headers(
+            Some(Bytes::from(format!("k{i}"))),
+            Some(Bytes::from(v.to_string())),
+            1_700_000_000_000 + i as i64,
+            headers,
+        );
+    }
+    b.build().unwrap()
 }
