@@ -1,8 +1,6 @@
 //! The node's storage facade: topics, their partition logs, configs, background maintenance
 //! (interval flush, retention, compaction, disk budget). The gateway talks to this type only.
 //!
-//! CONTRACT (signatures fixed).
-//!
 //! Data layout (Kafka's): `<data_dir>/meta.redb` (metadata, see `docs/metadata-format.md`) and one
 //! directory per partition, `<data_dir>/<topic>-<partition>/`. Topic creation persists the topic
 //! in the registry before creating its partition directories; deletion removes it from the

@@ -1,7 +1,5 @@
 //! The partition log: an ordered set of segments, offsets, high watermark, recovery, flushing.
 //!
-//! CONTRACT (signatures are fixed; bodies are being implemented).
-//!
 //! Concurrency: appends, rolls and retention are serialized by one writer mutex; reads take the
 //! segment map's read lock only to pick segments and then use positional reads, so they run
 //! concurrently with appends. Durability (group commit): [`PartitionLog::flush_to`] takes a flush
