@@ -28,6 +28,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use rill_core::broker::Broker;
+use rill_core::partitioner::partition_for_key;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, Connection};
@@ -67,47 +68,6 @@ fn header<'a>(r: &'a Record, name: &str) -> Option<&'a Option<Bytes>> {
         .map(|(_, v)| v)
 }
 
-/// Kafka's murmur2 (the default partitioner's hash).
-pub fn murmur2(data: &[u8]) -> i32 {
-    let seed: u32 = 0x9747_b28c;
-    let m: u32 = 0x5bd1_e995;
-    let r = 24;
-    let len = data.len();
-    let mut h: u32 = seed ^ (len as u32);
-    let chunks = data.chunks_exact(4);
-    let tail = chunks.remainder();
-    for c in chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        k = k.wrapping_mul(m);
-        k ^= k >> r;
-        k = k.wrapping_mul(m);
-        h = h.wrapping_mul(m);
-        h ^= k;
-    }
-    match tail.len() {
-        3 => {
-            h ^= u32::from(tail[2]) << 16;
-            h ^= u32::from(tail[1]) << 8;
-            h ^= u32::from(tail[0]);
-            h = h.wrapping_mul(m);
-        }
-        2 => {
-            h ^= u32::from(tail[1]) << 8;
-            h ^= u32::from(tail[0]);
-            h = h.wrapping_mul(m);
-        }
-        1 => {
-            h ^= u32::from(tail[0]);
-            h = h.wrapping_mul(m);
-        }
-        _ => {}
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(m);
-    h ^= h >> 15;
-    h as i32
-}
-
 /// Target partition of a record from `source_partition` when the target has `n` partitions:
 /// the same partition if it exists, else the key's murmur2 hash (Kafka's), else round robin.
 pub fn target_partition(source_partition: i32, n: i32, key: Option<&[u8]>) -> i32 {
@@ -115,7 +75,7 @@ pub fn target_partition(source_partition: i32, n: i32, key: Option<&[u8]>) -> i3
         return source_partition;
     }
     match key {
-        Some(k) => (murmur2(k) & 0x7fff_ffff) % n.max(1),
+        Some(k) => partition_for_key(k, n),
         None => source_partition % n.max(1),
     }
 }
@@ -762,20 +722,6 @@ mod tests {
         let v = origin_value("edge/1", "t.x", 3, 42);
         assert_eq!(parse_origin(v.as_bytes()), Some(("edge/1", "t.x", 3, 42)));
         assert_eq!(parse_origin(b"junk"), None);
-    }
-
-    #[test]
-    fn murmur2_matches_kafka() {
-        // Values from Kafka's UtilsTest.testMurmur2.
-        assert_eq!(murmur2(b"21"), -973932308);
-        assert_eq!(murmur2(b"foobar"), -790332482);
-        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
-        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
-        assert_eq!(
-            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
-            -58897971
-        );
-        assert_eq!(murmur2(b"abc"), 479470107);
     }
 
     #[test]

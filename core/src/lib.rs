@@ -30,6 +30,7 @@ pub mod log;
 pub mod maintenance;
 pub mod metadata;
 pub mod offset_store;
+pub mod partitioner;
 pub mod producer_state;
 pub mod retention;
 pub mod segment;

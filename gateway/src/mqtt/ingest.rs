@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use rill_core::broker::{Broker, BrokerError};
 use rill_core::log::{LogError, PartitionLog};
+use rill_core::partitioner::partition_for_key;
 
 use super::mapping::{Mapping, PayloadTransform};
 use super::records::{self, Message};
@@ -26,55 +27,6 @@ pub enum IngestError {
     BadCbor(String),
     #[error("durability wait failed: {0}")]
     Join(String),
-}
-
-/// Kafka's murmur2 hash (as used by its default partitioner).
-pub fn murmur2(data: &[u8]) -> i32 {
-    const SEED: u32 = 0x9747_b28c;
-    const M: u32 = 0x5bd1_e995;
-    const R: u32 = 24;
-    let len = data.len();
-    let mut h: u32 = SEED ^ (len as u32);
-    let chunks = data.chunks_exact(4);
-    let tail = chunks.remainder();
-    for c in chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        k = k.wrapping_mul(M);
-        k ^= k >> R;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M);
-        h ^= k;
-    }
-    match tail.len() {
-        3 => {
-            h ^= (tail[2] as u32) << 16;
-            h ^= (tail[1] as u32) << 8;
-            h ^= tail[0] as u32;
-            h = h.wrapping_mul(M);
-        }
-        2 => {
-            h ^= (tail[1] as u32) << 8;
-            h ^= tail[0] as u32;
-            h = h.wrapping_mul(M);
-        }
-        1 => {
-            h ^= tail[0] as u32;
-            h = h.wrapping_mul(M);
-        }
-        _ => {}
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
-}
-
-/// The partition Kafka's default partitioner picks for `key`.
-pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
-    if partitions <= 1 {
-        return 0;
-    }
-    (murmur2(key) & 0x7fff_ffff) % partitions
 }
 
 /// CBOR -> JSON for rules with `payload = "cbor-to-json"`.
@@ -283,20 +235,6 @@ impl Ingest {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn murmur2_matches_kafka() {
-        // Values from Kafka's UtilsTest.testMurmur2.
-        assert_eq!(murmur2(b"21"), -973932308);
-        assert_eq!(murmur2(b"foobar"), -790332482);
-        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
-        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
-        assert_eq!(
-            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
-            -58897971
-        );
-        assert_eq!(murmur2(b"abc"), 479470107);
-    }
 
     #[test]
     fn cbor_payloads_become_json() {
