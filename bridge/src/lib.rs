@@ -5,11 +5,13 @@
 //! - [`client`]: a small Kafka-protocol client (the edge dials out),
 //! - [`mirror`]: the engine (in-process source, resume from the target's `rill.origin` headers,
 //!   idempotent producer, reconnect with backoff and jitter),
+//! - [`priority`]: the scheduler that lets higher-priority mirrors send first,
 //! - [`standalone`]: `rill bridge --config FILE`.
 
 pub mod client;
 pub mod config;
 pub mod mirror;
+pub mod priority;
 pub mod standalone;
 
 pub use config::{BridgeConfig, MirrorConfig};

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, Connection};
 use crate::config::{MirrorConfig, TransferCompression};
+use crate::priority::Scheduler;
 
 /// Header carrying `node/topic/partition/offset` of a mirrored record's source.
 pub const ORIGIN_HEADER: &str = "rill.origin";
@@ -175,6 +176,7 @@ pub struct Bridge {
     node_name: String,
     mirrors: Vec<Arc<Mirror>>,
     shutdown: CancellationToken,
+    scheduler: Arc<Scheduler>,
 }
 
 impl Bridge {
@@ -187,11 +189,13 @@ impl Bridge {
     ) -> Bridge {
         let mut mirrors: Vec<Arc<Mirror>> = mirrors.into_iter().map(Arc::new).collect();
         mirrors.sort_by_key(|m| -m.config.priority);
+        let scheduler = Scheduler::for_priorities(mirrors.iter().map(|m| m.config.priority));
         Bridge {
             broker,
             node_name,
             mirrors,
             shutdown,
+            scheduler,
         }
     }
 
@@ -216,6 +220,7 @@ impl Bridge {
                                 partition: p,
                                 source_partitions: t.partitions,
                                 shutdown: self.shutdown.clone(),
+                                scheduler: self.scheduler.clone(),
                             };
                             tasks.spawn(task.run());
                         }
@@ -240,6 +245,7 @@ struct PartitionMirror {
     partition: i32,
     source_partitions: i32,
     shutdown: CancellationToken,
+    scheduler: Arc<Scheduler>,
 }
 
 fn jitter_ms(max: u64) -> u64 {
@@ -500,6 +506,7 @@ impl PartitionMirror {
         }
         tracing::info!(topic = %self.topic, partition = self.partition, target_topic = %ttopic,
             from = pos, "mirroring");
+        let mut lane = self.scheduler.lane(self.mirror.config.priority);
         let init = conn
             .call(
                 &InitProducerIdRequest::default()
@@ -537,6 +544,7 @@ impl PartitionMirror {
                 Err(e) => return Err(MirrorError::Source(e.to_string())),
             };
             if rr.records.is_empty() {
+                lane.idle();
                 if pos < rr.high_watermark {
                     return Err(MirrorError::Source(format!("no data readable at {pos}")));
                 }
@@ -603,6 +611,8 @@ impl PartitionMirror {
                 }
             }
             if !per_target.is_empty() {
+                // Higher-priority mirrors go first (see priority.rs); held until the ack.
+                let turn = lane.turn(bytes_out).await;
                 self.produce(
                     &mut conn,
                     &ttopic,
@@ -613,8 +623,10 @@ impl PartitionMirror {
                     &mut done,
                 )
                 .await?;
+                drop(turn);
                 let cap = self.mirror.config.bandwidth_bytes_per_sec;
                 if cap > 0 {
+                    lane.idle();
                     let secs = bytes_out as f64 / cap as f64;
                     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
                 }
