@@ -5,10 +5,11 @@
 //! 1. `dd ... conv=fdatasync` in the work directory, for context.
 //! 2. Starts central, and the edge without mirrors; fills the edge's `bulk` topic (librdkafka,
 //!    acks=all) with the backlog.
-//! 3. Restarts the edge with a bridge configuration (`bulk` priority 0, `alarms` priority 10,
-//!    both to central, zstd). From that moment a producer sends `--alarm-rate` records/s to the
+//! 3. Restarts the edge with a bridge configuration (`bulk` priority 0 with zstd, `alarms`
+//!    priority 10 uncompressed, both to central). From that moment a producer sends `--alarm-rate` records/s to the
 //!    edge's `alarms` (each value carries its send time) and a consumer on central's
-//!    `edge-01.alarms` measures each alarm's mirror latency (receive time minus send time).
+//!    `edge-01.alarms` (a LogAppendTime topic) measures each alarm's mirror latency: central's
+//!    append time minus the send time (ms resolution).
 //! 4. The drain ends when central's end offsets of `edge-01.bulk` reach the backlog's record
 //!    count; time and MB/s (values, 10^6 bytes) are printed with the alarm latency percentiles
 //!    and the CPU time each node used during the drain, as a table (what, ours, target, ratio).
@@ -27,7 +28,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Offset, Timestamp, TopicPartitionList};
 use rill_kafka_bench::disk::dd_fdatasync_mb_per_s;
 use rill_kafka_bench::latency::Latencies;
 use rill_kafka_bench::node::{default_rill_bin, RillNode};
@@ -49,7 +50,8 @@ struct Args {
     /// Alarms per second produced at the edge during the drain.
     #[arg(long, default_value_t = 200)]
     alarm_rate: u32,
-    /// Transfer compression of the mirrors (`zstd` or `none`).
+    /// Transfer compression of the bulk mirror (`zstd` or `none`; alarms: always `none`, tiny
+    /// batches gain nothing from it, and this librdkafka is built without zstd).
     #[arg(long, default_value = "zstd")]
     compression: String,
     /// The `rill` binary to start (default: the release build of this repository).
@@ -88,12 +90,24 @@ fn cpu_secs(pid: u32) -> Option<f64> {
 }
 
 fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    create_topic_with(bootstrap, topic, partitions, &[])
+}
+
+fn create_topic_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .context("creating the admin client")?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
     let results =
         futures_executor::block_on(admin.create_topics([&new], &opts)).context("CreateTopics")?;
     for r in results {
@@ -210,6 +224,10 @@ fn alarm_producer(
 ) -> std::thread::JoinHandle<anyhow::Result<()>> {
     std::thread::spawn(move || {
         let p = producer(&bootstrap, 0)?;
+        // Connect and learn the leader first: the samples measure the mirror, not client start.
+        p.client()
+            .fetch_metadata(Some("alarms"), Duration::from_secs(10))
+            .context("alarm producer metadata")?;
         let start = Instant::now();
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
@@ -233,39 +251,47 @@ fn alarm_producer(
     })
 }
 
-/// Consumes mirrored alarms at central; one latency sample per alarm.
+/// Consumes mirrored alarms at central; one latency sample per alarm: central's append time
+/// (LogAppendTime, ms) minus the send time in the value, so the consumer's own fetch delay is
+/// not counted.
 fn alarm_consumer(
     bootstrap: String,
     topic: String,
     stop: Arc<AtomicBool>,
     lat: Arc<Mutex<Latencies>>,
-) -> std::thread::JoinHandle<anyhow::Result<u64>> {
+) -> std::thread::JoinHandle<anyhow::Result<Vec<(u64, u64)>>> {
     std::thread::spawn(move || {
         let c = consumer(&bootstrap)?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&topic, 0, Offset::Beginning)
             .context("assignment")?;
         c.assign(&tpl).context("assign")?;
-        let mut got = 0u64;
+        // (send time, latency) in µs of every alarm, for the slowest ones in the report.
+        let mut samples = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             match c.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    let now = micros_now();
+                    let appended_ms = match m.timestamp() {
+                        Timestamp::LogAppendTime(ms) => ms,
+                        other => bail!("alarm at central without LogAppendTime: {other:?}"),
+                    };
+                    let now = u64::try_from(appended_ms).unwrap_or(0) * 1000;
                     let sent = m
                         .payload()
                         .and_then(|p| <[u8; 8]>::try_from(p).ok())
                         .map(u64::from_be_bytes)
                         .context("alarm without a send time")?;
+                    let us = now.saturating_sub(sent);
                     if let Ok(mut l) = lat.lock() {
-                        l.record(Duration::from_micros(now.saturating_sub(sent)));
+                        l.record(Duration::from_micros(us));
                     }
-                    got += 1;
+                    samples.push((sent, us));
                 }
                 Some(Err(e)) => bail!("alarm consume: {e}"),
                 None => {}
             }
         }
-        Ok(got)
+        Ok(samples)
     })
 }
 
@@ -275,7 +301,7 @@ fn bridge_config(dir: &Path, central: &str, compression: &str) -> anyhow::Result
         &path,
         format!(
             "[[mirror]]\ntopics = [\"alarms\"]\ntarget = \"{central}\"\npriority = 10\n\
-             compression = \"{compression}\"\n\n\
+             compression = \"none\"\n\n\
              [[mirror]]\ntopics = [\"bulk\"]\ntarget = \"{central}\"\npriority = 0\n\
              compression = \"{compression}\"\n"
         ),
@@ -318,7 +344,13 @@ fn main() -> anyhow::Result<()> {
     let bulk_target = format!("{NODE}.bulk");
     let alarms_target = format!("{NODE}.alarms");
     create_topic(&central.kafka, &bulk_target, args.partitions)?;
-    create_topic(&central.kafka, &alarms_target, 1)?;
+    // Central stamps the alarms with their append time: latency = append time - send time.
+    create_topic_with(
+        &central.kafka,
+        &alarms_target,
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )?;
 
     let records = args.backlog_mib * 1024 * 1024 / args.record_bytes as u64;
     let backlog_bytes = records as f64 * args.record_bytes as f64;
@@ -351,10 +383,20 @@ fn main() -> anyhow::Result<()> {
         );
     } // SIGTERM: the edge stops.
 
+    // The consumer at central is assigned and fetching before the mirror starts.
+    let stop_consumer = Arc::new(AtomicBool::new(false));
+    let lat = Arc::new(Mutex::new(Latencies::default()));
+    let consumer_thread = alarm_consumer(
+        central.kafka.clone(),
+        alarms_target.clone(),
+        stop_consumer.clone(),
+        lat.clone(),
+    );
     let cfg = bridge_config(work.path(), &central.kafka, &args.compression)?;
     let cfg_s = cfg.to_string_lossy().to_string();
     let central_cpu0 = cpu_secs(central.pid());
     let t0 = Instant::now();
+    let t0_us = micros_now();
     let edge = RillNode::start(
         &bin,
         &edge_dir,
@@ -367,15 +409,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     let stop_alarms = Arc::new(AtomicBool::new(false));
-    let stop_consumer = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
-    let lat = Arc::new(Mutex::new(Latencies::default()));
-    let consumer_thread = alarm_consumer(
-        central.kafka.clone(),
-        alarms_target.clone(),
-        stop_consumer.clone(),
-        lat.clone(),
-    );
     let producer_thread = alarm_producer(
         edge.kafka.clone(),
         args.alarm_rate,
@@ -426,10 +460,19 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     stop_consumer.store(true, Ordering::Relaxed);
-    let received = match consumer_thread.join() {
+    let mut samples = match consumer_thread.join() {
         Ok(r) => r?,
         Err(_) => bail!("the alarm consumer panicked"),
     };
+    let received = samples.len() as u64;
+    samples.sort_by_key(|&(_, us)| std::cmp::Reverse(us));
+    for (sent, us) in samples.iter().take(5) {
+        eprintln!(
+            "  slow alarm: sent {:.2} s after the edge's restart, {:.1} ms",
+            sent.saturating_sub(t0_us) as f64 / 1e6,
+            *us as f64 / 1e3
+        );
+    }
     match alarm_result {
         Ok(r) => r?,
         Err(_) => bail!("the alarm producer panicked"),
