@@ -40,6 +40,9 @@ pub const ORIGIN_HEADER: &str = "rill.origin";
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CHUNK_BYTES: usize = 1 << 20;
+/// Largest batch sent (uncompressed bound), below Kafka's default `max.message.bytes` (1 MiB):
+/// origin headers make a mirrored batch larger than the source's.
+const MAX_BATCH_BYTES: usize = 900 << 10;
 /// zstd level of transfer compression: level 1 compresses about twice as fast as the codec's
 /// default 3, and compression was most of the edge's CPU in a backlog drain (docs/benchmarks.md).
 const ZSTD_LEVEL: i32 = 1;
@@ -47,6 +50,14 @@ const ERR_TOPIC_EXISTS: i16 = 36;
 const ERR_DUPLICATE_SEQUENCE: i16 = 46;
 /// Errors retried on the same connection with the same sequence numbers.
 const RETRIABLE: &[i16] = &[7, 19, 20];
+
+/// An upper bound of a record's encoded size once mirrored with an origin header value of
+/// `origin_len` bytes (varints, its headers, the origin).
+fn encoded_size_bound(r: &Record, origin_len: usize) -> usize {
+    let len = |b: &Option<Bytes>| b.as_ref().map_or(0, |b| b.len());
+    let headers: usize = r.headers.iter().map(|(k, v)| 10 + k.len() + len(v)).sum();
+    64 + ORIGIN_HEADER.len() + origin_len + len(&r.key) + len(&r.value) + headers
+}
 
 /// The origin header value of a source record.
 pub fn origin_value(node: &str, topic: &str, partition: i32, offset: i64) -> String {
@@ -564,11 +575,17 @@ impl PartitionMirror {
             let mut per_target: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
             let mut next = pos;
             let mut bytes_out = 0usize;
-            for s in sets {
+            let mut batch_bytes = 0usize;
+            'records: for s in sets {
                 for r in s.records {
                     if r.offset < pos || r.control {
                         next = next.max(r.offset + 1);
                         continue;
+                    }
+                    // The batch (origin headers added) must fit the target's max.message.bytes.
+                    batch_bytes += encoded_size_bound(&r, self.node.len() + self.topic.len() + 32);
+                    if batch_bytes > MAX_BATCH_BYTES && !per_target.is_empty() {
+                        break 'records;
                     }
                     next = next.max(r.offset + 1);
                     if !self.mirror.passes(&r) {
@@ -748,6 +765,49 @@ mod tests {
         let v = origin_value("edge/1", "t.x", 3, 42);
         assert_eq!(parse_origin(v.as_bytes()), Some(("edge/1", "t.x", 3, 42)));
         assert_eq!(parse_origin(b"junk"), None);
+    }
+
+    #[test]
+    fn size_bound_covers_the_mirrored_encoding() {
+        // Records of many shapes, mirrored (origin header added), encoded one per batch: the
+        // bound on the source record covers the encoded record (batch header: 61 bytes).
+        for (key, value, headers) in [(0, 0, 0), (3, 100, 1), (40, 1024, 4), (0, 70_000, 20)] {
+            let mut r = Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: 7,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: 0,
+                sequence: 0,
+                timestamp: i64::MAX / 2,
+                key: (key > 0).then(|| Bytes::from(vec![b'k'; key])),
+                value: (value > 0).then(|| Bytes::from(vec![b'v'; value])),
+                headers: IndexMap::new(),
+            };
+            for h in 0..headers {
+                r.headers.insert(
+                    StrBytes::from_string(format!("header-{h}")),
+                    Some(Bytes::from(vec![b'h'; 30])),
+                );
+            }
+            let (node, topic) = ("a-long-edge-node-name", "t".repeat(249));
+            let bound = encoded_size_bound(&r, node.len() + topic.len() + 32);
+            let origin = origin_value(node, &topic, i32::MAX, i64::MAX);
+            r.headers.insert(
+                StrBytes::from_static_str(ORIGIN_HEADER),
+                Some(Bytes::from(origin)),
+            );
+            let mut buf = BytesMut::new();
+            let opts = RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            };
+            RecordBatchEncoder::encode(&mut buf, [&r], &opts).expect("encode");
+            assert!(buf.len() - 61 <= bound, "{} > {bound}", buf.len() - 61);
+        }
     }
 
     #[test]

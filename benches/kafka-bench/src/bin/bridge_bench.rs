@@ -50,6 +50,10 @@ struct Args {
     /// Alarms per second produced at the edge during the drain.
     #[arg(long, default_value_t = 200)]
     alarm_rate: u32,
+    /// Priority of the alarms mirror (bulk has 0; 0 here turns the scheduler's preference off, to
+    /// compare).
+    #[arg(long, default_value_t = 10)]
+    alarm_priority: i32,
     /// Transfer compression of the bulk mirror (`zstd` or `none`; alarms: always `none`, tiny
     /// batches gain nothing from it, and this librdkafka is built without zstd).
     #[arg(long, default_value = "zstd")]
@@ -295,12 +299,17 @@ fn alarm_consumer(
     })
 }
 
-fn bridge_config(dir: &Path, central: &str, compression: &str) -> anyhow::Result<PathBuf> {
+fn bridge_config(
+    dir: &Path,
+    central: &str,
+    compression: &str,
+    alarm_priority: i32,
+) -> anyhow::Result<PathBuf> {
     let path = dir.join("bridge.toml");
     std::fs::write(
         &path,
         format!(
-            "[[mirror]]\ntopics = [\"alarms\"]\ntarget = \"{central}\"\npriority = 10\n\
+            "[[mirror]]\ntopics = [\"alarms\"]\ntarget = \"{central}\"\npriority = {alarm_priority}\n\
              compression = \"none\"\n\n\
              [[mirror]]\ntopics = [\"bulk\"]\ntarget = \"{central}\"\npriority = 0\n\
              compression = \"{compression}\"\n"
@@ -392,7 +401,12 @@ fn main() -> anyhow::Result<()> {
         stop_consumer.clone(),
         lat.clone(),
     );
-    let cfg = bridge_config(work.path(), &central.kafka, &args.compression)?;
+    let cfg = bridge_config(
+        work.path(),
+        &central.kafka,
+        &args.compression,
+        args.alarm_priority,
+    )?;
     let cfg_s = cfg.to_string_lossy().to_string();
     let central_cpu0 = cpu_secs(central.pid());
     let t0 = Instant::now();
@@ -527,8 +541,9 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "\nbridge drain: {records} records x {} B on {} partitions, compression {}, \
-         {alarms_during_drain} alarms during the drain ({alarms_sent} sent, {received} received)\n",
-        args.record_bytes, args.partitions, args.compression
+         alarms priority {}, {alarms_during_drain} alarms during the drain ({alarms_sent} sent, \
+         {received} received)\n",
+        args.record_bytes, args.partitions, args.compression, args.alarm_priority
     );
     println!("{}", table.markdown("target"));
     if received != alarms_sent {
