@@ -171,7 +171,7 @@ impl Lane {
             st.next_ticket += 1;
             let level = st.levels.entry(priority).or_default();
             if was_ready {
-                level.ready -= 1;
+                level.ready = level.ready.saturating_sub(1);
             }
             level.waiting.push_back(t);
             t
@@ -201,7 +201,8 @@ impl Lane {
     pub fn idle(&mut self) {
         if self.state == LaneState::Ready {
             self.state = LaneState::Idle;
-            self.scheduler.update(self.priority, |l| l.ready -= 1);
+            self.scheduler
+                .update(self.priority, |l| l.ready = l.ready.saturating_sub(1));
         }
     }
 }
