@@ -13,6 +13,10 @@
 //! priority = 0                     # higher first (informational for now)
 //! bandwidth_bytes_per_sec = 0      # 0 = unlimited
 //! compression = "zstd"             # or "none"
+//! target_alias = "central"         # MM2 alias of the target in heartbeats
+//! emit_heartbeats = true           # one record a second to the target's `heartbeats`
+//! checkpoint_interval_ms = 5000    # consumer group checkpoints, 0 = none
+//! sync_group_offsets = true        # commit translated offsets on the target
 //! ```
 
 use serde::Deserialize;
@@ -68,6 +72,18 @@ fn default_rename() -> String {
     DEFAULT_RENAME.to_string()
 }
 
+fn default_target_alias() -> String {
+    "central".to_string()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_checkpoint_interval_ms() -> u64 {
+    5000
+}
+
 /// The default rename policy (MirrorMaker 2's default replication policy).
 pub const DEFAULT_RENAME: &str = "{node_name}.{topic}";
 
@@ -104,6 +120,18 @@ pub struct MirrorConfig {
     /// Transfer compression.
     #[serde(default)]
     pub compression: TransferCompression,
+    /// Alias of the target cluster in heartbeats (MM2's target cluster alias).
+    #[serde(default = "default_target_alias")]
+    pub target_alias: String,
+    /// Send a heartbeat a second to the target's `heartbeats` topic.
+    #[serde(default = "default_true")]
+    pub emit_heartbeats: bool,
+    /// How often consumer group checkpoints are written (0 = never).
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
+    /// Also commit the translated group offsets on the target.
+    #[serde(default = "default_true")]
+    pub sync_group_offsets: bool,
 }
 
 impl MirrorConfig {
@@ -120,6 +148,10 @@ impl MirrorConfig {
             priority: 0,
             bandwidth_bytes_per_sec: 0,
             compression: TransferCompression::Zstd,
+            target_alias: default_target_alias(),
+            emit_heartbeats: true,
+            checkpoint_interval_ms: default_checkpoint_interval_ms(),
+            sync_group_offsets: true,
         }
     }
 
@@ -206,6 +238,9 @@ rename = "{topic}"
         );
         assert_eq!(c.mirror[1].target_topic("edge-01", "alarms"), "alarms");
         assert_eq!(c.mirror[0].compression, TransferCompression::None);
+        assert_eq!(c.mirror[0].target_alias, "central");
+        assert!(c.mirror[0].emit_heartbeats && c.mirror[0].sync_group_offsets);
+        assert_eq!(c.mirror[0].checkpoint_interval_ms, 5000);
         assert!(BridgeConfig::parse("[[mirror]]\ntarget = \"x:1\"\n").is_err());
         assert!(BridgeConfig::parse(
             "[[mirror]]\ntopics=[\"a\"]\ntarget = \"x:1\"\nrename=\"x\"\n"

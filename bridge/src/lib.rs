@@ -5,12 +5,23 @@
 //! - [`client`]: a small Kafka-protocol client (the edge dials out),
 //! - [`mirror`]: the engine (in-process source, resume from the target's `rill.origin` headers,
 //!   idempotent producer, reconnect with backoff and jitter),
-//! - [`standalone`]: `rill bridge --config FILE`.
+//! - [`standalone`]: `rill bridge --config FILE`,
+//! - [`status`]: per-task state and lag (`GET /bridge/status`, `rill bridge status`),
+//! - [`checkpoint`]: offset syncs, consumer group checkpoints and offset translation,
+//! - [`heartbeats`]: the once-a-second `heartbeats` records,
+//! - [`mm2`]: MirrorMaker 2's heartbeat and checkpoint record formats,
+//! - [`control_topics`]: the bridge's own topics and group commits on a target.
 
+pub mod checkpoint;
 pub mod client;
 pub mod config;
+pub mod control_topics;
+pub mod heartbeats;
 pub mod mirror;
+pub mod mm2;
 pub mod standalone;
+pub mod status;
 
 pub use config::{BridgeConfig, MirrorConfig};
 pub use mirror::{Bridge, Mirror, ORIGIN_HEADER};
+pub use status::{BridgeStatus, StatusReport};

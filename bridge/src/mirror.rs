@@ -31,8 +31,10 @@ use rill_core::broker::Broker;
 use rill_core::partitioner::partition_for_key;
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::GroupOffsets;
 use crate::client::{ClientError, Connection};
 use crate::config::{MirrorConfig, TransferCompression};
+use crate::status::{BridgeStatus, MirrorState, PartitionStatus};
 
 /// Header carrying `node/topic/partition/offset` of a mirrored record's source.
 pub const ORIGIN_HEADER: &str = "rill.origin";
@@ -175,9 +177,23 @@ pub struct Bridge {
     node_name: String,
     mirrors: Vec<Arc<Mirror>>,
     shutdown: CancellationToken,
+    status: Arc<BridgeStatus>,
+    group_offsets: Option<Arc<dyn GroupOffsets>>,
 }
 
 impl Bridge {
+    /// Report status into `status` (e.g. the registry the admin HTTP API serves).
+    pub fn with_status(mut self, status: Arc<BridgeStatus>) -> Bridge {
+        self.status = status;
+        self
+    }
+
+    /// Translate and checkpoint the committed offsets of these consumer groups.
+    pub fn with_group_offsets(mut self, groups: Arc<dyn GroupOffsets>) -> Bridge {
+        self.group_offsets = Some(groups);
+        self
+    }
+
     /// A bridge over the node's broker.
     pub fn new(
         broker: Arc<Broker>,
@@ -192,6 +208,8 @@ impl Bridge {
             node_name,
             mirrors,
             shutdown,
+            status: BridgeStatus::new(),
+            group_offsets: None,
         }
     }
 
@@ -200,6 +218,16 @@ impl Bridge {
     pub async fn run(self) {
         let tasks = tokio_util::task::TaskTracker::new();
         let mut running: HashSet<(usize, String, i32)> = HashSet::new();
+        self.status.set_node(&self.node_name);
+        crate::heartbeats::start(&tasks, &self.mirrors, &self.node_name, &self.shutdown);
+        crate::checkpoint::start(
+            &tasks,
+            &self.mirrors,
+            &self.node_name,
+            &self.status,
+            self.group_offsets.clone(),
+            &self.shutdown,
+        );
         loop {
             for (i, m) in self.mirrors.iter().enumerate() {
                 for t in self.broker.topics() {
@@ -216,6 +244,14 @@ impl Bridge {
                                 partition: p,
                                 source_partitions: t.partitions,
                                 shutdown: self.shutdown.clone(),
+                                status: self.status.register(
+                                    i,
+                                    &m.config.target,
+                                    &t.name,
+                                    p,
+                                    &m.config.target_topic(&self.node_name, &t.name),
+                                    self.broker.partition(&t.name, p).ok(),
+                                ),
                             };
                             tasks.spawn(task.run());
                         }
@@ -240,6 +276,7 @@ struct PartitionMirror {
     partition: i32,
     source_partitions: i32,
     shutdown: CancellationToken,
+    status: Arc<PartitionStatus>,
 }
 
 fn jitter_ms(max: u64) -> u64 {
@@ -266,6 +303,7 @@ impl PartitionMirror {
             match res {
                 Ok(()) => return,
                 Err(e) => {
+                    self.status.failed(&e.to_string());
                     if started.elapsed() > Duration::from_secs(10) {
                         backoff = 100;
                     }
@@ -460,6 +498,7 @@ impl PartitionMirror {
                 if let Some(Some(v)) = header(r, ORIGIN_HEADER) {
                     if let Some((n, t, p, o)) = parse_origin(v) {
                         if n == self.node && t == self.topic && p == self.partition {
+                            self.status.seed(partition, o, r.offset);
                             return Ok(Some(o));
                         }
                     }
@@ -473,7 +512,9 @@ impl PartitionMirror {
 
     async fn session(&self) -> Result<(), MirrorError> {
         let ttopic = self.target_topic();
+        self.status.set_state(MirrorState::Connecting);
         let (mut conn, n) = self.prepare(&ttopic).await?;
+        self.status.set_state(MirrorState::Resuming);
         // Which target partitions this source partition writes to.
         let targets: Vec<i32> = if self.partition < n {
             vec![self.partition]
@@ -500,6 +541,7 @@ impl PartitionMirror {
         }
         tracing::info!(topic = %self.topic, partition = self.partition, target_topic = %ttopic,
             from = pos, "mirroring");
+        self.status.advanced(pos);
         let init = conn
             .call(
                 &InitProducerIdRequest::default()
@@ -540,6 +582,7 @@ impl PartitionMirror {
                 if pos < rr.high_watermark {
                     return Err(MirrorError::Source(format!("no data readable at {pos}")));
                 }
+                self.status.set_state(MirrorState::CaughtUp);
                 tokio::select! {
                     _ = self.shutdown.cancelled() => return Ok(()),
                     _ = hw_rx.changed() => {}
@@ -620,6 +663,7 @@ impl PartitionMirror {
                 }
             }
             pos = next;
+            self.status.advanced(pos);
         }
     }
 
@@ -678,7 +722,7 @@ impl PartitionMirror {
                 .with_name(TopicName(str_bytes(topic)))
                 .with_partition_data(parts)]);
         let mut attempt = 0;
-        loop {
+        let resp = loop {
             let resp = conn.call(&req, 8).await?;
             let mut retry = false;
             for t in &resp.responses {
@@ -698,11 +742,16 @@ impl PartitionMirror {
                 }
             }
             if !retry {
-                break;
+                break resp;
             }
             // Same request, same sequences: the target drops what it already has.
             attempt += 1;
             tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+        };
+        for p in resp.responses.iter().flat_map(|t| &t.partition_responses) {
+            if let (0, Some(recs)) = (p.error_code, per_target.get(&p.index)) {
+                self.status.produced(p.index, p.base_offset, recs);
+            }
         }
         for (t, (last, count)) in last_origin {
             let s = seqs.entry(t).or_insert(0);

@@ -107,6 +107,10 @@ pub struct Node {
     pub broker: Arc<Broker>,
     /// The node's metrics.
     pub metrics: Arc<Metrics>,
+    /// The consumer group coordinator (the bridge checkpoints its committed offsets).
+    pub groups: Arc<rill_core::group_coordinator::GroupCoordinator>,
+    /// The bridge's status registry, served at `GET /bridge/status`.
+    pub bridge_status: Arc<rill_bridge::BridgeStatus>,
     shutdown: CancellationToken,
     connections: TaskTracker,
     listeners: TaskTracker,
@@ -277,7 +281,7 @@ impl Node {
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
-        listeners.spawn(kafka::groups::run_ticker(groups, shutdown.clone()));
+        listeners.spawn(kafka::groups::run_ticker(groups.clone(), shutdown.clone()));
         listeners.spawn(kafka::server::run(
             ctx,
             kafka_listener,
@@ -297,7 +301,8 @@ impl Node {
                 let _ = task.await;
             }
         });
-        let router = admin_http::router(metrics.clone());
+        let bridge_status = rill_bridge::BridgeStatus::new();
+        let router = admin_http::router(metrics.clone(), bridge_status.clone());
         let http_shutdown = shutdown.clone();
         listeners.spawn(async move {
             let served = axum::serve(http_listener, router)
@@ -322,6 +327,8 @@ impl Node {
             http_addr,
             broker,
             metrics,
+            groups,
+            bridge_status,
             shutdown,
             connections,
             listeners,
@@ -437,6 +444,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     mirrors,
                     bridge_stop.clone(),
                 )
+                .with_status(node.bridge_status.clone())
+                .with_group_offsets(node.groups.clone())
                 .run(),
             )
         });

@@ -15,8 +15,10 @@
 //! - [`timestamp`]: parsing `--from-time`,
 //! - [`table`]: aligned human-readable tables,
 //! - [`group`]: the `group` subcommands (consumer groups, lag, offset resets),
-//! - [`device`]: `rill device add|list|remove` (MQTT credentials; local, not Kafka protocol).
+//! - [`device`]: `rill device add|list|remove` (MQTT credentials; local, not Kafka protocol),
+//! - [`bridge`]: `rill bridge status` (the node's admin HTTP API, not Kafka protocol).
 
+pub mod bridge;
 pub mod client;
 pub mod consume;
 pub mod device;
