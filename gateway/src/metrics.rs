@@ -154,6 +154,14 @@ impl Metrics {
         self.open_connections.dec();
     }
 
+    /// Add a collector computed at each scrape (e.g. the bridge's lag).
+    pub fn register_collector(
+        &mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) {
+        self.registry.register_collector(collector);
+    }
+
     /// Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -255,7 +255,12 @@ impl Node {
             .advertised_kafka
             .clone()
             .unwrap_or_else(|| advertised_for(kafka_addr));
-        let metrics = Arc::new(Metrics::new());
+        let bridge_status = rill_bridge::BridgeStatus::new();
+        let mut metrics = Metrics::new();
+        metrics.register_collector(Box::new(crate::bridge_metrics::BridgeCollector(
+            bridge_status.clone(),
+        )));
+        let metrics = Arc::new(metrics);
         let shutdown = CancellationToken::new();
         let groups_config = settings.groups.clone();
         let groups_broker = broker.clone();
@@ -301,7 +306,6 @@ impl Node {
                 let _ = task.await;
             }
         });
-        let bridge_status = rill_bridge::BridgeStatus::new();
         let router = admin_http::router(metrics.clone(), bridge_status.clone());
         let http_shutdown = shutdown.clone();
         listeners.spawn(async move {

@@ -215,6 +215,26 @@ fn consumer_group_fails_over_to_central_through_checkpoints_and_heartbeats_flow(
     }
 }
 
+/// The body of `GET /metrics` on the node's admin listener (plain HTTP/1.0).
+fn metrics(node: &Node) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(node.http_addr()).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    out
+}
+
+/// Sum of the samples of a metric family for the `metrics` topic.
+fn metric_sum(text: &str, name: &str) -> i64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{topic=\"metrics\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+        .sum()
+}
+
 fn status(edge: &Node) -> Value {
     let out = edge.cli_ok(
         &["bridge", "status", "--admin", edge.http_addr(), "--json"],
@@ -275,6 +295,9 @@ fn bridge_status_shows_the_backlog_while_central_is_down_then_zero_lag() {
         // bridge_produce.py stamps records in 2023.
         assert!(p["lag_seconds"].as_f64().unwrap_or(0.0) > 86_400.0, "{p}");
     }
+    let m = metrics(&edge);
+    assert_eq!(metric_sum(&m, "rill_bridge_lag_records"), 500, "{m}");
+    assert_eq!(metric_sum(&m, "rill_bridge_connected"), 0, "{m}");
     let table = edge.cli_ok(&["bridge", "status", "--admin", edge.http_addr()], b"");
     assert!(
         table.contains("LAG RECORDS")
@@ -292,6 +315,14 @@ fn bridge_status_shows_the_backlog_while_central_is_down_then_zero_lag() {
         .map(|p| p["records_mirrored"].as_u64().unwrap_or(0))
         .sum();
     assert_eq!(mirrored, 500);
+    let m = metrics(&edge);
+    assert_eq!(metric_sum(&m, "rill_bridge_lag_records"), 0, "{m}");
+    assert_eq!(metric_sum(&m, "rill_bridge_connected"), 2, "{m}");
+    assert_eq!(
+        metric_sum(&m, "rill_bridge_mirrored_records_total"),
+        500,
+        "{m}"
+    );
     for p in &parts {
         assert_eq!(p["lag_seconds"].as_f64(), Some(0.0), "{p}");
         assert_eq!(p["next_offset"], p["high_watermark"], "{p}");
