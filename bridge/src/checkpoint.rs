@@ -10,7 +10,9 @@
 //! `{node_name}.checkpoints.internal` on the target (one partition, compacted). With
 //! `sync_group_offsets` it also commits the translated offsets for the same group on the target
 //! (only forward, and only while that group has no active members there), so a consumer that
-//! fails over to central continues where it stopped at the edge.
+//! fails over to central continues where it stopped at the edge. A group behind the oldest sync
+//! (e.g. behind the resume point after a restart) is translated by bisecting the target
+//! partition on the records' `rill.origin` offsets.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -21,10 +23,12 @@ use rill_core::offset_store::OffsetStore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use kafka_protocol::records::Record;
+
 use crate::control_topics::TargetClient;
-use crate::mirror::Mirror;
+use crate::mirror::{parse_origin, Mirror, ORIGIN_HEADER};
 use crate::mm2::Checkpoint;
-use crate::status::BridgeStatus;
+use crate::status::{BridgeStatus, PartitionStatus};
 
 /// Most runs kept per source partition (the oldest are forgotten first).
 pub const MAX_RUNS: usize = 4096;
@@ -85,6 +89,11 @@ impl OffsetSyncs {
         while self.runs.len() > MAX_RUNS {
             self.runs.pop_front();
         }
+    }
+
+    /// The oldest known (source, target) pair.
+    pub fn first(&self) -> Option<(i64, i64)> {
+        self.runs.front().map(|r| (r.source, r.target))
     }
 
     /// The mirror will next process source offset `next`.
@@ -189,6 +198,7 @@ pub fn start(
             client: TargetClient::new(&m.config.target),
             emitted: HashMap::new(),
             synced: HashMap::new(),
+            looked_up: HashMap::new(),
             topic_ready: false,
         };
         tasks.spawn(task.run(shutdown.clone()));
@@ -208,6 +218,8 @@ struct CheckpointTask {
     emitted: HashMap<CheckpointKey, (i64, i64)>,
     /// Last offset committed on the target per (group, target topic, partition).
     synced: HashMap<CheckpointKey, i64>,
+    /// Lookups on the target: (source topic, partition, committed) -> target offset.
+    looked_up: HashMap<(String, i32, i64), i64>,
     topic_ready: bool,
 }
 
@@ -232,7 +244,7 @@ impl CheckpointTask {
     }
 
     /// The current translations of this mirror's groups.
-    fn translations(&self) -> Vec<Checkpoint> {
+    async fn translations(&mut self) -> Vec<Checkpoint> {
         let mut out = Vec::new();
         for g in self.groups.committed() {
             if g.offset < 0 {
@@ -241,7 +253,11 @@ impl CheckpointTask {
             let Some(e) = self.status.find(self.mirror_index, &g.topic, g.partition) else {
                 continue;
             };
-            if let Some(d) = e.translate(g.offset) {
+            let translated = match e.translate(g.offset) {
+                Some(d) => Some(d),
+                None => self.look_up(&e, g.offset).await,
+            };
+            if let Some(d) = translated {
                 out.push(Checkpoint {
                     group: g.group,
                     topic: e.target_topic.clone(),
@@ -255,8 +271,77 @@ impl CheckpointTask {
         out
     }
 
+    /// For a group behind the oldest offset sync (e.g. behind the resume point after a
+    /// restart): the first target offset holding a record from a source offset >= `committed`,
+    /// found by bisecting the target partition (its records' source offsets grow with their
+    /// target offsets). Results are cached.
+    async fn look_up(&mut self, e: &PartitionStatus, committed: i64) -> Option<i64> {
+        let (first_source, first_target) = e.first_sync()?;
+        if committed >= first_source {
+            return None;
+        }
+        let key = (e.topic.clone(), e.partition, committed);
+        if let Some(d) = self.looked_up.get(&key) {
+            return Some(*d);
+        }
+        let source_of = |r: &Record| -> Option<i64> {
+            let (n, t, p, o) = r
+                .headers
+                .iter()
+                .find(|(k, _)| k.as_str() == ORIGIN_HEADER)
+                .and_then(|(_, v)| v.as_deref())
+                .and_then(parse_origin)?;
+            (n == self.node && t == e.topic && p == e.partition).then_some(o)
+        };
+        let mut lo = match self.client.earliest(&e.target_topic, e.partition).await {
+            Ok(o) => o,
+            Err(err) => {
+                tracing::debug!(error = %err, "offset lookup on the target failed");
+                return None;
+            }
+        };
+        // Invariant: the answer is in [lo, hi]; the record at hi is from a source offset >=
+        // committed. A position with no record before the next one is equivalent to it.
+        let mut hi = first_target;
+        for _ in 0..128 {
+            if lo >= hi {
+                break;
+            }
+            let mid = lo + (hi - lo) / 2;
+            let r = match self
+                .client
+                .record_at(&e.target_topic, e.partition, mid)
+                .await
+            {
+                Ok(Some(r)) => r,
+                Ok(None) => return None,
+                Err(err) => {
+                    tracing::debug!(error = %err, "offset lookup on the target failed");
+                    return None;
+                }
+            };
+            // A record from elsewhere (a shared target topic): no translation.
+            let source = source_of(&r)?;
+            if source >= committed {
+                hi = mid;
+            } else {
+                lo = r.offset + 1;
+            }
+        }
+        if lo < hi {
+            return None;
+        }
+        if self.looked_up.len() >= 10_000 {
+            self.looked_up.clear();
+        }
+        self.looked_up.insert(key, hi);
+        tracing::debug!(topic = %e.topic, partition = e.partition, committed, target_offset = hi,
+            "group offset translated by a lookup on the target");
+        Some(hi)
+    }
+
     async fn round(&mut self) -> Result<(), crate::mirror::MirrorError> {
-        let all = self.translations();
+        let all = self.translations().await;
         let fresh: Vec<&Checkpoint> = all
             .iter()
             .filter(|c| {

@@ -213,6 +213,11 @@ impl PartitionStatus {
         lock(&self.syncs).translate(committed)
     }
 
+    /// The oldest known (source, target) offset sync.
+    pub fn first_sync(&self) -> Option<(i64, i64)> {
+        lock(&self.syncs).first()
+    }
+
     /// This partition's report, with the lag computed from the source log now.
     pub fn report(&self) -> PartitionReport {
         let (state, next, last_error) = {

@@ -6,8 +6,9 @@ Phases (stdout ends with one JSON line `RESULT {...}` before OK):
 - wait-committed: poll GROUP's committed offsets of TOPIC until they equal EXPECT (p:o,...).
 - central-consume: group GROUP subscribes to TOPIC and reads exactly COUNT records (then stays
   quiet for IDLE seconds to catch extra ones); result: the values.
-- checkpoints: read TOPIC (MM2 checkpoints) from the start and decode every record with MM2's
-  Checkpoint format, independently of the bridge's code.
+- checkpoints: read TOPIC (MM2 checkpoints) from the start, decoding every record with MM2's
+  Checkpoint format independently of the bridge's code, until for each partition p:o of EXPECT
+  one with upstream offset o was seen; result: those checkpoints.
 - heartbeats: read TOPIC (MM2 heartbeats) until at least COUNT records and decode them.
 - origin: the rill.origin header of the record at OFFSET of TOPIC[PARTITION].
 """
@@ -141,8 +142,26 @@ def main():
         c.close()
         result = {"values": values}
     elif a.phase == "checkpoints":
-        msgs = read_all(a.bootstrap, a.topic, 0, a.count, a.timeout)
-        result = {"checkpoints": [decode_checkpoint(m.key(), m.value()) for m in msgs]}
+        want = {int(p): int(o) for p, o in (x.split(":") for x in a.expect.split(","))}
+        c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": rilltest.unique("raw"),
+                      "enable.auto.commit": False, "fetch.wait.max.ms": 100,
+                      "topic.metadata.refresh.interval.ms": 500})
+        c.assign([TopicPartition(a.topic, 0, 0)])
+        found = {}
+        seen = []
+        deadline = time.monotonic() + a.timeout
+        while len(found) < len(want):
+            m = c.poll(0.2)
+            check(time.monotonic() < deadline,
+                  f"checkpoints for {want} not all seen; seen {seen[-10:]}")
+            if m is None or m.error() is not None:
+                continue
+            cp = decode_checkpoint(m.key(), m.value())
+            seen.append(cp)
+            if want.get(cp["partition"]) == cp["upstream"]:
+                found[cp["partition"]] = cp
+        c.close()
+        result = {"checkpoints": list(found.values())}
     elif a.phase == "heartbeats":
         msgs = read_all(a.bootstrap, a.topic, 0, a.count, a.timeout)
         result = {"heartbeats": [decode_heartbeat(m.key(), m.value()) for m in msgs]}

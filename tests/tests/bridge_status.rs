@@ -38,28 +38,16 @@ fn groups(node: &Node, args: &[&str]) -> Value {
     result(&node.python("bridge_groups.py", args))
 }
 
-#[test]
-fn consumer_group_fails_over_to_central_through_checkpoints_and_heartbeats_flow() {
-    let port = free_port();
-    let central = start_central(port);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("bridge.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[mirror]]\nall_topics = true\ntarget = \"127.0.0.1:{port}\"\n\
-             checkpoint_interval_ms = 300\n"
-        ),
-    )
-    .expect("write config");
-    let cfg = cfg.to_string_lossy().to_string();
-    let edge = Node::start_with(&["--node-name", "edge-01", "--bridge-config", &cfg]);
-    edge.python(
-        "bridge_produce.py",
-        &["--topic", "orders", "--partitions", "3", "--count", "1000"],
-    );
-    let edge_read = groups(
-        &edge,
+/// The edge group reads `count` more records of `orders` and commits; returns the values read,
+/// and updates `committed` and `ends` (per partition).
+fn edge_consume(
+    edge: &Node,
+    count: usize,
+    committed: &mut BTreeMap<i32, i64>,
+    ends: &mut BTreeMap<i32, i64>,
+) -> Vec<String> {
+    let r = groups(
+        edge,
         &[
             "--phase",
             "edge-consume",
@@ -68,34 +56,37 @@ fn consumer_group_fails_over_to_central_through_checkpoints_and_heartbeats_flow(
             "--group",
             "g1",
             "--count",
-            "600",
+            &count.to_string(),
         ],
     );
-    let edge_values: Vec<String> = edge_read["values"]
+    for (key, map) in [("committed", &mut *committed), ("ends", &mut *ends)] {
+        for (p, o) in r[key].as_object().expect(key) {
+            map.insert(p.parse().expect("partition"), o.as_i64().expect("offset"));
+        }
+    }
+    let values: Vec<String> = r["values"]
         .as_array()
         .expect("values")
         .iter()
         .map(|v| v.as_str().expect("str").to_string())
         .collect();
-    assert_eq!(edge_values.len(), 600);
-    let committed: BTreeMap<i32, i64> = edge_read["committed"]
-        .as_object()
-        .expect("committed")
-        .iter()
-        .map(|(p, o)| (p.parse().expect("partition"), o.as_i64().expect("offset")))
-        .collect();
-    assert_eq!(committed.values().sum::<i64>(), 600, "{committed:?}");
+    assert_eq!(values.len(), count);
+    values
+}
 
-    // The checkpoints on central, decoded with MM2's format by the script.
+/// Waits for central's checkpoints of the edge's `committed` offsets, checks each against the
+/// mirrored records, then waits until group g1 on central has the translated offsets.
+fn check_checkpoints(central: &Node, committed: &BTreeMap<i32, i64>, ends: &BTreeMap<i32, i64>) {
+    let expect: Vec<String> = committed.iter().map(|(p, o)| format!("{p}:{o}")).collect();
     let cps = groups(
-        &central,
+        central,
         &[
             "--phase",
             "checkpoints",
             "--topic",
             "edge-01.checkpoints.internal",
-            "--count",
-            &committed.len().to_string(),
+            "--expect",
+            &expect.join(","),
         ],
     );
     let mut translated: BTreeMap<i32, i64> = BTreeMap::new();
@@ -106,17 +97,14 @@ fn consumer_group_fails_over_to_central_through_checkpoints_and_heartbeats_flow(
         let up = cp["upstream"].as_i64().expect("upstream");
         let down = cp["downstream"].as_i64().expect("downstream");
         assert_eq!(Some(&up), committed.get(&p), "{cp}");
-        let end = edge_read["ends"][p.to_string()]
-            .as_i64()
-            .expect("end offset");
-        if up == end {
+        if Some(&up) == ends.get(&p) {
             // The group read the whole partition: the target's next offset (the target holds
             // exactly the same records, no filters).
-            assert_eq!(down, end, "{cp}");
+            assert_eq!(Some(&down), ends.get(&p), "{cp}");
         } else {
             // The downstream offset holds the record the group would read next at the edge.
             let origin = groups(
-                &central,
+                central,
                 &[
                     "--phase",
                     "origin",
@@ -139,11 +127,9 @@ fn consumer_group_fails_over_to_central_through_checkpoints_and_heartbeats_flow(
         translated.insert(p, down);
     }
     assert_eq!(translated.len(), committed.len());
-
-    // The group's offsets were committed on central too; a consumer there gets the rest.
     let expect: Vec<String> = translated.iter().map(|(p, o)| format!("{p}:{o}")).collect();
     groups(
-        &central,
+        central,
         &[
             "--phase",
             "wait-committed",
@@ -155,6 +141,44 @@ fn consumer_group_fails_over_to_central_through_checkpoints_and_heartbeats_flow(
             &expect.join(","),
         ],
     );
+}
+
+#[test]
+fn consumer_group_fails_over_to_central_through_checkpoints_and_heartbeats_flow() {
+    let port = free_port();
+    let central = start_central(port);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bridge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[mirror]]\nall_topics = true\ntarget = \"127.0.0.1:{port}\"\n\
+             checkpoint_interval_ms = 300\n"
+        ),
+    )
+    .expect("write config");
+    let cfg = cfg.to_string_lossy().to_string();
+    let mut edge = Node::start_with(&["--node-name", "edge-01", "--bridge-config", &cfg]);
+    edge.python(
+        "bridge_produce.py",
+        &["--topic", "orders", "--partitions", "3", "--count", "1000"],
+    );
+    let mut committed = BTreeMap::new();
+    let mut ends = BTreeMap::new();
+    // Translated from the offset syncs of the running mirror.
+    let mut edge_values = edge_consume(&edge, 300, &mut committed, &mut ends);
+    check_checkpoints(&central, &committed, &ends);
+    // After a restart the mirror knows only its resume point; the group, behind it, is
+    // translated by a lookup on the target.
+    edge.restart();
+    poll_status(&edge, "orders", "the mirror caught up again", |parts| {
+        parts.len() == 3 && parts.iter().all(|p| p["state"] == "caught_up")
+    });
+    edge_values.extend(edge_consume(&edge, 300, &mut committed, &mut ends));
+    assert_eq!(committed.values().sum::<i64>(), 600, "{committed:?}");
+    check_checkpoints(&central, &committed, &ends);
+
+    // A consumer of the same group on central gets exactly the other 400.
     let central_read = groups(
         &central,
         &[
@@ -243,7 +267,12 @@ fn status(edge: &Node) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("status json: {e}: {out}"))
 }
 
-fn poll_status(edge: &Node, what: &str, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+fn poll_status(
+    edge: &Node,
+    topic: &str,
+    what: &str,
+    cond: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let s = status(edge);
@@ -251,7 +280,7 @@ fn poll_status(edge: &Node, what: &str, cond: impl Fn(&[Value]) -> bool) -> Vec<
             .as_array()
             .expect("partitions")
             .iter()
-            .filter(|p| p["topic"] == "metrics")
+            .filter(|p| p["topic"] == topic)
             .cloned()
             .collect();
         if cond(&parts) {
@@ -281,9 +310,12 @@ fn bridge_status_shows_the_backlog_while_central_is_down_then_zero_lag() {
             .map(|p| p["lag_records"].as_i64().unwrap_or(-1))
             .sum::<i64>()
     };
-    let parts = poll_status(&edge, "a backlog of 500 in 2 partitions", |parts| {
-        parts.len() == 2 && lag(parts) == 500
-    });
+    let parts = poll_status(
+        &edge,
+        "metrics",
+        "a backlog of 500 in 2 partitions",
+        |parts| parts.len() == 2 && lag(parts) == 500,
+    );
     for p in &parts {
         let state = p["state"].as_str().unwrap_or("");
         assert!(
@@ -307,7 +339,7 @@ fn bridge_status_shows_the_backlog_while_central_is_down_then_zero_lag() {
     );
 
     let _central = start_central(port);
-    let parts = poll_status(&edge, "zero lag once central is up", |parts| {
+    let parts = poll_status(&edge, "metrics", "zero lag once central is up", |parts| {
         parts.len() == 2 && lag(parts) == 0 && parts.iter().all(|p| p["state"] == "caught_up")
     });
     let mirrored: u64 = parts
