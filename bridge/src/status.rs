@@ -8,8 +8,8 @@
 //!   not processed yet, including ones its filters will skip). Until the task has reached the
 //!   target once, where it continues is unknown and the log start is used;
 //! - lag bytes: an estimate, lag records times the partition's average stored bytes per record
-//!   (segment bytes on disk divided by the records they hold), so batch overhead and the log's
-//!   compression are included;
+//!   (segment and index bytes on disk divided by the records they hold), so batch overhead and
+//!   the log's compression are included;
 //! - lag seconds: now minus the timestamp of the oldest unmirrored record (0 when caught up).
 //!
 //! Each entry also holds the offset syncs (source offset to target offset) that the checkpoint

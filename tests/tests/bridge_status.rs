@@ -313,8 +313,12 @@ fn bridge_status_shows_the_backlog_while_central_is_down_then_zero_lag() {
     let parts = poll_status(
         &edge,
         "metrics",
-        "a backlog of 500 in 2 partitions",
-        |parts| parts.len() == 2 && lag(parts) == 500,
+        "a backlog of 500 in 2 partitions, each after a failed connection",
+        |parts| {
+            parts.len() == 2
+                && lag(parts) == 500
+                && parts.iter().all(|p| p["last_error"].is_string())
+        },
     );
     for p in &parts {
         let state = p["state"].as_str().unwrap_or("");
