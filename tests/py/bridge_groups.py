@@ -1,6 +1,8 @@
 """Consumer group fail-over through the bridge's checkpoints, and its MM2 topics.
 
 Phases (stdout ends with one JSON line `RESULT {...}` before OK):
+- produce: COUNT records "v<i>" (keys "k<i % 13>", current timestamps, so that time retention
+  keeps them across restarts) to TOPIC, created with PARTITIONS.
 - edge-consume: group GROUP reads COUNT records of TOPIC, commits synchronously, closes;
   result: the values read, the committed offset and the end offset per partition.
 - wait-committed: poll GROUP's committed offsets of TOPIC until they equal EXPECT (p:o,...).
@@ -17,7 +19,8 @@ import json
 import struct
 import time
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 import rilltest
 from rilltest import check
@@ -81,9 +84,24 @@ def main():
     ap.add_argument("--partition", type=int, default=0)
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=90)
+    ap.add_argument("--partitions", type=int, default=3)
     a = ap.parse_args()
     result = {}
-    if a.phase == "edge-consume":
+    if a.phase == "produce":
+        admin = AdminClient({"bootstrap.servers": a.bootstrap})
+        for f in admin.create_topics([NewTopic(a.topic, num_partitions=a.partitions,
+                                               replication_factor=1)]).values():
+            f.result(15)
+        p = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": 5,
+                      "enable.idempotence": True})
+        errors = []
+        for i in range(a.count):
+            p.produce(a.topic, key=f"k{i % 13}".encode(), value=f"v{i}".encode(),
+                      on_delivery=lambda err, m: errors.append(err) if err else None)
+        check(p.flush(60) == 0, "undelivered records")
+        check(not errors, f"errors: {errors[:3]}")
+        result = {"produced": a.count}
+    elif a.phase == "edge-consume":
         c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": a.group,
                       "enable.auto.commit": False, "auto.offset.reset": "earliest"})
         c.subscribe([a.topic])

@@ -159,9 +159,18 @@ fn consumer_group_fails_over_to_central_through_checkpoints_and_heartbeats_flow(
     .expect("write config");
     let cfg = cfg.to_string_lossy().to_string();
     let mut edge = Node::start_with(&["--node-name", "edge-01", "--bridge-config", &cfg]);
-    edge.python(
-        "bridge_produce.py",
-        &["--topic", "orders", "--partitions", "3", "--count", "1000"],
+    groups(
+        &edge,
+        &[
+            "--phase",
+            "produce",
+            "--topic",
+            "orders",
+            "--partitions",
+            "3",
+            "--count",
+            "1000",
+        ],
     );
     let mut committed = BTreeMap::new();
     let mut ends = BTreeMap::new();
