@@ -609,6 +609,9 @@ impl PartitionPull {
         tokio::task::spawn_blocking(move || {
             let mut done = HashMap::new();
             for (t, log) in logs {
+                // Make an earlier session's appends durable and visible (high watermark)
+                // before looking for them, should its flush have failed.
+                log.flush_to(log.log_end_offset() - 1)?;
                 done.insert(t, last_pulled(&log, &alias, &topic, p)?.unwrap_or(-1));
             }
             Ok(done)
@@ -630,6 +633,7 @@ impl PartitionPull {
             local = %self.local_topic, from = pos, "pulling");
         // Under a bandwidth cap, fetch about a quarter second's worth at a time.
         let cap = self.mirror.config.bandwidth_bytes_per_sec;
+        let mut caught_up = false;
         let fetch_bytes = match cap {
             0 => FETCH_BYTES,
             c => (c / 4).clamp(1024, FETCH_BYTES as u64) as i32,
@@ -667,6 +671,12 @@ impl PartitionPull {
                     part.error_code
                 )));
             }
+            // read_committed: the end is the last stable offset.
+            let end = if part.last_stable_offset >= 0 {
+                part.last_stable_offset
+            } else {
+                part.high_watermark
+            };
             let data = part.records.clone().unwrap_or_default();
             let batches = whole_batches(&data);
             if batches.is_empty() {
@@ -675,8 +685,10 @@ impl PartitionPull {
                     // batch at the fetch position, so this is not expected; retry later.
                     tracing::debug!(pos, bytes = data.len(), "partial batch only");
                 }
+                self.note_caught_up(&mut caught_up, pos, end);
                 continue;
             }
+            caught_up = false;
             let mut filter = AbortedFilter::new(part.aborted_transactions.as_ref());
             let mut pending: BTreeMap<i32, Pending> = BTreeMap::new();
             let mut next = pos;
@@ -723,6 +735,7 @@ impl PartitionPull {
                 done.insert(t, p.last);
             }
             pos = next;
+            self.note_caught_up(&mut caught_up, pos, end);
             if cap > 0 && bytes_in > 0 {
                 let secs = bytes_in as f64 / cap as f64;
                 until_stop(&self.shutdown, async {
@@ -731,6 +744,15 @@ impl PartitionPull {
                 })
                 .await?;
             }
+        }
+    }
+
+    /// Log once each time the pull reaches the remote end (`end`).
+    fn note_caught_up(&self, caught_up: &mut bool, pos: i64, end: i64) {
+        if !*caught_up && pos >= end {
+            *caught_up = true;
+            tracing::info!(topic = %self.remote_topic, partition = self.partition,
+                local = %self.local_topic, offset = pos, "pull caught up");
         }
     }
 

@@ -176,6 +176,20 @@ fn sigkill_edge_and_central_during_pull_is_still_exactly_once() {
         ],
     );
     ok(out, "bridge_verify.py", &edge);
+    // The kills landed mid-transfer: some session resumed from a position past the start.
+    let resumed: Vec<i64> = edge
+        .log()
+        .lines()
+        .filter(|l| l.contains("pulling"))
+        .filter_map(|l| l.split_whitespace().find_map(|t| t.strip_prefix("from=")))
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    eprintln!("pull sessions started from {resumed:?}");
+    assert!(
+        resumed.iter().any(|&f| f > 0),
+        "no session resumed mid-pull: {resumed:?}\n{}",
+        edge.log()
+    );
     assert!(
         edge.log().contains("pull session failed"),
         "no kill of central interrupted the pull:\n{}",
@@ -330,4 +344,82 @@ fn pulled_records_never_go_back_to_central_also_with_identity_names() {
         });
         assert!(out.contains("OK"), "{out}");
     }
+}
+
+/// Polls the file at `path` until `done(text)` holds; panics after 90 s with its text.
+fn wait_for_log(path: &Path, what: &str, done: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if done(&log) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} did not happen:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn standalone_bridge_pulls_into_a_stopped_nodes_log() {
+    let port = free_port();
+    let central = start_central(port);
+    central.python(
+        "bridge_produce.py",
+        &["--topic", "commands", "--partitions", "3", "--count", "500"],
+    );
+    let mut edge = Node::start_with(&["--node-name", "edge-05"]);
+    edge.terminate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write(
+        dir.path(),
+        "standalone.toml",
+        &format!(
+            "node_name = \"edge-05\"\ndata_dir = {:?}\nkey_file = {:?}\n[[mirror]]\n\
+             direction = \"pull\"\ntopics_regex = \"comm.*\"\ntarget = \"127.0.0.1:{port}\"\n",
+            edge.data_dir().to_string_lossy(),
+            edge.key_file().to_string_lossy()
+        ),
+    );
+    let log_path = dir.path().join("standalone.log");
+    let log_file = std::fs::File::create(&log_path).expect("log file");
+    let mut bridge = std::process::Command::new(rill_tests::rill_bin())
+        .args(["bridge", "--config", &cfg])
+        .env_remove("RILL_MASTER_KEY")
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("start rill bridge");
+    let caught_up = |log: &str| {
+        (0..3).all(|p| {
+            log.lines().any(|l| {
+                l.contains("pull caught up")
+                    && l.contains("topic=commands")
+                    && l.contains(&format!("partition={p}"))
+            })
+        })
+    };
+    wait_for_log(&log_path, "the standalone pull catching up", caught_up);
+    // SIGINT: a clean stop, then the node serves what was pulled.
+    let pid = bridge.id().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status();
+    let _ = bridge.wait();
+    edge.restart();
+    let out = edge.python(
+        "bridge_verify.py",
+        &[
+            "--topic",
+            "central.commands",
+            "--count",
+            "500",
+            "--node",
+            "central",
+            "--source",
+            "commands",
+        ],
+    );
+    ok(out, "pulled by the standalone bridge", &edge);
 }
