@@ -49,6 +49,8 @@ const REFRESH: Duration = Duration::from_secs(5);
 /// Records read per step when scanning the local tail backwards for the resume position.
 const MAX_SCAN_WINDOW: i64 = 4096;
 const ERR_OFFSET_OUT_OF_RANGE: i16 = 1;
+/// Size of the fixed v2 record batch header.
+const BATCH_HEADER_LEN: usize = 61;
 
 /// Errors of a pull session (the session is restarted after a backoff).
 #[derive(Debug, thiserror::Error)]
@@ -221,9 +223,10 @@ impl Downstream {
             })
             .await;
             match created {
-                Ok(Ok(_)) | Ok(Err(BrokerError::TopicAlreadyExists(_))) => {
+                Ok(Ok(_)) => {
                     tracing::info!(local = %local, partitions, "created the local topic of a pull mirror");
                 }
+                Ok(Err(BrokerError::TopicAlreadyExists(_))) => {}
                 Ok(Err(e)) => {
                     tracing::warn!(local = %local, error = %e, "cannot create the local topic of a pull mirror");
                     return;
@@ -380,7 +383,12 @@ fn read_range(log: &PartitionLog, from: i64, end: i64) -> Result<Vec<Record>, Lo
             break;
         }
         let mut next = pos;
-        for (slice, h) in whole_batches(&rr.records) {
+        let batches = whole_batches(&rr.records).map_err(|reason| LogError::Corrupt {
+            file: log.dir().to_path_buf(),
+            position: 0,
+            reason,
+        })?;
+        for (slice, h) in batches {
             next = next.max(h.last_offset() + 1);
             let mut buf = slice;
             let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LogError::Corrupt {
@@ -405,14 +413,16 @@ fn read_range(log: &PartitionLog, from: i64, end: i64) -> Result<Vec<Record>, Lo
 }
 
 /// The complete v2 batches at the start of `buf` with their headers (a Kafka broker may end a
-/// Fetch response with a partial batch; it is left for the next fetch).
-fn whole_batches(buf: &Bytes) -> Vec<(Bytes, BatchHeader)> {
+/// Fetch response with a partial batch; it is left for the next fetch). A header that is
+/// complete but invalid (e.g. an old message format) is an error.
+fn whole_batches(buf: &Bytes) -> Result<Vec<(Bytes, BatchHeader)>, String> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < buf.len() {
-        let Ok(h) = BatchHeader::parse(&buf[at..]) else {
+        if buf.len() - at < BATCH_HEADER_LEN {
             break;
-        };
+        }
+        let h = BatchHeader::parse(&buf[at..]).map_err(|e| e.to_string())?;
         let len = h.total_len();
         if at + len > buf.len() {
             break;
@@ -420,7 +430,7 @@ fn whole_batches(buf: &Bytes) -> Vec<(Bytes, BatchHeader)> {
         out.push((buf.slice(at..at + len), h));
         at += len;
     }
-    out
+    Ok(out)
 }
 
 /// read_committed for a client: records of aborted transactions (the Fetch response's
@@ -678,12 +688,16 @@ impl PartitionPull {
                 part.high_watermark
             };
             let data = part.records.clone().unwrap_or_default();
-            let batches = whole_batches(&data);
+            let batches = whole_batches(&data)
+                .map_err(|e| DownstreamError::Remote(format!("records at {pos}: {e}")))?;
             if batches.is_empty() {
                 if !data.is_empty() {
-                    // A single batch larger than the response: Kafka returns at least one whole
-                    // batch at the fetch position, so this is not expected; retry later.
-                    tracing::debug!(pos, bytes = data.len(), "partial batch only");
+                    // Kafka returns at least one whole batch at the fetch position (KIP-74);
+                    // refetching would only spin.
+                    return Err(DownstreamError::Remote(format!(
+                        "incomplete record batch at {pos} ({} bytes)",
+                        data.len()
+                    )));
                 }
                 self.note_caught_up(&mut caught_up, pos, end);
                 continue;
@@ -700,7 +714,8 @@ impl PartitionPull {
                     .map_err(|e| DownstreamError::Remote(format!("decode: {e}")))?;
                 for s in sets {
                     for r in s.records {
-                        if r.offset < pos || filter.drops(&r) || !self.mirror.passes(&r) {
+                        // The filter sees every record in order (transaction markers).
+                        if filter.drops(&r) || r.offset < pos || !self.mirror.passes(&r) {
                             continue;
                         }
                         // Records that came from this node are never brought back (no cycles).
@@ -969,12 +984,19 @@ mod tests {
         let one = b.build().unwrap();
         let mut two = one.to_vec();
         two.extend_from_slice(&one);
-        let whole = whole_batches(&Bytes::from(two.clone()));
+        let whole = whole_batches(&Bytes::from(two.clone())).unwrap();
         assert_eq!(whole.len(), 2);
-        two.truncate(one.len() + 30);
-        let part = whole_batches(&Bytes::from(two));
-        assert_eq!(part.len(), 1);
-        assert_eq!(part[0].0, one);
-        assert!(whole_batches(&Bytes::new()).is_empty());
+        // Cut inside the second batch's header, then inside its records.
+        for cut in [one.len() + 30, two.len() - 1] {
+            let part = whole_batches(&Bytes::from(two[..cut].to_vec())).unwrap();
+            assert_eq!(part.len(), 1);
+            assert_eq!(part[0].0, one);
+            assert_eq!(part[0].1.last_offset(), 0);
+        }
+        assert!(whole_batches(&Bytes::new()).unwrap().is_empty());
+        // A complete header with another magic (an old message format) is an error.
+        let mut old = one.to_vec();
+        old[16] = 1;
+        assert!(whole_batches(&Bytes::from(old)).is_err());
     }
 }
