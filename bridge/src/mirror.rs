@@ -196,13 +196,15 @@ impl Bridge {
     }
 
     /// Run until shutdown: start a task for every mirrored partition (new topics and
-    /// partitions are picked up every second).
+    /// partitions are picked up every second); pull mirrors run in [`crate::downstream`].
     pub async fn run(self) {
         let tasks = tokio_util::task::TaskTracker::new();
         let mut running: HashSet<(usize, String, i32)> = HashSet::new();
         // Pull (downstream) mirrors run beside; the topics they write are never pushed.
         let pulled = Arc::new(crate::downstream::PulledTopics::default());
-        let pulls: Vec<Arc<Mirror>> = (self.mirrors.iter())
+        let pulls: Vec<Arc<Mirror>> = self
+            .mirrors
+            .iter()
             .filter(|m| m.config.direction == Direction::Pull)
             .cloned()
             .collect();
