@@ -24,6 +24,16 @@ fn random_ms(max: u64) -> u64 {
     (n.wrapping_mul(6364136223846793005) >> 20) % max.max(1)
 }
 
+/// A base timestamp for bridge_produce.py: now, so that retention.ms (7 days by default)
+/// never removes the test's records when a restart closes a segment.
+fn recent_ts() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+        .to_string()
+}
+
 /// Central on a fixed port (the edges' target), so it can be restarted where they expect it.
 fn start_central(port: u16) -> Node {
     let listen = format!("127.0.0.1:{port}");
@@ -111,11 +121,14 @@ fn central_commands_reach_mqtt_devices_at_the_edge_exactly_once_in_order() {
 
 #[test]
 fn sigkill_edge_and_central_during_pull_is_still_exactly_once() {
+    let ts = recent_ts();
     let port = free_port();
     let mut central = start_central(port);
     central.python(
         "bridge_produce.py",
         &[
+            "--base-ts",
+            &ts,
             "--topic",
             "commands",
             "--partitions",
@@ -163,6 +176,8 @@ fn sigkill_edge_and_central_during_pull_is_still_exactly_once() {
     let out = edge.python(
         "bridge_verify.py",
         &[
+            "--base-ts",
+            &ts,
             "--topic",
             "central.commands",
             "--count",
@@ -191,6 +206,11 @@ fn sigkill_edge_and_central_during_pull_is_still_exactly_once() {
         edge.log()
     );
     assert!(
+        !edge.log().contains("remote retention removed"),
+        "records were skipped:\n{}",
+        edge.log()
+    );
+    assert!(
         edge.log().contains("pull session failed"),
         "no kill of central interrupted the pull:\n{}",
         edge.log()
@@ -199,11 +219,21 @@ fn sigkill_edge_and_central_during_pull_is_still_exactly_once() {
 
 #[test]
 fn pulled_records_never_go_back_to_central_also_with_identity_names() {
+    let ts = recent_ts();
     let port = free_port();
     let central = start_central(port);
     central.python(
         "bridge_produce.py",
-        &["--topic", "commands", "--partitions", "3", "--count", "300"],
+        &[
+            "--base-ts",
+            &ts,
+            "--topic",
+            "commands",
+            "--partitions",
+            "3",
+            "--count",
+            "300",
+        ],
     );
     let dir = tempfile::tempdir().expect("tempdir");
     // Pull `commands` under its own name, and push every topic back to the same cluster under
@@ -229,7 +259,16 @@ fn pulled_records_never_go_back_to_central_also_with_identity_names() {
     let out = edge.python(
         "bridge_verify.py",
         &[
-            "--topic", "commands", "--count", "300", "--node", "central", "--source", "commands",
+            "--base-ts",
+            &ts,
+            "--topic",
+            "commands",
+            "--count",
+            "300",
+            "--node",
+            "central",
+            "--source",
+            "commands",
         ],
     );
     ok(out, "pulled commands at the edge", &edge);
@@ -237,6 +276,8 @@ fn pulled_records_never_go_back_to_central_also_with_identity_names() {
     edge.python(
         "bridge_produce.py",
         &[
+            "--base-ts",
+            &ts,
             "--topic",
             "telemetry",
             "--partitions",
@@ -249,6 +290,8 @@ fn pulled_records_never_go_back_to_central_also_with_identity_names() {
         let out = central.python(
             "bridge_verify.py",
             &[
+                "--base-ts",
+                &ts,
                 "--topic",
                 topic,
                 "--count",
@@ -361,11 +404,21 @@ fn wait_for_log(path: &Path, what: &str, done: impl Fn(&str) -> bool) {
 
 #[test]
 fn standalone_bridge_pulls_into_a_stopped_nodes_log() {
+    let ts = recent_ts();
     let port = free_port();
     let central = start_central(port);
     central.python(
         "bridge_produce.py",
-        &["--topic", "commands", "--partitions", "3", "--count", "500"],
+        &[
+            "--base-ts",
+            &ts,
+            "--topic",
+            "commands",
+            "--partitions",
+            "3",
+            "--count",
+            "500",
+        ],
     );
     let mut edge = Node::start_with(&["--node-name", "edge-05"]);
     edge.terminate();
@@ -411,6 +464,8 @@ fn standalone_bridge_pulls_into_a_stopped_nodes_log() {
     let out = edge.python(
         "bridge_verify.py",
         &[
+            "--base-ts",
+            &ts,
             "--topic",
             "central.commands",
             "--count",
