@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rill_tests::Node;
+use rill_tests::{recent_ts, Node};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -26,14 +26,6 @@ fn random_ms(max: u64) -> u64 {
 
 /// A base timestamp for bridge_produce.py: now, so that retention.ms (7 days by default)
 /// never removes the test's records when a restart closes a segment.
-fn recent_ts() -> String {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
-        .to_string()
-}
-
 /// Central on a fixed port (the edges' target), so it can be restarted where they expect it.
 fn start_central(port: u16) -> Node {
     let listen = format!("127.0.0.1:{port}");
