@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use kafka_protocol::records::Record;
 
+use crate::config::Direction;
 use crate::control_topics::TargetClient;
 use crate::mirror::{parse_origin, Mirror, ORIGIN_HEADER};
 use crate::mm2::Checkpoint;
@@ -173,7 +174,7 @@ impl GroupOffsets for GroupCoordinator {
     }
 }
 
-/// Start one checkpoint task per mirror that has a nonzero `checkpoint_interval_ms`.
+/// Start one checkpoint task per push mirror with a nonzero `checkpoint_interval_ms`.
 pub fn start(
     tasks: &TaskTracker,
     mirrors: &[Arc<Mirror>],
@@ -186,7 +187,7 @@ pub fn start(
         return;
     };
     for (i, m) in mirrors.iter().enumerate() {
-        if m.config.checkpoint_interval_ms == 0 {
+        if m.config.direction != Direction::Push || m.config.checkpoint_interval_ms == 0 {
             continue;
         }
         let task = CheckpointTask {

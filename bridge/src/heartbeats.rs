@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::Direction;
 use crate::control_topics::TargetClient;
 use crate::mirror::Mirror;
 use crate::mm2::Heartbeat;
@@ -22,7 +23,7 @@ pub const HEARTBEATS_TOPIC: &str = "heartbeats";
 /// How often a heartbeat is sent.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
-/// Start one heartbeat task per distinct target of the mirrors that emit heartbeats.
+/// Start one heartbeat task per distinct target of the push mirrors that emit heartbeats.
 pub fn start(
     tasks: &TaskTracker,
     mirrors: &[Arc<Mirror>],
@@ -31,7 +32,10 @@ pub fn start(
 ) {
     let mut seen = HashSet::new();
     for m in mirrors {
-        if !m.config.emit_heartbeats || !seen.insert(m.config.target.clone()) {
+        if m.config.direction != Direction::Push
+            || !m.config.emit_heartbeats
+            || !seen.insert(m.config.target.clone())
+        {
             continue;
         }
         tasks.spawn(run(

@@ -1,10 +1,13 @@
 //! rill-bridge: exactly-once, MirrorMaker-style mirroring from an edge node to a central cluster
-//! over the Kafka protocol (see `docs/bridge.md`).
+//! (and, with pull mirrors, from central to the edge) over the Kafka protocol (see
+//! `docs/bridge.md`).
 //!
 //! - [`config`]: TOML `[[mirror]]` entries,
 //! - [`client`]: a small Kafka-protocol client (the edge dials out),
 //! - [`mirror`]: the engine (in-process source, resume from the target's `rill.origin` headers,
 //!   idempotent producer, reconnect with backoff and jitter),
+//! - [`downstream`]: pull mirrors (remote topics into local ones, resume from the local log's
+//!   `rill.origin` headers),
 //! - [`standalone`]: `rill bridge --config FILE`,
 //! - [`status`]: per-task state and lag (`GET /bridge/status`, `rill bridge status`),
 //! - [`checkpoint`]: offset syncs, consumer group checkpoints and offset translation,
@@ -16,6 +19,7 @@ pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod control_topics;
+pub mod downstream;
 pub mod heartbeats;
 pub mod mirror;
 pub mod mm2;
