@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: TOML `[[mirror]]` entries,
 //! - [`client`]: a small Kafka-protocol client (the edge dials out),
+//! - [`security`]: TLS and SASL settings of a target,
 //! - [`mirror`]: the engine (in-process source, resume from the target's `rill.origin` headers,
 //!   idempotent producer, reconnect with backoff and jitter),
 //! - [`standalone`]: `rill bridge --config FILE`.
@@ -10,6 +11,7 @@
 pub mod client;
 pub mod config;
 pub mod mirror;
+pub mod security;
 pub mod standalone;
 
 pub use config::{BridgeConfig, MirrorConfig};
