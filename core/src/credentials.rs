@@ -17,8 +17,10 @@ use crate::metadata::MetaStore;
 use crate::scram::{ScramCredential, ScramMechanism};
 
 /// `(user, mechanism name) -> (iterations, salt, stored_key, server_key)`.
-const SCRAM: TableDefinition<(&str, &str), (u32, &[u8], &[u8], &[u8])> =
+const SCRAM: TableDefinition<CredentialKey, CredentialValue> =
     TableDefinition::new("scram_credentials");
+type CredentialKey = (&'static str, &'static str);
+type CredentialValue = (u32, &'static [u8], &'static [u8], &'static [u8]);
 
 /// Errors of the credential store.
 #[derive(Debug, thiserror::Error)]
