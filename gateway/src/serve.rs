@@ -272,14 +272,16 @@ impl Node {
                 .await
                 .map_err(|e| ServeError::Task(e.to_string()))?
                 .map_err(|e| ServeError::Task(format!("group coordinator: {e}")))?;
-        let sasl = match &settings.kafka_sasl {
-            Some(mechanisms) => Some(Arc::new(crate::kafka::auth::open(
-                &broker,
+        let credentials = Arc::new(rill_core::credentials::CredentialStore::open(
+            broker.metadata_handle(),
+        )?);
+        let sasl = settings.kafka_sasl.as_ref().map(|mechanisms| {
+            Arc::new(crate::kafka::auth::open(
+                credentials.clone(),
                 mechanisms.clone(),
                 settings.kafka_tls.is_some(),
-            )?)),
-            None => None,
-        };
+            ))
+        });
         let ctx = Arc::new(Context {
             broker: broker.clone(),
             groups: groups.clone(),
@@ -295,6 +297,7 @@ impl Node {
                 broker.metadata_handle(),
             )),
             sasl,
+            credentials,
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();

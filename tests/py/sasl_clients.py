@@ -6,6 +6,9 @@ Phases:
   authentication error, the first producer keeps delivering, and everything is consumed.
 - count: consume TOPIC from the beginning until it holds COUNT records; no duplicates, no extras.
 - absent: TOPIC does not exist (checked with an authenticated client).
+- admin: AdminClient alter/describe_user_scram_credentials create user bob on the running node,
+  bob authenticates; deleting bob's SCRAM-SHA-256 credential locks that mechanism out; Kafka's
+  errors for unknown users and too few iterations.
 """
 
 import time
@@ -165,10 +168,80 @@ def absent(a):
     print(f"{a.topic}: absent")
 
 
+def expect_auth_error(a, username, password, mechanism):
+    from confluent_kafka import KafkaError, Producer
+
+    errors = []
+    conf = {**confluent_conf(a, password=password), "sasl.username": username,
+            "sasl.mechanism": mechanism, "error_cb": lambda e: errors.append(e)}
+    p = Producer(conf)
+    deadline = time.monotonic() + 30
+    while not any(e.code() == KafkaError._AUTHENTICATION for e in errors):
+        p.poll(0.2)
+        try:
+            p.list_topics(timeout=0.2)
+        except Exception:  # noqa: BLE001 - the failure itself is what we wait for
+            pass
+        check(time.monotonic() < deadline, f"no authentication error for {username}: {errors}")
+
+
+def admin(a):
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialDeletion, UserScramCredentialUpsertion)
+
+    adm = AdminClient(confluent_conf(a))
+    s256, s512 = ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512
+    futures = adm.alter_user_scram_credentials([
+        UserScramCredentialUpsertion("bob", ScramCredentialInfo(s256, 4096), b"bob-pw"),
+        UserScramCredentialUpsertion("bob", ScramCredentialInfo(s512, 8192), b"bob-pw"),
+    ])
+    futures["bob"].result(30)
+    described = adm.describe_user_scram_credentials().result(30)
+    check("bob" in described and a.username in described, f"users: {sorted(described)}")
+    infos = sorted((i.mechanism, i.iterations) for i in described["bob"].scram_credential_infos)
+    check_eq(infos, sorted([(s256, 4096), (s512, 8192)]), "bob's credentials")
+
+    bob = argparse_copy(a, username="bob", password="bob-pw", mechanism="SCRAM-SHA-256")
+    roundtrip_confluent(bob)
+
+    adm.alter_user_scram_credentials([UserScramCredentialDeletion("bob", s256)])["bob"].result(30)
+    one = adm.describe_user_scram_credentials(["bob"])["bob"].result(30)
+    check_eq([i.mechanism for i in one.scram_credential_infos], [s512], "after deletion")
+    expect_auth_error(a, "bob", "bob-pw", "SCRAM-SHA-256")
+    roundtrip_confluent(argparse_copy(bob, mechanism="SCRAM-SHA-512"))
+
+    for what, call, code in [
+        ("describe an unknown user",
+         lambda: adm.describe_user_scram_credentials(["nobody"])["nobody"].result(30), 91),
+        ("delete a missing credential",
+         lambda: adm.alter_user_scram_credentials(
+             [UserScramCredentialDeletion("nobody", s256)])["nobody"].result(30), 91),
+        ("too few iterations",
+         lambda: adm.alter_user_scram_credentials([UserScramCredentialUpsertion(
+             "carol", ScramCredentialInfo(s256, 100), b"x")])["carol"].result(30), 93),
+    ]:
+        try:
+            call()
+            check(False, f"{what}: no error")
+        except KafkaException as e:
+            check_eq(e.args[0].code(), code, f"{what}: error code ({e})")
+    print("admin: SCRAM users altered and described")
+
+
+def argparse_copy(a, **changes):
+    import copy
+
+    b = copy.copy(a)
+    for k, v in changes.items():
+        setattr(b, k, v)
+    return b
+
+
 def main():
     ap = rilltest.parser(__doc__)
     ap.add_argument("--phase", required=True,
-                    choices=["roundtrip", "wrong-password", "count", "absent"])
+                    choices=["roundtrip", "wrong-password", "count", "absent", "admin"])
     ap.add_argument("--client", default="confluent", choices=["confluent", "kafka-python"])
     ap.add_argument("--mechanism", default="SCRAM-SHA-512")
     ap.add_argument("--username", required=True)
@@ -184,6 +257,8 @@ def main():
         wrong_password(a)
     elif a.phase == "count":
         count(a)
+    elif a.phase == "admin":
+        admin(a)
     else:
         absent(a)
 

@@ -1,7 +1,8 @@
 //! SASL on the Kafka listener against the real binary: confluent-kafka (SCRAM-SHA-256,
 //! SCRAM-SHA-512, PLAIN) and kafka-python (SCRAM-SHA-512, PLAIN) produce and consume; a wrong
 //! password gets an authentication error while an authenticated client keeps working; requests
-//! before authentication close the connection; SASL_SSL (TLS listener + SCRAM); `rill user`.
+//! before authentication close the connection; SASL_SSL (TLS listener + SCRAM); `rill user`;
+//! AdminClient's alter/describe_user_scram_credentials on a running node.
 
 mod sasl_common;
 
@@ -218,6 +219,26 @@ fn user_command_manages_credentials_offline() {
         let err = Connection::connect_with(&addr, &carol, TIMEOUT).await.err();
         assert!(matches!(err, Some(ClientError::Auth { .. })), "{err:?}");
     });
+}
+
+#[test]
+fn admin_client_manages_scram_users_on_a_running_node() {
+    let node = node_with_user(&["--kafka-sasl", "SCRAM-SHA-256,SCRAM-SHA-512"]);
+    let out = script(
+        node.kafka_addr(),
+        &[
+            "--phase",
+            "admin",
+            "--mechanism",
+            "SCRAM-SHA-512",
+            "--username",
+            USER,
+            "--password",
+            PASSWORD,
+        ],
+        || node.log(),
+    );
+    assert!(out.contains("SCRAM users altered"), "{out}");
 }
 
 #[test]

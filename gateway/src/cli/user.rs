@@ -1,6 +1,7 @@
 //! `rill user add|list|delete`: SASL users of the Kafka listener, i.e. SCRAM credentials in a
 //! stopped node's metadata database (`<data_dir>/meta.redb`, see `docs/security.md`). A running
-//! node holds the database's lock, so stop it first; it loads the users when it starts.
+//! node holds the database's lock, so stop it first; it loads the users when it starts. On a
+//! running node, Kafka's AlterUserScramCredentials does the same (`kafka-configs.sh`, AdminClient).
 
 use std::io::BufRead;
 use std::path::PathBuf;

@@ -100,14 +100,13 @@ impl Authenticator {
     }
 }
 
-/// The node's authenticator: the users of `broker`'s metadata store and `mechanisms`. Warns
-/// when there is no user yet (no client can connect) and when PLAIN runs without TLS.
+/// The node's authenticator over `credentials` with `mechanisms`. Warns when there is no user
+/// yet (no client can connect) and when PLAIN runs without TLS.
 pub fn open(
-    broker: &rill_core::broker::Broker,
+    credentials: Arc<CredentialStore>,
     mechanisms: Vec<Mechanism>,
     tls: bool,
-) -> Result<Authenticator, rill_core::credentials::CredentialError> {
-    let credentials = Arc::new(CredentialStore::open(broker.metadata_handle())?);
+) -> Authenticator {
     if credentials.is_empty() {
         tracing::warn!(
             "the Kafka listener requires SASL but there are no users: stop the node and add one \
@@ -117,7 +116,7 @@ pub fn open(
     if mechanisms.contains(&Mechanism::Plain) && !tls {
         tracing::warn!("SASL/PLAIN without TLS sends passwords in clear text");
     }
-    Ok(Authenticator::new(mechanisms, credentials))
+    Authenticator::new(mechanisms, credentials)
 }
 
 /// Why an authentication step failed: the Kafka error code and message for the client.

@@ -12,12 +12,13 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind}
 
 use super::auth::Session;
 use super::{
-    alter_configs, api_versions, consumer_group_describe, consumer_group_heartbeat,
-    create_partitions, create_topics, delete_groups, delete_records, delete_topics,
-    describe_cluster, describe_configs, describe_groups, fetch, find_coordinator, heartbeat,
-    incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
-    list_offsets, metadata, offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch,
-    produce, sasl_authenticate, sasl_handshake, sync_group, Context,
+    alter_configs, alter_user_scram_credentials, api_versions, consumer_group_describe,
+    consumer_group_heartbeat, create_partitions, create_topics, delete_groups, delete_records,
+    delete_topics, describe_cluster, describe_configs, describe_groups,
+    describe_user_scram_credentials, fetch, find_coordinator, heartbeat, incremental_alter_configs,
+    init_producer_id, join_group, leave_group, list_groups, list_offsets, metadata, offset_commit,
+    offset_delete, offset_fetch, offset_for_leader_epoch, produce, sasl_authenticate,
+    sasl_handshake, sync_group, Context,
 };
 
 /// One supported API.
@@ -85,6 +86,8 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     // SASL (PLAIN, SCRAM-SHA-256/512; see kafka/auth.rs).
     api(ApiKey::SaslHandshake, 0, 1),
     api(ApiKey::SaslAuthenticate, 0, 2),
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The support row of an API key, if handled.
@@ -120,6 +123,12 @@ pub async fn dispatch(
         RequestKind::SaslHandshake(req) => Reply::Now(sasl_handshake::handle(session, v, req)),
         RequestKind::SaslAuthenticate(req) => {
             Reply::Now(sasl_authenticate::handle(session, v, req))
+        }
+        RequestKind::DescribeUserScramCredentials(req) => {
+            Reply::Now(describe_user_scram_credentials::handle(ctx, v, req))
+        }
+        RequestKind::AlterUserScramCredentials(req) => {
+            Reply::Now(alter_user_scram_credentials::handle(ctx, v, req).await)
         }
         RequestKind::ApiVersions(req) => Reply::Now(api_versions::handle(ctx, v, req)),
         RequestKind::Metadata(req) => Reply::Now(metadata::handle(ctx, v, req).await),

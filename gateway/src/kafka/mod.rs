@@ -11,6 +11,7 @@
 //! table, so it never claims an API that is not handled.
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod auth;
 pub mod connection;
@@ -24,6 +25,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_user_scram_credentials;
 pub mod dispatch;
 pub mod error_codes;
 pub mod fetch;
@@ -83,6 +85,8 @@ pub struct Context {
     pub producer_ids: Arc<rill_core::producer_state::ProducerIdAllocator>,
     /// SASL settings and users when the listener requires SASL (None: no authentication).
     pub sasl: Option<Arc<auth::Authenticator>>,
+    /// The SASL users (SCRAM credentials), also when the listener does not require SASL.
+    pub credentials: Arc<rill_core::credentials::CredentialStore>,
 }
 
 impl Context {
