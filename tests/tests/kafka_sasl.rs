@@ -278,10 +278,27 @@ fn sasl_ssl_with_scram() {
             .await
             .unwrap();
         c.call(&MetadataRequest::default(), 12).await.unwrap();
-        // Plaintext SASL on the TLS port fails at TLS, not later.
+        // Plaintext SASL on the TLS port fails, and so does TLS with a CA that did not sign the
+        // node's certificate: a clear handshake error.
         let plain =
             Connection::connect_with(&addr, &scram(ScramMechanism::Sha512, PASSWORD), TIMEOUT)
                 .await;
         assert!(plain.is_err());
+        let other = tempfile::tempdir().unwrap();
+        let (other_ca, _) = self_signed(other.path());
+        let mut untrusted = scram(ScramMechanism::Sha512, PASSWORD);
+        untrusted.tls = Some(TlsSettings {
+            config: client_config(Some(&other_ca)).unwrap(),
+            server_name: None,
+        });
+        let err = Connection::connect_with(&addr, &untrusted, TIMEOUT)
+            .await
+            .err()
+            .expect("an untrusted certificate must fail");
+        assert!(matches!(err, ClientError::Tls { .. }), "{err}");
+        assert!(
+            err.to_string().contains("invalid peer certificate"),
+            "{err}"
+        );
     });
 }
