@@ -65,6 +65,15 @@ fn check(store: &CredentialStore, req: &AlterUserScramCredentialsRequest) -> Che
             );
             continue;
         }
+        if let Err(e) = rill_core::credentials::check_user_name(user) {
+            fail(
+                &mut out,
+                user,
+                ResponseError::UnacceptableCredential,
+                e.to_string(),
+            );
+            continue;
+        }
         let Some(m) = mechanism(t) else {
             fail(
                 &mut out,
