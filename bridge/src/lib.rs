@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: TOML `[[mirror]]` entries,
 //! - [`client`]: a small Kafka-protocol client (the edge dials out),
+//! - [`security`]: TLS and SASL settings of a target,
 //! - [`mirror`]: the engine (in-process source, resume from the target's `rill.origin` headers,
 //!   idempotent producer, reconnect with backoff and jitter),
 //! - [`downstream`]: pull mirrors (remote topics into local ones, resume from the local log's
@@ -14,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod downstream;
 pub mod mirror;
+pub mod security;
 pub mod standalone;
 
 pub use config::{BridgeConfig, MirrorConfig};
