@@ -196,7 +196,7 @@ pub fn start(
             node: node.to_string(),
             status: status.clone(),
             groups: groups.clone(),
-            client: TargetClient::new(&m.config.target),
+            client: TargetClient::new(&m.config.target, m.security.clone()),
             emitted: HashMap::new(),
             synced: HashMap::new(),
             looked_up: HashMap::new(),

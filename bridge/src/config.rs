@@ -17,6 +17,12 @@
 //! emit_heartbeats = true           # one record a second to the target's `heartbeats`
 //! checkpoint_interval_ms = 5000    # consumer group checkpoints, 0 = none
 //! sync_group_offsets = true        # commit translated offsets on the target
+//! tls = true                       # TLS to the target (default false)
+//! tls_ca_file = "ca.pem"           # PEM roots; default: the system's root certificates
+//! tls_server_name = "central"      # name to verify; default: the host of the address
+//! sasl_mechanism = "SCRAM-SHA-512" # or "SCRAM-SHA-256", "PLAIN"; unset: no SASL
+//! sasl_username = "edge-01"
+//! sasl_password_env = "RILL_BRIDGE_PASSWORD"   # or sasl_password = "..."
 //!
 //! [[mirror]]                       # a pull (downstream) mirror: central -> edge
 //! direction = "pull"
@@ -157,6 +163,27 @@ pub struct MirrorConfig {
     /// Also commit the translated group offsets on the target.
     #[serde(default = "default_true")]
     pub sync_group_offsets: bool,
+    /// TLS to the target.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA certificates trusted for the target (default: the system's roots).
+    #[serde(default)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Name verified against the target's certificate (default: the host of the address).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// SASL mechanism: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (unset: no SASL).
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name.
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    /// SASL password (prefer `sasl_password_env`).
+    #[serde(default)]
+    pub sasl_password: Option<String>,
+    /// Environment variable holding the SASL password.
+    #[serde(default)]
+    pub sasl_password_env: Option<String>,
 }
 
 impl MirrorConfig {
@@ -179,7 +206,84 @@ impl MirrorConfig {
             emit_heartbeats: true,
             checkpoint_interval_ms: default_checkpoint_interval_ms(),
             sync_group_offsets: true,
+            tls: false,
+            tls_ca_file: None,
+            tls_server_name: None,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            sasl_password_env: None,
         }
+    }
+
+    /// The TLS and SASL settings of the target (reads the CA file and the password variable).
+    pub fn security(&self) -> Result<crate::security::TargetSecurity, ConfigError> {
+        use crate::security::{SaslCredentials, SaslMechanism, TargetSecurity, TlsSettings};
+        let tls = if self.tls {
+            let config = crate::security::client_config(self.tls_ca_file.as_deref())
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if let Some(name) = &self.tls_server_name {
+                crate::security::server_name("", Some(name))
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            }
+            Some(TlsSettings {
+                config,
+                server_name: self.tls_server_name.clone(),
+            })
+        } else {
+            if self.tls_ca_file.is_some() || self.tls_server_name.is_some() {
+                return Err(ConfigError::Invalid(
+                    "tls_ca_file / tls_server_name need tls = true".into(),
+                ));
+            }
+            None
+        };
+        let sasl = match &self.sasl_mechanism {
+            None => {
+                if self.sasl_username.is_some()
+                    || self.sasl_password.is_some()
+                    || self.sasl_password_env.is_some()
+                {
+                    return Err(ConfigError::Invalid(
+                        "sasl_username / sasl_password need sasl_mechanism".into(),
+                    ));
+                }
+                None
+            }
+            Some(name) => {
+                let mechanism = SaslMechanism::from_name(name).ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "sasl_mechanism {name:?}: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                    ))
+                })?;
+                let username = self
+                    .sasl_username
+                    .clone()
+                    .filter(|u| !u.is_empty())
+                    .ok_or_else(|| {
+                        ConfigError::Invalid("sasl_mechanism needs sasl_username".into())
+                    })?;
+                let password =
+                    match (&self.sasl_password, &self.sasl_password_env) {
+                        (Some(p), None) => p.clone(),
+                        (None, Some(var)) => std::env::var(var).map_err(|_| {
+                            ConfigError::Invalid(format!(
+                                "sasl_password_env: environment variable {var} is not set"
+                            ))
+                        })?,
+                        _ => return Err(ConfigError::Invalid(
+                            "sasl_mechanism needs exactly one of sasl_password, sasl_password_env"
+                                .into(),
+                        )),
+                    };
+                Some(SaslCredentials {
+                    mechanism,
+                    username,
+                    password,
+                })
+            }
+        };
+        Ok(TargetSecurity { tls, sasl })
     }
 
     /// The rename template in effect (the direction's default unless configured).
@@ -252,6 +356,7 @@ impl MirrorConfig {
             regex_automata::meta::Regex::new(&format!("^(?:{r})$"))
                 .map_err(|e| ConfigError::Invalid(format!("topics_regex: {e}")))?;
         }
+        self.security()?;
         Ok(())
     }
 
@@ -401,5 +506,35 @@ rename = "{topic}"
             ),
             Err(ConfigError::Parse(_))
         ));
+    }
+
+    #[test]
+    fn security_settings() {
+        let base = "[[mirror]]\ntopics = [\"a\"]\ntarget = \"central:9093\"\n";
+        let c = BridgeConfig::parse(base).unwrap();
+        let s = c.mirror[0].security().unwrap();
+        assert!(s.tls.is_none() && s.sasl.is_none());
+        let c = BridgeConfig::parse(&format!(
+            "{base}sasl_mechanism = \"scram-sha-512\"\nsasl_username = \"edge\"\nsasl_password = \"pw\"\n"
+        ))
+        .unwrap();
+        let sasl = c.mirror[0].security().unwrap().sasl.unwrap();
+        assert_eq!(sasl.mechanism.name(), "SCRAM-SHA-512");
+        assert_eq!(
+            (sasl.username.as_str(), sasl.password.as_str()),
+            ("edge", "pw")
+        );
+        for bad in [
+            "sasl_mechanism = \"GSSAPI\"\nsasl_username = \"u\"\nsasl_password = \"p\"\n",
+            "sasl_mechanism = \"PLAIN\"\nsasl_password = \"p\"\n",
+            "sasl_mechanism = \"PLAIN\"\nsasl_username = \"u\"\n",
+            "sasl_mechanism = \"PLAIN\"\nsasl_username = \"u\"\nsasl_password_env = \"RILL_TEST_SURELY_UNSET_VAR\"\n",
+            "sasl_username = \"u\"\n",
+            "tls_ca_file = \"ca.pem\"\n",
+            "tls = true\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
+        ] {
+            let err = BridgeConfig::parse(&format!("{base}{bad}")).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid(_)), "{bad}: {err}");
+        }
     }
 }

@@ -28,6 +28,7 @@ use kafka_protocol::records::{
 
 use crate::client::{ClientError, Connection};
 use crate::mirror::MirrorError;
+use crate::security::TargetSecurity;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const ERR_TOPIC_EXISTS: i16 = 36;
@@ -39,22 +40,28 @@ fn s(v: &str) -> StrBytes {
 /// A small producer and group-offset client for one target cluster.
 pub struct TargetClient {
     bootstrap: String,
+    security: TargetSecurity,
     conn: Option<Connection>,
 }
 
 impl TargetClient {
-    /// A client for `bootstrap` (comma separated host:port); nothing is opened yet.
-    pub fn new(bootstrap: &str) -> TargetClient {
+    /// A client for `bootstrap` (comma separated host:port) with the mirror's TLS/SASL
+    /// settings; nothing is opened yet.
+    pub fn new(bootstrap: &str, security: TargetSecurity) -> TargetClient {
         TargetClient {
             bootstrap: bootstrap.to_string(),
+            security,
             conn: None,
         }
     }
 
-    async fn connect(bootstrap: &str) -> Result<Connection, MirrorError> {
+    async fn connect(
+        bootstrap: &str,
+        security: &TargetSecurity,
+    ) -> Result<Connection, MirrorError> {
         let mut last: Option<ClientError> = None;
         for addr in bootstrap.split(',') {
-            match Connection::connect(addr.trim(), TIMEOUT).await {
+            match Connection::connect_with(addr.trim(), security, TIMEOUT).await {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -67,7 +74,7 @@ impl TargetClient {
     /// The connection, opened if needed.
     async fn conn(&mut self) -> Result<&mut Connection, MirrorError> {
         if self.conn.is_none() {
-            self.conn = Some(Self::connect(&self.bootstrap).await?);
+            self.conn = Some(Self::connect(&self.bootstrap, &self.security).await?);
         }
         self.conn
             .as_mut()
@@ -329,7 +336,9 @@ impl TargetClient {
         if addr == conn.addr() || self.bootstrap.split(',').any(|b| b.trim() == addr) {
             return Ok(None);
         }
-        Ok(Some(Connection::connect(&addr, TIMEOUT).await?))
+        Ok(Some(
+            Connection::connect_with(&addr, &self.security, TIMEOUT).await?,
+        ))
     }
 
     /// Commit `offsets` ((topic, partition) -> offset) for `group` as an admin commit

@@ -277,7 +277,7 @@ fn str_bytes(s: &str) -> StrBytes {
 async fn connect_any(mirror: &Mirror) -> Result<Connection, DownstreamError> {
     let mut last = None;
     for addr in mirror.config.target.split(',') {
-        match Connection::connect(addr.trim(), REQUEST_TIMEOUT).await {
+        match Connection::connect_with(addr.trim(), &mirror.security, REQUEST_TIMEOUT).await {
             Ok(c) => return Ok(c),
             Err(e) => last = Some(e),
         }
@@ -590,7 +590,7 @@ impl PartitionPull {
             .ok_or_else(|| DownstreamError::Remote(format!("no leader ({})", leader.0)))?;
         let addr = format!("{}:{}", b.host, b.port);
         if addr != conn.addr() {
-            conn = Connection::connect(&addr, REQUEST_TIMEOUT).await?;
+            conn = Connection::connect_with(&addr, &self.mirror.security, REQUEST_TIMEOUT).await?;
         }
         Ok(conn)
     }

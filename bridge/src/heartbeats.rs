@@ -39,6 +39,7 @@ pub fn start(
             continue;
         }
         tasks.spawn(run(
+            TargetClient::new(&m.config.target, m.security.clone()),
             m.config.target.clone(),
             node.to_string(),
             m.config.target_alias.clone(),
@@ -47,8 +48,13 @@ pub fn start(
     }
 }
 
-async fn run(target: String, node: String, alias: String, shutdown: CancellationToken) {
-    let mut client = TargetClient::new(&target);
+async fn run(
+    mut client: TargetClient,
+    target: String,
+    node: String,
+    alias: String,
+    shutdown: CancellationToken,
+) {
     let mut ready = false;
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

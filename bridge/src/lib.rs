@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: TOML `[[mirror]]` entries,
 //! - [`client`]: a small Kafka-protocol client (the edge dials out),
+//! - [`security`]: TLS and SASL settings of a target,
 //! - [`mirror`]: the engine (in-process source, resume from the target's `rill.origin` headers,
 //!   idempotent producer, reconnect with backoff and jitter),
 //! - [`downstream`]: pull mirrors (remote topics into local ones, resume from the local log's
@@ -23,6 +24,7 @@ pub mod downstream;
 pub mod heartbeats;
 pub mod mirror;
 pub mod mm2;
+pub mod security;
 pub mod standalone;
 pub mod status;
 

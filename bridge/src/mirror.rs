@@ -100,6 +100,7 @@ pub enum MirrorError {
 pub struct Mirror {
     /// Its configuration.
     pub config: MirrorConfig,
+    pub(crate) security: crate::security::TargetSecurity,
     regex: Option<regex_automata::meta::Regex>,
     header_filter: Option<(String, Option<Vec<u8>>)>,
 }
@@ -124,6 +125,7 @@ impl Mirror {
                 None => (f.clone(), None),
             });
         Ok(Mirror {
+            security: config.security()?,
             config,
             regex,
             header_filter,
@@ -348,7 +350,9 @@ impl PartitionMirror {
     async fn connect_any(&self) -> Result<Connection, MirrorError> {
         let mut last = None;
         for addr in self.mirror.config.target.split(',') {
-            match Connection::connect(addr.trim(), REQUEST_TIMEOUT).await {
+            match Connection::connect_with(addr.trim(), &self.mirror.security, REQUEST_TIMEOUT)
+                .await
+            {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -407,7 +411,8 @@ impl PartitionMirror {
             if let Some(b) = md.brokers.iter().find(|b| b.node_id == leader) {
                 let addr = format!("{}:{}", b.host, b.port);
                 if addr != conn.addr() && !self.mirror.config.target.contains(&addr) {
-                    conn = Connection::connect(&addr, REQUEST_TIMEOUT).await?;
+                    conn = Connection::connect_with(&addr, &self.mirror.security, REQUEST_TIMEOUT)
+                        .await?;
                 }
             }
             return Ok((conn, n));

@@ -14,12 +14,14 @@
 //! - [`producer_state`]: idempotent producers (sequence checks, snapshots, producer ids),
 //! - [`consumer_group`], [`group_coordinator`], [`offset_store`]: consumer groups (the classic
 //!   rebalance protocol) and their committed offsets in redb; [`epoch_group`] and
-//!   [`server_assignor`]: KIP-848 groups (server-side assignment, member epochs).
+//!   [`server_assignor`]: KIP-848 groups (server-side assignment, member epochs),
+//! - [`scram`] and [`credentials`]: SASL users of the Kafka listener (SCRAM credentials in redb).
 
 pub mod batch;
 pub mod broker;
 pub mod cleaner;
 pub mod consumer_group;
+pub mod credentials;
 pub mod crypto;
 pub mod epoch_group;
 pub mod group_coordinator;
@@ -33,6 +35,7 @@ pub mod offset_store;
 pub mod partitioner;
 pub mod producer_state;
 pub mod retention;
+pub mod scram;
 pub mod segment;
 pub mod server_assignor;
 pub mod topic_config;

@@ -25,6 +25,8 @@
 //! auto_create_topics = true
 //! num_partitions = 1
 //! socket_request_max_bytes = 104857600
+//! sasl = false                # require SASL on the Kafka listener (see docs/security.md)
+//! sasl_mechanisms = ["SCRAM-SHA-512", "SCRAM-SHA-256"]   # default; "PLAIN" too
 //!
 //! [topic_defaults]            # Kafka topic config names
 //! "retention.ms" = 604800000
@@ -314,6 +316,10 @@ pub struct KafkaSection {
     pub num_partitions: Option<i32>,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: Option<usize>,
+    /// Require SASL authentication (default: true when `sasl_mechanisms` is set).
+    pub sasl: Option<bool>,
+    /// `sasl.enabled.mechanisms`: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    pub sasl_mechanisms: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -377,6 +383,10 @@ impl FileConfig {
             if n < 1 {
                 return Err(invalid("kafka.num_partitions", format!("{n} is below 1")));
             }
+        }
+        if let Some(names) = &self.kafka.sasl_mechanisms {
+            crate::kafka::auth::Mechanism::parse_list(names)
+                .map_err(|reason| invalid("kafka.sasl_mechanisms", reason))?;
         }
         crate::mqtt::mapping::Mapping::new(&self.mqtt.rules)
             .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
@@ -482,6 +492,8 @@ pub struct Overrides {
     pub key_file: Option<PathBuf>,
     /// `RILL_MASTER_KEY`
     pub master_key_env: Option<String>,
+    /// `--kafka-sasl MECHANISMS`: require SASL with these mechanisms.
+    pub kafka_sasl: Option<Vec<String>>,
 }
 
 /// The node's effective settings: defaults, then the file, then flags.
@@ -501,6 +513,8 @@ pub struct NodeSettings {
     pub mqtt_listen: SocketAddr,
     /// TLS for the Kafka listener.
     pub kafka_tls: Option<TlsFiles>,
+    /// SASL mechanisms required on the Kafka listener (None: no authentication).
+    pub kafka_sasl: Option<Vec<crate::kafka::auth::Mechanism>>,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: usize,
     /// Everything the storage layer needs.
@@ -559,6 +573,21 @@ impl NodeSettings {
             .or_else(|| file.listeners.advertised_kafka.clone())
             .map(|s| parse_host_port(&s).map_err(|r| invalid("advertised_kafka", r)))
             .transpose()?;
+        let kafka_sasl = match &flags.kafka_sasl {
+            Some(names) => Some(names.clone()),
+            None if file
+                .kafka
+                .sasl
+                .unwrap_or(file.kafka.sasl_mechanisms.is_some()) =>
+            {
+                Some(file.kafka.sasl_mechanisms.clone().unwrap_or_default())
+            }
+            None => None,
+        }
+        .map(|names| {
+            crate::kafka::auth::Mechanism::parse_list(&names).map_err(|r| invalid("kafka_sasl", r))
+        })
+        .transpose()?;
         let node_id = flags.node_id.or(file.node.id).unwrap_or(0);
         if node_id < 0 {
             return Err(invalid("node_id", format!("{node_id} is negative")));
@@ -584,6 +613,7 @@ impl NodeSettings {
                 .or(file.listeners.mqtt)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1883))),
             kafka_tls: file.listeners.kafka_tls.clone(),
+            kafka_sasl,
             socket_request_max_bytes: file
                 .kafka
                 .socket_request_max_bytes
@@ -668,6 +698,7 @@ mod tests {
             "[listeners]\nkafka = \"not an address\"\n",
             "[listeners]\nadvertised_kafka = \"nohost\"\n",
             "[node]\nid = -3\n",
+            "[kafka]\nsasl_mechanisms = [\"GSSAPI\"]\n",
         ] {
             assert!(
                 FileConfig::parse(text, Path::new("x.toml")).is_err(),
@@ -693,6 +724,40 @@ mod tests {
         assert_eq!(s.broker.flush, FlushPolicy::Interval { ms: 50 });
         assert_eq!(s.broker.encryption, EncryptionSetting::Off);
         assert_eq!(s.socket_request_max_bytes, DEFAULT_SOCKET_REQUEST_MAX_BYTES);
+    }
+
+    #[test]
+    fn sasl_settings() {
+        use crate::kafka::auth::{Mechanism, DEFAULT_MECHANISMS};
+        use rill_core::scram::ScramMechanism;
+        let resolve = |text: &str, flag: Option<Vec<String>>| {
+            let file = FileConfig::parse(text, Path::new("x.toml")).unwrap();
+            let flags = Overrides {
+                kafka_sasl: flag,
+                ..Overrides::default()
+            };
+            NodeSettings::resolve(&file, &flags).unwrap().kafka_sasl
+        };
+        assert_eq!(resolve("", None), None);
+        assert_eq!(
+            resolve("[kafka]\nsasl = true\n", None),
+            Some(DEFAULT_MECHANISMS.to_vec())
+        );
+        assert_eq!(
+            resolve("[kafka]\nsasl_mechanisms = [\"PLAIN\"]\n", None),
+            Some(vec![Mechanism::Plain])
+        );
+        assert_eq!(
+            resolve(
+                "[kafka]\nsasl = false\nsasl_mechanisms = [\"PLAIN\"]\n",
+                None
+            ),
+            None
+        );
+        assert_eq!(
+            resolve("", Some(vec!["SCRAM-SHA-256".into()])),
+            Some(vec![Mechanism::Scram(ScramMechanism::Sha256)])
+        );
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Bridge configuration (`[[mirror]]` entries) run inside this node.
     #[arg(long, value_name = "FILE")]
     pub bridge_config: Option<PathBuf>,
+    /// Require SASL on the Kafka listener with these mechanisms (comma separated: PLAIN,
+    /// SCRAM-SHA-256, SCRAM-SHA-512); users come from `rill user add` (docs/security.md).
+    #[arg(long, value_name = "MECHANISMS", value_delimiter = ',')]
+    pub kafka_sasl: Option<Vec<String>>,
 }
 
 /// Errors starting or stopping a node.
@@ -92,6 +96,9 @@ pub enum ServeError {
     /// A background task panicked.
     #[error("task failed: {0}")]
     Task(String),
+    /// The SASL user store could not be opened.
+    #[error("Kafka SASL: {0}")]
+    Sasl(#[from] rill_core::credentials::CredentialError),
     /// The MQTT front end could not start.
     #[error(transparent)]
     Mqtt(#[from] crate::mqtt::MqttError),
@@ -151,10 +158,11 @@ fn broker_configs(
     advertised: &(String, u16),
 ) -> Vec<(String, String)> {
     let b = &settings.broker;
-    let scheme = if settings.kafka_tls.is_some() {
-        "SSL"
-    } else {
-        "PLAINTEXT"
+    let scheme = match (settings.kafka_tls.is_some(), settings.kafka_sasl.is_some()) {
+        (true, true) => "SASL_SSL",
+        (true, false) => "SSL",
+        (false, true) => "SASL_PLAINTEXT",
+        (false, false) => "PLAINTEXT",
     };
     let mut out = vec![
         ("broker.id".to_string(), settings.node_id.to_string()),
@@ -188,6 +196,10 @@ fn broker_configs(
             },
         ),
     ];
+    if let Some(mechanisms) = &settings.kafka_sasl {
+        let names: Vec<&str> = mechanisms.iter().map(|m| m.name()).collect();
+        out.push(("sasl.enabled.mechanisms".to_string(), names.join(",")));
+    }
     match b.flush {
         FlushPolicy::Always => out.push(("rill.flush".to_string(), "always".to_string())),
         FlushPolicy::Interval { ms } => {
@@ -223,7 +235,7 @@ impl Node {
             ("Kafka", settings.kafka_listen),
             ("admin HTTP", settings.http_listen),
         ] {
-            if !addr.ip().is_loopback() {
+            if !addr.ip().is_loopback() && (what != "Kafka" || settings.kafka_sasl.is_none()) {
                 tracing::warn!(
                     listener = what,
                     %addr,
@@ -269,6 +281,16 @@ impl Node {
                 .await
                 .map_err(|e| ServeError::Task(e.to_string()))?
                 .map_err(|e| ServeError::Task(format!("group coordinator: {e}")))?;
+        let credentials = Arc::new(rill_core::credentials::CredentialStore::open(
+            broker.metadata_handle(),
+        )?);
+        let sasl = settings.kafka_sasl.as_ref().map(|mechanisms| {
+            Arc::new(crate::kafka::auth::open(
+                credentials.clone(),
+                mechanisms.clone(),
+                settings.kafka_tls.is_some(),
+            ))
+        });
         let ctx = Arc::new(Context {
             broker: broker.clone(),
             groups: groups.clone(),
@@ -283,6 +305,8 @@ impl Node {
             producer_ids: Arc::new(rill_core::producer_state::ProducerIdAllocator::new(
                 broker.metadata_handle(),
             )),
+            sasl,
+            credentials,
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
@@ -324,6 +348,7 @@ impl Node {
             node_name = %settings.node_name,
             advertised = %format!("{}:{}", advertised.0, advertised.1),
             tls = settings.kafka_tls.is_some(),
+            sasl = settings.kafka_sasl.is_some(),
             "listening"
         );
         Ok(Node {
@@ -379,6 +404,7 @@ pub fn settings_from_args(args: &ServeArgs) -> Result<NodeSettings, ConfigFileEr
         master_key_env: std::env::var("RILL_MASTER_KEY")
             .ok()
             .filter(|k| !k.is_empty()),
+        kafka_sasl: args.kafka_sasl.clone(),
     };
     NodeSettings::resolve(&file, &flags)
 }

@@ -2,7 +2,9 @@
 //! responses (flush waits, long polls) pipelined and written back in request order.
 //!
 //! A frame over `socket.request.max.bytes`, a malformed request, an unknown API key or an
-//! unsupported version closes this connection only, with a log line.
+//! unsupported version closes this connection only, with a log line. So does a request other
+//! than ApiVersions/SaslHandshake/SaslAuthenticate before SASL authentication, when the listener
+//! requires it ([`auth::Session`]); a failed authentication closes after its response.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
+use super::auth::Session;
 use super::dispatch::{self, Reply};
 use super::request::{self, Decoded};
 use super::{api_versions, Context};
@@ -46,6 +49,7 @@ where
     let mut writer = FramedWrite::new(w, codec(usize::MAX >> 1));
     let mut pending: FuturesOrdered<Outgoing> = FuturesOrdered::new();
     let mut reading = true;
+    let mut session = Session::new(ctx.sasl.clone());
     loop {
         if !reading && pending.is_empty() {
             break;
@@ -78,15 +82,26 @@ where
                         tracing::warn!(%peer, error = %e, "closing Kafka connection: bad frame");
                         break;
                     }
-                    Some(Ok(frame)) => match handle_frame(&ctx, frame.freeze(), peer).await {
-                        Ok(Some(out)) => pending.push_back(out),
-                        Ok(None) => {}
-                        Err(reason) => {
-                            ctx.metrics.protocol_error();
-                            tracing::warn!(%peer, %reason, "closing Kafka connection");
-                            break;
+                    Some(Ok(frame)) => {
+                        let handled = if session.expects_raw_token() {
+                            raw_token(&mut session, frame.freeze(), peer)
+                        } else {
+                            handle_frame(&ctx, frame.freeze(), peer, &mut session).await
+                        };
+                        match handled {
+                            Ok(Some(out)) => pending.push_back(out),
+                            Ok(None) => {}
+                            Err(reason) => {
+                                ctx.metrics.protocol_error();
+                                tracing::warn!(%peer, %reason, "closing Kafka connection");
+                                break;
+                            }
                         }
-                    },
+                        if session.must_close() {
+                            // Write the refusal, then close (as Kafka does).
+                            reading = false;
+                        }
+                    }
                 }
             }
         }
@@ -95,11 +110,28 @@ where
     tracing::debug!(%peer, "connection closed");
 }
 
+/// A raw SASL token after SaslHandshake v0: the answer is a raw token too; a failure closes the
+/// connection without one (Kafka's legacy flow).
+fn raw_token(
+    session: &mut Session,
+    frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Option<Outgoing>, String> {
+    match session.authenticate(&frame) {
+        Ok(token) => Ok(Some(future::ready(Some(Ok(Bytes::from(token)))).boxed())),
+        Err(failure) => {
+            tracing::debug!(%peer, code = failure.code, "raw SASL token refused");
+            Err(failure.message)
+        }
+    }
+}
+
 /// Decode and dispatch one frame. `Ok(None)`: no response (acks=0). `Err`: close the connection.
 async fn handle_frame(
     ctx: &Arc<Context>,
     frame: Bytes,
     peer: SocketAddr,
+    session: &mut Session,
 ) -> Result<Option<Outgoing>, String> {
     match request::decode_request(frame) {
         Err(e) => Err(e.to_string()),
@@ -118,11 +150,14 @@ async fn handle_frame(
             let correlation_id = req.header.correlation_id;
             ctx.metrics.request(api_name(api));
             tracing::trace!(%peer, ?api, version, correlation_id, "request");
+            if !session.admits(api) {
+                return Err(format!("{api:?} before SASL authentication"));
+            }
             let encode = move |body| {
                 request::encode_response(api, version, correlation_id, &body)
                     .map_err(|e| format!("{api:?} v{version}: {e:#}"))
             };
-            match dispatch::dispatch(ctx, &req.header, req.body, peer).await {
+            match dispatch::dispatch(ctx, &req.header, req.body, peer, session).await {
                 Reply::Now(body) => Ok(Some(future::ready(Some(encode(body))).boxed())),
                 Reply::Later(fut) => Ok(Some(fut.map(move |body| Some(encode(body))).boxed())),
                 Reply::Nothing => Ok(None),
@@ -163,6 +198,8 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::InitProducerId => "InitProducerId",
         ApiKey::SaslHandshake => "SaslHandshake",
         ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
+        ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         _ => "Other",
     }
 }
