@@ -5,10 +5,12 @@
 //! - [`client`]: a small Kafka-protocol client (the edge dials out),
 //! - [`mirror`]: the engine (in-process source, resume from the target's `rill.origin` headers,
 //!   idempotent producer, reconnect with backoff and jitter),
+//! - [`floor`]: retention floors holding unmirrored records (the slowest mirror decides),
 //! - [`standalone`]: `rill bridge --config FILE`.
 
 pub mod client;
 pub mod config;
+pub mod floor;
 pub mod mirror;
 pub mod standalone;
 
