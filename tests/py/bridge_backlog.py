@@ -4,8 +4,8 @@
   confluent-kafka producer that retries for as long as it takes (a paused edge answers
   REQUEST_TIMED_OUT after the request's timeout); checks every record was acknowledged.
 --phase mqtt: publish one QoS 1 message with paho to the MQTT topic MQTT_TOPIC; checks it is NOT
-  acknowledged within HOLD seconds (the edge holds producers back), then that it is acknowledged
-  once the pressure clears.
+  acknowledged within HOLD seconds (the edge holds producers back; then HELD_FILE is written),
+  then that it is acknowledged once the pressure clears.
 --phase verify: on the target, read TARGET until "b<COUNT-1>" (and every --extra value) arrived;
   checks no duplicates, values in production order, rill.origin offsets increasing. With
   --exact, all of b0..b<COUNT-1> must be there; otherwise the received values must be a suffix
@@ -66,6 +66,9 @@ def mqtt_held(a):
     info.wait_for_publish(a.hold)
     check(not info.is_published(), "PUBACK while the edge should hold producers back")
     print("held", flush=True)
+    if a.held_file:
+        with open(a.held_file, "w") as f:
+            f.write("held\n")
     info.wait_for_publish(a.timeout)
     check(d.ack_ok(info), "publish not acknowledged after the pressure cleared")
     print("acked", flush=True)
@@ -147,6 +150,7 @@ def main():
     ap.add_argument("--mqtt-topic")
     ap.add_argument("--mqtt-payload", default="m-held")
     ap.add_argument("--hold", type=float, default=2)
+    ap.add_argument("--held-file", help="written once the hold was observed")
     a = ap.parse_args()
     {"produce": produce, "mqtt": mqtt_held, "verify": verify}[a.phase](a)
 

@@ -204,7 +204,7 @@ fn pause_holds_kafka_and_mqtt_producers_until_the_backlog_drains() {
     let port = free_port();
     let (edge, _cfg) = start_edge("edgeb", port, "pause");
     create_mirrored_topic(&edge, "held", &["retention.bytes=16384"]);
-    let count = 1500;
+    let count = 5000;
     let producer = py_background(
         edge.kafka_addr(),
         &[
@@ -233,6 +233,8 @@ fn pause_holds_kafka_and_mqtt_producers_until_the_backlog_drains() {
         edge.log()
     );
     // An MQTT device publishing to the same topic gets no PUBACK while paused.
+    let held_file = edge.scratch().join("mqtt-held");
+    let held_arg = held_file.to_string_lossy().to_string();
     let mqtt = py_background(
         edge.kafka_addr(),
         &[
@@ -242,11 +244,18 @@ fn pause_holds_kafka_and_mqtt_producers_until_the_backlog_drains() {
             &mqtt_addr(&edge),
             "--mqtt-topic",
             "held/dev1",
+            "--held-file",
+            &held_arg,
         ],
     );
     wait_until(&edge, "the MQTT publish held back", || {
-        edge.log().contains("MQTT publishes held back")
+        held_file.exists() || mqtt.is_finished()
     });
+    assert!(
+        edge.log().contains("MQTT publishes held back"),
+        "{}",
+        edge.log()
+    );
 
     let central = start_central(port);
     let out = producer.join().expect("producer thread");
