@@ -1,15 +1,19 @@
 //! rill-bridge: exactly-once, MirrorMaker-style mirroring from an edge node to a central cluster
-//! over the Kafka protocol (see `docs/bridge.md`).
+//! (and, with pull mirrors, from central to the edge) over the Kafka protocol (see
+//! `docs/bridge.md`).
 //!
 //! - [`config`]: TOML `[[mirror]]` entries,
 //! - [`client`]: a small Kafka-protocol client (the edge dials out),
 //! - [`mirror`]: the engine (in-process source, resume from the target's `rill.origin` headers,
 //!   idempotent producer, reconnect with backoff and jitter),
 //! - [`floor`]: retention floors holding unmirrored records (the slowest mirror decides),
+//! - [`downstream`]: pull mirrors (remote topics into local ones, resume from the local log's
+//!   `rill.origin` headers),
 //! - [`standalone`]: `rill bridge --config FILE`.
 
 pub mod client;
 pub mod config;
+pub mod downstream;
 pub mod floor;
 pub mod mirror;
 pub mod standalone;

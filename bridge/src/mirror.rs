@@ -32,7 +32,7 @@ use rill_core::partitioner::partition_for_key;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, Connection};
-use crate::config::{MirrorConfig, TransferCompression};
+use crate::config::{Direction, MirrorConfig, TransferCompression};
 use crate::floor::{FloorGuard, FloorRegistry};
 
 /// Header carrying `node/topic/partition/offset` of a mirrored record's source.
@@ -62,7 +62,7 @@ pub fn parse_origin(v: &[u8]) -> Option<(&str, &str, i32, i64)> {
 }
 
 /// A record header by name (the codec keys headers by `StrBytes`).
-fn header<'a>(r: &'a Record, name: &str) -> Option<&'a Option<Bytes>> {
+pub(crate) fn header<'a>(r: &'a Record, name: &str) -> Option<&'a Option<Bytes>> {
     r.headers
         .iter()
         .find(|(k, _)| k.as_str() == name)
@@ -199,14 +199,33 @@ impl Bridge {
     }
 
     /// Run until shutdown: start a task for every mirrored partition (new topics and
-    /// partitions are picked up every second).
+    /// partitions are picked up every second); pull mirrors run in [`crate::downstream`].
     pub async fn run(self) {
         let tasks = tokio_util::task::TaskTracker::new();
         let mut running: HashSet<(usize, String, i32)> = HashSet::new();
+        // Pull (downstream) mirrors run beside; the topics they write are never pushed.
+        let pulled = Arc::new(crate::downstream::PulledTopics::default());
+        let pulls: Vec<Arc<Mirror>> = self
+            .mirrors
+            .iter()
+            .filter(|m| m.config.direction == Direction::Pull)
+            .cloned()
+            .collect();
+        if !pulls.is_empty() {
+            let (b, n, s) = (
+                self.broker.clone(),
+                self.node_name.clone(),
+                self.shutdown.clone(),
+            );
+            tasks.spawn(crate::downstream::Downstream::new(b, n, pulls, s, pulled.clone()).run());
+        }
         loop {
             for (i, m) in self.mirrors.iter().enumerate() {
+                if m.config.direction == Direction::Pull {
+                    continue;
+                }
                 for t in self.broker.topics() {
-                    if t.internal || !m.selects(&t.name) {
+                    if t.internal || !m.selects(&t.name) || pulled.contains(&t.name) {
                         continue;
                     }
                     for p in 0..t.partitions {
@@ -248,7 +267,8 @@ struct PartitionMirror {
     floor: FloorGuard,
 }
 
-fn jitter_ms(max: u64) -> u64 {
+/// A random number of milliseconds below `max` (backoff jitter).
+pub(crate) fn jitter_ms(max: u64) -> u64 {
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {
         return max / 2;

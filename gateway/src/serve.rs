@@ -415,6 +415,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.bridge_config {
         let cfg = rill_bridge::BridgeConfig::load(path)?;
         for m in cfg.mirror {
+            m.validate_for_node(&settings.node_name)?;
             mirrors.push(rill_bridge::Mirror::new(m)?);
         }
     }

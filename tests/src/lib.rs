@@ -574,3 +574,13 @@ mod tests {
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
     }
 }
+
+/// The current time in Unix ms as text, for `bridge_produce.py --base-ts`: records stamped in the
+/// past would be removed by time retention as soon as a restart closes their segment.
+pub fn recent_ts() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+        .to_string()
+}
