@@ -550,6 +550,45 @@ mod tests {
         }
 
         #[test]
+        fn held_data_nearing_retention_ms_pauses() {
+            let tmp = tempfile::tempdir().unwrap();
+            let b = open(tmp.path(), BacklogPolicy::Pause, None);
+            let cfg: BTreeMap<String, String> = [
+                ("segment.bytes".to_string(), "14".to_string()),
+                ("retention.ms".to_string(), "60".to_string()),
+            ]
+            .into();
+            b.create_topic("t", 1, &cfg, false).unwrap();
+            let log = b.partition("t", 0).unwrap();
+            b.set_retention_floor("t", 0, Some(0)).unwrap();
+            let ts = now_ms() - 1_000;
+            for _ in 0..3 {
+                let batch = crate::batch::test_util::batch(&[b"value"], ts);
+                log.append(&batch, 0).unwrap();
+            }
+            // Segments created by this process are also kept until retention.ms old on the
+            // monotonic clock: poll until that has passed.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !b.backlog().blocks("t") {
+                assert!(std::time::Instant::now() < deadline, "never paused");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                pass(&b);
+            }
+            assert_eq!(log.log_start_offset(), 0, "held, not deleted");
+            b.set_retention_floor("t", 0, Some(3)).unwrap();
+            pass(&b);
+            assert!(!b.backlog().blocks("t"), "nothing held: cleared");
+            // Expired and mirrored: retention deletes (each segment once its monotonic age is
+            // past retention.ms).
+            while log.log_start_offset() < 2 {
+                assert!(std::time::Instant::now() < deadline, "never deleted");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                pass(&b);
+            }
+            b.shutdown().unwrap();
+        }
+
+        #[test]
         fn below_high_water_nothing_happens() {
             let tmp = tempfile::tempdir().unwrap();
             let b = open(tmp.path(), BacklogPolicy::DropOldest, None);
