@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientError, Connection};
 use crate::config::{Direction, MirrorConfig, TransferCompression};
+use crate::floor::{FloorGuard, FloorRegistry};
 
 /// Header carrying `node/topic/partition/offset` of a mirrored record's source.
 pub const ORIGIN_HEADER: &str = "rill.origin";
@@ -177,6 +178,7 @@ pub struct Bridge {
     node_name: String,
     mirrors: Vec<Arc<Mirror>>,
     shutdown: CancellationToken,
+    floors: Arc<FloorRegistry>,
 }
 
 impl Bridge {
@@ -190,6 +192,7 @@ impl Bridge {
         let mut mirrors: Vec<Arc<Mirror>> = mirrors.into_iter().map(Arc::new).collect();
         mirrors.sort_by_key(|m| -m.config.priority);
         Bridge {
+            floors: FloorRegistry::new(broker.clone()),
             broker,
             node_name,
             mirrors,
@@ -237,6 +240,7 @@ impl Bridge {
                                 partition: p,
                                 source_partitions: t.partitions,
                                 shutdown: self.shutdown.clone(),
+                                floor: self.floors.register(&t.name, p),
                             };
                             tasks.spawn(task.run());
                         }
@@ -261,6 +265,8 @@ struct PartitionMirror {
     partition: i32,
     source_partitions: i32,
     shutdown: CancellationToken,
+    /// Holds this task's unmirrored records from retention (see [`crate::floor`]).
+    floor: FloorGuard,
 }
 
 /// A random number of milliseconds below `max` (backoff jitter).
@@ -523,6 +529,7 @@ impl PartitionMirror {
             }
             pos = log_start;
         }
+        self.floor.set(pos);
         tracing::info!(topic = %self.topic, partition = self.partition, target_topic = %ttopic,
             from = pos, "mirroring");
         let init = conn
@@ -556,6 +563,8 @@ impl PartitionMirror {
                 Err(rill_core::log::LogError::OffsetOutOfRange { log_start, .. })
                     if pos < log_start =>
                 {
+                    tracing::warn!(topic = %self.topic, partition = self.partition, from = pos,
+                        log_start, "records removed before they were mirrored; skipping forward");
                     pos = log_start;
                     continue;
                 }
@@ -645,6 +654,7 @@ impl PartitionMirror {
                 }
             }
             pos = next;
+            self.floor.set(pos);
         }
     }
 

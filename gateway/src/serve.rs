@@ -263,7 +263,9 @@ impl Node {
             .advertised_kafka
             .clone()
             .unwrap_or_else(|| advertised_for(kafka_addr));
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        metrics.export_backlog(broker.clone());
+        let metrics = Arc::new(metrics);
         let shutdown = CancellationToken::new();
         let groups_config = settings.groups.clone();
         let groups_broker = broker.clone();
