@@ -7,6 +7,7 @@
 //! - [`security`]: TLS and SASL settings of a target,
 //! - [`mirror`]: the engine (in-process source, resume from the target's `rill.origin` headers,
 //!   idempotent producer, reconnect with backoff and jitter),
+//! - [`floor`]: retention floors holding unmirrored records (the slowest mirror decides),
 //! - [`downstream`]: pull mirrors (remote topics into local ones, resume from the local log's
 //!   `rill.origin` headers),
 //! - [`standalone`]: `rill bridge --config FILE`,
@@ -21,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod control_topics;
 pub mod downstream;
+pub mod floor;
 pub mod heartbeats;
 pub mod mirror;
 pub mod mm2;

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::GroupOffsets;
 use crate::client::{ClientError, Connection};
 use crate::config::{Direction, MirrorConfig, TransferCompression};
+use crate::floor::{FloorGuard, FloorRegistry};
 use crate::status::{BridgeStatus, MirrorState, PartitionStatus};
 
 /// Header carrying `node/topic/partition/offset` of a mirrored record's source.
@@ -181,6 +182,7 @@ pub struct Bridge {
     shutdown: CancellationToken,
     status: Arc<BridgeStatus>,
     group_offsets: Option<Arc<dyn GroupOffsets>>,
+    floors: Arc<FloorRegistry>,
 }
 
 impl Bridge {
@@ -206,6 +208,7 @@ impl Bridge {
         let mut mirrors: Vec<Arc<Mirror>> = mirrors.into_iter().map(Arc::new).collect();
         mirrors.sort_by_key(|m| -m.config.priority);
         Bridge {
+            floors: FloorRegistry::new(broker.clone()),
             broker,
             node_name,
             mirrors,
@@ -273,6 +276,7 @@ impl Bridge {
                                     &m.config.target_topic(&self.node_name, &t.name),
                                     self.broker.partition(&t.name, p).ok(),
                                 ),
+                                floor: self.floors.register(&t.name, p),
                             };
                             tasks.spawn(task.run());
                         }
@@ -298,6 +302,8 @@ struct PartitionMirror {
     source_partitions: i32,
     shutdown: CancellationToken,
     status: Arc<PartitionStatus>,
+    /// Holds this task's unmirrored records from retention (see [`crate::floor`]).
+    floor: FloorGuard,
 }
 
 /// A random number of milliseconds below `max` (backoff jitter).
@@ -564,6 +570,7 @@ impl PartitionMirror {
             }
             pos = log_start;
         }
+        self.floor.set(pos);
         tracing::info!(topic = %self.topic, partition = self.partition, target_topic = %ttopic,
             from = pos, "mirroring");
         self.status.advanced(pos);
@@ -598,6 +605,8 @@ impl PartitionMirror {
                 Err(rill_core::log::LogError::OffsetOutOfRange { log_start, .. })
                     if pos < log_start =>
                 {
+                    tracing::warn!(topic = %self.topic, partition = self.partition, from = pos,
+                        log_start, "records removed before they were mirrored; skipping forward");
                     pos = log_start;
                     continue;
                 }
@@ -688,6 +697,7 @@ impl PartitionMirror {
                 }
             }
             pos = next;
+            self.floor.set(pos);
             self.status.advanced(pos);
         }
     }

@@ -7,7 +7,8 @@
 //! - [`crypto`] and [`keyring`]: encryption at rest (AES-256-GCM / ChaCha20-Poly1305), master key,
 //!   per-segment data keys,
 //! - [`index`], [`segment`], [`log`], [`retention`]: the segmented partition log and its
-//!   retention policy, and [`cleaner`] (compaction: the latest record per key),
+//!   retention policy, and [`cleaner`] (compaction: the latest record per key); [`backlog`]:
+//!   what happens when data held by a retention floor (not yet mirrored) nears the limits,
 //! - [`topic_config`], [`metadata`], [`topic_registry`]: topics, their ids and configs in redb,
 //! - [`broker`]: the node's storage facade used by the gateway, with [`maintenance`] (interval
 //!   flush, retention, disk budget) in a background thread,
@@ -17,6 +18,7 @@
 //!   [`server_assignor`]: KIP-848 groups (server-side assignment, member epochs),
 //! - [`scram`] and [`credentials`]: SASL users of the Kafka listener (SCRAM credentials in redb).
 
+pub mod backlog;
 pub mod batch;
 pub mod broker;
 pub mod cleaner;

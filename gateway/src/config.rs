@@ -20,6 +20,9 @@
 //! encryption = "auto"         # "auto" | "aes-256-gcm" | "chacha20-poly1305" | "off"
 //! flush = "always"            # or { interval_ms = 1000 }
 //! disk_budget_bytes = 10737418240
+//! retention_check_interval_ms = 5000   # retention, disk budget and backlog policy pass
+//! backlog_policy = "pause"    # or "drop_oldest": unmirrored data near retention / the budget
+//! backlog_high_water = 0.9    # fraction of retention.bytes / retention.ms / the disk budget
 //!
 //! [kafka]
 //! auto_create_topics = true
@@ -48,6 +51,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use rill_core::backlog::BacklogPolicy;
 use rill_core::broker::{BrokerConfig, EncryptionSetting, KeySource};
 use rill_core::crypto::CipherKind;
 use rill_core::group_coordinator::GroupConfig;
@@ -248,6 +252,24 @@ pub struct StorageSection {
     pub disk_budget_bytes: Option<u64>,
     /// How often the log cleaner (compaction) runs, in ms.
     pub cleaner_interval_ms: Option<u64>,
+    /// How often retention, the disk budget and the backlog policy are applied, in ms.
+    pub retention_check_interval_ms: Option<u64>,
+    /// What happens when data the bridge has not mirrored yet nears the topic's retention or
+    /// the disk budget: `"pause"` (default) or `"drop_oldest"`.
+    pub backlog_policy: Option<BacklogPolicyName>,
+    /// Fraction of the limit at which the backlog policy applies (default 0.9).
+    pub backlog_high_water: Option<f64>,
+}
+
+/// Backlog policy names in the file.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum BacklogPolicyName {
+    /// Hold producers back (Kafka and MQTT backpressure).
+    #[serde(rename = "pause")]
+    Pause,
+    /// Delete the oldest unmirrored data, with a metric and a log line.
+    #[serde(rename = "drop_oldest")]
+    DropOldest,
 }
 
 /// Encryption names in the file.
@@ -416,6 +438,20 @@ impl FileConfig {
                 "storage.flush.interval_ms",
                 "must be at least 1".to_string(),
             ));
+        }
+        if self.storage.retention_check_interval_ms == Some(0) {
+            return Err(invalid(
+                "storage.retention_check_interval_ms",
+                "must be at least 1".to_string(),
+            ));
+        }
+        if let Some(hw) = self.storage.backlog_high_water {
+            if !rill_core::backlog::valid_high_water(hw) {
+                return Err(invalid(
+                    "storage.backlog_high_water",
+                    format!("{hw} is not in (0, 1]"),
+                ));
+            }
         }
         if let Some(adv) = &self.listeners.advertised_kafka {
             parse_host_port(adv).map_err(|reason| invalid("listeners.advertised_kafka", reason))?;
@@ -629,6 +665,18 @@ impl NodeSettings {
                 if let Some(ms) = file.storage.cleaner_interval_ms {
                     b.cleaner_interval_ms = ms;
                 }
+                if let Some(ms) = file.storage.retention_check_interval_ms {
+                    b.retention_check_interval_ms = ms;
+                }
+                if let Some(p) = file.storage.backlog_policy {
+                    b.backlog.policy = match p {
+                        BacklogPolicyName::Pause => BacklogPolicy::Pause,
+                        BacklogPolicyName::DropOldest => BacklogPolicy::DropOldest,
+                    };
+                }
+                if let Some(hw) = file.storage.backlog_high_water {
+                    b.backlog.high_water = hw;
+                }
                 b
             },
             groups: file.groups.resolve(),
@@ -699,6 +747,10 @@ mod tests {
             "[listeners]\nadvertised_kafka = \"nohost\"\n",
             "[node]\nid = -3\n",
             "[kafka]\nsasl_mechanisms = [\"GSSAPI\"]\n",
+            "[storage]\nbacklog_policy = \"drop\"\n",
+            "[storage]\nbacklog_high_water = 0\n",
+            "[storage]\nbacklog_high_water = 1.5\n",
+            "[storage]\nretention_check_interval_ms = 0\n",
         ] {
             assert!(
                 FileConfig::parse(text, Path::new("x.toml")).is_err(),
@@ -758,6 +810,20 @@ mod tests {
             resolve("", Some(vec!["SCRAM-SHA-256".into()])),
             Some(vec![Mechanism::Scram(ScramMechanism::Sha256)])
         );
+    }
+
+    #[test]
+    fn backlog_settings() {
+        let text = "[storage]\nbacklog_policy = \"drop_oldest\"\nbacklog_high_water = 0.75\n\
+                    retention_check_interval_ms = 200\n";
+        let file = FileConfig::parse(text, Path::new("x.toml")).unwrap();
+        let s = NodeSettings::resolve(&file, &Overrides::default()).unwrap();
+        assert_eq!(s.broker.backlog.policy, BacklogPolicy::DropOldest);
+        assert_eq!(s.broker.backlog.high_water, 0.75);
+        assert_eq!(s.broker.retention_check_interval_ms, 200);
+        let d = NodeSettings::resolve(&FileConfig::default(), &Overrides::default()).unwrap();
+        assert_eq!(d.broker.backlog.policy, BacklogPolicy::Pause);
+        assert_eq!(d.broker.backlog.high_water, 0.9);
     }
 
     #[test]

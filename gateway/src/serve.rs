@@ -272,6 +272,7 @@ impl Node {
         metrics.register_collector(Box::new(crate::bridge_metrics::BridgeCollector(
             bridge_status.clone(),
         )));
+        metrics.export_backlog(broker.clone());
         let metrics = Arc::new(metrics);
         let shutdown = CancellationToken::new();
         let groups_config = settings.groups.clone();

@@ -1,5 +1,7 @@
 //! One client connection: 4-byte length-prefixed frames, requests handled in order, deferred
-//! responses (flush waits, long polls) pipelined and written back in request order.
+//! responses (flush waits, long polls) pipelined and written back in request order; finished
+//! responses are written also while a later request is still being handled (a Produce held back
+//! by the backlog policy).
 //!
 //! A frame over `socket.request.max.bytes`, a malformed request, an unknown API key or an
 //! unsupported version closes this connection only, with a log line. So does a request other
@@ -57,18 +59,8 @@ where
         tokio::select! {
             biased;
             Some(out) = pending.next(), if !pending.is_empty() => {
-                match out {
-                    None => {}
-                    Some(Ok(frame)) => {
-                        if let Err(e) = writer.send(frame).await {
-                            tracing::debug!(%peer, error = %e, "write failed; closing");
-                            break;
-                        }
-                    }
-                    Some(Err(reason)) => {
-                        tracing::error!(%peer, %reason, "cannot encode response; closing connection");
-                        break;
-                    }
+                if !write_out(&mut writer, out, peer).await {
+                    break;
                 }
             }
             _ = shutdown.cancelled(), if reading => {
@@ -83,15 +75,30 @@ where
                         break;
                     }
                     Some(Ok(frame)) => {
+                        // Earlier responses keep flowing while this request is handled (a
+                        // Produce held back by the backlog policy may wait for seconds).
                         let handled = if session.expects_raw_token() {
-                            raw_token(&mut session, frame.freeze(), peer)
+                            Some(raw_token(&mut session, frame.freeze(), peer))
                         } else {
-                            handle_frame(&ctx, frame.freeze(), peer, &mut session).await
+                            let handling = handle_frame(&ctx, frame.freeze(), peer, &mut session);
+                            tokio::pin!(handling);
+                            loop {
+                                tokio::select! {
+                                    biased;
+                                    r = &mut handling => break Some(r),
+                                    Some(out) = pending.next(), if !pending.is_empty() => {
+                                        if !write_out(&mut writer, out, peer).await {
+                                            break None;
+                                        }
+                                    }
+                                }
+                            }
                         };
                         match handled {
-                            Ok(Some(out)) => pending.push_back(out),
-                            Ok(None) => {}
-                            Err(reason) => {
+                            None => break,
+                            Some(Ok(Some(out))) => pending.push_back(out),
+                            Some(Ok(None)) => {}
+                            Some(Err(reason)) => {
                                 ctx.metrics.protocol_error();
                                 tracing::warn!(%peer, %reason, "closing Kafka connection");
                                 break;
@@ -122,6 +129,28 @@ fn raw_token(
         Err(failure) => {
             tracing::debug!(%peer, code = failure.code, "raw SASL token refused");
             Err(failure.message)
+        }
+    }
+}
+
+/// Write one finished response; `false` when the connection must close.
+async fn write_out<W: AsyncWrite + Unpin>(
+    writer: &mut FramedWrite<W, LengthDelimitedCodec>,
+    out: Option<Result<Bytes, String>>,
+    peer: SocketAddr,
+) -> bool {
+    match out {
+        None => true,
+        Some(Ok(frame)) => match writer.send(frame).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "write failed; closing");
+                false
+            }
+        },
+        Some(Err(reason)) => {
+            tracing::error!(%peer, %reason, "cannot encode response; closing connection");
+            false
         }
     }
 }

@@ -124,6 +124,17 @@ impl Ingest {
             .remove(topic);
     }
 
+    /// Whether publishes to any of these log topics are held back by the backlog policy
+    /// (unmirrored data near retention or the disk budget, `rill_core::backlog`).
+    pub fn held_back(&self, log_topics: &[&str]) -> bool {
+        self.broker.backlog().blocks_any(log_topics.iter().copied())
+    }
+
+    /// Resolves once publishes to none of these log topics are held back.
+    pub async fn wait_for_room(&self, log_topics: &[&str]) {
+        self.broker.backlog().wait_writable(log_topics).await
+    }
+
     /// Routes `msg` to its partition log and builds its record, without appending.
     pub fn prepare(&self, msg: &Message) -> Result<Prepared, IngestError> {
         let route = self.mapping.route(&msg.topic);
