@@ -707,7 +707,7 @@ impl Conn {
                 user_properties: props.user_properties,
             },
         };
-        match self.server.ingest.prepare(&msg) {
+        match self.server.ingest.prepare(&msg, &self.client_id) {
             Ok(prep) => {
                 let idx = group.publishes.len();
                 group.publishes.push(PendingPublish {
@@ -880,6 +880,11 @@ impl Conn {
                     continue;
                 }
             };
+            if f.nolocal && parsed.share_group.is_some() {
+                // MQTT-3.8.3-4: No Local on a shared subscription is a Protocol Error.
+                tracing::info!(client_id = %self.client_id, filter = f.path, "No Local on a shared subscription");
+                return Err(End::Close(Reason::ProtocolError));
+            }
             if self
                 .acl
                 .as_ref()

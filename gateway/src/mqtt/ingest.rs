@@ -135,8 +135,9 @@ impl Ingest {
         self.broker.backlog().wait_writable(log_topics).await
     }
 
-    /// Routes `msg` to its partition log and builds its record, without appending.
-    pub fn prepare(&self, msg: &Message) -> Result<Prepared, IngestError> {
+    /// Routes `msg`, published by the client `publisher`, to its partition log and builds its
+    /// record, without appending.
+    pub fn prepare(&self, msg: &Message, publisher: &str) -> Result<Prepared, IngestError> {
         let route = self.mapping.route(&msg.topic);
         let transformed;
         let msg = match route.payload {
@@ -158,7 +159,8 @@ impl Ingest {
                 partition: p as i32,
             }
         })?;
-        let record = records::to_record(msg, Some(Bytes::from(route.key)), records::now_ms());
+        let mut record = records::to_record(msg, Some(Bytes::from(route.key)), records::now_ms());
+        records::set_publisher(&mut record, publisher);
         Ok(Prepared {
             log_topic: route.log_topic,
             log,
