@@ -1,13 +1,19 @@
 //! A small Kafka-protocol client for the bridge: one TCP connection to one broker, typed
-//! requests with fixed versions that Kafka 2.8+ and Rill both accept.
+//! requests with fixed versions that Kafka 2.8+ and Rill both accept. [`Connection::connect_with`]
+//! adds TLS and SASL ([`crate::security`]); [`Connection::connect`] is plaintext.
 
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rill_core::scram::ScramClient;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::security::{self, SaslCredentials, SaslMechanism, TargetSecurity};
 
 /// Errors talking to a target cluster.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +34,21 @@ pub enum ClientError {
     /// The broker answered with an error code.
     #[error("{what}: error code {code}")]
     Kafka { what: String, code: i16 },
+    /// The TLS handshake failed (untrusted certificate, wrong name, not a TLS listener, ...).
+    #[error("TLS handshake with {addr} failed: {message}")]
+    Tls { addr: String, message: String },
+    /// SASL authentication was refused (wrong user or password, mechanism not enabled, ...).
+    #[error("SASL {mechanism} authentication to {addr} failed: {message}")]
+    Auth {
+        addr: String,
+        mechanism: &'static str,
+        message: String,
+    },
 }
+
+/// A byte stream to a broker: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
 /// Largest response accepted.
 const MAX_FRAME: usize = 256 << 20;
@@ -36,29 +56,140 @@ const MAX_FRAME: usize = 256 << 20;
 /// One connection to a broker.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     correlation: i32,
     timeout: Duration,
 }
 
 impl Connection {
-    /// Connect to `addr` (host:port) within `timeout`.
+    /// Connect to `addr` (host:port) within `timeout`, plaintext and unauthenticated.
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Connection, ClientError> {
+        Connection::connect_with(addr, &TargetSecurity::default(), timeout).await
+    }
+
+    /// Connect to `addr` (host:port) with `security` (TLS handshake, then SASL authentication);
+    /// each step within `timeout`.
+    pub async fn connect_with(
+        addr: &str,
+        security: &TargetSecurity,
+        timeout: Duration,
+    ) -> Result<Connection, ClientError> {
         let io = |source| ClientError::Io {
             addr: addr.to_string(),
             source,
         };
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout(addr.to_string()))?
             .map_err(io)?;
-        stream.set_nodelay(true).map_err(io)?;
-        Ok(Connection {
+        tcp.set_nodelay(true).map_err(io)?;
+        let stream: Box<dyn Stream> = match &security.tls {
+            None => Box::new(tcp),
+            Some(tls) => {
+                let tls_err = |message: String| ClientError::Tls {
+                    addr: addr.to_string(),
+                    message,
+                };
+                let name = security::server_name(addr, tls.server_name.as_deref())
+                    .map_err(|e| tls_err(e.to_string()))?;
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let stream = tokio::time::timeout(timeout, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| tls_err("timed out".to_string()))?
+                    .map_err(|e| tls_err(e.to_string()))?;
+                Box::new(stream)
+            }
+        };
+        let mut conn = Connection {
             addr: addr.to_string(),
             stream,
             correlation: 0,
             timeout,
-        })
+        };
+        if let Some(sasl) = &security.sasl {
+            conn.authenticate(sasl).await?;
+        }
+        Ok(conn)
+    }
+
+    /// SaslHandshake v1, then SaslAuthenticate v1 rounds until the mechanism is done.
+    async fn authenticate(&mut self, sasl: &SaslCredentials) -> Result<(), ClientError> {
+        let mechanism = sasl.mechanism.name();
+        let failed = |addr: &str, message: String| ClientError::Auth {
+            addr: addr.to_string(),
+            mechanism,
+            message,
+        };
+        let hs = self
+            .call(
+                &SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(mechanism)),
+                1,
+            )
+            .await?;
+        if hs.error_code != 0 {
+            let enabled: Vec<&str> = hs.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(failed(
+                &self.addr,
+                format!(
+                    "SaslHandshake error code {} (enabled mechanisms: [{}])",
+                    hs.error_code,
+                    enabled.join(", ")
+                ),
+            ));
+        }
+        match sasl.mechanism {
+            SaslMechanism::Plain => {
+                let mut token = Vec::new();
+                token.push(0);
+                token.extend_from_slice(sasl.username.as_bytes());
+                token.push(0);
+                token.extend_from_slice(sasl.password.as_bytes());
+                self.sasl_round(mechanism, token).await?;
+            }
+            SaslMechanism::Scram(m) => {
+                let (mut client, first) =
+                    ScramClient::start(m, &sasl.username, sasl.password.as_bytes())
+                        .map_err(|e| failed(&self.addr, e.to_string()))?;
+                let server_first = self.sasl_round(mechanism, first).await?;
+                let client_final = client
+                    .respond(&server_first)
+                    .map_err(|e| failed(&self.addr, e.to_string()))?;
+                let server_final = self.sasl_round(mechanism, client_final).await?;
+                client
+                    .finish(&server_final)
+                    .map_err(|e| failed(&self.addr, e.to_string()))?;
+            }
+        }
+        tracing::debug!(addr = %self.addr, mechanism, user = %sasl.username, "SASL authenticated");
+        Ok(())
+    }
+
+    /// One SaslAuthenticate exchange: our token out, the server's back.
+    async fn sasl_round(
+        &mut self,
+        mechanism: &'static str,
+        token: Vec<u8>,
+    ) -> Result<Bytes, ClientError> {
+        let resp = self
+            .call(
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+                1,
+            )
+            .await?;
+        if resp.error_code != 0 {
+            let message = resp
+                .error_message
+                .as_ref()
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default();
+            return Err(ClientError::Auth {
+                addr: self.addr.clone(),
+                mechanism,
+                message: format!("error code {}: {message}", resp.error_code),
+            });
+        }
+        Ok(resp.auth_bytes)
     }
 
     /// The address this connection talks to.

@@ -13,6 +13,23 @@
 //! priority = 0                     # higher first (informational for now)
 //! bandwidth_bytes_per_sec = 0      # 0 = unlimited
 //! compression = "zstd"             # or "none"
+//! target_alias = "central"         # MM2 alias of the target in heartbeats
+//! emit_heartbeats = true           # one record a second to the target's `heartbeats`
+//! checkpoint_interval_ms = 5000    # consumer group checkpoints, 0 = none
+//! sync_group_offsets = true        # commit translated offsets on the target
+//! tls = true                       # TLS to the target (default false)
+//! tls_ca_file = "ca.pem"           # PEM roots; default: the system's root certificates
+//! tls_server_name = "central"      # name to verify; default: the host of the address
+//! sasl_mechanism = "SCRAM-SHA-512" # or "SCRAM-SHA-256", "PLAIN"; unset: no SASL
+//! sasl_username = "edge-01"
+//! sasl_password_env = "RILL_BRIDGE_PASSWORD"   # or sasl_password = "..."
+//!
+//! [[mirror]]                       # a pull (downstream) mirror: central -> edge
+//! direction = "pull"
+//! topics = ["commands"]            # remote topics (names and/or topics_regex)
+//! target = "central:9092"          # the remote cluster (the edge still dials out)
+//! remote_alias = "central"         # default; names the remote in rill.origin
+//! rename = "{remote_alias}.{topic}" # default for pull: the LOCAL topic
 //! ```
 
 use serde::Deserialize;
@@ -64,12 +81,35 @@ pub enum TransferCompression {
     None,
 }
 
-fn default_rename() -> String {
-    DEFAULT_RENAME.to_string()
+fn default_target_alias() -> String {
+    "central".to_string()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_checkpoint_interval_ms() -> u64 {
+    5000
 }
 
 /// The default rename policy (MirrorMaker 2's default replication policy).
 pub const DEFAULT_RENAME: &str = "{node_name}.{topic}";
+/// The default local name of a pulled topic (MirrorMaker 2's policy seen from the edge).
+pub const DEFAULT_PULL_RENAME: &str = "{remote_alias}.{topic}";
+/// The default alias of the remote cluster of a pull mirror.
+pub const DEFAULT_REMOTE_ALIAS: &str = "central";
+
+/// Which way a mirror copies.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Local topics to the target (upstream, the default).
+    #[default]
+    Push,
+    /// Topics of the target (the remote cluster) into local topics (downstream).
+    Pull,
+}
 
 /// One mirror: which topics go where, and how.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,11 +124,18 @@ pub struct MirrorConfig {
     /// Every non-internal topic not itself from a mirror (what `--mirror-to` uses).
     #[serde(default)]
     pub all_topics: bool,
-    /// Target bootstrap servers (comma separated).
+    /// Target bootstrap servers (comma separated); for a pull mirror the remote cluster.
     pub target: String,
-    /// Target topic name: `{node_name}` and `{topic}` are substituted.
-    #[serde(default = "default_rename")]
-    pub rename: String,
+    /// Push (default) or pull.
+    #[serde(default)]
+    pub direction: Direction,
+    /// Pull only: the remote cluster's name in `rill.origin` headers (default `central`).
+    #[serde(default)]
+    pub remote_alias: Option<String>,
+    /// Name of the topic written to: `{node_name}`, `{topic}` and (pull) `{remote_alias}` are
+    /// substituted. Default [`DEFAULT_RENAME`] (push) or [`DEFAULT_PULL_RENAME`] (pull).
+    #[serde(default)]
+    pub rename: Option<String>,
     /// Only records whose key starts with this.
     #[serde(default)]
     pub filter_key_prefix: Option<String>,
@@ -104,6 +151,39 @@ pub struct MirrorConfig {
     /// Transfer compression.
     #[serde(default)]
     pub compression: TransferCompression,
+    /// Alias of the target cluster in heartbeats (MM2's target cluster alias).
+    #[serde(default = "default_target_alias")]
+    pub target_alias: String,
+    /// Send a heartbeat a second to the target's `heartbeats` topic.
+    #[serde(default = "default_true")]
+    pub emit_heartbeats: bool,
+    /// How often consumer group checkpoints are written (0 = never).
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
+    /// Also commit the translated group offsets on the target.
+    #[serde(default = "default_true")]
+    pub sync_group_offsets: bool,
+    /// TLS to the target.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA certificates trusted for the target (default: the system's roots).
+    #[serde(default)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Name verified against the target's certificate (default: the host of the address).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// SASL mechanism: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (unset: no SASL).
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name.
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    /// SASL password (prefer `sasl_password_env`).
+    #[serde(default)]
+    pub sasl_password: Option<String>,
+    /// Environment variable holding the SASL password.
+    #[serde(default)]
+    pub sasl_password_env: Option<String>,
 }
 
 impl MirrorConfig {
@@ -114,19 +194,118 @@ impl MirrorConfig {
             topics_regex: None,
             all_topics: true,
             target: target.to_string(),
-            rename: default_rename(),
+            direction: Direction::Push,
+            remote_alias: None,
+            rename: None,
             filter_key_prefix: None,
             filter_header: None,
             priority: 0,
             bandwidth_bytes_per_sec: 0,
             compression: TransferCompression::Zstd,
+            target_alias: default_target_alias(),
+            emit_heartbeats: true,
+            checkpoint_interval_ms: default_checkpoint_interval_ms(),
+            sync_group_offsets: true,
+            tls: false,
+            tls_ca_file: None,
+            tls_server_name: None,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            sasl_password_env: None,
         }
     }
 
-    /// Target topic of `topic` for a node named `node_name`.
+    /// The TLS and SASL settings of the target (reads the CA file and the password variable).
+    pub fn security(&self) -> Result<crate::security::TargetSecurity, ConfigError> {
+        use crate::security::{SaslCredentials, SaslMechanism, TargetSecurity, TlsSettings};
+        let tls = if self.tls {
+            let config = crate::security::client_config(self.tls_ca_file.as_deref())
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if let Some(name) = &self.tls_server_name {
+                crate::security::server_name("", Some(name))
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            }
+            Some(TlsSettings {
+                config,
+                server_name: self.tls_server_name.clone(),
+            })
+        } else {
+            if self.tls_ca_file.is_some() || self.tls_server_name.is_some() {
+                return Err(ConfigError::Invalid(
+                    "tls_ca_file / tls_server_name need tls = true".into(),
+                ));
+            }
+            None
+        };
+        let sasl = match &self.sasl_mechanism {
+            None => {
+                if self.sasl_username.is_some()
+                    || self.sasl_password.is_some()
+                    || self.sasl_password_env.is_some()
+                {
+                    return Err(ConfigError::Invalid(
+                        "sasl_username / sasl_password need sasl_mechanism".into(),
+                    ));
+                }
+                None
+            }
+            Some(name) => {
+                let mechanism = SaslMechanism::from_name(name).ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "sasl_mechanism {name:?}: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                    ))
+                })?;
+                let username = self
+                    .sasl_username
+                    .clone()
+                    .filter(|u| !u.is_empty())
+                    .ok_or_else(|| {
+                        ConfigError::Invalid("sasl_mechanism needs sasl_username".into())
+                    })?;
+                let password =
+                    match (&self.sasl_password, &self.sasl_password_env) {
+                        (Some(p), None) => p.clone(),
+                        (None, Some(var)) => std::env::var(var).map_err(|_| {
+                            ConfigError::Invalid(format!(
+                                "sasl_password_env: environment variable {var} is not set"
+                            ))
+                        })?,
+                        _ => return Err(ConfigError::Invalid(
+                            "sasl_mechanism needs exactly one of sasl_password, sasl_password_env"
+                                .into(),
+                        )),
+                    };
+                Some(SaslCredentials {
+                    mechanism,
+                    username,
+                    password,
+                })
+            }
+        };
+        Ok(TargetSecurity { tls, sasl })
+    }
+
+    /// The rename template in effect (the direction's default unless configured).
+    pub fn rename(&self) -> &str {
+        match (&self.rename, self.direction) {
+            (Some(r), _) => r,
+            (None, Direction::Push) => DEFAULT_RENAME,
+            (None, Direction::Pull) => DEFAULT_PULL_RENAME,
+        }
+    }
+
+    /// The remote cluster's alias of a pull mirror.
+    pub fn remote_alias(&self) -> &str {
+        self.remote_alias.as_deref().unwrap_or(DEFAULT_REMOTE_ALIAS)
+    }
+
+    /// Topic written for `topic` on a node named `node_name`: the target topic of a push
+    /// mirror, the local topic of a pull mirror.
     pub fn target_topic(&self, node_name: &str, topic: &str) -> String {
-        self.rename
+        self.rename()
             .replace("{node_name}", node_name)
+            .replace("{remote_alias}", self.remote_alias())
             .replace("{topic}", topic)
     }
 }
@@ -138,6 +317,9 @@ impl BridgeConfig {
             toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         for m in &cfg.mirror {
             m.validate()?;
+            if let Some(node) = &cfg.node_name {
+                m.validate_for_node(node)?;
+            }
         }
         Ok(cfg)
     }
@@ -158,12 +340,13 @@ impl MirrorConfig {
         if self.target.trim().is_empty() {
             return Err(ConfigError::Invalid("empty target".into()));
         }
-        if !self.rename.contains("{topic}") {
+        if !self.rename().contains("{topic}") {
             return Err(ConfigError::Invalid(format!(
                 "rename {:?} must contain {{topic}}",
-                self.rename
+                self.rename()
             )));
         }
+        self.validate_direction()?;
         if self.topics.is_empty() && self.topics_regex.is_none() && !self.all_topics {
             return Err(ConfigError::Invalid(
                 "a mirror needs topics, topics_regex or all_topics".into(),
@@ -172,6 +355,54 @@ impl MirrorConfig {
         if let Some(r) = &self.topics_regex {
             regex_automata::meta::Regex::new(&format!("^(?:{r})$"))
                 .map_err(|e| ConfigError::Invalid(format!("topics_regex: {e}")))?;
+        }
+        self.security()?;
+        Ok(())
+    }
+
+    /// Direction-specific checks: pull mirrors name their remote topics and alias; push
+    /// mirrors take neither `remote_alias` nor `{remote_alias}`.
+    fn validate_direction(&self) -> Result<(), ConfigError> {
+        match self.direction {
+            Direction::Push => {
+                if self.remote_alias.is_some() {
+                    return Err(ConfigError::Invalid(
+                        "remote_alias applies to pull mirrors only (direction = \"pull\")".into(),
+                    ));
+                }
+                if self.rename().contains("{remote_alias}") {
+                    return Err(ConfigError::Invalid(
+                        "{remote_alias} in rename applies to pull mirrors only".into(),
+                    ));
+                }
+            }
+            Direction::Pull => {
+                if self.all_topics {
+                    return Err(ConfigError::Invalid(
+                        "a pull mirror names its remote topics (topics and/or topics_regex), \
+                         all_topics is for push mirrors"
+                            .into(),
+                    ));
+                }
+                let alias = self.remote_alias();
+                if alias.is_empty() || alias.contains(char::is_whitespace) {
+                    return Err(ConfigError::Invalid(format!(
+                        "remote_alias {alias:?} must be a non-empty name without spaces"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that need the node's name: a pull mirror's remote alias must differ from it, or
+    /// pulled records would look local and be mirrored back.
+    pub fn validate_for_node(&self, node_name: &str) -> Result<(), ConfigError> {
+        if self.direction == Direction::Pull && self.remote_alias() == node_name {
+            return Err(ConfigError::Invalid(format!(
+                "remote_alias {node_name:?} is this node's name: pulled records would look \
+                 local and be mirrored back; pick another alias"
+            )));
         }
         Ok(())
     }
@@ -206,11 +437,104 @@ rename = "{topic}"
         );
         assert_eq!(c.mirror[1].target_topic("edge-01", "alarms"), "alarms");
         assert_eq!(c.mirror[0].compression, TransferCompression::None);
+        assert_eq!(c.mirror[0].target_alias, "central");
+        assert!(c.mirror[0].emit_heartbeats && c.mirror[0].sync_group_offsets);
+        assert_eq!(c.mirror[0].checkpoint_interval_ms, 5000);
         assert!(BridgeConfig::parse("[[mirror]]\ntarget = \"x:1\"\n").is_err());
         assert!(BridgeConfig::parse(
             "[[mirror]]\ntopics=[\"a\"]\ntarget = \"x:1\"\nrename=\"x\"\n"
         )
         .is_err());
         assert!(BridgeConfig::parse("[[mirror]]\ntopics_regex=\"(\"\ntarget = \"x:1\"\n").is_err());
+    }
+
+    #[test]
+    fn pull_mirrors_default_and_validate() {
+        let c = BridgeConfig::parse(
+            r#"
+node_name = "edge-01"
+[[mirror]]
+direction = "pull"
+topics = ["commands"]
+target = "central:9092"
+[[mirror]]
+direction = "pull"
+topics_regex = "cmd-.*"
+target = "c:1"
+remote_alias = "hq"
+rename = "{topic}"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.mirror[0].direction, Direction::Pull);
+        assert_eq!(c.mirror[0].remote_alias(), "central");
+        assert_eq!(
+            c.mirror[0].target_topic("edge-01", "commands"),
+            "central.commands"
+        );
+        assert_eq!(c.mirror[1].target_topic("edge-01", "cmd-a"), "cmd-a");
+        assert_eq!(c.mirror[1].remote_alias(), "hq");
+        let err = |text: &str| match BridgeConfig::parse(text) {
+            Err(ConfigError::Invalid(m)) => m,
+            other => panic!("expected an invalid-mirror error, got {other:?}"),
+        };
+        assert!(
+            err("[[mirror]]\ndirection = \"pull\"\nall_topics = true\ntarget = \"x:1\"\n")
+                .contains("all_topics")
+        );
+        assert!(
+            err("[[mirror]]\ntopics = [\"a\"]\ntarget = \"x:1\"\nremote_alias = \"c\"\n")
+                .contains("pull mirrors only")
+        );
+        assert!(err(
+            "[[mirror]]\ntopics = [\"a\"]\ntarget = \"x:1\"\nrename = \"{remote_alias}.{topic}\"\n"
+        )
+        .contains("pull mirrors only"));
+        assert!(err("[[mirror]]\ndirection = \"pull\"\ntopics = [\"a\"]\ntarget = \"x:1\"\nremote_alias = \"\"\n")
+            .contains("remote_alias"));
+        assert!(
+            err("[[mirror]]\ndirection = \"pull\"\ntarget = \"x:1\"\n").contains("needs topics")
+        );
+        // The alias must not be this node's name (pulled records would look local).
+        assert!(err(
+            "node_name = \"central\"\n[[mirror]]\ndirection = \"pull\"\ntopics = [\"a\"]\ntarget = \"x:1\"\n"
+        )
+        .contains("this node's name"));
+        assert!(matches!(
+            BridgeConfig::parse(
+                "[[mirror]]\ndirection = \"sideways\"\ntopics = [\"a\"]\ntarget = \"x:1\"\n"
+            ),
+            Err(ConfigError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn security_settings() {
+        let base = "[[mirror]]\ntopics = [\"a\"]\ntarget = \"central:9093\"\n";
+        let c = BridgeConfig::parse(base).unwrap();
+        let s = c.mirror[0].security().unwrap();
+        assert!(s.tls.is_none() && s.sasl.is_none());
+        let c = BridgeConfig::parse(&format!(
+            "{base}sasl_mechanism = \"scram-sha-512\"\nsasl_username = \"edge\"\nsasl_password = \"pw\"\n"
+        ))
+        .unwrap();
+        let sasl = c.mirror[0].security().unwrap().sasl.unwrap();
+        assert_eq!(sasl.mechanism.name(), "SCRAM-SHA-512");
+        assert_eq!(
+            (sasl.username.as_str(), sasl.password.as_str()),
+            ("edge", "pw")
+        );
+        for bad in [
+            "sasl_mechanism = \"GSSAPI\"\nsasl_username = \"u\"\nsasl_password = \"p\"\n",
+            "sasl_mechanism = \"PLAIN\"\nsasl_password = \"p\"\n",
+            "sasl_mechanism = \"PLAIN\"\nsasl_username = \"u\"\n",
+            "sasl_mechanism = \"PLAIN\"\nsasl_username = \"u\"\nsasl_password_env = \"RILL_TEST_SURELY_UNSET_VAR\"\n",
+            "sasl_username = \"u\"\n",
+            "tls_ca_file = \"ca.pem\"\n",
+            "tls = true\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
+        ] {
+            let err = BridgeConfig::parse(&format!("{base}{bad}")).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid(_)), "{bad}: {err}");
+        }
     }
 }

@@ -31,9 +31,12 @@ use rill_core::broker::Broker;
 use rill_core::partitioner::partition_for_key;
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::GroupOffsets;
 use crate::client::{ClientError, Connection};
-use crate::config::{MirrorConfig, TransferCompression};
+use crate::config::{Direction, MirrorConfig, TransferCompression};
+use crate::floor::{FloorGuard, FloorRegistry};
 use crate::priority::Scheduler;
+use crate::status::{BridgeStatus, MirrorState, PartitionStatus};
 
 /// Header carrying `node/topic/partition/offset` of a mirrored record's source.
 pub const ORIGIN_HEADER: &str = "rill.origin";
@@ -76,7 +79,7 @@ pub fn parse_origin(v: &[u8]) -> Option<(&str, &str, i32, i64)> {
 }
 
 /// A record header by name (the codec keys headers by `StrBytes`).
-fn header<'a>(r: &'a Record, name: &str) -> Option<&'a Option<Bytes>> {
+pub(crate) fn header<'a>(r: &'a Record, name: &str) -> Option<&'a Option<Bytes>> {
     r.headers
         .iter()
         .find(|(k, _)| k.as_str() == name)
@@ -113,6 +116,7 @@ pub enum MirrorError {
 pub struct Mirror {
     /// Its configuration.
     pub config: MirrorConfig,
+    pub(crate) security: crate::security::TargetSecurity,
     regex: Option<regex_automata::meta::Regex>,
     header_filter: Option<(String, Option<Vec<u8>>)>,
 }
@@ -137,6 +141,7 @@ impl Mirror {
                 None => (f.clone(), None),
             });
         Ok(Mirror {
+            security: config.security()?,
             config,
             regex,
             header_filter,
@@ -191,9 +196,24 @@ pub struct Bridge {
     mirrors: Vec<Arc<Mirror>>,
     shutdown: CancellationToken,
     scheduler: Arc<Scheduler>,
+    status: Arc<BridgeStatus>,
+    group_offsets: Option<Arc<dyn GroupOffsets>>,
+    floors: Arc<FloorRegistry>,
 }
 
 impl Bridge {
+    /// Report status into `status` (e.g. the registry the admin HTTP API serves).
+    pub fn with_status(mut self, status: Arc<BridgeStatus>) -> Bridge {
+        self.status = status;
+        self
+    }
+
+    /// Translate and checkpoint the committed offsets of these consumer groups.
+    pub fn with_group_offsets(mut self, groups: Arc<dyn GroupOffsets>) -> Bridge {
+        self.group_offsets = Some(groups);
+        self
+    }
+
     /// A bridge over the node's broker.
     pub fn new(
         broker: Arc<Broker>,
@@ -203,25 +223,62 @@ impl Bridge {
     ) -> Bridge {
         let mut mirrors: Vec<Arc<Mirror>> = mirrors.into_iter().map(Arc::new).collect();
         mirrors.sort_by_key(|m| -m.config.priority);
-        let scheduler = Scheduler::for_priorities(mirrors.iter().map(|m| m.config.priority));
+        let scheduler = Scheduler::for_priorities(
+            mirrors
+                .iter()
+                .filter(|m| m.config.direction != Direction::Pull)
+                .map(|m| m.config.priority),
+        );
         Bridge {
+            floors: FloorRegistry::new(broker.clone()),
             broker,
             node_name,
             mirrors,
             shutdown,
             scheduler,
+            status: BridgeStatus::new(),
+            group_offsets: None,
         }
     }
 
     /// Run until shutdown: start a task for every mirrored partition (new topics and
-    /// partitions are picked up every second).
+    /// partitions are picked up every second); pull mirrors run in [`crate::downstream`].
     pub async fn run(self) {
         let tasks = tokio_util::task::TaskTracker::new();
         let mut running: HashSet<(usize, String, i32)> = HashSet::new();
+        self.status.set_node(&self.node_name);
+        crate::heartbeats::start(&tasks, &self.mirrors, &self.node_name, &self.shutdown);
+        crate::checkpoint::start(
+            &tasks,
+            &self.mirrors,
+            &self.node_name,
+            &self.status,
+            self.group_offsets.clone(),
+            &self.shutdown,
+        );
+        // Pull (downstream) mirrors run beside; the topics they write are never pushed.
+        let pulled = Arc::new(crate::downstream::PulledTopics::default());
+        let pulls: Vec<Arc<Mirror>> = self
+            .mirrors
+            .iter()
+            .filter(|m| m.config.direction == Direction::Pull)
+            .cloned()
+            .collect();
+        if !pulls.is_empty() {
+            let (b, n, s) = (
+                self.broker.clone(),
+                self.node_name.clone(),
+                self.shutdown.clone(),
+            );
+            tasks.spawn(crate::downstream::Downstream::new(b, n, pulls, s, pulled.clone()).run());
+        }
         loop {
             for (i, m) in self.mirrors.iter().enumerate() {
+                if m.config.direction == Direction::Pull {
+                    continue;
+                }
                 for t in self.broker.topics() {
-                    if t.internal || !m.selects(&t.name) {
+                    if t.internal || !m.selects(&t.name) || pulled.contains(&t.name) {
                         continue;
                     }
                     for p in 0..t.partitions {
@@ -235,6 +292,15 @@ impl Bridge {
                                 source_partitions: t.partitions,
                                 shutdown: self.shutdown.clone(),
                                 scheduler: self.scheduler.clone(),
+                                status: self.status.register(
+                                    i,
+                                    &m.config.target,
+                                    &t.name,
+                                    p,
+                                    &m.config.target_topic(&self.node_name, &t.name),
+                                    self.broker.partition(&t.name, p).ok(),
+                                ),
+                                floor: self.floors.register(&t.name, p),
                             };
                             tasks.spawn(task.run());
                         }
@@ -260,9 +326,13 @@ struct PartitionMirror {
     source_partitions: i32,
     shutdown: CancellationToken,
     scheduler: Arc<Scheduler>,
+    status: Arc<PartitionStatus>,
+    /// Holds this task's unmirrored records from retention (see [`crate::floor`]).
+    floor: FloorGuard,
 }
 
-fn jitter_ms(max: u64) -> u64 {
+/// A random number of milliseconds below `max` (backoff jitter).
+pub(crate) fn jitter_ms(max: u64) -> u64 {
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {
         return max / 2;
@@ -286,6 +356,7 @@ impl PartitionMirror {
             match res {
                 Ok(()) => return,
                 Err(e) => {
+                    self.status.failed(&e.to_string());
                     if started.elapsed() > Duration::from_secs(10) {
                         backoff = 100;
                     }
@@ -310,7 +381,9 @@ impl PartitionMirror {
     async fn connect_any(&self) -> Result<Connection, MirrorError> {
         let mut last = None;
         for addr in self.mirror.config.target.split(',') {
-            match Connection::connect(addr.trim(), REQUEST_TIMEOUT).await {
+            match Connection::connect_with(addr.trim(), &self.mirror.security, REQUEST_TIMEOUT)
+                .await
+            {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -369,7 +442,8 @@ impl PartitionMirror {
             if let Some(b) = md.brokers.iter().find(|b| b.node_id == leader) {
                 let addr = format!("{}:{}", b.host, b.port);
                 if addr != conn.addr() && !self.mirror.config.target.contains(&addr) {
-                    conn = Connection::connect(&addr, REQUEST_TIMEOUT).await?;
+                    conn = Connection::connect_with(&addr, &self.mirror.security, REQUEST_TIMEOUT)
+                        .await?;
                 }
             }
             return Ok((conn, n));
@@ -480,6 +554,7 @@ impl PartitionMirror {
                 if let Some(Some(v)) = header(r, ORIGIN_HEADER) {
                     if let Some((n, t, p, o)) = parse_origin(v) {
                         if n == self.node && t == self.topic && p == self.partition {
+                            self.status.seed(partition, o, r.offset);
                             return Ok(Some(o));
                         }
                     }
@@ -493,7 +568,9 @@ impl PartitionMirror {
 
     async fn session(&self) -> Result<(), MirrorError> {
         let ttopic = self.target_topic();
+        self.status.set_state(MirrorState::Connecting);
         let (mut conn, n) = self.prepare(&ttopic).await?;
+        self.status.set_state(MirrorState::Resuming);
         // Which target partitions this source partition writes to.
         let targets: Vec<i32> = if self.partition < n {
             vec![self.partition]
@@ -518,9 +595,11 @@ impl PartitionMirror {
             }
             pos = log_start;
         }
+        self.floor.set(pos);
         tracing::info!(topic = %self.topic, partition = self.partition, target_topic = %ttopic,
             from = pos, "mirroring");
         let mut lane = self.scheduler.lane(self.mirror.config.priority);
+        self.status.advanced(pos);
         let init = conn
             .call(
                 &InitProducerIdRequest::default()
@@ -552,6 +631,8 @@ impl PartitionMirror {
                 Err(rill_core::log::LogError::OffsetOutOfRange { log_start, .. })
                     if pos < log_start =>
                 {
+                    tracing::warn!(topic = %self.topic, partition = self.partition, from = pos,
+                        log_start, "records removed before they were mirrored; skipping forward");
                     pos = log_start;
                     continue;
                 }
@@ -562,6 +643,7 @@ impl PartitionMirror {
                 if pos < rr.high_watermark {
                     return Err(MirrorError::Source(format!("no data readable at {pos}")));
                 }
+                self.status.set_state(MirrorState::CaughtUp);
                 tokio::select! {
                     _ = self.shutdown.cancelled() => return Ok(()),
                     _ = hw_rx.changed() => {}
@@ -652,6 +734,8 @@ impl PartitionMirror {
                 }
             }
             pos = next;
+            self.floor.set(pos);
+            self.status.advanced(pos);
         }
     }
 
@@ -721,7 +805,7 @@ impl PartitionMirror {
                 .with_name(TopicName(str_bytes(topic)))
                 .with_partition_data(parts)]);
         let mut attempt = 0;
-        loop {
+        let resp = loop {
             let resp = conn.call(&req, 8).await?;
             let mut retry = false;
             for t in &resp.responses {
@@ -741,11 +825,16 @@ impl PartitionMirror {
                 }
             }
             if !retry {
-                break;
+                break resp;
             }
             // Same request, same sequences: the target drops what it already has.
             attempt += 1;
             tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+        };
+        for p in resp.responses.iter().flat_map(|t| &t.partition_responses) {
+            if let (0, Some(recs)) = (p.error_code, per_target.get(&p.index)) {
+                self.status.produced(p.index, p.base_offset, recs);
+            }
         }
         for (t, (last, count)) in last_origin {
             let s = seqs.entry(t).or_insert(0);

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use rill_core::broker::{Broker, BrokerConfig, KeySource};
+use rill_core::offset_store::OffsetStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BridgeConfig, ConfigError};
@@ -46,9 +47,13 @@ pub async fn run(cfg: BridgeConfig, shutdown: CancellationToken) -> Result<(), S
     .map_err(|e| StandaloneError::Broker(e.to_string()))?
     .map_err(StandaloneError::Broker)?;
     let node_name = cfg.node_name.unwrap_or_else(|| "rill".to_string());
-    Bridge::new(broker.clone(), node_name, mirrors, shutdown)
-        .run()
-        .await;
+    let mut bridge = Bridge::new(broker.clone(), node_name, mirrors, shutdown);
+    // Nobody commits on a stopped node: the offsets as they were are checkpointed once mirrored.
+    match OffsetStore::open(broker.clone()) {
+        Ok(store) => bridge = bridge.with_group_offsets(Arc::new(store)),
+        Err(e) => tracing::warn!(error = %e, "consumer group offsets unreadable; no checkpoints"),
+    }
+    bridge.run().await;
     let _ = tokio::task::spawn_blocking(move || broker.shutdown()).await;
     Ok(())
 }

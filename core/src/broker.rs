@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use uuid::Uuid;
 
+use crate::backlog::{Backlog, BacklogConfig};
 use crate::crypto::{CipherKind, Encryption};
 use crate::io::{OsStorage, Storage};
 use crate::keyring;
@@ -61,6 +62,9 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// How often the maintenance thread runs the log cleaner (compaction) over compacted topics.
     pub cleaner_interval_ms: u64,
+    /// What happens when data held by a retention floor (not yet mirrored) nears the topic's
+    /// retention or the disk budget (see [`crate::backlog`]).
+    pub backlog: BacklogConfig,
 }
 
 impl BrokerConfig {
@@ -79,6 +83,7 @@ impl BrokerConfig {
             disk_budget_bytes: None,
             retention_check_interval_ms: DEFAULT_RETENTION_CHECK_INTERVAL_MS,
             cleaner_interval_ms: DEFAULT_CLEANER_INTERVAL_MS,
+            backlog: BacklogConfig::default(),
         }
     }
 }
@@ -168,6 +173,7 @@ pub struct Broker {
     admin: Mutex<()>,
     cluster_id: String,
     maintenance: Mutex<Option<Maintenance>>,
+    backlog: Backlog,
 }
 
 impl std::fmt::Debug for Broker {
@@ -271,6 +277,7 @@ impl Broker {
             .cluster_id()
             .map_err(|e| BrokerError::Metadata(e.to_string()))?;
 
+        let backlog = Backlog::new(config.backlog);
         let broker = Broker {
             config,
             meta,
@@ -281,6 +288,7 @@ impl Broker {
             admin: Mutex::new(()),
             cluster_id,
             maintenance: Mutex::new(None),
+            backlog,
         };
         broker.remove_stray_dirs()?;
         {
@@ -674,6 +682,48 @@ impl Broker {
         match self.config.disk_budget_bytes {
             Some(budget) => crate::maintenance::enforce_disk_budget(&self.all_logs(), budget),
             None => 0,
+        }
+    }
+
+    /// Apply the backlog policy now (the maintenance thread does this after retention and the
+    /// disk budget; see [`crate::backlog`]).
+    pub fn run_backlog_check(&self, now_ms: i64) {
+        crate::backlog::apply(self, now_ms);
+    }
+
+    /// The backlog state: which topics producers are held back from, dropped-record count.
+    pub fn backlog(&self) -> &Backlog {
+        &self.backlog
+    }
+
+    /// Set (or with `None` lift) the retention floor of a partition: segments holding offsets
+    /// `>= floor` are kept from retention and the disk budget (the bridge's unmirrored data).
+    /// While producers are held back, a moved floor wakes the maintenance thread at once so
+    /// the pressure is re-evaluated.
+    pub fn set_retention_floor(
+        &self,
+        topic: &str,
+        partition: i32,
+        floor: Option<i64>,
+    ) -> Result<(), BrokerError> {
+        let log = self.partition(topic, partition)?;
+        let before = log.retention_floor();
+        log.set_retention_floor(floor);
+        if before != floor && self.backlog.blocks(topic) {
+            self.wake_maintenance();
+        }
+        Ok(())
+    }
+
+    /// Run the retention, disk budget and backlog pass now on the maintenance thread.
+    fn wake_maintenance(&self) {
+        if let Some(m) = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            m.wake();
         }
     }
 

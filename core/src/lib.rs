@@ -7,19 +7,23 @@
 //! - [`crypto`] and [`keyring`]: encryption at rest (AES-256-GCM / ChaCha20-Poly1305), master key,
 //!   per-segment data keys,
 //! - [`index`], [`segment`], [`log`], [`retention`]: the segmented partition log and its
-//!   retention policy, and [`cleaner`] (compaction: the latest record per key),
+//!   retention policy, and [`cleaner`] (compaction: the latest record per key); [`backlog`]:
+//!   what happens when data held by a retention floor (not yet mirrored) nears the limits,
 //! - [`topic_config`], [`metadata`], [`topic_registry`]: topics, their ids and configs in redb,
 //! - [`broker`]: the node's storage facade used by the gateway, with [`maintenance`] (interval
 //!   flush, retention, disk budget) in a background thread,
 //! - [`producer_state`]: idempotent producers (sequence checks, snapshots, producer ids),
 //! - [`consumer_group`], [`group_coordinator`], [`offset_store`]: consumer groups (the classic
 //!   rebalance protocol) and their committed offsets in redb; [`epoch_group`] and
-//!   [`server_assignor`]: KIP-848 groups (server-side assignment, member epochs).
+//!   [`server_assignor`]: KIP-848 groups (server-side assignment, member epochs),
+//! - [`scram`] and [`credentials`]: SASL users of the Kafka listener (SCRAM credentials in redb).
 
+pub mod backlog;
 pub mod batch;
 pub mod broker;
 pub mod cleaner;
 pub mod consumer_group;
+pub mod credentials;
 pub mod crypto;
 pub mod epoch_group;
 pub mod group_coordinator;
@@ -33,6 +37,7 @@ pub mod offset_store;
 pub mod partitioner;
 pub mod producer_state;
 pub mod retention;
+pub mod scram;
 pub mod segment;
 pub mod server_assignor;
 pub mod topic_config;

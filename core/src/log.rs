@@ -21,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use uuid::Uuid;
 
+use crate::backlog::{BacklogView, DroppedSegment};
 use crate::batch::{self, BatchHeader};
 use crate::crypto::{CryptoError, Encryption};
 use crate::io::Storage;
@@ -1112,6 +1113,78 @@ impl PartitionLog {
     /// bridge for data not yet mirrored). `None` lifts the floor.
     pub fn set_retention_floor(&self, floor: Option<i64>) {
         *lock(&self.retention_floor) = floor;
+    }
+
+    /// The retention floor, if set.
+    pub fn retention_floor(&self) -> Option<i64> {
+        *lock(&self.retention_floor)
+    }
+
+    /// What the retention floor holds back (see [`crate::backlog`]): the backlog from the floor
+    /// on, the closed segments it keeps, and whether the oldest of them is past
+    /// `retention.ms × high_water`.
+    pub fn backlog_view(&self, now_ms: i64, high_water: f64) -> Result<BacklogView, LogError> {
+        self.check_open()?;
+        let floor = *lock(&self.retention_floor);
+        let cfg = self.cfg();
+        let s = self.segs();
+        let n = s.map.len();
+        let mut view = BacklogView {
+            floor,
+            ..BacklogView::default()
+        };
+        for (i, seg) in s.map.values().enumerate() {
+            let st = seg.state();
+            let disk = st.size + st.index_file_len + st.time_file_len;
+            let active = i + 1 == n;
+            let held = floor.is_some_and(|f| st.next_offset > f);
+            drop(st);
+            if held {
+                view.backlog_bytes += seg.size();
+            }
+            if active {
+                view.pinned_disk_bytes += disk;
+            } else if held {
+                view.pinned_disk_bytes += disk;
+                if view.held_segments == 0 {
+                    view.oldest_held_time = Some(seg.state().max_timestamp.max(seg.created_ms));
+                    view.oldest_held_expired = cfg.retention_ms >= 0
+                        && retention::time_expired(
+                            seg,
+                            now_ms,
+                            (cfg.retention_ms as f64 * high_water) as i64,
+                        );
+                }
+                view.held_segments += 1;
+            }
+        }
+        Ok(view)
+    }
+
+    /// Delete the oldest closed segment even though the retention floor holds it (the backlog
+    /// policy `drop_oldest`). Returns what was lost, or `None` if there is no closed segment.
+    pub fn drop_oldest_segment(&self) -> Result<Option<DroppedSegment>, LogError> {
+        self.check_open()?;
+        let _w = lock(&self.writer);
+        let floor = *lock(&self.retention_floor);
+        let (victim, log_start) = {
+            let s = self.segs();
+            if s.map.len() < 2 {
+                return Ok(None);
+            }
+            match s.map.values().next() {
+                Some(seg) => (seg.clone(), s.log_start),
+                None => return Ok(None),
+            }
+        };
+        let end = victim.next_offset();
+        let first = floor.map_or(end, |f| f.max(log_start).max(victim.base_offset).min(end));
+        let freed_bytes = self.remove_segment(&victim)?;
+        Ok(Some(DroppedSegment {
+            freed_bytes,
+            first,
+            end,
+        }))
     }
 
     /// Delete closed segments past `retention.ms` / `retention.bytes` (see [`crate::retention`]

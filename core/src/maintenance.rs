@@ -2,6 +2,8 @@
 //! - flushes every log every `ms` under [`FlushPolicy::Interval`],
 //! - applies retention (time, size, retention floor) every `retention_check_interval_ms`,
 //! - enforces the node-wide disk budget by deleting the oldest closed segments across all topics,
+//! - then applies the backlog policy ([`crate::backlog`]); [`Maintenance::wake`] runs this pass
+//!   at once (a retention floor moved while producers are held back),
 //! - runs the log cleaner (compaction, [`crate::cleaner`]) every `cleaner_interval_ms`.
 //!
 //! Scheduling uses the monotonic clock ([`Instant`]), so a wall-clock jump (a board without RTC
@@ -49,16 +51,24 @@ impl Schedule {
     }
 }
 
+/// What the thread is asked to do between its scheduled runs.
+#[derive(Debug, Default)]
+struct Signal {
+    stop: bool,
+    /// Run the retention pass now.
+    wake: bool,
+}
+
 /// Handle to the maintenance thread.
 pub(crate) struct Maintenance {
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    stop: Arc<(Mutex<Signal>, Condvar)>,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Maintenance {
     /// Start the thread for `broker`.
     pub fn start(broker: Weak<Broker>, schedule: Schedule) -> std::io::Result<Maintenance> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop = Arc::new((Mutex::new(Signal::default()), Condvar::new()));
         let thread_stop = Arc::clone(&stop);
         let handle = std::thread::Builder::new()
             .name("rill-maintenance".into())
@@ -73,7 +83,7 @@ impl Maintenance {
     pub fn stop(&self) {
         {
             let (flag, cvar) = &*self.stop;
-            *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            flag.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
             cvar.notify_all();
         }
         let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -85,6 +95,16 @@ impl Maintenance {
                 tracing::error!("maintenance thread panicked");
             }
         }
+    }
+}
+
+impl Maintenance {
+    /// Run the retention, disk budget and backlog pass now (coalesced: several wakes before the
+    /// thread gets to it make one pass).
+    pub fn wake(&self) {
+        let (flag, cvar) = &*self.stop;
+        flag.lock().unwrap_or_else(|p| p.into_inner()).wake = true;
+        cvar.notify_all();
     }
 }
 
@@ -102,7 +122,7 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<bool>, Condvar)>) {
+fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<Signal>, Condvar)>) {
     let start = Instant::now();
     let mut next_flush = schedule.flush_every.map(|d| start + d);
     let mut next_retention = start + schedule.retention_every;
@@ -112,22 +132,25 @@ fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<bool>, Condvar
         let due = next_flush
             .map_or(next_retention, |f| f.min(next_retention))
             .min(next_clean);
-        {
-            let mut stopped = flag.lock().unwrap_or_else(|p| p.into_inner());
+        let woken = {
+            let mut signal = flag.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                if *stopped {
+                if signal.stop {
                     return;
+                }
+                if std::mem::take(&mut signal.wake) {
+                    break true;
                 }
                 let now = Instant::now();
                 if now >= due {
-                    break;
+                    break false;
                 }
-                stopped = cvar
-                    .wait_timeout(stopped, due - now)
+                signal = cvar
+                    .wait_timeout(signal, due - now)
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
-        }
+        };
         let Some(broker) = broker.upgrade() else {
             return;
         };
@@ -138,9 +161,10 @@ fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<bool>, Condvar
                 next_flush = Some(Instant::now() + every);
             }
         }
-        if now >= next_retention {
+        if woken || now >= next_retention {
             broker.run_retention(now_ms());
             broker.enforce_disk_budget();
+            broker.run_backlog_check(now_ms());
             next_retention = Instant::now() + schedule.retention_every;
         }
         if now >= next_clean {

@@ -20,11 +20,16 @@
 //! encryption = "auto"         # "auto" | "aes-256-gcm" | "chacha20-poly1305" | "off"
 //! flush = "always"            # or { interval_ms = 1000 }
 //! disk_budget_bytes = 10737418240
+//! retention_check_interval_ms = 5000   # retention, disk budget and backlog policy pass
+//! backlog_policy = "pause"    # or "drop_oldest": unmirrored data near retention / the budget
+//! backlog_high_water = 0.9    # fraction of retention.bytes / retention.ms / the disk budget
 //!
 //! [kafka]
 //! auto_create_topics = true
 //! num_partitions = 1
 //! socket_request_max_bytes = 104857600
+//! sasl = false                # require SASL on the Kafka listener (see docs/security.md)
+//! sasl_mechanisms = ["SCRAM-SHA-512", "SCRAM-SHA-256"]   # default; "PLAIN" too
 //!
 //! [topic_defaults]            # Kafka topic config names
 //! "retention.ms" = 604800000
@@ -46,6 +51,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use rill_core::backlog::BacklogPolicy;
 use rill_core::broker::{BrokerConfig, EncryptionSetting, KeySource};
 use rill_core::crypto::CipherKind;
 use rill_core::group_coordinator::GroupConfig;
@@ -246,6 +252,24 @@ pub struct StorageSection {
     pub disk_budget_bytes: Option<u64>,
     /// How often the log cleaner (compaction) runs, in ms.
     pub cleaner_interval_ms: Option<u64>,
+    /// How often retention, the disk budget and the backlog policy are applied, in ms.
+    pub retention_check_interval_ms: Option<u64>,
+    /// What happens when data the bridge has not mirrored yet nears the topic's retention or
+    /// the disk budget: `"pause"` (default) or `"drop_oldest"`.
+    pub backlog_policy: Option<BacklogPolicyName>,
+    /// Fraction of the limit at which the backlog policy applies (default 0.9).
+    pub backlog_high_water: Option<f64>,
+}
+
+/// Backlog policy names in the file.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum BacklogPolicyName {
+    /// Hold producers back (Kafka and MQTT backpressure).
+    #[serde(rename = "pause")]
+    Pause,
+    /// Delete the oldest unmirrored data, with a metric and a log line.
+    #[serde(rename = "drop_oldest")]
+    DropOldest,
 }
 
 /// Encryption names in the file.
@@ -314,6 +338,10 @@ pub struct KafkaSection {
     pub num_partitions: Option<i32>,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: Option<usize>,
+    /// Require SASL authentication (default: true when `sasl_mechanisms` is set).
+    pub sasl: Option<bool>,
+    /// `sasl.enabled.mechanisms`: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
+    pub sasl_mechanisms: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -378,6 +406,10 @@ impl FileConfig {
                 return Err(invalid("kafka.num_partitions", format!("{n} is below 1")));
             }
         }
+        if let Some(names) = &self.kafka.sasl_mechanisms {
+            crate::kafka::auth::Mechanism::parse_list(names)
+                .map_err(|reason| invalid("kafka.sasl_mechanisms", reason))?;
+        }
         crate::mqtt::mapping::Mapping::new(&self.mqtt.rules)
             .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
         if let Some(n) = self.kafka.socket_request_max_bytes {
@@ -406,6 +438,20 @@ impl FileConfig {
                 "storage.flush.interval_ms",
                 "must be at least 1".to_string(),
             ));
+        }
+        if self.storage.retention_check_interval_ms == Some(0) {
+            return Err(invalid(
+                "storage.retention_check_interval_ms",
+                "must be at least 1".to_string(),
+            ));
+        }
+        if let Some(hw) = self.storage.backlog_high_water {
+            if !rill_core::backlog::valid_high_water(hw) {
+                return Err(invalid(
+                    "storage.backlog_high_water",
+                    format!("{hw} is not in (0, 1]"),
+                ));
+            }
         }
         if let Some(adv) = &self.listeners.advertised_kafka {
             parse_host_port(adv).map_err(|reason| invalid("listeners.advertised_kafka", reason))?;
@@ -482,6 +528,8 @@ pub struct Overrides {
     pub key_file: Option<PathBuf>,
     /// `RILL_MASTER_KEY`
     pub master_key_env: Option<String>,
+    /// `--kafka-sasl MECHANISMS`: require SASL with these mechanisms.
+    pub kafka_sasl: Option<Vec<String>>,
 }
 
 /// The node's effective settings: defaults, then the file, then flags.
@@ -501,6 +549,8 @@ pub struct NodeSettings {
     pub mqtt_listen: SocketAddr,
     /// TLS for the Kafka listener.
     pub kafka_tls: Option<TlsFiles>,
+    /// SASL mechanisms required on the Kafka listener (None: no authentication).
+    pub kafka_sasl: Option<Vec<crate::kafka::auth::Mechanism>>,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: usize,
     /// Everything the storage layer needs.
@@ -559,6 +609,21 @@ impl NodeSettings {
             .or_else(|| file.listeners.advertised_kafka.clone())
             .map(|s| parse_host_port(&s).map_err(|r| invalid("advertised_kafka", r)))
             .transpose()?;
+        let kafka_sasl = match &flags.kafka_sasl {
+            Some(names) => Some(names.clone()),
+            None if file
+                .kafka
+                .sasl
+                .unwrap_or(file.kafka.sasl_mechanisms.is_some()) =>
+            {
+                Some(file.kafka.sasl_mechanisms.clone().unwrap_or_default())
+            }
+            None => None,
+        }
+        .map(|names| {
+            crate::kafka::auth::Mechanism::parse_list(&names).map_err(|r| invalid("kafka_sasl", r))
+        })
+        .transpose()?;
         let node_id = flags.node_id.or(file.node.id).unwrap_or(0);
         if node_id < 0 {
             return Err(invalid("node_id", format!("{node_id} is negative")));
@@ -584,6 +649,7 @@ impl NodeSettings {
                 .or(file.listeners.mqtt)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1883))),
             kafka_tls: file.listeners.kafka_tls.clone(),
+            kafka_sasl,
             socket_request_max_bytes: file
                 .kafka
                 .socket_request_max_bytes
@@ -598,6 +664,18 @@ impl NodeSettings {
                 b.disk_budget_bytes = file.storage.disk_budget_bytes;
                 if let Some(ms) = file.storage.cleaner_interval_ms {
                     b.cleaner_interval_ms = ms;
+                }
+                if let Some(ms) = file.storage.retention_check_interval_ms {
+                    b.retention_check_interval_ms = ms;
+                }
+                if let Some(p) = file.storage.backlog_policy {
+                    b.backlog.policy = match p {
+                        BacklogPolicyName::Pause => BacklogPolicy::Pause,
+                        BacklogPolicyName::DropOldest => BacklogPolicy::DropOldest,
+                    };
+                }
+                if let Some(hw) = file.storage.backlog_high_water {
+                    b.backlog.high_water = hw;
                 }
                 b
             },
@@ -668,6 +746,11 @@ mod tests {
             "[listeners]\nkafka = \"not an address\"\n",
             "[listeners]\nadvertised_kafka = \"nohost\"\n",
             "[node]\nid = -3\n",
+            "[kafka]\nsasl_mechanisms = [\"GSSAPI\"]\n",
+            "[storage]\nbacklog_policy = \"drop\"\n",
+            "[storage]\nbacklog_high_water = 0\n",
+            "[storage]\nbacklog_high_water = 1.5\n",
+            "[storage]\nretention_check_interval_ms = 0\n",
         ] {
             assert!(
                 FileConfig::parse(text, Path::new("x.toml")).is_err(),
@@ -693,6 +776,54 @@ mod tests {
         assert_eq!(s.broker.flush, FlushPolicy::Interval { ms: 50 });
         assert_eq!(s.broker.encryption, EncryptionSetting::Off);
         assert_eq!(s.socket_request_max_bytes, DEFAULT_SOCKET_REQUEST_MAX_BYTES);
+    }
+
+    #[test]
+    fn sasl_settings() {
+        use crate::kafka::auth::{Mechanism, DEFAULT_MECHANISMS};
+        use rill_core::scram::ScramMechanism;
+        let resolve = |text: &str, flag: Option<Vec<String>>| {
+            let file = FileConfig::parse(text, Path::new("x.toml")).unwrap();
+            let flags = Overrides {
+                kafka_sasl: flag,
+                ..Overrides::default()
+            };
+            NodeSettings::resolve(&file, &flags).unwrap().kafka_sasl
+        };
+        assert_eq!(resolve("", None), None);
+        assert_eq!(
+            resolve("[kafka]\nsasl = true\n", None),
+            Some(DEFAULT_MECHANISMS.to_vec())
+        );
+        assert_eq!(
+            resolve("[kafka]\nsasl_mechanisms = [\"PLAIN\"]\n", None),
+            Some(vec![Mechanism::Plain])
+        );
+        assert_eq!(
+            resolve(
+                "[kafka]\nsasl = false\nsasl_mechanisms = [\"PLAIN\"]\n",
+                None
+            ),
+            None
+        );
+        assert_eq!(
+            resolve("", Some(vec!["SCRAM-SHA-256".into()])),
+            Some(vec![Mechanism::Scram(ScramMechanism::Sha256)])
+        );
+    }
+
+    #[test]
+    fn backlog_settings() {
+        let text = "[storage]\nbacklog_policy = \"drop_oldest\"\nbacklog_high_water = 0.75\n\
+                    retention_check_interval_ms = 200\n";
+        let file = FileConfig::parse(text, Path::new("x.toml")).unwrap();
+        let s = NodeSettings::resolve(&file, &Overrides::default()).unwrap();
+        assert_eq!(s.broker.backlog.policy, BacklogPolicy::DropOldest);
+        assert_eq!(s.broker.backlog.high_water, 0.75);
+        assert_eq!(s.broker.retention_check_interval_ms, 200);
+        let d = NodeSettings::resolve(&FileConfig::default(), &Overrides::default()).unwrap();
+        assert_eq!(d.broker.backlog.policy, BacklogPolicy::Pause);
+        assert_eq!(d.broker.backlog.high_water, 0.9);
     }
 
     #[test]

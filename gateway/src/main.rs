@@ -20,12 +20,9 @@ enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(rill_gateway::config::ConfigCommand),
-    /// Run the `[[mirror]]` entries of a bridge config against a stopped node's data directory.
-    Bridge {
-        /// Bridge configuration (TOML, see docs/bridge.md).
-        #[arg(long, value_name = "FILE")]
-        config: std::path::PathBuf,
-    },
+    /// Run the `[[mirror]]` entries of a bridge config against a stopped node's data directory
+    /// (`--config FILE`), or show a running node's mirrors (`status`).
+    Bridge(rill_gateway::cli::bridge::BridgeArgs),
     /// Kafka-protocol client commands (work against any Kafka cluster).
     #[command(flatten)]
     Client(rill_gateway::cli::ClientCommand),
@@ -59,7 +56,13 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => rill_gateway::serve::run(args),
         Command::Config(cmd) => rill_gateway::config::run(cmd),
         Command::Client(cmd) => rill_gateway::cli::run(cmd),
-        Command::Bridge { config } => run_bridge(&config),
+        Command::Bridge(args) => match (args.command, args.config) {
+            (Some(rill_gateway::cli::bridge::BridgeCommand::Status(s)), _) => {
+                rill_gateway::cli::bridge::run_status(s)
+            }
+            (None, Some(config)) => run_bridge(&config),
+            (None, None) => Err(anyhow::anyhow!("rill bridge needs --config FILE or status")),
+        },
     };
     match result {
         Ok(code) => code,

@@ -1,10 +1,14 @@
 //! The node's Prometheus metrics (served by [`crate::admin_http`] at `/metrics`).
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
+use rill_core::broker::Broker;
 
 /// Label of a per-API counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -154,6 +158,22 @@ impl Metrics {
         self.open_connections.dec();
     }
 
+    /// Add a collector computed at each scrape (e.g. the bridge's lag).
+    pub fn register_collector(
+        &mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) {
+        self.registry.register_collector(collector);
+    }
+
+    /// Export the broker's backlog policy state (`rill_core::backlog`, which has no Prometheus
+    /// dependency) at every scrape: `rill_bridge_backlog_dropped_records_total` and
+    /// `rill_bridge_backlog_paused`.
+    pub fn export_backlog(&mut self, broker: Arc<Broker>) {
+        self.registry
+            .register_collector(Box::new(BacklogCollector(broker)));
+    }
+
     /// Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -161,6 +181,32 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         out
+    }
+}
+
+/// Reads the backlog counters from the broker on each scrape.
+#[derive(Debug)]
+struct BacklogCollector(Arc<Broker>);
+
+impl Collector for BacklogCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let backlog = self.0.backlog();
+        let dropped = ConstCounter::new(backlog.dropped_records());
+        dropped.encode(encoder.encode_descriptor(
+            "bridge_backlog_dropped_records",
+            "Unmirrored records deleted by backlog_policy = drop_oldest",
+            None,
+            dropped.metric_type(),
+        )?)?;
+        let pressure = backlog.pressure();
+        let paused = ConstGauge::new(i64::from(pressure.any()));
+        paused.encode(encoder.encode_descriptor(
+            "bridge_backlog_paused",
+            "1 while producers are held back by backlog_policy = pause",
+            None,
+            paused.metric_type(),
+        )?)?;
+        Ok(())
     }
 }
 
@@ -186,5 +232,24 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("rill_kafka_open_connections 1"), "{text}");
+    }
+
+    #[test]
+    fn exposition_has_backlog_counters() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = rill_core::broker::BrokerConfig::new(
+            tmp.path().join("data"),
+            rill_core::broker::KeySource::Env("33".repeat(32)),
+        );
+        let broker = Broker::open(cfg).unwrap();
+        let mut m = Metrics::new();
+        m.export_backlog(broker.clone());
+        let text = m.encode();
+        assert!(
+            text.contains("rill_bridge_backlog_dropped_records_total 0"),
+            "{text}"
+        );
+        assert!(text.contains("rill_bridge_backlog_paused 0"), "{text}");
+        broker.shutdown().unwrap();
     }
 }

@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// Bridge configuration (`[[mirror]]` entries) run inside this node.
     #[arg(long, value_name = "FILE")]
     pub bridge_config: Option<PathBuf>,
+    /// Require SASL on the Kafka listener with these mechanisms (comma separated: PLAIN,
+    /// SCRAM-SHA-256, SCRAM-SHA-512); users come from `rill user add` (docs/security.md).
+    #[arg(long, value_name = "MECHANISMS", value_delimiter = ',')]
+    pub kafka_sasl: Option<Vec<String>>,
 }
 
 /// Errors starting or stopping a node.
@@ -92,6 +96,9 @@ pub enum ServeError {
     /// A background task panicked.
     #[error("task failed: {0}")]
     Task(String),
+    /// The SASL user store could not be opened.
+    #[error("Kafka SASL: {0}")]
+    Sasl(#[from] rill_core::credentials::CredentialError),
     /// The MQTT front end could not start.
     #[error(transparent)]
     Mqtt(#[from] crate::mqtt::MqttError),
@@ -107,6 +114,10 @@ pub struct Node {
     pub broker: Arc<Broker>,
     /// The node's metrics.
     pub metrics: Arc<Metrics>,
+    /// The consumer group coordinator (the bridge checkpoints its committed offsets).
+    pub groups: Arc<rill_core::group_coordinator::GroupCoordinator>,
+    /// The bridge's status registry, served at `GET /bridge/status`.
+    pub bridge_status: Arc<rill_bridge::BridgeStatus>,
     shutdown: CancellationToken,
     connections: TaskTracker,
     listeners: TaskTracker,
@@ -147,10 +158,11 @@ fn broker_configs(
     advertised: &(String, u16),
 ) -> Vec<(String, String)> {
     let b = &settings.broker;
-    let scheme = if settings.kafka_tls.is_some() {
-        "SSL"
-    } else {
-        "PLAINTEXT"
+    let scheme = match (settings.kafka_tls.is_some(), settings.kafka_sasl.is_some()) {
+        (true, true) => "SASL_SSL",
+        (true, false) => "SSL",
+        (false, true) => "SASL_PLAINTEXT",
+        (false, false) => "PLAINTEXT",
     };
     let mut out = vec![
         ("broker.id".to_string(), settings.node_id.to_string()),
@@ -184,6 +196,10 @@ fn broker_configs(
             },
         ),
     ];
+    if let Some(mechanisms) = &settings.kafka_sasl {
+        let names: Vec<&str> = mechanisms.iter().map(|m| m.name()).collect();
+        out.push(("sasl.enabled.mechanisms".to_string(), names.join(",")));
+    }
     match b.flush {
         FlushPolicy::Always => out.push(("rill.flush".to_string(), "always".to_string())),
         FlushPolicy::Interval { ms } => {
@@ -219,7 +235,7 @@ impl Node {
             ("Kafka", settings.kafka_listen),
             ("admin HTTP", settings.http_listen),
         ] {
-            if !addr.ip().is_loopback() {
+            if !addr.ip().is_loopback() && (what != "Kafka" || settings.kafka_sasl.is_none()) {
                 tracing::warn!(
                     listener = what,
                     %addr,
@@ -251,7 +267,13 @@ impl Node {
             .advertised_kafka
             .clone()
             .unwrap_or_else(|| advertised_for(kafka_addr));
-        let metrics = Arc::new(Metrics::new());
+        let bridge_status = rill_bridge::BridgeStatus::new();
+        let mut metrics = Metrics::new();
+        metrics.register_collector(Box::new(crate::bridge_metrics::BridgeCollector(
+            bridge_status.clone(),
+        )));
+        metrics.export_backlog(broker.clone());
+        let metrics = Arc::new(metrics);
         let shutdown = CancellationToken::new();
         let groups_config = settings.groups.clone();
         let groups_broker = broker.clone();
@@ -260,6 +282,16 @@ impl Node {
                 .await
                 .map_err(|e| ServeError::Task(e.to_string()))?
                 .map_err(|e| ServeError::Task(format!("group coordinator: {e}")))?;
+        let credentials = Arc::new(rill_core::credentials::CredentialStore::open(
+            broker.metadata_handle(),
+        )?);
+        let sasl = settings.kafka_sasl.as_ref().map(|mechanisms| {
+            Arc::new(crate::kafka::auth::open(
+                credentials.clone(),
+                mechanisms.clone(),
+                settings.kafka_tls.is_some(),
+            ))
+        });
         let ctx = Arc::new(Context {
             broker: broker.clone(),
             groups: groups.clone(),
@@ -274,10 +306,12 @@ impl Node {
             producer_ids: Arc::new(rill_core::producer_state::ProducerIdAllocator::new(
                 broker.metadata_handle(),
             )),
+            sasl,
+            credentials,
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
-        listeners.spawn(kafka::groups::run_ticker(groups, shutdown.clone()));
+        listeners.spawn(kafka::groups::run_ticker(groups.clone(), shutdown.clone()));
         listeners.spawn(kafka::server::run(
             ctx,
             kafka_listener,
@@ -297,7 +331,7 @@ impl Node {
                 let _ = task.await;
             }
         });
-        let router = admin_http::router(metrics.clone());
+        let router = admin_http::router(metrics.clone(), bridge_status.clone());
         let http_shutdown = shutdown.clone();
         listeners.spawn(async move {
             let served = axum::serve(http_listener, router)
@@ -315,6 +349,7 @@ impl Node {
             node_name = %settings.node_name,
             advertised = %format!("{}:{}", advertised.0, advertised.1),
             tls = settings.kafka_tls.is_some(),
+            sasl = settings.kafka_sasl.is_some(),
             "listening"
         );
         Ok(Node {
@@ -322,6 +357,8 @@ impl Node {
             http_addr,
             broker,
             metrics,
+            groups,
+            bridge_status,
             shutdown,
             connections,
             listeners,
@@ -368,6 +405,7 @@ pub fn settings_from_args(args: &ServeArgs) -> Result<NodeSettings, ConfigFileEr
         master_key_env: std::env::var("RILL_MASTER_KEY")
             .ok()
             .filter(|k| !k.is_empty()),
+        kafka_sasl: args.kafka_sasl.clone(),
     };
     NodeSettings::resolve(&file, &flags)
 }
@@ -413,6 +451,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.bridge_config {
         let cfg = rill_bridge::BridgeConfig::load(path)?;
         for m in cfg.mirror {
+            m.validate_for_node(&settings.node_name)?;
             mirrors.push(rill_bridge::Mirror::new(m)?);
         }
     }
@@ -437,6 +476,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     mirrors,
                     bridge_stop.clone(),
                 )
+                .with_status(node.bridge_status.clone())
+                .with_group_offsets(node.groups.clone())
                 .run(),
             )
         });

@@ -1,5 +1,6 @@
 """Produce COUNT records to TOPIC (created with PARTITIONS) for the bridge tests: value
-"<prefix><i>", key "k<i % 13>", header idx=<i>, every third record header class=alarm."""
+"<prefix><i>", key "k<i % 13>", header idx=<i>, every third record header class=alarm,
+timestamp BASE_TS + i."""
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -14,6 +15,8 @@ def main():
     ap.add_argument("--partitions", type=int, default=2)
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--prefix", default="v")
+    ap.add_argument("--base-ts", type=int, default=1_700_000_000_000,
+                    help="timestamp of record 0 (a recent one keeps retention.ms away)")
     a = ap.parse_args()
     admin = AdminClient({"bootstrap.servers": a.bootstrap})
     fs = admin.create_topics([NewTopic(a.topic, num_partitions=a.partitions, replication_factor=1)])
@@ -29,7 +32,7 @@ def main():
         if i % 3 == 0:
             headers.append(("class", b"alarm"))
         p.produce(a.topic, key=f"k{i % 13}".encode(), value=f"{a.prefix}{i}".encode(),
-                  headers=headers, timestamp=1_700_000_000_000 + i,
+                  headers=headers, timestamp=a.base_ts + i,
                   on_delivery=lambda err, m: errors.append(err) if err else None)
         if i % 1000 == 0:
             p.poll(0)

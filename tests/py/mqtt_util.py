@@ -91,7 +91,7 @@ class Device:
             check(not rc.is_failure, f"CONNECT refused: {rc}")
         return flags, rc, props
 
-    def subscribe(self, topic, qos=1):
+    def subscribe(self, topic, qos=1, options=None):
         done = threading.Event()
         granted = []
 
@@ -100,7 +100,10 @@ class Device:
             done.set()
 
         self.client.on_subscribe = on_sub
-        self.client.subscribe(topic, qos=qos)
+        if options is not None:
+            self.client.subscribe(topic, options=options)
+        else:
+            self.client.subscribe(topic, qos=qos)
         check(done.wait(15), f"no SUBACK for {topic}")
         return granted
 

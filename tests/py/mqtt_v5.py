@@ -6,6 +6,7 @@ import time
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from mqtt_util import V5, Device, headers, mqtt_parser, read_log
 from rilltest import check, check_eq, run, unique
@@ -73,6 +74,23 @@ def main():
     late.nothing(0.5)
     late.close()
     print("expired retained message dropped, the other delivered with its remaining expiry", flush=True)
+
+    # No Local: a subscriber is not sent its own publishes, only other clients' ones.
+    nl_id = unique("nl")
+    nl = Device(args.mqtt, nl_id, protocol=V5)
+    nl.subscribe(f"{base}/nl/#", options=SubscribeOptions(qos=1, noLocal=True))
+    nl.publish(f"{base}/nl/own", b"mine", qos=1)
+    pub.publish(f"{base}/nl/other", b"theirs", qos=1)
+    m = nl.expect()
+    check_eq((m.topic, m.payload), (f"{base}/nl/other", b"theirs"), "No Local: only the other's")
+    nl.nothing(0.5)
+    # Everything published so far: first, second, expiring, kept, own, other.
+    own = [r for r in read_log(args.bootstrap, "mqtt", 6)
+           if headers(r).get("mqtt.topic") == f"{base}/nl/own".encode()]
+    check(own and headers(own[0]).get("mqtt.client_id") == nl_id.encode(),
+          "the publisher's client id is stored in mqtt.client_id")
+    nl.close()
+    print("No Local: own publishes skipped, others delivered", flush=True)
     sub.close()
     pub.close()
 

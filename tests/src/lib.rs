@@ -524,6 +524,16 @@ pub fn dir_usage(dir: &Path) -> (u64, usize) {
     total
 }
 
+/// The current time in Unix ms as text, for `bridge_produce.py --base-ts`: records stamped in the
+/// past would be removed by time retention as soon as a restart closes their segment.
+pub fn recent_ts() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Producer idempotence with real clients and the bridge (edge -> central mirroring) across
 //! several `rill` processes on loopback.
 
-use rill_tests::Node;
+use rill_tests::{recent_ts, Node};
 
 #[test]
 fn idempotent_producers_survive_restart() {
@@ -151,6 +151,7 @@ fn edge_buffers_while_central_is_down_then_delivers_exactly_once() {
 
 #[test]
 fn sigkill_edge_and_central_during_mirroring_is_still_exactly_once() {
+    let ts = recent_ts();
     let port = free_port();
     // A bandwidth cap stretches the drain over a few seconds, so the kills land mid-transfer.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -168,6 +169,8 @@ fn sigkill_edge_and_central_during_mirroring_is_still_exactly_once() {
     edge.python(
         "bridge_produce.py",
         &[
+            "--base-ts",
+            &ts,
             "--topic",
             "metrics",
             "--partitions",
@@ -192,6 +195,8 @@ fn sigkill_edge_and_central_during_mirroring_is_still_exactly_once() {
     let out = central.python(
         "bridge_verify.py",
         &[
+            "--base-ts",
+            &ts,
             "--topic",
             "edge2.metrics",
             "--count",
@@ -439,6 +444,7 @@ fn standalone_bridge_drains_a_stopped_nodes_log() {
 
 #[test]
 fn fewer_target_partitions_use_key_hash_and_resume_exactly() {
+    let ts = recent_ts();
     let port = free_port();
     let mut central = start_central(port);
     // The target topic exists with one partition: three source partitions share it.
@@ -457,7 +463,16 @@ fn fewer_target_partitions_use_key_hash_and_resume_exactly() {
     let edge = start_edge("edge5", port, &["--bridge-config", &cfg_s]);
     edge.python(
         "bridge_produce.py",
-        &["--topic", "fan", "--partitions", "3", "--count", "20000"],
+        &[
+            "--base-ts",
+            &ts,
+            "--topic",
+            "fan",
+            "--partitions",
+            "3",
+            "--count",
+            "20000",
+        ],
     );
     std::thread::sleep(std::time::Duration::from_millis(300 + random_ms(700)));
     central.kill();
@@ -465,6 +480,8 @@ fn fewer_target_partitions_use_key_hash_and_resume_exactly() {
     let out = central.python(
         "bridge_verify.py",
         &[
+            "--base-ts",
+            &ts,
             "--topic",
             "edge5.fan",
             "--count",

@@ -1,6 +1,7 @@
 //! The Kafka-protocol client commands for people, in the spirit of kcat and rpk:
 //! `rill topic create|list|describe|alter|delete|add-partitions`, `rill produce`, `rill consume`,
-//! `rill group list|describe|delete|reset-offsets`; plus `rill device` (local MQTT credentials).
+//! `rill group list|describe|delete|reset-offsets`; plus `rill device` (local MQTT credentials)
+//! and `rill user` (SASL users of the Kafka listener, in a stopped node's data directory).
 //!
 //! They speak only the Kafka protocol ([`client`]), so they work against a Rill node and against
 //! any Kafka cluster. Output is a human table by default and JSON with `--json`; errors name the
@@ -15,8 +16,11 @@
 //! - [`timestamp`]: parsing `--from-time`,
 //! - [`table`]: aligned human-readable tables,
 //! - [`group`]: the `group` subcommands (consumer groups, lag, offset resets),
-//! - [`device`]: `rill device add|list|remove` (MQTT credentials; local, not Kafka protocol).
+//! - [`device`]: `rill device add|list|remove` (MQTT credentials; local, not Kafka protocol),
+//! - [`bridge`]: `rill bridge status` (the node's admin HTTP API, not Kafka protocol),
+//! - [`user`]: `rill user add|list|delete` (SASL/SCRAM users; local, not Kafka protocol).
 
+pub mod bridge;
 pub mod client;
 pub mod consume;
 pub mod device;
@@ -27,6 +31,7 @@ pub mod produce;
 pub mod table;
 pub mod timestamp;
 pub mod topic;
+pub mod user;
 
 use std::process::ExitCode;
 
@@ -60,13 +65,17 @@ pub enum ClientCommand {
     Group(group::GroupArgs),
     /// Manage MQTT device credentials (add, list, remove).
     Device(device::DeviceArgs),
+    /// Manage SASL users of the Kafka listener (add, list, delete) on a stopped node.
+    User(user::UserArgs),
 }
 
 /// Runs a client command to completion.
 pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
-    if let ClientCommand::Device(args) = cmd {
-        return device::run(args);
-    }
+    let cmd = match cmd {
+        ClientCommand::Device(args) => return device::run(args),
+        ClientCommand::User(args) => return user::run(args),
+        other => other,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -77,6 +86,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
             ClientCommand::Consume(args) => consume::run(args).await,
             ClientCommand::Group(args) => group::run(args).await,
             ClientCommand::Device(args) => device::run(args),
+            ClientCommand::User(args) => user::run(args),
         }
     })
 }

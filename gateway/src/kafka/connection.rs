@@ -1,8 +1,12 @@
 //! One client connection: 4-byte length-prefixed frames, requests handled in order, deferred
-//! responses (flush waits, long polls) pipelined and written back in request order.
+//! responses (flush waits, long polls) pipelined and written back in request order; finished
+//! responses are written also while a later request is still being handled (a Produce held back
+//! by the backlog policy).
 //!
 //! A frame over `socket.request.max.bytes`, a malformed request, an unknown API key or an
-//! unsupported version closes this connection only, with a log line.
+//! unsupported version closes this connection only, with a log line. So does a request other
+//! than ApiVersions/SaslHandshake/SaslAuthenticate before SASL authentication, when the listener
+//! requires it ([`auth::Session`]); a failed authentication closes after its response.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
+use super::auth::Session;
 use super::dispatch::{self, Reply};
 use super::request::{self, Decoded};
 use super::{api_versions, Context};
@@ -46,6 +51,7 @@ where
     let mut writer = FramedWrite::new(w, codec(usize::MAX >> 1));
     let mut pending: FuturesOrdered<Outgoing> = FuturesOrdered::new();
     let mut reading = true;
+    let mut session = Session::new(ctx.sasl.clone());
     loop {
         if !reading && pending.is_empty() {
             break;
@@ -53,18 +59,8 @@ where
         tokio::select! {
             biased;
             Some(out) = pending.next(), if !pending.is_empty() => {
-                match out {
-                    None => {}
-                    Some(Ok(frame)) => {
-                        if let Err(e) = writer.send(frame).await {
-                            tracing::debug!(%peer, error = %e, "write failed; closing");
-                            break;
-                        }
-                    }
-                    Some(Err(reason)) => {
-                        tracing::error!(%peer, %reason, "cannot encode response; closing connection");
-                        break;
-                    }
+                if !write_out(&mut writer, out, peer).await {
+                    break;
                 }
             }
             _ = shutdown.cancelled(), if reading => {
@@ -78,15 +74,41 @@ where
                         tracing::warn!(%peer, error = %e, "closing Kafka connection: bad frame");
                         break;
                     }
-                    Some(Ok(frame)) => match handle_frame(&ctx, frame.freeze(), peer).await {
-                        Ok(Some(out)) => pending.push_back(out),
-                        Ok(None) => {}
-                        Err(reason) => {
-                            ctx.metrics.protocol_error();
-                            tracing::warn!(%peer, %reason, "closing Kafka connection");
-                            break;
+                    Some(Ok(frame)) => {
+                        // Earlier responses keep flowing while this request is handled (a
+                        // Produce held back by the backlog policy may wait for seconds).
+                        let handled = if session.expects_raw_token() {
+                            Some(raw_token(&mut session, frame.freeze(), peer))
+                        } else {
+                            let handling = handle_frame(&ctx, frame.freeze(), peer, &mut session);
+                            tokio::pin!(handling);
+                            loop {
+                                tokio::select! {
+                                    biased;
+                                    r = &mut handling => break Some(r),
+                                    Some(out) = pending.next(), if !pending.is_empty() => {
+                                        if !write_out(&mut writer, out, peer).await {
+                                            break None;
+                                        }
+                                    }
+                                }
+                            }
+                        };
+                        match handled {
+                            None => break,
+                            Some(Ok(Some(out))) => pending.push_back(out),
+                            Some(Ok(None)) => {}
+                            Some(Err(reason)) => {
+                                ctx.metrics.protocol_error();
+                                tracing::warn!(%peer, %reason, "closing Kafka connection");
+                                break;
+                            }
                         }
-                    },
+                        if session.must_close() {
+                            // Write the refusal, then close (as Kafka does).
+                            reading = false;
+                        }
+                    }
                 }
             }
         }
@@ -95,11 +117,50 @@ where
     tracing::debug!(%peer, "connection closed");
 }
 
+/// A raw SASL token after SaslHandshake v0: the answer is a raw token too; a failure closes the
+/// connection without one (Kafka's legacy flow).
+fn raw_token(
+    session: &mut Session,
+    frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Option<Outgoing>, String> {
+    match session.authenticate(&frame) {
+        Ok(token) => Ok(Some(future::ready(Some(Ok(Bytes::from(token)))).boxed())),
+        Err(failure) => {
+            tracing::debug!(%peer, code = failure.code, "raw SASL token refused");
+            Err(failure.message)
+        }
+    }
+}
+
+/// Write one finished response; `false` when the connection must close.
+async fn write_out<W: AsyncWrite + Unpin>(
+    writer: &mut FramedWrite<W, LengthDelimitedCodec>,
+    out: Option<Result<Bytes, String>>,
+    peer: SocketAddr,
+) -> bool {
+    match out {
+        None => true,
+        Some(Ok(frame)) => match writer.send(frame).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "write failed; closing");
+                false
+            }
+        },
+        Some(Err(reason)) => {
+            tracing::error!(%peer, %reason, "cannot encode response; closing connection");
+            false
+        }
+    }
+}
+
 /// Decode and dispatch one frame. `Ok(None)`: no response (acks=0). `Err`: close the connection.
 async fn handle_frame(
     ctx: &Arc<Context>,
     frame: Bytes,
     peer: SocketAddr,
+    session: &mut Session,
 ) -> Result<Option<Outgoing>, String> {
     match request::decode_request(frame) {
         Err(e) => Err(e.to_string()),
@@ -118,11 +179,14 @@ async fn handle_frame(
             let correlation_id = req.header.correlation_id;
             ctx.metrics.request(api_name(api));
             tracing::trace!(%peer, ?api, version, correlation_id, "request");
+            if !session.admits(api) {
+                return Err(format!("{api:?} before SASL authentication"));
+            }
             let encode = move |body| {
                 request::encode_response(api, version, correlation_id, &body)
                     .map_err(|e| format!("{api:?} v{version}: {e:#}"))
             };
-            match dispatch::dispatch(ctx, &req.header, req.body, peer).await {
+            match dispatch::dispatch(ctx, &req.header, req.body, peer, session).await {
                 Reply::Now(body) => Ok(Some(future::ready(Some(encode(body))).boxed())),
                 Reply::Later(fut) => Ok(Some(fut.map(move |body| Some(encode(body))).boxed())),
                 Reply::Nothing => Ok(None),
@@ -163,6 +227,8 @@ pub fn api_name(api: ApiKey) -> &'static str {
         ApiKey::InitProducerId => "InitProducerId",
         ApiKey::SaslHandshake => "SaslHandshake",
         ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
+        ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         _ => "Other",
     }
 }

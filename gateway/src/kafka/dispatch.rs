@@ -10,13 +10,15 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 
+use super::auth::Session;
 use super::{
-    alter_configs, api_versions, consumer_group_describe, consumer_group_heartbeat,
-    create_partitions, create_topics, delete_groups, delete_records, delete_topics,
-    describe_cluster, describe_configs, describe_groups, fetch, find_coordinator, heartbeat,
-    incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
-    list_offsets, metadata, offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch,
-    produce, sync_group, Context,
+    alter_configs, alter_user_scram_credentials, api_versions, consumer_group_describe,
+    consumer_group_heartbeat, create_partitions, create_topics, delete_groups, delete_records,
+    delete_topics, describe_cluster, describe_configs, describe_groups,
+    describe_user_scram_credentials, fetch, find_coordinator, heartbeat, incremental_alter_configs,
+    init_producer_id, join_group, leave_group, list_groups, list_offsets, metadata, offset_commit,
+    offset_delete, offset_fetch, offset_for_leader_epoch, produce, sasl_authenticate,
+    sasl_handshake, sync_group, Context,
 };
 
 /// One supported API.
@@ -81,6 +83,11 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     // KIP-848 consumer groups (server-side assignment).
     api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     api(ApiKey::ConsumerGroupDescribe, 0, 1),
+    // SASL (PLAIN, SCRAM-SHA-256/512; see kafka/auth.rs).
+    api(ApiKey::SaslHandshake, 0, 1),
+    api(ApiKey::SaslAuthenticate, 0, 2),
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The support row of an API key, if handled.
@@ -102,16 +109,27 @@ pub enum Reply {
     Close(String),
 }
 
-/// Run the handler of one request. Side effects (appends, topic changes) happen before this
-/// returns, so requests pipelined on one connection take effect in order.
+/// Run the handler of one request (`session`: the connection's SASL state). Side effects
+/// (appends, topic changes) happen before this returns, so requests pipelined on one connection take effect in order.
 pub async fn dispatch(
     ctx: &Arc<Context>,
     header: &RequestHeader,
     body: RequestKind,
     peer: SocketAddr,
+    session: &mut Session,
 ) -> Reply {
     let v = header.request_api_version;
     match body {
+        RequestKind::SaslHandshake(req) => Reply::Now(sasl_handshake::handle(session, v, req)),
+        RequestKind::SaslAuthenticate(req) => {
+            Reply::Now(sasl_authenticate::handle(session, v, req))
+        }
+        RequestKind::DescribeUserScramCredentials(req) => {
+            Reply::Now(describe_user_scram_credentials::handle(ctx, v, req))
+        }
+        RequestKind::AlterUserScramCredentials(req) => {
+            Reply::Now(alter_user_scram_credentials::handle(ctx, v, req).await)
+        }
         RequestKind::ApiVersions(req) => Reply::Now(api_versions::handle(ctx, v, req)),
         RequestKind::Metadata(req) => Reply::Now(metadata::handle(ctx, v, req).await),
         RequestKind::Produce(req) => produce::handle(ctx, v, req).await,

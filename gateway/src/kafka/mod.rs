@@ -3,14 +3,17 @@
 //! A request travels [`server`] (accept, TLS) -> [`connection`] (length-prefixed frames, ordered
 //! responses, pipelining) -> [`request`] (header and body decoding with the kafka-protocol crate)
 //! -> [`dispatch`] (the table of supported APIs, shared with [`api_versions`]) -> the API's module,
-//! which talks to [`rill_core::broker::Broker`] and maps errors with [`error_codes`].
+//! which talks to [`rill_core::broker::Broker`] and maps errors with [`error_codes`]. When the
+//! listener requires SASL, [`auth`] gates every request until the connection has authenticated.
 //!
 //! To add an API: write `kafka/<api>.rs` with a `handle` function, add a row to
 //! [`dispatch::SUPPORTED_APIS`] and an arm to [`dispatch::dispatch`]; ApiVersions advertises the
 //! table, so it never claims an API that is not handled.
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
+pub mod auth;
 pub mod connection;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -22,6 +25,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_user_scram_credentials;
 pub mod dispatch;
 pub mod error_codes;
 pub mod fetch;
@@ -41,6 +45,8 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod request;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod server;
 pub mod sync_group;
 
@@ -77,6 +83,10 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Producer ids for InitProducerId (idempotent producers).
     pub producer_ids: Arc<rill_core::producer_state::ProducerIdAllocator>,
+    /// SASL settings and users when the listener requires SASL (None: no authentication).
+    pub sasl: Option<Arc<auth::Authenticator>>,
+    /// The SASL users (SCRAM credentials), also when the listener does not require SASL.
+    pub credentials: Arc<rill_core::credentials::CredentialStore>,
 }
 
 impl Context {

@@ -1,8 +1,14 @@
 //! Produce (key 0): append record batches as sent (compressed batches stay compressed), then wait
 //! for the flush policy before acknowledging (acks 1 and all are the same on a node without
 //! replicas); acks 0 sends no response and closes the connection if an append failed.
+//!
+//! Backlog pause (`rill_core::backlog`): while a topic's producers are held back, the request
+//! waits (the connection is not read meanwhile) until the pressure clears or its `timeout_ms`
+//! expires; the held-back topics are then answered `REQUEST_TIMED_OUT` (retriable) and nothing
+//! is appended for them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -56,6 +62,8 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Re
             return Reply::Close("transactional produce is not supported".to_string());
         }
     }
+    wait_for_backlog(ctx, &req).await;
+    let backlog = ctx.broker.backlog();
     let mut results: Vec<(String, Vec<(i32, Appended)>)> = Vec::new();
     let mut failed = false;
     for topic in &req.topic_data {
@@ -66,6 +74,12 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Re
                 Appended::Err(
                     ResponseError::TransactionalIdAuthorizationFailed.code(),
                     "transactions are not supported by this node".to_string(),
+                )
+            } else if backlog.blocks(&name) {
+                Appended::Err(
+                    ResponseError::RequestTimedOut.code(),
+                    "producers paused: unmirrored backlog near the topic's retention or the disk budget"
+                        .to_string(),
                 )
             } else {
                 append_one(ctx, &name, p.index, p.records.as_ref())
@@ -116,6 +130,26 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Re
         .await;
         ResponseKind::Produce(ProduceResponse::default().with_responses(topics))
     }))
+}
+
+/// While producers of a topic in `req` are held back by the backlog policy, wait until they
+/// may go on, at most the request's `timeout_ms` (or until the node shuts down).
+async fn wait_for_backlog(ctx: &Context, req: &ProduceRequest) {
+    let backlog = ctx.broker.backlog();
+    let topics: Vec<&str> = req.topic_data.iter().map(|t| t.name.0.as_str()).collect();
+    if !backlog.blocks_any(topics.iter().copied()) {
+        return;
+    }
+    let wait = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
+    tracing::debug!(
+        ?topics,
+        timeout_ms = req.timeout_ms,
+        "produce held back by the backlog policy"
+    );
+    tokio::select! {
+        _ = tokio::time::timeout(wait, backlog.wait_writable(&topics)) => {}
+        _ = ctx.shutdown.cancelled() => {}
+    }
 }
 
 /// Wait for durability of one partition's append and build its response.

@@ -511,7 +511,10 @@ impl Conn {
                 break Err(end);
             }
         };
-        let result = result.and(self.commit(&mut group));
+        let result = match self.wait_for_room(&group).await {
+            Ok(()) => result.and(self.commit(&mut group)),
+            Err(end) => Err(end),
+        };
         if result.is_ok() && (!group.packets.is_empty() || !group.flushes.is_empty()) {
             acks.push_back(group.into_future(self.server.clone()));
         }
@@ -704,7 +707,7 @@ impl Conn {
                 user_properties: props.user_properties,
             },
         };
-        match self.server.ingest.prepare(&msg) {
+        match self.server.ingest.prepare(&msg, &self.client_id) {
             Ok(prep) => {
                 let idx = group.publishes.len();
                 group.publishes.push(PendingPublish {
@@ -729,6 +732,25 @@ impl Conn {
                     None => Err(End::Close(Reason::ImplementationSpecificError)),
                 }
             }
+        }
+    }
+
+    /// Backlog pause: while publishes of this burst would go to a topic whose producers are held
+    /// back, wait before appending (the connection is not read meanwhile: TCP backpressure, and
+    /// no PUBACK/PUBREC until appended).
+    async fn wait_for_room(&mut self, group: &AckGroup) -> Result<(), End> {
+        let topics: Vec<&str> = group
+            .publishes
+            .iter()
+            .map(|p| p.prep.log_topic.as_str())
+            .collect();
+        if !self.server.ingest.held_back(&topics) {
+            return Ok(());
+        }
+        tracing::info!(client_id = %self.client_id, ?topics, "MQTT publishes held back by the backlog policy");
+        tokio::select! {
+            _ = self.server.ingest.wait_for_room(&topics) => Ok(()),
+            _ = self.kick.recv() => Err(End::Close(Reason::SessionTakenOver)),
         }
     }
 
@@ -858,6 +880,11 @@ impl Conn {
                     continue;
                 }
             };
+            if f.nolocal && parsed.share_group.is_some() {
+                // MQTT-3.8.3-4: No Local on a shared subscription is a Protocol Error.
+                tracing::info!(client_id = %self.client_id, filter = f.path, "No Local on a shared subscription");
+                return Err(End::Close(Reason::ProtocolError));
+            }
             if self
                 .acl
                 .as_ref()

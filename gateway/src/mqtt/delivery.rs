@@ -444,13 +444,17 @@ impl Deliverer {
                         let topic = sub.sources[xi].topic.clone();
                         let filter = sub.parsed.filter.clone();
                         let raw = sub.stored.raw_filter.clone();
-                        let (sub_qos, rap, sub_id) = (
+                        let (sub_qos, rap, sub_id, no_local) = (
                             sub.stored.qos,
                             sub.stored.retain_as_published,
                             sub.stored.subscription_id,
+                            sub.stored.no_local,
                         );
                         self.subs[si].sources[xi].next_read = rec.offset + 1;
                         self.dirty = true;
+                        if no_local && rec.published_by(&self.client_id) {
+                            continue;
+                        }
                         let Some(msg) = self.message_for(&topic, &rec, &filter) else {
                             continue;
                         };

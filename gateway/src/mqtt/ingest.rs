@@ -124,8 +124,20 @@ impl Ingest {
             .remove(topic);
     }
 
-    /// Routes `msg` to its partition log and builds its record, without appending.
-    pub fn prepare(&self, msg: &Message) -> Result<Prepared, IngestError> {
+    /// Whether publishes to any of these log topics are held back by the backlog policy
+    /// (unmirrored data near retention or the disk budget, `rill_core::backlog`).
+    pub fn held_back(&self, log_topics: &[&str]) -> bool {
+        self.broker.backlog().blocks_any(log_topics.iter().copied())
+    }
+
+    /// Resolves once publishes to none of these log topics are held back.
+    pub async fn wait_for_room(&self, log_topics: &[&str]) {
+        self.broker.backlog().wait_writable(log_topics).await
+    }
+
+    /// Routes `msg`, published by the client `publisher`, to its partition log and builds its
+    /// record, without appending.
+    pub fn prepare(&self, msg: &Message, publisher: &str) -> Result<Prepared, IngestError> {
         let route = self.mapping.route(&msg.topic);
         let transformed;
         let msg = match route.payload {
@@ -147,7 +159,8 @@ impl Ingest {
                 partition: p as i32,
             }
         })?;
-        let record = records::to_record(msg, Some(Bytes::from(route.key)), records::now_ms());
+        let mut record = records::to_record(msg, Some(Bytes::from(route.key)), records::now_ms());
+        records::set_publisher(&mut record, publisher);
         Ok(Prepared {
             log_topic: route.log_topic,
             log,

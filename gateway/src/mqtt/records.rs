@@ -5,6 +5,8 @@
 //! time in Unix ms, from the MQTT 5 message expiry interval), `mqtt.content_type`,
 //! `mqtt.response_topic`, `mqtt.correlation_data`, `mqtt.payload_format`; MQTT 5 user properties
 //! become headers of their own name (names starting with `mqtt.` are reserved and dropped).
+//! Publishes from a connected client also carry `mqtt.client_id` (the MQTT 5 No Local
+//! subscription option skips them for that client; Kafka consumers see who published).
 //! Reading back, headers that do not start with `mqtt.` become user properties, so records
 //! produced by Kafka clients carry their headers to MQTT 5 subscribers.
 
@@ -24,6 +26,7 @@ const HEADER_CONTENT_TYPE: &str = "mqtt.content_type";
 const HEADER_RESPONSE_TOPIC: &str = "mqtt.response_topic";
 const HEADER_CORRELATION: &str = "mqtt.correlation_data";
 const HEADER_PAYLOAD_FORMAT: &str = "mqtt.payload_format";
+const HEADER_CLIENT_ID: &str = "mqtt.client_id";
 const RESERVED_PREFIX: &str = "mqtt.";
 
 /// MQTT 5 publish properties that travel with a message.
@@ -184,7 +187,20 @@ pub fn decode_batches(data: Bytes) -> Result<Vec<StoredRecord>, RecordError> {
     Ok(out)
 }
 
+/// Marks `record` as published by the client `client_id` (the `mqtt.client_id` header).
+pub fn set_publisher(record: &mut Record, client_id: &str) {
+    record.headers.insert(
+        StrBytes::from_static_str(HEADER_CLIENT_ID),
+        Some(Bytes::copy_from_slice(client_id.as_bytes())),
+    );
+}
+
 impl StoredRecord {
+    /// Whether the client `client_id` published this record (MQTT 5 No Local).
+    pub fn published_by(&self, client_id: &str) -> bool {
+        self.header(HEADER_CLIENT_ID).map(|b| b.as_ref()) == Some(client_id.as_bytes())
+    }
+
     fn header(&self, name: &str) -> Option<&Bytes> {
         self.headers
             .iter()

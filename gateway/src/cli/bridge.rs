@@ -1,0 +1,219 @@
+//! `rill bridge`: `rill bridge --config FILE` runs mirrors against a stopped node's data
+//! directory (see the binary); `rill bridge status [--admin HOST:PORT]` asks a running node's
+//! admin HTTP API (`GET /bridge/status`) for each mirror task's state and lag and prints a table
+//! (or the JSON with `--json`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rill_bridge::status::StatusReport;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::table;
+
+/// `rill bridge`: the standalone bridge, or a subcommand.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BridgeArgs {
+    /// Bridge configuration (TOML, see docs/bridge.md): run its `[[mirror]]` entries against a
+    /// stopped node's data directory.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub config: Option<PathBuf>,
+    /// A subcommand instead.
+    #[command(subcommand)]
+    pub command: Option<BridgeCommand>,
+}
+
+/// Subcommands of `rill bridge`.
+#[derive(clap::Subcommand, Debug)]
+pub enum BridgeCommand {
+    /// Show each mirror's state and lag (records, bytes, seconds) from a running node.
+    Status(StatusArgs),
+}
+
+/// Flags of `rill bridge status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// The node's admin HTTP address.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "RILL_ADMIN",
+        default_value = "127.0.0.1:9644"
+    )]
+    pub admin: String,
+    /// Print the JSON report instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The body of `GET path` on `addr` (plain HTTP/1.0, so no chunked encoding); fails unless the
+/// status is 200.
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    let work = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to the admin API at {addr}"))?;
+        let req =
+            format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
+        stream.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await?;
+        anyhow::Ok(buf)
+    };
+    let buf = tokio::time::timeout(TIMEOUT, work)
+        .await
+        .with_context(|| format!("no answer from {addr} within {TIMEOUT:?}"))??;
+    let text = String::from_utf8(buf).context("the admin API answered with non-UTF-8")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("");
+    if status != "200" {
+        bail!("GET {path} on {addr}: HTTP {status}: {}", body.trim());
+    }
+    Ok(body.to_string())
+}
+
+/// The table `rill bridge status` prints.
+pub fn render(report: &StatusReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .partitions
+        .iter()
+        .map(|p| {
+            vec![
+                format!("{} {}", p.mirror, p.target),
+                format!("{}[{}]", p.topic, p.partition),
+                p.target_topic.clone(),
+                p.state.name().to_string(),
+                p.lag_records.to_string(),
+                p.lag_bytes.to_string(),
+                format!("{:.1}", p.lag_seconds),
+                p.records_mirrored.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table::render(
+        &[
+            "MIRROR",
+            "SOURCE",
+            "TARGET TOPIC",
+            "STATE",
+            "LAG RECORDS",
+            "LAG BYTES",
+            "LAG SECONDS",
+            "MIRRORED",
+        ],
+        &rows,
+    );
+    for p in &report.partitions {
+        if let Some(e) = &p.last_error {
+            out.push_str(&format!("{}[{}]: last error: {e}\n", p.topic, p.partition));
+        }
+    }
+    out
+}
+
+/// Runs `rill bridge status`.
+pub fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let body = runtime.block_on(http_get(&args.admin, "/bridge/status"))?;
+    let report: StatusReport =
+        serde_json::from_str(&body).context("unexpected /bridge/status response")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.partitions.is_empty() {
+        println!("no mirrors on node {:?}", report.node);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use rill_bridge::status::{MirrorState, PartitionReport};
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        bridge: BridgeArgs,
+    }
+
+    #[test]
+    fn config_flag_and_status_subcommand() {
+        let c = Cli::try_parse_from(["bridge", "--config", "b.toml"]).unwrap();
+        assert_eq!(c.bridge.config, Some(PathBuf::from("b.toml")));
+        assert!(c.bridge.command.is_none());
+        let c = Cli::try_parse_from(["bridge", "status", "--admin", "h:1", "--json"]).unwrap();
+        let Some(BridgeCommand::Status(s)) = c.bridge.command else {
+            panic!("not status")
+        };
+        assert_eq!((s.admin.as_str(), s.json), ("h:1", true));
+        let c = Cli::try_parse_from(["bridge", "status"]).unwrap();
+        let Some(BridgeCommand::Status(s)) = c.bridge.command else {
+            panic!("not status")
+        };
+        assert_eq!(s.admin, "127.0.0.1:9644");
+        assert!(Cli::try_parse_from(["bridge"]).is_err());
+        assert!(Cli::try_parse_from(["bridge", "--config", "b.toml", "status"]).is_err());
+    }
+
+    #[test]
+    fn table_has_lag_columns_and_errors() {
+        let report = StatusReport {
+            node: "edge-01".into(),
+            partitions: vec![PartitionReport {
+                mirror: 0,
+                target: "c:9092".into(),
+                topic: "orders".into(),
+                partition: 2,
+                target_topic: "edge-01.orders".into(),
+                state: MirrorState::Backoff,
+                next_offset: None,
+                high_watermark: 7,
+                lag_records: 7,
+                lag_bytes: 700,
+                lag_seconds: 1.25,
+                records_mirrored: 0,
+                bytes_mirrored: 0,
+                last_error: Some("connection refused".into()),
+            }],
+        };
+        let t = render(&report);
+        let mut lines = t.lines();
+        assert!(lines.next().unwrap().starts_with("MIRROR"));
+        let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            row,
+            [
+                "0",
+                "c:9092",
+                "orders[2]",
+                "edge-01.orders",
+                "backoff",
+                "7",
+                "700",
+                "1.2",
+                "0"
+            ]
+        );
+        assert_eq!(
+            lines.next(),
+            Some("orders[2]: last error: connection refused")
+        );
+    }
+}
