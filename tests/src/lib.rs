@@ -149,6 +149,18 @@ impl Node {
         &self.http
     }
 
+    /// The MQTT listener address, `HOST:PORT`, from the node's latest `listening` line (the
+    /// port changes across restarts when it was 0).
+    pub fn mqtt_addr(&self) -> String {
+        let log = self.log();
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("listening") && l.contains("mqtt="))
+            .unwrap_or_else(|| panic!("no `listening ... mqtt=` line in the node log:\n{log}"));
+        field(&strip_ansi(line), "mqtt").unwrap_or_else(|| panic!("no mqtt= field in {line}"))
+    }
+
     /// Everything the node (all its runs) logged so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()

@@ -141,18 +141,6 @@ fn py_background(
     })
 }
 
-fn mqtt_addr(node: &Node) -> String {
-    let log = node.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("listening") && l.contains("mqtt="))
-        .unwrap_or_else(|| panic!("no `listening ... mqtt=` line in the node log:\n{log}"));
-    line.split_whitespace()
-        .find_map(|t| t.strip_prefix("mqtt="))
-        .map(|s| s.trim_matches('"').to_string())
-        .expect("mqtt= field")
-}
-
 #[test]
 fn unmirrored_data_is_kept_past_retention_until_mirrored() {
     let port = free_port();
@@ -241,7 +229,7 @@ fn pause_holds_kafka_and_mqtt_producers_until_the_backlog_drains() {
             "--phase",
             "mqtt",
             "--mqtt",
-            &mqtt_addr(&edge),
+            &edge.mqtt_addr(),
             "--mqtt-topic",
             "held/dev1",
             "--held-file",

@@ -39,20 +39,6 @@ fn write(dir: &Path, name: &str, body: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// The MQTT address from the node's latest `listening` line.
-fn mqtt_addr(node: &Node) -> String {
-    let log = node.log();
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("listening") && l.contains("mqtt="))
-        .unwrap_or_else(|| panic!("no `listening ... mqtt=` line in the node log:\n{log}"));
-    line.split_whitespace()
-        .find_map(|t| t.strip_prefix("mqtt="))
-        .map(|v| v.trim_matches('"').to_string())
-        .expect("mqtt= field")
-}
-
 fn ok(out: String, what: &str, edge: &Node) {
     assert!(
         out.contains("OK"),
@@ -90,7 +76,7 @@ fn central_commands_reach_mqtt_devices_at_the_edge_exactly_once_in_order() {
         "--bridge-config",
         &bridge_cfg,
     ]);
-    let mqtt = mqtt_addr(&edge);
+    let mqtt = edge.mqtt_addr();
     let out = edge.python(
         "downstream_mqtt.py",
         &[

@@ -43,22 +43,8 @@ fn start(cfg: &ConfigFile) -> Node {
     Node::start_with(&["--config", path])
 }
 
-/// The MQTT address from the node's latest `listening` line.
-fn mqtt_addr(node: &Node) -> String {
-    let log = node.log();
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("listening") && l.contains("mqtt="))
-        .unwrap_or_else(|| panic!("no `listening ... mqtt=` line in the node log:\n{log}"));
-    line.split_whitespace()
-        .find_map(|t| t.strip_prefix("mqtt="))
-        .map(|v| v.trim_matches('"').to_string())
-        .expect("mqtt= field")
-}
-
 fn py(node: &Node, script: &str, args: &[&str]) -> String {
-    let addr = mqtt_addr(node);
+    let addr = node.mqtt_addr();
     let mut full = vec!["--mqtt", addr.as_str()];
     full.extend_from_slice(args);
     let out = node.python(script, &full);
@@ -196,7 +182,7 @@ payload = "cbor-to-json"
 "#,
     );
     let node = start(&cfg);
-    let addr = mqtt_addr(&node);
+    let addr = node.mqtt_addr();
     let bin = rill_tests::rill_bin()
         .with_file_name(format!("rill-devices{}", std::env::consts::EXE_SUFFIX));
     for (format, qos, topic) in [
