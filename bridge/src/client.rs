@@ -254,3 +254,115 @@ impl Connection {
         Ok(resp)
     }
 }
+
+/// One partition to fetch (see [`Connection::fetch_partition`]).
+#[derive(Debug, Clone)]
+pub struct PartitionFetch<'a> {
+    /// Topic name.
+    pub topic: &'a str,
+    /// Partition index.
+    pub partition: i32,
+    /// First offset wanted.
+    pub offset: i64,
+    /// Most bytes of this partition.
+    pub max_bytes: i32,
+    /// How long the broker may wait for `min_bytes`.
+    pub max_wait_ms: i32,
+    /// Bytes to wait for (0: answer at once).
+    pub min_bytes: i32,
+    /// 0 read_uncommitted, 1 read_committed.
+    pub isolation_level: i8,
+}
+
+/// One partition of a Fetch response; `error_code` is left to the caller (e.g.
+/// OFFSET_OUT_OF_RANGE means different things to different callers).
+#[derive(Debug, Clone)]
+pub struct FetchedPartition {
+    /// The partition's error code (0: none).
+    pub error_code: i16,
+    /// High watermark.
+    pub high_watermark: i64,
+    /// Last stable offset (-1 when the broker does not say).
+    pub last_stable_offset: i64,
+    /// The record batches, as sent.
+    pub records: Bytes,
+    /// Aborted transactions in the range (read_committed), if the broker listed them.
+    pub aborted_transactions:
+        Option<Vec<kafka_protocol::messages::fetch_response::AbortedTransaction>>,
+}
+
+impl Connection {
+    /// ListOffsets of one partition: `timestamp` -1 is the end, -2 the start. An error code
+    /// becomes [`ClientError::Kafka`].
+    pub async fn list_offset(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        isolation_level: i8,
+    ) -> Result<i64, ClientError> {
+        use kafka_protocol::messages::list_offsets_request::{
+            ListOffsetsPartition, ListOffsetsTopic,
+        };
+        use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation_level)
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(timestamp)])]);
+        let r = self.call(&req, 5).await?;
+        let p = r
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| ClientError::Protocol("empty ListOffsets response".into()))?;
+        if p.error_code != 0 {
+            return Err(ClientError::Kafka {
+                what: format!("ListOffsets {topic}[{partition}]"),
+                code: p.error_code,
+            });
+        }
+        Ok(p.offset)
+    }
+
+    /// Fetch (v11) of one partition.
+    pub async fn fetch_partition(
+        &mut self,
+        f: &PartitionFetch<'_>,
+    ) -> Result<FetchedPartition, ClientError> {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(f.max_wait_ms)
+            .with_min_bytes(f.min_bytes)
+            .with_max_bytes(f.max_bytes)
+            .with_isolation_level(f.isolation_level)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(f.topic.to_string())))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(f.partition)
+                    .with_current_leader_epoch(-1)
+                    .with_fetch_offset(f.offset)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(f.max_bytes)])]);
+        let r = self.call(&req, 11).await?;
+        let p = r
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| ClientError::Protocol("empty Fetch response".into()))?;
+        Ok(FetchedPartition {
+            error_code: p.error_code,
+            high_watermark: p.high_watermark,
+            last_stable_offset: p.last_stable_offset,
+            records: p.records.clone().unwrap_or_default(),
+            aborted_transactions: p.aborted_transactions.clone(),
+        })
+    }
+}

@@ -8,8 +8,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -17,16 +15,15 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, FetchRequest, FindCoordinatorRequest, GroupId,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
-    TopicName,
+    CreateTopicsRequest, FindCoordinatorRequest, GroupId, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use crate::client::{ClientError, Connection};
+use crate::client::{ClientError, Connection, PartitionFetch};
 use crate::mirror::MirrorError;
 use crate::security::TargetSecurity;
 
@@ -236,32 +233,19 @@ impl TargetClient {
 
     /// The log start offset of `topic[partition]`.
     pub async fn earliest(&mut self, topic: &str, partition: i32) -> Result<i64, MirrorError> {
-        let req = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partitions(vec![ListOffsetsPartition::default()
-                    .with_partition_index(partition)
-                    .with_timestamp(-2)])]);
-        let r = match self.conn().await?.call(&req, 5).await {
-            Ok(r) => r,
+        match self
+            .conn()
+            .await?
+            .list_offset(topic, partition, -2, 0)
+            .await
+        {
+            Ok(o) => Ok(o),
+            Err(e @ ClientError::Kafka { .. }) => Err(e.into()),
             Err(e) => {
                 self.reset();
-                return Err(e.into());
+                Err(e.into())
             }
-        };
-        let p = r
-            .topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| MirrorError::Target("empty ListOffsets response".into()))?;
-        if p.error_code != 0 {
-            return Err(MirrorError::Target(format!(
-                "ListOffsets {topic}[{partition}]: error {}",
-                p.error_code
-            )));
         }
-        Ok(p.offset)
     }
 
     /// The first record of `topic[partition]` at or after `offset` (None past the end).
@@ -271,38 +255,29 @@ impl TargetClient {
         partition: i32,
         offset: i64,
     ) -> Result<Option<Record>, MirrorError> {
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(0)
-            .with_min_bytes(0)
-            .with_max_bytes(1 << 20)
-            .with_isolation_level(0)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(TopicName(s(topic)))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(partition)
-                    .with_fetch_offset(offset)
-                    .with_partition_max_bytes(64 << 10)])]);
-        let r = match self.conn().await?.call(&req, 11).await {
-            Ok(r) => r,
+        let fetch = PartitionFetch {
+            topic,
+            partition,
+            offset,
+            max_bytes: 64 << 10,
+            max_wait_ms: 0,
+            min_bytes: 0,
+            isolation_level: 0,
+        };
+        let p = match self.conn().await?.fetch_partition(&fetch).await {
+            Ok(p) => p,
             Err(e) => {
                 self.reset();
                 return Err(e.into());
             }
         };
-        let p = r
-            .responses
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| MirrorError::Target("empty Fetch response".into()))?;
         if p.error_code != 0 {
             return Err(MirrorError::Target(format!(
                 "Fetch {topic}[{partition}]: error {}",
                 p.error_code
             )));
         }
-        let mut buf = p.records.clone().unwrap_or_default();
+        let mut buf = p.records;
         if buf.is_empty() {
             return Ok(None);
         }

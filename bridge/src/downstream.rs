@@ -19,13 +19,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::AbortedTransaction;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName,
-};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 use rill_core::batch::{BatchBuilder, BatchHeader, Headers};
@@ -33,7 +29,7 @@ use rill_core::broker::{Broker, BrokerError};
 use rill_core::log::{LogError, PartitionLog};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ClientError, Connection};
+use crate::client::{ClientError, Connection, PartitionFetch};
 use crate::mirror::{
     header, jitter_ms, origin_value, parse_origin, target_partition, Mirror, ORIGIN_HEADER,
 };
@@ -649,28 +645,19 @@ impl PartitionPull {
             c => (c / 4).clamp(1024, FETCH_BYTES as u64) as i32,
         };
         loop {
-            let req = FetchRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(FETCH_WAIT_MS)
-                .with_min_bytes(1)
-                .with_max_bytes(FETCH_BYTES)
-                .with_isolation_level(1)
-                .with_session_id(0)
-                .with_session_epoch(-1)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic(TopicName(str_bytes(&self.remote_topic)))
-                    .with_partitions(vec![FetchPartition::default()
-                        .with_partition(self.partition)
-                        .with_current_leader_epoch(-1)
-                        .with_fetch_offset(pos)
-                        .with_log_start_offset(-1)
-                        .with_partition_max_bytes(fetch_bytes)])]);
-            let resp = until_stop(&self.shutdown, async { Ok(conn.call(&req, 11).await?) }).await?;
-            let part = resp
-                .responses
-                .first()
-                .and_then(|t| t.partitions.first())
-                .ok_or_else(|| DownstreamError::Remote("empty Fetch response".into()))?;
+            let fetch = PartitionFetch {
+                topic: &self.remote_topic,
+                partition: self.partition,
+                offset: pos,
+                max_bytes: fetch_bytes,
+                max_wait_ms: FETCH_WAIT_MS,
+                min_bytes: 1,
+                isolation_level: 1,
+            };
+            let part = until_stop(&self.shutdown, async {
+                Ok(conn.fetch_partition(&fetch).await?)
+            })
+            .await?;
             if part.error_code == ERR_OFFSET_OUT_OF_RANGE {
                 pos = self.out_of_range(&mut conn, pos).await?;
                 continue;
@@ -687,7 +674,7 @@ impl PartitionPull {
             } else {
                 part.high_watermark
             };
-            let data = part.records.clone().unwrap_or_default();
+            let data = part.records.clone();
             let batches = whole_batches(&data)
                 .map_err(|e| DownstreamError::Remote(format!("records at {pos}: {e}")))?;
             if batches.is_empty() {
@@ -813,27 +800,12 @@ impl PartitionPull {
     }
 
     async fn list_offset(&self, conn: &mut Connection, ts: i64) -> Result<i64, DownstreamError> {
-        let req = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_isolation_level(1)
-            .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(TopicName(str_bytes(&self.remote_topic)))
-                .with_partitions(vec![ListOffsetsPartition::default()
-                    .with_partition_index(self.partition)
-                    .with_timestamp(ts)])]);
-        let r = until_stop(&self.shutdown, async { Ok(conn.call(&req, 5).await?) }).await?;
-        let p = r
-            .topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| DownstreamError::Remote("empty ListOffsets response".into()))?;
-        if p.error_code != 0 {
-            return Err(DownstreamError::Remote(format!(
-                "ListOffsets error {}",
-                p.error_code
-            )));
-        }
-        Ok(p.offset)
+        until_stop(&self.shutdown, async {
+            Ok(conn
+                .list_offset(&self.remote_topic, self.partition, ts, 1)
+                .await?)
+        })
+        .await
     }
 }
 

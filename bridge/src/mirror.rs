@@ -15,13 +15,11 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest, TopicName,
+    BrokerId, CreateTopicsRequest, InitProducerIdRequest, MetadataRequest, ProduceRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -32,7 +30,7 @@ use rill_core::partitioner::partition_for_key;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::GroupOffsets;
-use crate::client::{ClientError, Connection};
+use crate::client::{ClientError, Connection, PartitionFetch};
 use crate::config::{Direction, MirrorConfig, TransferCompression};
 use crate::floor::{FloorGuard, FloorRegistry};
 use crate::priority::Scheduler;
@@ -458,26 +456,7 @@ impl PartitionMirror {
         partition: i32,
         ts: i64,
     ) -> Result<i64, MirrorError> {
-        let req = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![ListOffsetsTopic::default()
-                .with_name(TopicName(str_bytes(topic)))
-                .with_partitions(vec![ListOffsetsPartition::default()
-                    .with_partition_index(partition)
-                    .with_timestamp(ts)])]);
-        let r = conn.call(&req, 5).await?;
-        let p = r
-            .topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| MirrorError::Target("empty ListOffsets response".into()))?;
-        if p.error_code != 0 {
-            return Err(MirrorError::Target(format!(
-                "ListOffsets error {}",
-                p.error_code
-            )));
-        }
-        Ok(p.offset)
+        Ok(conn.list_offset(topic, partition, ts, 0).await?)
     }
 
     /// Records of a target partition in [from, end).
@@ -492,29 +471,24 @@ impl PartitionMirror {
         let mut out = Vec::new();
         let mut pos = from;
         while pos < end {
-            let req = FetchRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(0)
-                .with_min_bytes(0)
-                .with_max_bytes(8 << 20)
-                .with_isolation_level(0)
-                .with_session_epoch(-1)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic(TopicName(str_bytes(topic)))
-                    .with_partitions(vec![FetchPartition::default()
-                        .with_partition(partition)
-                        .with_fetch_offset(pos)
-                        .with_partition_max_bytes(8 << 20)])]);
-            let r = conn.call(&req, 11).await?;
-            let p = r
-                .responses
-                .first()
-                .and_then(|t| t.partitions.first())
-                .ok_or_else(|| MirrorError::Target("empty Fetch response".into()))?;
+            let p = conn
+                .fetch_partition(&PartitionFetch {
+                    topic,
+                    partition,
+                    offset: pos,
+                    max_bytes: 8 << 20,
+                    max_wait_ms: 0,
+                    min_bytes: 0,
+                    isolation_level: 0,
+                })
+                .await?;
             if p.error_code != 0 {
-                return Err(MirrorError::Target(format!("Fetch error {}", p.error_code)));
+                return Err(MirrorError::Target(format!(
+                    "Fetch {topic}[{partition}]: error {}",
+                    p.error_code
+                )));
             }
-            let mut buf = p.records.clone().unwrap_or_default();
+            let mut buf = p.records;
             if buf.is_empty() {
                 break;
             }
