@@ -546,6 +546,30 @@ pub fn recent_ts() -> String {
         .to_string()
 }
 
+/// A free loopback port (for a node that must come back on the same port after a restart, like
+/// a bridge's central target).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A pseudo-random number below `max` from the clock (enough to vary kill points).
+pub fn random_ms(max: u64) -> u64 {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(7);
+    (n.wrapping_mul(6364136223846793005) >> 20) % max.max(1)
+}
+
+/// A central node (`--node-name central`) with Kafka on `127.0.0.1:port`, the bridge's target.
+pub fn start_central(port: u16) -> Node {
+    let listen = format!("127.0.0.1:{port}");
+    Node::start_with(&["--node-name", "central", "--kafka-listen", &listen])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Producer idempotence with real clients and the bridge (edge -> central mirroring) across
 //! several `rill` processes on loopback.
 
-use rill_tests::{recent_ts, Node};
+use rill_tests::{free_port, random_ms, recent_ts, start_central, Node};
 
 #[test]
 fn idempotent_producers_survive_restart() {
@@ -80,37 +80,6 @@ fn idempotent_producers_survive_restart() {
         ],
     );
     assert!(out.contains("OK"), "{out}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A pseudo-random number from the clock (no extra dependency; enough to vary kill points).
-fn random_ms(max: u64) -> u64 {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(7);
-    (n.wrapping_mul(6364136223846793005) >> 20) % max.max(1)
-}
-
-fn central_args(port: u16) -> Vec<String> {
-    vec![
-        "--node-name".into(),
-        "central".into(),
-        "--kafka-listen".into(),
-        format!("127.0.0.1:{port}"),
-    ]
-}
-
-fn start_central(port: u16) -> Node {
-    let args = central_args(port);
-    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    Node::start_with(&refs)
 }
 
 fn start_edge(name: &str, central_port: u16, extra: &[&str]) -> Node {

@@ -5,21 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use rill_tests::{run_python, Node};
+use rill_tests::{free_port, run_python, start_central, Node};
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn start_central(port: u16) -> Node {
-    let listen = format!("127.0.0.1:{port}");
-    Node::start_with(&["--node-name", "central", "--kafka-listen", &listen])
-}
 
 /// An edge node mirroring everything to `127.0.0.1:central_port`, with a fast maintenance pass,
 /// the given backlog policy, and an MQTT rule `held/{device}` -> topic `held`.

@@ -6,31 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rill_tests::{recent_ts, Node};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A pseudo-random number from the clock (no extra dependency; enough to vary kill points).
-fn random_ms(max: u64) -> u64 {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(7);
-    (n.wrapping_mul(6364136223846793005) >> 20) % max.max(1)
-}
-
-/// A base timestamp for bridge_produce.py: now, so that retention.ms (7 days by default)
-/// never removes the test's records when a restart closes a segment.
-/// Central on a fixed port (the edges' target), so it can be restarted where they expect it.
-fn start_central(port: u16) -> Node {
-    let listen = format!("127.0.0.1:{port}");
-    Node::start_with(&["--node-name", "central", "--kafka-listen", &listen])
-}
+use rill_tests::{free_port, random_ms, recent_ts, start_central, Node};
 
 /// Writes `body` to `dir/name`.
 fn write(dir: &Path, name: &str, body: &str) -> String {

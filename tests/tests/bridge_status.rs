@@ -6,24 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use rill_tests::Node;
+use rill_tests::{free_port, start_central, Node};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn start_central(port: u16) -> Node {
-    Node::start_with(&[
-        "--node-name",
-        "central",
-        "--kafka-listen",
-        &format!("127.0.0.1:{port}"),
-    ])
-}
 
 /// The `RESULT {...}` line of a bridge_groups.py run.
 fn result(out: &str) -> Value {
