@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -19,9 +19,7 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 
 use crate::client::{ClientError, Connection, PartitionFetch};
 use crate::mirror::MirrorError;
@@ -179,35 +177,13 @@ impl TargetClient {
         if records.is_empty() {
             return Ok(());
         }
-        let recs: Vec<Record> = records
-            .into_iter()
-            .enumerate()
-            .map(|(i, (k, v, ts))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: ts,
-                key: Some(k),
-                value: Some(v),
-                headers: IndexMap::new(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            recs.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| MirrorError::Source(format!("encode: {e}")))?;
+        let mut batch = rill_core::batch::BatchBuilder::new();
+        for (k, v, ts) in records {
+            batch.push(Some(k), Some(v), ts);
+        }
+        let records = batch
+            .build()
+            .map_err(|e| MirrorError::Source(format!("encode: {e}")))?;
         let req = ProduceRequest::default()
             .with_transactional_id(None)
             .with_acks(-1)
@@ -216,7 +192,7 @@ impl TargetClient {
                 .with_name(TopicName(s(topic)))
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(0)
-                    .with_records(Some(buf.freeze()))])]);
+                    .with_records(Some(records))])]);
         let resp = self.conn().await?.call(&req, 8).await?;
         for t in &resp.responses {
             for p in &t.partition_responses {
