@@ -358,7 +358,7 @@ impl CheckpointTask {
                     .await?;
                 self.topic_ready = true;
             }
-            let now = crate::status::now_ms();
+            let now = rill_core::clock::now_ms();
             let records = fresh.iter().map(|c| (c.key(), c.value(), now)).collect();
             self.client.produce(&topic, records).await?;
             for c in &fresh {

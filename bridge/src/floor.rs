@@ -9,6 +9,7 @@
 //! never reachable), moves its position to the resume offset once connected and forward after
 //! every acknowledged produce, and its [`FloorGuard`] lifts its share when dropped.
 
+use rill_core::sync::LockExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -47,7 +48,7 @@ impl FloorRegistry {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock_unpoisoned()
     }
 
     /// Register a mirror task of `topic`/`partition`, holding everything from the log start.

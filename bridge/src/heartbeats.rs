@@ -15,7 +15,7 @@ use crate::config::Direction;
 use crate::control_topics::TargetClient;
 use crate::mirror::Mirror;
 use crate::mm2::Heartbeat;
-use crate::status::now_ms;
+use rill_core::clock::now_ms;
 
 /// The heartbeats topic on the target (MM2's name).
 pub const HEARTBEATS_TOPIC: &str = "heartbeats";

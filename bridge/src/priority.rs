@@ -24,6 +24,7 @@
 //! priority); a task sleeping for its `bandwidth_bytes_per_sec` cap marks its lane idle, so a
 //! capped mirror leaves the rest of the link to the others.
 
+use rill_core::sync::LockExt;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -100,7 +101,7 @@ impl Scheduler {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent across a panic (no await or fallible step under the lock).
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     /// A lane at `priority`, ready (its task presumably has data until it finds otherwise).

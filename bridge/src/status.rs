@@ -15,6 +15,8 @@
 //! Each entry also holds the offset syncs (source offset to target offset) that the checkpoint
 //! task translates consumer group offsets with.
 
+use rill_core::clock::now_ms;
+use rill_core::sync::LockExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -123,15 +125,7 @@ pub struct PartitionStatus {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    m.lock_unpoisoned()
 }
 
 impl PartitionStatus {

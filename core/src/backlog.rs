@@ -469,8 +469,8 @@ mod tests {
 
         use crate::backlog::BacklogPolicy;
         use crate::broker::{Broker, BrokerConfig, KeySource};
+        use crate::clock::now_ms;
         use crate::log::{FlushPolicy, PartitionLog};
-        use crate::maintenance::now_ms;
 
         fn open(
             dir: &std::path::Path,

@@ -8,6 +8,7 @@
 //! it. On open, `*-delete` directories and partition directories the registry does not know are
 //! removed, so a crash at any point of either operation leaves a consistent node.
 
+use crate::sync::{LockExt, RwLockExt};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -15,11 +16,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::backlog::{Backlog, BacklogConfig};
+use crate::clock::now_ms;
 use crate::crypto::{CipherKind, Encryption};
 use crate::io::{OsStorage, Storage};
 use crate::keyring;
 use crate::log::{FlushPolicy, LogError, LogOptions, PartitionLog};
-use crate::maintenance::{now_ms, Maintenance, Schedule};
+use crate::maintenance::{Maintenance, Schedule};
 use crate::metadata::{MetaStore, KEY_ENCRYPTION};
 use crate::topic_config::{self, ConfigEntry, ConfigError, TopicConfig};
 use crate::topic_registry::{RegistryError, TopicRecord, TopicRegistry};
@@ -314,7 +316,7 @@ impl Broker {
         .with_cleaner(broker.config.cleaner_interval_ms);
         let m = Maintenance::start(Arc::downgrade(&broker), schedule)
             .map_err(io_err(&broker.config.data_dir))?;
-        *broker.maintenance.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
+        *broker.maintenance.lock_unpoisoned() = Some(m);
         tracing::info!(
             data_dir = %broker.config.data_dir.display(),
             topics = broker.registry.list().len(),
@@ -330,15 +332,15 @@ impl Broker {
     }
 
     fn logs_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, TopicLogs>> {
-        self.logs.read().unwrap_or_else(|p| p.into_inner())
+        self.logs.read_unpoisoned()
     }
 
     fn logs_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, TopicLogs>> {
-        self.logs.write().unwrap_or_else(|p| p.into_inner())
+        self.logs.write_unpoisoned()
     }
 
     fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.admin.lock().unwrap_or_else(|p| p.into_inner())
+        self.admin.lock_unpoisoned()
     }
 
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
@@ -717,12 +719,7 @@ impl Broker {
 
     /// Run the retention, disk budget and backlog pass now on the maintenance thread.
     fn wake_maintenance(&self) {
-        if let Some(m) = self
-            .maintenance
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
+        if let Some(m) = self.maintenance.lock_unpoisoned().as_ref() {
             m.wake();
         }
     }
@@ -837,11 +834,7 @@ impl Broker {
 
     /// Flush every log and stop background work. Further calls do nothing.
     pub fn shutdown(&self) -> Result<(), BrokerError> {
-        let maintenance = self
-            .maintenance
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let maintenance = self.maintenance.lock_unpoisoned().take();
         if let Some(m) = maintenance {
             m.stop();
         }
@@ -873,11 +866,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let m = self
-            .maintenance
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let m = crate::sync::get_mut_unpoisoned(&mut self.maintenance).take();
         if let Some(m) = m {
             m.stop();
         }

@@ -46,6 +46,7 @@
 //! cleaned; its tombstones are dropped once that time plus `delete.retention.ms` has passed. Time
 //! is injected (`now_ms`) so tests and the maintenance thread share one code path.
 
+use crate::sync::LockExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -297,10 +298,7 @@ struct CleaningGuard(usize);
 
 impl Drop for CleaningGuard {
     fn drop(&mut self) {
-        CLEANING
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.0);
+        CLEANING.lock_unpoisoned().remove(&self.0);
     }
 }
 
@@ -314,7 +312,7 @@ pub fn clean(log: &PartitionLog, now_ms: i64) -> Result<CleanOutcome, LogError> 
     let dir = log.dir().to_path_buf();
     let id = log as *const PartitionLog as usize;
     {
-        let mut busy = CLEANING.lock().unwrap_or_else(|p| p.into_inner());
+        let mut busy = CLEANING.lock_unpoisoned();
         if !busy.insert(id) {
             return Ok(CleanOutcome::default());
         }

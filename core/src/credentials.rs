@@ -8,6 +8,7 @@
 //! authentication never reads the disk. `rill user add|list|delete` writes the table of a stopped
 //! node (redb allows one process per database).
 
+use crate::sync::RwLockExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -96,11 +97,11 @@ impl CredentialStore {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
-        self.cache.read().unwrap_or_else(|p| p.into_inner())
+        self.cache.read_unpoisoned()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
-        self.cache.write().unwrap_or_else(|p| p.into_inner())
+        self.cache.write_unpoisoned()
     }
 
     /// The credential of `user` for `mechanism`.

@@ -14,6 +14,7 @@
 //! lock, group-committed); callers on an async runtime should call the committing methods from a
 //! blocking context (`spawn_blocking`), since they wait for the disk.
 
+use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -375,7 +376,7 @@ impl GroupCoordinator {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock_unpoisoned()
     }
 
     // ---------------------------------------------------------------- JoinGroup

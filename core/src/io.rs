@@ -9,6 +9,7 @@
 //! only after [`StorageFile::sync`] — the POSIX rules the log engine must follow, which
 //! [`SimStorage::power_cut`] enforces literally.
 
+use crate::sync::LockExt;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -195,7 +196,7 @@ struct SimFileCell {
 
 impl SimFileCell {
     fn lock(&self) -> MutexGuard<'_, SimData> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock_unpoisoned()
     }
 }
 
@@ -281,7 +282,7 @@ struct SimShared {
 
 impl SimShared {
     fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_unpoisoned()
     }
 }
 

@@ -12,11 +12,12 @@
 //! back); under [`FlushPolicy::Interval`] it is the log end offset. Under `Always` whoever appends
 //! must call `flush_to` (or `flush`) for the records to become visible, also for acks=0 producers.
 
+use crate::clock::now_ms;
+use crate::sync::{LockExt, RwLockExt};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use uuid::Uuid;
@@ -133,14 +134,6 @@ pub const DEFAULT_CACHE_BYTES: usize = 256 << 10;
 /// A write buffer grown beyond this by a large append is shrunk afterwards.
 const MAX_IDLE_WRITE_BUFFER: usize = 4 << 20;
 
-/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 struct Segments {
     map: BTreeMap<i64, Arc<Segment>>,
     log_start: i64,
@@ -250,7 +243,7 @@ pub struct PartitionLog {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock_unpoisoned()
 }
 
 impl PartitionLog {
@@ -588,16 +581,13 @@ impl PartitionLog {
     }
 
     fn segs(&self) -> std::sync::RwLockReadGuard<'_, Segments> {
-        self.segments.read().unwrap_or_else(|p| p.into_inner())
+        self.segments.read_unpoisoned()
     }
     fn segs_mut(&self) -> std::sync::RwLockWriteGuard<'_, Segments> {
-        self.segments.write().unwrap_or_else(|p| p.into_inner())
+        self.segments.write_unpoisoned()
     }
     fn cfg(&self) -> TopicConfig {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.config.read_unpoisoned().clone()
     }
     fn active(&self) -> Result<Arc<Segment>, LogError> {
         self.segs().active().cloned().ok_or(LogError::Closed)
@@ -1101,7 +1091,7 @@ impl PartitionLog {
 
     /// Apply a changed topic config (retention, segment size, ...).
     pub fn set_config(&self, config: TopicConfig) {
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        *self.config.write_unpoisoned() = config;
     }
 
     /// Current topic config.

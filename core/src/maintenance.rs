@@ -13,9 +13,11 @@
 //! The thread holds only a [`Weak`] reference to the broker and is stopped by
 //! [`Maintenance::stop`] (called from `Broker::shutdown` and on drop).
 
+use crate::clock::now_ms;
+use crate::sync::LockExt;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::broker::Broker;
 use crate::log::{FlushPolicy, LogError, PartitionLog};
@@ -83,10 +85,10 @@ impl Maintenance {
     pub fn stop(&self) {
         {
             let (flag, cvar) = &*self.stop;
-            flag.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+            flag.lock_unpoisoned().stop = true;
             cvar.notify_all();
         }
-        let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = self.handle.lock_unpoisoned().take();
         if let Some(h) = handle {
             if h.thread().id() == std::thread::current().id() {
                 return; // dropped from inside the thread: it exits on its own.
@@ -103,7 +105,7 @@ impl Maintenance {
     /// thread gets to it make one pass).
     pub fn wake(&self) {
         let (flag, cvar) = &*self.stop;
-        flag.lock().unwrap_or_else(|p| p.into_inner()).wake = true;
+        flag.lock_unpoisoned().wake = true;
         cvar.notify_all();
     }
 }
@@ -112,14 +114,6 @@ impl Drop for Maintenance {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<Signal>, Condvar)>) {
@@ -133,7 +127,7 @@ fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<Signal>, Condv
             .map_or(next_retention, |f| f.min(next_retention))
             .min(next_clean);
         let woken = {
-            let mut signal = flag.lock().unwrap_or_else(|p| p.into_inner());
+            let mut signal = flag.lock_unpoisoned();
             loop {
                 if signal.stop {
                     return;
@@ -145,10 +139,7 @@ fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<Signal>, Condv
                 if now >= due {
                     break false;
                 }
-                signal = cvar
-                    .wait_timeout(signal, due - now)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                signal = crate::sync::wait_timeout_unpoisoned(cvar, signal, due - now);
             }
         };
         let Some(broker) = broker.upgrade() else {

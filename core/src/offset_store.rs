@@ -7,6 +7,7 @@
 //! ListGroups/DescribeGroups show it for groups that only exist through their offsets after a
 //! restart. See `docs/consumer-groups.md` for why redb and not an internal compacted topic.
 
+use crate::sync::LockExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -142,11 +143,11 @@ impl OffsetStore {
     }
 
     fn queue(&self) -> MutexGuard<'_, CommitQueue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        self.queue.lock_unpoisoned()
     }
 
     fn cache(&self) -> MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        self.cache.lock_unpoisoned()
     }
 
     /// Store offsets of one group atomically and durably. Commits arriving while another is being
@@ -181,10 +182,7 @@ impl OffsetStore {
                 self.queue_changed.notify_all();
                 continue;
             }
-            q = self
-                .queue_changed
-                .wait(q)
-                .unwrap_or_else(|e| e.into_inner());
+            q = crate::sync::wait_unpoisoned(&self.queue_changed, q);
         }
     }
 

@@ -16,6 +16,7 @@
 //! [`ProducerIdAllocator`] hands out producer ids for InitProducerId, unique across restarts: it
 //! persists a high-water mark in its own redb table, reserving ids in blocks.
 
+use crate::sync::LockExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
@@ -320,7 +321,7 @@ impl ProducerIdAllocator {
 
     /// A fresh producer id.
     pub fn allocate(&self) -> Result<i64, AllocError> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.state.lock_unpoisoned();
         if st.0 >= st.1 {
             let start = self.reserve_block()?;
             *st = (start, start + PRODUCER_ID_BLOCK);

@@ -21,6 +21,7 @@
 //! Concurrency: one writer (the log's append path) at a time; readers use positional reads and
 //! only look at bytes below the published `size`, so they never see a half-written batch.
 
+use crate::sync::RwLockExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -607,11 +608,11 @@ impl Segment {
 
     /// Read lock on the state.
     pub fn state(&self) -> RwLockReadGuard<'_, SegState> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+        self.state.read_unpoisoned()
     }
     /// Write lock on the state (recovery and the append path).
     pub(crate) fn state_mut(&self) -> RwLockWriteGuard<'_, SegState> {
-        self.state.write().unwrap_or_else(|p| p.into_inner())
+        self.state.write_unpoisoned()
     }
 
     /// Bytes of valid data including the file header.

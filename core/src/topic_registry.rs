@@ -4,6 +4,7 @@
 //!
 //! Topic names follow Kafka's rules: 1 to 249 characters from `[a-zA-Z0-9._-]`, not `.` or `..`.
 
+use crate::sync::RwLockExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -130,11 +131,11 @@ impl TopicRegistry {
     }
 
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, TopicRecord>> {
-        self.cache.read().unwrap_or_else(|p| p.into_inner())
+        self.cache.read_unpoisoned()
     }
 
     fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, TopicRecord>> {
-        self.cache.write().unwrap_or_else(|p| p.into_inner())
+        self.cache.write_unpoisoned()
     }
 
     fn persist(&self, rec: &TopicRecord) -> Result<(), RegistryError> {

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::*;
+use rill_core::clock::now_ms;
 use rill_core::io::SimStorage;
-use rill_core::log::{now_ms, LogError, PartitionLog};
+use rill_core::log::{LogError, PartitionLog};
 use rill_core::retention::SANE_CLOCK_FLOOR_MS;
 use rill_core::topic_config::{CleanupPolicy, TopicConfig};
 

@@ -2,6 +2,7 @@
 //! rate, counting acknowledgements (PUBACK for QoS 1, PUBCOMP for QoS 2) and publish-to-ack
 //! latency, and a summary at the end.
 
+use rill_core::clock::now_ms;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,13 +73,6 @@ fn qos(n: u8) -> QoS {
         1 => QoS::AtLeastOnce,
         _ => QoS::ExactlyOnce,
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> Option<f64> {

@@ -2,6 +2,7 @@
 //! produce (keys, headers, partitions, acks, codecs) and consume (format strings, --json, offsets,
 //! time, count, exit at end), and clear errors with non-zero exit codes.
 
+use rill_core::clock::now_ms;
 use rill_tests::{rill_cli, Node};
 use serde_json::Value;
 
@@ -296,13 +297,6 @@ fn cli_produce_and_consume() {
     // -e at the end with nothing new exits with no output.
     let out = node.cli_ok(&["consume", "ev", "-o", "end", "-e"], b"");
     assert_eq!(out, "");
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
 }
 
 #[test]

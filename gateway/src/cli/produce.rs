@@ -6,6 +6,7 @@
 //! milliseconds for more, and sends a batch per partition. Interactive typing therefore goes out
 //! line by line, while a pipe is sent in large batches.
 
+use rill_core::clock::now_ms;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -142,13 +143,6 @@ pub fn encode_batch(
         );
     }
     b.build().context("encoding record batch")
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Reads stdin lines on a blocking thread into a channel.

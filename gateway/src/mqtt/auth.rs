@@ -5,6 +5,7 @@
 //! it when its modification time changes. ACL templates are topic filters in which
 //! `{client_id}` and `{username}` are replaced by the connecting device's identity.
 
+use rill_core::sync::LockExt;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -200,10 +201,7 @@ impl CredentialStore {
             .and_then(|m| m.modified())
             .ok();
         let hash = {
-            let mut cache = self
-                .cache
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut cache = self.cache.lock_unpoisoned();
             if cache.0.is_none() || cache.0 != mtime {
                 cache.1 = self.read_file()?;
                 cache.0 = mtime;

@@ -7,6 +7,7 @@
 //! records are durable, while the connection keeps reading. Bad input closes this connection
 //! only (with a DISCONNECT reason code on MQTT 5).
 
+use rill_core::sync::LockExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -26,7 +27,7 @@ use super::auth::Acl;
 use super::codec::{CodecError, Framer, Level};
 use super::delivery::Deliverer;
 use super::ingest::{IngestError, Prepared};
-use super::records::{self, Message, MessageProps};
+use super::records::{Message, MessageProps};
 use super::session_store::{StoredSession, StoredSubscription};
 use super::topic;
 use super::{LiveClient, MqttServer};
@@ -307,7 +308,7 @@ impl Conn {
         let (kick_tx, kick_rx) = tokio::sync::mpsc::channel(1);
         let (fin_tx, fin_rx) = tokio::sync::watch::channel(false);
         let previous = {
-            let mut live = server.live.lock().unwrap_or_else(|p| p.into_inner());
+            let mut live = server.live.lock_unpoisoned();
             live.insert(
                 client_id.clone(),
                 LiveClient {
@@ -333,7 +334,7 @@ impl Conn {
                 } else {
                     srv.sessions
                         .load(&id)
-                        .map(|s| s.filter(|s| !s.expired(records::now_ms())))
+                        .map(|s| s.filter(|s| !s.expired(rill_core::clock::now_ms())))
                 }
             })
             .await
@@ -348,11 +349,7 @@ impl Conn {
             Err(_) => return None,
         };
         if connect.clean_start {
-            server
-                .qos2_incoming
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&client_id);
+            server.qos2_incoming.lock_unpoisoned().remove(&client_id);
         }
         let client_recv_max = props.receive_maximum.unwrap_or(u16::MAX) as usize;
         let limit = client_recv_max.min(server.config.max_inflight as usize);
@@ -549,8 +546,7 @@ impl Conn {
                 let known = self
                     .server
                     .qos2_incoming
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .lock_unpoisoned()
                     .get_mut(&self.client_id)
                     .is_some_and(|s| s.remove(&r.pkid));
                 let mut comp = v5::PubComp::new(r.pkid, None);
@@ -675,11 +671,7 @@ impl Conn {
             return Ok(());
         }
         if p.qos == QoS::ExactlyOnce {
-            let mut map = self
-                .server
-                .qos2_incoming
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut map = self.server.qos2_incoming.lock_unpoisoned();
             let set = map.entry(self.client_id.clone()).or_default();
             if !set.insert(p.pkid) {
                 // Already stored; the PUBREC (again) follows the earlier one.
@@ -700,7 +692,7 @@ impl Conn {
                 payload_format: props.payload_format_indicator,
                 expires_at_ms: props
                     .message_expiry_interval
-                    .map(|s| records::now_ms() + s as i64 * 1000),
+                    .map(|s| rill_core::clock::now_ms() + s as i64 * 1000),
                 content_type: props.content_type,
                 response_topic: props.response_topic,
                 correlation_data: props.correlation_data,
@@ -761,8 +753,7 @@ impl Conn {
             if let Some(s) = self
                 .server
                 .qos2_incoming
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .lock_unpoisoned()
                 .get_mut(&self.client_id)
             {
                 s.remove(&pkid);
@@ -931,7 +922,7 @@ impl Conn {
     fn session_record(&self) -> StoredSession {
         StoredSession {
             expiry_secs: self.expiry_secs,
-            disconnected_at_ms: Some(records::now_ms()),
+            disconnected_at_ms: Some(rill_core::clock::now_ms()),
             subscriptions: self.deliverer.stored(),
         }
     }
@@ -1011,12 +1002,11 @@ impl Conn {
             let _ = tokio::task::spawn_blocking(move || srv.sessions.delete(&id)).await;
             self.server
                 .qos2_incoming
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .lock_unpoisoned()
                 .remove(&self.client_id);
         }
         {
-            let mut live = self.server.live.lock().unwrap_or_else(|p| p.into_inner());
+            let mut live = self.server.live.lock_unpoisoned();
             if live
                 .get(&self.client_id)
                 .is_some_and(|l| l.conn_id == self.conn_id)
@@ -1037,8 +1027,7 @@ impl Conn {
                         tokio::time::sleep(Duration::from_secs(delay as u64)).await;
                         let reconnected = server
                             .live
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
+                            .lock_unpoisoned()
                             .get(&client_id)
                             .is_some_and(|l| l.conn_id != conn_id);
                         if reconnected {

@@ -16,7 +16,7 @@ use rumqttc::v5::mqttbytes::QoS;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use super::records::{self, Message, StoredRecord};
+use super::records::{Message, StoredRecord};
 use super::session_store::{Cursor, StoredSubscription};
 use super::shared::SharedGroup;
 use super::source::Source;
@@ -290,7 +290,7 @@ impl Deliverer {
         retain: bool,
         sub_id: Option<usize>,
     ) -> Option<v5::Publish> {
-        let now = records::now_ms();
+        let now = rill_core::clock::now_ms();
         let mut props = None;
         if self.v5 {
             let p = &msg.props;

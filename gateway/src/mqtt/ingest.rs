@@ -3,6 +3,7 @@
 //! would pick for that key), payload transform, append. Durability is awaited separately
 //! ([`Ingest::flush`]) so a connection can keep reading while a group commit is in progress.
 
+use rill_core::sync::LockExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -75,15 +76,10 @@ impl Ingest {
     }
 
     fn partitions(&self, topic: &str) -> Result<Vec<Arc<PartitionLog>>, IngestError> {
-        if let Some(logs) = self
-            .logs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(topic)
-        {
+        if let Some(logs) = self.logs.lock_unpoisoned().get(topic) {
             return Ok(logs.clone());
         }
-        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        let _creating = self.creating.lock_unpoisoned();
         let meta = match self.broker.topic(topic) {
             Some(meta) => meta,
             None => {
@@ -111,17 +107,13 @@ impl Ingest {
             .map(|p| self.broker.partition(topic, p))
             .collect::<Result<Vec<_>, _>>()?;
         self.logs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_unpoisoned()
             .insert(topic.to_string(), logs.clone());
         Ok(logs)
     }
 
     fn forget(&self, topic: &str) {
-        self.logs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(topic);
+        self.logs.lock_unpoisoned().remove(topic);
     }
 
     /// Whether publishes to any of these log topics are held back by the backlog policy
@@ -159,7 +151,11 @@ impl Ingest {
                 partition: p as i32,
             }
         })?;
-        let mut record = records::to_record(msg, Some(Bytes::from(route.key)), records::now_ms());
+        let mut record = records::to_record(
+            msg,
+            Some(Bytes::from(route.key)),
+            rill_core::clock::now_ms(),
+        );
         records::set_publisher(&mut record, publisher);
         Ok(Prepared {
             log_topic: route.log_topic,
@@ -204,8 +200,11 @@ impl Ingest {
                 &transformed
             }
         };
-        let record =
-            records::to_record(msg, Some(Bytes::from(route.key.clone())), records::now_ms());
+        let record = records::to_record(
+            msg,
+            Some(Bytes::from(route.key.clone())),
+            rill_core::clock::now_ms(),
+        );
         let batch = records::encode_batch(std::slice::from_ref(&record))?;
         for attempt in 0..2 {
             let logs = self.partitions(&route.log_topic)?;

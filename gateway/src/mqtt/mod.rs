@@ -102,7 +102,7 @@ impl MqttServer {
         let db: Arc<dyn MetaDb> = Arc::new(BrokerDb(broker.clone()));
         let sessions = SessionStore::open(db.clone())?;
         let retained = RetainedStore::open(db)?;
-        let purged = sessions.purge_expired(records::now_ms())?;
+        let purged = sessions.purge_expired(rill_core::clock::now_ms())?;
         if purged > 0 {
             tracing::info!(purged, "expired MQTT sessions removed");
         }

@@ -70,14 +70,6 @@ pub enum RecordError {
     Decode(String),
 }
 
-/// Current wall-clock time in Unix ms.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn header(name: &'static str, value: impl Into<Bytes>) -> (StrBytes, Option<Bytes>) {
     (StrBytes::from_static_str(name), Some(value.into()))
 }

@@ -42,7 +42,7 @@ impl RetainedStore {
             if msg.payload.is_empty() {
                 t.remove(msg.topic.as_str()).map_err(db_err)?;
             } else {
-                let rec = records::to_record(msg, None, records::now_ms());
+                let rec = records::to_record(msg, None, rill_core::clock::now_ms());
                 let bytes =
                     records::encode_batch(&[rec]).map_err(|e| StoreError::Db(e.to_string()))?;
                 t.insert(msg.topic.as_str(), bytes.as_ref())
@@ -57,7 +57,7 @@ impl RetainedStore {
     pub fn matching(&self, filter: &str) -> Result<Vec<Message>, StoreError> {
         let txn = self.db.db().begin_read().map_err(db_err)?;
         let t = txn.open_table(RETAINED).map_err(db_err)?;
-        let now = records::now_ms();
+        let now = rill_core::clock::now_ms();
         let mut out = Vec::new();
         for entry in t.iter().map_err(db_err)? {
             let (k, v) = entry.map_err(db_err)?;

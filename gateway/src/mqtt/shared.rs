@@ -3,6 +3,7 @@
 //! cursors; a member's unacknowledged QoS 1/2 messages go back to the group when it leaves and
 //! are handed to another member. The group's durable cursors are kept in the session store.
 
+use rill_core::sync::LockExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -55,7 +56,7 @@ impl SharedGroups {
         notify: Arc<Notify>,
     ) -> Arc<SharedGroup> {
         let key = format!("{group}/{filter}");
-        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        let mut groups = self.groups.lock_unpoisoned();
         let g = match groups.get(&key).and_then(Weak::upgrade) {
             Some(g) => g,
             None => {
@@ -86,7 +87,7 @@ impl SharedGroups {
 
 impl SharedGroup {
     fn lock(&self) -> std::sync::MutexGuard<'_, GroupState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     /// Picks up log partitions created since the last call. With `stored` (first call) sources
