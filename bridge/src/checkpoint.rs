@@ -482,7 +482,7 @@ mod tests {
     #[test]
     fn offset_store_lists_committed_offsets() {
         let dir = tempfile::tempdir().unwrap();
-        let db = redb::Database::create(dir.path().join("m.redb")).unwrap();
+        let db = rill_core::metadata::MetaStore::open(dir.path()).unwrap();
         let store = OffsetStore::open(Arc::new(db)).unwrap();
         store
             .commit(

@@ -1816,16 +1816,13 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    use redb::backends::InMemoryBackend;
+    use crate::metadata::MetaStore;
 
     const SESSION: u64 = 10_000;
     const REBALANCE: u64 = 30_000;
 
     fn coordinator_with(config: GroupConfig) -> GroupCoordinator {
-        let db = redb::Database::builder()
-            .create_with_backend(InMemoryBackend::new())
-            .unwrap();
-        let store = OffsetStore::open(Arc::new(db)).unwrap();
+        let store = OffsetStore::open(Arc::new(MetaStore::in_memory().unwrap())).unwrap();
         GroupCoordinator::new(config, store, 0)
     }
 
@@ -2491,9 +2488,9 @@ mod tests {
     #[test]
     fn simple_commits_create_an_empty_group_that_survives_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.redb");
+        let path = dir.path().to_path_buf();
         {
-            let db = redb::Database::create(&path).unwrap();
+            let db = MetaStore::open(&path).unwrap();
             let c = GroupCoordinator::new(
                 GroupConfig::default(),
                 OffsetStore::open(Arc::new(db)).unwrap(),
@@ -2518,7 +2515,7 @@ mod tests {
                 3_000,
             );
         }
-        let db = redb::Database::create(&path).unwrap();
+        let db = MetaStore::open(&path).unwrap();
         let c = GroupCoordinator::new(
             GroupConfig::default(),
             OffsetStore::open(Arc::new(db)).unwrap(),

@@ -7,6 +7,7 @@
 //! ListGroups/DescribeGroups show it for groups that only exist through their offsets after a
 //! restart. See `docs/consumer-groups.md` for why redb and not an internal compacted topic.
 
+use crate::metadata::MetaStore;
 use crate::sync::LockExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -20,24 +21,6 @@ type OffsetKey = (&'static str, &'static str, i32);
 type OffsetValue = (i64, i32, u64, i64, &'static str);
 /// Group protocol types: group -> protocol type.
 const PROTOCOL_TYPES: TableDefinition<&str, &str> = TableDefinition::new("group_protocol_types");
-
-/// Access to the shared redb database (the broker's metadata store, or a bare database in tests).
-pub trait MetaDb: Send + Sync + 'static {
-    /// The database in which the offset tables live.
-    fn db(&self) -> &redb::Database;
-}
-
-impl MetaDb for redb::Database {
-    fn db(&self) -> &redb::Database {
-        self
-    }
-}
-
-impl MetaDb for crate::broker::Broker {
-    fn db(&self) -> &redb::Database {
-        self.metadata().db()
-    }
-}
 
 /// Errors of the offset store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,7 +56,7 @@ type GroupOffsets = BTreeMap<TopicPartition, CommittedOffset>;
 
 /// The committed offsets of every group.
 pub struct OffsetStore {
-    db: Arc<dyn MetaDb>,
+    db: Arc<MetaStore>,
     cache: Mutex<Cache>,
     /// Group commit: concurrent commits share one durable transaction.
     queue: Mutex<CommitQueue>,
@@ -101,7 +84,7 @@ struct Cache {
 
 impl OffsetStore {
     /// Open (creating the tables) and load every committed offset.
-    pub fn open(db: Arc<dyn MetaDb>) -> Result<OffsetStore, OffsetStoreError> {
+    pub fn open(db: Arc<MetaStore>) -> Result<OffsetStore, OffsetStoreError> {
         let txn = db.db().begin_write().map_err(storage)?;
         {
             txn.open_table(OFFSETS).map_err(storage)?;
@@ -380,9 +363,8 @@ impl OffsetStore {
 mod tests {
     use super::*;
 
-    fn open(path: &std::path::Path) -> OffsetStore {
-        let db = redb::Database::create(path).unwrap();
-        OffsetStore::open(Arc::new(db)).unwrap()
+    fn open(dir: &std::path::Path) -> OffsetStore {
+        OffsetStore::open(Arc::new(MetaStore::open(dir).unwrap())).unwrap()
     }
 
     fn off(offset: i64, md: &str) -> CommittedOffset {
@@ -398,7 +380,7 @@ mod tests {
     #[test]
     fn concurrent_commits_are_all_durable() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.redb");
+        let path = dir.path().to_path_buf();
         {
             let s = Arc::new(open(&path));
             let threads: Vec<_> = (0..8)
@@ -428,7 +410,7 @@ mod tests {
     #[test]
     fn offsets_survive_reopen_and_deletes_too() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.redb");
+        let path = dir.path().to_path_buf();
         {
             let s = open(&path);
             s.commit(

@@ -29,7 +29,7 @@ pub fn open(
     broker: Arc<Broker>,
     config: GroupConfig,
 ) -> Result<Arc<GroupCoordinator>, OffsetStoreError> {
-    let store = OffsetStore::open(broker)?;
+    let store = OffsetStore::open(broker.metadata_handle())?;
     Ok(Arc::new(GroupCoordinator::new(config, store, now_ms())))
 }
 
