@@ -573,7 +573,8 @@ fn rewrite(
                 max_ts_offset: batch::offset_of_max_timestamp(plain),
             }],
             index_interval,
-        )
+        )?;
+        Ok(())
     };
     scan(seg, |h, plain| {
         let is_last = h.last_offset() >= last_offset;

@@ -29,7 +29,7 @@ use crate::io::Storage;
 use crate::producer_state::{self, ProducerError, ProducerStateManager};
 use crate::retention::{self, RetentionOutcome};
 use crate::segment::{
-    self, BadRegion, OpenMode, PartitionIdent, Segment, StoredBatch, FILE_HEADER_LEN,
+    self, BadRegion, OpenMode, PartitionIdent, Segment, SegmentError, StoredBatch, FILE_HEADER_LEN,
 };
 use crate::topic_config::{TimestampType, TopicConfig};
 
@@ -82,6 +82,30 @@ pub enum LogError {
     /// An idempotent producer's batch was refused (sequence gap, stale epoch, unknown producer).
     #[error(transparent)]
     Producer(#[from] ProducerError),
+}
+
+impl From<SegmentError> for LogError {
+    fn from(e: SegmentError) -> LogError {
+        match e {
+            SegmentError::BadFileHeader { file, source } => LogError::Corrupt {
+                file,
+                position: 0,
+                reason: source.to_string(),
+            },
+            SegmentError::Corrupt {
+                file,
+                position,
+                reason,
+            } => LogError::Corrupt {
+                file,
+                position,
+                reason,
+            },
+            SegmentError::Crypto(e) => LogError::Crypto(e),
+            SegmentError::Batch(e) => LogError::Batch(e),
+            SegmentError::Io { path, source } => LogError::Io { path, source },
+        }
+    }
 }
 
 /// What an append assigned.
@@ -314,7 +338,7 @@ impl PartitionLog {
             );
             let (seg, rec) = match opened {
                 Ok(x) => x,
-                Err(LogError::Corrupt { .. })
+                Err(SegmentError::Corrupt { .. } | SegmentError::BadFileHeader { .. })
                     if last && Self::torn_creation(&*storage, &dir, base) =>
                 {
                     // A segment whose header never became durable holds no acknowledged data.
@@ -326,7 +350,9 @@ impl PartitionLog {
                     continue;
                 }
                 Err(
-                    e @ (LogError::Corrupt { .. } | LogError::Crypto(CryptoError::Malformed(_))),
+                    e @ (SegmentError::Corrupt { .. }
+                    | SegmentError::BadFileHeader { .. }
+                    | SegmentError::Crypto(CryptoError::Malformed(_))),
                 ) if !last => {
                     // A closed segment whose file header or key file is unusable: report it and
                     // serve the rest of the log; its offsets (up to the next segment) are lost.
@@ -345,7 +371,7 @@ impl PartitionLog {
                     lost.push(region);
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             bad.extend(rec.bad);
             map.insert(base, Arc::new(seg));
@@ -757,7 +783,7 @@ impl PartitionLog {
             active.append_stored(data, &w.stored, u64::from(cfg.index_interval_bytes.max(1)))
         {
             w.force_roll = true;
-            return Err(e);
+            return Err(e.into());
         }
         self.leo.store(next, Ordering::Release);
         for h in &headers {
