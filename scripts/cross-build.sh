@@ -132,7 +132,7 @@ for t in "${targets[@]}"; do
     env "CARGO_TARGET_${env_triple}_LINKER=$p-gcc" \
         "CC_${cc_triple}=$p-gcc" \
         "AR_${cc_triple}=$p-ar" \
-        cargo build --locked -p rill-gateway --bin rill --profile "$profile" --target "$t"
+        cargo build -p rill-gateway --bin rill --profile "$profile" --target "$t"
     secs=$(($(date +%s) - start))
     bin=$target_dir/$t/$profile/rill
     [ -x "$bin" ] || {

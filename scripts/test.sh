@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit, property, crash and black-box tests, including the
-# real-client suite (confluent-kafka, kafka-python, paho-mqtt from PyPI in ./.venv, installed here).
+# real-client suite (confluent-kafka, kafka-python, paho-mqtt from PyPI in ./.venv, installed here)
+# and the ARM builds under qemu-user (scripts/cross-build.sh, run here in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,29 @@ if ! command -v kcat >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get
         echo "note: kcat could not be installed; kcat tests will be skipped"
 fi
 
-# 3. Build once (binaries the black-box tests start, and every test binary), then run each suite
+# 3. The ARM binaries and qemu for the emulated smoke test (tests/tests/arm_smoke.rs), in CI
+#    and wherever root can apt-get (elsewhere that test skips). cross-build.sh installs the Rust
+#    targets and cross toolchains itself and prints its time. Only aarch64 by default, to keep
+#    within CI's budget for cross builds; RILL_ARM_TARGETS="aarch64-unknown-linux-gnu
+#    armv7-unknown-linux-gnueabihf" adds armv7 (arm_smoke requires, with CI=true, exactly the
+#    targets listed there).
+is_root_with_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+if [ "${CI:-}" = true ] || is_root_with_apt; then
+    if ! command -v qemu-aarch64-static >/dev/null 2>&1 && is_root_with_apt; then
+        timeout 300 apt-get install -y -qq qemu-user-static >/dev/null 2>&1 ||
+            (timeout 300 apt-get update -qq >/dev/null 2>&1 &&
+                timeout 300 apt-get install -y -qq qemu-user-static >/dev/null 2>&1) ||
+            echo "note: qemu-user-static could not be installed"
+    fi
+    export RILL_ARM_TARGETS=${RILL_ARM_TARGETS:-aarch64-unknown-linux-gnu}
+    cross_args=()
+    for t in $RILL_ARM_TARGETS; do cross_args+=(--target "$t"); done
+    cross_start=$(date +%s)
+    scripts/cross-build.sh --profile ci-cross "${cross_args[@]}"
+    echo "cross builds (ci-cross): $(($(date +%s) - cross_start)) s"
+fi
+
+# 4. Build once (binaries the black-box tests start, and every test binary), then run each suite
 #    and print its time. A failing suite does not stop the others; the exit code says if any failed.
 cargo build --workspace --bins
 cargo test --workspace --no-run --quiet

@@ -20,6 +20,7 @@ use crate::clock::now_ms;
 use crate::crypto::{CipherKind, Encryption};
 use crate::io::{OsStorage, Storage};
 use crate::keyring;
+use crate::liveness::Liveness;
 use crate::log::{FlushPolicy, LogError, LogOptions, PartitionLog};
 use crate::maintenance::{Maintenance, Schedule};
 use crate::metadata::{MetaStore, KEY_ENCRYPTION};
@@ -175,6 +176,8 @@ pub struct Broker {
     admin: Mutex<()>,
     cluster_id: String,
     maintenance: Mutex<Option<Maintenance>>,
+    /// Marked by the maintenance thread (for the service watchdog).
+    maintenance_liveness: Liveness,
     backlog: Backlog,
 }
 
@@ -290,6 +293,7 @@ impl Broker {
             admin: Mutex::new(()),
             cluster_id,
             maintenance: Mutex::new(None),
+            maintenance_liveness: Liveness::new(),
             backlog,
         };
         broker.remove_stray_dirs()?;
@@ -314,8 +318,12 @@ impl Broker {
             broker.config.retention_check_interval_ms,
         )
         .with_cleaner(broker.config.cleaner_interval_ms);
-        let m = Maintenance::start(Arc::downgrade(&broker), schedule)
-            .map_err(io_err(&broker.config.data_dir))?;
+        let m = Maintenance::start(
+            Arc::downgrade(&broker),
+            schedule,
+            broker.maintenance_liveness.clone(),
+        )
+        .map_err(io_err(&broker.config.data_dir))?;
         *broker.maintenance.lock_unpoisoned() = Some(m);
         tracing::info!(
             data_dir = %broker.config.data_dir.display(),
@@ -324,6 +332,11 @@ impl Broker {
             "broker storage open"
         );
         Ok(broker)
+    }
+
+    /// Marked by the maintenance thread while it runs (see [`crate::liveness`]).
+    pub fn maintenance_liveness(&self) -> &Liveness {
+        &self.maintenance_liveness
     }
 
     /// The configuration the broker was opened with.

@@ -11,7 +11,8 @@
 //!   what happens when data held by a retention floor (not yet mirrored) nears the limits,
 //! - [`topic_config`], [`metadata`], [`topic_registry`]: topics, their ids and configs in redb,
 //! - [`broker`]: the node's storage facade used by the gateway, with [`maintenance`] (interval
-//!   flush, retention, disk budget) in a background thread,
+//!   flush, retention, disk budget) in a background thread, marking a [`liveness`] for the
+//!   service watchdog,
 //! - [`producer_state`]: idempotent producers (sequence checks, snapshots, producer ids),
 //! - [`consumer_group`], [`group_coordinator`], [`offset_store`]: consumer groups (the classic
 //!   rebalance protocol) and their committed offsets in redb; [`epoch_group`] and
@@ -32,6 +33,7 @@ pub mod group_coordinator;
 pub mod index;
 pub mod io;
 pub mod keyring;
+pub mod liveness;
 pub mod log;
 pub mod maintenance;
 pub mod metadata;

@@ -10,6 +10,9 @@
 //! syncing its time) neither stalls nor bursts the schedule; the wall clock is only handed to the
 //! log's retention, whose clock-jump policy is the log engine's (see `docs/on-disk-format.md`).
 //!
+//! The thread marks a [`Liveness`] each time round and while idle (at least every
+//! [`crate::liveness::MARK_EVERY`]), so a watchdog sees when it is stuck in a pass.
+//!
 //! The thread holds only a [`Weak`] reference to the broker and is stopped by
 //! [`Maintenance::stop`] (called from `Broker::shutdown` and on drop).
 
@@ -20,6 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::broker::Broker;
+use crate::liveness::{self, Liveness};
 use crate::log::{FlushPolicy, LogError, PartitionLog};
 
 /// What the maintenance thread does, and how often.
@@ -68,13 +72,17 @@ pub(crate) struct Maintenance {
 }
 
 impl Maintenance {
-    /// Start the thread for `broker`.
-    pub fn start(broker: Weak<Broker>, schedule: Schedule) -> std::io::Result<Maintenance> {
+    /// Start the thread for `broker`; it marks `liveness` while it runs.
+    pub fn start(
+        broker: Weak<Broker>,
+        schedule: Schedule,
+        liveness: Liveness,
+    ) -> std::io::Result<Maintenance> {
         let stop = Arc::new((Mutex::new(Signal::default()), Condvar::new()));
         let thread_stop = Arc::clone(&stop);
         let handle = std::thread::Builder::new()
             .name("rill-maintenance".into())
-            .spawn(move || run(broker, schedule, thread_stop))?;
+            .spawn(move || run(broker, schedule, thread_stop, liveness))?;
         Ok(Maintenance {
             stop,
             handle: Mutex::new(Some(handle)),
@@ -116,7 +124,12 @@ impl Drop for Maintenance {
     }
 }
 
-fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<Signal>, Condvar)>) {
+fn run(
+    broker: Weak<Broker>,
+    schedule: Schedule,
+    stop: Arc<(Mutex<Signal>, Condvar)>,
+    liveness: Liveness,
+) {
     let start = Instant::now();
     let mut next_flush = schedule.flush_every.map(|d| start + d);
     let mut next_retention = start + schedule.retention_every;
@@ -129,6 +142,7 @@ fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<Signal>, Condv
         let woken = {
             let mut signal = flag.lock_unpoisoned();
             loop {
+                liveness.mark();
                 if signal.stop {
                     return;
                 }
@@ -139,7 +153,8 @@ fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<Signal>, Condv
                 if now >= due {
                     break false;
                 }
-                signal = crate::sync::wait_timeout_unpoisoned(cvar, signal, due - now);
+                let wait = (due - now).min(liveness::MARK_EVERY);
+                signal = crate::sync::wait_timeout_unpoisoned(cvar, signal, wait);
             }
         };
         let Some(broker) = broker.upgrade() else {

@@ -1,6 +1,7 @@
 //! rill-gateway: everything network-facing of a Rill node, and the `rill` command line.
 //!
 //! - [`serve`]: `rill serve`, starting a node (listeners, background tasks, shutdown),
+//! - [`systemd`]: sd_notify readiness and the watchdog for `Type=notify` units,
 //! - [`config`]: the node's TOML configuration and `rill config validate`,
 //! - [`kafka`]: the Kafka protocol server, one module per API,
 //! - [`mqtt`]: the MQTT 3.1.1 / 5 front end,
@@ -18,4 +19,5 @@ pub mod kafka;
 pub mod metrics;
 pub mod mqtt;
 pub mod serve;
+pub mod systemd;
 pub mod tls;

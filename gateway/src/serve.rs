@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rill_core::broker::{Broker, BrokerError, EncryptionSetting};
+use rill_core::liveness::Liveness;
 use rill_core::log::FlushPolicy;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -118,6 +119,10 @@ pub struct Node {
     pub groups: Arc<rill_core::group_coordinator::GroupCoordinator>,
     /// The bridge's status registry, served at `GET /bridge/status`.
     pub bridge_status: Arc<rill_bridge::BridgeStatus>,
+    /// Marked by the Kafka accept loop.
+    pub kafka_liveness: Liveness,
+    /// Marked by the MQTT accept loops.
+    pub mqtt_liveness: Liveness,
     shutdown: CancellationToken,
     connections: TaskTracker,
     listeners: TaskTracker,
@@ -312,18 +317,22 @@ impl Node {
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
         listeners.spawn(kafka::groups::run_ticker(groups.clone(), shutdown.clone()));
+        let kafka_liveness = Liveness::new();
+        let mqtt_liveness = Liveness::new();
         listeners.spawn(kafka::server::run(
             ctx,
             kafka_listener,
             tls,
             shutdown.clone(),
             connections.clone(),
+            kafka_liveness.clone(),
         ));
         let mqtt_server = crate::mqtt::MqttServer::new(broker.clone(), settings.mqtt.clone())?;
         let (mqtt_addr, mqtt_tasks) = crate::mqtt::listener::start(
             mqtt_server,
             &settings.mqtt_listen.to_string(),
             shutdown.clone(),
+            mqtt_liveness.clone(),
         )
         .await?;
         listeners.spawn(async move {
@@ -359,10 +368,32 @@ impl Node {
             metrics,
             groups,
             bridge_status,
+            kafka_liveness,
+            mqtt_liveness,
             shutdown,
             connections,
             listeners,
         })
+    }
+
+    /// The loops a service watchdog requires to be alive: storage maintenance and the Kafka and
+    /// MQTT accept loops.
+    pub fn watched_loops(&self) -> Vec<crate::systemd::Watched> {
+        use crate::systemd::Watched;
+        vec![
+            Watched {
+                name: "storage maintenance",
+                liveness: self.broker.maintenance_liveness().clone(),
+            },
+            Watched {
+                name: "Kafka accept",
+                liveness: self.kafka_liveness.clone(),
+            },
+            Watched {
+                name: "MQTT accept",
+                liveness: self.mqtt_liveness.clone(),
+            },
+        ]
     }
 
     /// Stop accepting, let in-flight requests finish (at most [`SHUTDOWN_GRACE`]), flush storage.
@@ -434,6 +465,40 @@ async fn termination() {
     }
 }
 
+/// Under systemd (`NOTIFY_SOCKET`): sends READY=1 (the node listens) and starts the watchdog
+/// task when `WATCHDOG_USEC` asks for one. Returns the notifier and the watchdog task.
+fn notify_ready(
+    node: &Node,
+) -> Option<(
+    Arc<crate::systemd::Notifier>,
+    Option<tokio::task::JoinHandle<()>>,
+)> {
+    let notifier = match crate::systemd::Notifier::from_env() {
+        Ok(Some(n)) => Arc::new(n),
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "NOTIFY_SOCKET is set but unusable; systemd is not notified");
+            return None;
+        }
+    };
+    let status = format!("STATUS=listening: kafka {}", node.kafka_addr);
+    if let Err(e) = notifier.send(&format!("READY=1\n{status}")) {
+        tracing::warn!(error = %e, "cannot tell systemd the node is ready");
+    }
+    let watchdog = crate::systemd::watchdog_interval_from_env().map(|interval| {
+        tracing::info!(
+            interval_ms = interval.as_millis() as u64,
+            "systemd watchdog enabled"
+        );
+        tokio::spawn(crate::systemd::run_watchdog(
+            notifier.clone(),
+            interval,
+            node.watched_loops(),
+        ))
+    });
+    Some((notifier, watchdog))
+}
+
 /// Run a node until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -467,6 +532,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let node_name = settings.node_name.clone();
         let node = Node::start(settings).await?;
+        let service = notify_ready(&node);
         let bridge_stop = CancellationToken::new();
         let bridge = (!mirrors.is_empty()).then(|| {
             tokio::spawn(
@@ -483,6 +549,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         });
         termination().await;
         tracing::info!("signal received; shutting down");
+        if let Some((notifier, watchdog)) = service {
+            if let Some(w) = watchdog {
+                w.abort();
+            }
+            if let Err(e) = notifier.send("STOPPING=1") {
+                tracing::warn!(error = %e, "cannot tell systemd the node is stopping");
+            }
+        }
         bridge_stop.cancel();
         if let Some(b) = bridge {
             let _ = b.await;

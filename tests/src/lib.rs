@@ -4,6 +4,7 @@
 //! A node's readiness contract: it logs (to stderr) an INFO line whose message is `listening` with
 //! the fields `kafka=ADDR http=ADDR`, giving the addresses it actually bound.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -88,10 +89,24 @@ pub fn parse_listening(line: &str) -> Option<(String, String)> {
     Some((field(&line, "kafka")?, field(&line, "http")?))
 }
 
+/// How a node's process is started: by default `rill_bin()` directly; an emulator runs another
+/// architecture's binary (`program` = qemu, `args` = its flags and the binary), and `env` adds
+/// variables (`NOTIFY_SOCKET`, ...).
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// The program to run instead of [`rill_bin`].
+    pub program: Option<PathBuf>,
+    /// Arguments before `serve`.
+    pub args: Vec<OsString>,
+    /// Extra environment variables of the node.
+    pub env: Vec<(OsString, OsString)>,
+}
+
 /// A running (or stopped) `rill serve` process with its own data directory and key file.
 pub struct Node {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    launch: Launch,
     extra_args: Vec<String>,
     kafka: String,
     http: String,
@@ -106,6 +121,11 @@ impl Node {
 
     /// Starts a node with extra `serve` flags and waits until it listens.
     pub fn start_with(extra_args: &[&str]) -> Node {
+        Node::start_launched(Launch::default(), extra_args)
+    }
+
+    /// Starts a node through `launch` with extra `serve` flags and waits until it listens.
+    pub fn start_launched(launch: Launch, extra_args: &[&str]) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("rill-node-")
             .tempdir()
@@ -113,6 +133,7 @@ impl Node {
         let mut node = Node {
             child: None,
             dir,
+            launch,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             kafka: String::new(),
             http: String::new(),
@@ -174,8 +195,10 @@ impl Node {
     fn spawn(&mut self) {
         let data = self.data_dir();
         let key = self.key_file();
-        let mut cmd = Command::new(rill_bin());
-        cmd.arg("serve")
+        let program = self.launch.program.clone().unwrap_or_else(rill_bin);
+        let mut cmd = Command::new(&program);
+        cmd.args(&self.launch.args)
+            .arg("serve")
             .arg("--data-dir")
             .arg(&data)
             .args([
@@ -191,6 +214,7 @@ impl Node {
             .args(&self.extra_args)
             .env("NO_COLOR", "1")
             .env_remove("RILL_MASTER_KEY")
+            .envs(self.launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -199,7 +223,7 @@ impl Node {
         }
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", rill_bin().display()));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         let (tx, rx) = mpsc::channel();
         if let Some(stderr) = child.stderr.take() {
             let log = Arc::clone(&self.log);

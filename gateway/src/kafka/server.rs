@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rill_core::liveness::{self, Liveness};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -14,19 +15,26 @@ use super::{connection, Context};
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accept connections until `shutdown` fires. Connection tasks are spawned on `tracker`, so the
-/// caller can wait for in-flight requests to finish.
+/// caller can wait for in-flight requests to finish. Marks `alive` at every accept and while idle.
 pub async fn run(
     ctx: Arc<Context>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    alive: Liveness,
 ) {
+    let mut idle = tokio::time::interval(liveness::MARK_EVERY);
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             a = listener.accept() => a,
+            _ = idle.tick() => {
+                alive.mark();
+                continue;
+            }
         };
+        alive.mark();
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rill_core::liveness::{self, Liveness};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -30,17 +31,25 @@ pub fn warn_if_open(server: &MqttServer, addr: SocketAddr) {
     }
 }
 
-/// Serves plain TCP connections until `shutdown` is cancelled.
+/// Serves plain TCP connections until `shutdown` is cancelled; marks `alive` at every accept and
+/// while idle.
 pub async fn serve_tcp(
     server: Arc<MqttServer>,
     listener: TcpListener,
     shutdown: CancellationToken,
+    alive: Liveness,
 ) {
+    let mut idle = tokio::time::interval(liveness::MARK_EVERY);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.cancelled() => return,
+            _ = idle.tick() => {
+                alive.mark();
+                continue;
+            }
         };
+        alive.mark();
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
@@ -114,18 +123,26 @@ fn common_name(der: &[u8]) -> Option<String> {
     found
 }
 
-/// Serves TLS connections until `shutdown` is cancelled.
+/// Serves TLS connections until `shutdown` is cancelled; marks `alive` at every accept and while
+/// idle.
 pub async fn serve_tls(
     server: Arc<MqttServer>,
     listener: TcpListener,
     acceptor: TlsAcceptor,
     shutdown: CancellationToken,
+    alive: Liveness,
 ) {
+    let mut idle = tokio::time::interval(liveness::MARK_EVERY);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.cancelled() => return,
+            _ = idle.tick() => {
+                alive.mark();
+                continue;
+            }
         };
+        alive.mark();
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
@@ -162,12 +179,13 @@ pub async fn serve_tls(
     }
 }
 
-/// Starts the MQTT listeners of a node: plain TCP on `listen`, and TLS when configured.
-/// Returns the bound plain address and the accept tasks.
+/// Starts the MQTT listeners of a node: plain TCP on `listen`, and TLS when configured; both
+/// accept loops mark `alive`. Returns the bound plain address and the accept tasks.
 pub async fn start(
     server: Arc<MqttServer>,
     listen: &str,
     shutdown: CancellationToken,
+    alive: Liveness,
 ) -> Result<(SocketAddr, Vec<tokio::task::JoinHandle<()>>), MqttError> {
     let listener = bind(listen).await?;
     let addr = listener.local_addr().map_err(|source| MqttError::Bind {
@@ -179,6 +197,7 @@ pub async fn start(
         server.clone(),
         listener,
         shutdown.clone(),
+        alive.clone(),
     ))];
     if let Some(tls) = server.config().tls.clone() {
         let acceptor = tls_acceptor(&tls)?;
@@ -187,7 +206,9 @@ pub async fn start(
             tracing::info!(addr = %a, "MQTT TLS listener");
             warn_if_open(&server, a);
         }
-        tasks.push(tokio::spawn(serve_tls(server, l, acceptor, shutdown)));
+        tasks.push(tokio::spawn(serve_tls(
+            server, l, acceptor, shutdown, alive,
+        )));
     }
     Ok((addr, tasks))
 }
