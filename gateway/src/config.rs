@@ -54,7 +54,7 @@ use std::process::ExitCode;
 use rill_core::backlog::BacklogPolicy;
 use rill_core::broker::{BrokerConfig, EncryptionSetting, KeySource};
 use rill_core::crypto::CipherKind;
-use rill_core::group_coordinator::GroupConfig;
+use rill_core::group::GroupConfig;
 use rill_core::log::FlushPolicy;
 use rill_core::topic_config::{ConfigError, TopicConfig};
 use serde::Deserialize;

@@ -54,7 +54,7 @@ use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 use rill_core::broker::Broker;
-use rill_core::group_coordinator::GroupCoordinator;
+use rill_core::group::GroupCoordinator;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
