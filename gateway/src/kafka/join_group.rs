@@ -11,8 +11,8 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader, ResponseKind};
 use rill_core::group::{GroupError, JoinRequest, JoinResponse};
 
-use super::dispatch::Reply;
 use super::groups::{client_host, ms, opt, s};
+use super::reply::Reply;
 use super::Context;
 
 /// Start the join; the reply waits for the rebalance.

@@ -18,7 +18,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use rill_core::log::{AppendInfo, PartitionLog};
 
-use super::dispatch::Reply;
+use super::reply::Reply;
 use super::{error_codes, Context};
 
 /// Outcome of one partition's append.

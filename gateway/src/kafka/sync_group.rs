@@ -7,8 +7,8 @@ use futures::FutureExt;
 use kafka_protocol::messages::{ResponseKind, SyncGroupRequest, SyncGroupResponse};
 use rill_core::group::{GroupError, SyncRequest, SyncResponse};
 
-use super::dispatch::Reply;
 use super::groups::opt;
+use super::reply::Reply;
 use super::Context;
 
 /// Deliver (leader) or await (follower) the assignment.
