@@ -51,6 +51,75 @@ enum Origin {
     },
 }
 
+/// Outgoing topic aliases of one connection (§3.3.2.3.4): the first `max` topics sent get an
+/// alias each (sent with the topic name once, then with an empty name); further topics take
+/// over aliases in turn. The mapping lives only as long as the network connection.
+struct OutgoingAliases {
+    /// The client's Topic Alias Maximum (0: no aliases).
+    max: u16,
+    by_topic: HashMap<Bytes, u16>,
+    /// Topic of alias `i + 1`.
+    topics: Vec<Bytes>,
+    /// Next alias to take over once all are in use.
+    next_reuse: u16,
+}
+
+impl OutgoingAliases {
+    fn new(max: u16) -> OutgoingAliases {
+        OutgoingAliases {
+            max,
+            by_topic: HashMap::new(),
+            topics: Vec::new(),
+            next_reuse: 1,
+        }
+    }
+
+    /// The alias `topic` would be sent with, and whether the name must go along (new mapping).
+    fn plan(&self, topic: &Bytes) -> Option<(u16, bool)> {
+        if self.max == 0 || topic.is_empty() {
+            return None;
+        }
+        if let Some(a) = self.by_topic.get(topic) {
+            return Some((*a, false));
+        }
+        if self.topics.len() < self.max as usize {
+            return Some((self.topics.len() as u16 + 1, true));
+        }
+        Some((self.next_reuse, true))
+    }
+
+    /// `publish` in the form it is sent with `plan`.
+    fn shaped(publish: &v5::Publish, plan: Option<(u16, bool)>) -> v5::Publish {
+        let mut p = publish.clone();
+        if let Some((alias, with_name)) = plan {
+            p.properties
+                .get_or_insert_with(Default::default)
+                .topic_alias = Some(alias);
+            if !with_name {
+                p.topic = Bytes::new();
+            }
+        }
+        p
+    }
+
+    /// Rewrites `publish` to use an alias, recording a new mapping.
+    fn apply(&mut self, publish: &mut v5::Publish) {
+        let plan = self.plan(&publish.topic);
+        if let Some((alias, true)) = plan {
+            let i = alias as usize - 1;
+            if i < self.topics.len() {
+                let old = std::mem::replace(&mut self.topics[i], publish.topic.clone());
+                self.by_topic.remove(&old);
+                self.next_reuse = if alias >= self.max { 1 } else { alias + 1 };
+            } else {
+                self.topics.push(publish.topic.clone());
+            }
+            self.by_topic.insert(publish.topic.clone(), alias);
+        }
+        *publish = OutgoingAliases::shaped(publish, plan);
+    }
+}
+
 struct ActiveSub {
     stored: StoredSubscription,
     parsed: SubscriptionFilter,
@@ -76,6 +145,7 @@ pub struct Deliverer {
     pub dirty: bool,
     v5: bool,
     max_packet: Option<usize>,
+    aliases: OutgoingAliases,
 }
 
 impl Drop for Deliverer {
@@ -92,7 +162,8 @@ impl Drop for Deliverer {
 }
 
 impl Deliverer {
-    /// A deliverer for one connection.
+    /// A deliverer for one connection: at most `limit` QoS 1/2 messages in flight, PUBLISH
+    /// packets no larger than `max_packet`, topic aliases up to `topic_alias_max` (MQTT 5).
     pub fn new(
         server: Arc<MqttServer>,
         member_id: u64,
@@ -100,6 +171,7 @@ impl Deliverer {
         limit: usize,
         v5: bool,
         max_packet: Option<usize>,
+        topic_alias_max: u16,
     ) -> Deliverer {
         Deliverer {
             server,
@@ -115,6 +187,7 @@ impl Deliverer {
             dirty: false,
             v5,
             max_packet,
+            aliases: OutgoingAliases::new(if v5 { topic_alias_max } else { 0 }),
         }
     }
 
@@ -325,7 +398,12 @@ impl Deliverer {
             properties: props,
         };
         if let Some(max) = self.max_packet {
-            if publish.size() + 2 > max {
+            // §3.1.2.11.4 (MQTT-3.1.2-25): a message too large for the client is dropped and
+            // counts as delivered. Measured as sent: with its packet id and topic alias.
+            let mut sized = OutgoingAliases::shaped(&publish, self.aliases.plan(&publish.topic));
+            sized.pkid = 1;
+            if sized.size() > max {
+                tracing::debug!(client = %self.client_id, size = sized.size(), max, "message larger than the client's maximum packet size skipped");
                 return None;
             }
         }
@@ -347,6 +425,7 @@ impl Deliverer {
         } else {
             self.settle(origin);
         }
+        self.aliases.apply(&mut publish);
         out.push(v5::Packet::Publish(publish));
         true
     }
@@ -558,5 +637,41 @@ impl Deliverer {
     /// Whether there are no subscriptions.
     pub fn is_empty(&self) -> bool {
         self.subs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(topic: &'static str) -> v5::Publish {
+        v5::Publish::new(topic, QoS::AtLeastOnce, b"x".to_vec(), None)
+    }
+
+    #[test]
+    fn outgoing_aliases_name_once_then_empty_and_take_over_in_turn() {
+        let mut a = OutgoingAliases::new(2);
+        let mut sent = Vec::new();
+        for t in ["a", "b", "a", "c", "b", "c"] {
+            let mut p = publish(t);
+            a.apply(&mut p);
+            let alias = p.properties.as_ref().and_then(|p| p.topic_alias);
+            sent.push((String::from_utf8(p.topic.to_vec()).unwrap(), alias));
+        }
+        let want = [
+            ("a", Some(1)),
+            ("b", Some(2)),
+            ("", Some(1)),
+            ("c", Some(1)), // takes over alias 1 from "a"
+            ("", Some(2)),
+            ("", Some(1)),
+        ];
+        let want: Vec<(String, Option<u16>)> =
+            want.iter().map(|(t, a)| (t.to_string(), *a)).collect();
+        assert_eq!(sent, want);
+        let mut off = OutgoingAliases::new(0);
+        let mut p = publish("a");
+        off.apply(&mut p);
+        assert_eq!(p, publish("a"));
     }
 }
