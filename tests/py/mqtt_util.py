@@ -95,7 +95,7 @@ class Device:
             check(not rc.is_failure, f"CONNECT refused: {rc}")
         return flags, rc, props
 
-    def subscribe(self, topic, qos=1, options=None):
+    def subscribe(self, topic, qos=1, options=None, properties=None):
         done = threading.Event()
         granted = []
 
@@ -105,9 +105,9 @@ class Device:
 
         self.client.on_subscribe = on_sub
         if options is not None:
-            self.client.subscribe(topic, options=options)
+            self.client.subscribe(topic, options=options, properties=properties)
         else:
-            self.client.subscribe(topic, qos=qos)
+            self.client.subscribe(topic, qos=qos, properties=properties)
         check(done.wait(15), f"no SUBACK for {topic}")
         return granted
 

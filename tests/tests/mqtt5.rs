@@ -118,3 +118,51 @@ fn mqtt5_server_keep_alive_replaces_the_clients() {
         &serde_json::Value::Bool(true)
     );
 }
+
+#[test]
+fn mqtt5_overlapping_subscriptions_retain_options_and_properties() {
+    let (node, _cfg) = start("");
+    let r = run(&node, "mqtt5_subscriptions.py", &[]);
+    // §3.3.4: one delivery per message, the highest granted QoS, every identifier.
+    assert_eq!(r.int("overlap_v5", "count"), 2);
+    assert_eq!(
+        r.get("overlap_v5", "deliveries"),
+        &serde_json::json!([["one-match", 0, [1]], ["three-match", 2, [1, 2]]])
+    );
+    assert_eq!(r.int("overlap_v311", "count"), 1);
+    assert_eq!(r.get("overlap_v311", "qos"), &serde_json::json!([1]));
+    // §3.8.3.1 Retain Handling: 0 always, 0 again, 1 on the existing filter: none, 1 on a new
+    // filter, 2: none.
+    assert_eq!(
+        r.get("retain_handling", "counts"),
+        &serde_json::json!([1, 1, 0, 1, 0])
+    );
+    assert_eq!(
+        r.get("retain_as_published", "with_rap"),
+        &serde_json::json!(true)
+    );
+    assert_eq!(
+        r.get("retain_as_published", "without"),
+        &serde_json::json!(false)
+    );
+    // §3.3.2.3.3: 30 s when published, at least 2 s spent waiting.
+    let remaining = r.int("expiry_and_properties", "remaining");
+    assert!(
+        (1..=28).contains(&remaining),
+        "remaining expiry {remaining}"
+    );
+    assert_eq!(r.int("expiry_and_properties", "payload_format"), 1);
+    assert_eq!(
+        r.str("expiry_and_properties", "content_type"),
+        "application/json"
+    );
+    assert_eq!(
+        r.get("expiry_and_properties", "response_topic"),
+        &serde_json::json!(true)
+    );
+    assert_eq!(r.str("expiry_and_properties", "correlation"), "00636f7272");
+    assert_eq!(
+        r.get("expiry_and_properties", "user_properties"),
+        &serde_json::json!([["k", "v"], ["site", "north"]])
+    );
+}
