@@ -412,6 +412,9 @@ impl FileConfig {
         }
         crate::mqtt::mapping::Mapping::new(&self.mqtt.rules)
             .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
+        self.mqtt
+            .validate_limits()
+            .map_err(|(key, reason)| invalid(key, reason))?;
         if let Some(n) = self.kafka.socket_request_max_bytes {
             if n < 1024 || n > i32::MAX as usize {
                 return Err(invalid(
