@@ -21,3 +21,40 @@ pub use command::{
     ElectionType, PartitionState,
 };
 pub use image::{BrokerRegistration, Endpoint, MetadataImage, PartitionRegistration, TopicImage};
+
+pub mod log_store;
+pub mod state_machine;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What the Raft membership knows of a voter or learner: a voter is a (node id, directory id)
+/// pair, so a wiped and re-formatted node (new directory id) is not the voter it replaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoterNode {
+    /// `host:port` of the node's cluster listener.
+    pub cluster_address: String,
+    /// The random id `rill cluster format` wrote into the node's data directory.
+    pub directory_id: Uuid,
+}
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration of the controller: log entries carry a
+    /// [`ControllerRequest`], applying one yields a [`ControllerResponse`], node ids are Kafka
+    /// node ids (non-negative, as `u64`), snapshots are CBOR bytes.
+    pub ControllerTypes:
+        D = ControllerRequest,
+        R = ControllerResponse,
+        NodeId = u64,
+        Node = VoterNode,
+        Entry = openraft::Entry<ControllerTypes>,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A log entry of the controller.
+pub type ControllerEntry = openraft::Entry<ControllerTypes>;
+/// A log id (term, leader, index) of the controller's log.
+pub type ControllerLogId = openraft::LogId<u64>;
+/// The storage error type openraft expects from the stores.
+pub type ControllerStorageError = openraft::StorageError<u64>;
