@@ -343,3 +343,159 @@ impl RaftStateMachine<ControllerTypes> for StateMachineStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use openraft::{CommittedLeaderId, Entry, LogId, Membership};
+    use tempfile::TempDir;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::controller::{Command, CommandOutcome, ControllerRequest};
+
+    fn entry(index: u64, payload: EntryPayload<ControllerTypes>) -> ControllerEntry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload,
+        }
+    }
+
+    fn normal(index: u64, command: Command) -> ControllerEntry {
+        entry(index, EntryPayload::Normal(ControllerRequest::new(command)))
+    }
+
+    /// Applies a membership, a bootstrap, a registration and a topic; returns the responses.
+    async fn apply_some(sm: &mut StateMachineStore) -> Vec<ControllerResponse> {
+        let voters = BTreeMap::from([(1u64, VoterNode::default())]);
+        sm.apply([
+            entry(1, EntryPayload::Blank),
+            entry(2, EntryPayload::Membership(Membership::from(voters))),
+            normal(
+                3,
+                Command::Bootstrap {
+                    cluster_id: "c".into(),
+                },
+            ),
+            normal(
+                4,
+                Command::RegisterBroker {
+                    broker_id: 1,
+                    incarnation_id: Uuid::new_v4(),
+                    cluster_id: "c".into(),
+                    listeners: vec![],
+                    rack: Some("r1".into()),
+                },
+            ),
+            normal(
+                5,
+                Command::UnfenceBroker {
+                    broker_id: 1,
+                    broker_epoch: 4,
+                },
+            ),
+            normal(
+                6,
+                Command::CreateTopic {
+                    name: "t".into(),
+                    topic_id: Uuid::new_v4(),
+                    configs: BTreeMap::new(),
+                    assignments: vec![vec![1], vec![1]],
+                },
+            ),
+        ])
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn apply_answers_each_entry_and_the_broker_epoch_is_the_log_index() {
+        let dir = TempDir::new().unwrap();
+        let mut sm = StateMachineStore::open(dir.path()).unwrap();
+        let out = apply_some(&mut sm).await;
+        assert_eq!(out.len(), 6);
+        assert_eq!(out[0], ControllerResponse::NoCommand);
+        assert_eq!(out[1], ControllerResponse::NoCommand);
+        assert_eq!(
+            out[3],
+            ControllerResponse::Applied(Ok(CommandOutcome::BrokerRegistered { broker_epoch: 4 }))
+        );
+        assert!(matches!(
+            out[5],
+            ControllerResponse::Applied(Ok(CommandOutcome::TopicCreated { .. }))
+        ));
+        let (applied, membership) = sm.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(6));
+        assert_eq!(membership.log_id().map(|l| l.index), Some(2));
+        assert_eq!(sm.with_image(|i| i.topic("t").unwrap().partitions.len()), 2);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_on_disk_when_built_and_a_reopened_machine_starts_from_it() {
+        let dir = TempDir::new().unwrap();
+        let mut sm = StateMachineStore::open(dir.path()).unwrap();
+        apply_some(&mut sm).await;
+        let snapshot = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(6));
+        let image = sm.with_image(MetadataImage::clone);
+        drop(sm);
+
+        let mut reopened = StateMachineStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.with_image(MetadataImage::clone), image);
+        let (applied, membership) = reopened.applied_state().await.unwrap();
+        assert_eq!(applied, snapshot.meta.last_log_id);
+        assert_eq!(&membership, &snapshot.meta.last_membership);
+        let current = reopened.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, snapshot.meta);
+        assert_eq!(current.snapshot.get_ref(), snapshot.snapshot.get_ref());
+    }
+
+    #[tokio::test]
+    async fn an_installed_snapshot_replaces_the_image_durably() {
+        let leader_dir = TempDir::new().unwrap();
+        let mut leader = StateMachineStore::open(leader_dir.path()).unwrap();
+        apply_some(&mut leader).await;
+        let snapshot = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+
+        let follower_dir = TempDir::new().unwrap();
+        let mut follower = StateMachineStore::open(follower_dir.path()).unwrap();
+        let mut data = follower.begin_receiving_snapshot().await.unwrap();
+        data.get_mut()
+            .extend_from_slice(snapshot.snapshot.get_ref());
+        follower
+            .install_snapshot(&snapshot.meta, data)
+            .await
+            .unwrap();
+        let image = leader.with_image(MetadataImage::clone);
+        assert_eq!(follower.with_image(MetadataImage::clone), image);
+        drop(follower);
+        let reopened = StateMachineStore::open(follower_dir.path()).unwrap();
+        assert_eq!(reopened.with_image(MetadataImage::clone), image);
+        assert_eq!(reopened.last_applied(), snapshot.meta.last_log_id);
+    }
+
+    #[tokio::test]
+    async fn undecodable_snapshots_are_errors_not_empty_images() {
+        let dir = TempDir::new().unwrap();
+        let mut sm = StateMachineStore::open(dir.path()).unwrap();
+        let meta = SnapshotMeta::default();
+        let garbage = Box::new(Cursor::new(vec![0xff, 0x00, 0x13]));
+        assert!(sm.install_snapshot(&meta, garbage).await.is_err());
+        fs::write(dir.path().join(SNAPSHOT_FILE), b"not cbor").unwrap();
+        assert!(matches!(
+            StateMachineStore::open(dir.path()),
+            Err(StateMachineError::Decode { .. })
+        ));
+    }
+}
