@@ -16,7 +16,9 @@
 //! - [`consumer_group`], [`group_coordinator`], [`offset_store`]: consumer groups (the classic
 //!   rebalance protocol) and their committed offsets in redb; [`epoch_group`] and
 //!   [`server_assignor`]: KIP-848 groups (server-side assignment, member epochs),
-//! - [`scram`] and [`credentials`]: SASL users of the Kafka listener (SCRAM credentials in redb).
+//! - [`scram`] and [`credentials`]: SASL users of the Kafka listener (SCRAM credentials in redb),
+//! - [`controller`]: the cluster controller's metadata image, commands and Raft storage
+//!   (issue 11; not yet used by the node).
 
 pub mod backlog;
 pub mod batch;

@@ -6,7 +6,10 @@
 //! - [`image`]: the metadata image the commands change (brokers, topics, partitions, epochs),
 //!   with [`election`] (leader election, ISR changes) and [`placement`] (Kafka's rack-aware
 //!   round-robin replica assignment),
-//! - the Raft types of openraft (`storage-v2`) below: [`ControllerTypes`] and [`VoterNode`].
+//! - [`log_store`] and [`state_machine`]: openraft's (`storage-v2`) log store in redb, durable
+//!   before acknowledging, and the state machine applying commands to the image, with CBOR
+//!   snapshots; the Raft types below: [`ControllerTypes`] and [`VoterNode`],
+//! - [`meta_properties`]: the `meta.properties` file `rill cluster format` writes.
 //!
 //! This module imports no other core module except `sync`, `clock` and `topic_config`: it is a
 //! low layer that the replica manager and the gateway build on.
@@ -23,6 +26,7 @@ pub use command::{
 pub use image::{BrokerRegistration, Endpoint, MetadataImage, PartitionRegistration, TopicImage};
 
 pub mod log_store;
+pub mod meta_properties;
 pub mod state_machine;
 
 use serde::{Deserialize, Serialize};
