@@ -16,7 +16,9 @@
 //! - [`group`]: the group coordinator along Kafka's lines (one map of classic and KIP-848
 //!   consumer groups, the classic rebalance protocol, server-side assignors, committed offsets
 //!   behind the `OffsetStore` trait with a redb backend),
-//! - [`scram`] and [`credentials`]: SASL users of the Kafka listener (SCRAM credentials in redb).
+//! - [`scram`] and [`credentials`]: SASL users of the Kafka listener (SCRAM credentials in redb),
+//! - [`controller`]: the cluster controller's metadata image, commands and Raft storage
+//!   (issue 11; not yet used by the node).
 
 pub mod backlog;
 pub mod batch;
