@@ -45,9 +45,9 @@ def u32(n):
     return struct.pack("!I", n)
 
 
-def connect(client_id, level=5, keepalive=60, properties=b"\x00"):
-    """CONNECT with clean start; `properties` is a block made by props() (MQTT 5)."""
-    body = s(b"MQTT") + bytes([level, 0x02]) + u16(keepalive)
+def connect(client_id, level=5, keepalive=60, properties=b"\x00", clean=True):
+    """CONNECT; `properties` is a block made by props() (MQTT 5)."""
+    body = s(b"MQTT") + bytes([level, 0x02 if clean else 0x00]) + u16(keepalive)
     if level == 5:
         body += properties
     return packet(0x10, body + s(client_id))
@@ -170,11 +170,12 @@ class Wire:
         check(p[0] == kind, f"expected packet type {kind}, got {p!r}")
         return p
 
-    def connect(self, client_id, level=5, keepalive=60, properties=b"\x00"):
-        """CONNECT; returns the CONNACK properties (MQTT 5)."""
-        self.send(connect(client_id, level, keepalive, properties))
+    def connect(self, client_id, level=5, keepalive=60, properties=b"\x00", clean=True):
+        """CONNECT; returns the CONNACK properties (MQTT 5). `session_present` is set."""
+        self.send(connect(client_id, level, keepalive, properties, clean))
         _, _, body = self.expect(CONNACK)
         check(body[1] == 0, f"CONNACK refused: {body!r}")
+        self.session_present = bool(body[0] & 1)
         return read_props(body, 2)[0] if level == 5 else {}
 
     def close(self):
@@ -194,6 +195,11 @@ def parse_publish(flags, body, level=5):
     if level == 5:
         p, pos = read_props(body, pos)
     return topic, pkid, p, body[pos:]
+
+
+def reason_of(body):
+    """The reason code of an MQTT 5 PUBACK / PUBREC / PUBREL / PUBCOMP body (0 when left out)."""
+    return body[2] if len(body) > 2 else 0
 
 
 def pkid_of(body):

@@ -166,3 +166,39 @@ fn mqtt5_overlapping_subscriptions_retain_options_and_properties() {
         &serde_json::json!([["k", "v"], ["site", "north"]])
     );
 }
+
+#[test]
+fn mqtt5_qos2_exactly_once_across_sigkill() {
+    let (mut node, _cfg) = start("");
+    let tag = format!("q2r{}", std::process::id());
+    let r = run(
+        &node,
+        "mqtt5_qos2_restart.py",
+        &["--phase", "before", "--tag", &tag],
+    );
+    // §4.4: a session resumed after PUBREC gets PUBREL again, not the message.
+    assert_eq!(r.str("before", "out_resumed_with"), "PUBREL");
+    node.kill();
+    node.restart();
+    let r = run(
+        &node,
+        "mqtt5_qos2_restart.py",
+        &["--phase", "after", "--tag", &tag],
+    );
+    let yes = serde_json::Value::Bool(true);
+    assert_eq!(r.get("after", "a_session_present"), &yes);
+    // Crash after PUBREC: the PUBREL is answered with PUBCOMP Success.
+    assert_eq!(r.int("after", "a_pubcomp"), 0);
+    // Crash after the append, before the PUBREC arrived: the DUP resend is recognised.
+    assert_eq!(r.int("after", "b_pubrec"), 0);
+    assert_eq!(r.int("after", "b_pubcomp"), 0);
+    // Exactly one copy of each in the log and at the subscriber ("out" once, in the log).
+    assert_eq!(
+        r.get("after", "stored"),
+        &serde_json::json!({"a": 1, "b": 1, "out": 1})
+    );
+    assert_eq!(
+        r.get("after", "delivered"),
+        &serde_json::json!({"a": 1, "b": 1, "out": 1})
+    );
+}

@@ -184,11 +184,19 @@ struct Conn {
     unacked_in: HashSet<u16>,
     /// Request Problem Information (§3.1.2.11.7): reason strings on acks only when true.
     problem_info: bool,
+    /// Set when the session was resumed after a node restart: QoS 2 ids it had awaiting
+    /// PUBREL are looked for in log records from this time (Unix ms) on.
+    qos2_recovery: Option<i64>,
     deliverer: Deliverer,
     kick: tokio::sync::mpsc::Receiver<()>,
     finished: tokio::sync::watch::Sender<bool>,
     last_save: Instant,
 }
+
+/// How far before a session's last save a QoS 2 publish of it may have been stored: the session
+/// is saved at least every [`LAST_SEEN_REFRESH`] while connected, and a publish whose PUBREC was
+/// lost in a crash was stored moments before it.
+const QOS2_RECOVERY_SLACK_MS: i64 = 2 * 60 * 1000;
 
 /// How often a connected persistent session's last-seen time is saved.
 const LAST_SEEN_REFRESH: Duration = Duration::from_secs(60);
@@ -396,9 +404,27 @@ impl Conn {
             }
             Err(_) => return None,
         };
-        if connect.clean_start {
-            server.qos2_incoming.lock_unpoisoned().remove(&client_id);
-        }
+        // Incoming QoS 2 packet ids awaiting PUBREL live in memory. A resumed session this node
+        // has no entry for was left before a restart: its ids are then recovered lazily, from
+        // the `mqtt.packet_id` of records in the log tail (see `Conn::stored_before_restart`).
+        let qos2_recovery = {
+            let mut map = server.qos2_incoming.lock_unpoisoned();
+            if connect.clean_start {
+                map.remove(&client_id);
+            }
+            let known = map.contains_key(&client_id);
+            if expiry_secs > 0 {
+                map.entry(client_id.clone()).or_default();
+            }
+            match &stored {
+                Some(s) if !known => Some(
+                    s.disconnected_at_ms
+                        .unwrap_or(0)
+                        .saturating_sub(QOS2_RECOVERY_SLACK_MS),
+                ),
+                _ => None,
+            }
+        };
         let client_recv_max = props.receive_maximum.unwrap_or(u16::MAX) as usize;
         let limit = client_recv_max.min(server.config.max_inflight as usize);
         let mut deliverer = Deliverer::new(
@@ -411,10 +437,12 @@ impl Conn {
             props.topic_alias_max.unwrap_or(0),
         );
         let session_present = stored.is_some();
+        let mut awaiting_pubcomp = Vec::new();
         if let Some(s) = stored {
             for sub in s.subscriptions {
                 deliverer.subscribe(sub, true);
             }
+            awaiting_pubcomp = s.awaiting_pubcomp;
         }
         // §3.2.2.3.14: a Server Keep Alive in CONNACK replaces the client's keep alive.
         let server_keep_alive = server
@@ -446,6 +474,7 @@ impl Conn {
             properties: ack_props,
         });
         let mut out = vec![connack];
+        deliverer.resume_awaiting_pubcomp(&awaiting_pubcomp, &mut out);
         deliverer.pump(&mut out);
         if !send(&framer, wr, out).await {
             return None;
@@ -465,6 +494,7 @@ impl Conn {
             aliases: HashMap::new(),
             unacked_in: HashSet::new(),
             problem_info: props.request_problem_info != Some(0),
+            qos2_recovery,
             deliverer,
             kick: kick_rx,
             finished: fin_tx,
@@ -605,7 +635,9 @@ impl Conn {
                     .get_mut(&self.client_id)
                     .is_some_and(|s| s.remove(&r.pkid));
                 let mut comp = v5::PubComp::new(r.pkid, None);
-                if !known {
+                // After a restart, an unknown id is the release of a message stored before it:
+                // a client sends PUBREL only after our PUBREC, which follows the durable append.
+                if !known && self.qos2_recovery.is_none() {
                     comp.reason = v5::PubCompReason::PacketIdentifierNotFound;
                 }
                 group
@@ -675,6 +707,29 @@ impl Conn {
             };
             if let Some(pkid) = done {
                 self.unacked_in.remove(&pkid);
+            }
+        }
+    }
+
+    /// Whether a resent (DUP) QoS 2 PUBLISH was stored before a node restart: its PUBREC may
+    /// have been lost with the node (§4.3.3: it must not be stored twice). Only for sessions
+    /// resumed after a restart; looks for the record (same client, packet id and value) in
+    /// the tail of the partition the publish maps to, which is where the first copy went.
+    fn stored_before_restart(&self, pkid: u16, prep: &Prepared) -> bool {
+        let Some(since) = self.qos2_recovery else {
+            return false;
+        };
+        match super::ingest::Ingest::stored_qos2(
+            &prep.log,
+            since,
+            &self.client_id,
+            pkid,
+            prep.record.value.as_ref(),
+        ) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(client_id = %self.client_id, error = %e, "log tail unreadable; QoS 2 publish stored");
+                false
             }
         }
     }
@@ -815,7 +870,17 @@ impl Conn {
             },
         };
         match self.server.ingest.prepare(&msg, &self.client_id) {
-            Ok(prep) => {
+            Ok(mut prep) => {
+                if p.qos == QoS::ExactlyOnce {
+                    super::records::set_packet_id(&mut prep.record, p.pkid);
+                    if p.dup && self.stored_before_restart(p.pkid, &prep) {
+                        tracing::info!(client_id = %self.client_id, pkid = p.pkid, "QoS 2 publish stored before the restart; not stored again");
+                        group.slots.push(Slot::Ready(Box::new(v5::Packet::PubRec(
+                            v5::PubRec::new(p.pkid, None),
+                        ))));
+                        return Ok(());
+                    }
+                }
                 let idx = group.publishes.len();
                 group.publishes.push(PendingPublish {
                     prep,
@@ -1061,6 +1126,7 @@ impl Conn {
             expiry_secs: self.expiry_secs,
             disconnected_at_ms: Some(rill_core::clock::now_ms()),
             subscriptions: self.deliverer.stored(),
+            awaiting_pubcomp: self.deliverer.awaiting_pubcomp(),
         }
     }
 

@@ -730,6 +730,7 @@ impl Deliverer {
             Some(origin) => {
                 self.settle(origin);
                 self.awaiting_comp.insert(pkid);
+                self.dirty = true;
                 true
             }
             None => self.awaiting_comp.contains(&pkid),
@@ -738,7 +739,26 @@ impl Deliverer {
 
     /// PUBCOMP from the client.
     pub fn pubcomp(&mut self, pkid: u16) {
-        self.awaiting_comp.remove(&pkid);
+        if self.awaiting_comp.remove(&pkid) {
+            self.dirty = true;
+        }
+    }
+
+    /// Packet ids waiting for PUBCOMP, for the session store.
+    pub fn awaiting_pubcomp(&self) -> Vec<u16> {
+        let mut ids: Vec<u16> = self.awaiting_comp.iter().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// A resumed session's packet ids waiting for PUBCOMP: PUBREL goes out for each again
+    /// (MQTT 5 §4.4, MQTT-4.4.0-1), and they are not reused until PUBCOMP.
+    pub fn resume_awaiting_pubcomp(&mut self, ids: &[u16], out: &mut Vec<v5::Packet>) {
+        for id in ids {
+            if *id != 0 && self.awaiting_comp.insert(*id) {
+                out.push(v5::Packet::PubRel(v5::PubRel::new(*id, None)));
+            }
+        }
     }
 
     /// Whether any subscription has records not yet looked at.

@@ -237,6 +237,39 @@ impl Ingest {
         Ok(())
     }
 
+    /// Whether `log` holds, at or after `since_ms` (record timestamps), a QoS 2 publish of
+    /// `client_id` with packet id `pkid` and this value: the resent PUBLISH of a message
+    /// stored before the node restarted (its PUBREC was lost). Reads the log tail; only used
+    /// for DUP publishes whose packet id the node does not remember.
+    pub fn stored_qos2(
+        log: &PartitionLog,
+        since_ms: i64,
+        client_id: &str,
+        pkid: u16,
+        value: Option<&Bytes>,
+    ) -> Result<bool, IngestError> {
+        let Some((mut offset, _)) = log.offset_for_timestamp(since_ms)? else {
+            return Ok(false);
+        };
+        while offset < log.high_watermark() {
+            let read = log.read(offset, 1024 * 1024)?;
+            let recs = records::decode_batches(read.records)?;
+            let Some(last) = recs.last().map(|r| r.offset) else {
+                break;
+            };
+            if recs.iter().any(|r| {
+                r.offset >= offset
+                    && r.packet_id() == Some(pkid)
+                    && r.published_by(client_id)
+                    && r.value.as_ref() == value
+            }) {
+                return Ok(true);
+            }
+            offset = last + 1;
+        }
+        Ok(false)
+    }
+
     /// Appends and waits for durability.
     pub async fn store(&self, msg: &Message) -> Result<(), IngestError> {
         let a = self.append(msg)?;
