@@ -24,6 +24,38 @@ if ! command -v kcat >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get
         echo "note: kcat could not be installed; kcat tests will be skipped"
 fi
 
-# 3. Build the binaries the black-box tests start, then run everything.
+# 3. Build once (binaries the black-box tests start, and every test binary), then run each suite
+#    and print its time. A failing suite does not stop the others; the exit code says if any failed.
 cargo build --workspace --bins
-cargo test --workspace --no-fail-fast
+cargo test --workspace --no-run --quiet
+
+declare -a suite_names=() suite_secs=() suite_status=()
+failed=0
+run_suite() { # NAME CMD...
+    local name=$1 start end rc
+    shift
+    echo "=== suite ${name}: $*"
+    start=$(date +%s)
+    if "$@"; then rc=0; else rc=$?; failed=1; fi
+    end=$(date +%s)
+    suite_names+=("$name")
+    suite_secs+=($((end - start)))
+    suite_status+=("$([ "$rc" = 0 ] && echo ok || echo "FAILED($rc)")")
+    echo "=== suite ${name}: $((end - start)) s, $([ "$rc" = 0 ] && echo ok || echo FAILED)"
+}
+
+run_suite unit cargo test --workspace --exclude rill-tests --no-fail-fast
+for t in tests/tests/*.rs; do
+    name=$(basename "$t" .rs)
+    run_suite "$name" cargo test -p rill-tests --test "$name" --no-fail-fast
+done
+
+echo
+echo "suite times:"
+total=0
+for i in "${!suite_names[@]}"; do
+    printf '  %-22s %5s s  %s\n' "${suite_names[$i]}" "${suite_secs[$i]}" "${suite_status[$i]}"
+    total=$((total + suite_secs[i]))
+done
+printf '  %-22s %5s s\n' total "$total"
+exit "$failed"

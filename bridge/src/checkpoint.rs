@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rill_core::group_coordinator::GroupCoordinator;
-use rill_core::offset_store::OffsetStore;
+use rill_core::offset_store::{OffsetStore, RedbOffsetStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -58,27 +58,32 @@ pub trait GroupOffsets: Send + Sync {
     fn committed(&self) -> Vec<GroupOffset>;
 }
 
-impl GroupOffsets for OffsetStore {
-    fn committed(&self) -> Vec<GroupOffset> {
-        let mut out = Vec::new();
-        for g in self.groups() {
-            for ((topic, partition), c) in self.group_offsets(&g) {
-                out.push(GroupOffset {
-                    group: g.clone(),
-                    topic,
-                    partition,
-                    offset: c.offset,
-                    metadata: c.metadata,
-                });
-            }
+/// Every committed offset in `store`.
+fn committed_offsets(store: &dyn OffsetStore) -> Vec<GroupOffset> {
+    let mut out = Vec::new();
+    for g in store.groups() {
+        for ((topic, partition), c) in store.group_offsets(&g) {
+            out.push(GroupOffset {
+                group: g.clone(),
+                topic,
+                partition,
+                offset: c.offset,
+                metadata: c.metadata,
+            });
         }
-        out
+    }
+    out
+}
+
+impl GroupOffsets for RedbOffsetStore {
+    fn committed(&self) -> Vec<GroupOffset> {
+        committed_offsets(self)
     }
 }
 
 impl GroupOffsets for GroupCoordinator {
     fn committed(&self) -> Vec<GroupOffset> {
-        self.offsets().committed()
+        committed_offsets(self.offsets())
     }
 }
 
@@ -318,8 +323,8 @@ mod tests {
     #[test]
     fn offset_store_lists_committed_offsets() {
         let dir = tempfile::tempdir().unwrap();
-        let db = redb::Database::create(dir.path().join("m.redb")).unwrap();
-        let store = OffsetStore::open(Arc::new(db)).unwrap();
+        let db = rill_core::metadata::MetaStore::open(dir.path()).unwrap();
+        let store = RedbOffsetStore::open(Arc::new(db)).unwrap();
         store
             .commit(
                 "g1",

@@ -1,4 +1,6 @@
-//! Bridge configuration: TOML `[[mirror]]` entries.
+//! Bridge configuration: TOML `[[mirror]]` entries, in a bridge file (`rill serve
+//! --bridge-config FILE`, `rill bridge --config FILE`) or in the node's own TOML file.
+//! [`diagnostics`] checks either kind of file and reports every error at once, with its line.
 //!
 //! ```toml
 //! node_name = "edge-01"            # alias used by the rename policy and in rill.origin
@@ -32,7 +34,13 @@
 //! rename = "{remote_alias}.{topic}" # default for pull: the LOCAL topic
 //! ```
 
+use std::path::Path;
+
 use serde::Deserialize;
+
+pub mod diagnostics;
+
+use diagnostics::{Checker, KeyPath, Problem, Report};
 
 /// Errors of a bridge configuration.
 #[derive(Debug, thiserror::Error)]
@@ -44,17 +52,17 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The TOML is invalid.
-    #[error("invalid bridge configuration: {0}")]
-    Parse(String),
+    /// The file has errors (every one, each with its line).
+    #[error("{0}")]
+    File(Report),
     /// A value is out of range.
     #[error("invalid mirror: {0}")]
     Invalid(String),
 }
 
-/// The whole bridge configuration.
+/// The whole bridge configuration. Unknown keys are errors ([`Checker`] collects them, so the
+/// struct does not deny them itself).
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub struct BridgeConfig {
     /// This node's name (the `{node_name}` of rename policies and the origin in headers).
     #[serde(default)]
@@ -111,9 +119,9 @@ pub enum Direction {
     Pull,
 }
 
-/// One mirror: which topics go where, and how.
+/// One mirror: which topics go where, and how. Unknown keys are errors (collected by
+/// [`Checker`]).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MirrorConfig {
     /// Source topic names.
     #[serde(default)]
@@ -218,13 +226,19 @@ impl MirrorConfig {
 
     /// The TLS and SASL settings of the target (reads the CA file and the password variable).
     pub fn security(&self) -> Result<crate::security::TargetSecurity, ConfigError> {
+        self.security_of_keys()
+            .map_err(|(_, reason)| ConfigError::Invalid(reason))
+    }
+
+    /// [`MirrorConfig::security`], an error naming the key at fault.
+    fn security_of_keys(&self) -> Result<crate::security::TargetSecurity, (&'static str, String)> {
         use crate::security::{SaslCredentials, SaslMechanism, TargetSecurity, TlsSettings};
         let tls = if self.tls {
             let config = crate::security::client_config(self.tls_ca_file.as_deref())
-                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                .map_err(|e| ("tls_ca_file", e.to_string()))?;
             if let Some(name) = &self.tls_server_name {
                 crate::security::server_name("", Some(name))
-                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                    .map_err(|e| ("tls_server_name", e.to_string()))?;
             }
             Some(TlsSettings {
                 config,
@@ -232,19 +246,27 @@ impl MirrorConfig {
             })
         } else {
             if self.tls_ca_file.is_some() || self.tls_server_name.is_some() {
-                return Err(ConfigError::Invalid(
-                    "tls_ca_file / tls_server_name need tls = true".into(),
-                ));
+                let key = if self.tls_ca_file.is_some() {
+                    "tls_ca_file"
+                } else {
+                    "tls_server_name"
+                };
+                return Err((key, "tls_ca_file / tls_server_name need tls = true".into()));
             }
             None
         };
         let sasl = match &self.sasl_mechanism {
             None => {
-                if self.sasl_username.is_some()
-                    || self.sasl_password.is_some()
-                    || self.sasl_password_env.is_some()
-                {
-                    return Err(ConfigError::Invalid(
+                let key = [
+                    ("sasl_username", self.sasl_username.is_some()),
+                    ("sasl_password", self.sasl_password.is_some()),
+                    ("sasl_password_env", self.sasl_password_env.is_some()),
+                ]
+                .into_iter()
+                .find_map(|(k, set)| set.then_some(k));
+                if let Some(key) = key {
+                    return Err((
+                        key,
                         "sasl_username / sasl_password need sasl_mechanism".into(),
                     ));
                 }
@@ -252,30 +274,41 @@ impl MirrorConfig {
             }
             Some(name) => {
                 let mechanism = SaslMechanism::from_name(name).ok_or_else(|| {
-                    ConfigError::Invalid(format!(
-                        "sasl_mechanism {name:?}: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
-                    ))
+                    (
+                        "sasl_mechanism",
+                        format!(
+                            "sasl_mechanism {name:?}: expected PLAIN, SCRAM-SHA-256 or \
+                             SCRAM-SHA-512"
+                        ),
+                    )
                 })?;
                 let username = self
                     .sasl_username
                     .clone()
                     .filter(|u| !u.is_empty())
                     .ok_or_else(|| {
-                        ConfigError::Invalid("sasl_mechanism needs sasl_username".into())
+                        (
+                            "sasl_mechanism",
+                            "sasl_mechanism needs sasl_username".to_string(),
+                        )
                     })?;
-                let password =
-                    match (&self.sasl_password, &self.sasl_password_env) {
-                        (Some(p), None) => p.clone(),
-                        (None, Some(var)) => std::env::var(var).map_err(|_| {
-                            ConfigError::Invalid(format!(
-                                "sasl_password_env: environment variable {var} is not set"
-                            ))
-                        })?,
-                        _ => return Err(ConfigError::Invalid(
-                            "sasl_mechanism needs exactly one of sasl_password, sasl_password_env"
+                let password = match (&self.sasl_password, &self.sasl_password_env) {
+                    (Some(p), None) => p.clone(),
+                    (None, Some(var)) => std::env::var(var).map_err(|_| {
+                        (
+                            "sasl_password_env",
+                            format!("sasl_password_env: environment variable {var} is not set"),
+                        )
+                    })?,
+                    _ => {
+                        return Err((
+                            "sasl_mechanism",
+                            "sasl_mechanism needs exactly one of sasl_password, \
+                             sasl_password_env"
                                 .into(),
-                        )),
-                    };
+                        ))
+                    }
+                };
                 Some(SaslCredentials {
                     mechanism,
                     username,
@@ -311,88 +344,135 @@ impl MirrorConfig {
 }
 
 impl BridgeConfig {
-    /// Parse TOML text and validate it.
+    /// Parse TOML text and check it (messages name the file `<bridge config>`).
     pub fn parse(text: &str) -> Result<BridgeConfig, ConfigError> {
-        let cfg: BridgeConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-        for m in &cfg.mirror {
-            m.validate()?;
-            if let Some(node) = &cfg.node_name {
-                m.validate_for_node(node)?;
-            }
-        }
-        Ok(cfg)
+        BridgeConfig::parse_file(text, Path::new("<bridge config>"))
     }
 
-    /// Read and parse a file.
-    pub fn load(path: &std::path::Path) -> Result<BridgeConfig, ConfigError> {
+    /// Parse and check the text of the file `path`: every error at once, with its line.
+    pub fn parse_file(text: &str, path: &Path) -> Result<BridgeConfig, ConfigError> {
+        let mut checker = Checker::parse(path, text).map_err(ConfigError::File)?;
+        let config: Option<BridgeConfig> = checker.deserialize();
+        if let Some(c) = &config {
+            checker.problems(c.check());
+        }
+        checker.finish(config).map_err(ConfigError::File)
+    }
+
+    /// Read, parse and check a file.
+    pub fn load(path: &Path) -> Result<BridgeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        BridgeConfig::parse(&text)
+        BridgeConfig::parse_file(&text, path)
+    }
+
+    /// Every problem of the mirrors (with `node_name`'s checks when it is set).
+    pub fn check(&self) -> Vec<Problem> {
+        check_mirrors(&self.mirror, self.node_name.as_deref())
     }
 }
 
+/// Every problem of `[[mirror]]` entries, located at `mirror[i].KEY`; `node_name` (when known)
+/// adds [`MirrorConfig::validate_for_node`]'s check.
+pub fn check_mirrors(mirrors: &[MirrorConfig], node_name: Option<&str>) -> Vec<Problem> {
+    mirrors
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| m.check(&KeyPath::dotted("mirror").index(i), node_name))
+        .collect()
+}
+
 impl MirrorConfig {
-    /// Check the entry.
+    /// Check the entry: the first problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.check(&KeyPath::default(), None).into_iter().next() {
+            Some(p) => Err(ConfigError::Invalid(p.reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem of the entry, each at its key under `at` (the entry itself when no one key
+    /// is at fault); `node_name` adds the checks that need the node's name.
+    pub fn check(&self, at: &KeyPath, node_name: Option<&str>) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut bad = |key: &str, reason: String| {
+            let path = if key.is_empty() {
+                at.clone()
+            } else {
+                at.clone().key(key)
+            };
+            out.push(Problem::new(path, reason));
+        };
         if self.target.trim().is_empty() {
-            return Err(ConfigError::Invalid("empty target".into()));
+            bad("target", "empty target".into());
         }
         if !self.rename().contains("{topic}") {
-            return Err(ConfigError::Invalid(format!(
-                "rename {:?} must contain {{topic}}",
-                self.rename()
-            )));
+            bad(
+                "rename",
+                format!("rename {:?} must contain {{topic}}", self.rename()),
+            );
         }
-        self.validate_direction()?;
+        self.check_direction(&mut bad);
         if self.topics.is_empty() && self.topics_regex.is_none() && !self.all_topics {
-            return Err(ConfigError::Invalid(
+            bad(
+                "",
                 "a mirror needs topics, topics_regex or all_topics".into(),
-            ));
+            );
         }
         if let Some(r) = &self.topics_regex {
-            regex_automata::meta::Regex::new(&format!("^(?:{r})$"))
-                .map_err(|e| ConfigError::Invalid(format!("topics_regex: {e}")))?;
+            if let Err(e) = regex_automata::meta::Regex::new(&format!("^(?:{r})$")) {
+                bad("topics_regex", format!("topics_regex: {e}"));
+            }
         }
-        self.security()?;
-        Ok(())
+        if let Err((key, reason)) = self.security_of_keys() {
+            bad(key, reason);
+        }
+        if let Some(node) = node_name {
+            if let Err(ConfigError::Invalid(reason)) = self.validate_for_node(node) {
+                bad("remote_alias", reason);
+            }
+        }
+        out
     }
 
     /// Direction-specific checks: pull mirrors name their remote topics and alias; push
     /// mirrors take neither `remote_alias` nor `{remote_alias}`.
-    fn validate_direction(&self) -> Result<(), ConfigError> {
+    fn check_direction(&self, bad: &mut impl FnMut(&str, String)) {
         match self.direction {
             Direction::Push => {
                 if self.remote_alias.is_some() {
-                    return Err(ConfigError::Invalid(
+                    bad(
+                        "remote_alias",
                         "remote_alias applies to pull mirrors only (direction = \"pull\")".into(),
-                    ));
+                    );
                 }
                 if self.rename().contains("{remote_alias}") {
-                    return Err(ConfigError::Invalid(
+                    bad(
+                        "rename",
                         "{remote_alias} in rename applies to pull mirrors only".into(),
-                    ));
+                    );
                 }
             }
             Direction::Pull => {
                 if self.all_topics {
-                    return Err(ConfigError::Invalid(
+                    bad(
+                        "all_topics",
                         "a pull mirror names its remote topics (topics and/or topics_regex), \
                          all_topics is for push mirrors"
                             .into(),
-                    ));
+                    );
                 }
                 let alias = self.remote_alias();
                 if alias.is_empty() || alias.contains(char::is_whitespace) {
-                    return Err(ConfigError::Invalid(format!(
-                        "remote_alias {alias:?} must be a non-empty name without spaces"
-                    )));
+                    bad(
+                        "remote_alias",
+                        format!("remote_alias {alias:?} must be a non-empty name without spaces"),
+                    );
                 }
             }
         }
-        Ok(())
     }
 
     /// Checks that need the node's name: a pull mirror's remote alias must differ from it, or
@@ -405,6 +485,53 @@ impl MirrorConfig {
             )));
         }
         Ok(())
+    }
+
+    /// Whether `other` is the same mirror: the same topics (names, regex, all), the same
+    /// direction, target and rename template, whatever the other settings. Two definitions of
+    /// one mirror would copy the same records twice.
+    pub fn is_same_mirror(&self, other: &MirrorConfig) -> bool {
+        let bootstrap = |m: &MirrorConfig| {
+            let mut servers: Vec<String> = m
+                .target
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            servers.sort();
+            servers
+        };
+        let topics = |m: &MirrorConfig| {
+            let mut t = m.topics.clone();
+            t.sort();
+            t.dedup();
+            t
+        };
+        self.direction == other.direction
+            && bootstrap(self) == bootstrap(other)
+            && topics(self) == topics(other)
+            && self.topics_regex == other.topics_regex
+            && self.all_topics == other.all_topics
+            && self.rename() == other.rename()
+    }
+
+    /// A short description for messages: `push of ["a"] to central:9092`.
+    pub fn describe(&self) -> String {
+        let direction = match self.direction {
+            Direction::Push => "push",
+            Direction::Pull => "pull",
+        };
+        let mut what = Vec::new();
+        if !self.topics.is_empty() {
+            what.push(format!("{:?}", self.topics));
+        }
+        if let Some(r) = &self.topics_regex {
+            what.push(format!("/{r}/"));
+        }
+        if self.all_topics {
+            what.push("all topics".to_string());
+        }
+        format!("{direction} of {} to {}", what.join(" and "), self.target)
     }
 }
 
@@ -475,8 +602,12 @@ rename = "{topic}"
         assert_eq!(c.mirror[1].target_topic("edge-01", "cmd-a"), "cmd-a");
         assert_eq!(c.mirror[1].remote_alias(), "hq");
         let err = |text: &str| match BridgeConfig::parse(text) {
-            Err(ConfigError::Invalid(m)) => m,
-            other => panic!("expected an invalid-mirror error, got {other:?}"),
+            Err(ConfigError::File(r)) if r.diagnostics.len() == 1 => {
+                let m = &r.diagnostics[0].message;
+                assert!(m.starts_with("invalid value for 'mirror[0]"), "{r}");
+                m.clone()
+            }
+            other => panic!("expected one invalid-mirror error, got {other:?}"),
         };
         assert!(
             err("[[mirror]]\ndirection = \"pull\"\nall_topics = true\ntarget = \"x:1\"\n")
@@ -500,12 +631,16 @@ rename = "{topic}"
             "node_name = \"central\"\n[[mirror]]\ndirection = \"pull\"\ntopics = [\"a\"]\ntarget = \"x:1\"\n"
         )
         .contains("this node's name"));
-        assert!(matches!(
-            BridgeConfig::parse(
-                "[[mirror]]\ndirection = \"sideways\"\ntopics = [\"a\"]\ntarget = \"x:1\"\n"
-            ),
-            Err(ConfigError::Parse(_))
-        ));
+        match BridgeConfig::parse(
+            "[[mirror]]\ndirection = \"sideways\"\ntopics = [\"a\"]\ntarget = \"x:1\"\n",
+        ) {
+            Err(ConfigError::File(r)) => {
+                assert_eq!(r.diagnostics.len(), 1, "{r}");
+                assert!(r.diagnostics[0].message.contains("unknown variant"), "{r}");
+                assert_eq!(r.diagnostics[0].line, 2, "{r}");
+            }
+            other => panic!("expected a type error, got {other:?}"),
+        }
     }
 
     #[test]
@@ -534,7 +669,68 @@ rename = "{topic}"
             "tls = true\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
         ] {
             let err = BridgeConfig::parse(&format!("{base}{bad}")).unwrap_err();
-            assert!(matches!(err, ConfigError::Invalid(_)), "{bad}: {err}");
+            assert!(
+                matches!(&err, ConfigError::File(r) if r.diagnostics.len() == 1
+                    && r.diagnostics[0].message.starts_with("invalid value for 'mirror[0].")),
+                "{bad}: {err}"
+            );
+            let mirror: MirrorConfig =
+                toml::from_str(&format!("topics = [\"a\"]\ntarget = \"c:1\"\n{bad}")).unwrap();
+            assert!(
+                matches!(mirror.validate(), Err(ConfigError::Invalid(_))),
+                "{bad}"
+            );
         }
+    }
+
+    #[test]
+    fn every_error_of_a_bridge_file_with_its_line() {
+        let text = "node_name = \"edge-01\"\nnode_nmae = \"x\"\n\
+                    [[mirror]]\ntopics = [\"a\"]\ntarget = \"c:1\"\nrename = \"x\"\n\
+                    [[mirror]]\ntopics = [\"b\"]\ntarget = \"c:1\"\ncompresion = \"none\"\n\
+                    [[mirror]]\ndirection = \"pull\"\ntopics = [\"c\"]\ntarget = \"c:1\"\n\
+                    remote_alias = \"edge-01\"\ntopics_regex = \"(\"\n";
+        let Err(ConfigError::File(r)) = BridgeConfig::parse_file(text, Path::new("b.toml")) else {
+            panic!("accepted")
+        };
+        let lines: Vec<usize> = r.diagnostics.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [2, 6, 10, 15, 16], "{r}");
+        let out = r.to_string();
+        assert!(
+            out.starts_with("b.toml:2:1: unknown key 'node_nmae'\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("b.toml:6:1: invalid value for 'mirror[0].rename'"),
+            "{out}"
+        );
+        assert!(
+            out.contains("b.toml:10:1: unknown key 'mirror[1].compresion'"),
+            "{out}"
+        );
+        assert!(
+            out.contains("'mirror[2].remote_alias': remote_alias \"edge-01\" is this node"),
+            "{out}"
+        );
+        assert!(
+            out.contains("b.toml:16:1: invalid value for 'mirror[2].topics_regex'"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn same_mirror_ignores_order_and_other_settings() {
+        let m = |text: &str| -> MirrorConfig { toml::from_str(text).unwrap() };
+        let a = m("topics = [\"a\", \"b\"]\ntarget = \"x:1, y:2\"\n");
+        let b = m("topics = [\"b\", \"a\"]\ntarget = \"y:2,x:1\"\ncompression = \"none\"\n");
+        assert!(a.is_same_mirror(&b));
+        assert!(!a.is_same_mirror(&m("topics = [\"a\"]\ntarget = \"x:1,y:2\"\n")));
+        assert!(!a.is_same_mirror(&m(
+            "topics = [\"a\", \"b\"]\ntarget = \"x:1,y:2\"\nrename = \"{topic}\"\n"
+        )));
+        assert!(!a.is_same_mirror(&m(
+            "direction = \"pull\"\ntopics = [\"a\", \"b\"]\ntarget = \"x:1,y:2\"\n"
+        )));
+        assert_eq!(a.describe(), "push of [\"a\", \"b\"] to x:1, y:2");
     }
 }

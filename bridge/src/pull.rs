@@ -20,7 +20,7 @@ use kafka_protocol::messages::fetch_response::AbortedTransaction;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 use rill_client::{Client, ClientError, PartitionFetch};
-use rill_core::batch::{BatchBuilder, BatchHeader, Headers};
+use rill_core::batch::{BatchBuilder, BatchError, BatchHeader, Batches, Headers};
 use rill_core::broker::{Broker, BrokerError};
 use rill_core::log::{LogError, PartitionLog};
 use tokio_util::sync::CancellationToken;
@@ -34,8 +34,6 @@ const FETCH_WAIT_MS: i32 = 500;
 const FETCH_BYTES: i32 = 4 << 20;
 /// Uncompressed bytes per local batch (well under the default `max.message.bytes`).
 const LOCAL_BATCH_BYTES: usize = 256 << 10;
-/// Size of the fixed v2 record batch header.
-const BATCH_HEADER_LEN: usize = 61;
 
 /// Errors of a pull session (the session is restarted after a backoff).
 #[derive(Debug, thiserror::Error)]
@@ -127,10 +125,10 @@ fn read_range(log: &PartitionLog, from: i64, end: i64) -> Result<Vec<Record>, Lo
             break;
         }
         let mut next = pos;
-        let batches = whole_batches(&rr.records).map_err(|reason| LogError::Corrupt {
+        let batches = whole_batches(&rr.records).map_err(|e| LogError::Corrupt {
             file: log.dir().to_path_buf(),
             position: 0,
-            reason,
+            reason: e.to_string(),
         })?;
         for (slice, h) in batches {
             next = next.max(h.last_offset() + 1);
@@ -156,25 +154,13 @@ fn read_range(log: &PartitionLog, from: i64, end: i64) -> Result<Vec<Record>, Lo
     Ok(out)
 }
 
-/// The complete v2 batches at the start of `buf` with their headers (a Kafka broker may end a
-/// Fetch response with a partial batch; it is left for the next fetch). A header that is
-/// complete but invalid (e.g. an old message format) is an error.
-fn whole_batches(buf: &Bytes) -> Result<Vec<(Bytes, BatchHeader)>, String> {
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    while at < buf.len() {
-        if buf.len() - at < BATCH_HEADER_LEN {
-            break;
-        }
-        let h = BatchHeader::parse(&buf[at..]).map_err(|e| e.to_string())?;
-        let len = h.total_len();
-        if at + len > buf.len() {
-            break;
-        }
-        out.push((buf.slice(at..at + len), h));
-        at += len;
-    }
-    Ok(out)
+/// The complete v2 batches at the start of `buf` with their headers ([`Batches`]: a Kafka broker
+/// may end a Fetch response with a partial batch; it is left for the next fetch). A header that
+/// is complete but invalid (e.g. an old message format) is an error.
+fn whole_batches(buf: &Bytes) -> Result<Vec<(Bytes, BatchHeader)>, BatchError> {
+    Batches::new(buf)
+        .map(|b| b.map(|b| (buf.slice_ref(b.bytes), b.header)))
+        .collect()
 }
 
 /// read_committed for a client: records of aborted transactions (the Fetch response's

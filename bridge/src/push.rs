@@ -13,14 +13,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
 use rill_client::{Client, ClientError, PartitionFetch};
+use rill_core::batch::{BatchBuilder, Compression as BatchCompression};
 use rill_core::broker::Broker;
 use tokio_util::sync::CancellationToken;
 
@@ -168,8 +167,8 @@ impl PartitionMirror {
         let mut seqs: HashMap<i32, i32> = HashMap::new();
         let mut hw_rx = log.watch_high_watermark();
         let compression = match self.mirror.config.compression {
-            TransferCompression::Zstd => Compression::Zstd,
-            TransferCompression::None => Compression::None,
+            TransferCompression::Zstd => BatchCompression::Zstd,
+            TransferCompression::None => BatchCompression::None,
         };
         loop {
             let rr = match log.read(pos, CHUNK_BYTES) {
@@ -291,7 +290,7 @@ impl PartitionMirror {
         pid: i64,
         seqs: &mut HashMap<i32, i32>,
         per_target: &mut BTreeMap<i32, Vec<Record>>,
-        compression: Compression,
+        compression: BatchCompression,
         done: &mut HashMap<i32, i64>,
     ) -> Result<(), MirrorError> {
         let mut parts = Vec::new();
@@ -300,13 +299,6 @@ impl PartitionMirror {
             let seq0 = *seqs.get(t).unwrap_or(&0);
             for (i, r) in recs.iter_mut().enumerate() {
                 r.offset = i as i64;
-                // Without a producer id the batch's base sequence must be -1; keeping offset minus
-                // sequence constant keeps the records in one batch.
-                r.sequence = if pid >= 0 {
-                    seq0.wrapping_add(i as i32)
-                } else {
-                    i as i32 - 1
-                };
             }
             let last = recs
                 .last()
@@ -314,28 +306,24 @@ impl PartitionMirror {
                 .and_then(|v| parse_origin(&v).map(|o| o.3))
                 .unwrap_or(-1);
             last_origin.insert(*t, (last, recs.len() as i32));
-            let mut buf = BytesMut::new();
-            RecordBatchEncoder::encode_with_custom_compression(
-                &mut buf,
-                recs.iter(),
-                &RecordEncodeOptions {
-                    version: 2,
-                    compression,
-                },
-                Some(
-                    |records: &mut BytesMut, out: &mut BytesMut, c: Compression| {
-                        match c {
-                            Compression::Zstd => {
-                                zstd::stream::copy_encode(&records[..], out.writer(), ZSTD_LEVEL)?
-                            }
-                            _ => out.extend_from_slice(records),
-                        }
-                        Ok(())
-                    },
-                ),
-            )
-            .map_err(|e| MirrorError::Source(format!("encode: {e}")))?;
-            parts.push((*t, buf.freeze()));
+            // Without a producer id the batch's base sequence is -1.
+            let epoch = recs.first().map_or(-1, |r| r.producer_epoch);
+            let mut batch = BatchBuilder::new()
+                .compression(compression)
+                .compression_level(ZSTD_LEVEL)
+                .producer(pid, epoch, if pid >= 0 { seq0 } else { -1 });
+            for r in recs.iter() {
+                batch.push_with_headers(
+                    r.key.clone(),
+                    r.value.clone(),
+                    r.timestamp,
+                    r.headers.clone(),
+                );
+            }
+            let buf = batch
+                .build()
+                .map_err(|e| MirrorError::Source(format!("encode: {e}")))?;
+            parts.push((*t, buf));
         }
         // With idempotence a retry resends the same sequences: the target drops what it has.
         let results = client.produce(topic, &parts, -1, 30_000, pid >= 0).await?;
@@ -422,6 +410,8 @@ impl RecordSource for TargetPartition<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
 
     #[test]
     fn size_bound_covers_the_mirrored_encoding() {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use rill_core::broker::{Broker, BrokerConfig, KeySource};
-use rill_core::offset_store::OffsetStore;
+use rill_core::offset_store::RedbOffsetStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BridgeConfig, ConfigError};
@@ -50,7 +50,7 @@ pub async fn run(cfg: BridgeConfig, shutdown: CancellationToken) -> Result<(), S
     let node_name = cfg.node_name.unwrap_or_else(|| "rill".to_string());
     let mut bridge = Bridge::new(broker.clone(), node_name, mirrors, shutdown);
     // Nobody commits on a stopped node: the offsets as they were are checkpointed once mirrored.
-    match OffsetStore::open(broker.clone()) {
+    match RedbOffsetStore::open(broker.metadata_handle()) {
         Ok(store) => bridge = bridge.with_group_offsets(Arc::new(store)),
         Err(e) => tracing::warn!(error = %e, "consumer group offsets unreadable; no checkpoints"),
     }

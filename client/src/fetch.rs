@@ -1,7 +1,7 @@
 //! Fetch of one partition from its leader, with retries on stale leaders (KIP-951 leader hints
-//! first, then a metadata refresh), and the cut of a fetched records section to whole batches.
+//! first, then a metadata refresh).
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::AbortedTransaction;
@@ -41,7 +41,7 @@ pub struct FetchedPartition {
     pub high_watermark: i64,
     /// Last stable offset (-1 when the broker does not say).
     pub last_stable_offset: i64,
-    /// The record batches, as sent (the last one may be partial, see [`whole_batches`]).
+    /// The record batches, as sent (the last one may be partial).
     pub records: Bytes,
     /// Aborted transactions in the range (read_committed), if the broker listed them.
     pub aborted_transactions: Option<Vec<AbortedTransaction>>,
@@ -137,42 +137,5 @@ impl Client {
             records: p.records.clone().unwrap_or_default(),
             aborted_transactions: p.aborted_transactions.clone(),
         }))
-    }
-}
-
-/// The whole batches at the start of a fetched records section, dropping a trailing partial
-/// batch (a broker may cut the last batch at the size limit).
-pub fn whole_batches(mut records: Bytes) -> Bytes {
-    let mut used = 0usize;
-    let mut view = records.clone();
-    while view.remaining() >= 12 {
-        let _base = view.get_i64();
-        let len = view.get_i32();
-        if len < 0 || (len as usize) > view.remaining() {
-            break;
-        }
-        view.advance(len as usize);
-        used += 12 + len as usize;
-    }
-    records.truncate(used);
-    records
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::{BufMut, BytesMut};
-
-    #[test]
-    fn whole_batches_drops_partial_tail() {
-        let mut b = BytesMut::new();
-        b.put_i64(0);
-        b.put_i32(3);
-        b.put_slice(&[1, 2, 3]);
-        b.put_i64(3);
-        b.put_i32(10);
-        b.put_slice(&[1, 2]);
-        let out = whole_batches(b.freeze());
-        assert_eq!(out.len(), 15);
     }
 }

@@ -29,7 +29,6 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::broker::Broker;
 use crate::log::{LogError, PartitionLog};
 use crate::topic_config::{CleanupPolicy, TopicConfig};
 
@@ -274,15 +273,86 @@ impl Backlog {
     }
 }
 
-/// The maintenance pass: apply the policy to every log and to the node, then publish the new
+impl PartitionLog {
+    /// What the retention floor holds back (see [`crate::backlog`]): the backlog from the floor
+    /// on, the closed segments it keeps, and whether the oldest of them is past
+    /// `retention.ms × high_water`.
+    pub fn backlog_view(&self, now_ms: i64, high_water: f64) -> Result<BacklogView, LogError> {
+        self.check_open()?;
+        let floor = self.retention_floor();
+        let cfg = self.cfg();
+        let s = self.segs();
+        let n = s.map.len();
+        let mut view = BacklogView {
+            floor,
+            ..BacklogView::default()
+        };
+        for (i, seg) in s.map.values().enumerate() {
+            let st = seg.state();
+            let disk = st.size + st.index_file_len + st.time_file_len;
+            let active = i + 1 == n;
+            let held = floor.is_some_and(|f| st.next_offset > f);
+            drop(st);
+            if held {
+                view.backlog_bytes += seg.size();
+            }
+            if active {
+                view.pinned_disk_bytes += disk;
+            } else if held {
+                view.pinned_disk_bytes += disk;
+                if view.held_segments == 0 {
+                    view.oldest_held_time = Some(seg.state().max_timestamp.max(seg.created_ms));
+                    view.oldest_held_expired = cfg.retention_ms >= 0
+                        && crate::retention::time_expired(
+                            seg,
+                            now_ms,
+                            (cfg.retention_ms as f64 * high_water) as i64,
+                        );
+                }
+                view.held_segments += 1;
+            }
+        }
+        Ok(view)
+    }
+
+    /// Delete the oldest closed segment even though the retention floor holds it (the backlog
+    /// policy `drop_oldest`). Returns what was lost, or `None` if there is no closed segment.
+    pub fn drop_oldest_segment(&self) -> Result<Option<DroppedSegment>, LogError> {
+        self.with_writer(|| {
+            let floor = self.retention_floor();
+            let (victim, log_start) = {
+                let s = self.segs();
+                match s.oldest_closed() {
+                    Some(seg) => (seg.clone(), s.log_start),
+                    None => return Ok(None),
+                }
+            };
+            let end = victim.next_offset();
+            let first = floor.map_or(end, |f| f.max(log_start).max(victim.base_offset).min(end));
+            let freed_bytes = self.remove_segment(&victim)?;
+            Ok(Some(DroppedSegment {
+                freed_bytes,
+                first,
+                end,
+            }))
+        })
+    }
+}
+
+/// The maintenance pass over `logs` (topic, partition, log: every log of the node) and a node
+/// with `disk_budget_bytes`: apply the policy to every log and to the node, then publish the new
 /// pressure. Runs after retention and the disk budget.
-pub(crate) fn apply(broker: &Broker, now_ms: i64) {
-    let backlog = broker.backlog();
+pub(crate) fn apply(
+    backlog: &Backlog,
+    logs: Vec<(String, i32, Arc<PartitionLog>)>,
+    disk_budget_bytes: Option<u64>,
+    now_ms: i64,
+) {
     let cfg = backlog.config();
     let hw = cfg.high_water;
     let mut pressure = Pressure::default();
     let mut views: Vec<(String, i32, Arc<PartitionLog>, BacklogView)> = Vec::new();
-    for (topic, partition, log) in broker.all_logs() {
+    for (topic, partition, log) in logs {
         let topic_cfg = log.config();
         let Ok(mut view) = log.backlog_view(now_ms, hw) else {
             continue; // closed
@@ -308,7 +378,7 @@ pub(crate) fn apply(broker: &Broker, now_ms: i64) {
         }
         views.push((topic, partition, log, view));
     }
-    if let Some(budget) = broker.config().disk_budget_bytes {
+    if let Some(budget) = disk_budget_bytes {
         let totals = |views: &[(String, i32, Arc<PartitionLog>, BacklogView)]| {
             views.iter().fold((0u64, 0usize), |(b, n), (_, _, _, v)| {
                 (b + v.pinned_disk_bytes, n + v.held_segments)

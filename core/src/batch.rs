@@ -1,8 +1,13 @@
 //! Kafka v2 record batches: the fixed 61-byte header, CRC32C, framing of a produce payload into
 //! batches, and the few header rewrites the log is allowed to make.
 //!
-//! [`BatchBuilder`] encodes records into a batch (with kafka-protocol's encoder) for the callers
-//! that play the producer: the CLI, tests and benchmarks.
+//! The toolkit every caller shares instead of walking batches by hand:
+//! - [`Batches`] iterates over the whole batches at the start of a buffer (a log read or a Fetch
+//!   response), leaving a partial last batch for the next read;
+//! - [`decode_records`] decodes their records with kafka-protocol's decoder (every codec),
+//!   optionally skipping control records;
+//! - [`BatchBuilder`] is the one encoder (kafka-protocol's), for the callers that play the
+//!   producer: MQTT ingest, control topics, the CLI, tests and benchmarks.
 //!
 //! Stored batches are kept byte-for-byte as the producer sent them. The log only rewrites
 //! `baseOffset` and `partitionLeaderEpoch` (both outside the CRC) and, for `LogAppendTime` topics,
@@ -61,9 +66,12 @@ pub enum BatchError {
     /// Framing or field values are inconsistent.
     #[error("batch is malformed: {0}")]
     Malformed(String),
+    /// [`decode_records`] could not decode a batch's records (CRC, codec or record framing).
+    #[error("cannot decode record batch")]
+    Decode(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// [`BatchBuilder::build`] could not encode the records (e.g. the codec failed).
-    #[error("cannot encode record batch: {0}")]
-    Encode(String),
+    #[error("cannot encode record batch")]
+    Encode(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Only magic 2 (record batch v2) is supported.
     #[error("unsupported record batch magic {0} (only v2 is supported)")]
     UnsupportedMagic(i8),
@@ -308,6 +316,116 @@ pub fn split_batches(
     Ok(out)
 }
 
+/// One whole batch found by [`Batches`].
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    pub header: BatchHeader,
+    /// The batch's bytes, header included (`header.total_len()` of them).
+    pub bytes: &'a [u8],
+}
+
+/// The whole v2 batches at the start of a buffer, in order.
+///
+/// A partial last batch (a broker cuts a Fetch response at its size limit; a log read may end
+/// mid-batch) ends the iteration quietly: [`position`](Self::position) then says where it
+/// starts. A complete header that does not parse (old message format, negative length) yields
+/// one `Err` and ends the iteration. CRCs are not checked here (see [`verify_crc`]).
+///
+/// ```
+/// use rill_core::batch::{BatchBuilder, Batches};
+///
+/// let mut b = BatchBuilder::new();
+/// b.push(None, Some("v".into()), 1);
+/// let one = b.build().unwrap();
+/// let mut two = [&one[..], &one[..]].concat();
+/// two.truncate(two.len() - 1); // the second batch is cut short
+/// let mut it = Batches::new(&two);
+/// assert_eq!(it.by_ref().map(|b| b.unwrap().header.records_count).sum::<i32>(), 1);
+/// assert_eq!(it.position(), one.len());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Batches<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> Batches<'a> {
+    /// Iterate over the batches of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Batches {
+            buf,
+            pos: 0,
+            done: false,
+        }
+    }
+
+    /// Bytes taken by the batches yielded so far: once the iteration ended without an error,
+    /// the length of the whole batches (the partial tail, if any, starts here).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<'a> Iterator for Batches<'a> {
+    type Item = Result<Batch<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = &self.buf[self.pos..];
+        if self.done || rest.len() < HEADER_LEN {
+            return None;
+        }
+        let header = match BatchHeader::parse(rest) {
+            Ok(h) => h,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
+        let bytes = rest.get(..header.total_len())?;
+        self.pos += bytes.len();
+        Some(Ok(Batch { header, bytes }))
+    }
+}
+
+/// Whether [`decode_records`] returns control records (transaction markers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlRecords {
+    /// Leave out the records of control batches, as a consumer does.
+    Skip,
+    /// Return them too (with `control` set).
+    Keep,
+}
+
+/// A record as kafka-protocol decodes it.
+pub type Record = kafka_protocol::records::Record;
+
+/// The records of every whole batch at the start of `buf` (see [`Batches`]: a partial last
+/// batch is left out), decoded and decompressed with kafka-protocol's decoder, which checks each
+/// batch's CRC. Keys, values and header values share `buf`'s memory when uncompressed.
+/// Records of LogAppendTime batches carry the batch's `maxTimestamp`, as Kafka's consumer shows
+/// them.
+pub fn decode_records(buf: &Bytes, control: ControlRecords) -> Result<Vec<Record>, BatchError> {
+    let mut out = Vec::new();
+    for batch in Batches::new(buf) {
+        let Batch { header, bytes } = batch?;
+        if header.is_control() && control == ControlRecords::Skip {
+            continue;
+        }
+        let mut bytes = buf.slice_ref(bytes);
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+            .map_err(|e| BatchError::Decode(e.into()))?;
+        let first = out.len();
+        out.extend(set.records);
+        if header.is_log_append_time() {
+            for r in &mut out[first..] {
+                r.timestamp = header.max_timestamp;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Read a zig-zag varint (Kafka records section encoding) from `buf` at `*pos`.
 fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut value: u64 = 0;
@@ -438,6 +556,7 @@ impl From<kafka_protocol::records::Compression> for Compression {
 #[derive(Debug, Clone)]
 pub struct BatchBuilder {
     compression: Compression,
+    level: Option<i32>,
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
@@ -455,6 +574,7 @@ impl BatchBuilder {
     pub fn new() -> Self {
         BatchBuilder {
             compression: Compression::None,
+            level: None,
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
@@ -465,6 +585,14 @@ impl BatchBuilder {
     /// Compress the records with `compression`.
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self
+    }
+
+    /// Compress at `level` instead of the codec's default (Kafka's `compression.zstd.level` /
+    /// `compression.gzip.level`): zstd takes 1..=22 (kafka-protocol's default is 3), gzip 0..=9.
+    /// Ignored for the codecs without levels here (none, snappy, lz4).
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.level = Some(level);
         self
     }
 
@@ -531,18 +659,58 @@ impl BatchBuilder {
             // from the base, also from -1 (no sequence) for a batch without a producer id.
             r.sequence = self.base_sequence.wrapping_add(i as i32);
         }
+        let options = kafka_protocol::records::RecordEncodeOptions {
+            version: 2,
+            compression: self.compression.into(),
+        };
         let mut buf = BytesMut::new();
-        kafka_protocol::records::RecordBatchEncoder::encode(
-            &mut buf,
-            &self.records,
-            &kafka_protocol::records::RecordEncodeOptions {
-                version: 2,
-                compression: self.compression.into(),
-            },
-        )
-        .map_err(|e| BatchError::Encode(e.to_string()))?;
+        let encoded = match (self.level, self.compression) {
+            (Some(level), Compression::Zstd | Compression::Gzip) => {
+                kafka_protocol::records::RecordBatchEncoder::encode_with_custom_compression(
+                    &mut buf,
+                    &self.records,
+                    &options,
+                    Some(|records: &mut BytesMut, out: &mut BytesMut, _| {
+                        Ok(compress_at_level(self.compression, level, records, out)?)
+                    }),
+                )
+            }
+            _ => kafka_protocol::records::RecordBatchEncoder::encode(
+                &mut buf,
+                &self.records,
+                &options,
+            ),
+        };
+        encoded.map_err(|e| BatchError::Encode(e.into()))?;
         Ok(buf.freeze())
     }
+}
+
+/// Compress an encoded records section with zstd or gzip at `level` (the other codecs have no
+/// level and never reach here).
+fn compress_at_level(
+    codec: Compression,
+    level: i32,
+    records: &[u8],
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
+    use bytes::BufMut;
+    use std::io::Write;
+    match codec {
+        Compression::Zstd => zstd::stream::copy_encode(records, out.writer(), level)?,
+        Compression::Gzip => {
+            let level = flate2::Compression::new(level.clamp(0, 9) as u32);
+            let mut e = flate2::write::GzEncoder::new(out.writer(), level);
+            e.write_all(records)?;
+            e.finish()?;
+        }
+        Compression::None | Compression::Snappy | Compression::Lz4 => {
+            return Err(std::io::Error::other(format!(
+                "{codec:?} has no compression level"
+            )))
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -634,5 +802,180 @@ mod tests {
         );
         assert!(h.is_log_append_time());
         assert_eq!(record_timestamps(&b).unwrap(), vec![(42, 99)]);
+    }
+
+    #[test]
+    fn compression_level_changes_the_bytes_not_the_records() {
+        let build = |c: Compression, level: Option<i32>| {
+            let mut b = BatchBuilder::new().compression(c);
+            if let Some(l) = level {
+                b = b.compression_level(l);
+            }
+            for i in 0..200 {
+                b.push(
+                    None,
+                    Some(Bytes::from(format!("reading {i} of sensor {}", i % 7))),
+                    i,
+                );
+            }
+            b.build().unwrap()
+        };
+        for (c, lo, hi) in [(Compression::Zstd, 1, 19), (Compression::Gzip, 1, 9)] {
+            let fast = build(c, Some(lo));
+            let best = build(c, Some(hi));
+            assert_ne!(fast, best, "{c:?} levels {lo} and {hi} gave the same bytes");
+            for batch in [&fast, &best] {
+                verify_crc(batch).unwrap();
+                let h = BatchHeader::parse(batch).unwrap();
+                assert_eq!((h.compression(), h.records_count), (c, 200));
+                let mut bytes = batch.clone();
+                let decoded = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+                    .unwrap()
+                    .records;
+                assert_eq!(decoded.len(), 200);
+                assert_eq!(
+                    decoded[199].value.as_deref(),
+                    Some(&b"reading 199 of sensor 3"[..])
+                );
+            }
+        }
+        // Without a level the codec's default applies, as before.
+        assert_eq!(
+            build(Compression::Zstd, None),
+            build(Compression::Zstd, Some(3))
+        );
+        // A level on a codec without levels is ignored.
+        assert_eq!(
+            build(Compression::Lz4, Some(5)),
+            build(Compression::Lz4, None)
+        );
+    }
+
+    /// `b` turned into a transactional control batch (marker records), CRC recomputed.
+    fn as_control(mut b: Vec<u8>) -> Vec<u8> {
+        let attrs = be_i16(&b, OFF_ATTRIBUTES) | ATTR_CONTROL | ATTR_TRANSACTIONAL;
+        b[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+        let crc = compute_crc(&b);
+        b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn values(records: &[Record]) -> Vec<&[u8]> {
+        records.iter().filter_map(|r| r.value.as_deref()).collect()
+    }
+
+    #[test]
+    fn batches_stop_before_a_partial_last_batch() {
+        let one = batch(&[b"a", b"b"], 1);
+        let mut buf = one.clone();
+        set_base_offset(&mut buf, 0);
+        let mut second = batch(&[b"c"], 3);
+        set_base_offset(&mut second, 2);
+        buf.extend(&second);
+        let whole: Vec<_> = Batches::new(&buf).map(|b| b.unwrap()).collect();
+        assert_eq!(whole.len(), 2);
+        assert_eq!(whole[1].header.base_offset, 2);
+        assert_eq!(whole[1].bytes, &second[..]);
+        // Every cut inside the second batch (header or records) yields only the first.
+        for cut in one.len()..buf.len() {
+            let mut it = Batches::new(&buf[..cut]);
+            let got: Vec<_> = it.by_ref().map(|b| b.unwrap().header.base_offset).collect();
+            assert_eq!(got, vec![0], "cut at {cut}");
+            assert_eq!(it.position(), one.len());
+        }
+        assert_eq!(Batches::new(&[]).count(), 0);
+        assert_eq!(Batches::new(&buf[..HEADER_LEN - 1]).count(), 0);
+    }
+
+    #[test]
+    fn batches_report_a_complete_bad_header_once() {
+        let mut buf = batch(&[b"a"], 1);
+        let mut old = batch(&[b"b"], 2);
+        old[OFF_MAGIC] = 1;
+        buf.extend(&old);
+        buf.extend(batch(&[b"c"], 3));
+        let got: Vec<_> = Batches::new(&buf).collect();
+        assert_eq!(got.len(), 2, "iteration ends at the error");
+        assert!(got[0].is_ok());
+        assert!(matches!(got[1], Err(BatchError::UnsupportedMagic(1))));
+    }
+
+    #[test]
+    fn decode_records_skips_control_batches_on_request() {
+        let mut buf = batch(&[b"a"], 1);
+        let mut marker = as_control(batch(&[b"marker"], 2));
+        set_base_offset(&mut marker, 1);
+        buf.extend(&marker);
+        let mut after = batch(&[b"b", b"c"], 3);
+        set_base_offset(&mut after, 2);
+        buf.extend(&after);
+        let buf = Bytes::from(buf);
+
+        let skipped = decode_records(&buf, ControlRecords::Skip).unwrap();
+        assert_eq!(values(&skipped), vec![&b"a"[..], b"b", b"c"]);
+        assert_eq!(
+            skipped.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![0, 2, 3]
+        );
+        let kept = decode_records(&buf, ControlRecords::Keep).unwrap();
+        assert_eq!(values(&kept), vec![&b"a"[..], b"marker", b"b", b"c"]);
+        assert!(kept[1].control && !kept[0].control);
+        // The partial tail is left out, not an error.
+        let cut = buf.slice(..buf.len() - 3);
+        let partial = decode_records(&cut, ControlRecords::Skip).unwrap();
+        assert_eq!(values(&partial), vec![&b"a"[..]]);
+    }
+
+    #[test]
+    fn decode_records_decompresses_every_codec() {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let mut buf = BytesMut::new();
+            for base in [0i64, 2] {
+                let mut b = BatchBuilder::new().compression(c);
+                b.push(
+                    Some(Bytes::from("k")),
+                    Some(Bytes::from(format!("v{base}"))),
+                    10,
+                );
+                b.push(None, Some(Bytes::from(format!("v{}", base + 1))), 11);
+                let mut one = b.build().unwrap().to_vec();
+                set_base_offset(&mut one, base);
+                buf.extend_from_slice(&one);
+            }
+            let recs = decode_records(&buf.freeze(), ControlRecords::Skip).unwrap();
+            assert_eq!(
+                values(&recs),
+                vec![&b"v0"[..], b"v1", b"v2", b"v3"],
+                "{c:?}"
+            );
+            assert_eq!(
+                recs.iter().map(|r| r.offset).collect::<Vec<_>>(),
+                vec![0, 1, 2, 3]
+            );
+            assert_eq!(recs[0].key.as_deref(), Some(&b"k"[..]));
+        }
+    }
+
+    #[test]
+    fn decode_records_checks_crc_and_stamps_log_append_time() {
+        let mut b = batch(&[b"a", b"b"], 5);
+        set_log_append_time(&mut b, 777);
+        let recs = decode_records(&Bytes::from(b.clone()), ControlRecords::Skip).unwrap();
+        assert_eq!(
+            recs.iter().map(|r| r.timestamp).collect::<Vec<_>>(),
+            vec![777, 777]
+        );
+        let n = b.len();
+        b[n - 1] ^= 1;
+        assert!(matches!(
+            decode_records(&Bytes::from(b), ControlRecords::Skip),
+            Err(BatchError::Decode(_))
+        ));
     }
 }

@@ -690,7 +690,12 @@ impl Broker {
     /// Apply the backlog policy now (the maintenance thread does this after retention and the
     /// disk budget; see [`crate::backlog`]).
     pub fn run_backlog_check(&self, now_ms: i64) {
-        crate::backlog::apply(self, now_ms);
+        crate::backlog::apply(
+            &self.backlog,
+            self.all_logs(),
+            self.config.disk_budget_bytes,
+            now_ms,
+        );
     }
 
     /// The backlog state: which topics producers are held back from, dropped-record count.

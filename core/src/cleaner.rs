@@ -17,7 +17,7 @@
 //!    headers as every segment; the creation time of the original is kept so retention of
 //!    `compact,delete` topics is not reset). A record is dropped when a later offset of its key is
 //!    in the map, when it has no key (Kafka drops those too; they can only predate a switch to
-//!    `compact`, since appends to compacted topics refuse them with [`BatchError::MissingKey`],
+//!    `compact`, since appends to compacted topics refuse them with [`BatchError::MissingKey`] ([`crate::log::validator::check_keys`]),
 //!    which the gateway answers with `INVALID_RECORD`), or when it is a tombstone (null value) in
 //!    a segment first cleaned more than `delete.retention.ms` ago. Offsets are kept (gaps appear).
 //!    A batch that keeps all its records is copied byte for byte; one that loses some is
@@ -37,10 +37,11 @@
 //!    [`Segment::create`] (key sidecar first, everything fsynced), then, under the log's writer
 //!    lock, the marker `cleaner/swap` is written atomically: that is the commit point. The staged
 //!    files are then renamed over the originals (key, index, time index, log), the partition
-//!    directory fsynced, the marker removed. Recovery at open ([`recover_swap`]) completes a swap
-//!    whose marker exists and discards the staging directory otherwise, so a crash at any step
-//!    leaves either the old or the new segment, never a mix. Readers that picked the old segment
-//!    before the swap finish on its open file handles.
+//!    directory fsynced, the marker removed (the protocol is [`crate::log::swap`], Kafka's
+//!    `replaceSegments`). Recovery at open completes a swap whose marker exists and discards the
+//!    staging directory otherwise, so a crash at any step leaves either the old or the new
+//!    segment, never a mix. Readers that picked the old segment before the swap finish on its
+//!    open file handles.
 //!
 //! Tombstone horizon: the checkpoint keeps, per cleaned segment, the wall-clock time it was first
 //! cleaned; its tombstones are dropped once that time plus `delete.retention.ms` has passed. Time
@@ -61,23 +62,16 @@ use kafka_protocol::records::{
 use crate::batch::{self, BatchError, BatchHeader, Compression};
 use crate::crypto::Encryption;
 use crate::io::Storage;
-use crate::log::{LogError, PartitionLog};
-use crate::segment::{self, OpenMode, PartitionIdent, Segment, StoredBatch};
+use crate::log::{swap, LogError, PartitionLog};
+use crate::segment::{OpenMode, PartitionIdent, Segment, StoredBatch};
 
-/// Staging directory (inside the partition directory) where cleaned segments are written.
-pub const STAGING_DIR: &str = "cleaner";
-/// Commit marker of a swap, inside [`STAGING_DIR`].
-pub const SWAP_MARKER: &str = "swap";
 /// Cleaner checkpoint in the partition directory (first dirty offset, cleaned segments).
 pub const CHECKPOINT_FILE: &str = "cleaner-checkpoint";
 
-const MARKER_MAGIC: [u8; 4] = *b"RCSW";
 const CHECKPOINT_MAGIC: [u8; 4] = *b"RCCP";
 const FORMAT_VERSION: u8 = 1;
 /// Bytes read from a segment at a time while cleaning.
 const READ_CHUNK: usize = 1 << 20;
-/// Extensions of a segment's files, in the order a swap renames them (the log last).
-const SWAP_ORDER: [&str; 4] = ["key", "index", "timeindex", "log"];
 
 /// What one cleaning pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,117 +87,11 @@ pub struct CleanOutcome {
     pub bytes_after: u64,
 }
 
-/// Refuse a batch holding a record without a key (appends to compacted topics). Control batches
-/// (transaction markers) are exempt.
-pub fn check_keys(batch: &[u8]) -> Result<(), BatchError> {
-    let h = BatchHeader::parse(batch)?;
-    if h.is_control() || h.records_count == 0 {
-        return Ok(());
-    }
-    let mut buf = Bytes::copy_from_slice(batch);
-    let set = RecordBatchDecoder::decode(&mut buf)
-        .map_err(|e| BatchError::Malformed(format!("records do not decode: {e}")))?;
-    if set.records.iter().any(|r| r.key.is_none()) {
-        return Err(BatchError::MissingKey);
-    }
-    Ok(())
-}
-
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
     move |source| LogError::Io {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Complete (commit marker present) or roll back (absent) a swap interrupted by a crash, and
-/// empty the staging directory. Called by [`PartitionLog::open`] before it looks at segments.
-pub(crate) fn recover_swap(storage: &dyn Storage, dir: &Path) -> Result<(), LogError> {
-    let staging = dir.join(STAGING_DIR);
-    let names = match storage.list(&staging) {
-        Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err(&staging)(e)),
-    };
-    if names.is_empty() {
-        return Ok(());
-    }
-    if let Some(base) = read_marker(storage, &staging) {
-        tracing::info!(dir = %dir.display(), base, "completing an interrupted compaction swap");
-        complete_swap(storage, dir, base)?;
-    }
-    discard_staging(storage, dir)
-}
-
-fn discard_staging(storage: &dyn Storage, dir: &Path) -> Result<(), LogError> {
-    let staging = dir.join(STAGING_DIR);
-    let names = match storage.list(&staging) {
-        Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err(&staging)(e)),
-    };
-    if names.is_empty() {
-        return Ok(());
-    }
-    // The marker goes last: while it exists, the staged files are a committed swap.
-    for n in names.iter().filter(|n| n.as_str() != SWAP_MARKER) {
-        let p = staging.join(n);
-        match storage.remove(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(&p)(e)),
-        }
-    }
-    storage.sync_dir(&staging).map_err(io_err(&staging))?;
-    let marker = staging.join(SWAP_MARKER);
-    if names.iter().any(|n| n == SWAP_MARKER) {
-        storage.remove(&marker).map_err(io_err(&marker))?;
-        storage.sync_dir(&staging).map_err(io_err(&staging))?;
-    }
-    Ok(())
-}
-
-fn encode_marker(base: i64) -> Vec<u8> {
-    let mut b = Vec::with_capacity(17);
-    b.extend_from_slice(&MARKER_MAGIC);
-    b.push(FORMAT_VERSION);
-    b.extend_from_slice(&base.to_be_bytes());
-    let crc = crc32c::crc32c(&b);
-    b.extend_from_slice(&crc.to_be_bytes());
-    b
-}
-
-fn read_marker(storage: &dyn Storage, staging: &Path) -> Option<i64> {
-    let b = storage.read_file(&staging.join(SWAP_MARKER)).ok()?;
-    if b.len() != 17 || b[..4] != MARKER_MAGIC || b[4] != FORMAT_VERSION {
-        return None;
-    }
-    let crc = u32::from_be_bytes(b[13..17].try_into().ok()?);
-    if crc32c::crc32c(&b[..13]) != crc {
-        return None;
-    }
-    Some(i64::from_be_bytes(b[5..13].try_into().ok()?))
-}
-
-/// Rename the staged files of segment `base` over the originals (those still staged), fsync the
-/// partition directory, then drop the marker. Idempotent.
-fn complete_swap(storage: &dyn Storage, dir: &Path, base: i64) -> Result<(), LogError> {
-    let staging = dir.join(STAGING_DIR);
-    for ext in SWAP_ORDER {
-        let from = staging.join(segment::file_name(base, ext));
-        if storage.exists(&from) {
-            let to = dir.join(segment::file_name(base, ext));
-            storage.rename(&from, &to).map_err(io_err(&to))?;
-        }
-    }
-    storage.sync_dir(dir).map_err(io_err(dir))?;
-    let marker = staging.join(SWAP_MARKER);
-    match storage.remove(&marker) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&marker)(e)),
-    }
-    storage.sync_dir(&staging).map_err(io_err(&staging))
 }
 
 /// Per cleaned segment: when it was first cleaned, and whether it still holds tombstones.
@@ -321,7 +209,7 @@ pub fn clean(log: &PartitionLog, now_ms: i64) -> Result<CleanOutcome, LogError> 
     let (storage, encryption, ident) = log.parts();
     let storage: &dyn Storage = &**storage;
     // Leftovers of a pass that failed part-way in this process.
-    recover_swap(storage, &dir)?;
+    swap::recover_swap(storage, &dir)?;
 
     let mut ckpt = Checkpoint::load(storage, &dir);
     let closed = log.closed_segments();
@@ -544,9 +432,9 @@ fn rewrite(
     index_interval: u64,
 ) -> Result<Option<u64>, LogError> {
     let dir = log.dir().to_path_buf();
-    let staging = dir.join(STAGING_DIR);
+    let staging = dir.join(swap::STAGING_DIR);
     storage.create_dir_all(&staging).map_err(io_err(&staging))?;
-    discard_staging(storage, &dir)?;
+    swap::discard_staging(storage, &dir)?;
     let base = seg.base_offset;
     let new = Segment::create(
         storage,
@@ -573,7 +461,8 @@ fn rewrite(
                 max_ts_offset: batch::offset_of_max_timestamp(plain),
             }],
             index_interval,
-        )
+        )?;
+        Ok(())
     };
     scan(seg, |h, plain| {
         let is_last = h.last_offset() >= last_offset;
@@ -598,11 +487,7 @@ fn rewrite(
     let size = new.size();
     drop(new);
     let swapped = log.swap_segment(seg, || {
-        let marker = staging.join(SWAP_MARKER);
-        storage
-            .write_file_atomic(&marker, &encode_marker(base))
-            .map_err(io_err(&marker))?;
-        complete_swap(storage, &dir, base)?;
+        swap::commit_swap(storage, &dir, base)?;
         let (mut opened, _) = Segment::open(
             storage,
             &dir,
@@ -620,7 +505,7 @@ fn rewrite(
         Ok(opened)
     })?;
     if !swapped {
-        discard_staging(storage, &dir)?;
+        swap::discard_staging(storage, &dir)?;
         return Ok(None);
     }
     Ok(Some(size))

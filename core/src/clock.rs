@@ -6,6 +6,11 @@
 //! - **Monotonic instants** through a [`Clock`] for every timeout and lease (session timeouts,
 //!   rebalance deadlines, leases). Code that waits takes a `Clock`, so tests move time
 //!   deterministically with a [`ManualClock`] instead of sleeping.
+//!
+//! A `Clock` also tells wall time ([`Clock::wall_ms`], which is [`now_ms`] unless a test clock
+//! overrides it), for code that both times out and stamps stored values (the group coordinator:
+//! session timeouts and commit timestamps), so a `ManualClock` moves both together, like Kafka's
+//! `MockTime`.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -25,6 +30,11 @@ pub fn now_ms() -> i64 {
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current instant.
     fn now(&self) -> Instant;
+
+    /// Wall-clock milliseconds since the Unix epoch: [`now_ms`], except for test clocks.
+    fn wall_ms(&self) -> i64 {
+        now_ms()
+    }
 }
 
 /// A shared clock handle.
@@ -49,14 +59,16 @@ pub fn system_clock() -> SharedClock {
 #[derive(Debug)]
 pub struct ManualClock {
     base: Instant,
+    base_wall_ms: i64,
     elapsed: Mutex<Duration>,
 }
 
 impl ManualClock {
-    /// A clock standing at the instant it was made.
+    /// A clock standing at the instant (and wall time) it was made.
     pub fn new() -> Self {
         Self {
             base: Instant::now(),
+            base_wall_ms: now_ms(),
             elapsed: Mutex::new(Duration::ZERO),
         }
     }
@@ -77,6 +89,11 @@ impl Clock for ManualClock {
     fn now(&self) -> Instant {
         self.base + *self.elapsed.lock_unpoisoned()
     }
+
+    fn wall_ms(&self) -> i64 {
+        let elapsed = i64::try_from(self.elapsed.lock_unpoisoned().as_millis()).unwrap_or(i64::MAX);
+        self.base_wall_ms.saturating_add(elapsed)
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +107,9 @@ mod tests {
         assert_eq!(c.now(), t0);
         c.advance(Duration::from_millis(1500));
         assert_eq!(c.now() - t0, Duration::from_millis(1500));
+        let w0 = c.wall_ms();
+        c.advance(Duration::from_millis(250));
+        assert_eq!(c.wall_ms() - w0, 250);
     }
 
     #[test]

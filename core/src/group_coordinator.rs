@@ -16,7 +16,7 @@
 
 use crate::sync::LockExt;
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -320,7 +320,7 @@ pub struct GroupDescription {
 /// The node's group coordinator.
 pub struct GroupCoordinator {
     config: GroupConfig,
-    store: OffsetStore,
+    store: Arc<dyn OffsetStore>,
     inner: Mutex<Inner>,
 }
 
@@ -347,7 +347,7 @@ fn send<T>(tx: oneshot::Sender<T>, value: T) {
 impl GroupCoordinator {
     /// A coordinator over the committed offsets in `store`. Groups that have offsets start Empty
     /// (members rebuild the rest by rejoining, as in Kafka).
-    pub fn new(config: GroupConfig, store: OffsetStore, now_ms: u64) -> GroupCoordinator {
+    pub fn new(config: GroupConfig, store: Arc<dyn OffsetStore>, now_ms: u64) -> GroupCoordinator {
         let mut groups = HashMap::new();
         for id in store.groups() {
             let mut g = Group::new(&id, None);
@@ -371,8 +371,8 @@ impl GroupCoordinator {
     }
 
     /// The committed offsets (e.g. to drop a deleted topic's offsets).
-    pub fn offsets(&self) -> &OffsetStore {
-        &self.store
+    pub fn offsets(&self) -> &dyn OffsetStore {
+        self.store.as_ref()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -1095,13 +1095,17 @@ impl GroupCoordinator {
         let mut dead = Vec::new();
         for group in inner.groups.values() {
             let offsets = self.store.group_offsets(&group.group_id);
-            let expired = |base: u64, c: &CommittedOffset| match c.expire_timestamp_ms {
+            let now = i64::try_from(now).unwrap_or(i64::MAX);
+            let retention = i64::try_from(retention).unwrap_or(i64::MAX);
+            let expired = |base: i64, c: &CommittedOffset| match c.expire_timestamp_ms {
                 Some(t) => now >= t,
                 None => now.saturating_sub(base) >= retention,
             };
             let doomed: Vec<TopicPartition> = match group.state {
                 GroupState::Empty => {
-                    let since = group.state_since_ms.unwrap_or(0);
+                    let since = group
+                        .state_since_ms
+                        .map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX));
                     offsets
                         .iter()
                         .filter(|(_, c)| expired(since.max(c.commit_timestamp_ms), c))
@@ -1232,7 +1236,10 @@ impl GroupCoordinator {
         Vec<Result<(), GroupError>>,
         Vec<(TopicPartition, CommittedOffset)>,
     ) {
-        let expire = req.retention_ms.map(|r| now_ms.saturating_add(r));
+        let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        let expire = req
+            .retention_ms
+            .map(|r| now_ms.saturating_add(i64::try_from(r).unwrap_or(i64::MAX)));
         let mut results = Vec::with_capacity(req.offsets.len());
         let mut accepted = Vec::new();
         for e in &req.offsets {
@@ -1814,19 +1821,16 @@ fn remove_and_answer(group: &mut Group, member_id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    use redb::backends::InMemoryBackend;
+    use crate::metadata::MetaStore;
+    use crate::offset_store::RedbOffsetStore;
 
     const SESSION: u64 = 10_000;
     const REBALANCE: u64 = 30_000;
 
     fn coordinator_with(config: GroupConfig) -> GroupCoordinator {
-        let db = redb::Database::builder()
-            .create_with_backend(InMemoryBackend::new())
-            .unwrap();
-        let store = OffsetStore::open(Arc::new(db)).unwrap();
-        GroupCoordinator::new(config, store, 0)
+        let store = RedbOffsetStore::open(Arc::new(MetaStore::in_memory().unwrap())).unwrap();
+        GroupCoordinator::new(config, Arc::new(store), 0)
     }
 
     /// No initial delay, so joins complete as soon as everyone is in.
@@ -2491,12 +2495,12 @@ mod tests {
     #[test]
     fn simple_commits_create_an_empty_group_that_survives_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.redb");
+        let path = dir.path().to_path_buf();
         {
-            let db = redb::Database::create(&path).unwrap();
+            let db = MetaStore::open(&path).unwrap();
             let c = GroupCoordinator::new(
                 GroupConfig::default(),
-                OffsetStore::open(Arc::new(db)).unwrap(),
+                Arc::new(RedbOffsetStore::open(Arc::new(db)).unwrap()),
                 0,
             );
             assert_eq!(commit(&c, -1, "", &[("t", 3, 42)], 1), Ok(vec![Ok(())]));
@@ -2518,10 +2522,10 @@ mod tests {
                 3_000,
             );
         }
-        let db = redb::Database::create(&path).unwrap();
+        let db = MetaStore::open(&path).unwrap();
         let c = GroupCoordinator::new(
             GroupConfig::default(),
-            OffsetStore::open(Arc::new(db)).unwrap(),
+            Arc::new(RedbOffsetStore::open(Arc::new(db)).unwrap()),
             10,
         );
         let groups = c.list_groups(&[GroupState::Empty]);

@@ -24,6 +24,7 @@ pub mod broker;
 pub mod cleaner;
 pub mod clock;
 pub mod consumer_group;
+pub mod controller;
 pub mod credentials;
 pub mod crypto;
 pub mod epoch_group;

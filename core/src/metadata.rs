@@ -74,6 +74,20 @@ impl MetaStore {
         Ok(store)
     }
 
+    /// A metadata store held in memory only (tests and tools that need no file).
+    pub fn in_memory() -> Result<MetaStore, MetaError> {
+        let path = PathBuf::from("<memory>");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| MetaError::Db {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let store = MetaStore { db, path };
+        store.check_schema()?;
+        Ok(store)
+    }
+
     fn err(&self, e: impl std::fmt::Display) -> MetaError {
         MetaError::Db {
             path: self.path.clone(),

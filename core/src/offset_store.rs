@@ -1,12 +1,15 @@
-//! Committed offsets of consumer groups, durable in the node's redb metadata database.
+//! Committed offsets of consumer groups behind the [`OffsetStore`] trait, and its backend in the
+//! node's redb metadata database ([`RedbOffsetStore`]); a replicated backend (an internal
+//! compacted topic, as Kafka's `__consumer_offsets`) can implement the same trait.
 //!
-//! Every commit is durable in a redb write transaction when it returns, so an acknowledged
+//! In the redb backend every commit is durable in a redb write transaction when it returns, so an acknowledged
 //! OffsetCommit survives a crash; commits that arrive while one is being written share the next
 //! transaction (group commit, one fsync for the batch). All offsets are also cached in memory: OffsetFetch, lag and the
 //! retention sweep never touch the disk. The protocol type of each group is kept too, so that
 //! ListGroups/DescribeGroups show it for groups that only exist through their offsets after a
 //! restart. See `docs/consumer-groups.md` for why redb and not an internal compacted topic.
 
+use crate::metadata::MetaStore;
 use crate::sync::LockExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -20,24 +23,6 @@ type OffsetKey = (&'static str, &'static str, i32);
 type OffsetValue = (i64, i32, u64, i64, &'static str);
 /// Group protocol types: group -> protocol type.
 const PROTOCOL_TYPES: TableDefinition<&str, &str> = TableDefinition::new("group_protocol_types");
-
-/// Access to the shared redb database (the broker's metadata store, or a bare database in tests).
-pub trait MetaDb: Send + Sync + 'static {
-    /// The database in which the offset tables live.
-    fn db(&self) -> &redb::Database;
-}
-
-impl MetaDb for redb::Database {
-    fn db(&self) -> &redb::Database {
-        self
-    }
-}
-
-impl MetaDb for crate::broker::Broker {
-    fn db(&self) -> &redb::Database {
-        self.metadata().db()
-    }
-}
 
 /// Errors of the offset store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,10 +45,10 @@ pub struct CommittedOffset {
     pub leader_epoch: i32,
     /// Client metadata string, returned as committed.
     pub metadata: String,
-    /// When the commit happened (ms since the epoch).
-    pub commit_timestamp_ms: u64,
-    /// Explicit expiry from an old (v1-v4) commit's retention time, if any.
-    pub expire_timestamp_ms: Option<u64>,
+    /// When the commit happened (wall-clock ms since the epoch).
+    pub commit_timestamp_ms: i64,
+    /// Explicit expiry (wall-clock ms) from an old (v1-v4) commit's retention time, if any.
+    pub expire_timestamp_ms: Option<i64>,
 }
 
 /// (topic, partition)
@@ -71,9 +56,55 @@ pub type TopicPartition = (String, i32);
 
 type GroupOffsets = BTreeMap<TopicPartition, CommittedOffset>;
 
-/// The committed offsets of every group.
-pub struct OffsetStore {
-    db: Arc<dyn MetaDb>,
+/// Where the committed offsets of every group are kept. Reads are served from memory; writes are
+/// durable when they return.
+pub trait OffsetStore: Send + Sync {
+    /// Store offsets of one group atomically and durably.
+    fn commit(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, CommittedOffset)],
+    ) -> Result<(), OffsetStoreError>;
+
+    /// Every committed offset of a group.
+    fn group_offsets(&self, group: &str) -> BTreeMap<TopicPartition, CommittedOffset>;
+
+    /// Does the group have any committed offset?
+    fn has_offsets(&self, group: &str) -> bool;
+
+    /// Groups that have committed offsets or a recorded protocol type, sorted.
+    fn groups(&self) -> Vec<String>;
+
+    /// The recorded protocol type of a group.
+    fn protocol_type(&self, group: &str) -> Option<String>;
+
+    /// Record the protocol type of a group.
+    fn set_protocol_type(&self, group: &str, protocol_type: &str) -> Result<(), OffsetStoreError>;
+
+    /// Delete some offsets of a group.
+    fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<(), OffsetStoreError>;
+
+    /// Delete a group: its offsets and protocol type.
+    fn delete_group(&self, group: &str) -> Result<(), OffsetStoreError>;
+
+    /// Delete the offsets of a deleted topic from every group (Kafka does this on topic
+    /// deletion, so a re-created topic does not inherit stale positions).
+    fn delete_topic(&self, topic: &str) -> Result<(), OffsetStoreError>;
+
+    /// The committed offset of one partition.
+    fn get(&self, group: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
+        self.group_offsets(group)
+            .remove(&(topic.to_string(), partition))
+    }
+}
+
+/// The committed offsets of every group in redb.
+pub struct RedbOffsetStore {
+    db: Arc<MetaStore>,
     cache: Mutex<Cache>,
     /// Group commit: concurrent commits share one durable transaction.
     queue: Mutex<CommitQueue>,
@@ -99,9 +130,9 @@ struct Cache {
     protocol_types: BTreeMap<String, String>,
 }
 
-impl OffsetStore {
+impl RedbOffsetStore {
     /// Open (creating the tables) and load every committed offset.
-    pub fn open(db: Arc<dyn MetaDb>) -> Result<OffsetStore, OffsetStoreError> {
+    pub fn open(db: Arc<MetaStore>) -> Result<RedbOffsetStore, OffsetStoreError> {
         let txn = db.db().begin_write().map_err(storage)?;
         {
             txn.open_table(OFFSETS).map_err(storage)?;
@@ -122,8 +153,8 @@ impl OffsetStore {
                     offset,
                     leader_epoch,
                     metadata: metadata.to_string(),
-                    commit_timestamp_ms: commit_ts,
-                    expire_timestamp_ms: u64::try_from(expire_ts).ok(),
+                    commit_timestamp_ms: i64::try_from(commit_ts).unwrap_or(i64::MAX),
+                    expire_timestamp_ms: (expire_ts >= 0).then_some(expire_ts),
                 },
             );
         }
@@ -134,7 +165,7 @@ impl OffsetStore {
                 .protocol_types
                 .insert(k.value().to_string(), v.value().to_string());
         }
-        Ok(OffsetStore {
+        Ok(RedbOffsetStore {
             db,
             cache: Mutex::new(cache),
             queue: Mutex::new(CommitQueue::default()),
@@ -150,9 +181,45 @@ impl OffsetStore {
         self.cache.lock_unpoisoned()
     }
 
-    /// Store offsets of one group atomically and durably. Commits arriving while another is being
-    /// written are batched into the next transaction (one fsync for all of them).
-    pub fn commit(
+    /// One durable transaction for a batch of commits; the cache follows in commit order.
+    fn write_batch(&self, batch: &[QueuedCommit]) -> Result<(), OffsetStoreError> {
+        let mut cache = self.cache();
+        let txn = self.db.db().begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(OFFSETS).map_err(storage)?;
+            for (_, group, offsets) in batch {
+                for ((topic, partition), c) in offsets {
+                    let expire = c.expire_timestamp_ms.map_or(-1, |t| t.max(0));
+                    table
+                        .insert(
+                            (group.as_str(), topic.as_str(), *partition),
+                            (
+                                c.offset,
+                                c.leader_epoch,
+                                u64::try_from(c.commit_timestamp_ms).unwrap_or(0),
+                                expire,
+                                c.metadata.as_str(),
+                            ),
+                        )
+                        .map_err(storage)?;
+                }
+            }
+        }
+        txn.commit().map_err(storage)?;
+        for (_, group, offsets) in batch {
+            let entry = cache.offsets.entry(group.clone()).or_default();
+            for (tp, c) in offsets {
+                entry.insert(tp.clone(), c.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl OffsetStore for RedbOffsetStore {
+    /// Commits arriving while another is being written are batched into the next transaction (one
+    /// fsync for all of them).
+    fn commit(
         &self,
         group: &str,
         offsets: &[(TopicPartition, CommittedOffset)],
@@ -186,59 +253,13 @@ impl OffsetStore {
         }
     }
 
-    /// One durable transaction for a batch of commits; the cache follows in commit order.
-    fn write_batch(&self, batch: &[QueuedCommit]) -> Result<(), OffsetStoreError> {
-        let mut cache = self.cache();
-        let txn = self.db.db().begin_write().map_err(storage)?;
-        {
-            let mut table = txn.open_table(OFFSETS).map_err(storage)?;
-            for (_, group, offsets) in batch {
-                for ((topic, partition), c) in offsets {
-                    let expire = c
-                        .expire_timestamp_ms
-                        .and_then(|t| i64::try_from(t).ok())
-                        .unwrap_or(-1);
-                    table
-                        .insert(
-                            (group.as_str(), topic.as_str(), *partition),
-                            (
-                                c.offset,
-                                c.leader_epoch,
-                                c.commit_timestamp_ms,
-                                expire,
-                                c.metadata.as_str(),
-                            ),
-                        )
-                        .map_err(storage)?;
-                }
-            }
-        }
-        txn.commit().map_err(storage)?;
-        for (_, group, offsets) in batch {
-            let entry = cache.offsets.entry(group.clone()).or_default();
-            for (tp, c) in offsets {
-                entry.insert(tp.clone(), c.clone());
-            }
-        }
-        Ok(())
-    }
-
-    /// The committed offset of one partition.
-    pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
-        self.cache()
-            .offsets
-            .get(group)
-            .and_then(|g| g.get(&(topic.to_string(), partition)))
-            .cloned()
-    }
-
     /// Every committed offset of a group.
-    pub fn group_offsets(&self, group: &str) -> BTreeMap<TopicPartition, CommittedOffset> {
+    fn group_offsets(&self, group: &str) -> BTreeMap<TopicPartition, CommittedOffset> {
         self.cache().offsets.get(group).cloned().unwrap_or_default()
     }
 
     /// Does the group have any committed offset?
-    pub fn has_offsets(&self, group: &str) -> bool {
+    fn has_offsets(&self, group: &str) -> bool {
         self.cache()
             .offsets
             .get(group)
@@ -246,7 +267,7 @@ impl OffsetStore {
     }
 
     /// Groups that have committed offsets or a recorded protocol type.
-    pub fn groups(&self) -> Vec<String> {
+    fn groups(&self) -> Vec<String> {
         let cache = self.cache();
         let mut out: Vec<String> = cache.offsets.keys().cloned().collect();
         for g in cache.protocol_types.keys() {
@@ -259,16 +280,12 @@ impl OffsetStore {
     }
 
     /// The recorded protocol type of a group.
-    pub fn protocol_type(&self, group: &str) -> Option<String> {
+    fn protocol_type(&self, group: &str) -> Option<String> {
         self.cache().protocol_types.get(group).cloned()
     }
 
     /// Record the protocol type of a group (written only when it changes).
-    pub fn set_protocol_type(
-        &self,
-        group: &str,
-        protocol_type: &str,
-    ) -> Result<(), OffsetStoreError> {
+    fn set_protocol_type(&self, group: &str, protocol_type: &str) -> Result<(), OffsetStoreError> {
         let mut cache = self.cache();
         if cache.protocol_types.get(group).map(String::as_str) == Some(protocol_type) {
             return Ok(());
@@ -286,7 +303,7 @@ impl OffsetStore {
     }
 
     /// Delete some offsets of a group.
-    pub fn delete_offsets(
+    fn delete_offsets(
         &self,
         group: &str,
         partitions: &[TopicPartition],
@@ -317,7 +334,7 @@ impl OffsetStore {
     }
 
     /// Delete a group: its offsets and protocol type.
-    pub fn delete_group(&self, group: &str) -> Result<(), OffsetStoreError> {
+    fn delete_group(&self, group: &str) -> Result<(), OffsetStoreError> {
         let mut cache = self.cache();
         let keys: Vec<TopicPartition> = cache
             .offsets
@@ -343,7 +360,7 @@ impl OffsetStore {
 
     /// Delete the offsets of a deleted topic from every group (Kafka does this on topic
     /// deletion, so a re-created topic does not inherit stale positions).
-    pub fn delete_topic(&self, topic: &str) -> Result<(), OffsetStoreError> {
+    fn delete_topic(&self, topic: &str) -> Result<(), OffsetStoreError> {
         let mut cache = self.cache();
         let mut doomed: Vec<(String, TopicPartition)> = Vec::new();
         for (group, offsets) in &cache.offsets {
@@ -380,9 +397,8 @@ impl OffsetStore {
 mod tests {
     use super::*;
 
-    fn open(path: &std::path::Path) -> OffsetStore {
-        let db = redb::Database::create(path).unwrap();
-        OffsetStore::open(Arc::new(db)).unwrap()
+    fn open(dir: &std::path::Path) -> RedbOffsetStore {
+        RedbOffsetStore::open(Arc::new(MetaStore::open(dir).unwrap())).unwrap()
     }
 
     fn off(offset: i64, md: &str) -> CommittedOffset {
@@ -398,7 +414,7 @@ mod tests {
     #[test]
     fn concurrent_commits_are_all_durable() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.redb");
+        let path = dir.path().to_path_buf();
         {
             let s = Arc::new(open(&path));
             let threads: Vec<_> = (0..8)
@@ -428,7 +444,7 @@ mod tests {
     #[test]
     fn offsets_survive_reopen_and_deletes_too() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("meta.redb");
+        let path = dir.path().to_path_buf();
         {
             let s = open(&path);
             s.commit(

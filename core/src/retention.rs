@@ -1,9 +1,9 @@
-//! Retention decisions: which closed segment to delete by `retention.ms` / `retention.bytes`, and
-//! when to roll by `segment.ms`, under a clock policy that survives boards booting in 1970.
+//! Retention: which closed segments of a partition log to delete by `retention.ms` /
+//! `retention.bytes` ([`PartitionLog::apply_retention`]) and by the node's disk budget
+//! ([`PartitionLog::delete_oldest_segment`]), under a clock policy that survives boards booting in
+//! 1970. (Rolling by `segment.ms` is the log's own decision, [`crate::log::segments`].)
 //!
 //! Clock policy (also in `docs/on-disk-format.md`):
-//! - `segment.ms` is measured on the monotonic clock from the segment's creation in this process,
-//!   so a wall-clock jump never rolls segments (segments loaded from disk are never active).
 //! - Time retention is skipped entirely while the wall clock is not *sane* (before
 //!   [`SANE_CLOCK_FLOOR_MS`], 2020-01-01): a board that booted without RTC cannot judge age.
 //! - A segment's reference time is its largest batch timestamp, but only if that timestamp is sane,
@@ -21,6 +21,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::log::{LogError, PartitionLog};
 use crate::segment::Segment;
 use crate::topic_config::{CleanupPolicy, TopicConfig};
 
@@ -34,16 +35,6 @@ pub const FUTURE_SLACK_MS: i64 = 24 * 3600 * 1000;
 pub struct RetentionOutcome {
     pub deleted_segments: u32,
     pub freed_bytes: u64,
-}
-
-/// Whether the active segment is older than `segment.ms` on the monotonic clock.
-pub fn segment_ms_elapsed(active: &Segment, segment_ms: i64) -> bool {
-    if segment_ms <= 0 {
-        return false;
-    }
-    active
-        .created_at
-        .is_some_and(|at| at.elapsed().as_millis() >= segment_ms as u128)
 }
 
 /// Whether `seg` is past `retention_ms` at wall-clock `now_ms` under the clock policy.
@@ -101,4 +92,53 @@ pub fn pick_victim<'a>(
         return Some(oldest);
     }
     None
+}
+
+impl PartitionLog {
+    /// Delete closed segments past `retention.ms` / `retention.bytes` (see the module doc for the
+    /// clock policy). Called by the broker's maintenance thread.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
+        self.with_writer(|| {
+            let cfg = self.cfg();
+            let floor = self.retention_floor();
+            let mut outcome = RetentionOutcome::default();
+            loop {
+                let victim = {
+                    let s = self.segs();
+                    let total: u64 = s.map.values().map(|x| x.size()).sum();
+                    let segs: Vec<&Arc<Segment>> = s.map.values().collect();
+                    pick_victim(&segs, &cfg, now_ms, total, floor).cloned()
+                };
+                match victim {
+                    Some(seg) => {
+                        outcome.freed_bytes += self.remove_segment(&seg)?;
+                        outcome.deleted_segments += 1;
+                    }
+                    None => break,
+                }
+            }
+            Ok(outcome)
+        })
+    }
+
+    /// Delete the oldest closed segment (node-wide disk budget), respecting the retention floor.
+    /// Returns the bytes freed, or `None` if nothing can be deleted.
+    pub fn delete_oldest_segment(&self) -> Result<Option<u64>, LogError> {
+        self.with_writer(|| {
+            let floor = self.retention_floor();
+            let victim = match self.segs().oldest_closed() {
+                Some(seg) if floor.is_none_or(|f| seg.next_offset() <= f) => seg.clone(),
+                _ => return Ok(None),
+            };
+            Ok(Some(self.remove_segment(&victim)?))
+        })
+    }
+
+    /// Wall-clock max timestamp of the oldest closed segment (for a node-wide oldest-first
+    /// choice), or `None` if there is no closed segment.
+    pub fn oldest_segment_timestamp(&self) -> Option<i64> {
+        self.segs()
+            .oldest_closed()
+            .map(|seg| seg.state().max_timestamp.max(seg.created_ms))
+    }
 }

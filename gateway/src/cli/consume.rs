@@ -16,12 +16,11 @@ use kafka_protocol::messages::{
     BrokerId, FetchRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
+use rill_core::batch::{decode_records, ControlRecords};
 
 use super::format::{record_json, Format, RecordView};
 use super::timestamp::parse_time_ms;
 use super::ConnectArgs;
-use rill_client::fetch::whole_batches;
 use rill_client::{check, Client, TopicInfo};
 
 /// Fetch limits.
@@ -260,47 +259,44 @@ async fn consume(client: &mut Client, args: &ConsumeArgs) -> anyhow::Result<Exit
                     };
                     pos.high_watermark = pd.high_watermark;
                     if let Some(records) = pd.records {
-                        let mut records = whole_batches(records);
-                        let sets = RecordBatchDecoder::decode_all(&mut records).map_err(|e| {
-                            anyhow::anyhow!("cannot decode records of {}/{p}: {e}", args.topic)
-                        })?;
-                        for set in sets {
-                            for r in set.records {
-                                if r.offset < pos.next {
-                                    continue;
-                                }
-                                pos.next = r.offset + 1;
-                                if r.control || limit_reached(printed) {
-                                    continue;
-                                }
-                                let headers: Vec<(&str, Option<&[u8]>)> = r
-                                    .headers
-                                    .iter()
-                                    .map(|(k, v)| (k.as_str(), v.as_deref()))
-                                    .collect();
-                                let view = RecordView {
-                                    topic: &args.topic,
-                                    partition: p,
-                                    offset: r.offset,
-                                    timestamp: r.timestamp,
-                                    key: r.key.as_deref(),
-                                    value: r.value.as_deref(),
-                                    headers,
-                                };
-                                buf.clear();
-                                if args.conn.json {
-                                    buf.extend_from_slice(
-                                        record_json(&view).to_string().as_bytes(),
-                                    );
-                                    buf.push(b'\n');
-                                } else {
-                                    format.render(&view, &mut buf);
-                                }
-                                if write_out(&mut out, &buf)? {
-                                    return Ok(ExitCode::SUCCESS);
-                                }
-                                printed += 1;
+                        // Control records are kept so that the position steps over them.
+                        let records =
+                            decode_records(&records, ControlRecords::Keep).with_context(|| {
+                                format!("cannot decode records of {}/{p}", args.topic)
+                            })?;
+                        for r in records {
+                            if r.offset < pos.next {
+                                continue;
                             }
+                            pos.next = r.offset + 1;
+                            if r.control || limit_reached(printed) {
+                                continue;
+                            }
+                            let headers: Vec<(&str, Option<&[u8]>)> = r
+                                .headers
+                                .iter()
+                                .map(|(k, v)| (k.as_str(), v.as_deref()))
+                                .collect();
+                            let view = RecordView {
+                                topic: &args.topic,
+                                partition: p,
+                                offset: r.offset,
+                                timestamp: r.timestamp,
+                                key: r.key.as_deref(),
+                                value: r.value.as_deref(),
+                                headers,
+                            };
+                            buf.clear();
+                            if args.conn.json {
+                                buf.extend_from_slice(record_json(&view).to_string().as_bytes());
+                                buf.push(b'\n');
+                            } else {
+                                format.render(&view, &mut buf);
+                            }
+                            if write_out(&mut out, &buf)? {
+                                return Ok(ExitCode::SUCCESS);
+                            }
+                            printed += 1;
                         }
                     }
                     if args.exit_at_end && pos.next >= pos.high_watermark {

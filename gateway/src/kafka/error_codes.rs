@@ -39,9 +39,10 @@ pub fn producer_error_code(err: &rill_core::producer_state::ProducerError) -> i1
 /// Kafka error code of an invalid batch.
 pub fn batch_error_code(err: &BatchError) -> i16 {
     match err {
-        BatchError::Malformed(_) | BatchError::Encode(_) | BatchError::CrcMismatch { .. } => {
-            ResponseError::CorruptMessage.code()
-        }
+        BatchError::Malformed(_)
+        | BatchError::Encode(_)
+        | BatchError::Decode(_)
+        | BatchError::CrcMismatch { .. } => ResponseError::CorruptMessage.code(),
         BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat.code(),
         BatchError::TooLarge { .. } => ResponseError::MessageTooLarge.code(),
         BatchError::Empty | BatchError::MissingKey => ResponseError::InvalidRecord.code(),

@@ -12,6 +12,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use rill_core::batch::Batches;
 use rill_core::log::{LogError, PartitionLog};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -43,24 +44,12 @@ struct Plan {
     max_bytes: usize,
 }
 
-/// Count records in whole v2 batches (the 4-byte record count at offset 57 of each header).
-pub fn count_records(mut records: &[u8]) -> u64 {
-    let mut n = 0u64;
-    while records.len() >= 61 {
-        let len = i32::from_be_bytes([records[8], records[9], records[10], records[11]]);
-        let size = 12usize.saturating_add(len.max(0) as usize);
-        n += u64::from(u32::from_be_bytes([
-            records[57],
-            records[58],
-            records[59],
-            records[60],
-        ]));
-        if size > records.len() || size < 61 {
-            break;
-        }
-        records = &records[size..];
-    }
-    n
+/// Count the records of the whole v2 batches in `records` (their headers' record counts).
+pub fn count_records(records: &[u8]) -> u64 {
+    Batches::new(records)
+        .map_while(Result::ok)
+        .map(|b| u64::try_from(b.header.records_count).unwrap_or(0))
+        .sum()
 }
 
 fn resolve(ctx: &Context, version: i16, req: &FetchRequest) -> Plan {
@@ -265,9 +254,11 @@ mod tests {
 
     #[test]
     fn counts_records_in_batches() {
-        let mut one = vec![0u8; 70];
-        one[8..12].copy_from_slice(&58i32.to_be_bytes());
-        one[57..61].copy_from_slice(&3u32.to_be_bytes());
+        let mut b = rill_core::batch::BatchBuilder::new();
+        for v in ["a", "b", "c"] {
+            b.push(None, Some(bytes::Bytes::from(v)), 0);
+        }
+        let one = b.build().unwrap().to_vec();
         let mut two = one.clone();
         two.extend_from_slice(&one);
         assert_eq!(count_records(&one), 3);

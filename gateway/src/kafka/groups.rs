@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kafka_protocol::protocol::StrBytes;
 use rill_core::broker::Broker;
 use rill_core::group_coordinator::{GroupConfig, GroupCoordinator};
-use rill_core::offset_store::{OffsetStore, OffsetStoreError};
+use rill_core::offset_store::{OffsetStoreError, RedbOffsetStore};
 use tokio_util::sync::CancellationToken;
 
 /// How often the coordinator's clock advances.
@@ -29,8 +29,12 @@ pub fn open(
     broker: Arc<Broker>,
     config: GroupConfig,
 ) -> Result<Arc<GroupCoordinator>, OffsetStoreError> {
-    let store = OffsetStore::open(broker)?;
-    Ok(Arc::new(GroupCoordinator::new(config, store, now_ms())))
+    let store = RedbOffsetStore::open(broker.metadata_handle())?;
+    Ok(Arc::new(GroupCoordinator::new(
+        config,
+        Arc::new(store),
+        now_ms(),
+    )))
 }
 
 /// Advance the coordinator's clock until shutdown. Ticks run on the blocking pool because offset

@@ -6,7 +6,8 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
-use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
+use kafka_protocol::records::TimestampType;
+use rill_core::batch::{decode_records, ControlRecords};
 use rill_core::log::PartitionLog;
 
 use super::{error_codes, Context};
@@ -43,17 +44,15 @@ fn exact_record(log: &PartitionLog, target: i64, found: (i64, i64)) -> (i64, i64
     let Ok(read) = log.read(found.0, 1) else {
         return found;
     };
-    let mut records = read.records;
-    let Ok(sets) = RecordBatchDecoder::decode_all(&mut records) else {
+    let Ok(records) = decode_records(&read.records, ControlRecords::Skip) else {
         return found;
     };
-    sets.iter()
-        .flat_map(|s| s.records.iter())
+    records
+        .iter()
         .find(|r| {
             r.timestamp_type == TimestampType::Creation
                 && r.offset >= found.0
                 && r.timestamp >= target
-                && !r.control
         })
         .map(|r| (r.offset, r.timestamp))
         .unwrap_or(found)

@@ -168,7 +168,7 @@ impl Ingest {
     pub fn append_prepared(&self, batch: &[&Prepared]) -> Result<Appended, IngestError> {
         let Some(first) = batch.first() else {
             return Err(IngestError::Record(records::RecordError::Encode(
-                "empty batch".into(),
+                rill_core::batch::BatchError::Empty,
             )));
         };
         let recs: Vec<_> = batch.iter().map(|p| p.record.clone()).collect();

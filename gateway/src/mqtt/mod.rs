@@ -40,7 +40,7 @@ use auth::CredentialStore;
 use ingest::Ingest;
 use mapping::Mapping;
 use retained::RetainedStore;
-use session_store::{MetaDb, SessionStore, StoreError};
+use session_store::{SessionStore, StoreError};
 
 /// Errors setting up the MQTT front end.
 #[derive(Debug, thiserror::Error)]
@@ -57,14 +57,6 @@ pub enum MqttError {
         #[source]
         source: std::io::Error,
     },
-}
-
-struct BrokerDb(Arc<Broker>);
-
-impl MetaDb for BrokerDb {
-    fn db(&self) -> &redb::Database {
-        self.0.metadata().db()
-    }
 }
 
 /// A connected client as the server tracks it (for session takeover).
@@ -99,7 +91,7 @@ impl MqttServer {
     /// The MQTT state of a node whose storage is `broker`.
     pub fn new(broker: Arc<Broker>, config: MqttConfig) -> Result<Arc<MqttServer>, MqttError> {
         let mapping = Arc::new(Mapping::new(&config.rules)?);
-        let db: Arc<dyn MetaDb> = Arc::new(BrokerDb(broker.clone()));
+        let db = broker.metadata_handle();
         let sessions = SessionStore::open(db.clone())?;
         let retained = RetainedStore::open(db)?;
         let purged = sessions.purge_expired(rill_core::clock::now_ms())?;

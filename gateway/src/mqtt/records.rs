@@ -10,12 +10,11 @@
 //! Reading back, headers that do not start with `mqtt.` become user properties, so records
 //! produced by Kafka clients carry their headers to MQTT 5 subscribers.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Record, TimestampType};
+use rill_core::batch::{self, BatchBuilder, BatchError, ControlRecords};
 
 /// Header carrying the MQTT topic name of a record.
 pub const HEADER_TOPIC: &str = "mqtt.topic";
@@ -64,10 +63,10 @@ pub struct StoredRecord {
 /// Errors building or reading records.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("record batch encoding failed: {0}")]
-    Encode(String),
-    #[error("record batch decoding failed: {0}")]
-    Decode(String),
+    #[error("record batch encoding failed")]
+    Encode(#[source] BatchError),
+    #[error("record batch decoding failed")]
+    Decode(#[source] BatchError),
 }
 
 fn header(name: &'static str, value: impl Into<Bytes>) -> (StrBytes, Option<Bytes>) {
@@ -129,54 +128,36 @@ pub fn to_record(msg: &Message, key: Option<Bytes>, timestamp: i64) -> Record {
     }
 }
 
-/// Encodes records into one uncompressed v2 batch (offsets 0..n; the log assigns real ones).
-/// Records must share producer fields (as [`to_record`] makes them).
+/// Encodes records into one uncompressed v2 batch (offsets 0..n; the log assigns real ones)
+/// with [`BatchBuilder`]: keys, values, timestamps and headers are taken from `records`.
 pub fn encode_batch(records: &[Record]) -> Result<Bytes, RecordError> {
-    let mut buf = BytesMut::new();
-    let numbered: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            offset: i as i64,
-            // The encoder starts a new batch whenever offset - sequence changes; base sequence
-            // stays -1 (no idempotence).
-            sequence: i as i32 - 1,
-            ..r.clone()
-        })
-        .collect();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        numbered.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| RecordError::Encode(e.to_string()))?;
-    Ok(buf.freeze())
+    let mut b = BatchBuilder::new();
+    for r in records {
+        b.push_with_headers(
+            r.key.clone(),
+            r.value.clone(),
+            r.timestamp,
+            r.headers.clone(),
+        );
+    }
+    b.build().map_err(RecordError::Encode)
 }
 
-/// Decodes whole v2 batches (as returned by a log read), skipping control records.
+/// Decodes the whole v2 batches of `data` (as returned by a log read; a partial last batch is
+/// left out), skipping control records.
 pub fn decode_batches(data: Bytes) -> Result<Vec<StoredRecord>, RecordError> {
-    let mut buf = data;
-    let sets =
-        RecordBatchDecoder::decode_all(&mut buf).map_err(|e| RecordError::Decode(e.to_string()))?;
-    let mut out = Vec::new();
-    for set in sets {
-        for r in set.records {
-            if r.control {
-                continue;
-            }
-            out.push(StoredRecord {
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key: r.key,
-                value: r.value,
-                headers: r.headers,
-            });
-        }
-    }
-    Ok(out)
+    let records =
+        batch::decode_records(&data, ControlRecords::Skip).map_err(RecordError::Decode)?;
+    Ok(records
+        .into_iter()
+        .map(|r| StoredRecord {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+        })
+        .collect())
 }
 
 /// Marks `record` as published by the client `client_id` (the `mqtt.client_id` header).

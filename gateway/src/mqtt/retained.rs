@@ -10,8 +10,9 @@ use bytes::Bytes;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::records::{self, Message};
-use super::session_store::{MetaDb, StoreError};
+use super::session_store::StoreError;
 use super::topic;
+use rill_core::metadata::MetaStore;
 
 const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("mqtt_retained");
 
@@ -22,12 +23,12 @@ fn db_err(e: impl Into<redb::Error>) -> StoreError {
 /// The retained message store.
 #[derive(Clone)]
 pub struct RetainedStore {
-    db: Arc<dyn MetaDb>,
+    db: Arc<MetaStore>,
 }
 
 impl RetainedStore {
     /// Opens the store, creating its table.
-    pub fn open(db: Arc<dyn MetaDb>) -> Result<RetainedStore, StoreError> {
+    pub fn open(db: Arc<MetaStore>) -> Result<RetainedStore, StoreError> {
         let txn = db.db().begin_write().map_err(db_err)?;
         txn.open_table(RETAINED).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
@@ -102,7 +103,7 @@ mod tests {
     #[test]
     fn set_match_clear() {
         let dir = tempfile::tempdir().unwrap();
-        let db = redb::Database::create(dir.path().join("m.redb")).unwrap();
+        let db = rill_core::metadata::MetaStore::open(dir.path()).unwrap();
         let store = RetainedStore::open(Arc::new(db)).unwrap();
         store.set(&msg("a/b", b"1")).unwrap();
         store.set(&msg("a/c", b"2")).unwrap();

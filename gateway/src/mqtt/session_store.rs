@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use rill_core::metadata::MetaStore;
 use serde::{Deserialize, Serialize};
 
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("mqtt_sessions");
@@ -26,18 +27,6 @@ pub enum StoreError {
 
 fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(e.into().to_string())
-}
-
-/// Where the metadata database comes from (the broker, or a standalone db in tests).
-pub trait MetaDb: Send + Sync + 'static {
-    /// The database.
-    fn db(&self) -> &redb::Database;
-}
-
-impl MetaDb for redb::Database {
-    fn db(&self) -> &redb::Database {
-        self
-    }
 }
 
 /// Next offset to deliver from one log partition.
@@ -90,12 +79,12 @@ impl StoredSession {
 /// The durable store.
 #[derive(Clone)]
 pub struct SessionStore {
-    db: Arc<dyn MetaDb>,
+    db: Arc<MetaStore>,
 }
 
 impl SessionStore {
     /// Opens the store, creating its tables.
-    pub fn open(db: Arc<dyn MetaDb>) -> Result<SessionStore, StoreError> {
+    pub fn open(db: Arc<MetaStore>) -> Result<SessionStore, StoreError> {
         let txn = db.db().begin_write().map_err(db_err)?;
         {
             txn.open_table(SESSIONS).map_err(db_err)?;
@@ -202,7 +191,7 @@ mod tests {
     #[test]
     fn sessions_round_trip_and_expire() {
         let dir = tempfile::tempdir().unwrap();
-        let db = redb::Database::create(dir.path().join("m.redb")).unwrap();
+        let db = rill_core::metadata::MetaStore::open(dir.path()).unwrap();
         let store = SessionStore::open(Arc::new(db)).unwrap();
         let s = StoredSession {
             expiry_secs: 10,

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use rill_core::batch::Batches;
 use rill_core::log::{LogError, PartitionLog};
 
 use super::records::{self, StoredRecord};
@@ -89,22 +90,12 @@ impl Source {
     }
 }
 
-/// The offset after the last batch in `data` (v2 headers: base offset at 0, batch length at 8,
-/// last offset delta at 23).
+/// The offset after the last whole batch in `data`.
 fn batches_end(data: &[u8]) -> Option<i64> {
-    let mut pos = 0usize;
-    let mut end = None;
-    while data.len() >= pos + 27 {
-        let base = i64::from_be_bytes(data[pos..pos + 8].try_into().ok()?);
-        let len = i32::from_be_bytes(data[pos + 8..pos + 12].try_into().ok()?);
-        let delta = i32::from_be_bytes(data[pos + 23..pos + 27].try_into().ok()?);
-        if len < 0 {
-            break;
-        }
-        end = Some(base + delta as i64 + 1);
-        pos += 12 + len as usize;
-    }
-    end
+    Batches::new(data)
+        .map_while(Result::ok)
+        .last()
+        .map(|b| b.header.last_offset() + 1)
 }
 
 #[cfg(test)]

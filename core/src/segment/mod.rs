@@ -20,6 +20,20 @@
 //!
 //! Concurrency: one writer (the log's append path) at a time; readers use positional reads and
 //! only look at bytes below the published `size`, so they never see a half-written batch.
+//!
+//! Submodules: [`file_header`] (the 48-byte header codec), [`key_file`] (the `N.key` sidecar),
+//! `recovery` (what [`Segment::open`] checks and repairs, by [`OpenMode`]).
+
+pub mod file_header;
+pub mod key_file;
+mod recovery;
+
+pub use file_header::{
+    FileHeader, FileHeaderError, FileKind, FILE_HEADER_LEN, FILE_MAGIC, FORMAT_VERSION,
+};
+pub use key_file::{KeyFile, KEY_FILE_LEN, KEY_MAGIC, KEY_VERSION};
+pub use recovery::Recovery;
+use recovery::ScanError;
 
 use crate::sync::RwLockExt;
 use std::path::{Path, PathBuf};
@@ -30,48 +44,42 @@ use std::time::Instant;
 use bytes::BytesMut;
 use uuid::Uuid;
 
-use crate::batch::{self, BatchHeader, HEADER_LEN};
-use crate::crypto::{CipherKind, CryptoError, DataKey, Encryption, MasterKey, KEY_ID_LEN, TAG_LEN};
+use crate::batch::{self, BatchError, BatchHeader, HEADER_LEN};
+use crate::crypto::{CipherKind, CryptoError, DataKey, Encryption, TAG_LEN};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::io::{Storage, StorageFile};
-use crate::log::LogError;
 
-/// Size of the header at the start of every segment file.
-pub const FILE_HEADER_LEN: u64 = 48;
-/// Segment file format version written by this code.
-pub const FORMAT_VERSION: u8 = 1;
-/// Magic at the start of every segment file.
-pub const FILE_MAGIC: [u8; 4] = *b"RILL";
-/// Magic of a key sidecar.
-pub const KEY_MAGIC: [u8; 4] = *b"RKEY";
-/// Key sidecar format version.
-pub const KEY_VERSION: u8 = 1;
-/// Size of a key sidecar.
-pub const KEY_FILE_LEN: usize = 108;
-
-/// Which file of a segment a header belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    Log,
-    Index,
-    TimeIndex,
-}
-
-impl FileKind {
-    fn byte(self) -> u8 {
-        match self {
-            FileKind::Log => b'L',
-            FileKind::Index => b'I',
-            FileKind::TimeIndex => b'T',
-        }
-    }
-    fn ext(self) -> &'static str {
-        match self {
-            FileKind::Log => "log",
-            FileKind::Index => "index",
-            FileKind::TimeIndex => "timeindex",
-        }
-    }
+/// Errors of a segment. The partition log turns each into the [`crate::log::SegmentError`] variant
+/// of the same name (a bad file header becomes `Corrupt` at position 0).
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// The log file's header is unusable (truncated, bad magic or CRC, wrong kind or version).
+    #[error("corrupt data in {file} at position 0: {source}")]
+    BadFileHeader {
+        file: PathBuf,
+        #[source]
+        source: FileHeaderError,
+    },
+    /// Stored data failed verification (CRC or AEAD tag, or inconsistent framing).
+    #[error("corrupt data in {file} at position {position}: {reason}")]
+    Corrupt {
+        file: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    /// Encryption / key errors (key sidecar unreadable, wrong master key, ...).
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// A batch handed to the segment is malformed.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// The disk failed or is full.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The partition a segment belongs to (part of every header and of the AAD).
@@ -79,201 +87,6 @@ impl FileKind {
 pub struct PartitionIdent {
     pub topic_id: Uuid,
     pub partition: i32,
-}
-
-/// The 48-byte header at the start of `N.log`, `N.index` and `N.timeindex`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileHeader {
-    pub kind: FileKind,
-    pub version: u8,
-    /// 0 = plaintext, else [`CipherKind::id`].
-    pub cipher_id: u8,
-    pub ident: PartitionIdent,
-    pub base_offset: i64,
-    /// Wall-clock ms when the segment was created (may be bogus on boards without RTC).
-    pub created_ms: i64,
-}
-
-impl FileHeader {
-    /// Serialize (magic, kind, version, cipher, flags, topic id, partition, base, created, crc).
-    pub fn encode(&self) -> [u8; FILE_HEADER_LEN as usize] {
-        let mut b = [0u8; FILE_HEADER_LEN as usize];
-        b[0..4].copy_from_slice(&FILE_MAGIC);
-        b[4] = self.kind.byte();
-        b[5] = self.version;
-        b[6] = self.cipher_id;
-        b[7] = 0;
-        b[8..24].copy_from_slice(self.ident.topic_id.as_bytes());
-        b[24..28].copy_from_slice(&self.ident.partition.to_be_bytes());
-        b[28..36].copy_from_slice(&self.base_offset.to_be_bytes());
-        b[36..44].copy_from_slice(&self.created_ms.to_be_bytes());
-        let crc = crc32c::crc32c(&b[..44]);
-        b[44..48].copy_from_slice(&crc.to_be_bytes());
-        b
-    }
-    /// Parse and check magic, kind, version and CRC.
-    pub fn decode(b: &[u8], kind: FileKind) -> Result<FileHeader, String> {
-        if b.len() < FILE_HEADER_LEN as usize {
-            return Err(format!("file header truncated ({} bytes)", b.len()));
-        }
-        if b[0..4] != FILE_MAGIC {
-            return Err("bad magic".into());
-        }
-        let crc = u32::from_be_bytes([b[44], b[45], b[46], b[47]]);
-        if crc32c::crc32c(&b[..44]) != crc {
-            return Err("file header CRC mismatch".into());
-        }
-        if b[4] != kind.byte() {
-            return Err(format!(
-                "file kind {:?} where {:?} expected",
-                b[4] as char, kind
-            ));
-        }
-        if b[5] != FORMAT_VERSION {
-            return Err(format!("unsupported segment format version {}", b[5]));
-        }
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&b[8..24]);
-        Ok(FileHeader {
-            kind,
-            version: b[5],
-            cipher_id: b[6],
-            ident: PartitionIdent {
-                topic_id: Uuid::from_bytes(id),
-                partition: i32::from_be_bytes([b[24], b[25], b[26], b[27]]),
-            },
-            base_offset: i64::from_be_bytes(b[28..36].try_into().unwrap_or([0; 8])),
-            created_ms: i64::from_be_bytes(b[36..44].try_into().unwrap_or([0; 8])),
-        })
-    }
-}
-
-/// The key sidecar `N.key`: magic, version, cipher id, master key id, segment identity, the
-/// wrapped data key (nonce 12 + ciphertext 32 + tag 16) and a CRC32C. The bytes before the
-/// wrapped key are the AAD of the wrap, binding the key to this segment.
-#[derive(Debug, Clone)]
-pub struct KeyFile {
-    pub cipher: CipherKind,
-    pub master_key_id: [u8; KEY_ID_LEN],
-    pub ident: PartitionIdent,
-    pub base_offset: i64,
-    pub wrapped: [u8; 60],
-}
-
-impl KeyFile {
-    fn identity(
-        cipher: CipherKind,
-        master_key_id: &[u8; KEY_ID_LEN],
-        ident: PartitionIdent,
-        base: i64,
-    ) -> [u8; 44] {
-        let mut b = [0u8; 44];
-        b[0..4].copy_from_slice(&KEY_MAGIC);
-        b[4] = KEY_VERSION;
-        b[5] = cipher.id();
-        b[8..16].copy_from_slice(master_key_id);
-        b[16..32].copy_from_slice(ident.topic_id.as_bytes());
-        b[32..36].copy_from_slice(&ident.partition.to_be_bytes());
-        b[36..44].copy_from_slice(&base.to_be_bytes());
-        b
-    }
-
-    /// Generate a data key for a new segment and wrap it.
-    pub fn generate(
-        cipher: CipherKind,
-        master: &MasterKey,
-        ident: PartitionIdent,
-        base_offset: i64,
-    ) -> Result<(KeyFile, DataKey), CryptoError> {
-        let raw = crate::crypto::generate_data_key()?;
-        let aad = KeyFile::identity(cipher, &master.id(), ident, base_offset);
-        let wrapped = master.wrap(&raw, &aad)?;
-        Ok((
-            KeyFile {
-                cipher,
-                master_key_id: master.id(),
-                ident,
-                base_offset,
-                wrapped,
-            },
-            DataKey::new(cipher, &raw),
-        ))
-    }
-
-    /// Serialize.
-    pub fn encode(&self) -> [u8; KEY_FILE_LEN] {
-        let mut b = [0u8; KEY_FILE_LEN];
-        b[..44].copy_from_slice(&KeyFile::identity(
-            self.cipher,
-            &self.master_key_id,
-            self.ident,
-            self.base_offset,
-        ));
-        b[44..104].copy_from_slice(&self.wrapped);
-        let crc = crc32c::crc32c(&b[..104]);
-        b[104..108].copy_from_slice(&crc.to_be_bytes());
-        b
-    }
-
-    /// Parse and check magic, version and CRC.
-    pub fn decode(b: &[u8]) -> Result<KeyFile, CryptoError> {
-        if b.len() != KEY_FILE_LEN {
-            return Err(CryptoError::Malformed(format!(
-                "key file has {} bytes, expected {KEY_FILE_LEN}",
-                b.len()
-            )));
-        }
-        if b[0..4] != KEY_MAGIC {
-            return Err(CryptoError::Malformed("key file magic".into()));
-        }
-        if b[4] != KEY_VERSION {
-            return Err(CryptoError::Malformed(format!("key file version {}", b[4])));
-        }
-        let crc = u32::from_be_bytes([b[104], b[105], b[106], b[107]]);
-        if crc32c::crc32c(&b[..104]) != crc {
-            return Err(CryptoError::Malformed("key file CRC mismatch".into()));
-        }
-        let cipher = CipherKind::from_id(b[5])?
-            .ok_or_else(|| CryptoError::Malformed("key file without cipher".into()))?;
-        let mut mk = [0u8; KEY_ID_LEN];
-        mk.copy_from_slice(&b[8..16]);
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&b[16..32]);
-        let mut wrapped = [0u8; 60];
-        wrapped.copy_from_slice(&b[44..104]);
-        Ok(KeyFile {
-            cipher,
-            master_key_id: mk,
-            ident: PartitionIdent {
-                topic_id: Uuid::from_bytes(id),
-                partition: i32::from_be_bytes([b[32], b[33], b[34], b[35]]),
-            },
-            base_offset: i64::from_be_bytes(b[36..44].try_into().unwrap_or([0; 8])),
-            wrapped,
-        })
-    }
-
-    /// Unwrap the data key with `master`, refusing a key wrapped under another master key.
-    pub fn unwrap(&self, master: &MasterKey) -> Result<DataKey, CryptoError> {
-        Ok(DataKey::new(self.cipher, &self.unwrap_raw(master)?))
-    }
-
-    /// The raw data key bytes (tests use them to prove keys are never reused).
-    pub fn unwrap_raw(&self, master: &MasterKey) -> Result<[u8; 32], CryptoError> {
-        if self.master_key_id != master.id() {
-            return Err(CryptoError::WrongMasterKey {
-                expected: master.id_hex(),
-                found: crate::crypto::hex(&self.master_key_id),
-            });
-        }
-        let aad = KeyFile::identity(
-            self.cipher,
-            &self.master_key_id,
-            self.ident,
-            self.base_offset,
-        );
-        master.unwrap_key(&self.wrapped, &aad)
-    }
 }
 
 /// File name of a segment file: 20-digit zero-padded base offset + extension.
@@ -352,17 +165,6 @@ pub enum OpenMode {
     Full,
 }
 
-/// What recovery found in a segment.
-#[derive(Debug, Default, Clone)]
-pub struct Recovery {
-    /// Bytes cut from a torn tail.
-    pub truncated_bytes: u64,
-    /// Whether the index files were rebuilt.
-    pub rebuilt_index: bool,
-    /// Regions reported as corrupt.
-    pub bad: Vec<BadRegion>,
-}
-
 /// One segment.
 pub struct Segment {
     pub base_offset: i64,
@@ -393,27 +195,10 @@ impl std::fmt::Debug for Segment {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
-    move |source| LogError::Io {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SegmentError + '_ {
+    move |source| SegmentError::Io {
         path: path.to_path_buf(),
         source,
-    }
-}
-
-/// Problems found at a position while scanning.
-enum ScanError {
-    /// Not enough bytes left for a header or the batch (torn, or the end of a truncated file).
-    Short(String),
-    /// Header or contents invalid; `len` is the framed stored length if the header parsed.
-    Bad { reason: String, len: Option<u64> },
-}
-
-impl ScanError {
-    fn reason(&self) -> String {
-        match self {
-            ScanError::Short(r) => r.clone(),
-            ScanError::Bad { reason, .. } => reason.clone(),
-        }
     }
 }
 
@@ -428,7 +213,7 @@ impl Segment {
         encryption: &Encryption,
         now_ms: i64,
         index_interval: u64,
-    ) -> Result<Segment, LogError> {
+    ) -> Result<Segment, SegmentError> {
         let paths = SegPaths::new(dir, base_offset);
         let (cipher_id, key) = match encryption {
             Encryption::Off => (0u8, None),
@@ -440,29 +225,25 @@ impl Segment {
                 (cipher.id(), Some(dk))
             }
         };
-        let mut files = Vec::with_capacity(3);
-        for (kind, path) in [
-            (FileKind::Index, &paths.index),
-            (FileKind::TimeIndex, &paths.time),
-            (FileKind::Log, &paths.log),
-        ] {
-            let f = storage.create(path).map_err(io_err(path))?;
-            let h = FileHeader {
-                kind,
-                version: FORMAT_VERSION,
-                cipher_id,
-                ident,
-                base_offset,
-                created_ms: now_ms,
+        let create_file =
+            |kind: FileKind, path: &Path| -> Result<Arc<dyn StorageFile>, SegmentError> {
+                let f = storage.create(path).map_err(io_err(path))?;
+                let h = FileHeader {
+                    kind,
+                    version: FORMAT_VERSION,
+                    cipher_id,
+                    ident,
+                    base_offset,
+                    created_ms: now_ms,
+                };
+                f.write_all_at(&h.encode(), 0).map_err(io_err(path))?;
+                f.sync().map_err(io_err(path))?;
+                Ok(f)
             };
-            f.write_all_at(&h.encode(), 0).map_err(io_err(path))?;
-            f.sync().map_err(io_err(path))?;
-            files.push(f);
-        }
+        let index_file = create_file(FileKind::Index, &paths.index)?;
+        let time_file = create_file(FileKind::TimeIndex, &paths.time)?;
+        let log = create_file(FileKind::Log, &paths.log)?;
         storage.sync_dir(dir).map_err(io_err(dir))?;
-        let log = files.pop().ok_or(LogError::Closed)?;
-        let time_file = files.pop().ok_or(LogError::Closed)?;
-        let index_file = files.pop().ok_or(LogError::Closed)?;
         Ok(Segment {
             base_offset,
             ident,
@@ -497,7 +278,7 @@ impl Segment {
     /// Open an existing segment and recover it according to `mode`.
     ///
     /// Errors: [`CryptoError::WrongMasterKey`] (never a truncation) if the data key was wrapped
-    /// under another master key; [`LogError::Corrupt`] if the log file header is unusable.
+    /// under another master key; [`SegmentError::BadFileHeader`] if the log file header is unusable, [`SegmentError::Corrupt`] if it names another segment.
     pub fn open(
         storage: &dyn Storage,
         dir: &Path,
@@ -506,24 +287,20 @@ impl Segment {
         encryption: &Encryption,
         mode: OpenMode,
         index_interval: u64,
-    ) -> Result<(Segment, Recovery), LogError> {
+    ) -> Result<(Segment, Recovery), SegmentError> {
         let paths = SegPaths::new(dir, base_offset);
         let log = storage.open(&paths.log).map_err(io_err(&paths.log))?;
         let log_len = log.len().map_err(io_err(&paths.log))?;
-        let mut hb = [0u8; FILE_HEADER_LEN as usize];
-        let header = if log_len >= FILE_HEADER_LEN {
-            log.read_exact_at(&mut hb, 0).map_err(io_err(&paths.log))?;
-            FileHeader::decode(&hb, FileKind::Log)
-        } else {
-            Err(format!("log file has only {log_len} bytes"))
-        };
-        let header = header.map_err(|reason| LogError::Corrupt {
-            file: paths.log.clone(),
-            position: 0,
-            reason,
+        let mut hb = vec![0u8; log_len.min(FILE_HEADER_LEN) as usize];
+        log.read_exact_at(&mut hb, 0).map_err(io_err(&paths.log))?;
+        let header = FileHeader::decode(&hb, FileKind::Log).map_err(|source| {
+            SegmentError::BadFileHeader {
+                file: paths.log.clone(),
+                source,
+            }
         })?;
         if header.ident != ident || header.base_offset != base_offset {
-            return Err(LogError::Corrupt {
+            return Err(SegmentError::Corrupt {
                 file: paths.log.clone(),
                 position: 0,
                 reason: format!(
@@ -551,7 +328,7 @@ impl Segment {
                     }
                 };
                 let bytes = storage.read_file(&paths.key).map_err(|e| {
-                    LogError::Crypto(CryptoError::Malformed(format!(
+                    SegmentError::Crypto(CryptoError::Malformed(format!(
                         "cannot read data key {}: {e}",
                         paths.key.display()
                     )))
@@ -651,15 +428,12 @@ impl Segment {
         plain: &[u8],
         position: u64,
         out: &mut Vec<u8>,
-    ) -> Result<(), LogError> {
+    ) -> Result<(), SegmentError> {
         match &self.key {
             None => out.extend_from_slice(plain),
             Some(key) => {
                 if plain.len() < HEADER_LEN {
-                    return Err(crate::batch::BatchError::Malformed(
-                        "batch shorter than header".into(),
-                    )
-                    .into());
+                    return Err(BatchError::Malformed("batch shorter than header".into()).into());
                 }
                 let aad = self.aad(plain);
                 out.extend_from_slice(&plain[..HEADER_LEN]);
@@ -702,7 +476,7 @@ impl Segment {
         data: &[u8],
         batches: &[StoredBatch],
         index_interval: u64,
-    ) -> Result<(), LogError> {
+    ) -> Result<(), SegmentError> {
         let pos = self.state().size;
         self.log
             .write_all_at(data, pos)
@@ -716,7 +490,7 @@ impl Segment {
     }
 
     /// Write index entries added since the last call (no fsync: indexes are rebuilt on recovery).
-    pub fn write_indexes(&self) -> Result<(), LogError> {
+    pub fn write_indexes(&self) -> Result<(), SegmentError> {
         let mut st = self.state_mut();
         let ib = st.index.take_pending();
         if !ib.is_empty() {
@@ -736,13 +510,13 @@ impl Segment {
     }
 
     /// fsync the log file.
-    pub fn sync_log(&self) -> Result<(), LogError> {
+    pub fn sync_log(&self) -> Result<(), SegmentError> {
         self.log.sync().map_err(io_err(&self.log_path))
     }
 
     /// Seal the segment for good (roll or close): final time index entry, write and fsync indexes
     /// and log.
-    pub fn finish(&self) -> Result<(), LogError> {
+    pub fn finish(&self) -> Result<(), SegmentError> {
         self.state_mut().seal_time_index(self.base_offset);
         self.write_indexes()?;
         self.sync_log()?;
@@ -752,7 +526,7 @@ impl Segment {
     }
 
     /// Remove the segment's files (the caller fsyncs the directory).
-    pub fn delete_files(&self, storage: &dyn Storage) -> Result<(), LogError> {
+    pub fn delete_files(&self, storage: &dyn Storage) -> Result<(), SegmentError> {
         for p in [
             &self.log_path,
             &self.index_path,
@@ -797,256 +571,6 @@ impl Segment {
         Ok((h, len))
     }
 
-    /// Fully verify the batch at `pos` (framing, tag, CRC) using `buf` as scratch.
-    fn verify_at(
-        &self,
-        pos: u64,
-        end: u64,
-        buf: &mut Vec<u8>,
-    ) -> Result<(BatchHeader, u64), ScanError> {
-        let (h, len) = self.header_at(pos, end)?;
-        buf.resize(len as usize, 0);
-        self.log
-            .read_exact_at(buf, pos)
-            .map_err(|e| ScanError::Short(e.to_string()))?;
-        self.open_in_place(pos, buf)
-            .map_err(|reason| ScanError::Bad {
-                reason,
-                len: Some(len),
-            })?;
-        Ok((h, len))
-    }
-
-    fn recover_full(&self, log_len: u64, _header: FileHeader) -> Result<Recovery, LogError> {
-        let mut rec = Recovery {
-            rebuilt_index: true,
-            ..Recovery::default()
-        };
-        let mut st = self.state_mut();
-        st.size = FILE_HEADER_LEN;
-        let mut pos = FILE_HEADER_LEN;
-        let mut buf = Vec::new();
-        while pos < log_len {
-            match self.verify_at(pos, log_len, &mut buf) {
-                Ok((h, len)) => {
-                    let max_ts_offset = batch::offset_of_max_timestamp(&buf);
-                    st.register(
-                        self.base_offset,
-                        &StoredBatch {
-                            header: h,
-                            max_ts_offset,
-                            position: pos,
-                            stored_len: len,
-                        },
-                        self.index_interval,
-                    );
-                    pos += len;
-                    st.size = pos;
-                }
-                Err(e) => {
-                    // Corruption followed by a valid batch is not a torn tail: report it and go on.
-                    let next = match &e {
-                        ScanError::Bad { len: Some(l), .. } => Some(pos + l),
-                        _ => None,
-                    };
-                    if let Some(n) = next {
-                        if n < log_len {
-                            if let Ok((h2, _)) = self.verify_at(n, log_len, &mut buf) {
-                                let region = BadRegion {
-                                    file: self.log_path.clone(),
-                                    start: pos,
-                                    end: n,
-                                    first_offset: st.next_offset,
-                                    next_offset: h2.base_offset,
-                                    reason: e.reason(),
-                                };
-                                tracing::error!(file = %self.log_path.display(), position = pos,
-                                    reason = %region.reason, "corrupt batch in the middle of the log; not served");
-                                st.bad.push(region.clone());
-                                rec.bad.push(region);
-                                st.next_offset = h2.base_offset;
-                                pos = n;
-                                st.size = pos;
-                                continue;
-                            }
-                        }
-                    }
-                    tracing::warn!(file = %self.log_path.display(), position = pos,
-                        reason = %e.reason(), "truncating torn tail");
-                    rec.truncated_bytes = log_len - pos;
-                    break;
-                }
-            }
-        }
-        if rec.truncated_bytes > 0 {
-            self.log.set_len(pos).map_err(io_err(&self.log_path))?;
-            self.log.sync().map_err(io_err(&self.log_path))?;
-        }
-        self.rewrite_indexes(&mut st)?;
-        Ok(rec)
-    }
-
-    /// Seal the time index and rewrite both index files whole from the in-memory indexes (after
-    /// a recovery rebuilt them).
-    fn rewrite_indexes(&self, st: &mut SegState) -> Result<(), LogError> {
-        st.seal_time_index(self.base_offset);
-        let idx = st.index.encode_all();
-        let tix = st.time_index.encode_all();
-        st.index.clear_pending();
-        st.time_index.clear_pending();
-        rewrite_index(
-            &*self.index_file,
-            &self.index_path,
-            self,
-            FileKind::Index,
-            &idx,
-        )?;
-        rewrite_index(
-            &*self.time_file,
-            &self.time_path,
-            self,
-            FileKind::TimeIndex,
-            &tix,
-        )?;
-        st.index_file_len = FILE_HEADER_LEN + idx.len() as u64;
-        st.time_file_len = FILE_HEADER_LEN + tix.len() as u64;
-        Ok(())
-    }
-
-    fn recover_quick(
-        &self,
-        log_len: u64,
-        header: FileHeader,
-        force_rebuild: bool,
-    ) -> Result<Recovery, LogError> {
-        let mut rec = Recovery::default();
-        let loaded = if force_rebuild {
-            Err("index does not match the log".to_string())
-        } else {
-            self.load_indexes(log_len, header)
-        };
-        let mut st = self.state_mut();
-        let mut pos = FILE_HEADER_LEN;
-        match loaded {
-            Ok((index, time_index)) => {
-                if let Some(last) = index.entries().last() {
-                    pos = last.position as u64;
-                    st.next_offset = self.base_offset + last.rel_offset as i64;
-                }
-                if let Some(t) = time_index.last() {
-                    st.max_timestamp = t.timestamp;
-                    st.offset_of_max_ts = self.base_offset + t.rel_offset as i64;
-                }
-                st.index_file_len = FILE_HEADER_LEN + (index.entries().len() * 8) as u64;
-                st.time_file_len = FILE_HEADER_LEN + (time_index.entries().len() * 12) as u64;
-                st.index = index;
-                st.time_index = time_index;
-            }
-            Err(reason) => {
-                tracing::warn!(file = %self.index_path.display(), %reason, "rebuilding index");
-                rec.rebuilt_index = true;
-            }
-        }
-        // Scan the clear headers from `pos` to the end (framing only, no decryption).
-        let had_index = !rec.rebuilt_index;
-        st.size = pos;
-        let mut first = true;
-        while pos < log_len {
-            match self.header_at(pos, log_len) {
-                Ok((h, len)) => {
-                    if had_index && first {
-                        // The indexed batch must be where the index says.
-                        if h.base_offset != st.next_offset {
-                            drop(st);
-                            return self.rebuild_quick(log_len, header);
-                        }
-                    }
-                    first = false;
-                    let sb = StoredBatch {
-                        header: h,
-                        max_ts_offset: -1,
-                        position: pos,
-                        stored_len: len,
-                    };
-                    if had_index {
-                        st.track(&sb);
-                    } else {
-                        st.register(self.base_offset, &sb, self.index_interval);
-                    }
-                    pos += len;
-                    st.size = pos;
-                }
-                Err(e) => {
-                    if had_index && first {
-                        drop(st);
-                        return self.rebuild_quick(log_len, header);
-                    }
-                    let region = BadRegion {
-                        file: self.log_path.clone(),
-                        start: pos,
-                        end: log_len,
-                        first_offset: st.next_offset,
-                        next_offset: st.next_offset,
-                        reason: e.reason(),
-                    };
-                    tracing::error!(file = %self.log_path.display(), position = pos,
-                        reason = %region.reason, "unreadable data in a closed segment; not served");
-                    st.bad.push(region.clone());
-                    rec.bad.push(region);
-                    break;
-                }
-            }
-        }
-        if rec.rebuilt_index {
-            self.rewrite_indexes(&mut st)?;
-        }
-        Ok(rec)
-    }
-
-    fn rebuild_quick(&self, log_len: u64, header: FileHeader) -> Result<Recovery, LogError> {
-        {
-            let mut st = self.state_mut();
-            *st = SegState::empty(self.base_offset);
-        }
-        self.recover_quick(log_len, header, true)
-    }
-
-    fn load_indexes(
-        &self,
-        log_len: u64,
-        header: FileHeader,
-    ) -> Result<(OffsetIndex, TimeIndex), String> {
-        let read_body = |f: &Arc<dyn StorageFile>, kind: FileKind| -> Result<Vec<u8>, String> {
-            let len = f.len().map_err(|e| e.to_string())?;
-            if len < FILE_HEADER_LEN {
-                return Err("index file shorter than its header".into());
-            }
-            let mut all = vec![0u8; len as usize];
-            f.read_exact_at(&mut all, 0).map_err(|e| e.to_string())?;
-            let h = FileHeader::decode(&all, kind)?;
-            if h.ident != header.ident || h.base_offset != header.base_offset {
-                return Err("index header names another segment".into());
-            }
-            Ok(all.split_off(FILE_HEADER_LEN as usize))
-        };
-        let ib = read_body(&self.index_file, FileKind::Index)?;
-        let index =
-            OffsetIndex::decode(&ib, FILE_HEADER_LEN, log_len).map_err(|e| e.to_string())?;
-        let max_rel = index.entries().last().map(|e| e.rel_offset).unwrap_or(0);
-        let tb = read_body(&self.time_file, FileKind::TimeIndex)?;
-        // Time entries may point past the last offset index entry (into the last batches).
-        let time = TimeIndex::decode(&tb, u32::MAX).map_err(|e| e.to_string())?;
-        if log_len > FILE_HEADER_LEN && index.entries().is_empty() {
-            return Err("offset index is empty but the log is not".into());
-        }
-        if let Some(first) = index.entries().first() {
-            if first.position as u64 != FILE_HEADER_LEN || first.rel_offset > max_rel {
-                return Err("first index entry is not the first batch".into());
-            }
-        }
-        Ok((index, time))
-    }
-
     /// Read whole plaintext batches starting with the one containing `from` into `out`, stopping
     /// at `max_bytes` (at least one batch when `out` is empty) or at a batch with base offset at
     /// or above `limit` (the high watermark). Returns `Ok(true)` if the end of the segment's data was
@@ -1057,7 +581,7 @@ impl Segment {
         max_bytes: usize,
         limit: i64,
         out: &mut BytesMut,
-    ) -> Result<bool, LogError> {
+    ) -> Result<bool, SegmentError> {
         let (size, mut pos, bad, seg_next, mut expect_base) = {
             let st = self.state();
             let rel = (from - self.base_offset).clamp(0, u32::MAX as i64) as u32;
@@ -1077,7 +601,7 @@ impl Segment {
         let read_ahead = (max_bytes.saturating_add(4096)).clamp(16 * 1024, 1 << 20) as u64;
         let mut chunk: Vec<u8> = Vec::new();
         let mut chunk_pos = 0u64;
-        let corrupt = |position: u64, reason: String| LogError::Corrupt {
+        let corrupt = |position: u64, reason: String| SegmentError::Corrupt {
             file: self.log_path.clone(),
             position,
             reason,
@@ -1170,7 +694,7 @@ impl Segment {
         &self,
         timestamp: i64,
         limit: i64,
-    ) -> Result<Option<(i64, i64)>, LogError> {
+    ) -> Result<Option<(i64, i64)>, SegmentError> {
         let (size, mut pos, skip_to) = {
             let st = self.state();
             if st.max_timestamp < timestamp {
@@ -1205,13 +729,13 @@ impl Segment {
                 self.log
                     .read_exact_at(&mut buf, pos)
                     .map_err(io_err(&self.log_path))?;
-                let n = self
-                    .open_in_place(pos, &mut buf)
-                    .map_err(|reason| LogError::Corrupt {
-                        file: self.log_path.clone(),
-                        position: pos,
-                        reason,
-                    })?;
+                let n =
+                    self.open_in_place(pos, &mut buf)
+                        .map_err(|reason| SegmentError::Corrupt {
+                            file: self.log_path.clone(),
+                            position: pos,
+                            reason,
+                        })?;
                 if let Some(recs) = batch::record_timestamps(&buf[..n]) {
                     if let Some(&(o, t)) = recs.iter().find(|(_, t)| *t >= timestamp) {
                         return Ok(Some((o, t)));
@@ -1301,7 +825,10 @@ impl SegPaths {
     }
 }
 
-fn open_or_create(storage: &dyn Storage, path: &Path) -> Result<Arc<dyn StorageFile>, LogError> {
+fn open_or_create(
+    storage: &dyn Storage,
+    path: &Path,
+) -> Result<Arc<dyn StorageFile>, SegmentError> {
     match storage.open(path) {
         Ok(f) => Ok(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -1317,7 +844,7 @@ fn rewrite_index(
     seg: &Segment,
     kind: FileKind,
     body: &[u8],
-) -> Result<(), LogError> {
+) -> Result<(), SegmentError> {
     let h = FileHeader {
         kind,
         version: FORMAT_VERSION,

@@ -7,14 +7,26 @@
 //! flushed offset, so callers that queued behind it find themselves covered and return without an
 //! fsync of their own.
 //!
+//! The log is split the way Kafka splits it: [`loader`] (`LogLoader`: opening and recovery),
+//! [`validator`] (`LogValidator`: batch checks, producer-state checks, offset assignment),
+//! [`segments`] (`LogSegments` / `LocalLog`: the segment map, rolling, removing segments),
+//! [`tail_cache`] (recent plaintext batches) and [`swap`] (the compaction swap protocol).
+//! Retention ([`crate::retention`]) and the backlog policy ([`crate::backlog`]) sit above the log
+//! and delete closed segments through [`PartitionLog::remove_segment`].
+//!
 //! High watermark: there is no replication yet, so under [`FlushPolicy::Always`] the high
 //! watermark is the *flushed* offset (a consumer never sees a record that a power cut could take
 //! back); under [`FlushPolicy::Interval`] it is the log end offset. Under `Always` whoever appends
 //! must call `flush_to` (or `flush`) for the records to become visible, also for acks=0 producers.
 
+pub(crate) mod loader;
+pub(crate) mod segments;
+pub(crate) mod swap;
+mod tail_cache;
+pub mod validator;
+
 use crate::clock::now_ms;
 use crate::sync::{LockExt, RwLockExt};
-use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -22,16 +34,14 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use bytes::{Bytes, BytesMut};
 use uuid::Uuid;
 
-use crate::backlog::{BacklogView, DroppedSegment};
-use crate::batch::{self, BatchHeader};
-use crate::crypto::{CryptoError, Encryption};
+use crate::crypto::Encryption;
 use crate::io::Storage;
 use crate::producer_state::{self, ProducerError, ProducerStateManager};
-use crate::retention::{self, RetentionOutcome};
-use crate::segment::{
-    self, BadRegion, OpenMode, PartitionIdent, Segment, StoredBatch, FILE_HEADER_LEN,
-};
+use crate::segment::{self, BadRegion, PartitionIdent, Segment, SegmentError, StoredBatch};
 use crate::topic_config::{TimestampType, TopicConfig};
+use segments::LogSegments;
+use tail_cache::TailCache;
+use validator::{Assigned, Batches};
 
 /// When an append counts as durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,6 +94,30 @@ pub enum LogError {
     Producer(#[from] ProducerError),
 }
 
+impl From<SegmentError> for LogError {
+    fn from(e: SegmentError) -> LogError {
+        match e {
+            SegmentError::BadFileHeader { file, source } => LogError::Corrupt {
+                file,
+                position: 0,
+                reason: source.to_string(),
+            },
+            SegmentError::Corrupt {
+                file,
+                position,
+                reason,
+            } => LogError::Corrupt {
+                file,
+                position,
+                reason,
+            },
+            SegmentError::Crypto(e) => LogError::Crypto(e),
+            SegmentError::Batch(e) => LogError::Batch(e),
+            SegmentError::Io { path, source } => LogError::Io { path, source },
+        }
+    }
+}
+
 /// What an append assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -134,17 +168,6 @@ pub const DEFAULT_CACHE_BYTES: usize = 256 << 10;
 /// A write buffer grown beyond this by a large append is shrunk afterwards.
 const MAX_IDLE_WRITE_BUFFER: usize = 4 << 20;
 
-struct Segments {
-    map: BTreeMap<i64, Arc<Segment>>,
-    log_start: i64,
-}
-
-impl Segments {
-    fn active(&self) -> Option<&Arc<Segment>> {
-        self.map.values().next_back()
-    }
-}
-
 #[derive(Default)]
 struct Writer {
     /// Sealed batches of the current append (one write).
@@ -153,65 +176,6 @@ struct Writer {
     /// A write failed part-way: positions of the active segment may hold bytes sealed with its
     /// key, so the next append must go to a new segment (never reuse a nonce).
     force_roll: bool,
-}
-
-/// Recent plaintext batches for tailing consumers (contiguous offsets, newest last).
-struct TailCache {
-    batches: VecDeque<(i64, i64, Bytes)>,
-    bytes: usize,
-    capacity: usize,
-}
-
-impl TailCache {
-    fn push(&mut self, base: i64, last: i64, data: Bytes) {
-        if self.capacity == 0 {
-            return;
-        }
-        if let Some(&(_, prev_last, _)) = self.batches.back() {
-            if prev_last + 1 != base {
-                self.clear();
-            }
-        }
-        self.bytes += data.len();
-        self.batches.push_back((base, last, data));
-        while self.bytes > self.capacity && self.batches.len() > 1 {
-            if let Some((_, _, d)) = self.batches.pop_front() {
-                self.bytes -= d.len();
-            }
-        }
-    }
-    fn clear(&mut self) {
-        self.batches.clear();
-        self.bytes = 0;
-    }
-    /// Batches from the one containing `from`, below `limit`, up to `max_bytes` (at least one).
-    fn read(&self, from: i64, max_bytes: usize, limit: i64) -> Option<Bytes> {
-        let first = self.batches.front()?;
-        if from < first.0 {
-            return None;
-        }
-        let i = self.batches.partition_point(|b| b.1 < from);
-        let mut parts: Vec<&Bytes> = Vec::new();
-        let mut total = 0usize;
-        for (base, _, data) in self.batches.iter().skip(i) {
-            if *base >= limit || (!parts.is_empty() && total + data.len() > max_bytes) {
-                break;
-            }
-            total += data.len();
-            parts.push(data);
-        }
-        match parts.len() {
-            0 => None,
-            1 => Some(parts[0].clone()),
-            _ => {
-                let mut b = BytesMut::with_capacity(total);
-                for p in parts {
-                    b.extend_from_slice(p);
-                }
-                Some(b.freeze())
-            }
-        }
-    }
 }
 
 /// One partition's log.
@@ -223,7 +187,7 @@ pub struct PartitionLog {
     encryption: Encryption,
     storage: Arc<dyn Storage>,
     config: RwLock<TopicConfig>,
-    segments: RwLock<Segments>,
+    segments: RwLock<LogSegments>,
     writer: Mutex<Writer>,
     flush_lock: Mutex<()>,
     /// Every offset below this is durable.
@@ -247,169 +211,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl PartitionLog {
-    /// Open (recovering the tail) or create the log in `dir`. Opening for writing always starts a
-    /// new active segment with a fresh data key.
+    /// Open (recovering the tail, see [`loader`]) or create the log in `dir`. Opening for writing
+    /// always starts a new active segment with a fresh data key.
     pub fn open(dir: PathBuf, opts: LogOptions) -> Result<PartitionLog, LogError> {
-        let storage = opts.storage.clone();
-        let io = |path: &PathBuf| {
-            let path = path.clone();
-            move |source| LogError::Io { path, source }
-        };
-        storage.create_dir_all(&dir).map_err(io(&dir))?;
-        // Compaction: finish or roll back a segment swap a crash interrupted (cleaner.rs).
-        crate::cleaner::recover_swap(&*storage, &dir)?;
         let ident = PartitionIdent {
             topic_id: opts.topic_id,
             partition: opts.partition,
         };
         let index_interval = u64::from(opts.config.index_interval_bytes.max(1));
-        let names = storage.list(&dir).map_err(io(&dir))?;
-        let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE);
-        let mut log_bases = Vec::new();
-        let mut other = Vec::new();
-        let mut snapshots = Vec::new();
-        for n in &names {
-            if n.ends_with(".tmp") {
-                let _ = storage.remove(&dir.join(n));
-                continue;
-            }
-            if let Some((base, ext)) = segment::parse_file_name(n) {
-                if ext == "log" {
-                    log_bases.push(base);
-                } else if ext == producer_state::SNAPSHOT_EXT {
-                    snapshots.push(base);
-                } else {
-                    other.push((base, n.clone()));
-                }
-            }
-        }
-        log_bases.sort_unstable();
-        // Files of segments whose log never made it to disk (crash during creation).
-        let mut removed = false;
-        for (base, n) in other {
-            if log_bases.binary_search(&base).is_err() {
-                storage.remove(&dir.join(&n)).map_err(io(&dir.join(&n)))?;
-                removed = true;
-            }
-        }
-        let mut map = BTreeMap::new();
-        let mut bad = Vec::new();
-        let mut lost: Vec<BadRegion> = Vec::new();
-        let count = log_bases.len();
-        for (i, base) in log_bases.iter().copied().enumerate() {
-            let last = i + 1 == count;
-            let mode = if last && !clean {
-                OpenMode::Full
-            } else {
-                OpenMode::Quick
-            };
-            let opened = Segment::open(
-                &*storage,
-                &dir,
-                ident,
-                base,
-                &opts.encryption,
-                mode,
-                index_interval,
-            );
-            let (seg, rec) = match opened {
-                Ok(x) => x,
-                Err(LogError::Corrupt { .. })
-                    if last && Self::torn_creation(&*storage, &dir, base) =>
-                {
-                    // A segment whose header never became durable holds no acknowledged data.
-                    tracing::warn!(base, "removing segment left half-created by a crash");
-                    for ext in ["log", "index", "timeindex", "key"] {
-                        let _ = storage.remove(&dir.join(segment::file_name(base, ext)));
-                    }
-                    removed = true;
-                    continue;
-                }
-                Err(
-                    e @ (LogError::Corrupt { .. } | LogError::Crypto(CryptoError::Malformed(_))),
-                ) if !last => {
-                    // A closed segment whose file header or key file is unusable: report it and
-                    // serve the rest of the log; its offsets (up to the next segment) are lost.
-                    let next = log_bases.get(i + 1).copied().unwrap_or(base);
-                    let region = BadRegion {
-                        file: dir.join(segment::file_name(base, "log")),
-                        start: 0,
-                        end: 0,
-                        first_offset: base,
-                        next_offset: next,
-                        reason: e.to_string(),
-                    };
-                    tracing::error!(file = %region.file.display(), reason = %region.reason,
-                        "unusable segment; its offsets are not served");
-                    bad.push(region.clone());
-                    lost.push(region);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            bad.extend(rec.bad);
-            map.insert(base, Arc::new(seg));
-        }
-        // A closed segment whose unreadable tail hides its end offsets ends where the next begins.
-        let bases: Vec<i64> = map.keys().copied().collect();
-        for w in bases.windows(2) {
-            if let Some(seg) = map.get(&w[0]) {
-                let mut st = seg.state_mut();
-                let size = st.size;
-                for b in st.bad.iter_mut() {
-                    if b.next_offset < w[1] && b.end >= size {
-                        b.next_offset = w[1];
-                    }
-                }
-                for b in bad.iter_mut().filter(|b| b.file == seg.log_path) {
-                    if b.next_offset < w[1] && b.end >= size {
-                        b.next_offset = w[1];
-                    }
-                }
-                if st.next_offset < w[1] && !st.bad.is_empty() {
-                    st.next_offset = w[1];
-                }
-            }
-        }
-        // An empty last segment is dropped; the new active segment takes its base offset.
-        if let Some((&base, seg)) = map.iter().next_back() {
-            if seg.is_empty() && seg.state().bad.is_empty() {
-                seg.delete_files(&*storage)?;
-                map.remove(&base);
-                removed = true;
-            }
-        }
-        let start_ckpt = Self::read_log_start(&*storage, &dir);
-        let leo = match map.values().next_back() {
-            Some(s) => s.next_offset(),
-            None => start_ckpt.unwrap_or(0).max(0),
-        };
-        let first_base = map
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(leo)
-            .min(lost.first().map_or(i64::MAX, |l| l.first_offset));
-        let log_start = start_ckpt.unwrap_or(first_base).clamp(first_base, leo);
-        if clean {
-            storage
-                .remove(&dir.join(CLEAN_SHUTDOWN_FILE))
-                .map_err(io(&dir))?;
-            removed = true;
-        }
-        if removed {
-            storage.sync_dir(&dir).map_err(io(&dir))?;
-        }
-        let active = Segment::create(
-            &*storage,
+        let loaded = loader::load(
+            &*opts.storage,
             &dir,
             ident,
-            leo,
             &opts.encryption,
-            now_ms(),
             index_interval,
         )?;
-        map.insert(leo, Arc::new(active));
+        let leo = loaded.log_end;
         let (hw_tx, _) = tokio::sync::watch::channel(leo);
         let log = PartitionLog {
             dir,
@@ -417,98 +234,27 @@ impl PartitionLog {
             topic: opts.topic,
             flush_policy: opts.flush,
             encryption: opts.encryption,
-            storage,
+            storage: opts.storage,
             config: RwLock::new(opts.config),
-            segments: RwLock::new(Segments { map, log_start }),
+            segments: RwLock::new(LogSegments {
+                map: loaded.segments,
+                log_start: loaded.log_start,
+            }),
             writer: Mutex::new(Writer::default()),
             flush_lock: Mutex::new(()),
             flushed: AtomicI64::new(leo),
             leo: AtomicI64::new(leo),
             hw: AtomicI64::new(leo),
             hw_tx,
-            cache: Mutex::new(TailCache {
-                batches: VecDeque::new(),
-                bytes: 0,
-                capacity: DEFAULT_CACHE_BYTES,
-            }),
+            cache: Mutex::new(TailCache::new(DEFAULT_CACHE_BYTES)),
             closed: AtomicBool::new(false),
             retention_floor: Mutex::new(None),
-            corruption: Mutex::new(bad),
-            lost,
+            corruption: Mutex::new(loaded.bad),
+            lost: loaded.lost,
             producers: Mutex::new(ProducerStateManager::new()),
         };
-        log.rebuild_producer_state(snapshots);
+        log.rebuild_producer_state(loaded.snapshots);
         Ok(log)
-    }
-
-    /// Load the newest usable producer state snapshot and replay batch headers after it (or,
-    /// without a snapshot, from the second-to-last segment, as Kafka does).
-    fn rebuild_producer_state(&self, mut snapshots: Vec<i64>) {
-        let leo = self.leo.load(Ordering::Acquire);
-        let log_start = self.segs().log_start;
-        snapshots.sort_unstable();
-        let mut state = None;
-        for &off in snapshots.iter().rev() {
-            let path = self.dir.join(producer_state::snapshot_file_name(off));
-            if off > leo {
-                // Covers data that did not survive: useless.
-                let _ = self.storage.remove(&path);
-                continue;
-            }
-            match self.storage.read_file(&path) {
-                Ok(b) => match ProducerStateManager::decode(&b) {
-                    Some(s) => {
-                        state = Some((off, s));
-                        break;
-                    }
-                    None => {
-                        tracing::warn!(file = %path.display(), "ignoring damaged producer snapshot")
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot read producer snapshot")
-                }
-            }
-        }
-        let (mut from, mut st) = match state {
-            Some(x) => x,
-            None => {
-                let bases = self.segment_base_offsets();
-                let from = if bases.len() >= 3 {
-                    bases[bases.len() - 3]
-                } else {
-                    0
-                };
-                (from, ProducerStateManager::new())
-            }
-        };
-        from = from.max(log_start);
-        while from < leo {
-            let res = match self.read(from, 1 << 20) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(partition = self.ident.partition, topic = %self.topic, offset = from, error = %e,
-                        "producer state rebuild stopped early");
-                    break;
-                }
-            };
-            let mut buf: &[u8] = &res.records;
-            let start = from;
-            while let Ok(h) = BatchHeader::parse(buf) {
-                if h.base_offset >= start {
-                    st.record(&h);
-                }
-                from = from.max(h.last_offset() + 1);
-                match buf.get(h.total_len()..) {
-                    Some(rest) => buf = rest,
-                    None => break,
-                }
-            }
-            if from == start {
-                break;
-            }
-        }
-        *lock(&self.producers) = st;
     }
 
     /// Write the producer state snapshot covering everything below `offset`; keep the newest two.
@@ -541,38 +287,14 @@ impl PartitionLog {
         lock(&self.producers).clone()
     }
 
-    fn torn_creation(storage: &dyn Storage, dir: &std::path::Path, base: i64) -> bool {
-        let p = dir.join(segment::file_name(base, "log"));
-        match storage.open(&p).and_then(|f| f.len()) {
-            Ok(len) => len <= FILE_HEADER_LEN,
-            Err(_) => false,
-        }
-    }
-
-    fn read_log_start(storage: &dyn Storage, dir: &std::path::Path) -> Option<i64> {
-        let b = storage.read_file(&dir.join(LOG_START_FILE)).ok()?;
-        if b.len() != 12 {
-            return None;
-        }
-        let crc = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
-        if crc32c::crc32c(&b[..8]) != crc {
-            return None;
-        }
-        Some(i64::from_be_bytes(b[..8].try_into().ok()?))
-    }
-
     fn write_log_start(&self, offset: i64) -> Result<(), LogError> {
-        let mut b = [0u8; 12];
-        b[..8].copy_from_slice(&offset.to_be_bytes());
-        let crc = crc32c::crc32c(&b[..8]);
-        b[8..].copy_from_slice(&crc.to_be_bytes());
         let p = self.dir.join(LOG_START_FILE);
         self.storage
-            .write_file_atomic(&p, &b)
+            .write_file_atomic(&p, &loader::encode_log_start(offset))
             .map_err(|source| LogError::Io { path: p, source })
     }
 
-    fn check_open(&self) -> Result<(), LogError> {
+    pub(crate) fn check_open(&self) -> Result<(), LogError> {
         if self.closed.load(Ordering::Acquire) {
             Err(LogError::Closed)
         } else {
@@ -580,17 +302,29 @@ impl PartitionLog {
         }
     }
 
-    fn segs(&self) -> std::sync::RwLockReadGuard<'_, Segments> {
+    /// The segment map (read lock).
+    pub(crate) fn segs(&self) -> std::sync::RwLockReadGuard<'_, LogSegments> {
         self.segments.read_unpoisoned()
     }
-    fn segs_mut(&self) -> std::sync::RwLockWriteGuard<'_, Segments> {
+    fn segs_mut(&self) -> std::sync::RwLockWriteGuard<'_, LogSegments> {
         self.segments.write_unpoisoned()
     }
-    fn cfg(&self) -> TopicConfig {
+    pub(crate) fn cfg(&self) -> TopicConfig {
         self.config.read_unpoisoned().clone()
     }
     fn active(&self) -> Result<Arc<Segment>, LogError> {
         self.segs().active().cloned().ok_or(LogError::Closed)
+    }
+
+    /// Run `f` under the writer lock: no append, roll, swap or other segment deletion runs
+    /// meanwhile (retention and the backlog policy delete segments this way). Fails if closed.
+    pub(crate) fn with_writer<R>(
+        &self,
+        f: impl FnOnce() -> Result<R, LogError>,
+    ) -> Result<R, LogError> {
+        self.check_open()?;
+        let _w = lock(&self.writer);
+        f()
     }
 
     /// The partition's directory.
@@ -619,11 +353,7 @@ impl PartitionLog {
     }
     /// Set the capacity of the plaintext tail cache (0 disables it).
     pub fn set_cache_capacity(&self, bytes: usize) {
-        let mut c = lock(&self.cache);
-        c.capacity = bytes;
-        if bytes == 0 {
-            c.clear();
-        }
+        lock(&self.cache).set_capacity(bytes);
     }
     /// Base offsets of the segments, oldest first (the last is the active segment).
     pub fn segment_base_offsets(&self) -> Vec<i64> {
@@ -649,197 +379,104 @@ impl PartitionLog {
     pub fn append(&self, records: &[u8], leader_epoch: i32) -> Result<AppendInfo, LogError> {
         self.check_open()?;
         let cfg = self.cfg();
-        let parts = batch::split_batches(records, cfg.max_message_bytes)?;
-        if cfg.cleanup_policy.compacts() {
-            // Compaction: records without a key are refused on compacted topics (cleaner.rs).
-            for (_, range) in &parts {
-                crate::cleaner::check_keys(&records[range.clone()])?;
-            }
-        }
+        let parts = validator::validate_batches(records, &cfg)?;
         let mut w = lock(&self.writer);
         self.check_open()?;
         let w = &mut *w;
         let now = now_ms();
         let append_time = cfg.message_timestamp_type == TimestampType::LogAppendTime;
-        let offsets: i64 = parts.iter().map(|(h, _)| h.offset_count()).sum();
-        let mut active = self.active()?;
-        let overhead = active.overhead() * parts.len() as u64;
-        let incoming = records.len() as u64 + overhead;
         let leo = self.leo.load(Ordering::Acquire);
+        let mut active = self.active()?;
+        let offsets: i64 = parts.iter().map(|(h, _)| h.offset_count()).sum();
+        let incoming = records.len() as u64 + active.overhead() * parts.len() as u64;
         if w.force_roll || self.should_roll(&active, &cfg, incoming, leo + offsets) {
             active = self.roll_locked(leo, &cfg)?;
             w.force_roll = false;
         }
         // Idempotent producers: refuse gaps and stale epochs, answer retries with their offsets.
         let mut pstate = lock(&self.producers);
-        if parts.iter().any(|(h, _)| h.producer_id >= 0) {
-            let mut scratch = if parts.len() > 1 {
-                Some(pstate.clone())
-            } else {
-                None
-            };
-            let mut fake = leo;
-            for (h, _) in &parts {
-                if h.producer_id < 0 {
-                    continue;
-                }
-                let st = scratch.as_ref().unwrap_or(&*pstate);
-                match st.check(h)? {
-                    producer_state::Check::Duplicate(b) if parts.len() == 1 => {
-                        return Ok(AppendInfo {
-                            base_offset: b.first_offset,
-                            last_offset: b.last_offset,
-                            max_timestamp: -1,
-                            log_append_time: -1,
-                            log_start_offset: self.segs().log_start,
-                            record_count: 0,
-                        });
-                    }
-                    producer_state::Check::Duplicate(_) => {
-                        return Err(ProducerError::DuplicateInMultiBatch {
-                            producer_id: h.producer_id,
-                        }
-                        .into())
-                    }
-                    producer_state::Check::Append => {}
-                }
-                if let Some(sc) = scratch.as_mut() {
-                    let mut h = *h;
-                    h.base_offset = fake;
-                    fake += h.offset_count();
-                    sc.record(&h);
-                }
+        if let Some(b) = validator::check_producers(&parts, &pstate, leo)? {
+            return Ok(AppendInfo {
+                base_offset: b.first_offset,
+                last_offset: b.last_offset,
+                max_timestamp: -1,
+                log_append_time: -1,
+                log_start_offset: self.segs().log_start,
+                record_count: 0,
+            });
+        }
+        let a = validator::assign_offsets(
+            records,
+            &parts,
+            leo,
+            leader_epoch,
+            append_time.then_some(now),
+        )?;
+        if let Err(e) = Self::write_batches(w, &active, &a, &parts, &cfg) {
+            w.force_roll = true;
+            return Err(e);
+        }
+        self.leo.store(a.next_offset, Ordering::Release);
+        for h in &a.headers {
+            pstate.record(h);
+        }
+        drop(pstate);
+        {
+            let plain = a.plain.freeze();
+            let mut cache = lock(&self.cache);
+            for (h, (_, range)) in a.headers.iter().zip(&parts) {
+                cache.push(h.base_offset, h.last_offset(), plain.slice(range.clone()));
             }
         }
-        // Rewrite headers into the plaintext copy (which becomes the tail cache's entry).
-        let mut plain = BytesMut::from(records);
-        let mut next = leo;
-        let mut max_ts = -1i64;
-        let mut count: u32 = 0;
-        let mut headers: Vec<BatchHeader> = Vec::with_capacity(parts.len());
-        for (h, range) in &parts {
-            let b = &mut plain[range.clone()];
-            batch::set_base_offset(b, next);
-            batch::set_leader_epoch(b, leader_epoch);
-            if append_time {
-                batch::set_log_append_time(b, now);
-            }
-            let h2 = BatchHeader::parse(b)?;
-            max_ts = max_ts.max(h2.max_timestamp);
-            count = count.saturating_add(h.records_count.max(0) as u32);
-            next += h.offset_count();
-            headers.push(h2);
+        let log_start = self.segs().log_start;
+        if let FlushPolicy::Interval { .. } = self.flush_policy {
+            self.publish_hw(a.next_offset);
         }
-        // Seal into one buffer; one write for the whole append.
-        let start_pos = active.size();
+        Ok(AppendInfo {
+            base_offset: leo,
+            last_offset: a.next_offset - 1,
+            max_timestamp: a.max_timestamp,
+            log_append_time: if append_time { now } else { -1 },
+            log_start_offset: log_start,
+            record_count: a.record_count,
+        })
+    }
+
+    /// Seal the assigned batches for `active` (one buffer, one write) and append them. After an
+    /// error the active segment may hold bytes sealed with its key: the caller forces a roll.
+    fn write_batches(
+        w: &mut Writer,
+        active: &Segment,
+        a: &Assigned,
+        parts: &Batches,
+        cfg: &TopicConfig,
+    ) -> Result<(), LogError> {
         w.out.clear();
         w.stored.clear();
-        let mut pos = start_pos;
+        let mut pos = active.size();
         let encrypted = active.key.is_some();
-        for (h, (_, range)) in headers.iter().zip(&parts) {
+        for (h, (_, range)) in a.headers.iter().zip(parts) {
+            let plain = &a.plain[range.clone()];
             let len = if encrypted {
                 let before = w.out.len();
-                active.seal_into(&plain[range.clone()], pos, &mut w.out)?;
+                active.seal_into(plain, pos, &mut w.out)?;
                 (w.out.len() - before) as u64
             } else {
                 range.len() as u64
             };
             w.stored.push(StoredBatch {
                 header: *h,
-                max_ts_offset: batch::offset_of_max_timestamp(&plain[range.clone()]),
+                max_ts_offset: crate::batch::offset_of_max_timestamp(plain),
                 position: pos,
                 stored_len: len,
             });
             pos += len;
         }
-        let data: &[u8] = if encrypted { &w.out } else { &plain };
-        if let Err(e) =
-            active.append_stored(data, &w.stored, u64::from(cfg.index_interval_bytes.max(1)))
-        {
-            w.force_roll = true;
-            return Err(e);
-        }
-        self.leo.store(next, Ordering::Release);
-        for h in &headers {
-            pstate.record(h);
-        }
-        drop(pstate);
+        let data: &[u8] = if encrypted { &w.out } else { &a.plain };
+        active.append_stored(data, &w.stored, u64::from(cfg.index_interval_bytes.max(1)))?;
         if w.out.capacity() > MAX_IDLE_WRITE_BUFFER {
             w.out = Vec::new();
         }
-        {
-            let plain = plain.freeze();
-            let mut cache = lock(&self.cache);
-            for (h, (_, range)) in headers.iter().zip(&parts) {
-                cache.push(h.base_offset, h.last_offset(), plain.slice(range.clone()));
-            }
-        }
-        let log_start = self.segs().log_start;
-        if let FlushPolicy::Interval { .. } = self.flush_policy {
-            self.publish_hw(next);
-        }
-        Ok(AppendInfo {
-            base_offset: leo,
-            last_offset: next - 1,
-            max_timestamp: max_ts,
-            log_append_time: if append_time { now } else { -1 },
-            log_start_offset: log_start,
-            record_count: count,
-        })
-    }
-
-    fn should_roll(
-        &self,
-        active: &Segment,
-        cfg: &TopicConfig,
-        incoming: u64,
-        next_offset: i64,
-    ) -> bool {
-        if active.is_empty() {
-            return false;
-        }
-        let max_size = cfg
-            .segment_bytes
-            .clamp(FILE_HEADER_LEN + 1, u32::MAX as u64 - (1 << 20));
-        if active.size() + incoming > max_size {
-            return true;
-        }
-        if next_offset - active.base_offset >= i32::MAX as i64 {
-            return true;
-        }
-        retention::segment_ms_elapsed(active, cfg.segment_ms)
-    }
-
-    /// Close the active segment (fsync) and start a new one at `leo`. Caller holds the writer.
-    fn roll_locked(&self, leo: i64, cfg: &TopicConfig) -> Result<Arc<Segment>, LogError> {
-        let old = self.active()?;
-        old.finish()?;
-        self.write_producer_snapshot(leo);
-        let seg = Arc::new(Segment::create(
-            &*self.storage,
-            &self.dir,
-            self.ident,
-            leo,
-            &self.encryption,
-            now_ms(),
-            u64::from(cfg.index_interval_bytes.max(1)),
-        )?);
-        // After a failed write the old segment may be empty with the same base offset: it is
-        // replaced by the new file (new data key), never written again.
-        self.segs_mut().map.insert(leo, seg.clone());
-        Ok(seg)
-    }
-
-    /// Force a roll to a new segment (used by tests and by the cleaner to close the active one).
-    pub fn roll(&self) -> Result<(), LogError> {
-        self.check_open()?;
-        let _w = lock(&self.writer);
-        let active = self.active()?;
-        if active.is_empty() {
-            return Ok(());
-        }
-        let cfg = self.cfg();
-        self.roll_locked(self.leo.load(Ordering::Acquire), &cfg)?;
         Ok(())
     }
 
@@ -1061,34 +698,6 @@ impl PartitionLog {
         Ok(offset)
     }
 
-    /// Remove a closed segment from the map and delete its files. Caller holds the writer.
-    fn remove_segment(&self, seg: &Arc<Segment>) -> Result<u64, LogError> {
-        let size = seg.size();
-        {
-            let mut s = self.segs_mut();
-            s.map.remove(&seg.base_offset);
-            let next = s
-                .map
-                .keys()
-                .next()
-                .copied()
-                .unwrap_or_else(|| self.leo.load(Ordering::Acquire));
-            if s.log_start < next {
-                s.log_start = next;
-            }
-        }
-        seg.delete_files(&*self.storage)?;
-        self.storage
-            .sync_dir(&self.dir)
-            .map_err(|source| LogError::Io {
-                path: self.dir.clone(),
-                source,
-            })?;
-        tracing::info!(topic = %self.topic, partition = self.ident.partition,
-            base = seg.base_offset, "deleted segment");
-        Ok(size)
-    }
-
     /// Apply a changed topic config (retention, segment size, ...).
     pub fn set_config(&self, config: TopicConfig) {
         *self.config.write_unpoisoned() = config;
@@ -1108,133 +717,6 @@ impl PartitionLog {
     /// The retention floor, if set.
     pub fn retention_floor(&self) -> Option<i64> {
         *lock(&self.retention_floor)
-    }
-
-    /// What the retention floor holds back (see [`crate::backlog`]): the backlog from the floor
-    /// on, the closed segments it keeps, and whether the oldest of them is past
-    /// `retention.ms × high_water`.
-    pub fn backlog_view(&self, now_ms: i64, high_water: f64) -> Result<BacklogView, LogError> {
-        self.check_open()?;
-        let floor = *lock(&self.retention_floor);
-        let cfg = self.cfg();
-        let s = self.segs();
-        let n = s.map.len();
-        let mut view = BacklogView {
-            floor,
-            ..BacklogView::default()
-        };
-        for (i, seg) in s.map.values().enumerate() {
-            let st = seg.state();
-            let disk = st.size + st.index_file_len + st.time_file_len;
-            let active = i + 1 == n;
-            let held = floor.is_some_and(|f| st.next_offset > f);
-            drop(st);
-            if held {
-                view.backlog_bytes += seg.size();
-            }
-            if active {
-                view.pinned_disk_bytes += disk;
-            } else if held {
-                view.pinned_disk_bytes += disk;
-                if view.held_segments == 0 {
-                    view.oldest_held_time = Some(seg.state().max_timestamp.max(seg.created_ms));
-                    view.oldest_held_expired = cfg.retention_ms >= 0
-                        && retention::time_expired(
-                            seg,
-                            now_ms,
-                            (cfg.retention_ms as f64 * high_water) as i64,
-                        );
-                }
-                view.held_segments += 1;
-            }
-        }
-        Ok(view)
-    }
-
-    /// Delete the oldest closed segment even though the retention floor holds it (the backlog
-    /// policy `drop_oldest`). Returns what was lost, or `None` if there is no closed segment.
-    pub fn drop_oldest_segment(&self) -> Result<Option<DroppedSegment>, LogError> {
-        self.check_open()?;
-        let _w = lock(&self.writer);
-        let floor = *lock(&self.retention_floor);
-        let (victim, log_start) = {
-            let s = self.segs();
-            if s.map.len() < 2 {
-                return Ok(None);
-            }
-            match s.map.values().next() {
-                Some(seg) => (seg.clone(), s.log_start),
-                None => return Ok(None),
-            }
-        };
-        let end = victim.next_offset();
-        let first = floor.map_or(end, |f| f.max(log_start).max(victim.base_offset).min(end));
-        let freed_bytes = self.remove_segment(&victim)?;
-        Ok(Some(DroppedSegment {
-            freed_bytes,
-            first,
-            end,
-        }))
-    }
-
-    /// Delete closed segments past `retention.ms` / `retention.bytes` (see [`crate::retention`]
-    /// for the clock policy). Called by the broker's maintenance thread.
-    pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
-        self.check_open()?;
-        let _w = lock(&self.writer);
-        let cfg = self.cfg();
-        let floor = *lock(&self.retention_floor);
-        let mut outcome = RetentionOutcome::default();
-        loop {
-            let (victim, total) = {
-                let s = self.segs();
-                let total: u64 = s.map.values().map(|x| x.size()).sum();
-                let segs: Vec<&Arc<Segment>> = s.map.values().collect();
-                let v = retention::pick_victim(&segs, &cfg, now_ms, total, floor);
-                (v.cloned(), total)
-            };
-            let _ = total;
-            match victim {
-                Some(seg) => {
-                    outcome.freed_bytes += self.remove_segment(&seg)?;
-                    outcome.deleted_segments += 1;
-                }
-                None => break,
-            }
-        }
-        Ok(outcome)
-    }
-
-    /// Delete the oldest closed segment (node-wide disk budget), respecting the retention floor.
-    /// Returns the bytes freed, or `None` if nothing can be deleted.
-    pub fn delete_oldest_segment(&self) -> Result<Option<u64>, LogError> {
-        self.check_open()?;
-        let _w = lock(&self.writer);
-        let floor = *lock(&self.retention_floor);
-        let victim = {
-            let s = self.segs();
-            if s.map.len() < 2 {
-                return Ok(None);
-            }
-            match s.map.values().next() {
-                Some(seg) if floor.is_none_or(|f| seg.next_offset() <= f) => seg.clone(),
-                _ => return Ok(None),
-            }
-        };
-        Ok(Some(self.remove_segment(&victim)?))
-    }
-
-    /// Wall-clock max timestamp of the oldest closed segment (for a node-wide oldest-first
-    /// choice), or `None` if there is no closed segment.
-    pub fn oldest_segment_timestamp(&self) -> Option<i64> {
-        let s = self.segs();
-        if s.map.len() < 2 {
-            return None;
-        }
-        s.map
-            .values()
-            .next()
-            .map(|seg| seg.state().max_timestamp.max(seg.created_ms))
     }
 
     /// Total bytes on disk of this log's segments.
@@ -1341,6 +823,7 @@ impl PartitionLog {
 pub(crate) mod tests {
     use super::*;
     use crate::batch::test_util::batch;
+    use crate::batch::BatchHeader;
     use crate::crypto::{CipherKind, MasterKey};
     use crate::io::{OsStorage, SimStorage};
     use crate::topic_config::CleanupPolicy;
