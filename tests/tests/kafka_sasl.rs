@@ -387,7 +387,17 @@ fn cli_reaches_a_sasl_ssl_listener_with_flags_and_properties() {
     ];
     let right = format!("sasl.password={PASSWORD}");
     let consume = |extra: &[&str]| {
-        let mut args = vec!["consume", "secure", "-e", "-f", "%s\\n", "-b", &addr];
+        let mut args = vec![
+            "consume",
+            "secure",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            "%s\\n",
+            "-b",
+            &addr,
+        ];
         args.extend_from_slice(&props);
         args.extend_from_slice(extra);
         rill(&args, &[], b"")
