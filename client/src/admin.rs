@@ -98,7 +98,7 @@ impl Client {
             }
             .await;
             match r {
-                Err(e) if e.is_retriable() && attempt < ATTEMPTS => {
+                Err(e) if e.is_stale_routing() && attempt < ATTEMPTS => {
                     self.recover(&e, Route::Any);
                     tokio::time::sleep(retry_backoff(attempt)).await;
                 }

@@ -129,6 +129,13 @@ impl ClientError {
         )
     }
 
+    /// Whether the broker said the client's view of leaders or coordinators is stale (see
+    /// [`needs_metadata_refresh`]): the operations retry these themselves after a refresh. A
+    /// broken connection is left to the caller (the next call reconnects).
+    pub fn is_stale_routing(&self) -> bool {
+        matches!(self, ClientError::Kafka { code, .. } if needs_metadata_refresh(*code))
+    }
+
     /// Whether the error means the client's view of leaders or coordinators is stale (see
     /// [`needs_metadata_refresh`]), or the connection broke: retry after a metadata refresh.
     pub fn is_retriable(&self) -> bool {

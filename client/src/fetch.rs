@@ -70,7 +70,8 @@ impl Client {
                 }
                 Err(e) => e,
             };
-            if !err.is_retriable() || attempt >= ATTEMPTS {
+            if !err.is_stale_routing() || attempt >= ATTEMPTS {
+                self.recover(&err, Route::Topic(f.topic));
                 return Err(err);
             }
             self.recover(&err, Route::Topic(f.topic));

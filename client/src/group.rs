@@ -74,7 +74,7 @@ impl Client {
             }
             .await;
             match r {
-                Err(e) if e.is_retriable() && attempt < ATTEMPTS => {
+                Err(e) if e.is_stale_routing() && attempt < ATTEMPTS => {
                     self.recover(&e, Route::Group(group));
                     tokio::time::sleep(retry_backoff(attempt)).await;
                 }
@@ -134,7 +134,7 @@ impl Client {
             }
             .await;
             match r {
-                Err(e) if e.is_retriable() && attempt < ATTEMPTS => {
+                Err(e) if e.is_stale_routing() && attempt < ATTEMPTS => {
                     self.recover(&e, Route::Group(group));
                     tokio::time::sleep(retry_backoff(attempt)).await;
                 }

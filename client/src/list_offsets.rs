@@ -56,7 +56,7 @@ impl Client {
                 .list_offset_once(topic, partition, timestamp, isolation)
                 .await
             {
-                Err(e) if e.is_retriable() && attempt < ATTEMPTS => {
+                Err(e) if e.is_stale_routing() && attempt < ATTEMPTS => {
                     self.recover(&e, Route::Topic(topic));
                     tokio::time::sleep(retry_backoff(attempt)).await;
                 }

@@ -57,7 +57,7 @@ impl Client {
             for (p, b) in todo.drain(..) {
                 match self.leader_id(topic, p).await {
                     Ok(id) => by_leader.entry(id).or_default().push((p, b)),
-                    Err(e) if e.is_retriable() && !last => {
+                    Err(e) if e.is_stale_routing() && !last => {
                         broken = Some(e);
                         again.push((p, b));
                     }
@@ -75,7 +75,7 @@ impl Client {
                         hinted |= hint;
                         for (p, r) in results {
                             match r {
-                                Err(e) if e.is_retriable() && !last => {
+                                Err(e) if e.is_stale_routing() && !last => {
                                     broken.get_or_insert(e);
                                     if let Some(b) = parts.iter().find(|(q, _)| *q == p) {
                                         again.push(b.clone());
@@ -87,7 +87,7 @@ impl Client {
                             }
                         }
                     }
-                    Err(e) if e.is_retriable() && !last => {
+                    Err(e) if e.is_stale_routing() && !last => {
                         self.recover(&e, Route::Topic(topic));
                         broken.get_or_insert(e);
                         again.extend(parts);
