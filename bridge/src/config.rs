@@ -701,7 +701,7 @@ rename = "{topic}"
             "{out}"
         );
         assert!(
-            out.contains("b.toml:6:1: invalid value for 'mirror[0].rename'"),
+            out.contains("b.toml:6:10: invalid value for 'mirror[0].rename'"),
             "{out}"
         );
         assert!(
@@ -713,7 +713,7 @@ rename = "{topic}"
             "{out}"
         );
         assert!(
-            out.contains("b.toml:16:1: invalid value for 'mirror[2].topics_regex'"),
+            out.contains("b.toml:16:16: invalid value for 'mirror[2].topics_regex'"),
             "{out}"
         );
     }

@@ -1,6 +1,7 @@
 //! The node's TOML configuration (`rill serve --config FILE`) and `rill config validate`.
 //!
-//! The file has one section per concern; every key is optional and unknown keys are errors:
+//! The file has one section per concern; every key is optional and unknown keys are errors.
+//! Mirrors (`[[mirror]]`, the bridge's entries, see docs/bridge.md) may live here too:
 //!
 //! ```toml
 //! [node]
@@ -42,19 +43,27 @@
 //! key = "device"
 //! [mqtt.auth]
 //! enabled = false
+//!
+//! [[mirror]]                  # the bridge, run inside the node
+//! topics = ["alarms"]
+//! target = "central:9092"
 //! ```
 //!
-//! Command-line flags override the file; [`NodeSettings::resolve`] merges both.
+//! `rill config validate FILE` reports every error at once, one a line as `FILE:LINE:COLUMN:
+//! message` (see `rill_bridge::config::diagnostics`); only a TOML syntax error is reported
+//! alone. Command-line flags override the file; [`NodeSettings::resolve`] merges both.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use rill_bridge::config::diagnostics::{Checker, KeyPath, Problem, Report};
+use rill_bridge::MirrorConfig;
 use rill_core::backlog::BacklogPolicy;
 use rill_core::broker::{BrokerConfig, EncryptionSetting, KeySource};
 use rill_core::crypto::CipherKind;
-use rill_core::group_coordinator::GroupConfig;
+use rill_core::group::GroupConfig;
 use rill_core::log::FlushPolicy;
 use rill_core::topic_config::{ConfigError, TopicConfig};
 use serde::Deserialize;
@@ -62,7 +71,8 @@ use serde::Deserialize;
 /// `rill config ...`
 #[derive(clap::Subcommand, Debug)]
 pub enum ConfigCommand {
-    /// Check a node configuration file; prints `OK` or the first error with its line and column.
+    /// Check a node configuration file (its mirrors too); prints `OK`, or every error, one a
+    /// line as `FILE:LINE:COLUMN: message`, and exits 1.
     Validate {
         /// The TOML file to check.
         file: PathBuf,
@@ -100,14 +110,10 @@ pub enum ConfigFileError {
         #[source]
         source: std::io::Error,
     },
-    /// TOML syntax, an unknown key or a value of the wrong type (the message has line and column).
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// toml's message, with line and column.
-        message: String,
-    },
+    /// Every error of the file (TOML syntax alone; else unknown keys, values of the wrong type
+    /// and invalid values), each with its line and column.
+    #[error("{0}")]
+    File(Report),
     /// A value that parses but is not valid.
     #[error("{path}: invalid value for '{key}': {reason}")]
     Invalid {
@@ -120,9 +126,9 @@ pub enum ConfigFileError {
     },
 }
 
-/// The whole file.
+/// The whole file. Unknown keys are errors: [`Checker`] collects them all, so the sections do
+/// not deny them themselves.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// `[node]`
     #[serde(default)]
@@ -145,13 +151,15 @@ pub struct FileConfig {
     /// `[mqtt]`: the MQTT front end (mapping rules, auth, TLS, limits).
     #[serde(default)]
     pub mqtt: crate::mqtt::MqttConfig,
+    /// `[[mirror]]`: the bridge's mirrors, run inside the node (as with `--bridge-config`).
+    #[serde(default)]
+    pub mirror: Vec<MirrorConfig>,
 }
 
 /// `[groups]` (Kafka's names: `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
 /// `group.initial.rebalance.delay.ms`, `offsets.retention.minutes`,
 /// `offsets.retention.check.interval.ms`).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct GroupsSection {
     /// `group.min.session.timeout.ms` (default 6000).
     pub min_session_timeout_ms: Option<u64>,
@@ -202,7 +210,6 @@ impl GroupsSection {
 
 /// `[node]`
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NodeSection {
     /// Kafka broker id.
     pub id: Option<i32>,
@@ -216,7 +223,6 @@ pub struct NodeSection {
 
 /// `[listeners]`
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ListenersSection {
     /// Kafka listener address.
     pub kafka: Option<SocketAddr>,
@@ -232,7 +238,6 @@ pub struct ListenersSection {
 
 /// PEM files of a TLS listener.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// Certificate chain (PEM).
     pub cert: PathBuf,
@@ -242,7 +247,6 @@ pub struct TlsFiles {
 
 /// `[storage]`
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct StorageSection {
     /// `"auto"`, `"aes-256-gcm"`, `"chacha20-poly1305"` or `"off"`.
     pub encryption: Option<EncryptionName>,
@@ -330,7 +334,6 @@ impl TryFrom<toml::Value> for FlushSetting {
 
 /// `[kafka]`
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct KafkaSection {
     /// `auto.create.topics.enable`.
     pub auto_create_topics: Option<bool>,
@@ -354,119 +357,125 @@ impl FileConfig {
         Self::parse(&text, path)
     }
 
-    /// Parse and check file contents (`path` is used in messages only).
+    /// Parse and check file contents (`path` is used in messages only): every error at once.
     pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigFileError> {
-        let config: FileConfig = toml::from_str(text).map_err(|err| ConfigFileError::Parse {
-            path: path.to_path_buf(),
-            message: err.to_string().trim_end().to_string(),
-        })?;
-        config.check(path).map_err(|err| config.locate(err, text))?;
-        Ok(config)
-    }
-
-    /// Add the line and column of the offending `[topic_defaults]` entry to a semantic error.
-    fn locate(&self, err: ConfigFileError, text: &str) -> ConfigFileError {
-        let ConfigFileError::Invalid { path, key, reason } = err else {
-            return err;
-        };
-        let entry = key
-            .strip_prefix("topic_defaults.")
-            .map(|k| k.trim_matches('"'))
-            .and_then(|k| self.topic_defaults.get(k));
-        match entry {
-            Some(v) => {
-                let start = v.span().start.min(text.len());
-                let before = &text[..start];
-                let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                ConfigFileError::Invalid {
-                    path,
-                    key: format!("{key} (line {line}, column {column})"),
-                    reason,
-                }
-            }
-            None => ConfigFileError::Invalid { path, key, reason },
+        let mut checker = Checker::parse(path, text).map_err(ConfigFileError::File)?;
+        let config: Option<FileConfig> = checker.deserialize();
+        if let Some(c) = &config {
+            checker.problems(c.check());
         }
+        checker.finish(config).map_err(ConfigFileError::File)
     }
 
-    /// Semantic checks beyond types.
-    fn check(&self, path: &Path) -> Result<(), ConfigFileError> {
-        let invalid = |key: &str, reason: String| ConfigFileError::Invalid {
-            path: path.to_path_buf(),
-            key: key.to_string(),
-            reason,
+    /// Semantic checks beyond types, every problem found (mirrors included).
+    fn check(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut invalid = |key: &str, reason: String| {
+            out.push(Problem::new(KeyPath::dotted(key), reason));
         };
         if let Some(id) = self.node.id {
             if id < 0 {
-                return Err(invalid("node.id", format!("{id} is negative")));
+                invalid("node.id", format!("{id} is negative"));
             }
         }
         if let Some(n) = self.kafka.num_partitions {
             if n < 1 {
-                return Err(invalid("kafka.num_partitions", format!("{n} is below 1")));
+                invalid("kafka.num_partitions", format!("{n} is below 1"));
             }
         }
         if let Some(names) = &self.kafka.sasl_mechanisms {
-            crate::kafka::auth::Mechanism::parse_list(names)
-                .map_err(|reason| invalid("kafka.sasl_mechanisms", reason))?;
+            if let Err(reason) = crate::kafka::auth::Mechanism::parse_list(names) {
+                invalid("kafka.sasl_mechanisms", reason);
+            }
         }
-        crate::mqtt::mapping::Mapping::new(&self.mqtt.rules)
-            .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
+        if let Err(e) = crate::mqtt::mapping::Mapping::new(&self.mqtt.rules) {
+            invalid("mqtt.rules", e.to_string());
+        }
+        if let Err((key, reason)) = self.mqtt.validate_limits() {
+            invalid(key, reason);
+        }
         if let Some(n) = self.kafka.socket_request_max_bytes {
             if n < 1024 || n > i32::MAX as usize {
-                return Err(invalid(
+                invalid(
                     "kafka.socket_request_max_bytes",
                     format!("{n} is outside [1024, {}]", i32::MAX),
-                ));
+                );
             }
         }
         let groups = self.groups.resolve();
         if groups.min_session_timeout_ms > groups.max_session_timeout_ms {
-            return Err(invalid(
+            invalid(
                 "groups.min_session_timeout_ms",
                 "is above groups.max_session_timeout_ms".to_string(),
-            ));
+            );
         }
         if groups.offsets_retention_check_interval_ms == 0 {
-            return Err(invalid(
+            invalid(
                 "groups.offsets_retention_check_interval_ms",
                 "must be at least 1".to_string(),
-            ));
+            );
         }
         if let Some(FlushSetting::Interval { interval_ms: 0 }) = self.storage.flush {
-            return Err(invalid(
+            invalid(
                 "storage.flush.interval_ms",
                 "must be at least 1".to_string(),
-            ));
+            );
         }
         if self.storage.retention_check_interval_ms == Some(0) {
-            return Err(invalid(
+            invalid(
                 "storage.retention_check_interval_ms",
                 "must be at least 1".to_string(),
-            ));
+            );
         }
         if let Some(hw) = self.storage.backlog_high_water {
             if !rill_core::backlog::valid_high_water(hw) {
-                return Err(invalid(
+                invalid(
                     "storage.backlog_high_water",
                     format!("{hw} is not in (0, 1]"),
-                ));
+                );
             }
         }
         if let Some(adv) = &self.listeners.advertised_kafka {
-            parse_host_port(adv).map_err(|reason| invalid("listeners.advertised_kafka", reason))?;
+            if let Err(reason) = parse_host_port(adv) {
+                invalid("listeners.advertised_kafka", reason);
+            }
         }
-        let overrides = self
-            .topic_default_strings()
-            .map_err(|(key, reason)| invalid(&format!("topic_defaults.{key}"), reason))?;
-        TopicConfig::with_overrides(&TopicConfig::default(), &overrides).map_err(|err| {
-            let key = match &err {
-                ConfigError::UnknownKey(k) => k.clone(),
-                ConfigError::InvalidValue { key, .. } => key.clone(),
+        out.extend(self.check_topic_defaults());
+        out.extend(rill_bridge::config::check_mirrors(
+            &self.mirror,
+            self.node.name.as_deref(),
+        ));
+        out
+    }
+
+    /// `[topic_defaults]`: each entry on its own (so every bad one is found), then together.
+    fn check_topic_defaults(&self) -> Vec<Problem> {
+        let at = |key: &str| KeyPath::dotted("topic_defaults").key(key);
+        let mut out = Vec::new();
+        let mut all = BTreeMap::new();
+        for (key, value) in &self.topic_defaults {
+            let one = match topic_default_string(value.get_ref()) {
+                Ok(v) => BTreeMap::from([(key.clone(), v)]),
+                Err(reason) => {
+                    out.push(Problem::new(at(key), reason));
+                    continue;
+                }
             };
-            invalid(&format!("topic_defaults.\"{key}\""), err.to_string())
-        })?;
-        Ok(())
+            match TopicConfig::with_overrides(&TopicConfig::default(), &one) {
+                Ok(_) => all.extend(one),
+                Err(err) => out.push(Problem::new(at(key), err.to_string())),
+            }
+        }
+        if out.is_empty() {
+            if let Err(err) = TopicConfig::with_overrides(&TopicConfig::default(), &all) {
+                let key = match &err {
+                    ConfigError::UnknownKey(k) => k.clone(),
+                    ConfigError::InvalidValue { key, .. } => key.clone(),
+                };
+                out.push(Problem::new(at(&key), err.to_string()));
+            }
+        }
+        out
     }
 
     /// `[topic_defaults]` as Kafka-style strings.
@@ -474,22 +483,28 @@ impl FileConfig {
         self.topic_defaults
             .iter()
             .map(|(k, v)| {
-                let s = match v.get_ref() {
-                    toml::Value::String(s) => s.clone(),
-                    toml::Value::Integer(i) => i.to_string(),
-                    toml::Value::Float(f) => f.to_string(),
-                    toml::Value::Boolean(b) => b.to_string(),
-                    other => {
-                        return Err((
-                            k.clone(),
-                            format!("expected a string or number, found {}", other.type_str()),
-                        ))
-                    }
-                };
-                Ok((k.clone(), s))
+                topic_default_string(v.get_ref())
+                    .map(|s| (k.clone(), s))
+                    .map_err(|reason| (k.clone(), reason))
             })
             .collect()
     }
+}
+
+/// A `[topic_defaults]` value as Kafka's string form.
+fn topic_default_string(value: &toml::Value) -> Result<String, String> {
+    Ok(match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        other => {
+            return Err(format!(
+                "expected a string or number, found {}",
+                other.type_str()
+            ))
+        }
+    })
 }
 
 /// Split `host:port` (IPv6 hosts in brackets).
@@ -559,6 +574,8 @@ pub struct NodeSettings {
     pub groups: GroupConfig,
     /// The MQTT front end.
     pub mqtt: crate::mqtt::MqttConfig,
+    /// The file's `[[mirror]]` entries (the bridge runs them inside the node).
+    pub mirrors: Vec<MirrorConfig>,
 }
 
 impl NodeSettings {
@@ -681,6 +698,7 @@ impl NodeSettings {
             },
             groups: file.groups.resolve(),
             mqtt: file.mqtt.clone(),
+            mirrors: file.mirror.clone(),
         })
     }
 }
@@ -720,9 +738,8 @@ mod tests {
         let text = "[node]\nid = 1\n\n[listeners]\nkafak = \"127.0.0.1:9092\"\n";
         let err = FileConfig::parse(text, Path::new("x.toml")).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("line 5"), "{msg}");
-        assert!(msg.contains("column 1"), "{msg}");
-        assert!(msg.contains("kafak"), "{msg}");
+        // Line 5, column 1, Vector-style.
+        assert_eq!(msg, "x.toml:5:1: unknown key 'listeners.kafak'");
     }
 
     #[test]
@@ -731,8 +748,92 @@ mod tests {
         let msg = FileConfig::parse(text, Path::new("x.toml"))
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("line 5, column 18"), "{msg}");
-        assert!(msg.contains("retention.ms"), "{msg}");
+        // Line 5, column 18: the value.
+        assert!(
+            msg.starts_with("x.toml:5:18: invalid value for 'topic_defaults.\"retention.ms\"': "),
+            "{msg}"
+        );
+    }
+
+    /// The file of issue 10: unknown keys in three sections, a bad `[topic_defaults]` value and
+    /// a bad `[[mirror]]` rename.
+    pub(crate) const FIVE_ERRORS: &str = "[node]\nid = 1\nnmae = \"edge-01\"\n\
+        [listeners]\nkafka = \"127.0.0.1:9092\"\nkafak = \"127.0.0.1:9093\"\n\
+        [storage]\nflush = \"always\"\nfluhs = 1\n\
+        [topic_defaults]\n\"retention.ms\" = \"soon\"\n\
+        [[mirror]]\ntopics = [\"alarms\"]\ntarget = \"central:9092\"\nrename = \"edge\"\n";
+
+    #[test]
+    fn every_error_is_reported_with_its_line() {
+        let Err(ConfigFileError::File(report)) =
+            FileConfig::parse(FIVE_ERRORS, Path::new("n.toml"))
+        else {
+            panic!("accepted")
+        };
+        let out = report.to_string();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 5, "{out}");
+        assert_eq!(lines[0], "n.toml:3:1: unknown key 'node.nmae'");
+        assert_eq!(lines[1], "n.toml:6:1: unknown key 'listeners.kafak'");
+        assert_eq!(lines[2], "n.toml:9:1: unknown key 'storage.fluhs'");
+        assert!(
+            lines[3]
+                .starts_with("n.toml:11:18: invalid value for 'topic_defaults.\"retention.ms\"'"),
+            "{out}"
+        );
+        assert!(
+            lines[4].starts_with("n.toml:15:10: invalid value for 'mirror[0].rename': "),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn type_errors_of_several_sections_are_all_reported() {
+        let text = "[storage]\nencryption = \"rot13\"\n[kafka]\nnum_partitions = \"six\"\n\
+                    [groups]\nmin_session_timeout_ms = 10\nmax_session_timeout_ms = 5\n\
+                    [[mirror]]\ntopics = [\"a\"]\n[[mirror]]\ntopics = [\"b\"]\ntarget = \"c:1\"\n\
+                    tls_ca_file = \"ca.pem\"\n";
+        let Err(ConfigFileError::File(r)) = FileConfig::parse(text, Path::new("n.toml")) else {
+            panic!("accepted")
+        };
+        let lines: Vec<usize> = r.diagnostics.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [2, 4, 6, 8, 13], "{r}");
+        let out = r.to_string();
+        assert!(
+            out.contains("'storage.encryption': unknown variant `rot13`"),
+            "{out}"
+        );
+        assert!(
+            out.contains("'kafka.num_partitions': invalid type"),
+            "{out}"
+        );
+        assert!(out.contains("missing field `target`"), "{out}");
+        assert!(out.contains("'mirror[1].tls_ca_file'"), "{out}");
+    }
+
+    #[test]
+    fn mirrors_in_the_node_file() {
+        let text = "[node]\nname = \"edge-01\"\n[[mirror]]\ntopics = [\"alarms\"]\n\
+                    target = \"central:9092\"\n[[mirror]]\ndirection = \"pull\"\n\
+                    topics = [\"commands\"]\ntarget = \"central:9092\"\n";
+        let file = FileConfig::parse(text, Path::new("n.toml")).unwrap();
+        let s = NodeSettings::resolve(&file, &Overrides::default()).unwrap();
+        assert_eq!(s.mirrors.len(), 2);
+        assert_eq!(
+            s.mirrors[0].target_topic("edge-01", "alarms"),
+            "edge-01.alarms"
+        );
+        // A pull mirror whose remote alias is the node's own name is refused.
+        let err = FileConfig::parse(
+            &text.replace("name = \"edge-01\"", "name = \"central\""),
+            Path::new("n.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("n.toml:6:1: invalid value for 'mirror[1].remote_alias'"),
+            "{err}"
+        );
     }
 
     #[test]

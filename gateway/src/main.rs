@@ -20,8 +20,8 @@ enum Command {
     /// Check configuration files.
     #[command(subcommand)]
     Config(rill_gateway::config::ConfigCommand),
-    /// Run the `[[mirror]]` entries of a bridge config against a stopped node's data directory
-    /// (`--config FILE`), or show a running node's mirrors (`status`).
+    /// Run the `[[mirror]]` entries of a bridge config or node TOML file against a stopped
+    /// node's data directory (`--config FILE`), or show a running node's mirrors (`status`).
     Bridge(rill_gateway::cli::bridge::BridgeArgs),
     /// Kafka-protocol client commands (work against any Kafka cluster).
     #[command(flatten)]
@@ -36,7 +36,7 @@ fn run_bridge(path: &std::path::Path) -> anyhow::Result<std::process::ExitCode> 
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let cfg = rill_bridge::BridgeConfig::load(path)?;
+    let cfg = rill_gateway::cli::bridge::load_config(path)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let stop = tokio_util::sync::CancellationToken::new();

@@ -61,7 +61,8 @@ pub struct ServeArgs {
     /// renamed `{node_name}.{topic}` (the bridge; see docs/bridge.md).
     #[arg(long, value_name = "BOOTSTRAP")]
     pub mirror_to: Option<String>,
-    /// Bridge configuration (`[[mirror]]` entries) run inside this node.
+    /// Bridge configuration (`[[mirror]]` entries) run inside this node, besides the
+    /// `[[mirror]]` entries of `--config` (a mirror defined in both is an error).
     #[arg(long, value_name = "FILE")]
     pub bridge_config: Option<PathBuf>,
     /// Require SASL on the Kafka listener with these mechanisms (comma separated: PLAIN,
@@ -115,7 +116,7 @@ pub struct Node {
     /// The node's metrics.
     pub metrics: Arc<Metrics>,
     /// The consumer group coordinator (the bridge checkpoints its committed offsets).
-    pub groups: Arc<rill_core::group_coordinator::GroupCoordinator>,
+    pub groups: Arc<rill_core::group::GroupCoordinator>,
     /// The bridge's status registry, served at `GET /bridge/status`.
     pub bridge_status: Arc<rill_bridge::BridgeStatus>,
     shutdown: CancellationToken,
@@ -410,6 +411,36 @@ pub fn settings_from_args(args: &ServeArgs) -> Result<NodeSettings, ConfigFileEr
     NodeSettings::resolve(&file, &flags)
 }
 
+/// The mirrors of the node's TOML file (`[[mirror]]`) followed by those of `--bridge-config`; a
+/// mirror defined in both files is an error (it would copy the same records twice).
+pub fn mirror_configs(
+    args: &ServeArgs,
+    settings: &NodeSettings,
+) -> anyhow::Result<Vec<rill_bridge::MirrorConfig>> {
+    let mut mirrors = settings.mirrors.clone();
+    if let Some(path) = &args.bridge_config {
+        let cfg = rill_bridge::BridgeConfig::load(path)?;
+        for (i, m) in cfg.mirror.into_iter().enumerate() {
+            if let Some(j) = mirrors.iter().position(|n| n.is_same_mirror(&m)) {
+                let node_file = args
+                    .config
+                    .as_deref()
+                    .map_or_else(|| "--config".to_string(), |p| p.display().to_string());
+                anyhow::bail!(
+                    "the mirror {} is defined both in {node_file} ([[mirror]] number {}) and in \
+                     {} ([[mirror]] number {}); define each mirror in one file",
+                    m.describe(),
+                    j + 1,
+                    path.display(),
+                    i + 1
+                );
+            }
+            mirrors.push(m);
+        }
+    }
+    Ok(mirrors)
+}
+
 /// Resolves on SIGINT or SIGTERM.
 async fn termination() {
     #[cfg(unix)]
@@ -448,12 +479,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .try_init();
     let settings = settings_from_args(&args)?;
     let mut mirrors = Vec::new();
-    if let Some(path) = &args.bridge_config {
-        let cfg = rill_bridge::BridgeConfig::load(path)?;
-        for m in cfg.mirror {
-            m.validate_for_node(&settings.node_name)?;
-            mirrors.push(rill_bridge::Mirror::new(m)?);
-        }
+    for m in mirror_configs(&args, &settings)? {
+        m.validate_for_node(&settings.node_name)?;
+        mirrors.push(rill_bridge::Mirror::new(m)?);
     }
     if let Some(target) = &args.mirror_to {
         mirrors.push(rill_bridge::Mirror::new(
@@ -495,6 +523,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mirror_in_both_files_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("node.toml");
+        let bridge = dir.path().join("bridge.toml");
+        let mirror = "[[mirror]]\ntopics = [\"a\"]\ntarget = \"c:1\"\n";
+        std::fs::write(&node, format!("[node]\nname = \"e\"\n{mirror}")).unwrap();
+        let args = |bridge_text: &str| {
+            std::fs::write(&bridge, bridge_text).unwrap();
+            ServeArgs {
+                config: Some(node.clone()),
+                bridge_config: Some(bridge.clone()),
+                ..ServeArgs::default()
+            }
+        };
+        let other = args("[[mirror]]\ntopics = [\"b\"]\ntarget = \"c:1\"\n");
+        let settings = settings_from_args(&other).unwrap();
+        let both = mirror_configs(&other, &settings).unwrap();
+        assert_eq!(both.len(), 2);
+        let same = args(&format!("{mirror}compression = \"none\"\n"));
+        let err = mirror_configs(&same, &settings).unwrap_err().to_string();
+        assert!(err.contains("defined both in"), "{err}");
+        assert!(err.contains("push of [\"a\"] to c:1"), "{err}");
+    }
 
     #[test]
     fn advertised_address_defaults() {

@@ -159,6 +159,9 @@ pub struct Checker<'a> {
     text: &'a str,
     root: Spanned<DeTable<'a>>,
     diagnostics: Vec<Diagnostic>,
+    /// Arrays of tables some of whose elements had type errors: the original index of each
+    /// element kept, so problems of the rest name their element in the file.
+    kept: Vec<(String, Vec<usize>)>,
 }
 
 impl<'a> Checker<'a> {
@@ -170,6 +173,7 @@ impl<'a> Checker<'a> {
                 text,
                 root,
                 diagnostics: Vec::new(),
+                kept: Vec::new(),
             }),
             Err(err) => {
                 let offset = err.span().map_or(0, |s| s.start);
@@ -178,6 +182,7 @@ impl<'a> Checker<'a> {
                     text,
                     root: Spanned::new(0..0, DeTable::new()),
                     diagnostics: Vec::new(),
+                    kept: Vec::new(),
                 };
                 checker.push(offset, format!("TOML syntax: {}", one_line(err.message())));
                 Err(checker.report())
@@ -186,12 +191,12 @@ impl<'a> Checker<'a> {
     }
 
     /// Deserialize the file into `T`, collecting type errors (the first of each top-level
-    /// entry or array-of-tables element) and unknown keys. Entries with a type error are left
-    /// out (their defaults take their place) so semantic checks can still run on the rest; such
-    /// a value never leaves [`Checker::finish`]. `None` only when even that fails. Every
+    /// entry or array-of-tables element) and unknown keys. Entries and elements with a type
+    /// error are left out (defaults take their place) so semantic checks still run on the rest;
+    /// such a value never leaves [`Checker::finish`]. `None` only when even that fails. Every
     /// top-level field of `T` must have a default.
     pub fn deserialize<T: DeserializeOwned>(&mut self) -> Option<T> {
-        let mut failed = Vec::new();
+        let mut failed: Vec<(String, Option<usize>)> = Vec::new();
         let units: Vec<(Spanned<DeString>, Option<usize>, Spanned<DeValue<'a>>)> = self
             .root
             .get_ref()
@@ -226,7 +231,7 @@ impl<'a> Checker<'a> {
             let result: Result<T, _> =
                 serde_ignored::deserialize(de, |p| unknown.push(KeyPath::from_ignored(&p)));
             if let Err(err) = result {
-                failed.push(key_name.clone());
+                failed.push((key_name.clone(), index));
                 self.type_error(&err);
             }
             for mut path in unknown {
@@ -238,8 +243,29 @@ impl<'a> Checker<'a> {
         }
         let mut kept = DeTable::new();
         for (k, v) in self.root.get_ref().iter() {
-            if !failed.iter().any(|f| f == k.get_ref()) {
-                kept.insert(k.clone(), v.clone());
+            let name = k.get_ref().as_ref();
+            let bad: Vec<usize> = failed
+                .iter()
+                .filter(|(f, _)| f == name)
+                .filter_map(|(_, i)| *i)
+                .collect();
+            match v.get_ref() {
+                _ if failed.iter().any(|(f, i)| f == name && i.is_none()) => {}
+                DeValue::Array(items) if !bad.is_empty() => {
+                    let mut rest = DeArray::new();
+                    let mut indices = Vec::new();
+                    for (i, item) in items.iter().enumerate() {
+                        if !bad.contains(&i) {
+                            rest.push(item.clone());
+                            indices.push(i);
+                        }
+                    }
+                    self.kept.push((name.to_string(), indices));
+                    kept.insert(k.clone(), Spanned::new(v.span(), DeValue::Array(rest)));
+                }
+                _ => {
+                    kept.insert(k.clone(), v.clone());
+                }
             }
         }
         match T::deserialize(Deserializer::from(Spanned::new(self.root.span(), kept))) {
@@ -251,10 +277,17 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Record a semantic problem: `invalid value for 'KEY': REASON` at the key.
-    pub fn problem(&mut self, problem: Problem) {
+    /// Record a semantic problem: `invalid value for 'KEY': REASON`, at the value when the
+    /// file sets it (else at the nearest enclosing entry).
+    pub fn problem(&mut self, mut problem: Problem) {
+        if let [Segment::Key(k), Segment::Index(i), ..] = problem.key.0.as_mut_slice() {
+            if let Some((_, indices)) = self.kept.iter().find(|(name, _)| name == k) {
+                *i = indices.get(*i).copied().unwrap_or(*i);
+            }
+        }
         let message = format!("invalid value for '{}': {}", problem.key, problem.reason);
-        self.error_at(&problem.key, message);
+        let offset = self.offset_of(&problem.key, true);
+        self.push(offset, message);
     }
 
     /// Record problems.
@@ -266,7 +299,7 @@ impl<'a> Checker<'a> {
 
     /// Record an error located at `key` (or the nearest enclosing entry the file has).
     pub fn error_at(&mut self, key: &KeyPath, message: String) {
-        let offset = self.offset_of(key);
+        let offset = self.offset_of(key, false);
         self.push(offset, message);
     }
 
@@ -277,7 +310,7 @@ impl<'a> Checker<'a> {
 
     /// The line (1-based) where `key` is, or its nearest enclosing entry.
     pub fn line_of(&self, key: &KeyPath) -> usize {
-        line_column(self.text, self.offset_of(key)).0
+        line_column(self.text, self.offset_of(key, false)).0
     }
 
     /// `value` when no error was recorded, else every error.
@@ -327,9 +360,11 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Byte offset of `key` in the text: the key itself, or the nearest enclosing entry.
-    fn offset_of(&self, key: &KeyPath) -> usize {
+    /// Byte offset of `key` in the text: the key itself (its value when `value` and the value
+    /// is not a table), or the nearest enclosing entry.
+    fn offset_of(&self, key: &KeyPath, value_wanted: bool) -> usize {
         let mut offset = 0;
+        let mut found = 0;
         let mut value: &DeValue<'a> = &DeValue::Table(DeTable::new());
         let mut table = Some(self.root.get_ref());
         for segment in &key.0 {
@@ -344,7 +379,15 @@ impl<'a> Checker<'a> {
                 _ => None,
             };
             let Some((at, v)) = next else { break };
-            offset = at;
+            found += 1;
+            offset = if value_wanted
+                && found == key.0.len()
+                && !matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_))
+            {
+                v.span().start
+            } else {
+                at
+            };
             value = v.get_ref();
             table = value.as_table();
         }
@@ -458,7 +501,7 @@ mod tests {
         let all = r.to_string();
         assert_eq!(lines(&r), [2, 3, 5, 8, 10, 11], "{all}");
         let l: Vec<&str> = all.lines().collect();
-        assert_eq!(l[0], "f.toml:2:1: invalid value for 'a.n': 7 is unlucky");
+        assert_eq!(l[0], "f.toml:2:5: invalid value for 'a.n': 7 is unlucky");
         assert_eq!(l[1], "f.toml:3:1: unknown key 'a.x'");
         assert!(
             l[2].starts_with("f.toml:5:5: invalid value for 'b.n': "),
@@ -474,10 +517,17 @@ mod tests {
 
     #[test]
     fn a_type_error_stops_only_its_section() {
-        let r =
-            check("[a]\nn = -1\n[b]\nn = true\n[[item]]\nn = \"x\"\n[[item]]\ns = \"y\"\nq = 1\n")
-                .unwrap_err();
-        assert_eq!(lines(&r), [2, 4, 6, 9], "{r}");
+        let r = check(
+            "[a]\nn = -1\n[b]\nn = true\n[[item]]\nn = \"x\"\n[[item]]\ns = \"y\"\nq = 1\n\
+             [[item]]\nn = 2\n",
+        )
+        .unwrap_err();
+        assert_eq!(lines(&r), [2, 4, 6, 9, 10], "{r}");
+        // item[0] was left out of the semantic checks; item[2] is still named item[2].
+        assert_eq!(
+            r.diagnostics[4].message,
+            "invalid value for 'item[2].s': missing"
+        );
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! - [`image`]: the metadata image the commands change (brokers, topics, partitions, epochs),
 //!   with [`election`] (leader election, ISR changes) and [`placement`] (Kafka's rack-aware
 //!   round-robin replica assignment),
-//! - the Raft types of openraft (`storage-v2`) below: [`ControllerTypes`] and [`VoterNode`].
+//! - [`log_store`] and [`state_machine`]: openraft's (`storage-v2`) log store in redb, durable
+//!   before acknowledging, and the state machine applying commands to the image, with CBOR
+//!   snapshots; the Raft types below: [`ControllerTypes`] and [`VoterNode`],
+//! - [`meta_properties`]: the `meta.properties` file `rill cluster format` writes.
 //!
 //! This module imports no other core module except `sync`, `clock` and `topic_config`: it is a
 //! low layer that the replica manager and the gateway build on.
@@ -21,3 +24,41 @@ pub use command::{
     ElectionType, PartitionState,
 };
 pub use image::{BrokerRegistration, Endpoint, MetadataImage, PartitionRegistration, TopicImage};
+
+pub mod log_store;
+pub mod meta_properties;
+pub mod state_machine;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What the Raft membership knows of a voter or learner: a voter is a (node id, directory id)
+/// pair, so a wiped and re-formatted node (new directory id) is not the voter it replaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoterNode {
+    /// `host:port` of the node's cluster listener.
+    pub cluster_address: String,
+    /// The random id `rill cluster format` wrote into the node's data directory.
+    pub directory_id: Uuid,
+}
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration of the controller: log entries carry a
+    /// [`ControllerRequest`], applying one yields a [`ControllerResponse`], node ids are Kafka
+    /// node ids (non-negative, as `u64`), snapshots are CBOR bytes.
+    pub ControllerTypes:
+        D = ControllerRequest,
+        R = ControllerResponse,
+        NodeId = u64,
+        Node = VoterNode,
+        Entry = openraft::Entry<ControllerTypes>,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A log entry of the controller.
+pub type ControllerEntry = openraft::Entry<ControllerTypes>;
+/// A log id (term, leader, index) of the controller's log.
+pub type ControllerLogId = openraft::LogId<u64>;
+/// The storage error type openraft expects from the stores.
+pub type ControllerStorageError = openraft::StorageError<u64>;

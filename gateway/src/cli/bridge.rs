@@ -1,14 +1,16 @@
 //! `rill bridge`: `rill bridge --config FILE` runs mirrors against a stopped node's data
-//! directory (see the binary); `rill bridge status [--admin HOST:PORT]` asks a running node's
+//! directory (see the binary; FILE is a bridge file or the node's own TOML file, see
+//! [`load_config`]); `rill bridge status [--admin HOST:PORT]` asks a running node's
 //! admin HTTP API (`GET /bridge/status`) for each mirror task's state and lag and prints a table
 //! (or the JSON with `--json`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rill_bridge::status::StatusReport;
+use rill_bridge::BridgeConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -18,8 +20,8 @@ use super::table;
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BridgeArgs {
-    /// Bridge configuration (TOML, see docs/bridge.md): run its `[[mirror]]` entries against a
-    /// stopped node's data directory.
+    /// Bridge configuration (TOML, see docs/bridge.md), or the node's own TOML file: run its
+    /// `[[mirror]]` entries against a stopped node's data directory.
     #[arg(long, value_name = "FILE", required = true)]
     pub config: Option<PathBuf>,
     /// A subcommand instead.
@@ -48,6 +50,38 @@ pub struct StatusArgs {
     /// Print the JSON report instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The sections of a node's TOML file: a file with any of them is read as one.
+const NODE_SECTIONS: [&str; 7] = [
+    "node",
+    "listeners",
+    "storage",
+    "kafka",
+    "topic_defaults",
+    "groups",
+    "mqtt",
+];
+
+/// The configuration of `rill bridge --config FILE`: a bridge file (`node_name`, `data_dir`,
+/// `key_file`, `[[mirror]]`), or a node's TOML file, whose `[node]` name (default: the host
+/// name, as `rill serve` uses), data directory and key file and whose `[[mirror]]` entries are
+/// used. Either way every error of the file is reported at once.
+pub fn load_config(path: &Path) -> anyhow::Result<BridgeConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let is_node_file = toml::from_str::<toml::Table>(&text)
+        .is_ok_and(|t| t.keys().any(|k| NODE_SECTIONS.contains(&k.as_str())));
+    if !is_node_file {
+        return Ok(BridgeConfig::parse_file(&text, path)?);
+    }
+    let file = crate::config::FileConfig::parse(&text, path)?;
+    Ok(BridgeConfig {
+        node_name: Some(file.node.name.unwrap_or_else(crate::config::host_name)),
+        data_dir: file.node.data_dir,
+        key_file: file.node.key_file,
+        mirror: file.mirror,
+    })
 }
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -170,6 +204,40 @@ mod tests {
         assert_eq!(s.admin, "127.0.0.1:9644");
         assert!(Cli::try_parse_from(["bridge"]).is_err());
         assert!(Cli::try_parse_from(["bridge", "--config", "b.toml", "status"]).is_err());
+    }
+
+    #[test]
+    fn config_is_a_bridge_file_or_a_node_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let bridge = write(
+            "b.toml",
+            "node_name = \"e1\"\ndata_dir = \"/d\"\n[[mirror]]\ntopics = [\"a\"]\ntarget = \"c:1\"\n",
+        );
+        let c = load_config(&bridge).unwrap();
+        assert_eq!(c.node_name.as_deref(), Some("e1"));
+        assert_eq!(c.mirror.len(), 1);
+        let node = write(
+            "n.toml",
+            "[node]\nname = \"e2\"\ndata_dir = \"/n\"\nkey_file = \"/k\"\n\
+             [[mirror]]\ntopics = [\"a\"]\ntarget = \"c:1\"\n",
+        );
+        let c = load_config(&node).unwrap();
+        assert_eq!(c.node_name.as_deref(), Some("e2"));
+        assert_eq!(c.data_dir, Some(PathBuf::from("/n")));
+        assert_eq!(c.key_file, Some(PathBuf::from("/k")));
+        assert_eq!(c.mirror[0].target, "c:1");
+        // Node-file keys are errors in a bridge file and the other way round, with their lines.
+        let bad = write("x.toml", "[node]\nname = \"e\"\nnode_name = \"e\"\n");
+        let err = load_config(&bad).unwrap_err().to_string();
+        assert!(
+            err.ends_with("x.toml:3:1: unknown key 'node.node_name'"),
+            "{err}"
+        );
     }
 
     #[test]

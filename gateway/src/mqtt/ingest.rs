@@ -173,7 +173,7 @@ impl Ingest {
         };
         let recs: Vec<_> = batch.iter().map(|p| p.record.clone()).collect();
         let bytes = records::encode_batch(&recs)?;
-        match first.log.append(&bytes, -1) {
+        match first.log.append(&bytes) {
             Ok(info) => Ok(Appended {
                 log: first.log.clone(),
                 last_offset: info.last_offset,
@@ -213,7 +213,7 @@ impl Ingest {
                 self.forget(&route.log_topic);
                 continue;
             };
-            match log.append(&batch, -1) {
+            match log.append(&batch) {
                 Ok(info) => {
                     return Ok(Appended {
                         log,
@@ -235,6 +235,39 @@ impl Ingest {
             .await
             .map_err(|e| IngestError::Join(e.to_string()))??;
         Ok(())
+    }
+
+    /// Whether `log` holds, at or after `since_ms` (record timestamps), a QoS 2 publish of
+    /// `client_id` with packet id `pkid` and this value: the resent PUBLISH of a message
+    /// stored before the node restarted (its PUBREC was lost). Reads the log tail; only used
+    /// for DUP publishes whose packet id the node does not remember.
+    pub fn stored_qos2(
+        log: &PartitionLog,
+        since_ms: i64,
+        client_id: &str,
+        pkid: u16,
+        value: Option<&Bytes>,
+    ) -> Result<bool, IngestError> {
+        let Some((mut offset, _)) = log.offset_for_timestamp(since_ms)? else {
+            return Ok(false);
+        };
+        while offset < log.high_watermark() {
+            let read = log.read(offset, 1024 * 1024)?;
+            let recs = records::decode_batches(read.records)?;
+            let Some(last) = recs.last().map(|r| r.offset) else {
+                break;
+            };
+            if recs.iter().any(|r| {
+                r.offset >= offset
+                    && r.packet_id() == Some(pkid)
+                    && r.published_by(client_id)
+                    && r.value.as_ref() == value
+            }) {
+                return Ok(true);
+            }
+            offset = last + 1;
+        }
+        Ok(false)
     }
 
     /// Appends and waits for durability.

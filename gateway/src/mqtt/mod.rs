@@ -77,7 +77,8 @@ pub struct MqttServer {
     pub(crate) credentials: CredentialStore,
     pub(crate) shared: shared::SharedGroups,
     pub(crate) live: Mutex<HashMap<String, LiveClient>>,
-    /// QoS 2 packet ids received (PUBREC sent) and not yet released, per client id.
+    /// QoS 2 packet ids received (PUBREC sent) and not yet released, per client id (in memory;
+    /// after a restart recognised from the `mqtt.packet_id` of records, see `connection`).
     pub(crate) qos2_incoming: Mutex<HashMap<String, HashSet<u16>>>,
     next_conn: AtomicU64,
 }

@@ -7,6 +7,8 @@
 //! become headers of their own name (names starting with `mqtt.` are reserved and dropped).
 //! Publishes from a connected client also carry `mqtt.client_id` (the MQTT 5 No Local
 //! subscription option skips them for that client; Kafka consumers see who published).
+//! QoS 2 publishes also carry `mqtt.packet_id` (decimal), so a resent PUBLISH can be recognised
+//! as stored after a node restart without a metadata write per message.
 //! Reading back, headers that do not start with `mqtt.` become user properties, so records
 //! produced by Kafka clients carry their headers to MQTT 5 subscribers.
 
@@ -26,6 +28,7 @@ const HEADER_RESPONSE_TOPIC: &str = "mqtt.response_topic";
 const HEADER_CORRELATION: &str = "mqtt.correlation_data";
 const HEADER_PAYLOAD_FORMAT: &str = "mqtt.payload_format";
 const HEADER_CLIENT_ID: &str = "mqtt.client_id";
+const HEADER_PACKET_ID: &str = "mqtt.packet_id";
 const RESERVED_PREFIX: &str = "mqtt.";
 
 /// MQTT 5 publish properties that travel with a message.
@@ -168,7 +171,20 @@ pub fn set_publisher(record: &mut Record, client_id: &str) {
     );
 }
 
+/// Marks `record` with the MQTT packet id it was published with (QoS 2).
+pub fn set_packet_id(record: &mut Record, pkid: u16) {
+    record.headers.insert(
+        StrBytes::from_static_str(HEADER_PACKET_ID),
+        Some(Bytes::from(pkid.to_string())),
+    );
+}
+
 impl StoredRecord {
+    /// The packet id of a QoS 2 publish (`mqtt.packet_id`).
+    pub fn packet_id(&self) -> Option<u16> {
+        self.header_str(HEADER_PACKET_ID)?.parse().ok()
+    }
+
     /// Whether the client `client_id` published this record (MQTT 5 No Local).
     pub fn published_by(&self, client_id: &str) -> bool {
         self.header(HEADER_CLIENT_ID).map(|b| b.as_ref()) == Some(client_id.as_bytes())

@@ -62,6 +62,10 @@ pub struct StoredSession {
     /// When the client disconnected, or while connected the last time the session was saved
     /// (Unix ms). None: never expires by time.
     pub disconnected_at_ms: Option<i64>,
+    /// Outgoing QoS 2 packet ids that got PUBREC and wait for PUBCOMP: on resume the server
+    /// sends PUBREL for them, not the message again (MQTT 5 §4.4).
+    #[serde(default)]
+    pub awaiting_pubcomp: Vec<u16>,
     pub subscriptions: Vec<StoredSubscription>,
 }
 
@@ -196,6 +200,7 @@ mod tests {
         let s = StoredSession {
             expiry_secs: 10,
             disconnected_at_ms: Some(1_000),
+            awaiting_pubcomp: vec![3],
             subscriptions: vec![StoredSubscription {
                 raw_filter: "commands/d1/#".into(),
                 qos: 1,
