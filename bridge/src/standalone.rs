@@ -9,7 +9,8 @@ use rill_core::group::RedbOffsetStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BridgeConfig, ConfigError};
-use crate::mirror::{Bridge, Mirror};
+use crate::engine::Bridge;
+use crate::mirror::Mirror;
 
 /// Errors starting a standalone bridge.
 #[derive(Debug, thiserror::Error)]

@@ -24,8 +24,8 @@ use kafka_protocol::records::{Record, RecordBatchDecoder};
 use rill_core::log::PartitionLog;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::OffsetSyncs;
-use crate::mirror::{parse_origin, ORIGIN_HEADER};
+use crate::offset_sync::OffsetSyncs;
+use crate::origin::{parse_origin, ORIGIN_HEADER};
 
 /// What a mirror task is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -357,7 +357,7 @@ mod tests {
         let mut headers = indexmap::IndexMap::new();
         headers.insert(
             kafka_protocol::protocol::StrBytes::from_static_str(ORIGIN_HEADER),
-            Some(Bytes::from(crate::mirror::origin_value(
+            Some(Bytes::from(crate::origin::origin_value(
                 "n", "t", 0, offset,
             ))),
         );

@@ -7,9 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{
-    ApiKey, MetadataRequest, MetadataResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    MetadataRequest, MetadataResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use rill_client::Connection;
 use rill_core::credentials::CredentialStore;
 use rill_core::metadata::MetaStore;
 use rill_core::scram::{ScramClient, ScramCredential, ScramMechanism};
@@ -35,17 +36,14 @@ async fn node(dir: &std::path::Path) -> Node {
     Node::start(settings).await.unwrap()
 }
 
-async fn handshake_v0<S>(c: &mut common::Client<S>, mechanism: &'static str) -> i16
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
+async fn handshake_v0(c: &mut Connection, mechanism: &'static str) -> i16 {
     let resp: SaslHandshakeResponse = c
-        .call(
-            ApiKey::SaslHandshake,
-            0,
+        .send_with_version(
             &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism)),
+            0,
         )
-        .await;
+        .await
+        .unwrap();
     resp.error_code
 }
 
@@ -57,41 +55,44 @@ async fn legacy_raw_token_flow() {
     // PLAIN: one raw token, an empty raw answer, then requests are served.
     let mut c = common::connect(node.kafka_addr).await;
     assert_eq!(handshake_v0(&mut c, "PLAIN").await, 0);
-    c.send_raw(b"\0alice\0pw").await.unwrap();
+    c.send_frame(b"\0alice\0pw").await.unwrap();
     assert_eq!(c.read_frame().await.unwrap().len(), 0);
     let md: MetadataResponse = c
-        .call(ApiKey::Metadata, 12, &MetadataRequest::default())
-        .await;
+        .send_with_version(&MetadataRequest::default(), 12)
+        .await
+        .unwrap();
     assert_eq!(md.brokers.len(), 1);
 
     // SCRAM-SHA-256 over raw tokens, with the server's signature checked.
     let mut c = common::connect(node.kafka_addr).await;
     assert_eq!(handshake_v0(&mut c, "SCRAM-SHA-256").await, 0);
     let (mut scram, first) = ScramClient::start(ScramMechanism::Sha256, "alice", b"pw").unwrap();
-    c.send_raw(&first).await.unwrap();
+    c.send_frame(&first).await.unwrap();
     let server_first = c.read_frame().await.unwrap();
-    c.send_raw(&scram.respond(&server_first).unwrap())
+    c.send_frame(&scram.respond(&server_first).unwrap())
         .await
         .unwrap();
     let server_final = c.read_frame().await.unwrap();
     scram.finish(&server_final).unwrap();
     let md: MetadataResponse = c
-        .call(ApiKey::Metadata, 12, &MetadataRequest::default())
-        .await;
+        .send_with_version(&MetadataRequest::default(), 12)
+        .await
+        .unwrap();
     assert_eq!(md.brokers.len(), 1);
 
     // A wrong password closes the connection without an answer; the others keep working.
     let mut bad = common::connect(node.kafka_addr).await;
     assert_eq!(handshake_v0(&mut bad, "PLAIN").await, 0);
-    bad.send_raw(b"\0alice\0wrong").await.unwrap();
-    assert!(bad.is_closed().await);
+    bad.send_frame(b"\0alice\0wrong").await.unwrap();
+    assert!(bad.is_closed(common::CLOSE_WAIT).await);
     // SCRAM-SHA-512 is not enabled here: UNSUPPORTED_SASL_MECHANISM, then the connection closes.
     let mut other = common::connect(node.kafka_addr).await;
     assert_eq!(handshake_v0(&mut other, "SCRAM-SHA-512").await, 33);
-    assert!(other.is_closed().await);
+    assert!(other.is_closed(common::CLOSE_WAIT).await);
     let md: MetadataResponse = c
-        .call(ApiKey::Metadata, 12, &MetadataRequest::default())
-        .await;
+        .send_with_version(&MetadataRequest::default(), 12)
+        .await
+        .unwrap();
     assert_eq!(md.brokers.len(), 1);
     node.shutdown().await.unwrap();
 }

@@ -47,17 +47,17 @@ fn fetch_req(name: &str, offset: i64, min_bytes: i32, max_wait_ms: i32) -> Fetch
 async fn create_topic(addr: std::net::SocketAddr, name: &str, partitions: i32) {
     let mut c = connect(addr).await;
     let resp: CreateTopicsResponse = c
-        .call(
-            ApiKey::CreateTopics,
-            7,
+        .send_with_version(
             &CreateTopicsRequest::default()
                 .with_timeout_ms(5000)
                 .with_topics(vec![CreatableTopic::default()
                     .with_name(topic(name))
                     .with_num_partitions(partitions)
                     .with_replication_factor(1)]),
+            7,
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0]);
 }
 
@@ -69,8 +69,9 @@ async fn api_versions_negotiation() {
     let mut c = connect(node.kafka_addr).await;
     for v in 0..=4 {
         let resp: ApiVersionsResponse = c
-            .call(ApiKey::ApiVersions, v, &ApiVersionsRequest::default())
-            .await;
+            .send_with_version(&ApiVersionsRequest::default(), v)
+            .await
+            .unwrap();
         assert_eq!(resp.error_code, 0);
         let produce = resp.api_keys.iter().find(|k| k.api_key == 0).unwrap();
         assert_eq!((produce.min_version, produce.max_version), (0, 12));
@@ -86,8 +87,8 @@ async fn api_versions_negotiation() {
     raw.put_i16(77);
     raw.put_i32(5);
     raw.put_slice(b"\x00\x01\x02");
-    c.send_raw(&raw).await.unwrap();
-    let resp: ApiVersionsResponse = c.recv(ApiKey::ApiVersions, 0, 5).await;
+    c.send_frame(&raw).await.unwrap();
+    let resp: ApiVersionsResponse = c.read_response::<ApiVersionsRequest>(0, 5).await.unwrap();
     assert_eq!(resp.error_code, 35);
     assert!(!resp.api_keys.is_empty());
     node.shutdown().await.unwrap();
@@ -100,16 +101,16 @@ async fn produce_fetch_list_offsets_round_trip() {
     let node = start(dir.path()).await;
     let mut c = connect(node.kafka_addr).await;
     let md: MetadataResponse = c
-        .call(
-            ApiKey::Metadata,
-            12,
+        .send_with_version(
             &MetadataRequest::default()
                 .with_allow_auto_topic_creation(true)
                 .with_topics(Some(vec![
                     MetadataRequestTopic::default().with_name(Some(topic("auto")))
                 ])),
+            12,
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(md.topics[0].error_code, 0);
     assert_eq!(md.topics[0].partitions.len(), 1);
     assert_eq!(md.brokers[0].port, i32::from(node.kafka_addr.port()));
@@ -126,19 +127,17 @@ async fn produce_fetch_list_offsets_round_trip() {
     .enumerate()
     {
         let resp: ProduceResponse = c
-            .call(
-                ApiKey::Produce,
-                9,
-                &produce_req("auto", 0, batch(&["a", "b"], codec), 1),
-            )
-            .await;
+            .send_with_version(&produce_req("auto", 0, batch(&["a", "b"], codec), 1), 9)
+            .await
+            .unwrap();
         let p = &resp.responses[0].partition_responses[0];
         assert_eq!(p.error_code, 0, "{p:?}");
         assert_eq!(p.base_offset, 2 * i as i64);
     }
     let resp: FetchResponse = c
-        .call(ApiKey::Fetch, 12, &fetch_req("auto", 0, 1, 100))
-        .await;
+        .send_with_version(&fetch_req("auto", 0, 1, 100), 12)
+        .await
+        .unwrap();
     let p = &resp.responses[0].partitions[0];
     assert_eq!(p.error_code, 0);
     assert_eq!(p.high_watermark, 10);
@@ -154,14 +153,13 @@ async fn produce_fetch_list_offsets_round_trip() {
 
     // Fetching past the end is OFFSET_OUT_OF_RANGE.
     let resp: FetchResponse = c
-        .call(ApiKey::Fetch, 12, &fetch_req("auto", 99, 1, 0))
-        .await;
+        .send_with_version(&fetch_req("auto", 99, 1, 0), 12)
+        .await
+        .unwrap();
     assert_eq!(resp.responses[0].partitions[0].error_code, 1);
 
     let lo: ListOffsetsResponse = c
-        .call(
-            ApiKey::ListOffsets,
-            7,
+        .send_with_version(
             &ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
                 .with_topics(vec![ListOffsetsTopic::default()
@@ -171,8 +169,10 @@ async fn produce_fetch_list_offsets_round_trip() {
                         ListOffsetsPartition::default().with_timestamp(-1),
                         ListOffsetsPartition::default().with_timestamp(1_700_000_000_001),
                     ])]),
+            7,
         )
-        .await;
+        .await
+        .unwrap();
     let offsets: Vec<i64> = lo.topics[0].partitions.iter().map(|p| p.offset).collect();
     assert_eq!(offsets[0], 0);
     assert_eq!(offsets[1], 10);
@@ -188,18 +188,22 @@ async fn fetch_long_poll_wakes_on_produce() {
     create_topic(node.kafka_addr, "poll", 1).await;
     let mut consumer = connect(node.kafka_addr).await;
     let id = consumer
-        .send(ApiKey::Fetch, 12, &fetch_req("poll", 0, 1, 60_000))
-        .await;
+        .write_request(&fetch_req("poll", 0, 1, 60_000), 12)
+        .await
+        .unwrap();
     let mut producer = connect(node.kafka_addr).await;
     let resp: ProduceResponse = producer
-        .call(
-            ApiKey::Produce,
-            9,
+        .send_with_version(
             &produce_req("poll", 0, batch(&["wake"], Compression::None), -1),
+            9,
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
-    let resp: FetchResponse = consumer.recv(ApiKey::Fetch, 12, id).await;
+    let resp: FetchResponse = consumer
+        .read_response::<FetchRequest>(12, id)
+        .await
+        .unwrap();
     let p = &resp.responses[0].partitions[0];
     assert_eq!(p.high_watermark, 1);
     assert!(!p.records.as_ref().unwrap().is_empty());
@@ -215,37 +219,30 @@ async fn produce_errors_are_per_partition() {
     let mut c = connect(node.kafka_addr).await;
     // Unknown partition.
     let resp: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_req("t", 5, batch(&["x"], Compression::None), 1),
-        )
-        .await;
+        .send_with_version(&produce_req("t", 5, batch(&["x"], Compression::None), 1), 9)
+        .await
+        .unwrap();
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 3);
     // Truncated batch.
     let whole = batch(&["x", "y"], Compression::None);
     let resp: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
-            &produce_req("t", 0, whole.slice(..whole.len() - 3), 1),
-        )
-        .await;
+        .send_with_version(&produce_req("t", 0, whole.slice(..whole.len() - 3), 1), 9)
+        .await
+        .unwrap();
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 2);
     // Bad CRC.
     let mut bad = BytesMut::from(&whole[..]);
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
     let resp: ProduceResponse = c
-        .call(ApiKey::Produce, 9, &produce_req("t", 0, bad.freeze(), 1))
-        .await;
+        .send_with_version(&produce_req("t", 0, bad.freeze(), 1), 9)
+        .await
+        .unwrap();
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 2);
     // Over the topic's max.message.bytes.
     let mut admin = connect(node.kafka_addr).await;
     let created: CreateTopicsResponse = admin
-        .call(
-            ApiKey::CreateTopics,
-            7,
+        .send_with_version(
             &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
                 .with_name(topic("small"))
                 .with_num_partitions(1)
@@ -256,22 +253,25 @@ async fn produce_errors_are_per_partition() {
                     .with_name(StrBytes::from_static_str("max.message.bytes"))
                     .with_value(Some(StrBytes::from_static_str("100"))),
                 ])]),
+            7,
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(created.topics[0].error_code, 0, "{:?}", created.topics[0]);
     let big = "x".repeat(500);
     let resp: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
+        .send_with_version(
             &produce_req("small", 0, batch(&[big.as_str()], Compression::None), 1),
+            9,
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 10);
     // Still fine afterwards.
     let resp: ProduceResponse = c
-        .call(ApiKey::Produce, 9, &produce_req("t", 0, whole, 1))
-        .await;
+        .send_with_version(&produce_req("t", 0, whole, 1), 9)
+        .await
+        .unwrap();
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
     assert_eq!(resp.responses[0].partition_responses[0].base_offset, 0);
     node.shutdown().await.unwrap();
@@ -285,8 +285,9 @@ async fn bad_input_closes_only_that_connection() {
     let node = start(dir.path()).await;
     let mut bystander = connect(node.kafka_addr).await;
     let _: ApiVersionsResponse = bystander
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
+        .send_with_version(&ApiVersionsRequest::default(), 3)
+        .await
+        .unwrap();
 
     let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
     cases.push((
@@ -328,37 +329,34 @@ async fn bad_input_closes_only_that_connection() {
 
     for (what, payload) in cases {
         let mut c = connect(node.kafka_addr).await;
-        c.send_raw(&payload).await.unwrap();
-        assert!(c.is_closed().await, "{what}: connection not closed");
+        c.send_frame(&payload).await.unwrap();
+        assert!(
+            c.is_closed(common::CLOSE_WAIT).await,
+            "{what}: connection not closed"
+        );
     }
 
     // A frame over socket.request.max.bytes (1 MiB in tests): closed without reading it all.
     let mut c = connect(node.kafka_addr).await;
-    use tokio::io::AsyncWriteExt;
-    c.stream
-        .write_all(&(64i32 << 20).to_be_bytes())
-        .await
-        .unwrap();
-    c.stream.write_all(&[0u8; 1024]).await.unwrap();
-    assert!(c.is_closed().await, "oversized frame");
+    c.write_bytes(&(64i32 << 20).to_be_bytes()).await.unwrap();
+    c.write_bytes(&[0u8; 1024]).await.unwrap();
+    assert!(c.is_closed(common::CLOSE_WAIT).await, "oversized frame");
     // A negative length.
     let mut c = connect(node.kafka_addr).await;
-    c.stream.write_all(&(-5i32).to_be_bytes()).await.unwrap();
-    assert!(c.is_closed().await, "negative length");
+    c.write_bytes(&(-5i32).to_be_bytes()).await.unwrap();
+    assert!(c.is_closed(common::CLOSE_WAIT).await, "negative length");
 
     // The bystander and new clients still work.
     let resp: ApiVersionsResponse = bystander
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
+        .send_with_version(&ApiVersionsRequest::default(), 3)
+        .await
+        .unwrap();
     assert_eq!(resp.error_code, 0);
     let mut fresh = connect(node.kafka_addr).await;
     let md: MetadataResponse = fresh
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(None),
-        )
-        .await;
+        .send_with_version(&MetadataRequest::default().with_topics(None), 12)
+        .await
+        .unwrap();
     assert_eq!(md.brokers.len(), 1);
     let metrics = node.metrics.encode();
     assert!(
@@ -375,33 +373,31 @@ async fn acks_zero_has_no_response() {
     let node = start(dir.path()).await;
     create_topic(node.kafka_addr, "fire", 1).await;
     let mut c = connect(node.kafka_addr).await;
-    c.send(
-        ApiKey::Produce,
-        9,
+    c.write_request(
         &produce_req("fire", 0, batch(&["x"], Compression::None), 0),
+        9,
     )
-    .await;
+    .await
+    .unwrap();
     let md: MetadataResponse = c
-        .call(
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(None),
-        )
-        .await;
+        .send_with_version(&MetadataRequest::default().with_topics(None), 12)
+        .await
+        .unwrap();
     assert_eq!(md.topics.len(), 1);
     // The record becomes visible without anyone waiting for it (long poll until it does).
     let resp: FetchResponse = c
-        .call(ApiKey::Fetch, 12, &fetch_req("fire", 0, 1, 30_000))
-        .await;
+        .send_with_version(&fetch_req("fire", 0, 1, 30_000), 12)
+        .await
+        .unwrap();
     assert_eq!(resp.responses[0].partitions[0].high_watermark, 1);
     // An acks=0 produce to a missing partition closes the connection (as Kafka does).
-    c.send(
-        ApiKey::Produce,
-        9,
+    c.write_request(
         &produce_req("fire", 3, batch(&["x"], Compression::None), 0),
+        9,
     )
-    .await;
-    assert!(c.is_closed().await);
+    .await
+    .unwrap();
+    assert!(c.is_closed(common::CLOSE_WAIT).await);
     node.shutdown().await.unwrap();
 }
 
@@ -427,25 +423,25 @@ async fn admin_http_health_and_metrics() {
     create_topic(node.kafka_addr, "m", 1).await;
     let mut c = connect(node.kafka_addr).await;
     let _: ProduceResponse = c
-        .call(
-            ApiKey::Produce,
-            9,
+        .send_with_version(
             &produce_req("m", 0, batch(&["a", "b", "c"], Compression::None), 1),
+            9,
         )
-        .await;
+        .await
+        .unwrap();
     // A KIP-848 API is counted under its Kafka name (the name comes from SUPPORTED_APIS); an
     // unknown group id is answered with an error, which is enough here.
     let _: ConsumerGroupHeartbeatResponse = c
-        .call(
-            ApiKey::ConsumerGroupHeartbeat,
-            0,
+        .send_with_version(
             &ConsumerGroupHeartbeatRequest::default()
                 .with_group_id(StrBytes::from_static_str("metrics-g").into())
                 .with_member_epoch(0)
                 .with_rebalance_timeout_ms(30_000)
                 .with_subscribed_topic_names(Some(vec![topic("m")])),
+            0,
         )
-        .await;
+        .await
+        .unwrap();
     let metrics = http_get(node.http_addr, "/metrics").await;
     assert!(
         metrics.contains("rill_kafka_requests_total{api=\"ConsumerGroupHeartbeat\"} 1"),

@@ -4,8 +4,8 @@ mod common;
 
 use std::sync::Arc;
 
-use common::Client;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use rill_client::Connection;
 use rill_gateway::config::TlsFiles;
 use rill_gateway::serve::Node;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -46,21 +46,24 @@ async fn tls_listener_serves_kafka() {
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
-    let mut c = Client::new(tls);
+    let mut c = Connection::from_stream("localhost", tls);
     let resp: ApiVersionsResponse = c
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
+        .send_with_version(&ApiVersionsRequest::default(), 3)
+        .await
+        .unwrap();
     assert_eq!(resp.error_code, 0);
 
     // A plaintext client on the TLS port gets nowhere, and the node keeps serving TLS clients.
     let mut plain = common::connect(node.kafka_addr).await;
     plain
-        .send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
-    assert!(plain.is_closed().await);
+        .write_request(&ApiVersionsRequest::default(), 3)
+        .await
+        .unwrap();
+    assert!(plain.is_closed(common::CLOSE_WAIT).await);
     let resp: ApiVersionsResponse = c
-        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
-        .await;
+        .send_with_version(&ApiVersionsRequest::default(), 3)
+        .await
+        .unwrap();
     assert_eq!(resp.error_code, 0);
     node.shutdown().await.unwrap();
 }

@@ -273,7 +273,7 @@ mod wire {
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
-    use rill_bridge::client::Connection;
+    use rill_client::{ConnectOptions, Connection};
     use std::time::Duration;
 
     fn batch(pid: i64, seq: i32, n: usize) -> bytes::Bytes {
@@ -317,14 +317,14 @@ mod wire {
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(0)
                     .with_records(Some(batch(pid, seq, n)))])]);
-        let r = c.call(&req, 9).await.expect("produce");
+        let r = c.send_with_version(&req, 9).await.expect("produce");
         let p = &r.responses[0].partition_responses[0];
         (p.error_code, p.base_offset)
     }
 
     async fn init(c: &mut Connection) -> i64 {
         let r = c
-            .call(
+            .send_with_version(
                 &InitProducerIdRequest::default()
                     .with_transactional_id(None)
                     .with_transaction_timeout_ms(60000)
@@ -347,7 +347,7 @@ mod wire {
                 .with_partitions(vec![ListOffsetsPartition::default()
                     .with_partition_index(0)
                     .with_timestamp(-1)])]);
-        let r = c.call(&req, 5).await.expect("list offsets");
+        let r = c.send_with_version(&req, 5).await.expect("list offsets");
         r.topics[0].partitions[0].offset
     }
 
@@ -358,9 +358,12 @@ mod wire {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let t = Duration::from_secs(10);
         let pid = rt.block_on(async {
-            let mut c = Connection::connect(node.kafka_addr(), t)
-                .await
-                .expect("connect");
+            let mut c = Connection::connect(
+                node.kafka_addr(),
+                &ConnectOptions::default().with_timeout(t),
+            )
+            .await
+            .expect("connect");
             let pid = init(&mut c).await;
             assert_eq!(produce(&mut c, pid, 0, 3).await, (0, 0));
             // The retry is answered with the original offset and not appended.
@@ -373,9 +376,12 @@ mod wire {
         });
         node.restart();
         rt.block_on(async {
-            let mut c = Connection::connect(node.kafka_addr(), t)
-                .await
-                .expect("connect");
+            let mut c = Connection::connect(
+                node.kafka_addr(),
+                &ConnectOptions::default().with_timeout(t),
+            )
+            .await
+            .expect("connect");
             assert_eq!(produce(&mut c, pid, 3, 2).await, (0, 3));
             assert_eq!(end_offset(&mut c).await, 5);
             assert_eq!(produce(&mut c, pid, 5, 1).await, (0, 5));

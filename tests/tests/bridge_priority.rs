@@ -22,8 +22,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use rill_bridge::client::Connection;
-use rill_bridge::mirror::parse_origin;
+use rill_bridge::origin::parse_origin;
+use rill_client::{ConnectOptions, Connection};
 use rill_tests::Node;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -82,7 +82,9 @@ fn records(first: usize, n: usize, size: usize) -> Bytes {
 
 /// Produce `total` records of `size` bytes to partition 0 of `topic`, `per_batch` per request.
 async fn produce(addr: &str, topic: &str, total: usize, size: usize, per_batch: usize) {
-    let mut c = Connection::connect(addr, TIMEOUT).await.expect("connect");
+    let mut c = Connection::connect(addr, &ConnectOptions::default().with_timeout(TIMEOUT))
+        .await
+        .expect("connect");
     let mut sent = 0;
     while sent < total {
         let n = per_batch.min(total - sent);
@@ -95,7 +97,7 @@ async fn produce(addr: &str, topic: &str, total: usize, size: usize, per_batch: 
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(0)
                     .with_records(Some(records(sent, n, size)))])]);
-        let r = c.call(&req, 9).await.expect("produce");
+        let r = c.send_with_version(&req, 9).await.expect("produce");
         let code = r.responses[0].partition_responses[0].error_code;
         assert_eq!(code, 0, "produce to {topic}: error {code}");
         sent += n;
@@ -110,7 +112,7 @@ async fn end_offset(c: &mut Connection, topic: &str) -> i64 {
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(0)
                 .with_timestamp(-1)])]);
-    let r = c.call(&req, 5).await.expect("list offsets");
+    let r = c.send_with_version(&req, 5).await.expect("list offsets");
     r.topics[0].partitions[0].offset
 }
 
@@ -157,7 +159,7 @@ async fn fetch_all(c: &mut Connection, topic: &str, end: i64) -> (Vec<Record>, V
                     .with_partition(0)
                     .with_fetch_offset(pos)
                     .with_partition_max_bytes(16 << 20)])]);
-        let r = c.call(&req, 11).await.expect("fetch");
+        let r = c.send_with_version(&req, 11).await.expect("fetch");
         let p = &r.responses[0].partitions[0];
         assert_eq!(p.error_code, 0, "fetch error");
         let mut buf = p.records.clone().unwrap_or_default();
@@ -256,9 +258,12 @@ fn a_high_priority_backlog_drains_before_a_competing_low_priority_one() {
     let bridge_log = dir.path().join("bridge.log");
     let mut bridge = start_bridge(&cfg, &bridge_log);
     let got = rt.block_on(async {
-        let mut c = Connection::connect(central.kafka_addr(), TIMEOUT)
-            .await
-            .expect("connect");
+        let mut c = Connection::connect(
+            central.kafka_addr(),
+            &ConnectOptions::default().with_timeout(TIMEOUT),
+        )
+        .await
+        .expect("connect");
         // Give up when nothing moved for a minute (or the bridge exited).
         let mut last = (-1, -1);
         let mut moved = Instant::now();
@@ -289,9 +294,12 @@ fn a_high_priority_backlog_drains_before_a_competing_low_priority_one() {
     );
 
     let ((alarms, alarm_batches), (bulk, bulk_batches)) = rt.block_on(async {
-        let mut c = Connection::connect(central.kafka_addr(), TIMEOUT)
-            .await
-            .expect("connect");
+        let mut c = Connection::connect(
+            central.kafka_addr(),
+            &ConnectOptions::default().with_timeout(TIMEOUT),
+        )
+        .await
+        .expect("connect");
         (
             fetch_all(&mut c, "edge6.alarms", ALARMS as i64).await,
             fetch_all(&mut c, "edge6.bulk", BULK as i64).await,

@@ -18,10 +18,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use rill_core::batch::{decode_records, ControlRecords};
 
-use super::client::{check, Client, TopicInfo};
 use super::format::{record_json, Format, RecordView};
 use super::timestamp::parse_time_ms;
 use super::ConnectArgs;
+use rill_client::{check, Client, TopicInfo};
 
 /// Fetch limits.
 const FETCH_MAX_BYTES: i32 = 50 * 1024 * 1024;
@@ -104,7 +104,7 @@ struct Position {
 
 /// Runs `rill consume`.
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
-    let mut client = Client::connect(&args.conn.brokers).await?;
+    let mut client = args.conn.client().await?;
     let result = consume(&mut client, &args).await;
     client.close().await;
     result

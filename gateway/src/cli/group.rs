@@ -16,18 +16,17 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, DeleteGroupsRequest,
-    DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, GroupId,
+    ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rill_core::group::{decode_assignment, CONSUMER_PROTOCOL_TYPE};
 
-use super::client::{check, Client, ClientError, Connection};
 use super::timestamp::parse_time_ms;
 use super::{table, ConnectArgs};
+use rill_client::{check, Client, ClientError};
 
-const FIND_COORDINATOR_VERSION: i16 = 3;
 const LIST_GROUPS_VERSION: i16 = 4;
 const DESCRIBE_GROUPS_VERSION: i16 = 5;
 const OFFSET_FETCH_VERSION: i16 = 7;
@@ -100,7 +99,7 @@ pub struct ResetArgs {
 
 /// Runs a group subcommand.
 pub async fn run(args: GroupArgs) -> anyhow::Result<ExitCode> {
-    let mut client = Client::connect(&args.conn.brokers).await?;
+    let mut client = args.conn.client().await?;
     let json = args.conn.json;
     let result = match args.command {
         GroupCommand::List(a) => list(&mut client, &a.states, json).await,
@@ -114,26 +113,6 @@ pub async fn run(args: GroupArgs) -> anyhow::Result<ExitCode> {
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
-}
-
-/// The connection to the group's coordinator.
-async fn coordinator<'a>(
-    client: &'a mut Client,
-    group: &str,
-) -> Result<&'a mut Connection, ClientError> {
-    client.metadata(Some(&[]), false).await?;
-    let req = FindCoordinatorRequest::default()
-        .with_key(s(group))
-        .with_key_type(0);
-    let resp: FindCoordinatorResponse = client
-        .any()
-        .await?
-        .send_with_version(&req, FIND_COORDINATOR_VERSION)
-        .await?;
-    check(resp.error_code, resp.error_message.as_ref(), || {
-        format!("find coordinator of group {group}")
-    })?;
-    client.broker(resp.node_id.0).await
 }
 
 async fn list(client: &mut Client, states: &[String], json: bool) -> anyhow::Result<()> {
@@ -179,7 +158,7 @@ async fn list(client: &mut Client, states: &[String], json: bool) -> anyhow::Res
 }
 
 async fn describe_one(client: &mut Client, group: &str) -> anyhow::Result<DescribedGroup> {
-    let conn = coordinator(client, group).await?;
+    let conn = client.coordinator(group).await?;
     let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
     let resp: DescribeGroupsResponse = conn
         .send_with_version(&req, DESCRIBE_GROUPS_VERSION)
@@ -200,7 +179,7 @@ async fn committed(
     client: &mut Client,
     group: &str,
 ) -> anyhow::Result<BTreeMap<(String, i32), (i64, String)>> {
-    let conn = coordinator(client, group).await?;
+    let conn = client.coordinator(group).await?;
     let req = OffsetFetchRequest::default()
         .with_group_id(GroupId(s(group)))
         .with_topics(None);
@@ -247,7 +226,7 @@ type Parts = BTreeMap<String, Vec<i32>>;
 /// The members' assignments of a KIP-848 group (ConsumerGroupDescribe), or `None` for a classic
 /// group or a broker without the API.
 async fn kip848_assignments(client: &mut Client, group: &str) -> Option<BTreeMap<String, Parts>> {
-    let conn = coordinator(client, group).await.ok()?;
+    let conn = client.coordinator(group).await.ok()?;
     let version = conn.version::<ConsumerGroupDescribeRequest>().ok()?;
     let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
     let resp: ConsumerGroupDescribeResponse = conn.send_with_version(&req, version).await.ok()?;
@@ -461,7 +440,7 @@ async fn describe(client: &mut Client, group: &str, json: bool) -> anyhow::Resul
 }
 
 async fn delete(client: &mut Client, group: &str, json: bool) -> anyhow::Result<()> {
-    let conn = coordinator(client, group).await?;
+    let conn = client.coordinator(group).await?;
     let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(group))]);
     let resp: DeleteGroupsResponse = conn.send_with_version(&req, DELETE_GROUPS_VERSION).await?;
     for r in &resp.results {
@@ -551,7 +530,7 @@ async fn reset(client: &mut Client, a: ResetArgs, json: bool) -> anyhow::Result<
         plan.push((*p, cur, target));
     }
     if a.execute {
-        let conn = coordinator(client, &a.group).await?;
+        let conn = client.coordinator(&a.group).await?;
         let req = OffsetCommitRequest::default()
             .with_group_id(GroupId(s(&a.group)))
             .with_generation_id_or_member_epoch(-1)

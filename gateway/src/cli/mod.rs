@@ -3,11 +3,10 @@
 //! `rill group list|describe|delete|reset-offsets`; plus `rill device` (local MQTT credentials)
 //! and `rill user` (SASL users of the Kafka listener, in a stopped node's data directory).
 //!
-//! They speak only the Kafka protocol ([`client`]), so they work against a Rill node and against
-//! any Kafka cluster. Output is a human table by default and JSON with `--json`; errors name the
+//! They speak only the Kafka protocol (through `rill-client`), with TLS and SASL when asked
+//! ([`ConnectArgs`]), so they work against a Rill node and against any Kafka cluster. Output is a human table by default and JSON with `--json`; errors name the
 //! Kafka error code (`UNKNOWN_TOPIC_OR_PARTITION`) and exit non-zero.
 //!
-//! - [`client`]: connections, version negotiation, metadata, routing to leaders,
 //! - [`topic`]: the `topic` subcommands (admin APIs),
 //! - [`produce`]: `produce` (stdin lines to record batches),
 //! - [`consume`]: `consume` (fetch loop, start positions, exit conditions),
@@ -21,7 +20,6 @@
 //! - [`user`]: `rill user add|list|delete` (SASL/SCRAM users; local, not Kafka protocol).
 
 pub mod bridge;
-pub mod client;
 pub mod consume;
 pub mod device;
 pub mod format;
@@ -35,22 +33,120 @@ pub mod user;
 
 use std::process::ExitCode;
 
-/// Options shared by every client command.
+use rill_client::properties::ConnectionSettings;
+use rill_client::{Client, ConnectOptions};
+
+/// How every Kafka-protocol command connects: the bootstrap brokers, TLS and SASL, as flags
+/// (each also from an environment variable), kcat's `-X key=value` and `-F FILE` with librdkafka
+/// property names (or the bridge's `[[mirror]]` key names). Flags win over `-X`, `-X` over `-F`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConnectArgs {
-    /// Bootstrap broker address(es), HOST:PORT[,HOST:PORT...].
+    /// Bootstrap broker address(es), HOST:PORT[,HOST:PORT...] [default: 127.0.0.1:9092].
+    #[arg(short = 'b', long = "brokers", env = "RILL_BROKERS", global = true)]
+    pub brokers: Option<String>,
+    /// Connect with TLS (security.protocol SSL, or SASL_SSL with --sasl-mechanism).
+    #[arg(long, env = "RILL_TLS", global = true)]
+    pub tls: bool,
+    /// PEM file of the CA certificates to trust (default: the system's roots).
+    #[arg(long, env = "RILL_TLS_CA_FILE", value_name = "FILE", global = true)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Name to verify the server's certificate against (default: the host of the address).
+    #[arg(long, env = "RILL_TLS_SERVER_NAME", value_name = "NAME", global = true)]
+    pub tls_server_name: Option<String>,
+    /// PEM client certificate chain, for listeners that ask for one (with --tls-key-file).
+    #[arg(long, env = "RILL_TLS_CERT_FILE", value_name = "FILE", global = true)]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of the client certificate.
+    #[arg(long, env = "RILL_TLS_KEY_FILE", value_name = "FILE", global = true)]
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, env = "RILL_SASL_MECHANISM", value_name = "MECHANISM", global = true,
+        value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name.
+    #[arg(long, env = "RILL_SASL_USERNAME", value_name = "USER", global = true)]
+    pub sasl_username: Option<String>,
+    /// Name of the environment variable holding the SASL password.
     #[arg(
-        short = 'b',
-        long = "brokers",
-        env = "RILL_BROKERS",
-        default_value = "127.0.0.1:9092",
+        long,
+        env = "RILL_SASL_PASSWORD_ENV",
+        value_name = "VAR",
         global = true
     )]
-    pub brokers: String,
+    pub sasl_password_env: Option<String>,
+    /// A librdkafka property, kcat style (repeatable): security.protocol, ssl.ca.location,
+    /// ssl.certificate.location, ssl.key.location, sasl.mechanism, sasl.username,
+    /// sasl.password, bootstrap.servers, client.id.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_key_value, global = true)]
+    pub properties: Vec<(String, String)>,
+    /// A file of librdkafka properties (key=value lines, # comments), kcat style.
+    #[arg(
+        short = 'F',
+        env = "RILL_CLIENT_CONFIG",
+        value_name = "FILE",
+        global = true
+    )]
+    pub properties_file: Option<std::path::PathBuf>,
     /// Print JSON instead of human-readable tables.
     #[arg(long, global = true)]
     pub json: bool,
 }
+
+/// Where commands connect when nothing names the brokers.
+const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+
+impl ConnectArgs {
+    /// The settings of every layer merged: flags over `-X` over `-F`.
+    pub fn settings(&self) -> anyhow::Result<ConnectionSettings> {
+        let password = match &self.sasl_password_env {
+            None => None,
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("--sasl-password-env: environment variable {var} is not set")
+            })?),
+        };
+        let flags = ConnectionSettings {
+            brokers: self.brokers.clone(),
+            tls: self.tls.then_some(true),
+            sasl: None,
+            tls_ca_file: self.tls_ca_file.clone(),
+            tls_server_name: self.tls_server_name.clone(),
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_key_file.clone(),
+            sasl_mechanism: self.sasl_mechanism.clone(),
+            sasl_username: self.sasl_username.clone(),
+            sasl_password: password,
+            client_id: None,
+        };
+        let x = ConnectionSettings::from_properties(
+            self.properties
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )?;
+        let file = match &self.properties_file {
+            Some(path) => ConnectionSettings::from_file(path)?,
+            None => ConnectionSettings::default(),
+        };
+        let mut all = flags.or(x).or(file);
+        // A SASL mechanism given as a flag turns SASL on whatever security.protocol said.
+        if self.sasl_mechanism.is_some() {
+            all.sasl = Some(true);
+        }
+        Ok(all)
+    }
+
+    /// A client of the cluster these options name, connected to a bootstrap broker.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let settings = self.settings()?;
+        let opts = ConnectOptions::default()
+            .with_security(settings.security()?)
+            .with_client_id(settings.client_id.as_deref().unwrap_or(CLIENT_ID));
+        let brokers = settings.brokers.as_deref().unwrap_or(DEFAULT_BROKERS);
+        Ok(Client::connect(brokers, opts).await?)
+    }
+}
+
+/// The client id the CLI sends in every request header.
+pub const CLIENT_ID: &str = "rill-cli";
 
 /// `rill topic|produce|consume|group|device`: the client commands.
 #[derive(clap::Subcommand, Debug)]
@@ -152,7 +248,7 @@ mod tests {
         let ClientCommand::Topic(t) = cmd else {
             panic!("not topic: {cmd:?}")
         };
-        assert_eq!(t.conn.brokers, "h:1");
+        assert_eq!(t.conn.brokers.as_deref(), Some("h:1"));
         assert!(t.conn.json);
         let topic::TopicCommand::Create(c) = t.command else {
             panic!("not create")
@@ -175,7 +271,7 @@ mod tests {
         let ClientCommand::Topic(t) = cmd else {
             panic!()
         };
-        assert_eq!(t.conn.brokers, "x:9");
+        assert_eq!(t.conn.brokers.as_deref(), Some("x:9"));
         assert!(matches!(t.command, topic::TopicCommand::List));
     }
 

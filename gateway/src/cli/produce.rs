@@ -24,9 +24,9 @@ use kafka_protocol::protocol::StrBytes;
 use rill_core::batch::{BatchBuilder, Compression};
 use tokio::sync::mpsc;
 
-use super::client::{check, Client, ClientError, TopicInfo};
 use super::partitioner::Partitioner;
 use super::{parse_key_value, ConnectArgs};
+use rill_client::{check, Client, ClientError, TopicInfo};
 
 /// A batch is sent once it holds this many bytes of keys and values...
 const MAX_BATCH_BYTES: usize = 512 * 1024;
@@ -175,7 +175,7 @@ fn spawn_stdin_reader() -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
 
 /// Runs `rill produce`.
 pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
-    let mut client = Client::connect(&args.conn.brokers).await?;
+    let mut client = args.conn.client().await?;
     let mut topic = client.topic(&args.topic, true).await?;
     let partitions = topic.partitions.len() as i32;
     if let Some(p) = args.partition {

@@ -16,8 +16,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::client::{check, Client, TopicInfo};
 use super::{parse_key_value, table, ConnectArgs};
+use rill_client::{check, Client, TopicInfo};
 
 /// Config resource type of a topic in DescribeConfigs/IncrementalAlterConfigs.
 const RESOURCE_TOPIC: i8 = 2;
@@ -99,7 +99,7 @@ pub struct AddPartitionsArgs {
 
 /// Runs a topic subcommand.
 pub async fn run(args: TopicArgs) -> anyhow::Result<ExitCode> {
-    let mut client = Client::connect(&args.conn.brokers).await?;
+    let mut client = args.conn.client().await?;
     let json = args.conn.json;
     let result = match args.command {
         TopicCommand::Create(a) => create(&mut client, a, json).await,

@@ -1,6 +1,7 @@
-//! Security of the connection to a target cluster: TLS (rustls 0.23 with the ring provider,
-//! server certificates checked against a PEM CA file or the system's roots) and SASL (PLAIN,
-//! SCRAM-SHA-256, SCRAM-SHA-512 over SaslHandshake v1 + SaslAuthenticate, KIP-152).
+//! Security settings of a connection to a Kafka cluster: TLS (rustls 0.23 with the ring provider,
+//! server certificates checked against a PEM CA file or the system's roots, optionally a client
+//! certificate) and SASL credentials (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; the exchange itself is
+//! in [`crate::sasl`]).
 //!
 //! [`TargetSecurity::default`] is plaintext without authentication.
 
@@ -9,9 +10,9 @@ use std::sync::Arc;
 
 use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-/// A SASL mechanism the bridge can authenticate with.
+/// A SASL mechanism the client can authenticate with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaslMechanism {
     /// PLAIN (RFC 4616): only sensible over TLS.
@@ -104,6 +105,23 @@ pub enum SecurityError {
         /// What is wrong.
         reason: String,
     },
+    /// The client certificate or its key could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadIdentity {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client certificate or key file holds no usable PEM item.
+    #[error("bad client certificate or key file {path}: {reason}")]
+    BadIdentity {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// No system root certificate could be loaded.
     #[error("no system CA certificates found ({0}); set tls_ca_file")]
     NoSystemRoots(String),
@@ -116,8 +134,25 @@ pub enum SecurityError {
 }
 
 /// A rustls client configuration trusting the certificates of `ca_file` (PEM), or the system's
-/// root certificates when None.
+/// root certificates when None; no client certificate.
 pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, SecurityError> {
+    client_config_with_identity(ca_file, None)
+}
+
+/// A client certificate chain and its private key (PEM files), for listeners that ask for one.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    /// The certificate chain, leaf first.
+    pub cert_file: &'a Path,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: &'a Path,
+}
+
+/// [`client_config`] that also presents `identity` when the server asks for a certificate.
+pub fn client_config_with_identity(
+    ca_file: Option<&Path>,
+    identity: Option<Identity<'_>>,
+) -> Result<Arc<ClientConfig>, SecurityError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -161,9 +196,41 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, Securi
     let config =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+    let config = match identity {
+        None => config.with_no_client_auth(),
+        Some(id) => {
+            let (certs, key) = read_identity(id)?;
+            config.with_client_auth_cert(certs, key)?
+        }
+    };
     Ok(Arc::new(config))
+}
+
+/// The certificate chain and key of `id`.
+fn read_identity(
+    id: Identity<'_>,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), SecurityError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| SecurityError::ReadIdentity {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let bad = |path: &Path, reason: String| SecurityError::BadIdentity {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = read(id.cert_file)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(id.cert_file, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad(id.cert_file, "no CERTIFICATE found".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read(id.key_file)?)
+        .map_err(|e| bad(id.key_file, e.to_string()))?;
+    Ok((certs, key))
 }
 
 /// The name a TLS connection to `addr` (`host:port`) verifies: `server_name` or the host.
