@@ -67,6 +67,7 @@ run_suite() { # NAME CMD...
     echo "=== suite ${name}: $((end - start)) s, $([ "$rc" = 0 ] && echo ok || echo FAILED)"
 }
 
+run_suite layers scripts/check-layers.sh
 run_suite unit cargo test --workspace --exclude rill-tests --no-fail-fast
 for t in tests/tests/*.rs; do
     name=$(basename "$t" .rs)
