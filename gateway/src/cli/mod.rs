@@ -4,8 +4,9 @@
 //! and `rill user` (SASL users of the Kafka listener, in a stopped node's data directory).
 //!
 //! They speak only the Kafka protocol (through `rill-client`), with TLS and SASL when asked
-//! ([`ConnectArgs`]), so they work against a Rill node and against any Kafka cluster. Output is a human table by default and JSON with `--json`; errors name the
-//! Kafka error code (`UNKNOWN_TOPIC_OR_PARTITION`) and exit non-zero.
+//! ([`ConnectArgs`]), so they work against a Rill node and against any Kafka cluster. Output is
+//! a human table by default and JSON with `--json`; errors name the Kafka error code
+//! (`UNKNOWN_TOPIC_OR_PARTITION`) and exit non-zero.
 //!
 //! - [`topic`]: the `topic` subcommands (admin APIs),
 //! - [`produce`]: `produce` (stdin lines to record batches),
@@ -17,7 +18,9 @@
 //! - [`group`]: the `group` subcommands (consumer groups, lag, offset resets),
 //! - [`device`]: `rill device add|list|remove` (MQTT credentials; local, not Kafka protocol),
 //! - [`bridge`]: `rill bridge status` (the node's admin HTTP API, not Kafka protocol),
-//! - [`user`]: `rill user add|list|delete` (SASL/SCRAM users; local, not Kafka protocol).
+//! - [`user`]: `rill user add|list|delete` (SASL/SCRAM users; local, not Kafka protocol),
+//! - [`cluster`]: `rill cluster format|random-id` (prepares a data directory for a cluster node;
+//!   local, not Kafka protocol).
 
 pub mod bridge;
 pub mod consume;
