@@ -22,6 +22,7 @@
 
 pub mod bridge;
 pub mod client;
+pub mod cluster;
 pub mod consume;
 pub mod device;
 pub mod format;
@@ -67,6 +68,8 @@ pub enum ClientCommand {
     Device(device::DeviceArgs),
     /// Manage SASL users of the Kafka listener (add, list, delete) on a stopped node.
     User(user::UserArgs),
+    /// Prepare a data directory for a cluster (format) and make cluster ids (random-id).
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Runs a client command to completion.
@@ -87,6 +90,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
             ClientCommand::Group(args) => group::run(args).await,
             ClientCommand::Device(args) => device::run(args),
             ClientCommand::User(args) => user::run(args),
+            ClientCommand::Cluster(args) => cluster::run(args),
         }
     })
 }
