@@ -18,8 +18,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rill_core::group_coordinator::GroupCoordinator;
-use rill_core::offset_store::{OffsetStore, RedbOffsetStore};
+use rill_core::group::{GroupCoordinator, OffsetStore, RedbOffsetStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -494,7 +493,7 @@ mod tests {
                 "g1",
                 &[(
                     ("orders".to_string(), 1),
-                    rill_core::offset_store::CommittedOffset {
+                    rill_core::group::CommittedOffset {
                         offset: 7,
                         leader_epoch: -1,
                         metadata: "m".into(),

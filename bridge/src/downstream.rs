@@ -769,7 +769,7 @@ impl PartitionPull {
         tokio::task::spawn_blocking(move || {
             let mut last = -1;
             for b in &batches {
-                last = log.append(b, 0)?.last_offset;
+                last = log.append(b)?.last_offset;
             }
             log.flush_to(last)?;
             Ok(())
@@ -840,7 +840,7 @@ mod tests {
             }
             b.push_with_headers(None, Some(Bytes::from(format!("v{i}"))), 1000 + i, h);
         }
-        let info = log.append(&b.build().unwrap(), 0).unwrap();
+        let info = log.append(&b.build().unwrap()).unwrap();
         log.flush_to(info.last_offset).unwrap();
     }
 

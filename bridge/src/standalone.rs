@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use rill_core::broker::{Broker, BrokerConfig, KeySource};
-use rill_core::offset_store::RedbOffsetStore;
+use rill_core::group::RedbOffsetStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BridgeConfig, ConfigError};

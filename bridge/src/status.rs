@@ -394,7 +394,7 @@ mod tests {
         for i in 0..10 {
             let mut b = BatchBuilder::new();
             b.push(None, Some(Bytes::from(format!("v{i}"))), ts0 + i * 1000);
-            log.append(&b.build().unwrap(), 0).unwrap();
+            log.append(&b.build().unwrap()).unwrap();
         }
         log.flush().unwrap();
         let reg = BridgeStatus::new();

@@ -96,7 +96,7 @@ fn append_case(
                     let mut last = 0;
                     let mut n = 0u64;
                     for _ in 0..in_flight {
-                        let info = log.append(&batch, 0).expect("append");
+                        let info = log.append(&batch).expect("append");
                         last = info.last_offset;
                         n += info.record_count as u64;
                     }
@@ -145,7 +145,7 @@ fn read_case(dir: &Path, encrypt: bool, total_mb: usize) -> Row {
     let batch = make_batch(1024, 60);
     let batches = total_mb * 1024 * 1024 / batch.len();
     for _ in 0..batches {
-        log.append(&batch, 0).expect("append");
+        log.append(&batch).expect("append");
     }
     log.flush().expect("flush");
     let start = Instant::now();

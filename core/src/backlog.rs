@@ -570,7 +570,7 @@ mod tests {
         fn append(log: &PartitionLog, n: usize) {
             for _ in 0..n {
                 let batch = crate::batch::test_util::batch(&[b"value"], 1_000);
-                log.append(&batch, 0).unwrap();
+                log.append(&batch).unwrap();
             }
         }
 
@@ -634,7 +634,7 @@ mod tests {
             let ts = now_ms() - 1_000;
             for _ in 0..3 {
                 let batch = crate::batch::test_util::batch(&[b"value"], ts);
-                log.append(&batch, 0).unwrap();
+                log.append(&batch).unwrap();
             }
             // Segments created by this process are also kept until retention.ms old on the
             // monotonic clock: poll until that has passed.

@@ -19,21 +19,16 @@ use crate::backlog::{Backlog, BacklogConfig};
 use crate::clock::now_ms;
 use crate::crypto::{CipherKind, Encryption};
 use crate::io::{OsStorage, Storage};
-use crate::keyring;
+use crate::keyring::{self, KeyError};
 use crate::log::{FlushPolicy, LogError, LogOptions, PartitionLog};
-use crate::maintenance::{Maintenance, Schedule};
+use crate::maintenance::{Maintenance, MaintenanceTasks, Schedule};
 use crate::metadata::{MetaStore, KEY_ENCRYPTION};
 use crate::topic_config::{self, ConfigEntry, ConfigError, TopicConfig};
 use crate::topic_registry::{RegistryError, TopicRecord, TopicRegistry};
 
-/// Where the master key comes from.
-#[derive(Debug, Clone)]
-pub enum KeySource {
-    /// 64 hex chars (or base64 of 32 bytes) from `RILL_MASTER_KEY`.
-    Env(String),
-    /// A key file; generated (0600) on first start only when the data directory is empty.
-    File(PathBuf),
-}
+/// Where the master key comes from (defined with the keyring; named here because it is part of
+/// [`BrokerConfig`]).
+pub use crate::keyring::KeySource;
 
 /// Encryption setting of the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,10 +85,7 @@ impl BrokerConfig {
     }
 }
 
-/// Default of [`BrokerConfig::retention_check_interval_ms`].
-pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 5000;
-/// Default of [`BrokerConfig::cleaner_interval_ms`].
-pub const DEFAULT_CLEANER_INTERVAL_MS: u64 = 15_000;
+pub use crate::maintenance::{DEFAULT_CLEANER_INTERVAL_MS, DEFAULT_RETENTION_CHECK_INTERVAL_MS};
 
 /// Most partitions one topic may have on a node.
 pub const MAX_PARTITIONS: i32 = 10_000;
@@ -158,6 +150,24 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<KeyError> for BrokerError {
+    fn from(e: KeyError) -> BrokerError {
+        match e {
+            KeyError::WrongMasterKey {
+                data_dir,
+                expected,
+                found,
+            } => BrokerError::WrongMasterKey {
+                data_dir,
+                expected,
+                found,
+            },
+            KeyError::Metadata(e) => BrokerError::Metadata(e.to_string()),
+            e => BrokerError::Key(e.to_string()),
+        }
+    }
 }
 
 /// The open logs of one topic, indexed by partition.
@@ -669,13 +679,13 @@ impl Broker {
 
     /// Apply retention to every log now (the maintenance thread does this periodically).
     pub fn run_retention(&self, now_ms: i64) {
-        crate::maintenance::apply_retention(self, now_ms);
+        crate::maintenance::apply_retention(&self.all_logs(), now_ms);
     }
 
     /// Run the log cleaner (compaction) over every log of a compacted topic now (the maintenance
     /// thread does this every `cleaner_interval_ms`).
     pub fn run_cleaner(&self, now_ms: i64) {
-        crate::maintenance::clean_logs(self, now_ms);
+        crate::maintenance::clean_logs(&self.all_logs(), now_ms);
     }
 
     /// Enforce the node-wide disk budget now (the maintenance thread does this periodically).
@@ -866,6 +876,24 @@ impl Broker {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+impl MaintenanceTasks for Broker {
+    fn flush_all(&self) {
+        crate::maintenance::flush_all(&self.all_logs());
+    }
+    fn run_retention(&self, now_ms: i64) {
+        Broker::run_retention(self, now_ms);
+    }
+    fn enforce_disk_budget(&self) -> u64 {
+        Broker::enforce_disk_budget(self)
+    }
+    fn run_backlog_check(&self, now_ms: i64) {
+        Broker::run_backlog_check(self, now_ms);
+    }
+    fn run_cleaner(&self, now_ms: i64) {
+        Broker::run_cleaner(self, now_ms);
     }
 }
 
@@ -1436,7 +1464,7 @@ mod tests {
 
     fn append(log: &PartitionLog, values: &[&[u8]], ts: i64) -> crate::log::AppendInfo {
         let batch = crate::batch::test_util::batch(values, ts);
-        let info = log.append(&batch, 0).unwrap();
+        let info = log.append(&batch).unwrap();
         log.flush_to(info.last_offset).unwrap();
         info
     }
@@ -1557,7 +1585,7 @@ mod tests {
         b.create_topic("f", 1, &BTreeMap::new(), false).unwrap();
         let log = b.partition("f", 0).unwrap();
         let batch = crate::batch::test_util::batch(&[b"x"], 1);
-        let info = log.append(&batch, 0).unwrap();
+        let info = log.append(&batch).unwrap();
         // Interval policy: the append does not wait; the maintenance thread makes it durable.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while log.flushed_offset() <= info.last_offset {

@@ -679,7 +679,7 @@ mod tests {
             for k in 0..keys {
                 let r = kv(&format!("k{k}"), Some(&format!("value-{k}-{round}")));
                 let a = log
-                    .append(&keyed(std::slice::from_ref(&r), ts0, KCompression::None), 0)
+                    .append(&keyed(std::slice::from_ref(&r), ts0, KCompression::None))
                     .unwrap();
                 written.push((a.base_offset, r));
             }
@@ -749,7 +749,7 @@ mod tests {
         assert_eq!(log.log_end_offset(), leo);
         assert_eq!(read_all(&log), want);
         let a = log
-            .append(&keyed(&[kv("k0", Some("new"))], 1, KCompression::None), 0)
+            .append(&keyed(&[kv("k0", Some("new"))], 1, KCompression::None))
             .unwrap();
         assert_eq!(a.base_offset, leo);
     }
@@ -795,7 +795,7 @@ mod tests {
             kv("a", None),
             kv("c", Some("1")),
         ] {
-            log.append(&keyed(&[r], 10, KCompression::None), 0).unwrap();
+            log.append(&keyed(&[r], 10, KCompression::None)).unwrap();
         }
         log.roll().unwrap();
         log.flush().unwrap();
@@ -825,7 +825,7 @@ mod tests {
         assert!(!clean(&log, t0 + 100_000).unwrap().ran);
         // A tombstone that is a segment's last record is kept (the segment keeps its end
         // offset) but does not make the cleaner run again and again.
-        log.append(&keyed(&[kv("b", None)], 10, KCompression::None), 0)
+        log.append(&keyed(&[kv("b", None)], 10, KCompression::None))
             .unwrap();
         log.roll().unwrap();
         log.flush().unwrap();
@@ -906,12 +906,12 @@ mod tests {
             KCompression::Zstd,
         );
         assert!(matches!(
-            log.append(&b, 0),
+            log.append(&b),
             Err(LogError::Batch(BatchError::MissingKey))
         ));
         assert_eq!(log.log_end_offset(), 0);
         let log2 = PartitionLog::open("/q".into(), opts(Arc::new(s), true)).unwrap();
-        log2.append(&b, 0).unwrap();
+        log2.append(&b).unwrap();
     }
 
     #[test]
@@ -926,17 +926,19 @@ mod tests {
             let mut o = compact_opts(Arc::new(s));
             o.config.segment_bytes = 1 << 20;
             let log = PartitionLog::open("/p".into(), o).unwrap();
+            log.set_leader_epoch(3);
             NEXT_SEQ.with(|s| s.set(100));
             let recs: Vec<Kv> = (0..6)
                 .map(|i| kv(&format!("k{}", i % 3), Some(&format!("v{i}"))))
                 .collect();
-            log.append(&keyed(&recs, 50, codec), 3).unwrap();
+            log.append(&keyed(&recs, 50, codec)).unwrap();
             // Supersede k0 and k1 in the next batch, so the first batch keeps only k2@5... and the
             // second keeps all.
-            log.append(
-                &keyed(&[kv("k0", Some("n0")), kv("k1", Some("n1"))], 90, codec),
-                3,
-            )
+            log.append(&keyed(
+                &[kv("k0", Some("n0")), kv("k1", Some("n1"))],
+                90,
+                codec,
+            ))
             .unwrap();
             log.roll().unwrap();
             log.flush().unwrap();

@@ -9,16 +9,24 @@
 //!   data and has no key file is an error, because a new key could not read that data.
 //!
 //! The id of the key (never the key) is recorded in the metadata store on first start; a later
-//! start with another key fails with [`BrokerError::WrongMasterKey`] naming both ids.
+//! start with another key fails with [`KeyError::WrongMasterKey`] naming both ids.
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::broker::{BrokerError, KeySource};
 use crate::crypto::MasterKey;
-use crate::metadata::MetaStore;
+use crate::metadata::{MetaError, MetaStore};
+
+/// Where the master key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// 64 hex chars (or base64 of 32 bytes) from `RILL_MASTER_KEY`.
+    Env(String),
+    /// A key file; generated (0600) on first start only when the data directory is empty.
+    File(PathBuf),
+}
 
 /// Errors while loading the master key. Messages never contain key material.
 #[derive(Debug, thiserror::Error)]
@@ -51,12 +59,18 @@ pub enum KeyError {
     },
     #[error("no randomness available to generate a master key: {0}")]
     Random(String),
-}
-
-impl From<KeyError> for BrokerError {
-    fn from(e: KeyError) -> BrokerError {
-        BrokerError::Key(e.to_string())
-    }
+    /// The data directory was written under another master key.
+    #[error(
+        "data in {data_dir} was written under master key {found}; this node has key {expected}"
+    )]
+    WrongMasterKey {
+        data_dir: PathBuf,
+        expected: String,
+        found: String,
+    },
+    /// The recorded key id could not be read or written.
+    #[error(transparent)]
+    Metadata(#[from] MetaError),
 }
 
 /// Raw key material with where it came from. `Debug` never prints the key.
@@ -243,20 +257,16 @@ fn generate_key_file(path: &Path) -> Result<LoadedKey, KeyError> {
 }
 
 /// Compare `key_id` with the id recorded in `store`; record it when none is recorded yet.
-pub fn check_key_id(store: &MetaStore, key_id: &str, data_dir: &Path) -> Result<(), BrokerError> {
-    let recorded = store
-        .master_key_id()
-        .map_err(|e| BrokerError::Metadata(e.to_string()))?;
+pub fn check_key_id(store: &MetaStore, key_id: &str, data_dir: &Path) -> Result<(), KeyError> {
+    let recorded = store.master_key_id()?;
     match recorded {
-        Some(found) if found != key_id => Err(BrokerError::WrongMasterKey {
+        Some(found) if found != key_id => Err(KeyError::WrongMasterKey {
             data_dir: data_dir.to_path_buf(),
             expected: key_id.to_string(),
             found,
         }),
         Some(_) => Ok(()),
-        None => store
-            .set_master_key_id(key_id)
-            .map_err(|e| BrokerError::Metadata(e.to_string())),
+        None => Ok(store.set_master_key_id(key_id)?),
     }
 }
 
@@ -466,7 +476,7 @@ mod tests {
         check_key_id(&store, "aaaa", tmp.path()).unwrap();
         check_key_id(&store, "aaaa", tmp.path()).unwrap();
         match check_key_id(&store, "bbbb", tmp.path()) {
-            Err(BrokerError::WrongMasterKey {
+            Err(KeyError::WrongMasterKey {
                 expected, found, ..
             }) => {
                 assert_eq!(expected, "bbbb");

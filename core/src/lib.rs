@@ -13,9 +13,9 @@
 //! - [`broker`]: the node's storage facade used by the gateway, with [`maintenance`] (interval
 //!   flush, retention, disk budget) in a background thread,
 //! - [`producer_state`]: idempotent producers (sequence checks, snapshots, producer ids),
-//! - [`consumer_group`], [`group_coordinator`], [`offset_store`]: consumer groups (the classic
-//!   rebalance protocol) and their committed offsets in redb; [`epoch_group`] and
-//!   [`server_assignor`]: KIP-848 groups (server-side assignment, member epochs),
+//! - [`group`]: the group coordinator along Kafka's lines (one map of classic and KIP-848
+//!   consumer groups, the classic rebalance protocol, server-side assignors, committed offsets
+//!   behind the `OffsetStore` trait with a redb backend),
 //! - [`scram`] and [`credentials`]: SASL users of the Kafka listener (SCRAM credentials in redb),
 //! - [`controller`]: the cluster controller's metadata image, commands and Raft storage
 //!   (issue 11; not yet used by the node).
@@ -25,25 +25,21 @@ pub mod batch;
 pub mod broker;
 pub mod cleaner;
 pub mod clock;
-pub mod consumer_group;
 pub mod controller;
 pub mod credentials;
 pub mod crypto;
-pub mod epoch_group;
-pub mod group_coordinator;
+pub mod group;
 pub mod index;
 pub mod io;
 pub mod keyring;
 pub mod log;
 pub mod maintenance;
 pub mod metadata;
-pub mod offset_store;
 pub mod partitioner;
 pub mod producer_state;
 pub mod retention;
 pub mod scram;
 pub mod segment;
-pub mod server_assignor;
 pub mod sync;
 pub mod topic_config;
 pub mod topic_registry;

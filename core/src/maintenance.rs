@@ -1,4 +1,4 @@
-//! Background maintenance of a [`Broker`]: one `std::thread` that
+//! Background maintenance (Kafka's `LogManager` scheduler): one `std::thread` that
 //! - flushes every log every `ms` under [`FlushPolicy::Interval`],
 //! - applies retention (time, size, retention floor) every `retention_check_interval_ms`,
 //! - enforces the node-wide disk budget by deleting the oldest closed segments across all topics,
@@ -10,8 +10,10 @@
 //! syncing its time) neither stalls nor bursts the schedule; the wall clock is only handed to the
 //! log's retention, whose clock-jump policy is the log engine's (see `docs/on-disk-format.md`).
 //!
-//! The thread holds only a [`Weak`] reference to the broker and is stopped by
-//! [`Maintenance::stop`] (called from `Broker::shutdown` and on drop).
+//! The thread works on a [`MaintenanceTasks`] (the broker implements it and starts the thread),
+//! holds only a [`Weak`] reference to it and is stopped by [`Maintenance::stop`] (called from
+//! `Broker::shutdown` and on drop). The per-log passes ([`flush_all`], [`apply_retention`],
+//! [`clean_logs`], [`enforce_disk_budget`]) work on the logs they are given.
 
 use crate::clock::now_ms;
 use crate::sync::LockExt;
@@ -19,8 +21,30 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::broker::Broker;
 use crate::log::{FlushPolicy, LogError, PartitionLog};
+
+/// Default retention check interval (`BrokerConfig::retention_check_interval_ms`).
+pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 5000;
+/// Default log cleaner interval (`BrokerConfig::cleaner_interval_ms`).
+pub const DEFAULT_CLEANER_INTERVAL_MS: u64 = 15_000;
+
+/// The logs of a node: (topic, partition, log).
+pub(crate) type Logs = [(String, i32, Arc<PartitionLog>)];
+
+/// What the maintenance thread runs, in this order when retention is due (implemented by
+/// [`crate::broker::Broker`]).
+pub(crate) trait MaintenanceTasks: Send + Sync + 'static {
+    /// fsync every log (the `Interval` flush policy).
+    fn flush_all(&self);
+    /// Apply retention to every log.
+    fn run_retention(&self, now_ms: i64);
+    /// Enforce the node-wide disk budget; the bytes freed.
+    fn enforce_disk_budget(&self) -> u64;
+    /// Apply the backlog policy.
+    fn run_backlog_check(&self, now_ms: i64);
+    /// Run the log cleaner over the compacted topics.
+    fn run_cleaner(&self, now_ms: i64);
+}
 
 /// What the maintenance thread does, and how often.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +66,7 @@ impl Schedule {
                 FlushPolicy::Interval { ms } => Some(Duration::from_millis(ms.max(1))),
             },
             retention_every: Duration::from_millis(retention_check_interval_ms.max(1)),
-            clean_every: Duration::from_millis(crate::broker::DEFAULT_CLEANER_INTERVAL_MS),
+            clean_every: Duration::from_millis(DEFAULT_CLEANER_INTERVAL_MS),
         }
     }
 
@@ -68,8 +92,11 @@ pub(crate) struct Maintenance {
 }
 
 impl Maintenance {
-    /// Start the thread for `broker`.
-    pub fn start(broker: Weak<Broker>, schedule: Schedule) -> std::io::Result<Maintenance> {
+    /// Start the thread for `broker` (it ends when `broker` is dropped or on [`Self::stop`]).
+    pub fn start<T: MaintenanceTasks>(
+        broker: Weak<T>,
+        schedule: Schedule,
+    ) -> std::io::Result<Maintenance> {
         let stop = Arc::new((Mutex::new(Signal::default()), Condvar::new()));
         let thread_stop = Arc::clone(&stop);
         let handle = std::thread::Builder::new()
@@ -116,7 +143,11 @@ impl Drop for Maintenance {
     }
 }
 
-fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<Signal>, Condvar)>) {
+fn run<T: MaintenanceTasks>(
+    broker: Weak<T>,
+    schedule: Schedule,
+    stop: Arc<(Mutex<Signal>, Condvar)>,
+) {
     let start = Instant::now();
     let mut next_flush = schedule.flush_every.map(|d| start + d);
     let mut next_retention = start + schedule.retention_every;
@@ -148,7 +179,7 @@ fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<Signal>, Condv
         let now = Instant::now();
         if let (Some(at), Some(every)) = (next_flush, schedule.flush_every) {
             if now >= at {
-                flush_all(&broker);
+                broker.flush_all();
                 next_flush = Some(Instant::now() + every);
             }
         }
@@ -165,17 +196,19 @@ fn run(broker: Weak<Broker>, schedule: Schedule, stop: Arc<(Mutex<Signal>, Condv
     }
 }
 
-pub(crate) fn clean_logs(broker: &Broker, now_ms: i64) {
-    for (topic, partition, log) in broker.all_logs() {
-        match crate::cleaner::clean(&log, now_ms) {
+/// Run the log cleaner over `logs` (it does nothing for logs of topics that do not compact).
+pub(crate) fn clean_logs(logs: &Logs, now_ms: i64) {
+    for (topic, partition, log) in logs {
+        match crate::cleaner::clean(log, now_ms) {
             Ok(_) | Err(LogError::Closed) => {}
             Err(e) => tracing::warn!(%topic, partition, error = %e, "compaction failed"),
         }
     }
 }
 
-pub(crate) fn flush_all(broker: &Broker) {
-    for (topic, partition, log) in broker.all_logs() {
+/// fsync every log of `logs`.
+pub(crate) fn flush_all(logs: &Logs) {
+    for (topic, partition, log) in logs {
         match log.flush() {
             Ok(()) | Err(LogError::Closed) => {}
             Err(e) => tracing::warn!(%topic, partition, error = %e, "interval flush failed"),
@@ -183,8 +216,9 @@ pub(crate) fn flush_all(broker: &Broker) {
     }
 }
 
-pub(crate) fn apply_retention(broker: &Broker, now_ms: i64) {
-    for (topic, partition, log) in broker.all_logs() {
+/// Apply retention to every log of `logs`.
+pub(crate) fn apply_retention(logs: &Logs, now_ms: i64) {
+    for (topic, partition, log) in logs {
         match log.apply_retention(now_ms) {
             Ok(_) | Err(LogError::Closed) => {}
             Err(e) => tracing::warn!(%topic, partition, error = %e, "retention failed"),

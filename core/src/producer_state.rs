@@ -484,27 +484,27 @@ mod tests {
         let path = dir.path().join("t-0");
         let opts = crate::log::tests::opts(storage, false);
         let log = PartitionLog::open(path.clone(), opts.clone()).unwrap();
-        log.append(&crate::batch::test_util::batch(&[b"plain"], 1), 0)
+        log.append(&crate::batch::test_util::batch(&[b"plain"], 1))
             .unwrap();
-        let a = log.append(&idem_batch(5, 0, 0, 3), 0).unwrap();
+        let a = log.append(&idem_batch(5, 0, 0, 3)).unwrap();
         assert_eq!((a.base_offset, a.last_offset), (1, 3));
-        let dup = log.append(&idem_batch(5, 0, 0, 3), 0).unwrap();
+        let dup = log.append(&idem_batch(5, 0, 0, 3)).unwrap();
         assert_eq!((dup.base_offset, dup.last_offset), (1, 3));
         assert_eq!(log.log_end_offset(), 4);
         assert!(matches!(
-            log.append(&idem_batch(5, 0, 7, 1), 0),
+            log.append(&idem_batch(5, 0, 7, 1)),
             Err(LogError::Producer(ProducerError::OutOfOrderSequence { .. }))
         ));
         // Unclean reopen (no close): state rebuilt from batch headers.
         drop(log);
         let log = PartitionLog::open(path.clone(), opts.clone()).unwrap();
-        let dup = log.append(&idem_batch(5, 0, 0, 3), 0).unwrap();
+        let dup = log.append(&idem_batch(5, 0, 0, 3)).unwrap();
         assert_eq!(dup.base_offset, 1);
-        let b = log.append(&idem_batch(5, 0, 3, 2), 0).unwrap();
+        let b = log.append(&idem_batch(5, 0, 3, 2)).unwrap();
         assert_eq!(b.base_offset, 4);
         // Roll (snapshot), more appends, clean close, reopen: snapshot plus replay.
         log.roll().unwrap();
-        let c = log.append(&idem_batch(5, 0, 5, 1), 0).unwrap();
+        let c = log.append(&idem_batch(5, 0, 5, 1)).unwrap();
         log.close().unwrap();
         assert!(std::fs::read_dir(&path).unwrap().any(|e| e
             .unwrap()
@@ -512,13 +512,13 @@ mod tests {
             .to_string_lossy()
             .ends_with(".snapshot")));
         let log = PartitionLog::open(path.clone(), opts).unwrap();
-        let dup = log.append(&idem_batch(5, 0, 5, 1), 0).unwrap();
+        let dup = log.append(&idem_batch(5, 0, 5, 1)).unwrap();
         assert_eq!(dup.base_offset, c.base_offset);
-        let dup = log.append(&idem_batch(5, 0, 3, 2), 0).unwrap();
+        let dup = log.append(&idem_batch(5, 0, 3, 2)).unwrap();
         assert_eq!(dup.base_offset, 4);
         assert_eq!(log.log_end_offset(), 7);
         assert!(matches!(
-            log.append(&idem_batch(5, 0, 9, 1), 0),
+            log.append(&idem_batch(5, 0, 9, 1)),
             Err(LogError::Producer(_))
         ));
     }

@@ -19,7 +19,7 @@ fn build(dir: &Path, clean: bool) -> Vec<Vec<u8>> {
     let mut values = Vec::new();
     for i in 0..120u32 {
         let v = format!("value-{i:04}-{}", "p".repeat((i % 7) as usize * 10)).into_bytes();
-        log.append(&batch(&[&v], 1000 + i as i64), 0).unwrap();
+        log.append(&batch(&[&v], 1000 + i as i64)).unwrap();
         values.push(v);
     }
     log.flush().unwrap();
@@ -128,7 +128,7 @@ fn corrupt_batch_in_the_middle_is_reported_and_the_rest_served() {
     assert_eq!(corrupt, 1);
     assert_eq!(ok, 119);
     // Appends continue after the old end.
-    let a = log.append(&batch(&[b"more"], 5), 0).unwrap();
+    let a = log.append(&batch(&[b"more"], 5)).unwrap();
     assert_eq!(a.base_offset, 120);
 }
 
@@ -149,7 +149,7 @@ fn torn_tail_is_truncated() {
     assert_eq!(log.log_end_offset(), 119);
     let (ok, corrupt) = check_served(&log, &values);
     assert_eq!((ok, corrupt), (119, 0));
-    assert_eq!(log.append(&batch(&[b"x"], 1), 0).unwrap().base_offset, 119);
+    assert_eq!(log.append(&batch(&[b"x"], 1)).unwrap().base_offset, 119);
 }
 
 #[test]

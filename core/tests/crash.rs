@@ -53,7 +53,7 @@ fn crash_child_appender() {
                         })
                         .collect();
                     let ts: Vec<i64> = (0..n as i64).map(|j| seq as i64 + j).collect();
-                    let info = log.append(&batch_with_ts(&vals, &ts), 0).unwrap();
+                    let info = log.append(&batch_with_ts(&vals, &ts)).unwrap();
                     log.flush_to(info.last_offset).unwrap();
                     let mut line = String::new();
                     for (j, v) in vals.iter().enumerate() {

@@ -33,13 +33,13 @@ fn write_secrets(dir: &Path, enc: Encryption) {
     let log = open(dir, opts(Arc::new(OsStorage), enc, cfg));
     for i in 0..50 {
         let v = [SECRET, format!("-{i}").as_bytes()].concat();
-        let a = log.append(&batch(&[&v, SECRET], 1000 + i), 0).unwrap();
+        let a = log.append(&batch(&[&v, SECRET], 1000 + i)).unwrap();
         log.flush_to(a.last_offset).unwrap();
     }
     // Half of the data directory comes from a closed log, the rest from an unclean stop.
     log.close().unwrap();
     let log = open(dir, opts(Arc::new(OsStorage), encrypted(9), config()));
-    let a = log.append(&batch(&[SECRET], 5000), 0).unwrap();
+    let a = log.append(&batch(&[SECRET], 5000)).unwrap();
     log.flush_to(a.last_offset).unwrap();
 }
 
@@ -65,7 +65,7 @@ fn plaintext_search_would_find_unencrypted_data() {
     let d = fast_tempdir();
     let dir = d.path().join("test-0");
     let log = open(&dir, opts(Arc::new(OsStorage), Encryption::Off, config()));
-    let a = log.append(&batch(&[SECRET], 1), 0).unwrap();
+    let a = log.append(&batch(&[SECRET], 1)).unwrap();
     log.flush_to(a.last_offset).unwrap();
     assert!(!files_contain(&dir, SECRET).is_empty());
 }
@@ -89,7 +89,7 @@ fn wrong_master_key_refuses_to_open_and_changes_nothing() {
     let dir = d.path().join("test-0");
     let log = open(&dir, opts(Arc::new(OsStorage), encrypted(1), config()));
     for i in 0..10 {
-        log.append(&batch(&[b"abc"], i), 0).unwrap();
+        log.append(&batch(&[b"abc"], i)).unwrap();
     }
     log.flush().unwrap();
     drop(log); // unclean: the tail segment would be fully scanned on open
@@ -161,7 +161,7 @@ fn reopen_never_reuses_key_and_nonce() {
         assert!(seen_keys.insert(new_key), "round {round}: data key reused");
         for i in 0..rng.below(20) + 1 {
             let a = log
-                .append(&batch(&[format!("{round}-{i}").as_bytes()], i as i64), 0)
+                .append(&batch(&[format!("{round}-{i}").as_bytes()], i as i64))
                 .unwrap();
             if rng.below(2) == 0 {
                 log.flush_to(a.last_offset).unwrap();

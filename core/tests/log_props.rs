@@ -98,7 +98,7 @@ proptest! {
                         .map(|(i, (len, _))| format!("{n}-{i}-{}", "v".repeat(*len)).into_bytes())
                         .collect();
                     let ts: Vec<i64> = recs.iter().map(|r| r.1).collect();
-                    let info = log.append(&batch_with_ts(&vals, &ts), 1).unwrap();
+                    let info = log.append(&batch_with_ts(&vals, &ts)).unwrap();
                     prop_assert_eq!(info.base_offset, m.records.len() as i64);
                     prop_assert_eq!(info.record_count as usize, vals.len());
                     prop_assert_eq!(info.max_timestamp, *ts.iter().max().unwrap());

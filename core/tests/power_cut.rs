@@ -49,7 +49,7 @@ fn acknowledged_batches_survive_power_cuts() {
                 })
                 .collect();
             let ts: Vec<i64> = (0..recs as i64).map(|j| 1_000 + j).collect();
-            let info = log.append(&batch_with_ts(&vals, &ts), 0).unwrap();
+            let info = log.append(&batch_with_ts(&vals, &ts)).unwrap();
             if rng.below(3) == 0 {
                 log.flush_to(info.last_offset).unwrap();
                 for (j, v) in vals.into_iter().enumerate() {
@@ -71,7 +71,7 @@ fn clean_close_then_power_cut_keeps_everything() {
     let dir = PathBuf::from("/data/t-1");
     let log = open(&dir, opts(Arc::new(sim.clone()), encrypted(2), config()));
     for i in 0..100u32 {
-        log.append(&batch(&[format!("v{i}").as_bytes()], i as i64), 0)
+        log.append(&batch(&[format!("v{i}").as_bytes()], i as i64))
             .unwrap();
     }
     log.close().unwrap();
@@ -87,9 +87,9 @@ fn unflushed_appends_are_not_visible_and_lost_cleanly() {
     let sim = SimStorage::new();
     let dir = PathBuf::from("/data/t-2");
     let log = open(&dir, opts(Arc::new(sim.clone()), encrypted(3), config()));
-    let a = log.append(&batch(&[b"durable"], 1), 0).unwrap();
+    let a = log.append(&batch(&[b"durable"], 1)).unwrap();
     log.flush_to(a.last_offset).unwrap();
-    log.append(&batch(&[b"volatile"], 2), 0).unwrap();
+    log.append(&batch(&[b"volatile"], 2)).unwrap();
     assert_eq!(log.high_watermark(), 1, "unflushed data is not exposed");
     drop(log);
     sim.power_cut();

@@ -35,7 +35,7 @@ fn write_and_reopen(
     let log = open(&dir, opts(Arc::new(sim.clone()), encrypted(1), cfg.clone()));
     for i in 0..n {
         let v = vec![b'a'; 200];
-        let a = log.append(&batch(&[&v], ts(i)), 0).unwrap();
+        let a = log.append(&batch(&[&v], ts(i))).unwrap();
         log.flush_to(a.last_offset).unwrap();
     }
     log.close().unwrap();
@@ -163,9 +163,7 @@ fn fresh_segments_are_protected_by_the_monotonic_clock() {
     );
     let now = now_ms();
     for _ in 0..30 {
-        let a = log
-            .append(&batch(&[&[b'z'; 200]], now - 30 * DAY), 0)
-            .unwrap();
+        let a = log.append(&batch(&[&[b'z'; 200]], now - 30 * DAY)).unwrap();
         log.flush_to(a.last_offset).unwrap();
     }
     assert!(log.segment_base_offsets().len() > 3);
@@ -244,8 +242,8 @@ fn segment_ms_rolls_by_monotonic_age() {
         &PathBuf::from("/r/t-2"),
         opts(Arc::new(sim), encrypted(1), cfg),
     );
-    log.append(&batch(&[b"a"], 1), 0).unwrap();
+    log.append(&batch(&[b"a"], 1)).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(3));
-    log.append(&batch(&[b"b"], 2), 0).unwrap();
+    log.append(&batch(&[b"b"], 2)).unwrap();
     assert_eq!(log.segment_base_offsets(), vec![0, 1]);
 }

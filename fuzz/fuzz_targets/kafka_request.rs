@@ -9,6 +9,6 @@ use rill_gateway::kafka::request::{decode_request, Decoded};
 fuzz_target!(|data: &[u8]| {
     if let Ok(Decoded::Request(req)) = decode_request(bytes::Bytes::copy_from_slice(data)) {
         // Decoded requests must carry the version that was checked against the table.
-        assert!(rill_gateway::kafka::dispatch::supported(req.api_key as i16).is_some());
+        assert!(rill_gateway::kafka::api_support::supported(req.api_key as i16).is_some());
     }
 });

@@ -54,7 +54,7 @@ use std::process::ExitCode;
 use rill_core::backlog::BacklogPolicy;
 use rill_core::broker::{BrokerConfig, EncryptionSetting, KeySource};
 use rill_core::crypto::CipherKind;
-use rill_core::group_coordinator::GroupConfig;
+use rill_core::group::GroupConfig;
 use rill_core::log::FlushPolicy;
 use rill_core::topic_config::{ConfigError, TopicConfig};
 use serde::Deserialize;
@@ -412,6 +412,9 @@ impl FileConfig {
         }
         crate::mqtt::mapping::Mapping::new(&self.mqtt.rules)
             .map_err(|e| invalid("mqtt.rules", e.to_string()))?;
+        self.mqtt
+            .validate_limits()
+            .map_err(|(key, reason)| invalid(key, reason))?;
         if let Some(n) = self.kafka.socket_request_max_bytes {
             if n < 1024 || n > i32::MAX as usize {
                 return Err(invalid(

@@ -115,7 +115,7 @@ pub struct Node {
     /// The node's metrics.
     pub metrics: Arc<Metrics>,
     /// The consumer group coordinator (the bridge checkpoints its committed offsets).
-    pub groups: Arc<rill_core::group_coordinator::GroupCoordinator>,
+    pub groups: Arc<rill_core::group::GroupCoordinator>,
     /// The bridge's status registry, served at `GET /bridge/status`.
     pub bridge_status: Arc<rill_bridge::BridgeStatus>,
     shutdown: CancellationToken,

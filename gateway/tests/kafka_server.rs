@@ -433,7 +433,25 @@ async fn admin_http_health_and_metrics() {
             &produce_req("m", 0, batch(&["a", "b", "c"], Compression::None), 1),
         )
         .await;
+    // A KIP-848 API is counted under its Kafka name (the name comes from SUPPORTED_APIS); an
+    // unknown group id is answered with an error, which is enough here.
+    let _: ConsumerGroupHeartbeatResponse = c
+        .call(
+            ApiKey::ConsumerGroupHeartbeat,
+            0,
+            &ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(StrBytes::from_static_str("metrics-g").into())
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![topic("m")])),
+        )
+        .await;
     let metrics = http_get(node.http_addr, "/metrics").await;
+    assert!(
+        metrics.contains("rill_kafka_requests_total{api=\"ConsumerGroupHeartbeat\"} 1"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("api=\"Other\""), "{metrics}");
     assert!(
         metrics.contains("rill_kafka_requests_total{api=\"Produce\"} 1"),
         "{metrics}"

@@ -1,5 +1,6 @@
 """Helpers of the MQTT real-client scripts (paho-mqtt for devices, confluent-kafka to read the log)."""
 
+import json
 import queue
 import threading
 import time
@@ -30,7 +31,7 @@ class Device:
     """A paho client with a background network loop and a queue of received messages."""
 
     def __init__(self, addr, client_id, protocol=V311, clean=True, username=None, password=None,
-                 will=None, session_expiry=None, keepalive=30, connect=True):
+                 will=None, session_expiry=None, keepalive=30, connect=True, connect_props=None):
         self.addr = addr
         self.protocol = protocol
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -39,6 +40,7 @@ class Device:
         self.clean = clean
         self.session_expiry = session_expiry
         self.keepalive = keepalive
+        self.connect_props = connect_props or {}
         self.messages = queue.Queue()
         self.connack = queue.Queue()
         self.disconnects = queue.Queue()
@@ -79,6 +81,8 @@ class Device:
             props = Properties(PacketTypes.CONNECT)
             if self.session_expiry is not None:
                 props.SessionExpiryInterval = self.session_expiry
+            for name, value in self.connect_props.items():
+                setattr(props, name, value)
             kwargs["clean_start"] = self.clean
             kwargs["properties"] = props
         self.client.connect(host, port, keepalive=self.keepalive, **kwargs)
@@ -91,7 +95,7 @@ class Device:
             check(not rc.is_failure, f"CONNECT refused: {rc}")
         return flags, rc, props
 
-    def subscribe(self, topic, qos=1, options=None):
+    def subscribe(self, topic, qos=1, options=None, properties=None):
         done = threading.Event()
         granted = []
 
@@ -101,9 +105,9 @@ class Device:
 
         self.client.on_subscribe = on_sub
         if options is not None:
-            self.client.subscribe(topic, options=options)
+            self.client.subscribe(topic, options=options, properties=properties)
         else:
-            self.client.subscribe(topic, qos=qos)
+            self.client.subscribe(topic, qos=qos, properties=properties)
         check(done.wait(15), f"no SUBACK for {topic}")
         return granted
 
@@ -165,3 +169,8 @@ def read_log(bootstrap, topic, want, timeout=30):
 
 def headers(msg):
     return {k: v for k, v in (msg.headers() or [])}
+
+
+def result(name, **fields):
+    """Reports what a check saw, as `RESULT <name> <json>`, for the Rust test to assert on."""
+    print(f"RESULT {name} {json.dumps(fields, default=str)}", flush=True)

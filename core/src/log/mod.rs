@@ -28,7 +28,7 @@ pub mod validator;
 use crate::clock::now_ms;
 use crate::sync::{LockExt, RwLockExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::{Bytes, BytesMut};
@@ -204,6 +204,8 @@ pub struct PartitionLog {
     lost: Vec<BadRegion>,
     /// Idempotent producer state (sequence numbers), locked after `writer`.
     producers: Mutex<ProducerStateManager>,
+    /// The partition leader epoch stamped on every appended batch (see [`Self::leader_epoch`]).
+    leader_epoch: AtomicI32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -252,6 +254,7 @@ impl PartitionLog {
             corruption: Mutex::new(loaded.bad),
             lost: loaded.lost,
             producers: Mutex::new(ProducerStateManager::new()),
+            leader_epoch: AtomicI32::new(0),
         };
         log.rebuild_producer_state(loaded.snapshots);
         Ok(log)
@@ -374,9 +377,23 @@ impl PartitionLog {
         }
     }
 
-    /// Validate `records` (one or more v2 batches), assign offsets, write them. Not yet durable:
-    /// call [`PartitionLog::flush_to`] before acknowledging.
-    pub fn append(&self, records: &[u8], leader_epoch: i32) -> Result<AppendInfo, LogError> {
+    /// The partition leader epoch the log stamps on appended batches, whoever appends them
+    /// (Kafka Produce, MQTT, the pull mirror). There is no replication yet, so it is 0 unless
+    /// [`Self::set_leader_epoch`] moved it; batches stored with epoch -1 (MQTT appends before the
+    /// log owned the epoch) count as epoch 0 (`docs/on-disk-format.md`).
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// Stamp later appends with `epoch` (a new leadership); an epoch never goes back, so a lower
+    /// value is ignored.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch.fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// Validate `records` (one or more v2 batches), assign offsets and the log's leader epoch,
+    /// write them. Not yet durable: call [`PartitionLog::flush_to`] before acknowledging.
+    pub fn append(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
         self.check_open()?;
         let cfg = self.cfg();
         let parts = validator::validate_batches(records, &cfg)?;
@@ -409,7 +426,7 @@ impl PartitionLog {
             records,
             &parts,
             leo,
-            leader_epoch,
+            self.leader_epoch(),
             append_time.then_some(now),
         )?;
         if let Err(e) = Self::write_batches(w, &active, &a, &parts, &cfg) {
@@ -878,14 +895,15 @@ pub(crate) mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("t-0");
         let log = PartitionLog::open(dir.clone(), opts(Arc::new(OsStorage), true)).unwrap();
-        let a = log.append(&batch(&[b"one", b"two"], 1000), 3).unwrap();
+        log.set_leader_epoch(3);
+        let a = log.append(&batch(&[b"one", b"two"], 1000)).unwrap();
         assert_eq!((a.base_offset, a.last_offset, a.record_count), (0, 1, 2));
         assert_eq!(
             log.high_watermark(),
             0,
             "not visible before flush under Always"
         );
-        let b = log.append(&batch(&[b"three"], 2000), 3).unwrap();
+        let b = log.append(&batch(&[b"three"], 2000)).unwrap();
         assert_eq!(b.base_offset, 2);
         log.flush_to(b.last_offset).unwrap();
         assert_eq!(log.high_watermark(), 3);
@@ -921,7 +939,7 @@ pub(crate) mod tests {
         let rr = log.read(0, 1 << 20).unwrap();
         assert_eq!(values(&rr).len(), 3);
         assert_eq!(log.offset_for_timestamp(1500).unwrap(), Some((2, 2000)));
-        let c = log.append(&batch(&[b"four"], 3000), 3).unwrap();
+        let c = log.append(&batch(&[b"four"], 3000)).unwrap();
         assert_eq!(c.base_offset, 3);
         log.close().unwrap();
         assert!(matches!(log.read(0, 10), Err(LogError::Closed)));
@@ -942,6 +960,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_log_stamps_its_leader_epoch_whatever_the_batch_says() {
+        let s = SimStorage::new();
+        let log = PartitionLog::open("/p".into(), opts(Arc::new(s), false)).unwrap();
+        let mut b = batch(&[b"mqtt"], 1);
+        crate::batch::set_leader_epoch(&mut b, -1); // as MQTT encoded its batches
+        log.append(&b).unwrap();
+        log.set_leader_epoch(2);
+        log.set_leader_epoch(1); // never goes back
+        assert_eq!(log.leader_epoch(), 2);
+        let a = log.append(&batch(&[b"kafka"], 2)).unwrap();
+        log.flush_to(a.last_offset).unwrap();
+        log.set_cache_capacity(0);
+        let epochs: Vec<i32> = (0..2)
+            .map(|o| {
+                let rr = log.read(o, 1).unwrap();
+                BatchHeader::parse(&rr.records)
+                    .unwrap()
+                    .partition_leader_epoch
+            })
+            .collect();
+        assert_eq!(epochs, vec![0, 2]);
+    }
+
+    #[test]
     fn rejects_bad_batches_without_writing() {
         let s = SimStorage::new();
         let log = PartitionLog::open("/p".into(), opts(Arc::new(s), true)).unwrap();
@@ -952,7 +994,7 @@ pub(crate) mod tests {
         let mut payload = good.clone();
         payload.extend_from_slice(&bad);
         assert!(matches!(
-            log.append(&payload, 0),
+            log.append(&payload),
             Err(LogError::Batch(
                 crate::batch::BatchError::CrcMismatch { .. }
             ))
@@ -962,7 +1004,7 @@ pub(crate) mod tests {
         cfg.max_message_bytes = 10;
         log.set_config(cfg);
         assert!(matches!(
-            log.append(&good, 0),
+            log.append(&good),
             Err(LogError::Batch(crate::batch::BatchError::TooLarge { .. }))
         ));
     }
@@ -973,7 +1015,7 @@ pub(crate) mod tests {
         let mut o = opts(Arc::new(s), true);
         o.config.message_timestamp_type = TimestampType::LogAppendTime;
         let log = PartitionLog::open("/p".into(), o).unwrap();
-        let info = log.append(&batch(&[b"a", b"b"], 5), 0).unwrap();
+        let info = log.append(&batch(&[b"a", b"b"], 5)).unwrap();
         assert!(info.log_append_time > 0);
         assert_eq!(info.max_timestamp, info.log_append_time);
         log.flush().unwrap();
@@ -993,8 +1035,7 @@ pub(crate) mod tests {
         let log = PartitionLog::open("/p".into(), o).unwrap();
         for i in 0..40u32 {
             let v = format!("value-{i}");
-            log.append(&batch(&[v.as_bytes()], i as i64 * 10), 0)
-                .unwrap();
+            log.append(&batch(&[v.as_bytes()], i as i64 * 10)).unwrap();
         }
         log.flush().unwrap();
         assert!(log.segment_base_offsets().len() > 5);
@@ -1030,7 +1071,7 @@ pub(crate) mod tests {
                 let log = log.clone();
                 std::thread::spawn(move || {
                     for _ in 0..50 {
-                        let a = log.append(&batch(&[b"x"], 1), 0).unwrap();
+                        let a = log.append(&batch(&[b"x"], 1)).unwrap();
                         log.flush_to(a.last_offset).unwrap();
                         assert!(log.high_watermark() > a.last_offset);
                     }
@@ -1056,8 +1097,8 @@ pub(crate) mod tests {
         let mut o = opts(Arc::new(s.clone()), true);
         o.config.index_interval_bytes = 1 << 20; // only the first batch is indexed
         let log = PartitionLog::open("/p".into(), o.clone()).unwrap();
-        log.append(&batch(&[b"a"], 10), 0).unwrap();
-        log.append(&second, 0).unwrap();
+        log.append(&batch(&[b"a"], 10)).unwrap();
+        log.append(&second).unwrap();
         log.flush().unwrap();
         assert_eq!(log.max_timestamp_offset(), Some((2, 50)));
         drop(log); // unclean: full recovery of segment 0
@@ -1075,7 +1116,7 @@ pub(crate) mod tests {
         // acks=0 producers never call flush_to; a caught-up consumer makes their data visible.
         let s = SimStorage::new();
         let log = PartitionLog::open("/p".into(), opts(Arc::new(s.clone()), true)).unwrap();
-        log.append(&batch(&[b"fire-and-forget"], 1), 0).unwrap();
+        log.append(&batch(&[b"fire-and-forget"], 1)).unwrap();
         assert_eq!(log.high_watermark(), 0);
         let syncs = s.sync_count();
         let rr = log.read(0, 100).unwrap();
@@ -1102,7 +1143,7 @@ pub(crate) mod tests {
             std::thread::spawn(move || {
                 for i in 0..400u32 {
                     let v = format!("v{i}");
-                    let a = log.append(&batch(&[v.as_bytes()], i as i64), 0).unwrap();
+                    let a = log.append(&batch(&[v.as_bytes()], i as i64)).unwrap();
                     log.flush_to(a.last_offset).unwrap();
                 }
             })
@@ -1131,7 +1172,7 @@ pub(crate) mod tests {
         o.flush = FlushPolicy::Interval { ms: 60_000 };
         let log = PartitionLog::open("/p".into(), o).unwrap();
         let mut rx = log.watch_high_watermark();
-        log.append(&batch(&[b"x"], 1), 0).unwrap();
+        log.append(&batch(&[b"x"], 1)).unwrap();
         assert_eq!(log.high_watermark(), 1);
         assert!(rx.has_changed().unwrap());
         assert_eq!(*rx.borrow_and_update(), 1);

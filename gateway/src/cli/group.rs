@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rill_core::consumer_group::{decode_assignment, CONSUMER_PROTOCOL_TYPE};
+use rill_core::group::{decode_assignment, CONSUMER_PROTOCOL_TYPE};
 
 use super::client::{check, Client, ClientError, Connection};
 use super::timestamp::parse_time_ms;

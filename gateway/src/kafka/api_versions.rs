@@ -1,15 +1,15 @@
-//! ApiVersions (key 18): advertises exactly [`dispatch::SUPPORTED_APIS`].
+//! ApiVersions (key 18): advertises exactly [`api_support::SUPPORTED_APIS`].
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseKind};
 
-use super::{dispatch, request, Context};
+use super::{api_support, request, Context};
 
 /// The supported table as ApiVersions entries.
 fn api_keys() -> Vec<ApiVersion> {
-    dispatch::SUPPORTED_APIS
+    api_support::SUPPORTED_APIS
         .iter()
         .map(|a| {
             ApiVersion::default()
@@ -52,7 +52,7 @@ mod tests {
         assert_eq!(frame.get_i32(), 9); // response header v0: correlation id only
         let resp = ApiVersionsResponse::decode(&mut frame, 0).unwrap();
         assert_eq!(resp.error_code, 35);
-        assert_eq!(resp.api_keys.len(), dispatch::SUPPORTED_APIS.len());
+        assert_eq!(resp.api_keys.len(), api_support::SUPPORTED_APIS.len());
         let av = resp
             .api_keys
             .iter()

@@ -15,15 +15,14 @@ use bytes::Bytes;
 use futures::future::{self, BoxFuture};
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, SinkExt, StreamExt};
-use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::Session;
-use super::dispatch::{self, Reply};
+use super::reply::Reply;
 use super::request::{self, Decoded};
-use super::{api_versions, Context};
+use super::{api_support, api_versions, dispatch, Context};
 
 /// Requests whose responses may be outstanding at once on one connection (Kafka clients pipeline
 /// up to 5 by default); reading pauses beyond this.
@@ -177,7 +176,7 @@ async fn handle_frame(
             let api = req.api_key;
             let version = req.header.request_api_version;
             let correlation_id = req.header.correlation_id;
-            ctx.metrics.request(api_name(api));
+            ctx.metrics.request(api_support::api_name(api));
             tracing::trace!(%peer, ?api, version, correlation_id, "request");
             if !session.admits(api) {
                 return Err(format!("{api:?} before SASL authentication"));
@@ -193,42 +192,5 @@ async fn handle_frame(
                 Reply::Close(reason) => Err(reason),
             }
         }
-    }
-}
-
-/// A stable name of an API for metrics.
-pub fn api_name(api: ApiKey) -> &'static str {
-    match api {
-        ApiKey::Produce => "Produce",
-        ApiKey::Fetch => "Fetch",
-        ApiKey::ListOffsets => "ListOffsets",
-        ApiKey::Metadata => "Metadata",
-        ApiKey::ApiVersions => "ApiVersions",
-        ApiKey::CreateTopics => "CreateTopics",
-        ApiKey::DeleteTopics => "DeleteTopics",
-        ApiKey::DeleteRecords => "DeleteRecords",
-        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
-        ApiKey::DescribeConfigs => "DescribeConfigs",
-        ApiKey::AlterConfigs => "AlterConfigs",
-        ApiKey::CreatePartitions => "CreatePartitions",
-        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
-        ApiKey::DescribeCluster => "DescribeCluster",
-        ApiKey::OffsetCommit => "OffsetCommit",
-        ApiKey::OffsetFetch => "OffsetFetch",
-        ApiKey::FindCoordinator => "FindCoordinator",
-        ApiKey::JoinGroup => "JoinGroup",
-        ApiKey::Heartbeat => "Heartbeat",
-        ApiKey::LeaveGroup => "LeaveGroup",
-        ApiKey::SyncGroup => "SyncGroup",
-        ApiKey::DescribeGroups => "DescribeGroups",
-        ApiKey::ListGroups => "ListGroups",
-        ApiKey::DeleteGroups => "DeleteGroups",
-        ApiKey::OffsetDelete => "OffsetDelete",
-        ApiKey::InitProducerId => "InitProducerId",
-        ApiKey::SaslHandshake => "SaslHandshake",
-        ApiKey::SaslAuthenticate => "SaslAuthenticate",
-        ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
-        ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
-        _ => "Other",
     }
 }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rill_core::server_assignor::Assignment as Parts;
+use rill_core::group::Assignment as Parts;
 
 use super::groups::{opt, s};
 use super::Context;

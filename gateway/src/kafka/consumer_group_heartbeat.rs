@@ -10,10 +10,9 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, To
 use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, RequestHeader, ResponseKind,
 };
-use rill_core::group_coordinator::{ConsumerHeartbeatRequest, GroupError};
-use rill_core::server_assignor::Assignment as Owned;
+use rill_core::group::{Assignment as Owned, ConsumerHeartbeatRequest, GroupError};
 
-use super::groups::{client_host, now_ms, s};
+use super::groups::{client_host, s};
 use super::Context;
 
 /// Answer ConsumerGroupHeartbeat.
@@ -55,10 +54,7 @@ pub fn handle(
     };
     let broker = ctx.broker.clone();
     let resolve = move |name: &str| broker.topic(name).map(|t| (t.id, t.partitions));
-    let resp = match ctx
-        .groups
-        .consumer_group_heartbeat(&request, &resolve, now_ms())
-    {
+    let resp = match ctx.groups.consumer_group_heartbeat(&request, &resolve) {
         Ok(r) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(s(r.member_id)))
             .with_member_epoch(r.member_epoch)

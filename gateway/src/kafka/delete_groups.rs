@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, ResponseKind};
-use rill_core::group_coordinator::GroupError;
+use rill_core::group::GroupError;
 
 use super::Context;
 

@@ -4,8 +4,7 @@
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use rill_core::consumer_group::GroupState;
-use rill_core::group_coordinator::GroupError;
+use rill_core::group::{ClassicGroupStateName, GroupError};
 
 use super::groups::{opt, s};
 use super::Context;
@@ -23,51 +22,51 @@ pub fn handle(ctx: &Context, version: i16, req: DescribeGroupsRequest) -> Respon
     } else {
         NOT_REQUESTED
     };
-    let groups = req
-        .groups
-        .into_iter()
-        .map(|id| {
-            let base = DescribedGroup::default()
-                .with_group_id(id.clone())
-                .with_authorized_operations(ops);
-            match ctx.groups.describe_group(&id.0) {
-                Ok(d) => base
-                    .with_group_state(StrBytes::from_static_str(d.state.as_str()))
-                    .with_protocol_type(s(d.protocol_type))
-                    .with_protocol_data(s(d.protocol))
-                    .with_members(
-                        d.members
-                            .into_iter()
-                            .map(|m| {
-                                DescribedGroupMember::default()
-                                    .with_member_id(s(m.member_id))
-                                    .with_group_instance_id(if version >= 4 {
-                                        opt(m.group_instance_id)
-                                    } else {
-                                        None
-                                    })
-                                    .with_client_id(s(m.client_id))
-                                    .with_client_host(s(m.client_host))
-                                    .with_member_metadata(m.metadata)
-                                    .with_member_assignment(m.assignment)
-                            })
-                            .collect(),
+    let groups =
+        req.groups
+            .into_iter()
+            .map(|id| {
+                let base = DescribedGroup::default()
+                    .with_group_id(id.clone())
+                    .with_authorized_operations(ops);
+                match ctx.groups.describe_group(&id.0) {
+                    Ok(d) => base
+                        .with_group_state(StrBytes::from_static_str(d.state.as_str()))
+                        .with_protocol_type(s(d.protocol_type))
+                        .with_protocol_data(s(d.protocol))
+                        .with_members(
+                            d.members
+                                .into_iter()
+                                .map(|m| {
+                                    DescribedGroupMember::default()
+                                        .with_member_id(s(m.member_id))
+                                        .with_group_instance_id(if version >= 4 {
+                                            opt(m.group_instance_id)
+                                        } else {
+                                            None
+                                        })
+                                        .with_client_id(s(m.client_id))
+                                        .with_client_host(s(m.client_host))
+                                        .with_member_metadata(m.metadata)
+                                        .with_member_assignment(m.assignment)
+                                })
+                                .collect(),
+                        ),
+                    Err(GroupError::GroupIdNotFound) if version < 6 => base.with_group_state(
+                        StrBytes::from_static_str(ClassicGroupStateName::Dead.as_str()),
                     ),
-                Err(GroupError::GroupIdNotFound) if version < 6 => {
-                    base.with_group_state(StrBytes::from_static_str(GroupState::Dead.as_str()))
-                }
-                Err(e) => {
-                    let base = base
-                        .with_error_code(e.code())
-                        .with_group_state(StrBytes::from_static_str(GroupState::Dead.as_str()));
-                    if version >= 6 {
-                        base.with_error_message(Some(s(format!("group {}: {e}", id.0))))
-                    } else {
-                        base
+                    Err(e) => {
+                        let base = base.with_error_code(e.code()).with_group_state(
+                            StrBytes::from_static_str(ClassicGroupStateName::Dead.as_str()),
+                        );
+                        if version >= 6 {
+                            base.with_error_message(Some(s(format!("group {}: {e}", id.0))))
+                        } else {
+                            base
+                        }
                     }
                 }
-            }
-        })
-        .collect();
+            })
+            .collect();
     ResponseKind::DescribeGroups(DescribeGroupsResponse::default().with_groups(groups))
 }

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::dispatch::Reply;
+use super::reply::Reply;
 use super::{error_codes, Context};
 
 /// One requested partition, resolved once per request.

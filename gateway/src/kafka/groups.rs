@@ -1,28 +1,20 @@
 //! Wiring of the group coordinator into the Kafka server: opening it over the broker's metadata
-//! database, the wall clock it is driven with, and the background task that calls
+//! database with the system clock, and the background task that calls
 //! [`GroupCoordinator::tick`] every 100 ms (session and rebalance timeouts, offset expiry).
 //! The group APIs themselves live in one module each (`join_group.rs`, `offset_commit.rs`, ...).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kafka_protocol::protocol::StrBytes;
 use rill_core::broker::Broker;
-use rill_core::group_coordinator::{GroupConfig, GroupCoordinator};
-use rill_core::offset_store::{OffsetStoreError, RedbOffsetStore};
+use rill_core::clock::system_clock;
+use rill_core::group::{GroupConfig, GroupCoordinator, OffsetStoreError, RedbOffsetStore};
 use tokio_util::sync::CancellationToken;
 
-/// How often the coordinator's clock advances.
+/// How often the coordinator acts on passed deadlines.
 pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Wall-clock milliseconds since the Unix epoch (commit timestamps are wall-clock, as in Kafka).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Open the coordinator over the broker's metadata store (loads committed offsets).
 pub fn open(
@@ -33,11 +25,11 @@ pub fn open(
     Ok(Arc::new(GroupCoordinator::new(
         config,
         Arc::new(store),
-        now_ms(),
+        system_clock(),
     )))
 }
 
-/// Advance the coordinator's clock until shutdown. Ticks run on the blocking pool because offset
+/// Tick the coordinator until shutdown. Ticks run on the blocking pool because offset
 /// expiry writes to redb.
 pub async fn run_ticker(groups: Arc<GroupCoordinator>, shutdown: CancellationToken) {
     let mut interval = tokio::time::interval(TICK_INTERVAL);
@@ -47,7 +39,7 @@ pub async fn run_ticker(groups: Arc<GroupCoordinator>, shutdown: CancellationTok
             _ = shutdown.cancelled() => return,
             _ = interval.tick() => {
                 let g = groups.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || g.tick(now_ms())).await {
+                if let Err(e) = tokio::task::spawn_blocking(move || g.tick()).await {
                     tracing::error!(error = %e, "group coordinator tick failed");
                 }
             }

@@ -2,9 +2,8 @@
 //! rejoin.
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse, ResponseKind};
-use rill_core::group_coordinator::{GroupError, HeartbeatRequest as Beat};
+use rill_core::group::{GroupError, HeartbeatRequest as Beat};
 
-use super::groups::now_ms;
 use super::Context;
 
 /// Answer Heartbeat.
@@ -15,7 +14,7 @@ pub fn handle(ctx: &Context, _version: i16, req: HeartbeatRequest) -> ResponseKi
         member_id: req.member_id.to_string(),
         group_instance_id: req.group_instance_id.map(|i| i.to_string()),
     };
-    let code = match ctx.groups.heartbeat(&beat, now_ms()) {
+    let code = match ctx.groups.heartbeat(&beat) {
         Ok(()) => 0,
         Err(e) => GroupError::code(&e),
     };

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use futures::FutureExt;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader, ResponseKind};
-use rill_core::group_coordinator::{GroupError, JoinRequest, JoinResponse};
+use rill_core::group::{GroupError, JoinRequest, JoinResponse};
 
-use super::dispatch::Reply;
-use super::groups::{client_host, ms, now_ms, opt, s};
+use super::groups::{client_host, ms, opt, s};
+use super::reply::Reply;
 use super::Context;
 
 /// Start the join; the reply waits for the rebalance.
@@ -51,7 +51,7 @@ pub fn handle(
         supports_skip_assignment: version >= 9,
     };
     let member_id = request.member_id.clone();
-    let rx = ctx.groups.join_group(request, now_ms());
+    let rx = ctx.groups.join_group(request);
     Reply::Later(
         async move {
             // The coordinator drops a waiter only when the same member joins again meanwhile.

@@ -2,9 +2,8 @@
 
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse, ResponseKind};
-use rill_core::group_coordinator::{GroupError, LeavingMember};
+use rill_core::group::{GroupError, LeavingMember};
 
-use super::groups::now_ms;
 use super::Context;
 
 fn code(r: &Result<(), GroupError>) -> i16 {
@@ -28,7 +27,7 @@ pub fn handle(ctx: &Context, version: i16, req: LeaveGroupRequest) -> ResponseKi
             group_instance_id: None,
         }]
     };
-    let resp = match ctx.groups.leave_group(&group_id, &leaving, now_ms()) {
+    let resp = match ctx.groups.leave_group(&group_id, &leaving) {
         Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
         Ok(results) if version >= 3 => {
             let members = req

@@ -4,7 +4,7 @@
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use rill_core::consumer_group::GroupState;
+use rill_core::group::ClassicGroupStateName;
 
 use super::groups::s;
 use super::Context;
@@ -21,9 +21,9 @@ pub fn handle(ctx: &Context, version: i16, req: ListGroupsRequest) -> ResponseKi
     } else {
         Vec::new()
     };
-    let states: Vec<GroupState> = states_filter
+    let states: Vec<ClassicGroupStateName> = states_filter
         .iter()
-        .filter_map(|st| GroupState::parse(st))
+        .filter_map(|st| ClassicGroupStateName::parse(st))
         .collect();
     let nothing_matches = !states_filter.is_empty() && states.is_empty();
     let groups = if nothing_matches {

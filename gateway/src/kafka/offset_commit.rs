@@ -10,9 +10,8 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
-use rill_core::group_coordinator::{GroupError, OffsetCommitEntry, OffsetCommitRequest as Commit};
+use rill_core::group::{GroupError, OffsetCommitEntry, OffsetCommitRequest as Commit};
 
-use super::groups::now_ms;
 use super::Context;
 
 /// Answer OffsetCommit.
@@ -57,7 +56,7 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: OffsetCommitRequest) 
         offsets: entries,
     };
     let groups = ctx.groups.clone();
-    let outcome = tokio::task::spawn_blocking(move || groups.commit_offsets(&commit, now_ms()))
+    let outcome = tokio::task::spawn_blocking(move || groups.commit_offsets(&commit))
         .await
         .unwrap_or(Err(GroupError::CoordinatorNotAvailable));
     let mut results = match &outcome {

@@ -8,7 +8,7 @@ use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, ResponseKind};
-use rill_core::group_coordinator::GroupError;
+use rill_core::group::GroupError;
 
 use super::Context;
 

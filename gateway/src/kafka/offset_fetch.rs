@@ -8,8 +8,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use rill_core::group_coordinator::{GroupCoordinator, GroupError};
-use rill_core::offset_store::{CommittedOffset, TopicPartition};
+use rill_core::group::{CommittedOffset, GroupCoordinator, GroupError, TopicPartition};
 
 use super::Context;
 

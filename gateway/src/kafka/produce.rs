@@ -18,7 +18,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use rill_core::log::{AppendInfo, PartitionLog};
 
-use super::dispatch::Reply;
+use super::reply::Reply;
 use super::{error_codes, Context};
 
 /// Outcome of one partition's append.
@@ -42,7 +42,7 @@ fn append_one(ctx: &Context, topic: &str, partition: i32, records: Option<&Bytes
         );
     };
     // The log validates framing, CRC, magic and max.message.bytes (error_codes maps each).
-    match log.append(records, 0) {
+    match log.append(records) {
         Ok(info) => {
             ctx.metrics
                 .produced(records.len() as u64, u64::from(info.record_count));

@@ -1,14 +1,14 @@
 //! Decoding one request frame (header + body) and encoding one response frame.
 //!
 //! The frame is the payload after the 4-byte length prefix. Decoding checks the API key and version
-//! against [`dispatch::SUPPORTED_APIS`] before touching the body, so the body decoder only ever
+//! against [`api_support::SUPPORTED_APIS`] before touching the body, so the body decoder only ever
 //! sees versions this node advertises. This is also the entry point of the fuzz target.
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use super::dispatch;
+use super::api_support;
 
 /// A request this node will handle.
 #[derive(Debug)]
@@ -81,7 +81,7 @@ pub fn decode_request(frame: Bytes) -> Result<Decoded, DecodeError> {
     let key = peek.get_i16();
     let version = peek.get_i16();
     let correlation_id = peek.get_i32();
-    let support = dispatch::supported(key).ok_or(DecodeError::UnknownApiKey(key))?;
+    let support = api_support::supported(key).ok_or(DecodeError::UnknownApiKey(key))?;
     let api = support.key;
     if version < support.min || version > support.max {
         if api == ApiKey::ApiVersions && version > support.max {
@@ -263,7 +263,7 @@ mod hostile_input {
             state ^= state << 17;
             state
         };
-        for api in dispatch::SUPPORTED_APIS {
+        for api in api_support::SUPPORTED_APIS {
             for version in api.min..=api.max {
                 for _ in 0..200 {
                     let mut b = header(api.key as i16, version);

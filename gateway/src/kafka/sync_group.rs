@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use kafka_protocol::messages::{ResponseKind, SyncGroupRequest, SyncGroupResponse};
-use rill_core::group_coordinator::{GroupError, SyncRequest, SyncResponse};
+use rill_core::group::{GroupError, SyncRequest, SyncResponse};
 
-use super::dispatch::Reply;
-use super::groups::{now_ms, opt};
+use super::groups::opt;
+use super::reply::Reply;
 use super::Context;
 
 /// Deliver (leader) or await (follower) the assignment.
@@ -34,7 +34,7 @@ pub fn handle(ctx: &Arc<Context>, version: i16, req: SyncGroupRequest) -> Reply 
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect(),
     };
-    let rx = ctx.groups.sync_group(request, now_ms());
+    let rx = ctx.groups.sync_group(request);
     Reply::Later(
         async move {
             let r = rx.await.unwrap_or(SyncResponse {

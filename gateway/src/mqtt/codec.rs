@@ -153,8 +153,23 @@ impl Framer {
                     out.extend_from_slice(&[0xE0, 0x01, *reason_code as u8]);
                     return Ok(());
                 }
-                let max = self.max_outgoing.map(|m| m.min(u32::MAX as usize) as u32);
-                packet.write(out, max).map_err(|e| enc(&e))?;
+                // §3.1.2.11.4: nothing larger than the client's Maximum Packet Size is sent;
+                // reason strings and user properties are left out first where that is enough
+                // (MQTT-3.2.2-19, -3.4.2-2 and the like). PUBLISH sizes are checked by delivery.
+                if let Some(max) = self.max_outgoing {
+                    if packet.size() > max {
+                        let bare = without_diagnostics(packet);
+                        if bare.size() > max {
+                            return Err(CodecError::Encode(format!(
+                                "{} bytes exceed the client's maximum packet size of {max}",
+                                bare.size()
+                            )));
+                        }
+                        bare.write(out, None).map_err(|e| enc(&e))?;
+                        return Ok(());
+                    }
+                }
+                packet.write(out, None).map_err(|e| enc(&e))?;
             }
             Level::V4 => {
                 if let Some(p) = lower(packet) {
@@ -163,6 +178,53 @@ impl Framer {
             }
         }
         Ok(())
+    }
+}
+
+/// `p` without its reason string and user properties (what may be dropped to fit the client's
+/// Maximum Packet Size).
+fn without_diagnostics(p: v5::Packet) -> v5::Packet {
+    use v5::Packet as P;
+    match p {
+        P::ConnAck(mut c) => {
+            if let Some(props) = &mut c.properties {
+                props.reason_string = None;
+                props.user_properties.clear();
+            }
+            P::ConnAck(c)
+        }
+        P::PubAck(mut a) => {
+            a.properties = None;
+            P::PubAck(a)
+        }
+        P::PubRec(mut a) => {
+            a.properties = None;
+            P::PubRec(a)
+        }
+        P::PubRel(mut a) => {
+            a.properties = None;
+            P::PubRel(a)
+        }
+        P::PubComp(mut a) => {
+            a.properties = None;
+            P::PubComp(a)
+        }
+        P::SubAck(mut a) => {
+            a.properties = None;
+            P::SubAck(a)
+        }
+        P::UnsubAck(mut a) => {
+            a.properties = None;
+            P::UnsubAck(a)
+        }
+        P::Disconnect(mut d) => {
+            if let Some(props) = &mut d.properties {
+                props.reason_string = None;
+                props.user_properties.clear();
+            }
+            P::Disconnect(d)
+        }
+        other => other,
     }
 }
 
@@ -360,6 +422,37 @@ mod tests {
             f.decode(&mut buf),
             Ok(Some(v5::Packet::Disconnect(_)))
         ));
+    }
+
+    #[test]
+    fn reason_strings_are_dropped_to_fit_the_clients_maximum_packet_size() {
+        let mut f = Framer::new(1 << 20);
+        let mut buf = BytesMut::new();
+        v5::Packet::Connect(
+            v5::Connect {
+                keep_alive: 30,
+                client_id: "c5".into(),
+                clean_start: true,
+                properties: None,
+            },
+            None,
+            None,
+        )
+        .write(&mut buf, None)
+        .unwrap();
+        f.decode(&mut buf).unwrap();
+        f.max_outgoing = Some(16);
+        let mut ack = v5::PubAck::new(3, None);
+        ack.reason = v5::PubAckReason::NotAuthorized;
+        ack.properties = Some(v5::PubAckProperties {
+            reason_string: Some("a reason string far longer than sixteen bytes".into()),
+            user_properties: Vec::new(),
+        });
+        let mut out = BytesMut::new();
+        f.encode(v5::Packet::PubAck(ack), &mut out).unwrap();
+        assert_eq!(&out[..], &[0x40, 4, 0, 3, 0x87, 0]);
+        let big = v5::Publish::new("t", m5::QoS::AtMostOnce, vec![0u8; 64], None);
+        assert!(f.encode(v5::Packet::Publish(big), &mut out).is_err());
     }
 
     #[test]

@@ -36,7 +36,9 @@ pub struct MqttConfig {
     pub tls: Option<TlsConfig>,
     /// Largest packet accepted, in bytes.
     pub max_packet_size: usize,
-    /// Receive Maximum: QoS 1/2 publishes a client may have unacknowledged.
+    /// Receive Maximum (MQTT 5 §3.2.2.3.3): QoS 1/2 publishes a client may have
+    /// unacknowledged (QoS 2 until PUBCOMP). Announced in CONNACK; an MQTT 5 client sending more
+    /// is disconnected with 0x93, a 3.1.1 connection is no longer read until acks are out.
     pub receive_maximum: u16,
     /// Outgoing QoS 1/2 messages in flight per connection (further capped by the client's
     /// Receive Maximum).
@@ -47,6 +49,10 @@ pub struct MqttConfig {
     pub topic_alias_maximum: u16,
     /// Seconds a new connection has to send CONNECT.
     pub connect_timeout_secs: u64,
+    /// Server Keep Alive (MQTT 5 §3.2.2.3.14): when set, every MQTT 5 client is told in CONNACK
+    /// to use this keep alive (seconds) instead of its own, and it is enforced at 1.5x. 3.1.1
+    /// clients keep their own (that protocol has no way to tell them).
+    pub server_keep_alive_secs: Option<u16>,
 }
 
 impl Default for MqttConfig {
@@ -61,9 +67,36 @@ impl Default for MqttConfig {
             max_session_expiry_secs: u32::MAX,
             topic_alias_maximum: 64,
             connect_timeout_secs: 10,
+            server_keep_alive_secs: None,
         }
     }
 }
+
+impl MqttConfig {
+    /// Checks the limits: `Err((key, reason))` for a value MQTT 5 gives no meaning to.
+    pub fn validate_limits(&self) -> Result<(), (&'static str, String)> {
+        // §3.2.2.3.3 and §3.2.2.3.6: zero is a Protocol Error for both properties.
+        if self.receive_maximum == 0 {
+            return Err(("mqtt.receive_maximum", "must be at least 1".into()));
+        }
+        if self.max_packet_size == 0 || self.max_packet_size > MAX_PACKET_SIZE_LIMIT {
+            return Err((
+                "mqtt.max_packet_size",
+                format!(
+                    "{} is outside [1, {MAX_PACKET_SIZE_LIMIT}]",
+                    self.max_packet_size
+                ),
+            ));
+        }
+        if self.max_inflight == 0 {
+            return Err(("mqtt.max_inflight", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The largest packet MQTT can frame: a remaining length of 268,435,455 plus 5 header bytes.
+pub const MAX_PACKET_SIZE_LIMIT: usize = 268_435_460;
 
 #[cfg(test)]
 mod tests {
@@ -73,6 +106,8 @@ mod tests {
     fn parses_toml() {
         let cfg: MqttConfig = toml::from_str(
             r#"
+            receive_maximum = 8
+            server_keep_alive_secs = 30
             [[rules]]
             pattern = "devices/{device}/telemetry"
             topic = "telemetry"
@@ -88,5 +123,14 @@ mod tests {
         assert!(cfg.auth.enabled);
         assert_eq!(cfg.auth.subscribe, vec!["commands/{client_id}/#"]);
         assert_eq!(cfg.max_packet_size, 1024 * 1024);
+        assert_eq!(cfg.receive_maximum, 8);
+        assert_eq!(cfg.server_keep_alive_secs, Some(30));
+        assert_eq!(MqttConfig::default().server_keep_alive_secs, None);
+        assert!(cfg.validate_limits().is_ok());
+        let zero: MqttConfig = toml::from_str("receive_maximum = 0").unwrap();
+        assert_eq!(
+            zero.validate_limits().unwrap_err().0,
+            "mqtt.receive_maximum"
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! only (with a DISCONNECT reason code on MQTT 5).
 
 use rill_core::sync::LockExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use super::session_store::{StoredSession, StoredSubscription};
 use super::topic;
 use super::{LiveClient, MqttServer};
 
-type AckFuture = Pin<Box<dyn Future<Output = Result<Vec<v5::Packet>, Reason>> + Send>>;
+type AckFuture = Pin<Box<dyn Future<Output = Result<Vec<v5::Packet>, End>> + Send>>;
 
 /// Why the packet loop ends.
 #[derive(Debug)]
@@ -41,8 +41,8 @@ enum End {
     Disconnect { will: bool },
     /// The peer went away or the network failed.
     Lost,
-    /// We close the connection with this reason.
-    Close(Reason),
+    /// We close the connection with this reason code and reason string (MQTT 5 DISCONNECT).
+    Close(Reason, String),
 }
 
 /// An ack slot of a burst, in packet order.
@@ -86,7 +86,10 @@ impl AckGroup {
             for (log, offset) in self.flushes {
                 if let Err(e) = super::ingest::Ingest::flush(log, offset).await {
                     tracing::error!(error = %e, "MQTT publish not durable; closing connection");
-                    return Err(Reason::ImplementationSpecificError);
+                    return Err(close(
+                        Reason::ImplementationSpecificError,
+                        format!("publish not durable: {e}"),
+                    ));
                 }
             }
             if !self.retained.is_empty() {
@@ -97,7 +100,10 @@ impl AckGroup {
                         .await;
                 if !matches!(res, Ok(Ok(()))) {
                     tracing::error!("retained message store failed");
-                    return Err(Reason::ImplementationSpecificError);
+                    return Err(close(
+                        Reason::ImplementationSpecificError,
+                        "retained message store failed",
+                    ));
                 }
             }
             Ok(self.packets)
@@ -173,6 +179,11 @@ struct Conn {
     expiry_secs: u32,
     will: Option<(Message, u32)>,
     aliases: HashMap<u16, String>,
+    /// Packet ids of QoS 1/2 publishes received on this connection whose PUBACK, PUBCOMP or
+    /// failing PUBREC has not been sent: the client's send quota in use (§4.9).
+    unacked_in: HashSet<u16>,
+    /// Request Problem Information (§3.1.2.11.7): reason strings on acks only when true.
+    problem_info: bool,
     deliverer: Deliverer,
     kick: tokio::sync::mpsc::Receiver<()>,
     finished: tokio::sync::watch::Sender<bool>,
@@ -213,18 +224,31 @@ impl Conn {
         use v5::ConnectReturnCode as Code;
         let props = connect.properties.clone().unwrap_or_default();
         framer.max_outgoing = props.max_packet_size.map(|m| m as usize);
-        let refuse = |code: Code| {
+        // A refusal carries a reason string (allowed whatever Request Problem Information says,
+        // §3.1.2.11.7); 3.1.1 clients get only the return code.
+        let refuse = |code: Code, text: &str| {
             v5::Packet::ConnAck(v5::ConnAck {
                 session_present: false,
                 code,
-                properties: None,
+                properties: Some(v5::ConnAckProperties {
+                    reason_string: Some(text.to_string()),
+                    ..no_connack_props()
+                }),
             })
         };
         let mut client_id = connect.client_id.clone();
         let mut assigned = None;
         if client_id.is_empty() {
             if level == Level::V4 && !connect.clean_start {
-                send(&framer, wr, vec![refuse(Code::ClientIdentifierNotValid)]).await;
+                send(
+                    &framer,
+                    wr,
+                    vec![refuse(
+                        Code::ClientIdentifierNotValid,
+                        "an empty client id needs a clean session",
+                    )],
+                )
+                .await;
                 return None;
             }
             client_id = format!("rill-{}", uuid::Uuid::new_v4().simple());
@@ -254,7 +278,15 @@ impl Conn {
             };
             if !ok {
                 tracing::warn!(%peer, client_id, user = ?username, "MQTT authentication failed");
-                send(&framer, wr, vec![refuse(Code::BadUserNamePassword)]).await;
+                send(
+                    &framer,
+                    wr,
+                    vec![refuse(
+                        Code::BadUserNamePassword,
+                        "bad user name or password",
+                    )],
+                )
+                .await;
                 return None;
             }
             Some(Acl::for_device(
@@ -269,16 +301,27 @@ impl Conn {
         let will = match will {
             Some(w) => {
                 let Ok(topic_name) = String::from_utf8(w.topic.to_vec()) else {
-                    send(&framer, wr, vec![refuse(Code::TopicNameInvalid)]).await;
+                    send(
+                        &framer,
+                        wr,
+                        vec![refuse(Code::TopicNameInvalid, "will topic is not UTF-8")],
+                    )
+                    .await;
                     return None;
                 };
-                if topic::validate_name(&topic_name).is_err() {
-                    send(&framer, wr, vec![refuse(Code::TopicNameInvalid)]).await;
+                if let Err(e) = topic::validate_name(&topic_name) {
+                    let text = format!("invalid will topic: {e}");
+                    send(&framer, wr, vec![refuse(Code::TopicNameInvalid, &text)]).await;
                     return None;
                 }
                 if acl.as_ref().is_some_and(|a| !a.may_publish(&topic_name)) {
                     tracing::warn!(%peer, client_id, topic = topic_name, "will topic denied by ACL");
-                    send(&framer, wr, vec![refuse(Code::NotAuthorized)]).await;
+                    send(
+                        &framer,
+                        wr,
+                        vec![refuse(Code::NotAuthorized, "will topic denied")],
+                    )
+                    .await;
                     return None;
                 }
                 let (props, delay) = v5_props_of_will(&w);
@@ -343,7 +386,12 @@ impl Conn {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::error!(client_id, error = %e, "MQTT session store failed");
-                send(&framer, wr, vec![refuse(Code::ServerUnavailable)]).await;
+                send(
+                    &framer,
+                    wr,
+                    vec![refuse(Code::ServerUnavailable, "session store failed")],
+                )
+                .await;
                 return None;
             }
             Err(_) => return None,
@@ -360,6 +408,7 @@ impl Conn {
             limit,
             level == Level::V5,
             framer.max_outgoing,
+            props.topic_alias_max.unwrap_or(0),
         );
         let session_present = stored.is_some();
         if let Some(s) = stored {
@@ -367,28 +416,29 @@ impl Conn {
                 deliverer.subscribe(sub, true);
             }
         }
-        let keep_alive = (connect.keep_alive > 0)
-            .then(|| Duration::from_millis(connect.keep_alive as u64 * 1500));
+        // §3.2.2.3.14: a Server Keep Alive in CONNACK replaces the client's keep alive.
+        let server_keep_alive = server
+            .config
+            .server_keep_alive_secs
+            .filter(|_| level == Level::V5);
+        let keep_alive_secs = server_keep_alive.unwrap_or(connect.keep_alive);
+        // §3.1.2.10: the server disconnects after 1.5 keep alive periods without a packet.
+        let keep_alive =
+            (keep_alive_secs > 0).then(|| Duration::from_millis(keep_alive_secs as u64 * 1500));
         let ack_props = (level == Level::V5).then(|| v5::ConnAckProperties {
             session_expiry_interval: (props.session_expiry_interval.is_some()
                 && props.session_expiry_interval != Some(expiry_secs))
             .then_some(expiry_secs),
             receive_max: Some(server.config.receive_maximum),
-            max_qos: None,
             retain_available: Some(1),
             max_packet_size: Some(server.config.max_packet_size.min(u32::MAX as usize) as u32),
             assigned_client_identifier: assigned,
             topic_alias_max: Some(server.config.topic_alias_maximum),
-            reason_string: None,
-            user_properties: Vec::new(),
             wildcard_subscription_available: Some(1),
             subscription_identifiers_available: Some(1),
             shared_subscription_available: Some(1),
-            server_keep_alive: None,
-            response_information: None,
-            server_reference: None,
-            authentication_method: None,
-            authentication_data: None,
+            server_keep_alive,
+            ..no_connack_props()
         });
         let connack = v5::Packet::ConnAck(v5::ConnAck {
             session_present,
@@ -413,6 +463,8 @@ impl Conn {
             expiry_secs,
             will,
             aliases: HashMap::new(),
+            unacked_in: HashSet::new(),
+            problem_info: props.request_problem_info != Some(0),
             deliverer,
             kick: kick_rx,
             finished: fin_tx,
@@ -446,11 +498,14 @@ impl Conn {
                 tokio::select! {
                     _ = self.kick.recv() => {
                         tracing::info!(client_id = %self.client_id, "MQTT session taken over by a new connection");
-                        return End::Close(Reason::SessionTakenOver);
+                        return close(Reason::SessionTakenOver, "session taken over by a new connection");
                     }
                     Some(res) = acks.next(), if !acks.is_empty() => match res {
-                        Ok(packets) => out.extend(packets),
-                        Err(reason) => return End::Close(reason),
+                        Ok(packets) => {
+                            self.release_quota(&packets);
+                            out.extend(packets);
+                        }
+                        Err(end) => return end,
                     },
                     r = rd.read_buf(&mut inbuf), if acks.len() < recv_max => match r {
                         Ok(0) | Err(_) => return End::Lost,
@@ -465,7 +520,7 @@ impl Conn {
                     _ = notify.notified() => {}
                     _ = sleep_until_opt(deadline) => {
                         tracing::info!(client_id = %self.client_id, "MQTT keepalive expired");
-                        return End::Close(Reason::KeepAliveTimeout);
+                        return close(Reason::KeepAliveTimeout, "no packet within 1.5 times the keep alive");
                     }
                     _ = tick.tick() => {
                         ticks += 1;
@@ -501,7 +556,7 @@ impl Conn {
                         CodecError::TooLarge { .. } => Reason::PacketTooLarge,
                         _ => Reason::MalformedPacket,
                     };
-                    break Err(End::Close(reason));
+                    break Err(close(reason, e.to_string()));
                 }
             };
             if let Err(end) = self.on_packet(packet, &mut group, out).await {
@@ -586,7 +641,11 @@ impl Conn {
             v5::Packet::Disconnect(d) => {
                 if let Some(secs) = d.properties.and_then(|p| p.session_expiry_interval) {
                     if self.expiry_secs == 0 && secs != 0 {
-                        return Err(End::Close(Reason::ProtocolError));
+                        // §3.14.2.2.2: a session that expires at disconnect cannot be revived.
+                        return Err(close(
+                            Reason::ProtocolError,
+                            "session expiry set on DISCONNECT after CONNECT had none",
+                        ));
                     }
                     self.expiry_secs = secs.min(self.server.config.max_session_expiry_secs);
                 }
@@ -596,29 +655,81 @@ impl Conn {
             }
             other => {
                 tracing::info!(client_id = %self.client_id, packet = ?other, "unexpected MQTT packet; closing connection");
-                Err(End::Close(Reason::ProtocolError))
+                Err(close(
+                    Reason::ProtocolError,
+                    format!("unexpected {} packet", packet_name(&other)),
+                ))
             }
         }
     }
 
+    /// Frees the client's send quota of the publishes these outgoing packets finish (§4.9: a
+    /// PUBACK, a PUBCOMP, or a PUBREC with a failure code).
+    fn release_quota(&mut self, packets: &[v5::Packet]) {
+        for p in packets {
+            let done = match p {
+                v5::Packet::PubAck(a) => Some(a.pkid),
+                v5::Packet::PubComp(a) => Some(a.pkid),
+                v5::Packet::PubRec(a) if (a.reason as u8) >= 0x80 => Some(a.pkid),
+                _ => None,
+            };
+            if let Some(pkid) = done {
+                self.unacked_in.remove(&pkid);
+            }
+        }
+    }
+
+    /// A reason string for an ack, when the client asked for problem information.
+    fn diagnostic(&self, text: impl Into<String>) -> Option<String> {
+        self.problem_info.then(|| text.into())
+    }
+
     fn on_publish(&mut self, p: v5::Publish, group: &mut AckGroup) -> Result<(), End> {
+        // §3.3.4 / §4.9: a client may have at most our Receive Maximum QoS 1/2 publishes
+        // unfinished; one more is answered with DISCONNECT 0x93 (MQTT-3.3.4-8). 3.1.1 has no
+        // such limit: there the connection is simply not read while acks are pending.
+        if self.level == Level::V5 && p.qos != QoS::AtMostOnce && !self.unacked_in.contains(&p.pkid)
+        {
+            let max = self.server.config.receive_maximum;
+            if self.unacked_in.len() >= max as usize {
+                tracing::info!(client_id = %self.client_id, receive_maximum = max, "MQTT Receive Maximum exceeded; closing connection");
+                return Err(close(
+                    Reason::ReceiveMaximumExceeded,
+                    format!("more than {max} QoS 1/2 publishes unacknowledged"),
+                ));
+            }
+            self.unacked_in.insert(p.pkid);
+        }
         let props = p.properties.unwrap_or_default();
         // Topic and topic alias.
         let mut topic_name = match String::from_utf8(p.topic.to_vec()) {
             Ok(t) => t,
             Err(_) => {
                 tracing::info!(client_id = %self.client_id, "publish topic is not UTF-8; closing connection");
-                return Err(End::Close(Reason::TopicNameInvalid));
+                return Err(close(Reason::TopicNameInvalid, "topic name is not UTF-8"));
             }
         };
         if let Some(alias) = props.topic_alias {
+            // §3.3.2.3.4: 0 or above our Topic Alias Maximum is 0x94; an alias never set is a
+            // Protocol Error (§4.13).
             if alias == 0 || alias > self.server.config.topic_alias_maximum {
-                return Err(End::Close(Reason::TopicAliasInvalid));
+                return Err(close(
+                    Reason::TopicAliasInvalid,
+                    format!(
+                        "topic alias {alias} outside 1..={}",
+                        self.server.config.topic_alias_maximum
+                    ),
+                ));
             }
             if topic_name.is_empty() {
                 match self.aliases.get(&alias) {
                     Some(t) => topic_name = t.clone(),
-                    None => return Err(End::Close(Reason::ProtocolError)),
+                    None => {
+                        return Err(close(
+                            Reason::ProtocolError,
+                            format!("topic alias {alias} was never set"),
+                        ))
+                    }
                 }
             } else {
                 self.aliases.insert(alias, topic_name.clone());
@@ -626,9 +737,13 @@ impl Conn {
         }
         if let Err(e) = topic::validate_name(&topic_name) {
             tracing::info!(client_id = %self.client_id, topic = topic_name, error = %e, "invalid publish topic; closing connection");
-            return Err(End::Close(Reason::TopicNameInvalid));
+            return Err(close(
+                Reason::TopicNameInvalid,
+                format!("invalid topic name: {e}"),
+            ));
         }
         let v5 = self.level == Level::V5;
+        let text = self.diagnostic(format!("publish to {topic_name} denied"));
         let nack = |group: &mut AckGroup,
                     pkid: u16,
                     qos: QoS,
@@ -636,14 +751,14 @@ impl Conn {
                     pubrec: v5::PubRecReason| {
             match qos {
                 QoS::AtLeastOnce => {
-                    let mut a = v5::PubAck::new(pkid, None);
+                    let mut a = v5::PubAck::new(pkid, ack_props(text.clone()));
                     a.reason = puback;
                     group
                         .slots
                         .push(Slot::Ready(Box::new(v5::Packet::PubAck(a))));
                 }
                 QoS::ExactlyOnce => {
-                    let mut a = v5::PubRec::new(pkid, None);
+                    let mut a = v5::PubRec::new(pkid, rec_props(text.clone()));
                     a.reason = pubrec;
                     group
                         .slots
@@ -659,7 +774,7 @@ impl Conn {
         {
             tracing::warn!(client_id = %self.client_id, topic = topic_name, "MQTT publish denied by ACL");
             if !v5 {
-                return Err(End::Close(Reason::NotAuthorized));
+                return Err(close(Reason::NotAuthorized, "publish denied"));
             }
             nack(
                 group,
@@ -721,7 +836,10 @@ impl Conn {
                         Ok(())
                     }
                     Some(None) => Ok(()),
-                    None => Err(End::Close(Reason::ImplementationSpecificError)),
+                    None => Err(close(
+                        Reason::ImplementationSpecificError,
+                        format!("publish not stored: {e}"),
+                    )),
                 }
             }
         }
@@ -742,7 +860,7 @@ impl Conn {
         tracing::info!(client_id = %self.client_id, ?topics, "MQTT publishes held back by the backlog policy");
         tokio::select! {
             _ = self.server.ingest.wait_for_room(&topics) => Ok(()),
-            _ = self.kick.recv() => Err(End::Close(Reason::SessionTakenOver)),
+            _ = self.kick.recv() => Err(close(Reason::SessionTakenOver, "session taken over by a new connection")),
         }
     }
 
@@ -766,9 +884,10 @@ impl Conn {
             return None;
         }
         let bad_cbor = matches!(e, IngestError::BadCbor(_));
+        let text = self.diagnostic(format!("not stored: {e}"));
         Some(Some(match qos {
             QoS::AtLeastOnce => {
-                let mut a = v5::PubAck::new(pkid, None);
+                let mut a = v5::PubAck::new(pkid, ack_props(text));
                 a.reason = if bad_cbor {
                     v5::PubAckReason::PayloadFormatInvalid
                 } else {
@@ -777,7 +896,7 @@ impl Conn {
                 v5::Packet::PubAck(a)
             }
             _ => {
-                let mut a = v5::PubRec::new(pkid, None);
+                let mut a = v5::PubRec::new(pkid, rec_props(text));
                 a.reason = if bad_cbor {
                     v5::PubRecReason::PayloadFormatInvalid
                 } else {
@@ -840,7 +959,12 @@ impl Conn {
                         match self.failed_ack(p.pkid, p.qos, e) {
                             Some(Some(nack)) => group.packets.push(nack),
                             Some(None) => {}
-                            None => return Err(End::Close(Reason::ImplementationSpecificError)),
+                            None => {
+                                return Err(close(
+                                    Reason::ImplementationSpecificError,
+                                    format!("publish not stored: {e}"),
+                                ))
+                            }
                         }
                         continue;
                     }
@@ -862,19 +986,24 @@ impl Conn {
         let sub_id = s.properties.as_ref().and_then(|p| p.id);
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut retained_for = Vec::new();
+        let mut problems = Vec::new();
         for f in &s.filters {
             let parsed = match topic::parse_subscription(&f.path) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::info!(client_id = %self.client_id, filter = f.path, error = %e, "invalid subscription");
                     codes.push(v5::SubscribeReasonCode::TopicFilterInvalid);
+                    problems.push(format!("{}: {e}", f.path));
                     continue;
                 }
             };
             if f.nolocal && parsed.share_group.is_some() {
                 // MQTT-3.8.3-4: No Local on a shared subscription is a Protocol Error.
                 tracing::info!(client_id = %self.client_id, filter = f.path, "No Local on a shared subscription");
-                return Err(End::Close(Reason::ProtocolError));
+                return Err(close(
+                    Reason::ProtocolError,
+                    "No Local on a shared subscription",
+                ));
             }
             if self
                 .acl
@@ -883,6 +1012,7 @@ impl Conn {
             {
                 tracing::warn!(client_id = %self.client_id, filter = f.path, "MQTT subscription denied by ACL");
                 codes.push(v5::SubscribeReasonCode::NotAuthorized);
+                problems.push(format!("{}: not authorized", f.path));
                 continue;
             }
             let stored = StoredSubscription {
@@ -905,10 +1035,17 @@ impl Conn {
             codes.push(v5::SubscribeReasonCode::Success(f.qos));
         }
         self.persist_subscriptions().await;
+        let properties = (!problems.is_empty())
+            .then(|| self.diagnostic(problems.join("; ")))
+            .flatten()
+            .map(|r| v5::SubAckProperties {
+                reason_string: Some(r),
+                user_properties: Vec::new(),
+            });
         out.push(v5::Packet::SubAck(v5::SubAck {
             pkid: s.pkid,
             return_codes: codes,
-            properties: None,
+            properties,
         }));
         for f in retained_for {
             self.deliverer.retained(&f, out);
@@ -973,17 +1110,22 @@ impl Conn {
     async fn finish<W: AsyncWrite + Unpin>(mut self, end: End, wr: &mut W) {
         let publish_will = match &end {
             End::Disconnect { will } => *will,
-            End::Lost | End::Close(_) => true,
+            End::Lost | End::Close(..) => true,
         };
-        if let End::Close(reason) = &end {
+        if let End::Close(reason, text) = &end {
             if self.level == Level::V5 && *reason != Reason::NormalDisconnection {
                 let disconnect = v5::Disconnect {
                     reason_code: *reason,
                     // A reason string also makes clients that only read the reason code when
-                    // properties follow (paho) see it.
+                    // properties follow (paho) see it. Sent even without Request Problem
+                    // Information (§3.1.2.11.7 allows it on DISCONNECT).
                     properties: Some(v5::DisconnectProperties {
                         session_expiry_interval: None,
-                        reason_string: Some(format!("{reason:?}")),
+                        reason_string: Some(if text.is_empty() {
+                            format!("{reason:?}")
+                        } else {
+                            text.clone()
+                        }),
                         user_properties: Vec::new(),
                         server_reference: None,
                     }),
@@ -1051,6 +1193,72 @@ async fn publish_will_message(server: &Arc<MqttServer>, client_id: &str, will: M
             }
         }
         Err(e) => tracing::error!(client_id, error = %e, "MQTT will message not stored"),
+    }
+}
+
+/// PUBACK properties carrying `reason_string`, if any.
+fn ack_props(reason_string: Option<String>) -> Option<v5::PubAckProperties> {
+    reason_string.map(|r| v5::PubAckProperties {
+        reason_string: Some(r),
+        user_properties: Vec::new(),
+    })
+}
+
+/// PUBREC properties carrying `reason_string`, if any.
+fn rec_props(reason_string: Option<String>) -> Option<v5::PubRecProperties> {
+    reason_string.map(|r| v5::PubRecProperties {
+        reason_string: Some(r),
+        user_properties: Vec::new(),
+    })
+}
+
+/// CONNACK properties with nothing set.
+fn no_connack_props() -> v5::ConnAckProperties {
+    v5::ConnAckProperties {
+        session_expiry_interval: None,
+        receive_max: None,
+        max_qos: None,
+        retain_available: None,
+        max_packet_size: None,
+        assigned_client_identifier: None,
+        topic_alias_max: None,
+        reason_string: None,
+        user_properties: Vec::new(),
+        wildcard_subscription_available: None,
+        subscription_identifiers_available: None,
+        shared_subscription_available: None,
+        server_keep_alive: None,
+        response_information: None,
+        server_reference: None,
+        authentication_method: None,
+        authentication_data: None,
+    }
+}
+
+/// Ends the connection with `reason` and a reason string.
+fn close(reason: Reason, text: impl Into<String>) -> End {
+    End::Close(reason, text.into())
+}
+
+/// The name of a packet type, for reason strings.
+fn packet_name(p: &v5::Packet) -> &'static str {
+    use v5::Packet as P;
+    match p {
+        P::Connect(..) => "CONNECT",
+        P::ConnAck(_) => "CONNACK",
+        P::Publish(_) => "PUBLISH",
+        P::PubAck(_) => "PUBACK",
+        P::PubRec(_) => "PUBREC",
+        P::PubRel(_) => "PUBREL",
+        P::PubComp(_) => "PUBCOMP",
+        P::Subscribe(_) => "SUBSCRIBE",
+        P::SubAck(_) => "SUBACK",
+        P::Unsubscribe(_) => "UNSUBSCRIBE",
+        P::UnsubAck(_) => "UNSUBACK",
+        P::PingReq(_) => "PINGREQ",
+        P::PingResp(_) => "PINGRESP",
+        P::Disconnect(_) => "DISCONNECT",
+        P::Auth(_) => "AUTH",
     }
 }
 

@@ -7,7 +7,7 @@
 //! the node's limit) until PUBACK / PUBREC; the durable cursor of a partition is its lowest
 //! unacknowledged offset.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -32,16 +32,20 @@ pub fn qos_of(n: u8) -> QoS {
     }
 }
 
+/// A log partition, as the key of per-partition state.
+type PartitionKey = (String, i32);
+
 /// Where an in-flight message came from.
 #[derive(Clone)]
 enum Origin {
     /// A retained message (not from the log).
     Retained,
-    /// A record of a subscription's source.
+    /// A record of a log partition, delivered once for the subscriptions (raw filters) it
+    /// matched.
     Log {
-        filter: String,
-        source: usize,
+        partition: PartitionKey,
         offset: i64,
+        filters: Vec<String>,
     },
     /// A record claimed from a shared group.
     Shared {
@@ -51,19 +55,111 @@ enum Origin {
     },
 }
 
+/// Outgoing topic aliases of one connection (§3.3.2.3.4): the first `max` topics sent get an
+/// alias each (sent with the topic name once, then with an empty name); further topics take
+/// over aliases in turn. The mapping lives only as long as the network connection.
+struct OutgoingAliases {
+    /// The client's Topic Alias Maximum (0: no aliases).
+    max: u16,
+    by_topic: HashMap<Bytes, u16>,
+    /// Topic of alias `i + 1`.
+    topics: Vec<Bytes>,
+    /// Next alias to take over once all are in use.
+    next_reuse: u16,
+}
+
+impl OutgoingAliases {
+    fn new(max: u16) -> OutgoingAliases {
+        OutgoingAliases {
+            max,
+            by_topic: HashMap::new(),
+            topics: Vec::new(),
+            next_reuse: 1,
+        }
+    }
+
+    /// The alias `topic` would be sent with, and whether the name must go along (new mapping).
+    fn plan(&self, topic: &Bytes) -> Option<(u16, bool)> {
+        if self.max == 0 || topic.is_empty() {
+            return None;
+        }
+        if let Some(a) = self.by_topic.get(topic) {
+            return Some((*a, false));
+        }
+        if self.topics.len() < self.max as usize {
+            return Some((self.topics.len() as u16 + 1, true));
+        }
+        Some((self.next_reuse, true))
+    }
+
+    /// `publish` in the form it is sent with `plan`.
+    fn shaped(publish: &v5::Publish, plan: Option<(u16, bool)>) -> v5::Publish {
+        let mut p = publish.clone();
+        if let Some((alias, with_name)) = plan {
+            p.properties
+                .get_or_insert_with(Default::default)
+                .topic_alias = Some(alias);
+            if !with_name {
+                p.topic = Bytes::new();
+            }
+        }
+        p
+    }
+
+    /// Rewrites `publish` to use an alias, recording a new mapping.
+    fn apply(&mut self, publish: &mut v5::Publish) {
+        let plan = self.plan(&publish.topic);
+        if let Some((alias, true)) = plan {
+            let i = alias as usize - 1;
+            if i < self.topics.len() {
+                let old = std::mem::replace(&mut self.topics[i], publish.topic.clone());
+                self.by_topic.remove(&old);
+                self.next_reuse = if alias >= self.max { 1 } else { alias + 1 };
+            } else {
+                self.topics.push(publish.topic.clone());
+            }
+            self.by_topic.insert(publish.topic.clone(), alias);
+        }
+        *publish = OutgoingAliases::shaped(publish, plan);
+    }
+}
+
 struct ActiveSub {
     stored: StoredSubscription,
     parsed: SubscriptionFilter,
-    sources: Vec<Source>,
+    /// Per log partition (non-shared): the first offset this subscription takes.
+    starts: BTreeMap<PartitionKey, i64>,
+    /// Per log partition: offsets delivered for this subscription, not yet acknowledged.
+    pending: BTreeMap<PartitionKey, BTreeSet<i64>>,
     shared: Option<Arc<SharedGroup>>,
 }
 
+impl ActiveSub {
+    /// The durable cursor of this subscription on `src`: its lowest unacknowledged offset, or
+    /// where reading goes on for it.
+    fn cursor(&self, src: &Source, start: i64) -> i64 {
+        let key = (src.topic.clone(), src.partition);
+        let read = start.max(src.next_read);
+        self.pending
+            .get(&key)
+            .and_then(|p| p.first().copied())
+            .map_or(read, |p| p.min(read))
+    }
+}
+
 /// The subscriptions and outgoing in-flight window of one connection.
+///
+/// Non-shared subscriptions read each log partition once, together: a record goes to the
+/// client once however many of them match, at the highest QoS they were granted, with every
+/// matching subscription identifier (MQTT 5 §3.3.4, MQTT 3.1.1 §4.7.1.2's recommendation).
+/// Shared subscriptions deliver on their own (§4.8.2: a copy per shared subscription).
 pub struct Deliverer {
     server: Arc<MqttServer>,
     member_id: u64,
     client_id: String,
     subs: Vec<ActiveSub>,
+    /// The log partitions the non-shared subscriptions read, each once.
+    sources: Vec<Source>,
     inflight: HashMap<u16, Origin>,
     /// Packet ids that got PUBREC and wait for PUBCOMP.
     awaiting_comp: HashSet<u16>,
@@ -71,11 +167,12 @@ pub struct Deliverer {
     limit: usize,
     /// Woken when a watched partition's high watermark moves.
     pub notify: Arc<Notify>,
-    watchers: HashMap<(String, i32), AbortHandle>,
+    watchers: HashMap<PartitionKey, AbortHandle>,
     /// Cursors changed since the last save.
     pub dirty: bool,
     v5: bool,
     max_packet: Option<usize>,
+    aliases: OutgoingAliases,
 }
 
 impl Drop for Deliverer {
@@ -92,7 +189,8 @@ impl Drop for Deliverer {
 }
 
 impl Deliverer {
-    /// A deliverer for one connection.
+    /// A deliverer for one connection: at most `limit` QoS 1/2 messages in flight, PUBLISH
+    /// packets no larger than `max_packet`, topic aliases up to `topic_alias_max` (MQTT 5).
     pub fn new(
         server: Arc<MqttServer>,
         member_id: u64,
@@ -100,12 +198,14 @@ impl Deliverer {
         limit: usize,
         v5: bool,
         max_packet: Option<usize>,
+        topic_alias_max: u16,
     ) -> Deliverer {
         Deliverer {
             server,
             member_id,
             client_id,
             subs: Vec::new(),
+            sources: Vec::new(),
             inflight: HashMap::new(),
             awaiting_comp: HashSet::new(),
             next_pkid: 1,
@@ -115,6 +215,7 @@ impl Deliverer {
             dirty: false,
             v5,
             max_packet,
+            aliases: OutgoingAliases::new(if v5 { topic_alias_max } else { 0 }),
         }
     }
 
@@ -134,11 +235,25 @@ impl Deliverer {
     }
 
     /// Adds (or replaces) a subscription. Non-shared subscriptions start at the log end
-    /// unless `stored` cursors say otherwise. Returns whether it replaced an existing one.
-    pub fn subscribe(&mut self, stored: StoredSubscription, restore: bool) -> bool {
+    /// unless `stored` cursors say otherwise (`restore`: at the log start where they have
+    /// none). Returns whether it replaced an existing one; a replaced non-shared subscription
+    /// keeps its place in the log (§3.8.4: no message is lost by replacing it).
+    pub fn subscribe(&mut self, mut stored: StoredSubscription, restore: bool) -> bool {
         let Ok(parsed) = topic::parse_subscription(&stored.raw_filter) else {
             return false;
         };
+        if parsed.share_group.is_none() {
+            if let Some(sub) = self
+                .subs
+                .iter_mut()
+                .find(|s| s.stored.raw_filter == stored.raw_filter && s.shared.is_none())
+            {
+                stored.cursors = Vec::new();
+                sub.stored = stored;
+                self.dirty = true;
+                return true;
+            }
+        }
         let existed = self.unsubscribe_inner(&stored.raw_filter, false);
         let shared = parsed.share_group.as_ref().map(|g| {
             self.server.shared.join(
@@ -149,14 +264,15 @@ impl Deliverer {
                 self.notify.clone(),
             )
         });
+        let cursors = std::mem::take(&mut stored.cursors);
         let mut sub = ActiveSub {
             stored,
             parsed,
-            sources: Vec::new(),
+            starts: BTreeMap::new(),
+            pending: BTreeMap::new(),
             shared,
         };
         if sub.shared.is_none() {
-            let cursors = std::mem::take(&mut sub.stored.cursors);
             for (t, p, log) in self.server.discover(&sub.parsed.filter) {
                 let start = cursors
                     .iter()
@@ -169,7 +285,8 @@ impl Deliverer {
                             log.log_end_offset()
                         }
                     });
-                sub.sources.push(Source::new(t, p, log, start));
+                self.read_from(&t, p, &log, start);
+                sub.starts.insert((t, p), start);
             }
         }
         self.subs.push(sub);
@@ -179,12 +296,38 @@ impl Deliverer {
         existed
     }
 
+    /// Makes sure partition `t`/`p` is read from `start` on. When it is already read past
+    /// `start` (a restored cursor further back, or a partition found again later), reading
+    /// goes back; the other subscriptions have had everything before the old position, so
+    /// their starts move up to it.
+    fn read_from(&mut self, t: &str, p: i32, log: &Arc<rill_core::log::PartitionLog>, start: i64) {
+        let key = (t.to_string(), p);
+        let Some(src) = self
+            .sources
+            .iter_mut()
+            .find(|s| s.topic == t && s.partition == p)
+        else {
+            self.sources
+                .push(Source::new(t.to_string(), p, log.clone(), start));
+            return;
+        };
+        if src.next_read <= start {
+            return;
+        }
+        let seen = std::mem::replace(&mut src.next_read, start);
+        for sub in &mut self.subs {
+            if let Some(s) = sub.starts.get_mut(&key) {
+                *s = (*s).max(seen);
+            }
+        }
+    }
+
     fn rewatch(&mut self) {
         let mut logs = Vec::new();
+        for src in &self.sources {
+            logs.push((src.topic.clone(), src.partition, src.log.clone()));
+        }
         for s in &self.subs {
-            for src in &s.sources {
-                logs.push((src.topic.clone(), src.partition, src.log.clone()));
-            }
             if let Some(g) = &s.shared {
                 logs.extend(g.logs());
             }
@@ -197,17 +340,22 @@ impl Deliverer {
     /// Picks up log topics and partitions created since the subscriptions were made.
     pub fn refresh(&mut self) {
         let server = self.server.clone();
-        for sub in &mut self.subs {
+        let mut found = Vec::new();
+        for (si, sub) in self.subs.iter().enumerate() {
             if let Some(g) = &sub.shared {
                 g.refresh(&server, None);
                 continue;
             }
             for (t, p, log) in server.discover(&sub.parsed.filter) {
-                if !sub.sources.iter().any(|s| s.topic == t && s.partition == p) {
-                    let start = log.log_start_offset();
-                    sub.sources.push(Source::new(t, p, log, start));
+                if !sub.starts.contains_key(&(t.clone(), p)) {
+                    found.push((si, t, p, log));
                 }
             }
+        }
+        for (si, t, p, log) in found {
+            let start = log.log_start_offset();
+            self.read_from(&t, p, &log, start);
+            self.subs[si].starts.insert((t, p), start);
         }
         self.rewatch();
         self.notify.notify_one();
@@ -225,6 +373,13 @@ impl Deliverer {
         if let Some(g) = &sub.shared {
             g.leave(self.member_id);
         }
+        // Partitions no subscription reads any more are dropped (their in-flight messages
+        // still settle: settling a gone subscription is a no-op).
+        let subs = &self.subs;
+        self.sources.retain(|src| {
+            let key = (src.topic.clone(), src.partition);
+            subs.iter().any(|s| s.starts.contains_key(&key))
+        });
         if mark {
             self.dirty = true;
         }
@@ -243,12 +398,18 @@ impl Deliverer {
             .map(|s| {
                 let mut st = s.stored.clone();
                 st.cursors = s
-                    .sources
+                    .starts
                     .iter()
-                    .map(|src| Cursor {
-                        topic: src.topic.clone(),
-                        partition: src.partition,
-                        next: src.cursor(),
+                    .filter_map(|((t, p), start)| {
+                        let src = self
+                            .sources
+                            .iter()
+                            .find(|x| &x.topic == t && x.partition == *p)?;
+                        Some(Cursor {
+                            topic: t.clone(),
+                            partition: *p,
+                            next: s.cursor(src, *start),
+                        })
                     })
                     .collect();
                 st
@@ -288,7 +449,7 @@ impl Deliverer {
         msg: &Message,
         qos: QoS,
         retain: bool,
-        sub_id: Option<usize>,
+        sub_ids: Vec<usize>,
     ) -> Option<v5::Publish> {
         let now = rill_core::clock::now_ms();
         let mut props = None;
@@ -306,7 +467,7 @@ impl Deliverer {
                 response_topic: p.response_topic.clone(),
                 correlation_data: p.correlation_data.clone(),
                 user_properties: p.user_properties.clone(),
-                subscription_identifiers: sub_id.into_iter().collect(),
+                subscription_identifiers: sub_ids,
                 content_type: p.content_type.clone(),
             };
             if pp != v5::PublishProperties::default() {
@@ -325,7 +486,12 @@ impl Deliverer {
             properties: props,
         };
         if let Some(max) = self.max_packet {
-            if publish.size() + 2 > max {
+            // §3.1.2.11.4 (MQTT-3.1.2-25): a message too large for the client is dropped and
+            // counts as delivered. Measured as sent: with its packet id and topic alias.
+            let mut sized = OutgoingAliases::shaped(&publish, self.aliases.plan(&publish.topic));
+            sized.pkid = 1;
+            if sized.size() > max {
+                tracing::debug!(client = %self.client_id, size = sized.size(), max, "message larger than the client's maximum packet size skipped");
                 return None;
             }
         }
@@ -347,6 +513,7 @@ impl Deliverer {
         } else {
             self.settle(origin);
         }
+        self.aliases.apply(&mut publish);
         out.push(v5::Packet::Publish(publish));
         true
     }
@@ -356,16 +523,20 @@ impl Deliverer {
         match origin {
             Origin::Retained => {}
             Origin::Log {
-                filter,
-                source,
+                partition,
                 offset,
+                filters,
             } => {
-                if let Some(sub) = self.subs.iter_mut().find(|s| s.stored.raw_filter == filter) {
-                    if let Some(src) = sub.sources.get_mut(source) {
-                        src.pending.remove(&offset);
-                        self.dirty = true;
+                for sub in self
+                    .subs
+                    .iter_mut()
+                    .filter(|s| s.shared.is_none() && filters.contains(&s.stored.raw_filter))
+                {
+                    if let Some(p) = sub.pending.get_mut(&partition) {
+                        p.remove(&offset);
                     }
                 }
+                self.dirty = true;
             }
             Origin::Shared {
                 group,
@@ -385,7 +556,7 @@ impl Deliverer {
         }
         let filter = sub.parsed.filter.clone();
         let sub_qos = sub.stored.qos;
-        let sub_id = sub.stored.subscription_id;
+        let sub_ids: Vec<usize> = sub.stored.subscription_id.into_iter().collect();
         let msgs = match self.server.retained.matching(&filter) {
             Ok(m) => m,
             Err(e) => {
@@ -395,7 +566,7 @@ impl Deliverer {
         };
         for msg in msgs {
             let qos = qos_of(msg.qos.min(sub_qos));
-            if let Some(p) = self.publish(&msg, qos, true, sub_id) {
+            if let Some(p) = self.publish(&msg, qos, true, sub_ids.clone()) {
                 self.emit(p, Origin::Retained, out);
             }
         }
@@ -419,63 +590,92 @@ impl Deliverer {
         for si in 0..self.subs.len() {
             if let Some(group) = self.subs[si].shared.clone() {
                 self.pump_shared(si, &group, out);
-                continue;
             }
-            for xi in 0..self.subs[si].sources.len() {
-                loop {
+        }
+        for xi in 0..self.sources.len() {
+            loop {
+                if self.room() == 0 {
+                    return;
+                }
+                let recs = match self.sources[xi].fetch() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(client = %self.client_id, error = %e, "subscription read failed");
+                        break;
+                    }
+                };
+                if recs.is_empty() {
+                    break;
+                }
+                for rec in recs {
                     if self.room() == 0 {
                         return;
                     }
-                    let recs = match self.subs[si].sources[xi].fetch() {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::warn!(client = %self.client_id, error = %e, "subscription read failed");
-                            break;
-                        }
-                    };
-                    if recs.is_empty() {
-                        break;
-                    }
-                    for rec in recs {
-                        if self.room() == 0 {
-                            return;
-                        }
-                        let sub = &self.subs[si];
-                        let topic = sub.sources[xi].topic.clone();
-                        let filter = sub.parsed.filter.clone();
-                        let raw = sub.stored.raw_filter.clone();
-                        let (sub_qos, rap, sub_id, no_local) = (
-                            sub.stored.qos,
-                            sub.stored.retain_as_published,
-                            sub.stored.subscription_id,
-                            sub.stored.no_local,
-                        );
-                        self.subs[si].sources[xi].next_read = rec.offset + 1;
-                        self.dirty = true;
-                        if no_local && rec.published_by(&self.client_id) {
-                            continue;
-                        }
-                        let Some(msg) = self.message_for(&topic, &rec, &filter) else {
-                            continue;
-                        };
-                        let qos = qos_of(msg.qos.min(sub_qos));
-                        let retain = rap && msg.retain;
-                        let Some(p) = self.publish(&msg, qos, retain, sub_id) else {
-                            continue;
-                        };
-                        if qos != QoS::AtMostOnce {
-                            self.subs[si].sources[xi].pending.insert(rec.offset);
-                        }
-                        let origin = Origin::Log {
-                            filter: raw,
-                            source: xi,
-                            offset: rec.offset,
-                        };
-                        self.emit(p, origin, out);
-                    }
+                    self.sources[xi].next_read = rec.offset + 1;
+                    self.dirty = true;
+                    let key = (self.sources[xi].topic.clone(), self.sources[xi].partition);
+                    self.deliver_record(key, &rec, out);
                 }
             }
         }
+    }
+
+    /// Delivers one log record once for all the non-shared subscriptions it matches (§3.3.4:
+    /// the highest granted QoS, every matching subscription identifier; Retain As Published
+    /// keeps the retain flag when any matching subscription asked for it).
+    fn deliver_record(&mut self, key: PartitionKey, rec: &StoredRecord, out: &mut Vec<v5::Packet>) {
+        let Some(name) = self.server.mapping.mqtt_topic_for_record(
+            &key.0,
+            rec.key.as_deref(),
+            rec.mqtt_topic_header(),
+        ) else {
+            return;
+        };
+        let matched: Vec<usize> = self
+            .subs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.shared.is_none()
+                    && s.starts.get(&key).is_some_and(|start| rec.offset >= *start)
+                    && !(s.stored.no_local && rec.published_by(&self.client_id))
+                    && topic::matches(&s.parsed.filter, &name)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if matched.is_empty() {
+            return;
+        }
+        let msg = rec.to_message(name);
+        let subs: Vec<&ActiveSub> = matched.iter().map(|i| &self.subs[*i]).collect();
+        let sub_qos = subs.iter().map(|s| s.stored.qos).max().unwrap_or(0);
+        let qos = qos_of(msg.qos.min(sub_qos));
+        let retain = msg.retain && subs.iter().any(|s| s.stored.retain_as_published);
+        let mut sub_ids: Vec<usize> = subs
+            .iter()
+            .filter_map(|s| s.stored.subscription_id)
+            .collect();
+        sub_ids.sort_unstable();
+        sub_ids.dedup();
+        let filters: Vec<String> = subs.iter().map(|s| s.stored.raw_filter.clone()).collect();
+        let Some(p) = self.publish(&msg, qos, retain, sub_ids) else {
+            return;
+        };
+        if qos != QoS::AtMostOnce {
+            for i in &matched {
+                self.subs[*i]
+                    .pending
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(rec.offset);
+            }
+        }
+        let origin = Origin::Log {
+            partition: key,
+            offset: rec.offset,
+            filters,
+        };
+        self.emit(p, origin, out);
     }
 
     fn pump_shared(&mut self, si: usize, group: &Arc<SharedGroup>, out: &mut Vec<v5::Packet>) {
@@ -494,10 +694,9 @@ impl Deliverer {
                     .get(c.source)
                     .map(|l| l.0.clone())
                     .unwrap_or_default();
-                let (sub_qos, sub_id) = (
-                    self.subs[si].stored.qos,
-                    self.subs[si].stored.subscription_id,
-                );
+                let sub_qos = self.subs[si].stored.qos;
+                let sub_ids: Vec<usize> =
+                    self.subs[si].stored.subscription_id.into_iter().collect();
                 let origin = Origin::Shared {
                     group: group.clone(),
                     source: c.source,
@@ -508,7 +707,7 @@ impl Deliverer {
                     continue;
                 };
                 let qos = qos_of(msg.qos.min(sub_qos));
-                match self.publish(&msg, qos, false, sub_id) {
+                match self.publish(&msg, qos, false, sub_ids) {
                     Some(p) => {
                         self.emit(p, origin, out);
                     }
@@ -544,10 +743,12 @@ impl Deliverer {
 
     /// Whether any subscription has records not yet looked at.
     pub fn has_work(&self) -> bool {
-        self.subs.iter().any(|s| match &s.shared {
-            Some(g) => g.has_work(),
-            None => s.sources.iter().any(|x| x.has_more()),
-        })
+        self.sources.iter().any(|x| x.has_more())
+            || self
+                .subs
+                .iter()
+                .filter_map(|s| s.shared.as_ref())
+                .any(|g| g.has_work())
     }
 
     /// Number of subscriptions.
@@ -558,5 +759,41 @@ impl Deliverer {
     /// Whether there are no subscriptions.
     pub fn is_empty(&self) -> bool {
         self.subs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(topic: &'static str) -> v5::Publish {
+        v5::Publish::new(topic, QoS::AtLeastOnce, b"x".to_vec(), None)
+    }
+
+    #[test]
+    fn outgoing_aliases_name_once_then_empty_and_take_over_in_turn() {
+        let mut a = OutgoingAliases::new(2);
+        let mut sent = Vec::new();
+        for t in ["a", "b", "a", "c", "b", "c"] {
+            let mut p = publish(t);
+            a.apply(&mut p);
+            let alias = p.properties.as_ref().and_then(|p| p.topic_alias);
+            sent.push((String::from_utf8(p.topic.to_vec()).unwrap(), alias));
+        }
+        let want = [
+            ("a", Some(1)),
+            ("b", Some(2)),
+            ("", Some(1)),
+            ("c", Some(1)), // takes over alias 1 from "a"
+            ("", Some(2)),
+            ("", Some(1)),
+        ];
+        let want: Vec<(String, Option<u16>)> =
+            want.iter().map(|(t, a)| (t.to_string(), *a)).collect();
+        assert_eq!(sent, want);
+        let mut off = OutgoingAliases::new(0);
+        let mut p = publish("a");
+        off.apply(&mut p);
+        assert_eq!(p, publish("a"));
     }
 }

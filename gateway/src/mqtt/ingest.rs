@@ -173,7 +173,7 @@ impl Ingest {
         };
         let recs: Vec<_> = batch.iter().map(|p| p.record.clone()).collect();
         let bytes = records::encode_batch(&recs)?;
-        match first.log.append(&bytes, -1) {
+        match first.log.append(&bytes) {
             Ok(info) => Ok(Appended {
                 log: first.log.clone(),
                 last_offset: info.last_offset,
@@ -213,7 +213,7 @@ impl Ingest {
                 self.forget(&route.log_topic);
                 continue;
             };
-            match log.append(&batch, -1) {
+            match log.append(&batch) {
                 Ok(info) => {
                     return Ok(Appended {
                         log,

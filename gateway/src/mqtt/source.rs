@@ -1,7 +1,6 @@
-//! A subscription's view of one log partition: where to read next, which delivered offsets are
-//! still unacknowledged, and the durable cursor that follows from both.
+//! A reader of one log partition for MQTT delivery: where to read next, records up to the high
+//! watermark, skipping what retention removed.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use rill_core::batch::Batches;
@@ -19,8 +18,6 @@ pub struct Source {
     pub log: Arc<PartitionLog>,
     /// Next offset not yet looked at.
     pub next_read: i64,
-    /// Delivered, not yet acknowledged.
-    pub pending: BTreeSet<i64>,
 }
 
 impl Source {
@@ -31,16 +28,7 @@ impl Source {
             partition,
             log,
             next_read: start,
-            pending: BTreeSet::new(),
         }
-    }
-
-    /// The durable cursor: the first offset that may still need delivering.
-    pub fn cursor(&self) -> i64 {
-        self.pending
-            .first()
-            .copied()
-            .map_or(self.next_read, |p| p.min(self.next_read))
     }
 
     /// Whether records past `next_read` are visible.

@@ -1,4 +1,5 @@
-//! Server-side partition assignors of the KIP-848 consumer group protocol: `uniform` (balanced and
+//! Server-side partition assignors of the KIP-848 consumer group protocol (Kafka's
+//! `UniformAssignor` and `RangeAssignor`): `uniform` (balanced and
 //! sticky: members keep what they had as far as balance allows) and `range` (per topic, contiguous
 //! ranges over members sorted by id, like the client-side range assignor).
 

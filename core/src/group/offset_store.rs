@@ -25,15 +25,27 @@ type OffsetValue = (i64, i32, u64, i64, &'static str);
 const PROTOCOL_TYPES: TableDefinition<&str, &str> = TableDefinition::new("group_protocol_types");
 
 /// Errors of the offset store.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OffsetStoreError {
-    /// The metadata database failed (I/O, corruption).
+    /// The metadata database failed (I/O, corruption). Shared, because one failed group commit
+    /// is the answer to every commit of its batch.
     #[error("offset store: {0}")]
-    Storage(String),
+    Storage(#[source] Arc<redb::Error>),
 }
 
-fn storage(e: impl std::fmt::Display) -> OffsetStoreError {
-    OffsetStoreError::Storage(e.to_string())
+/// Two errors are equal when they are the same failure (the same batch's).
+impl PartialEq for OffsetStoreError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (OffsetStoreError::Storage(a), OffsetStoreError::Storage(b)) => Arc::ptr_eq(a, b),
+        }
+    }
+}
+
+impl Eq for OffsetStoreError {}
+
+fn storage(e: impl Into<redb::Error>) -> OffsetStoreError {
+    OffsetStoreError::Storage(Arc::new(e.into()))
 }
 
 /// One committed offset.

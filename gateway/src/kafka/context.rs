@@ -1,0 +1,49 @@
+//! The request context: everything a request handler may use, one per node, shared by every
+//! connection.
+
+use std::sync::Arc;
+
+use kafka_protocol::protocol::StrBytes;
+use rill_core::broker::Broker;
+use rill_core::group::GroupCoordinator;
+use tokio_util::sync::CancellationToken;
+
+use super::auth;
+use crate::metrics::Metrics;
+
+/// Everything a request handler may use; one per node, shared by every connection.
+pub struct Context {
+    /// The node's storage.
+    pub broker: Arc<Broker>,
+    /// The consumer group coordinator (every group is coordinated by this node).
+    pub groups: Arc<GroupCoordinator>,
+    /// Kafka broker id of this node.
+    pub node_id: i32,
+    /// Host advertised to clients in Metadata / DescribeCluster.
+    pub advertised_host: String,
+    /// Port advertised to clients.
+    pub advertised_port: u16,
+    /// The cluster id (fixed when the data directory was created).
+    pub cluster_id: String,
+    /// `socket.request.max.bytes`.
+    pub socket_request_max_bytes: usize,
+    /// The node's settings as DescribeConfigs shows them for the BROKER resource.
+    pub broker_configs: Vec<(String, String)>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the node shuts down (long polls return early).
+    pub shutdown: CancellationToken,
+    /// Producer ids for InitProducerId (idempotent producers).
+    pub producer_ids: Arc<rill_core::producer_state::ProducerIdAllocator>,
+    /// SASL settings and users when the listener requires SASL (None: no authentication).
+    pub sasl: Option<Arc<auth::Authenticator>>,
+    /// The SASL users (SCRAM credentials), also when the listener does not require SASL.
+    pub credentials: Arc<rill_core::credentials::CredentialStore>,
+}
+
+impl Context {
+    /// The advertised host as a protocol string.
+    pub fn host(&self) -> StrBytes {
+        StrBytes::from_string(self.advertised_host.clone())
+    }
+}

@@ -1,0 +1,168 @@
+//! MQTT 5 features with real clients (paho-mqtt in MQTT 5 mode, and hand-made packets where a
+//! client library hides the wire): flow control and limits. Each script prints `RESULT` lines
+//! with what it saw; the assertions are here.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use rill_tests::Node;
+
+const RULES: &str = r#"
+[[mqtt.rules]]
+pattern = "devices/{device}/telemetry"
+topic = "telemetry"
+key = "device"
+"#;
+
+/// A node started with `[mqtt]` settings `mqtt` (and the rules above); the config file lives
+/// as long as the node's test.
+fn start(mqtt: &str) -> (Node, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path: PathBuf = dir.path().join("rill.toml");
+    std::fs::write(&path, format!("[mqtt]\n{mqtt}\n{RULES}")).expect("write config");
+    let node = Node::start_with(&["--config", path.to_str().expect("utf-8 path")]);
+    (node, dir)
+}
+
+/// What a script reported: its `RESULT <name> <json object>` lines by name.
+struct Results(HashMap<String, serde_json::Value>);
+
+impl Results {
+    /// Field `key` of the result `name`.
+    fn get(&self, name: &str, key: &str) -> &serde_json::Value {
+        self.0
+            .get(name)
+            .and_then(|v| v.get(key))
+            .unwrap_or_else(|| panic!("no RESULT {name} with {key} in {:?}", self.0))
+    }
+
+    fn int(&self, name: &str, key: &str) -> i64 {
+        let v = self.get(name, key);
+        v.as_i64()
+            .unwrap_or_else(|| panic!("RESULT {name} {key} is not an integer: {v}"))
+    }
+
+    fn str(&self, name: &str, key: &str) -> &str {
+        let v = self.get(name, key);
+        v.as_str()
+            .unwrap_or_else(|| panic!("RESULT {name} {key} is not a string: {v}"))
+    }
+}
+
+/// Runs `script` against the node and collects what it reported.
+fn run(node: &Node, script: &str, args: &[&str]) -> Results {
+    let addr = node.mqtt_addr();
+    let mut full = vec!["--mqtt", addr.as_str()];
+    full.extend_from_slice(args);
+    let out = node.python(script, &full);
+    assert!(out.contains("OK"), "{script} did not finish: {out}");
+    let mut map = HashMap::new();
+    for line in out.lines() {
+        let Some((name, json)) = line.strip_prefix("RESULT ").and_then(|r| r.split_once(' '))
+        else {
+            continue;
+        };
+        let value =
+            serde_json::from_str(json).unwrap_or_else(|e| panic!("bad RESULT line {line:?}: {e}"));
+        map.insert(name.to_string(), value);
+    }
+    Results(map)
+}
+
+#[test]
+fn mqtt5_flow_control_and_packet_limits() {
+    let (node, _cfg) = start("receive_maximum = 4\nmax_packet_size = 4096");
+    let r = run(&node, "mqtt5_limits.py", &[]);
+    // §3.2.2.3: the limits in CONNACK.
+    assert_eq!(r.int("connack", "receive_maximum"), 4);
+    assert_eq!(r.int("connack", "maximum_packet_size"), 4096);
+    assert_eq!(r.int("connack", "topic_alias_maximum"), 64);
+    // §4.9: four QoS 2 publishes awaiting PUBREL are the quota; one PUBCOMP frees one; the
+    // next is one too many: DISCONNECT 0x93 with a reason string.
+    assert_eq!(r.int("receive_maximum", "pubrecs"), 4);
+    assert_eq!(r.int("receive_maximum", "disconnect"), 0x93);
+    let reason = r.str("receive_maximum", "reason");
+    assert!(reason.contains("more than 4"), "{reason}");
+    // The client's Receive Maximum of 2 bounds unacknowledged deliveries.
+    assert_eq!(r.int("client_receive_maximum", "first_window"), 2);
+    assert_eq!(r.int("client_receive_maximum", "after_one_ack"), 1);
+    assert_eq!(r.int("client_receive_maximum", "total"), 5);
+    // §3.1.2.11.4: a message above the client's Maximum Packet Size is skipped.
+    assert_eq!(r.str("max_packet_size_out", "first"), "tiny");
+    assert_eq!(r.int("max_packet_size_in", "disconnect"), 0x95);
+    // §3.3.2.3.4: aliases 1 and 2 are set with the name, reused without it, then taken over.
+    assert_eq!(
+        r.str("topic_aliases", "sent"),
+        "t1:1,t2:2,-:1,t3:1,t1:2,-:1"
+    );
+    // A failing SUBACK explains itself, unless the client asked for no problem information.
+    assert_eq!(r.int("suback", "code"), 0x8F);
+    let reason = r.str("suback", "reason");
+    assert!(reason.contains("a/#/b"), "{reason}");
+    assert_eq!(r.str("suback", "without_problem_info"), "");
+    // The well-behaved client was never disturbed.
+    assert_eq!(r.int("good_client", "published"), 4);
+}
+
+#[test]
+fn mqtt5_server_keep_alive_replaces_the_clients() {
+    let (node, _cfg) = start("server_keep_alive_secs = 2");
+    let r = run(&node, "mqtt5_keepalive.py", &[]);
+    assert_eq!(r.int("connack", "server_keep_alive"), 2);
+    assert_eq!(r.int("silent", "server_keep_alive"), 2);
+    // Asked for 60 s, held to 2 s: DISCONNECT 0x8D (printed wait: about 3 s).
+    assert_eq!(r.int("silent", "disconnect"), 0x8D);
+    assert!(r.str("silent", "reason").contains("keep alive"));
+    assert_eq!(
+        r.get("silent", "v311_alive"),
+        &serde_json::Value::Bool(true)
+    );
+}
+
+#[test]
+fn mqtt5_overlapping_subscriptions_retain_options_and_properties() {
+    let (node, _cfg) = start("");
+    let r = run(&node, "mqtt5_subscriptions.py", &[]);
+    // §3.3.4: one delivery per message, the highest granted QoS, every identifier.
+    assert_eq!(r.int("overlap_v5", "count"), 2);
+    assert_eq!(
+        r.get("overlap_v5", "deliveries"),
+        &serde_json::json!([["one-match", 0, [1]], ["three-match", 2, [1, 2]]])
+    );
+    assert_eq!(r.int("overlap_v311", "count"), 1);
+    assert_eq!(r.get("overlap_v311", "qos"), &serde_json::json!([1]));
+    // §3.8.3.1 Retain Handling: 0 always, 0 again, 1 on the existing filter: none, 1 on a new
+    // filter, 2: none.
+    assert_eq!(
+        r.get("retain_handling", "counts"),
+        &serde_json::json!([1, 1, 0, 1, 0])
+    );
+    assert_eq!(
+        r.get("retain_as_published", "with_rap"),
+        &serde_json::json!(true)
+    );
+    assert_eq!(
+        r.get("retain_as_published", "without"),
+        &serde_json::json!(false)
+    );
+    // §3.3.2.3.3: 30 s when published, at least 2 s spent waiting.
+    let remaining = r.int("expiry_and_properties", "remaining");
+    assert!(
+        (1..=28).contains(&remaining),
+        "remaining expiry {remaining}"
+    );
+    assert_eq!(r.int("expiry_and_properties", "payload_format"), 1);
+    assert_eq!(
+        r.str("expiry_and_properties", "content_type"),
+        "application/json"
+    );
+    assert_eq!(
+        r.get("expiry_and_properties", "response_topic"),
+        &serde_json::json!(true)
+    );
+    assert_eq!(r.str("expiry_and_properties", "correlation"), "00636f7272");
+    assert_eq!(
+        r.get("expiry_and_properties", "user_properties"),
+        &serde_json::json!([["k", "v"], ["site", "north"]])
+    );
+}
