@@ -578,9 +578,9 @@ impl MetadataImage {
                 "broker {b} in the new ISR is not a replica"
             )));
         }
-        let added = new_isr.iter().filter(|b| !p.isr.contains(b));
-        if let Some(&b) = added
-            .into_iter()
+        // As Kafka: every member of the new ISR must be eligible, not only the added ones.
+        if let Some(&b) = new_isr
+            .iter()
             .find(|b| !brokers.get(b).is_some_and(BrokerRegistration::is_eligible))
         {
             return Err(ControllerError::IneligibleReplica { broker_id: b });

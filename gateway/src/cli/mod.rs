@@ -23,6 +23,7 @@
 //!   local, not Kafka protocol).
 
 pub mod bridge;
+pub mod cluster;
 pub mod consume;
 pub mod device;
 pub mod format;
@@ -166,6 +167,8 @@ pub enum ClientCommand {
     Device(device::DeviceArgs),
     /// Manage SASL users of the Kafka listener (add, list, delete) on a stopped node.
     User(user::UserArgs),
+    /// Prepare a data directory for a cluster (format) and make cluster ids (random-id).
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Runs a client command to completion.
@@ -186,6 +189,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
             ClientCommand::Group(args) => group::run(args).await,
             ClientCommand::Device(args) => device::run(args),
             ClientCommand::User(args) => user::run(args),
+            ClientCommand::Cluster(args) => cluster::run(args),
         }
     })
 }

@@ -1,0 +1,80 @@
+//! `rill cluster format|random-id`: preparing a node's data directory for a cluster (Kafka's
+//! `kafka-storage.sh format` and `random-uuid`). Local file operations, not Kafka protocol. The
+//! file written is described in `rill_core::controller::meta_properties`; nothing reads it yet
+//! (`rill serve` does not start a controller, see docs/cluster.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use rill_core::controller::meta_properties::{
+    kafka_uuid_string, parse_voters, random_id, validate_cluster_id, validate_node_id,
+    MetaProperties,
+};
+use uuid::Uuid;
+
+/// `rill cluster ...`
+#[derive(clap::Args, Debug)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+/// The cluster subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Prepare a data directory for a cluster: writes meta.properties with the cluster id, the
+    /// node id, a random directory id and the initial voters.
+    Format {
+        /// The node's data directory (created if missing; refused if already formatted).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// This node's id (non-negative).
+        #[arg(long)]
+        node_id: i64,
+        /// The cluster's id: 1-64 characters of A-Z, a-z, 0-9, '_' and '-' (see `random-id`).
+        #[arg(long)]
+        cluster_id: String,
+        /// The controller quorum's initial voters, ID@HOST:PORT[,ID@HOST:PORT...] (their cluster
+        /// listeners); every node of the cluster is formatted with the same list.
+        #[arg(long)]
+        voters: String,
+    },
+    /// Print a random cluster id in Kafka's form (22 characters).
+    RandomId,
+}
+
+/// Runs a cluster subcommand.
+pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        ClusterCommand::Format {
+            data_dir,
+            node_id,
+            cluster_id,
+            voters,
+        } => {
+            validate_cluster_id(&cluster_id)?;
+            let node_id = validate_node_id(node_id)?;
+            let initial_voters = parse_voters(&voters)?;
+            let props = MetaProperties {
+                cluster_id,
+                node_id,
+                directory_id: Uuid::new_v4(),
+                initial_voters,
+            };
+            let path = props.write_new(&data_dir)?;
+            println!(
+                "Formatted {}: cluster id {}, node id {}, directory id {}, {} initial voter(s)",
+                path.display(),
+                props.cluster_id,
+                props.node_id,
+                kafka_uuid_string(&props.directory_id),
+                props.initial_voters.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::RandomId => {
+            println!("{}", random_id());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
