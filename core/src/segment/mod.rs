@@ -259,19 +259,7 @@ impl Segment {
             created_at: Some(Instant::now()),
             first_seen_sane_ms: AtomicI64::new(-1),
             index_interval,
-            state: RwLock::new(SegState {
-                size: FILE_HEADER_LEN,
-                next_offset: base_offset,
-                max_timestamp: -1,
-                offset_of_max_ts: -1,
-                batches: 0,
-                index: OffsetIndex::default(),
-                time_index: TimeIndex::default(),
-                bytes_since_index: u64::MAX,
-                index_file_len: FILE_HEADER_LEN,
-                time_file_len: FILE_HEADER_LEN,
-                bad: Vec::new(),
-            }),
+            state: RwLock::new(SegState::empty(base_offset)),
         })
     }
 
@@ -364,16 +352,7 @@ impl Segment {
             index_interval,
             state: RwLock::new(SegState {
                 size: log_len,
-                next_offset: base_offset,
-                max_timestamp: -1,
-                offset_of_max_ts: -1,
-                batches: 0,
-                index: OffsetIndex::default(),
-                time_index: TimeIndex::default(),
-                bytes_since_index: u64::MAX,
-                index_file_len: FILE_HEADER_LEN,
-                time_file_len: FILE_HEADER_LEN,
-                bad: Vec::new(),
+                ..SegState::empty(base_offset)
             }),
         };
         let rec = match mode {
@@ -750,6 +729,7 @@ impl Segment {
 }
 
 impl SegState {
+    /// A segment with no batches yet: empty indexes, the next offset at `base`.
     fn empty(base: i64) -> SegState {
         SegState {
             size: FILE_HEADER_LEN,
