@@ -314,6 +314,8 @@ impl Node {
             )),
             sasl,
             credentials,
+            // Set by the cluster module once `rill serve` joins a cluster (issue 11).
+            cluster: None,
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();

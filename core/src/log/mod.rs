@@ -14,10 +14,13 @@
 //! Retention ([`crate::retention`]) and the backlog policy ([`crate::backlog`]) sit above the log
 //! and delete closed segments through [`PartitionLog::remove_segment`].
 //!
-//! High watermark: there is no replication yet, so under [`FlushPolicy::Always`] the high
-//! watermark is the *flushed* offset (a consumer never sees a record that a power cut could take
-//! back); under [`FlushPolicy::Interval`] it is the log end offset. Under `Always` whoever appends
-//! must call `flush_to` (or `flush`) for the records to become visible, also for acks=0 producers.
+//! High watermark ([`HighWatermarkMode`]): a node alone moves it itself: under
+//! [`FlushPolicy::Always`] to the *flushed* offset (a consumer never sees a record that a power cut
+//! could take back), under [`FlushPolicy::Interval`] to the log end offset. Under `Always` whoever
+//! appends must call `flush_to` (or `flush`) for the records to become visible, also for acks=0
+//! producers. A replicated partition's high watermark is moved only by the replica layer
+//! ([`PartitionLog::update_high_watermark`]), never past this replica's own durable end; followers
+//! read past it with [`ReadLimit::LogEnd`].
 
 pub(crate) mod loader;
 pub(crate) mod segments;
@@ -146,6 +149,27 @@ pub struct ReadResult {
     pub log_end_offset: i64,
 }
 
+/// Who moves a partition's high watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HighWatermarkMode {
+    /// A node alone: the log moves it itself, to the flushed offset under
+    /// [`FlushPolicy::Always`] and to the log end offset under [`FlushPolicy::Interval`].
+    #[default]
+    Local,
+    /// A replicated partition: only [`PartitionLog::update_high_watermark`] moves it (the replica
+    /// layer, from what every in-sync replica holds durably), never past this log's own end.
+    Replicated,
+}
+
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadLimit {
+    /// Consumers (and anything reading for someone else): up to the high watermark.
+    HighWatermark,
+    /// Follower fetches: up to the log end offset, replicated or not.
+    LogEnd,
+}
+
 /// Options fixed when a partition log is opened.
 #[derive(Clone)]
 pub struct LogOptions {
@@ -206,6 +230,8 @@ pub struct PartitionLog {
     producers: Mutex<ProducerStateManager>,
     /// The partition leader epoch stamped on every appended batch (see [`Self::leader_epoch`]).
     leader_epoch: AtomicI32,
+    /// Set under [`HighWatermarkMode::Replicated`]: the log no longer moves its high watermark.
+    hw_replicated: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -255,6 +281,7 @@ impl PartitionLog {
             lost: loaded.lost,
             producers: Mutex::new(ProducerStateManager::new()),
             leader_epoch: AtomicI32::new(0),
+            hw_replicated: AtomicBool::new(false),
         };
         log.rebuild_producer_state(loaded.snapshots);
         Ok(log)
@@ -363,6 +390,52 @@ impl PartitionLog {
         self.segs().map.keys().copied().collect()
     }
 
+    /// Who moves the high watermark from now on (see [`HighWatermarkMode`]). Switching to
+    /// `Replicated` keeps the current value; switching back to `Local` publishes what the flush
+    /// policy allows at once.
+    pub fn set_high_watermark_mode(&self, mode: HighWatermarkMode) {
+        let replicated = mode == HighWatermarkMode::Replicated;
+        self.hw_replicated.store(replicated, Ordering::Release);
+        if !replicated {
+            let to = match self.flush_policy {
+                FlushPolicy::Always => self.flushed.load(Ordering::Acquire),
+                FlushPolicy::Interval { .. } => self.leo.load(Ordering::Acquire),
+            };
+            self.publish_hw(to);
+        }
+    }
+
+    /// The current [`HighWatermarkMode`].
+    pub fn high_watermark_mode(&self) -> HighWatermarkMode {
+        if self.hw_replicated.load(Ordering::Acquire) {
+            HighWatermarkMode::Replicated
+        } else {
+            HighWatermarkMode::Local
+        }
+    }
+
+    /// Under [`HighWatermarkMode::Replicated`]: move the high watermark to `hw`, capped at this
+    /// log's end offset and, under [`FlushPolicy::Always`], at its flushed offset (a record is
+    /// visible only once this replica holds it durably too). It never moves back. Ignored in
+    /// `Local` mode.
+    pub fn update_high_watermark(&self, hw: i64) {
+        if !self.hw_replicated.load(Ordering::Acquire) {
+            return;
+        }
+        let cap = match self.flush_policy {
+            FlushPolicy::Always => self.flushed.load(Ordering::Acquire),
+            FlushPolicy::Interval { .. } => self.leo.load(Ordering::Acquire),
+        };
+        self.publish_hw(hw.min(cap));
+    }
+
+    /// Publish `hw` if the log moves its own high watermark ([`HighWatermarkMode::Local`]).
+    fn publish_local_hw(&self, hw: i64) {
+        if !self.hw_replicated.load(Ordering::Acquire) {
+            self.publish_hw(hw);
+        }
+    }
+
     fn publish_hw(&self, hw: i64) {
         let prev = self.hw.fetch_max(hw, Ordering::AcqRel);
         if hw > prev {
@@ -447,7 +520,7 @@ impl PartitionLog {
         }
         let log_start = self.segs().log_start;
         if let FlushPolicy::Interval { .. } = self.flush_policy {
-            self.publish_hw(a.next_offset);
+            self.publish_local_hw(a.next_offset);
         }
         Ok(AppendInfo {
             base_offset: leo,
@@ -533,7 +606,7 @@ impl PartitionLog {
         // Under Always the high watermark is the flushed offset: publish it before the flushed
         // offset, so a caller that finds itself covered is also visible to consumers.
         if self.flush_policy == FlushPolicy::Always {
-            self.publish_hw(leo);
+            self.publish_local_hw(leo);
         }
         self.flushed.fetch_max(leo, Ordering::AcqRel);
         drop(guard);
@@ -552,10 +625,24 @@ impl PartitionLog {
     /// exists (e.g. appended by acks=0 producers, which never wait for `flush_to`) triggers the
     /// group-commit flush, so such data becomes visible without waiting for another producer.
     pub fn read(&self, from_offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        self.read_up_to(from_offset, max_bytes, ReadLimit::HighWatermark)
+    }
+
+    /// [`Self::read`] with an explicit limit: [`ReadLimit::LogEnd`] is a follower's fetch, which
+    /// reads past the high watermark (and triggers no flush); the result's `high_watermark` is
+    /// still the high watermark.
+    pub fn read_up_to(
+        &self,
+        from_offset: i64,
+        max_bytes: usize,
+        limit: ReadLimit,
+    ) -> Result<ReadResult, LogError> {
         self.check_open()?;
         let mut hw = self.hw.load(Ordering::Acquire);
         let leo = self.leo.load(Ordering::Acquire);
-        if self.flush_policy == FlushPolicy::Always
+        if limit == ReadLimit::HighWatermark
+            && self.flush_policy == FlushPolicy::Always
+            && !self.hw_replicated.load(Ordering::Acquire)
             && from_offset >= hw
             && from_offset < leo
             && from_offset >= self.log_start_offset()
@@ -589,7 +676,11 @@ impl PartitionLog {
             log_start_offset: log_start,
             log_end_offset: leo,
         };
-        if from_offset >= hw {
+        let upper = match limit {
+            ReadLimit::HighWatermark => hw,
+            ReadLimit::LogEnd => leo,
+        };
+        if from_offset >= upper {
             return Ok(result);
         }
         if let Some(l) = self
@@ -603,16 +694,16 @@ impl PartitionLog {
                 reason: l.reason.clone(),
             });
         }
-        if let Some(b) = lock(&self.cache).read(from_offset, max_bytes, hw) {
+        if let Some(b) = lock(&self.cache).read(from_offset, max_bytes, upper) {
             result.records = b;
             return Ok(result);
         }
         let mut out = BytesMut::new();
         for seg in segs {
-            if seg.base_offset >= hw {
+            if seg.base_offset >= upper {
                 break;
             }
-            let reached_end = seg.read_into(from_offset, max_bytes, hw, &mut out)?;
+            let reached_end = seg.read_into(from_offset, max_bytes, upper, &mut out)?;
             if !out.is_empty() || !reached_end {
                 break;
             }
@@ -1128,6 +1219,38 @@ pub(crate) mod tests {
         let syncs = s.sync_count();
         assert!(log.read(1, 100).unwrap().records.is_empty());
         assert_eq!(s.sync_count(), syncs);
+    }
+
+    #[test]
+    fn replicated_high_watermark_moves_only_when_told_and_never_past_durable_data() {
+        let s = SimStorage::new();
+        let log = PartitionLog::open("/p".into(), opts(Arc::new(s), true)).unwrap();
+        log.set_high_watermark_mode(HighWatermarkMode::Replicated);
+        let a = log.append(&batch(&[b"a", b"b"], 1)).unwrap();
+        log.flush_to(a.last_offset).unwrap();
+        assert_eq!(log.flushed_offset(), 2);
+        assert_eq!(log.high_watermark(), 0, "a local flush no longer moves it");
+        // A consumer read at the end triggers no flush and sees nothing above the watermark.
+        log.append(&batch(&[b"c"], 2)).unwrap();
+        assert!(log.read(0, 1 << 20).unwrap().records.is_empty());
+        assert_eq!(log.flushed_offset(), 2);
+        // A follower's read goes to the log end.
+        let rr = log.read_up_to(0, 1 << 20, ReadLimit::LogEnd).unwrap();
+        assert_eq!(
+            values(&rr).iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert_eq!(rr.high_watermark, 0);
+        // The replica layer moves it, capped at this replica's durable end; never back.
+        log.update_high_watermark(3);
+        assert_eq!(log.high_watermark(), 2, "offset 2 is not durable here yet");
+        log.update_high_watermark(1);
+        assert_eq!(log.high_watermark(), 2);
+        assert_eq!(values(&log.read(0, 1 << 20).unwrap()).len(), 2);
+        // Back to Local: the flush policy moves it again.
+        log.flush().unwrap();
+        log.set_high_watermark_mode(HighWatermarkMode::Local);
+        assert_eq!(log.high_watermark(), 3);
     }
 
     #[test]

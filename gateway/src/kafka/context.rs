@@ -9,6 +9,7 @@ use rill_core::group::GroupCoordinator;
 use tokio_util::sync::CancellationToken;
 
 use super::auth;
+use super::cluster_view::ClusterView;
 use crate::metrics::Metrics;
 
 /// Everything a request handler may use; one per node, shared by every connection.
@@ -39,6 +40,8 @@ pub struct Context {
     pub sasl: Option<Arc<auth::Authenticator>>,
     /// The SASL users (SCRAM credentials), also when the listener does not require SASL.
     pub credentials: Arc<rill_core::credentials::CredentialStore>,
+    /// The cluster this node belongs to; `None` for a node alone (no `[cluster]` settings).
+    pub cluster: Option<Arc<dyn ClusterView>>,
 }
 
 impl Context {

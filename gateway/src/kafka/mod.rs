@@ -19,6 +19,7 @@ pub mod alter_user_scram_credentials;
 pub mod api_support;
 pub mod api_versions;
 pub mod auth;
+pub mod cluster_view;
 pub mod connection;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
