@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::backlog::{Backlog, BacklogConfig};
 use crate::clock::now_ms;
 use crate::crypto::{CipherKind, Encryption};
-use crate::io::{OsStorage, Storage};
+use crate::io::Storage;
 use crate::keyring::{self, KeyError};
 use crate::liveness::Liveness;
 use crate::log::{FlushPolicy, LogError, LogOptions, PartitionLog};
@@ -314,7 +314,7 @@ impl Broker {
             meta,
             registry,
             encryption,
-            storage: Arc::new(OsStorage),
+            storage: crate::failpoints::log_storage(),
             logs: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
             cluster_id,
