@@ -164,6 +164,15 @@ impl ReplicaManager {
             .cloned()
     }
 
+    /// The hosted replica of partition `partition` of the topic with id `topic_id`.
+    pub fn partition_by_topic_id(&self, topic_id: Uuid, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read_unpoisoned()
+            .values()
+            .find(|p| p.topic_id() == topic_id && p.index() == partition)
+            .cloned()
+    }
+
     /// Every hosted replica.
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
         self.partitions
@@ -771,7 +780,11 @@ mod tests {
         );
         assert_eq!(f.fetch(3, 1).unwrap().high_watermark, 1);
         assert_eq!(f.fetch(3, 3).unwrap().high_watermark, 3);
-        assert_eq!(f.log.read(0, 1 << 20).unwrap().high_watermark, 3, "consumers see it now");
+        assert_eq!(
+            f.log.read(0, 1 << 20).unwrap().high_watermark,
+            3,
+            "consumers see it now"
+        );
 
         // Appended but not flushed here (an acks=0 write whose background flush has not run):
         // followers holding it durably make the leader flush, then it commits.
