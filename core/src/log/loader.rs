@@ -340,7 +340,7 @@ impl PartitionLog {
         };
         from = from.max(log_start);
         while from < leo {
-            let res = match self.read(from, 1 << 20) {
+            let res = match self.read_up_to(from, 1 << 20, super::ReadLimit::LogEnd) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(partition = self.ident.partition, topic = %self.topic, offset = from, error = %e,

@@ -24,6 +24,11 @@ pub fn log_error_code(err: &LogError) -> i16 {
         LogError::Io { .. } => ResponseError::KafkaStorageError.code(),
         LogError::Closed => ResponseError::NotLeaderOrFollower.code(),
         LogError::Producer(p) => producer_error_code(p),
+        LogError::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
+        // Replication-internal failures (follower appends, epoch bookkeeping).
+        LogError::UnexpectedOffset { .. } | LogError::InvalidLeaderEpoch { .. } => {
+            ResponseError::UnknownServerError.code()
+        }
     }
 }
 
