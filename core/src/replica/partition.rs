@@ -442,7 +442,7 @@ impl Partition {
 
     /// Become (or stay) the leader as `reg` says. Returns whether this started a new leadership
     /// (a new leader epoch). A registration older than the current state is ignored.
-    pub(crate) fn make_leader(&self, reg: &PartitionRegistration) -> bool {
+    pub(crate) fn make_leader(&self, reg: &PartitionRegistration) -> Result<bool, ReplicaError> {
         let now = self.clock.now();
         let mut role = self.role.write_unpoisoned();
         let current_epoch = match &*role {
@@ -450,12 +450,12 @@ impl Partition {
             Role::Follower { leader_epoch, .. } => *leader_epoch,
         };
         if reg.leader_epoch < current_epoch {
-            return false;
+            return Ok(false);
         }
         let new_leadership = match &mut *role {
             Role::Leader(l) if l.leader_epoch == reg.leader_epoch => {
                 if reg.partition_epoch < l.partition_epoch {
-                    return false;
+                    return Ok(false);
                 }
                 // Same leadership, a newer registration: replicas and ISR as committed.
                 l.remotes.retain(|id, _| reg.replicas.contains(id));
@@ -475,11 +475,10 @@ impl Partition {
                 false
             }
             _ => {
+                // The epoch is in the cache (durably) before the first append of this
+                // leadership; no follower append runs meanwhile (they take the role lock).
+                self.log.assign_epoch_start(reg.leader_epoch)?;
                 let start = self.log.log_end_offset();
-                // EPOCHS: switch to `self.log.assign_epoch_start(reg.leader_epoch, start)` once
-                // the leader epoch cache is merged (the epoch must be in the cache before the
-                // first append of this leadership).
-                self.log.set_leader_epoch(reg.leader_epoch);
                 let remotes = reg
                     .replicas
                     .iter()
@@ -504,7 +503,7 @@ impl Partition {
         drop(role);
         self.changed();
         self.maybe_increment_high_watermark();
-        new_leadership
+        Ok(new_leadership)
     }
 
     /// Become (or stay) a follower of `reg.leader` (`-1`: the partition has no leader). Returns
@@ -534,6 +533,39 @@ impl Partition {
         drop(role);
         self.changed();
         new_leader
+    }
+
+    /// Run `f` while this replica follows under `leader_epoch` (a leadership change waits for it,
+    /// so no follower append lands after a new leader recorded its epoch start).
+    pub(crate) fn while_follower<R>(
+        &self,
+        leader_epoch: i32,
+        f: impl FnOnce() -> Result<R, ReplicaError>,
+    ) -> Result<R, ReplicaError> {
+        let role = self.role.read_unpoisoned();
+        match &*role {
+            Role::Follower {
+                leader_epoch: e, ..
+            } if *e == leader_epoch => f(),
+            Role::Follower {
+                leader,
+                leader_epoch: e,
+                ..
+            } => Err(self.not_leader(*leader, *e)),
+            Role::Leader(l) => Err(self.not_leader(self.local_id, l.leader_epoch)),
+        }
+    }
+
+    /// As a follower: the leader it follows and the leader epoch (`None` while leading).
+    pub fn following(&self) -> Option<(i32, i32)> {
+        match &*self.role.read_unpoisoned() {
+            Role::Follower {
+                leader,
+                leader_epoch,
+                ..
+            } => Some((*leader, *leader_epoch)),
+            Role::Leader(_) => None,
+        }
     }
 
     /// A follower fetch at `fetch_offset` from `replica_id` under `broker_epoch` (`-1`: not

@@ -17,7 +17,7 @@
 //! - [`ReplicaManager::maybe_shrink_isr`]: run every [`ReplicaManager::isr_check_interval`]
 //!   (Kafka: half of `replica.lag.time.max.ms`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -92,6 +92,20 @@ pub struct FollowerFetch {
     pub diverging_epoch: Option<EpochEndOffset>,
     /// The leader epoch this leader serves under.
     pub leader_epoch: i32,
+}
+
+/// Where this node, as a follower, fetches one partition from next (the fetcher's view).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPosition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// This replica's log end offset.
+    pub fetch_offset: i64,
+    /// The leader epoch this replica follows under.
+    pub current_leader_epoch: i32,
+    /// The newest epoch in this replica's leader epoch cache (`-1`: none), for KIP-320.
+    pub last_fetched_epoch: i32,
 }
 
 /// The hosted partitions (see the module doc).
@@ -215,8 +229,10 @@ impl ReplicaManager {
 
     /// `reg` names this node the leader of `topic`-`partition` (whose log is `log`; ignored if
     /// the partition is hosted already). A new leader epoch starts a new leadership: the epoch
-    /// is recorded for the log before anything is appended under it, and every follower's state
-    /// starts afresh. The same epoch with a newer partition epoch updates replicas and ISR.
+    /// is written to the log's leader epoch cache (durably) before anything is appended under it,
+    /// and every follower's state starts afresh. The same epoch with a newer partition epoch
+    /// updates replicas and ISR. If the epoch cannot be recorded (a disk error, or the log has
+    /// a newer epoch already) the replica does not lead.
     pub fn become_leader(
         &self,
         topic: &str,
@@ -224,9 +240,9 @@ impl ReplicaManager {
         partition: i32,
         log: Arc<PartitionLog>,
         reg: &PartitionRegistration,
-    ) -> Arc<Partition> {
+    ) -> Result<Arc<Partition>, ReplicaError> {
         let p = self.hosted(topic, topic_id, partition, log);
-        if p.make_leader(reg) {
+        if p.make_leader(reg)? {
             tracing::info!(
                 topic,
                 partition,
@@ -236,7 +252,7 @@ impl ReplicaManager {
             );
             self.changed();
         }
-        p
+        Ok(p)
     }
 
     /// `reg` names another broker (or none) the leader of `topic`-`partition`: this replica
@@ -343,8 +359,32 @@ impl ReplicaManager {
         let p = self.get(topic, partition)?;
         let (leader_epoch, _) = p.check_leader(current_leader_epoch)?;
         let log = p.log();
-        let _ = last_fetched_epoch; // EPOCHS: the KIP-320 check goes here once merged.
         let (log_start, log_end) = (log.log_start_offset(), log.log_end_offset());
+        if last_fetched_epoch >= 0 {
+            // KIP-320: does the follower's log agree with this one up to its fetch offset?
+            let (epoch, end_offset) = log.end_offset_for_epoch(last_fetched_epoch);
+            if epoch < 0 || end_offset < 0 || fetch_offset < log_start {
+                return Err(LogError::OffsetOutOfRange {
+                    offset: fetch_offset,
+                    log_start,
+                    log_end,
+                }
+                .into());
+            }
+            if epoch < last_fetched_epoch || end_offset < fetch_offset {
+                return Ok(FollowerFetch {
+                    records: Bytes::new(),
+                    high_watermark: log.high_watermark(),
+                    log_start_offset: log_start,
+                    log_end_offset: log_end,
+                    diverging_epoch: Some(EpochEndOffset {
+                        leader_epoch: epoch,
+                        end_offset,
+                    }),
+                    leader_epoch,
+                });
+            }
+        }
         if fetch_offset < log_start || fetch_offset > log_end {
             return Err(LogError::OffsetOutOfRange {
                 offset: fetch_offset,
@@ -372,6 +412,70 @@ impl ReplicaManager {
             diverging_epoch: None,
             leader_epoch,
         })
+    }
+
+    /// The brokers this node follows partitions of (leaders other than itself).
+    pub fn leaders_followed(&self) -> BTreeSet<i32> {
+        self.partitions()
+            .iter()
+            .filter_map(|p| p.following())
+            .map(|(leader, _)| leader)
+            .filter(|l| *l >= 0 && *l != self.config.broker_id)
+            .collect()
+    }
+
+    /// Where to fetch each partition this node follows on `leader` from.
+    pub fn fetch_positions(&self, leader: i32) -> Vec<FetchPosition> {
+        self.partitions()
+            .iter()
+            .filter_map(|p| {
+                let (l, epoch) = p.following()?;
+                (l == leader).then(|| FetchPosition {
+                    topic: p.topic().to_string(),
+                    topic_id: p.topic_id(),
+                    partition: p.index(),
+                    fetch_offset: p.log().log_end_offset(),
+                    current_leader_epoch: epoch,
+                    last_fetched_epoch: p.log().latest_epoch().unwrap_or(-1),
+                })
+            })
+            .collect()
+    }
+
+    /// This node's broker epoch (its registration in the newest image; `-1` before it is
+    /// registered), sent as the `ReplicaState.replica_epoch` of its fetches.
+    pub fn local_broker_epoch(&self) -> i64 {
+        self.image
+            .read_unpoisoned()
+            .as_ref()
+            .and_then(|i| i.broker(self.config.broker_id).map(|b| b.broker_epoch))
+            .unwrap_or(-1)
+    }
+
+    /// As a follower under `leader_epoch`: append `records` fetched from the leader (offsets and
+    /// epochs as the leader assigned them), make them durable (under `flush = "always"`, before
+    /// the next fetch reports them as held), then move this replica's high watermark to the
+    /// smaller of the leader's and what it holds durably. Blocking (disk writes and fsync).
+    pub fn append_fetched(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        records: &[u8],
+        leader_high_watermark: i64,
+    ) -> Result<Option<AppendInfo>, ReplicaError> {
+        let p = self.get(topic, partition)?;
+        let info = if records.is_empty() {
+            p.while_follower(leader_epoch, || Ok(()))?;
+            None
+        } else {
+            let info =
+                p.while_follower(leader_epoch, || Ok(p.log().append_as_follower(records)?))?;
+            p.log().flush_to(info.last_offset)?;
+            Some(info)
+        };
+        p.update_follower_high_watermark(leader_high_watermark);
+        Ok(info)
     }
 
     /// Propose an ISR shrink for every led partition with a follower not caught up within the
@@ -705,7 +809,9 @@ mod tests {
             self.rm.update_image(self.controller.snapshot());
             let id = self.controller.topic_id();
             if reg.leader == 1 {
-                self.rm.become_leader("t", id, 0, self.log.clone(), &reg)
+                self.rm
+                    .become_leader("t", id, 0, self.log.clone(), &reg)
+                    .unwrap()
             } else {
                 self.rm.become_follower("t", id, 0, self.log.clone(), &reg)
             }
@@ -745,6 +851,107 @@ mod tests {
                 .unwrap();
             self.apply_registration();
         }
+    }
+
+    impl Fixture {
+        /// 1 shuts down (2 leads under epoch 1), comes back, rejoins the ISR, and a preferred
+        /// election makes it the leader under epoch 2. Applies the registrations here.
+        fn move_leadership_away_and_back(&self) {
+            let e1 = self.controller.broker_epoch(1);
+            self.controller
+                .run(Command::ControlledShutdown {
+                    broker_id: 1,
+                    broker_epoch: e1,
+                })
+                .unwrap();
+            self.apply_registration();
+            self.controller
+                .run(Command::UnfenceBroker {
+                    broker_id: 1,
+                    broker_epoch: e1,
+                })
+                .unwrap();
+            let reg = self.controller.registration();
+            assert_eq!(reg.leader, 2);
+            self.controller
+                .run(Command::AlterPartition {
+                    broker_id: 2,
+                    broker_epoch: self.controller.broker_epoch(2),
+                    topic_id: self.controller.topic_id(),
+                    partition: 0,
+                    leader_epoch: reg.leader_epoch,
+                    partition_epoch: reg.partition_epoch,
+                    new_isr: vec![2, 3, 1],
+                })
+                .unwrap();
+            self.controller
+                .run(Command::ElectLeader {
+                    topic: "t".into(),
+                    partition: 0,
+                    election: crate::controller::ElectionType::Preferred,
+                })
+                .unwrap();
+        }
+
+        /// Another broker's replica manager and log, following as the image says.
+        fn follower(&self, id: i32) -> (Arc<ReplicaManager>, Arc<PartitionLog>) {
+            let opts = crate::log::tests::opts(Arc::new(SimStorage::new()), false);
+            let mut opts = opts;
+            opts.config = self.log.config();
+            let log = Arc::new(PartitionLog::open(format!("/f{id}").into(), opts).unwrap());
+            let config = ReplicaManagerConfig {
+                broker_id: id,
+                replica_lag_time_max: LAG,
+            };
+            let rm = ReplicaManager::new(
+                config,
+                self.clock.clone(),
+                Arc::new(self.controller.clone()),
+            );
+            rm.update_image(self.controller.snapshot());
+            rm.become_follower(
+                "t",
+                self.controller.topic_id(),
+                0,
+                log.clone(),
+                &self.controller.registration(),
+            );
+            (rm, log)
+        }
+    }
+
+    /// One fetch round of follower `rm` (broker `id`) against leader `leader`, as the fetcher
+    /// does it: fetch from its position, append, fsync, take the leader's high watermark.
+    fn fetch_round(leader: &ReplicaManager, id: i32, rm: &ReplicaManager) -> usize {
+        let mut appended = 0;
+        for pos in rm.fetch_positions(1) {
+            let r = leader
+                .fetch_for_follower(
+                    id,
+                    rm.local_broker_epoch(),
+                    &pos.topic,
+                    pos.partition,
+                    pos.fetch_offset,
+                    pos.current_leader_epoch,
+                    pos.last_fetched_epoch,
+                    1 << 20,
+                )
+                .unwrap();
+            assert!(r.diverging_epoch.is_none());
+            if let Some(info) = rm
+                .append_fetched(
+                    &pos.topic,
+                    pos.partition,
+                    r.leader_epoch,
+                    &r.records,
+                    r.high_watermark,
+                )
+                .unwrap()
+            {
+                appended += info.record_count as usize;
+            }
+        }
+        appended
     }
 
     /// Yield until `cond` holds (spawned proposals run on this runtime).
@@ -1094,44 +1301,9 @@ mod tests {
         let f = Fixture::new(1);
         f.produce(&[b"a", b"b"], RequiredAcks::Leader).await;
         assert!(!f.partition().hw_behind_epoch_start());
-        // Leadership moves to 2 (1 shuts down) and back to 1 under a new epoch, before the
-        // followers fetched: 1's log ends at 2, its high watermark is 0.
-        let e1 = f.controller.broker_epoch(1);
-        f.controller
-            .run(Command::ControlledShutdown {
-                broker_id: 1,
-                broker_epoch: e1,
-            })
-            .unwrap();
-        f.apply_registration();
-        f.controller
-            .run(Command::UnfenceBroker {
-                broker_id: 1,
-                broker_epoch: e1,
-            })
-            .unwrap();
-        // 2 leads; this node is out of the ISR; the leader adds it back, then a preferred
-        // election moves leadership to 1 under epoch 2.
-        let reg = f.controller.registration();
-        assert_eq!(reg.leader, 2);
-        f.controller
-            .run(Command::AlterPartition {
-                broker_id: 2,
-                broker_epoch: f.controller.broker_epoch(2),
-                topic_id: f.controller.topic_id(),
-                partition: 0,
-                leader_epoch: reg.leader_epoch,
-                partition_epoch: reg.partition_epoch,
-                new_isr: vec![2, 3, 1],
-            })
-            .unwrap();
-        f.controller
-            .run(Command::ElectLeader {
-                topic: "t".into(),
-                partition: 0,
-                election: crate::controller::ElectionType::Preferred,
-            })
-            .unwrap();
+        // Leadership moves to 2 and back to 1 under epoch 2 before the followers fetched: 1's
+        // log ends at 2, its high watermark is 0.
+        f.move_leadership_away_and_back();
         let p = f.apply_registration();
         assert!(p.is_leader());
         assert_eq!(p.leader_epoch(), 2);
@@ -1143,5 +1315,82 @@ mod tests {
         f.fetch(3, 2).unwrap();
         assert!(!p.hw_behind_epoch_start());
         assert_eq!(f.log.high_watermark(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_diverging_follower_is_told_where_its_epoch_ends() {
+        let f = Fixture::new(1);
+        f.produce(&[b"a", b"b"], RequiredAcks::Leader).await; // epoch 0: offsets 0, 1
+        f.move_leadership_away_and_back();
+        let p = f.apply_registration();
+        assert_eq!(p.leader_epoch(), 2);
+        f.produce(&[b"c", b"d"], RequiredAcks::Leader).await; // epoch 2: offsets 2, 3
+        let fetch = |offset, last_epoch| {
+            f.rm.fetch_for_follower(3, -1, "t", 0, offset, 2, last_epoch, 1 << 20)
+                .unwrap()
+        };
+        // A follower that wrote offsets 2.. under epoch 1 (a leader this node never saw): its
+        // epoch 1 maps to epoch 0 here, which ends at 2.
+        let r = fetch(3, 1);
+        assert_eq!(
+            r.diverging_epoch,
+            Some(EpochEndOffset {
+                leader_epoch: 0,
+                end_offset: 2
+            })
+        );
+        assert!(r.records.is_empty());
+        // Epoch 0 up to offset 3: epoch 0 ended at 2 here.
+        assert_eq!(fetch(3, 0).diverging_epoch.map(|d| d.end_offset), Some(2));
+        // Further than this log goes, with a diverging epoch: told, not out of range.
+        assert!(fetch(7, 1).diverging_epoch.is_some());
+        // In agreement: records.
+        assert!(fetch(2, 0).diverging_epoch.is_none());
+        let r = fetch(3, 2);
+        assert!(r.diverging_epoch.is_none());
+        assert!(!r.records.is_empty());
+        // The follower's state was not touched by the diverging fetches... only the last one.
+        let s = p
+            .remote_replicas()
+            .into_iter()
+            .find(|r| r.replica_id == 3)
+            .unwrap();
+        assert_eq!(s.log_end_offset, 3);
+    }
+
+    #[tokio::test]
+    async fn followers_replicate_in_process_and_acks_all_commits() {
+        let f = Arc::new(Fixture::new(2));
+        let (rm2, log2) = f.follower(2);
+        let (rm3, log3) = f.follower(3);
+        assert_eq!(rm2.leaders_followed(), BTreeSet::from([1]));
+        let waiting = {
+            let f = f.clone();
+            tokio::spawn(async move { f.produce(&[b"x", b"y", b"z"], RequiredAcks::All).await })
+        };
+        eventually("appended", || f.log.log_end_offset() == 3).await;
+        assert_eq!(fetch_round(&f.rm, 2, &rm2), 3);
+        assert_eq!(fetch_round(&f.rm, 3, &rm3), 3);
+        assert_eq!(log2.flushed_offset(), 3, "durable before the next fetch");
+        assert!(!waiting.is_finished());
+        // The next fetches report the durable positions: committed.
+        fetch_round(&f.rm, 2, &rm2);
+        fetch_round(&f.rm, 3, &rm3);
+        assert_eq!(waiting.await.unwrap().base_offset, 0);
+        assert_eq!(f.log.high_watermark(), 3);
+        // 3's fetch completed the ISR: its answer carried the new high watermark; 2 learns it
+        // with its next fetch.
+        assert_eq!(log3.high_watermark(), 3);
+        assert_eq!(log2.high_watermark(), 0);
+        fetch_round(&f.rm, 2, &rm2);
+        assert_eq!(log2.high_watermark(), 3);
+        let all = |l: &PartitionLog| l.read_up_to(0, 1 << 20, ReadLimit::LogEnd).unwrap().records;
+        assert_eq!(all(&log2), all(&f.log), "same batches, offsets and epochs");
+        assert_eq!(log2.latest_epoch(), Some(0));
+        // A follower refuses appends for an epoch it does not follow under.
+        assert!(matches!(
+            rm2.append_fetched("t", 0, 5, &[], 3),
+            Err(ReplicaError::NotLeaderOrFollower { leader: 1, .. })
+        ));
     }
 }
