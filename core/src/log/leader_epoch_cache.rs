@@ -129,6 +129,31 @@ pub fn decode_checkpoint(bytes: &[u8], path: &Path) -> Result<Vec<EpochEntry>, C
     Ok(entries)
 }
 
+/// Remove the entries starting at or after `end_offset` from the checkpoint file of `dir`
+/// (a log truncation completed by the loader). A missing or unreadable file is left alone: the
+/// log rebuilds it from its segments when it opens.
+pub(super) fn truncate_checkpoint(
+    storage: &dyn Storage,
+    dir: &Path,
+    end_offset: i64,
+) -> Result<(), LogError> {
+    let Ok(entries) = LeaderEpochFileCache::read_checkpoint(storage, dir) else {
+        return Ok(());
+    };
+    let kept: Vec<EpochEntry> = entries
+        .iter()
+        .copied()
+        .filter(|e| e.start_offset < end_offset)
+        .collect();
+    if kept.len() == entries.len() {
+        return Ok(());
+    }
+    let path = dir.join(CHECKPOINT_FILE);
+    storage
+        .write_file_atomic(&path, &encode_checkpoint(&kept))
+        .map_err(|source| LogError::Io { path, source })
+}
+
 /// The leader epoch cache of one partition log, backed by its checkpoint file.
 pub struct LeaderEpochFileCache {
     storage: Arc<dyn Storage>,

@@ -27,6 +27,7 @@ pub(crate) mod loader;
 pub(crate) mod segments;
 pub(crate) mod swap;
 mod tail_cache;
+pub mod truncation;
 pub mod validator;
 
 use crate::clock::now_ms;
@@ -104,6 +105,13 @@ pub enum LogError {
     /// A leader epoch entry with a negative epoch or start offset.
     #[error("invalid leader epoch entry: epoch {epoch} at offset {start_offset}")]
     InvalidLeaderEpoch { epoch: i32, start_offset: i64 },
+    /// A truncation target inside a batch (truncation cuts only between batches).
+    #[error("cannot truncate to offset {offset}: inside batch {batch_base}..={batch_last}")]
+    TruncationInsideBatch {
+        offset: i64,
+        batch_base: i64,
+        batch_last: i64,
+    },
     /// A new leader's epoch is older than the epoch the log already has.
     #[error("leader epoch {epoch} is older than the log's epoch {current}")]
     StaleLeaderEpoch { epoch: i32, current: i32 },

@@ -26,9 +26,9 @@ pub fn log_error_code(err: &LogError) -> i16 {
         LogError::Producer(p) => producer_error_code(p),
         LogError::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
         // Replication-internal failures (follower appends, epoch bookkeeping).
-        LogError::UnexpectedOffset { .. } | LogError::InvalidLeaderEpoch { .. } => {
-            ResponseError::UnknownServerError.code()
-        }
+        LogError::UnexpectedOffset { .. }
+        | LogError::InvalidLeaderEpoch { .. }
+        | LogError::TruncationInsideBatch { .. } => ResponseError::UnknownServerError.code(),
     }
 }
 
