@@ -478,6 +478,47 @@ impl ReplicaManager {
         Ok(info)
     }
 
+    /// As a follower under `leader_epoch`, the leader answered that this replica's log diverges
+    /// from its own (KIP-320): truncate to where they agree, as far as this replica can tell
+    /// (Kafka's `getOffsetTruncationState`, KIP-279): if this log knows the leader's epoch, to
+    /// the smaller of both ends of it; if not, to the end of the largest epoch below it here
+    /// (the next fetch compares again). Never below what the leader said, never beyond the log
+    /// end. Returns the new log end offset. Blocking (durable when it returns).
+    pub fn truncate_on_divergence(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        diverging: EpochEndOffset,
+    ) -> Result<i64, ReplicaError> {
+        let p = self.get(topic, partition)?;
+        p.while_follower(leader_epoch, || {
+            let log = p.log();
+            let leo = log.log_end_offset();
+            let (epoch, end) = log.end_offset_for_epoch(diverging.leader_epoch);
+            let target = if epoch < 0 || end < 0 {
+                diverging.end_offset.min(leo)
+            } else if epoch != diverging.leader_epoch {
+                end.min(leo)
+            } else {
+                end.min(diverging.end_offset).min(leo)
+            };
+            if target < leo {
+                tracing::info!(
+                    topic,
+                    partition,
+                    from = leo,
+                    to = target,
+                    leader_epoch = diverging.leader_epoch,
+                    leader_end_offset = diverging.end_offset,
+                    "truncating a diverging follower log"
+                );
+                log.truncate_to(target)?;
+            }
+            Ok(log.log_end_offset())
+        })
+    }
+
     /// Propose an ISR shrink for every led partition with a follower not caught up within the
     /// lag time (and no ISR change in flight), and wait for the controller's answers. Returns
     /// how many were proposed.
@@ -918,6 +959,21 @@ mod tests {
             );
             (rm, log)
         }
+    }
+
+    /// Every batch of `log` up to its end, across segments.
+    fn all(log: &PartitionLog) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut next = log.log_start_offset();
+        while next < log.log_end_offset() {
+            let r = log.read_up_to(next, 1 << 20, ReadLimit::LogEnd).unwrap();
+            for b in crate::batch::Batches::new(&r.records) {
+                let b = b.unwrap();
+                next = b.header.last_offset() + 1;
+            }
+            out.extend_from_slice(&r.records);
+        }
+        out
     }
 
     /// One fetch round of follower `rm` (broker `id`) against leader `leader`, as the fetcher
@@ -1384,7 +1440,6 @@ mod tests {
         assert_eq!(log2.high_watermark(), 0);
         fetch_round(&f.rm, 2, &rm2);
         assert_eq!(log2.high_watermark(), 3);
-        let all = |l: &PartitionLog| l.read_up_to(0, 1 << 20, ReadLimit::LogEnd).unwrap().records;
         assert_eq!(all(&log2), all(&f.log), "same batches, offsets and epochs");
         assert_eq!(log2.latest_epoch(), Some(0));
         // A follower refuses appends for an epoch it does not follow under.
@@ -1392,5 +1447,71 @@ mod tests {
             rm2.append_fetched("t", 0, 5, &[], 3),
             Err(ReplicaError::NotLeaderOrFollower { leader: 1, .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_diverging_follower_truncates_and_catches_up() {
+        let f = Fixture::new(1);
+        f.produce(&[b"a", b"b"], RequiredAcks::Leader).await; // epoch 0: offsets 0, 1
+                                                              // Broker 3 holds the same epoch 0 prefix, then led under epoch 1 elsewhere and wrote 2
+                                                              // records no one else has (a zombie's acks=1 suffix).
+        let (rm3, log3) = f.follower(3);
+        let prefix = f
+            .log
+            .read_up_to(0, 1 << 20, ReadLimit::LogEnd)
+            .unwrap()
+            .records;
+        log3.append_as_follower(&prefix).unwrap();
+        log3.assign_epoch_start(1).unwrap();
+        log3.append(&batch(&[b"lost-1", b"lost-2"], 9)).unwrap();
+        log3.flush().unwrap();
+        assert_eq!((log3.log_end_offset(), log3.latest_epoch()), (4, Some(1)));
+        // Meanwhile 1 leads again under epoch 2 and takes one more record.
+        f.move_leadership_away_and_back();
+        f.apply_registration();
+        rm3.become_follower(
+            "t",
+            f.controller.topic_id(),
+            0,
+            log3.clone(),
+            &f.controller.registration(),
+        );
+        f.produce(&[b"c"], RequiredAcks::Leader).await; // epoch 2: offset 2
+                                                        // The fetcher's loop: fetch, truncate on a diverging epoch, fetch again.
+        let mut truncations = 0;
+        for _ in 0..4 {
+            let pos = rm3.fetch_positions(1).remove(0);
+            let r =
+                f.rm.fetch_for_follower(
+                    3,
+                    -1,
+                    "t",
+                    0,
+                    pos.fetch_offset,
+                    pos.current_leader_epoch,
+                    pos.last_fetched_epoch,
+                    1 << 20,
+                )
+                .unwrap();
+            match r.diverging_epoch {
+                Some(d) => {
+                    truncations += 1;
+                    rm3.truncate_on_divergence("t", 0, r.leader_epoch, d)
+                        .unwrap();
+                }
+                None => {
+                    rm3.append_fetched("t", 0, r.leader_epoch, &r.records, r.high_watermark)
+                        .unwrap();
+                }
+            }
+        }
+        assert_eq!(truncations, 1);
+        assert_eq!(log3.log_end_offset(), 3);
+        assert_eq!(
+            all(&log3),
+            all(&f.log),
+            "the suffix of epoch 1 is gone, epoch 2's record is in"
+        );
+        assert_eq!(log3.latest_epoch(), Some(2));
     }
 }
