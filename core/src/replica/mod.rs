@@ -27,7 +27,9 @@ pub use alter_partition::{
     AlterPartitionError, AlterPartitionFuture, AlterPartitionManager, AlterPartitionRequest,
 };
 pub use partition::{EpochEndOffset, Partition, ReplicaSnapshot};
-pub use replica_manager::{FollowerFetch, ReplicaManager, ReplicaManagerConfig, RequiredAcks};
+pub use replica_manager::{
+    FetchPosition, FollowerFetch, ReplicaManager, ReplicaManagerConfig, RequiredAcks,
+};
 
 use crate::log::LogError;
 
