@@ -576,12 +576,12 @@ fn reencode(h: &BatchHeader, mut kept: Vec<Record>) -> Result<Vec<Vec<u8>>, LogE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::{SimStorage, StorageFile};
+    use crate::io::{CrashingStorage, SimStorage};
     use crate::log::tests::opts;
     use crate::log::LogOptions;
     use crate::topic_config::CleanupPolicy;
     use kafka_protocol::records::TimestampType as KTs;
-    use std::sync::atomic::{AtomicBool, AtomicI64};
+    use std::sync::atomic::AtomicBool;
 
     type Kv = (Option<Vec<u8>>, Option<Vec<u8>>);
 
@@ -1032,111 +1032,11 @@ mod tests {
         assert!(reader.join().unwrap() > 0);
     }
 
-    /// A disk that loses power at the `n`-th mutating operation from when it is armed.
-    #[derive(Clone)]
-    struct CrashingStorage {
-        sim: SimStorage,
-        left: Arc<AtomicI64>,
-        crashed: Arc<AtomicBool>,
-    }
-
-    impl CrashingStorage {
-        fn step(&self) -> std::io::Result<()> {
-            if self.crashed.load(Ordering::Acquire) {
-                return Err(std::io::Error::other("crashed"));
-            }
-            let left = self.left.load(Ordering::Acquire);
-            if left < 0 {
-                return Ok(());
-            }
-            if left == 0 {
-                self.crashed.store(true, Ordering::Release);
-                self.sim.power_cut();
-                return Err(std::io::Error::other("power cut"));
-            }
-            self.left.store(left - 1, Ordering::Release);
-            Ok(())
-        }
-    }
-
-    struct CrashingFile {
-        inner: Arc<dyn StorageFile>,
-        disk: CrashingStorage,
-    }
-
-    impl StorageFile for CrashingFile {
-        fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<()> {
-            self.inner.read_exact_at(buf, pos)
-        }
-        fn write_all_at(&self, data: &[u8], pos: u64) -> std::io::Result<()> {
-            self.disk.step()?;
-            self.inner.write_all_at(data, pos)
-        }
-        fn sync(&self) -> std::io::Result<()> {
-            self.disk.step()?;
-            self.inner.sync()
-        }
-        fn set_len(&self, len: u64) -> std::io::Result<()> {
-            self.disk.step()?;
-            self.inner.set_len(len)
-        }
-        fn len(&self) -> std::io::Result<u64> {
-            self.inner.len()
-        }
-    }
-
-    impl Storage for CrashingStorage {
-        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-            self.sim.create_dir_all(dir)
-        }
-        fn open(&self, path: &Path) -> std::io::Result<Arc<dyn StorageFile>> {
-            let inner = self.sim.open(path)?;
-            Ok(Arc::new(CrashingFile {
-                inner,
-                disk: self.clone(),
-            }))
-        }
-        fn create(&self, path: &Path) -> std::io::Result<Arc<dyn StorageFile>> {
-            self.step()?;
-            let inner = self.sim.create(path)?;
-            Ok(Arc::new(CrashingFile {
-                inner,
-                disk: self.clone(),
-            }))
-        }
-        fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-            self.sim.list(dir)
-        }
-        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-            self.step()?;
-            self.sim.rename(from, to)
-        }
-        fn remove(&self, path: &Path) -> std::io::Result<()> {
-            self.step()?;
-            self.sim.remove(path)
-        }
-        fn remove_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-            self.step()?;
-            self.sim.remove_dir_all(dir)
-        }
-        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
-            self.step()?;
-            self.sim.sync_dir(dir)
-        }
-        fn exists(&self, path: &Path) -> bool {
-            self.sim.exists(path)
-        }
-    }
-
     #[test]
     fn crash_at_every_step_of_a_clean_leaves_a_valid_log() {
         let mut steps = 0;
         for n in 0.. {
-            let disk = CrashingStorage {
-                sim: SimStorage::new(),
-                left: Arc::new(AtomicI64::new(-1)),
-                crashed: Arc::new(AtomicBool::new(false)),
-            };
+            let disk = CrashingStorage::new(SimStorage::new());
             let log =
                 PartitionLog::open("/p".into(), compact_opts(Arc::new(disk.clone()))).unwrap();
             let written = fill(&log, 3, 8, 1000);
@@ -1148,9 +1048,9 @@ mod tests {
             for (o, r) in &written {
                 newest.insert(r.0.clone().unwrap(), (*o, r.clone()));
             }
-            disk.left.store(n, Ordering::Release);
+            disk.arm(n);
             let res = clean(&log, 10_000);
-            if !disk.crashed.load(Ordering::Acquire) {
+            if !disk.crashed() {
                 res.unwrap();
                 assert_eq!(read_all(&log), want);
                 steps = n;
@@ -1159,7 +1059,7 @@ mod tests {
             assert!(res.is_err());
             drop(log);
             // Power is back: recovery completes or rolls back the swap.
-            let sim: Arc<dyn Storage> = Arc::new(disk.sim.clone());
+            let sim: Arc<dyn Storage> = Arc::new(disk.sim().clone());
             let log = PartitionLog::open("/p".into(), compact_opts(sim)).unwrap();
             assert_eq!(log.log_end_offset(), leo, "crash at step {n}");
             let got = read_all(&log);
@@ -1172,7 +1072,7 @@ mod tests {
                 latest, newest,
                 "crash at step {n}: latest value of a key lost"
             );
-            assert!(disk.sim.list(Path::new("/p/cleaner")).unwrap().is_empty());
+            assert!(disk.sim().list(Path::new("/p/cleaner")).unwrap().is_empty());
             // Cleaning again finishes the job.
             clean(&log, 10_000).unwrap();
             assert_eq!(read_all(&log), want, "after crash at step {n}");

@@ -40,6 +40,7 @@ pub mod maintenance;
 pub mod metadata;
 pub mod partitioner;
 pub mod producer_state;
+pub mod replica;
 pub mod retention;
 pub mod scram;
 pub mod segment;

@@ -298,7 +298,7 @@ const KEYS: &[KeySpec] = &[
         name: "min.insync.replicas",
         rule: Rule::Int { min: 1 },
         default: "1",
-        doc: "Replicas that must acknowledge an acks=all write (stored; a node without replicas has one).",
+        doc: "In-sync replicas an acks=all write needs (a node without replicas has one).",
     },
     KeySpec {
         name: "preallocate",
@@ -619,6 +619,16 @@ impl TopicConfig {
         Ok(())
     }
 
+    /// `min.insync.replicas`: how many in-sync replicas an acks=all write needs (Kafka's default
+    /// 1; a value that does not parse counts as the default).
+    pub fn min_insync_replicas(&self) -> usize {
+        self.other
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or(1)
+    }
+
     /// The effective value of a known key as Kafka would print it, or `None` for unknown keys.
     pub fn value_of(&self, key: &str) -> Option<String> {
         let spec = spec(key)?;
@@ -790,6 +800,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.value_of("compression.type").unwrap(), "zstd");
         assert_eq!(c.value_of("min.insync.replicas").unwrap(), "2");
+        assert_eq!(c.min_insync_replicas(), 2);
+        assert_eq!(TopicConfig::default().min_insync_replicas(), 1);
         assert_eq!(c.value_of("flush.ms").unwrap(), "1000");
         assert_eq!(c.value_of("preallocate").unwrap(), "true");
         assert_eq!(

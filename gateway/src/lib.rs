@@ -10,10 +10,12 @@
 //! - [`metrics`]: the node's Prometheus counters,
 //! - [`bridge_metrics`]: the bridge's lag as Prometheus gauges,
 //! - [`cli`]: the Kafka-protocol client commands for people (`rill topic|produce|consume`).
+//! - [`cluster`]: the node in a cluster (replica fetchers).
 
 pub mod admin_http;
 pub mod bridge_metrics;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod kafka;
 pub mod metrics;

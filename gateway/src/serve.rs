@@ -316,6 +316,8 @@ impl Node {
             credentials,
             // Set by the cluster module once `rill serve` joins a cluster (issue 11).
             cluster: None,
+            listener: kafka::context::ListenerKind::Client,
+            replicas: None,
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();

@@ -9,7 +9,9 @@
 //!    whose header never became durable is removed (it held no acknowledged data); a closed
 //!    segment whose file header or key file is unusable is reported and its offsets (up to the
 //!    next segment) are not served.
-//! 4. A closed segment whose unreadable tail hides its end offsets ends where the next begins.
+//! 4. A closed segment whose unreadable tail hides its end offsets ends where the next begins;
+//!    a log truncation a crash interrupted (its marker exists) is completed
+//!    ([`super::truncation`]).
 //! 5. An empty last segment is dropped; the log start offset comes from its checkpoint
 //!    ([`LOG_START_FILE`], DeleteRecords) or the first segment; a new active segment (fresh data
 //!    key) starts at the log end offset.
@@ -20,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{swap, LogError, PartitionLog, CLEAN_SHUTDOWN_FILE, LOG_START_FILE};
+use super::{swap, truncation, LogError, PartitionLog, CLEAN_SHUTDOWN_FILE, LOG_START_FILE};
 use crate::batch::BatchHeader;
 use crate::clock::now_ms;
 use crate::crypto::{CryptoError, Encryption};
@@ -82,18 +84,28 @@ pub(super) fn load(
     let listing = list_dir(storage, dir)?;
     let mut opened = open_segments(storage, dir, ident, encryption, index_interval, &listing)?;
     extend_unreadable_tails(&opened.map, &mut opened.bad);
+    truncation::recover_truncation(
+        storage,
+        dir,
+        &mut opened.map,
+        &mut opened.bad,
+        &mut opened.lost,
+    )?;
     // An empty last segment is dropped; the new active segment takes its base offset.
+    let mut dropped_base = None;
     if let Some((&base, seg)) = opened.map.iter().next_back() {
         if seg.is_empty() && seg.state().bad.is_empty() {
             seg.delete_files(storage)?;
             opened.map.remove(&base);
             opened.removed = true;
+            dropped_base = Some(base);
         }
     }
     let start_ckpt = read_log_start(storage, dir);
-    let log_end = match opened.map.values().next_back() {
-        Some(s) => s.next_offset(),
-        None => start_ckpt.unwrap_or(0).max(0),
+    let log_end = match (opened.map.values().next_back(), dropped_base) {
+        (Some(s), d) => s.next_offset().max(d.unwrap_or(i64::MIN)),
+        (None, Some(d)) => d,
+        (None, None) => start_ckpt.unwrap_or(0).max(0),
     };
     let first_base = opened
         .map
@@ -340,7 +352,7 @@ impl PartitionLog {
         };
         from = from.max(log_start);
         while from < leo {
-            let res = match self.read(from, 1 << 20) {
+            let res = match self.read_up_to(from, 1 << 20, super::ReadLimit::LogEnd) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(partition = self.ident.partition, topic = %self.topic, offset = from, error = %e,

@@ -22,10 +22,12 @@
 //! ([`PartitionLog::update_high_watermark`]), never past this replica's own durable end; followers
 //! read past it with [`ReadLimit::LogEnd`].
 
+pub mod leader_epoch_cache;
 pub(crate) mod loader;
 pub(crate) mod segments;
 pub(crate) mod swap;
 mod tail_cache;
+pub mod truncation;
 pub mod validator;
 
 use crate::clock::now_ms;
@@ -42,6 +44,7 @@ use crate::io::Storage;
 use crate::producer_state::{self, ProducerError, ProducerStateManager};
 use crate::segment::{self, BadRegion, PartitionIdent, Segment, SegmentError, StoredBatch};
 use crate::topic_config::{TimestampType, TopicConfig};
+use leader_epoch_cache::{EpochEntry, LeaderEpochFileCache};
 use segments::LogSegments;
 use tail_cache::TailCache;
 use validator::{Assigned, Batches};
@@ -95,6 +98,23 @@ pub enum LogError {
     /// An idempotent producer's batch was refused (sequence gap, stale epoch, unknown producer).
     #[error(transparent)]
     Producer(#[from] ProducerError),
+    /// A follower append does not continue the log: a batch starts below the offset it must
+    /// start at or after (the log end offset, then the previous batch's last offset + 1).
+    #[error("follower append at offset {got}, expected {expected} or later")]
+    UnexpectedOffset { expected: i64, got: i64 },
+    /// A leader epoch entry with a negative epoch or start offset.
+    #[error("invalid leader epoch entry: epoch {epoch} at offset {start_offset}")]
+    InvalidLeaderEpoch { epoch: i32, start_offset: i64 },
+    /// A truncation target inside a batch (truncation cuts only between batches).
+    #[error("cannot truncate to offset {offset}: inside batch {batch_base}..={batch_last}")]
+    TruncationInsideBatch {
+        offset: i64,
+        batch_base: i64,
+        batch_last: i64,
+    },
+    /// A new leader's epoch is older than the epoch the log already has.
+    #[error("leader epoch {epoch} is older than the log's epoch {current}")]
+    StaleLeaderEpoch { epoch: i32, current: i32 },
 }
 
 impl From<SegmentError> for LogError {
@@ -232,6 +252,8 @@ pub struct PartitionLog {
     leader_epoch: AtomicI32,
     /// Set under [`HighWatermarkMode::Replicated`]: the log no longer moves its high watermark.
     hw_replicated: AtomicBool,
+    /// The leader epoch cache, changed under `writer` (locked after it).
+    epochs: Mutex<LeaderEpochFileCache>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -255,6 +277,15 @@ impl PartitionLog {
             index_interval,
         )?;
         let leo = loaded.log_end;
+        let epochs = LeaderEpochFileCache::load(
+            opts.storage.clone(),
+            &dir,
+            &loaded.segments,
+            loaded.log_start,
+            leo,
+        )?;
+        // The epoch stamped on appends never goes back, across restarts too.
+        let epoch = epochs.latest_epoch().unwrap_or(0);
         let (hw_tx, _) = tokio::sync::watch::channel(leo);
         let log = PartitionLog {
             dir,
@@ -280,8 +311,9 @@ impl PartitionLog {
             corruption: Mutex::new(loaded.bad),
             lost: loaded.lost,
             producers: Mutex::new(ProducerStateManager::new()),
-            leader_epoch: AtomicI32::new(0),
+            leader_epoch: AtomicI32::new(epoch),
             hw_replicated: AtomicBool::new(false),
+            epochs: Mutex::new(epochs),
         };
         log.rebuild_producer_state(loaded.snapshots);
         Ok(log)
@@ -451,9 +483,10 @@ impl PartitionLog {
     }
 
     /// The partition leader epoch the log stamps on appended batches, whoever appends them
-    /// (Kafka Produce, MQTT, the pull mirror). There is no replication yet, so it is 0 unless
-    /// [`Self::set_leader_epoch`] moved it; batches stored with epoch -1 (MQTT appends before the
-    /// log owned the epoch) count as epoch 0 (`docs/on-disk-format.md`).
+    /// (Kafka Produce, MQTT, the pull mirror): 0 for a new log, the latest epoch of the leader
+    /// epoch cache after a reopen, moved by [`Self::set_leader_epoch`] /
+    /// [`Self::assign_epoch_start`] and by follower appends; batches stored with epoch -1 (MQTT
+    /// appends before the log owned the epoch) count as epoch 0 (`docs/on-disk-format.md`).
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch.load(Ordering::Acquire)
     }
@@ -476,13 +509,8 @@ impl PartitionLog {
         let now = now_ms();
         let append_time = cfg.message_timestamp_type == TimestampType::LogAppendTime;
         let leo = self.leo.load(Ordering::Acquire);
-        let mut active = self.active()?;
         let offsets: i64 = parts.iter().map(|(h, _)| h.offset_count()).sum();
-        let incoming = records.len() as u64 + active.overhead() * parts.len() as u64;
-        if w.force_roll || self.should_roll(&active, &cfg, incoming, leo + offsets) {
-            active = self.roll_locked(leo, &cfg)?;
-            w.force_roll = false;
-        }
+        let active = self.active_for(w, &cfg, records.len() as u64, parts.len(), leo + offsets)?;
         // Idempotent producers: refuse gaps and stale epochs, answer retries with their offsets.
         let mut pstate = lock(&self.producers);
         if let Some(b) = validator::check_producers(&parts, &pstate, leo)? {
@@ -495,14 +523,124 @@ impl PartitionLog {
                 record_count: 0,
             });
         }
-        let a = validator::assign_offsets(
-            records,
-            &parts,
-            leo,
-            self.leader_epoch(),
-            append_time.then_some(now),
-        )?;
-        if let Err(e) = Self::write_batches(w, &active, &a, &parts, &cfg) {
+        let epoch = self.leader_epoch();
+        let a = validator::assign_offsets(records, &parts, leo, epoch, append_time.then_some(now))?;
+        // Kafka assigns the epoch before writing: the checkpoint never misses an epoch that
+        // durable data carries.
+        {
+            let mut epochs = lock(&self.epochs);
+            if epochs.latest_epoch().is_none_or(|l| epoch > l) {
+                epochs.assign(epoch, leo)?;
+            }
+        }
+        let (next_offset, max_timestamp, record_count) =
+            (a.next_offset, a.max_timestamp, a.record_count);
+        self.write_appended(w, &active, a, &parts, &cfg, &mut pstate)?;
+        drop(pstate);
+        Ok(AppendInfo {
+            base_offset: leo,
+            last_offset: next_offset - 1,
+            max_timestamp,
+            log_append_time: if append_time { now } else { -1 },
+            log_start_offset: self.segs().log_start,
+            record_count,
+        })
+    }
+
+    /// Append batches fetched from the partition leader (Kafka's `appendAsFollower`): offsets,
+    /// partition leader epochs and timestamps stay as the leader assigned them. Every batch is
+    /// checked for framing and CRC (no size or key checks: the leader accepted it); the first must
+    /// start at or after the log end offset and each later one after its predecessor (gaps are
+    /// compaction on the leader), else [`LogError::UnexpectedOffset`] and nothing is written.
+    /// Producer state is updated from the batch headers without refusing anything, the leader
+    /// epoch cache gets each batch's epoch (-1 counts as 0). Not durable until
+    /// [`Self::flush_to`]; under [`HighWatermarkMode::Replicated`] the high watermark does not
+    /// move. Sealed like leader appends when encrypted.
+    pub fn append_as_follower(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
+        self.check_open()?;
+        let cfg = self.cfg();
+        let parts = crate::batch::split_batches(records, usize::MAX)?;
+        let mut w = lock(&self.writer);
+        self.check_open()?;
+        let w = &mut *w;
+        let leo = self.leo.load(Ordering::Acquire);
+        let mut expected = leo;
+        let mut headers = Vec::with_capacity(parts.len());
+        let mut max_timestamp = -1i64;
+        let mut record_count: u32 = 0;
+        for (h, _) in &parts {
+            if h.base_offset < expected || h.last_offset_delta < 0 {
+                return Err(LogError::UnexpectedOffset {
+                    expected,
+                    got: h.base_offset,
+                });
+            }
+            expected = h.last_offset() + 1;
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+            record_count = record_count.saturating_add(h.records_count.max(0) as u32);
+            headers.push(*h);
+        }
+        let a = Assigned {
+            plain: BytesMut::from(records),
+            headers,
+            next_offset: expected,
+            max_timestamp,
+            record_count,
+        };
+        let active = self.active_for(w, &cfg, records.len() as u64, parts.len(), expected)?;
+        {
+            let mut epochs = lock(&self.epochs);
+            for h in &a.headers {
+                let epoch = h.partition_leader_epoch.max(0);
+                epochs.assign(epoch, h.base_offset)?;
+                self.leader_epoch.fetch_max(epoch, Ordering::AcqRel);
+            }
+        }
+        let base_offset = a.headers.first().map_or(leo, |h| h.base_offset);
+        let mut pstate = lock(&self.producers);
+        self.write_appended(w, &active, a, &parts, &cfg, &mut pstate)?;
+        drop(pstate);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: expected - 1,
+            max_timestamp,
+            log_append_time: -1,
+            log_start_offset: self.segs().log_start,
+            record_count,
+        })
+    }
+
+    /// The segment an append of `bytes` in `batches` batches ending before `next_offset` goes
+    /// to: the active one, or a new one if it must roll (or a failed write forced a roll).
+    fn active_for(
+        &self,
+        w: &mut Writer,
+        cfg: &TopicConfig,
+        bytes: u64,
+        batches: usize,
+        next_offset: i64,
+    ) -> Result<Arc<Segment>, LogError> {
+        let mut active = self.active()?;
+        let incoming = bytes + active.overhead() * batches as u64;
+        if w.force_roll || self.should_roll(&active, cfg, incoming, next_offset) {
+            active = self.roll_locked(self.leo.load(Ordering::Acquire), cfg)?;
+            w.force_roll = false;
+        }
+        Ok(active)
+    }
+
+    /// Write an append whose headers are final, then publish it: log end offset, producer
+    /// state, tail cache and (under `Interval`, in `Local` mode) the high watermark.
+    fn write_appended(
+        &self,
+        w: &mut Writer,
+        active: &Segment,
+        a: Assigned,
+        parts: &Batches,
+        cfg: &TopicConfig,
+        pstate: &mut ProducerStateManager,
+    ) -> Result<(), LogError> {
+        if let Err(e) = Self::write_batches(w, active, &a, parts, cfg) {
             w.force_roll = true;
             return Err(e);
         }
@@ -510,26 +648,57 @@ impl PartitionLog {
         for h in &a.headers {
             pstate.record(h);
         }
-        drop(pstate);
-        {
-            let plain = a.plain.freeze();
-            let mut cache = lock(&self.cache);
-            for (h, (_, range)) in a.headers.iter().zip(&parts) {
-                cache.push(h.base_offset, h.last_offset(), plain.slice(range.clone()));
-            }
+        let plain = a.plain.freeze();
+        let mut cache = lock(&self.cache);
+        for (h, (_, range)) in a.headers.iter().zip(parts) {
+            cache.push(h.base_offset, h.last_offset(), plain.slice(range.clone()));
         }
-        let log_start = self.segs().log_start;
+        drop(cache);
         if let FlushPolicy::Interval { .. } = self.flush_policy {
             self.publish_local_hw(a.next_offset);
         }
-        Ok(AppendInfo {
-            base_offset: leo,
-            last_offset: a.next_offset - 1,
-            max_timestamp: a.max_timestamp,
-            log_append_time: if append_time { now } else { -1 },
-            log_start_offset: log_start,
-            record_count: a.record_count,
-        })
+        Ok(())
+    }
+
+    /// The newest leader epoch in the leader epoch cache (`None` while the log has no data and no
+    /// leader wrote its epoch).
+    pub fn latest_epoch(&self) -> Option<i32> {
+        lock(&self.epochs).latest_epoch()
+    }
+
+    /// OffsetForLeaderEpoch for `epoch` (Kafka's `endOffsetFor`, see
+    /// [`LeaderEpochFileCache::end_offset_for`]): the largest epoch <= `epoch` and its end offset,
+    /// the log end offset for the latest epoch, `(-1, -1)` when the cache cannot place it.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let epochs = lock(&self.epochs);
+        epochs.end_offset_for(epoch, self.leo.load(Ordering::Acquire))
+    }
+
+    /// A new leader's first step before it serves (KIP-101): record that `epoch` starts at the
+    /// log end offset in the epoch cache (durably) and stamp later appends with it. Refused with
+    /// [`LogError::StaleLeaderEpoch`] if the log already has a newer epoch; the same epoch again
+    /// changes nothing.
+    pub fn assign_epoch_start(&self, epoch: i32) -> Result<(), LogError> {
+        self.check_open()?;
+        let _w = lock(&self.writer);
+        self.check_open()?;
+        let current = self.leader_epoch();
+        let mut epochs = lock(&self.epochs);
+        let latest = epochs.latest_epoch().unwrap_or(current).max(current);
+        if epoch < latest {
+            return Err(LogError::StaleLeaderEpoch {
+                epoch,
+                current: latest,
+            });
+        }
+        epochs.assign(epoch, self.leo.load(Ordering::Acquire))?;
+        self.set_leader_epoch(epoch);
+        Ok(())
+    }
+
+    /// The entries of the leader epoch cache, oldest first (tests, diagnostics).
+    pub fn epoch_entries(&self) -> Vec<EpochEntry> {
+        lock(&self.epochs).entries()
     }
 
     /// Seal the assigned batches for `active` (one buffer, one write) and append them. After an
@@ -786,6 +955,7 @@ impl PartitionLog {
         }
         self.write_log_start(offset)?;
         self.segs_mut().log_start = offset;
+        lock(&self.epochs).truncate_from_start(offset)?;
         // Whole closed segments entirely below the new start go.
         loop {
             let victim = {
@@ -1156,6 +1326,9 @@ pub(crate) mod tests {
         let s = SimStorage::new();
         let log =
             Arc::new(PartitionLog::open("/p".into(), opts(Arc::new(s.clone()), true)).unwrap());
+        // The first append of an epoch writes the leader epoch checkpoint: not counted.
+        let a = log.append(&batch(&[b"x"], 1)).unwrap();
+        log.flush_to(a.last_offset).unwrap();
         let before = s.sync_count();
         let threads: Vec<_> = (0..8)
             .map(|_| {
@@ -1172,7 +1345,7 @@ pub(crate) mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(log.high_watermark(), 400);
+        assert_eq!(log.high_watermark(), 401);
         let syncs = s.sync_count() - before;
         assert!(syncs <= 400, "at most one fsync per append, got {syncs}");
     }
@@ -1300,5 +1473,208 @@ pub(crate) mod tests {
         assert!(rx.has_changed().unwrap());
         assert_eq!(*rx.borrow_and_update(), 1);
         assert_eq!(values(&log.read(0, 100).unwrap()), vec![(0, b"x".to_vec())]);
+    }
+
+    /// A batch as a leader stored it: offsets from `base`, partition leader epoch `epoch`.
+    fn leader_batch(values: &[&[u8]], ts: i64, base: i64, epoch: i32) -> Vec<u8> {
+        let mut b = batch(values, ts);
+        crate::batch::set_base_offset(&mut b, base);
+        crate::batch::set_leader_epoch(&mut b, epoch);
+        b
+    }
+
+    fn epochs_of(log: &PartitionLog) -> Vec<(i32, i64)> {
+        log.epoch_entries()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect()
+    }
+
+    #[test]
+    fn follower_append_keeps_the_leaders_offsets_and_epochs() {
+        let s = SimStorage::new();
+        let o = opts(Arc::new(s.clone()), true);
+        let leader = PartitionLog::open("/leader".into(), o.clone()).unwrap();
+        leader.append(&batch(&[b"a", b"b"], 10)).unwrap();
+        leader.assign_epoch_start(2).unwrap();
+        leader.append(&batch(&[b"secret-value"], 20)).unwrap();
+        leader.assign_epoch_start(5).unwrap();
+        leader.append(&batch(&[b"d", b"e", b"f"], 30)).unwrap();
+        leader.flush().unwrap();
+        assert_eq!(epochs_of(&leader), vec![(0, 0), (2, 2), (5, 3)]);
+        let fetched = leader.read_up_to(0, 1 << 20, ReadLimit::LogEnd).unwrap();
+
+        let follower = PartitionLog::open("/follower".into(), o.clone()).unwrap();
+        follower.set_high_watermark_mode(HighWatermarkMode::Replicated);
+        let info = follower.append_as_follower(&fetched.records).unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (0, 5));
+        assert_eq!((info.record_count, info.max_timestamp), (6, 32));
+        assert_eq!(follower.log_end_offset(), 6);
+        assert_eq!(epochs_of(&follower), vec![(0, 0), (2, 2), (5, 3)]);
+        assert_eq!(follower.leader_epoch(), 5);
+        follower.flush().unwrap();
+        assert_eq!(follower.high_watermark(), 0, "the replica layer moves it");
+        let rr = follower.read_up_to(0, 1 << 20, ReadLimit::LogEnd).unwrap();
+        assert_eq!(
+            rr.records, fetched.records,
+            "byte for byte the leader's batches"
+        );
+        assert_eq!(
+            follower.offset_for_timestamp(25).unwrap(),
+            None,
+            "above the HW"
+        );
+        follower.update_high_watermark(6);
+        assert_eq!(follower.offset_for_timestamp(25).unwrap(), Some((3, 30)));
+        // Sealed at rest: no plaintext value on the simulated disk.
+        for (path, data) in s.snapshot() {
+            if path.starts_with("/follower") && path.extension().is_some_and(|e| e == "log") {
+                assert!(!data.windows(12).any(|w| w == b"secret-value"));
+            }
+        }
+        // Overlapping or going back is refused, nothing written.
+        let again = leader_batch(&[b"x"], 40, 5, 5);
+        assert!(matches!(
+            follower.append_as_follower(&again),
+            Err(LogError::UnexpectedOffset {
+                expected: 6,
+                got: 5
+            })
+        ));
+        let two = [
+            leader_batch(&[b"x"], 40, 6, 5),
+            leader_batch(&[b"y"], 41, 6, 5),
+        ]
+        .concat();
+        assert!(matches!(
+            follower.append_as_follower(&two),
+            Err(LogError::UnexpectedOffset {
+                expected: 7,
+                got: 6
+            })
+        ));
+        assert_eq!(follower.log_end_offset(), 6);
+        // A gap (compaction on the leader) is kept as sent; a bad CRC is refused.
+        let mut bad = leader_batch(&[b"z"], 50, 6, 5);
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        assert!(matches!(
+            follower.append_as_follower(&bad),
+            Err(LogError::Batch(
+                crate::batch::BatchError::CrcMismatch { .. }
+            ))
+        ));
+        let gap = leader_batch(&[b"g"], 60, 9, 7);
+        assert_eq!(follower.append_as_follower(&gap).unwrap().base_offset, 9);
+        assert_eq!(follower.log_end_offset(), 10);
+        assert_eq!(epochs_of(&follower), vec![(0, 0), (2, 2), (5, 3), (7, 9)]);
+        follower.flush().unwrap();
+        drop(follower);
+        // Reopen: data, epochs and the stamped epoch come back.
+        let follower = PartitionLog::open("/follower".into(), o).unwrap();
+        assert_eq!(follower.log_end_offset(), 10);
+        assert_eq!(epochs_of(&follower), vec![(0, 0), (2, 2), (5, 3), (7, 9)]);
+        assert_eq!(follower.leader_epoch(), 7);
+        follower.set_cache_capacity(0);
+        let offsets: Vec<i64> = values(&follower.read(0, 1 << 20).unwrap())
+            .iter()
+            .map(|(o, _)| *o)
+            .collect();
+        assert_eq!(offsets, vec![0, 1, 2, 3, 4, 5, 9]);
+    }
+
+    #[test]
+    fn follower_append_records_producers_without_refusing() {
+        let s = SimStorage::new();
+        let log = PartitionLog::open("/p".into(), opts(Arc::new(s), false)).unwrap();
+        let idem = |seq: i32, base: i64| {
+            let mut b = crate::batch::BatchBuilder::new().producer(7, 0, seq);
+            b.push(None, Some(Bytes::from_static(b"v")), 1);
+            let mut b = b.build().unwrap().to_vec();
+            crate::batch::set_base_offset(&mut b, base);
+            b
+        };
+        log.append_as_follower(&idem(0, 0)).unwrap();
+        // A sequence gap a leader would refuse: the follower trusts its leader.
+        log.append_as_follower(&idem(5, 1)).unwrap();
+        let st = log.producer_state();
+        let e = st.entry(7).unwrap();
+        assert_eq!(e.batches.back().unwrap().first_seq, 5);
+        assert_eq!(e.batches.back().unwrap().first_offset, 1);
+    }
+
+    #[test]
+    fn epoch_cache_is_filled_by_appends_persisted_and_answers_kafkas_way() {
+        let s = SimStorage::new();
+        let o = opts(Arc::new(s.clone()), true);
+        let log = PartitionLog::open("/p".into(), o.clone()).unwrap();
+        assert_eq!(log.latest_epoch(), None);
+        assert_eq!(log.end_offset_for_epoch(0), (-1, -1));
+        let ckpt = std::path::Path::new("/p").join(leader_epoch_cache::CHECKPOINT_FILE);
+        assert_eq!(s.read_file(&ckpt).unwrap(), b"0\n0\n");
+        let mut mqtt = batch(&[b"m"], 1);
+        crate::batch::set_leader_epoch(&mut mqtt, -1);
+        log.append(&mqtt).unwrap();
+        log.append(&batch(&[b"a", b"b"], 2)).unwrap();
+        assert_eq!(epochs_of(&log), vec![(0, 0)]);
+        log.assign_epoch_start(3).unwrap();
+        assert_eq!(log.leader_epoch(), 3);
+        assert!(matches!(
+            log.assign_epoch_start(2),
+            Err(LogError::StaleLeaderEpoch {
+                epoch: 2,
+                current: 3
+            })
+        ));
+        log.append(&batch(&[b"c"], 3)).unwrap();
+        log.set_leader_epoch(4); // the stamped epoch alone: the entry comes with the next append
+        log.append(&batch(&[b"d"], 4)).unwrap();
+        assert_eq!(epochs_of(&log), vec![(0, 0), (3, 3), (4, 4)]);
+        assert_eq!(s.read_file(&ckpt).unwrap(), b"0\n3\n0 0\n3 3\n4 4\n");
+        assert_eq!(log.end_offset_for_epoch(0), (0, 3));
+        assert_eq!(log.end_offset_for_epoch(2), (0, 3));
+        assert_eq!(log.end_offset_for_epoch(3), (3, 4));
+        assert_eq!(log.end_offset_for_epoch(4), (4, 5));
+        assert_eq!(log.end_offset_for_epoch(9), (-1, -1));
+        log.flush().unwrap();
+        drop(log);
+        // Missing: rebuilt from the batch headers (-1 counts as 0) and rewritten.
+        s.remove(&ckpt).unwrap();
+        let log = PartitionLog::open("/p".into(), o.clone()).unwrap();
+        assert_eq!(epochs_of(&log), vec![(0, 0), (3, 3), (4, 4)]);
+        assert_eq!(log.leader_epoch(), 4);
+        drop(log);
+        assert_eq!(s.read_file(&ckpt).unwrap(), b"0\n3\n0 0\n3 3\n4 4\n");
+        // Unreadable: the same.
+        s.write_file_atomic(&ckpt, b"0\n7\n0 0\n").unwrap();
+        let log = PartitionLog::open("/p".into(), o.clone()).unwrap();
+        assert_eq!(epochs_of(&log), vec![(0, 0), (3, 3), (4, 4)]);
+        // An entry past the log end (its data never became durable) is cut on open.
+        drop(log);
+        s.write_file_atomic(&ckpt, b"0\n4\n0 0\n3 3\n4 4\n6 5\n")
+            .unwrap();
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        assert_eq!(epochs_of(&log), vec![(0, 0), (3, 3), (4, 4)]);
+        // DeleteRecords moves the first entry to the new log start.
+        log.delete_records_before(4).unwrap();
+        assert_eq!(epochs_of(&log), vec![(4, 4)]);
+        assert_eq!(log.end_offset_for_epoch(3), (3, 4));
+    }
+
+    #[test]
+    fn segment_deletion_truncates_the_epoch_cache_from_the_start() {
+        let s = SimStorage::new();
+        let log = PartitionLog::open("/p".into(), opts(Arc::new(s), false)).unwrap();
+        log.append(&batch(&[b"a"], 1)).unwrap();
+        log.roll().unwrap();
+        log.assign_epoch_start(1).unwrap();
+        log.append(&batch(&[b"b"], 2)).unwrap();
+        log.roll().unwrap();
+        log.append(&batch(&[b"c"], 3)).unwrap();
+        assert_eq!(epochs_of(&log), vec![(0, 0), (1, 1)]);
+        let oldest = log.closed_segments()[0].clone();
+        log.with_writer(|| log.remove_segment(&oldest)).unwrap();
+        assert_eq!(log.log_start_offset(), 1);
+        assert_eq!(epochs_of(&log), vec![(1, 1)]);
     }
 }

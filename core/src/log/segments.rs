@@ -113,7 +113,7 @@ impl PartitionLog {
     /// Remove a closed segment from the map and delete its files. Caller holds the writer.
     pub(crate) fn remove_segment(&self, seg: &Arc<Segment>) -> Result<u64, LogError> {
         let size = seg.size();
-        {
+        let log_start = {
             let mut s = self.segs_mut();
             s.map.remove(&seg.base_offset);
             let next = s
@@ -125,7 +125,8 @@ impl PartitionLog {
             if s.log_start < next {
                 s.log_start = next;
             }
-        }
+            s.log_start
+        };
         seg.delete_files(&*self.storage)?;
         self.storage
             .sync_dir(&self.dir)
@@ -133,6 +134,7 @@ impl PartitionLog {
                 path: self.dir.clone(),
                 source,
             })?;
+        lock(&self.epochs).truncate_from_start(log_start)?;
         tracing::info!(topic = %self.topic, partition = self.ident.partition,
             base = seg.base_offset, "deleted segment");
         Ok(size)

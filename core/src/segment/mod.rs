@@ -666,6 +666,100 @@ impl Segment {
         Ok(true)
     }
 
+    /// Call `f` with the clear header of every batch, in file order (no decryption; regions
+    /// reported as corrupt are skipped). Used to rebuild the leader epoch cache.
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<(), SegmentError> {
+        let (size, bad) = {
+            let st = self.state();
+            (st.size, st.bad.clone())
+        };
+        let mut pos = FILE_HEADER_LEN;
+        while pos < size {
+            if let Some(b) = bad.iter().find(|b| b.start == pos) {
+                pos = b.end;
+                continue;
+            }
+            let (h, len) = self
+                .header_at(pos, size)
+                .map_err(|e| SegmentError::Corrupt {
+                    file: self.log_path.clone(),
+                    position: pos,
+                    reason: e.reason(),
+                })?;
+            f(&h);
+            pos += len;
+        }
+        Ok(())
+    }
+
+    /// Where a truncation to `offset` cuts this segment: the file position and clear header of
+    /// the first batch whose last offset is >= `offset`, or `None` if every batch ends below it.
+    pub fn truncation_point(
+        &self,
+        offset: i64,
+    ) -> Result<Option<(u64, BatchHeader)>, SegmentError> {
+        let (size, mut pos, bad) = {
+            let st = self.state();
+            let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
+            let pos = st
+                .index
+                .floor(rel)
+                .map_or(FILE_HEADER_LEN, |e| e.position as u64);
+            (st.size, pos, st.bad.clone())
+        };
+        while pos < size {
+            if let Some(b) = bad.iter().find(|b| b.start == pos) {
+                if offset < b.next_offset {
+                    // The cut falls into damaged data: cut before it.
+                    return Err(SegmentError::Corrupt {
+                        file: self.log_path.clone(),
+                        position: b.start,
+                        reason: b.reason.clone(),
+                    });
+                }
+                pos = b.end;
+                continue;
+            }
+            let (h, len) = self
+                .header_at(pos, size)
+                .map_err(|e| SegmentError::Corrupt {
+                    file: self.log_path.clone(),
+                    position: pos,
+                    reason: e.reason(),
+                })?;
+            if h.last_offset() >= offset {
+                return Ok(Some((pos, h)));
+            }
+            pos += len;
+        }
+        Ok(None)
+    }
+
+    /// Cut the log file at `position` (a batch boundary from [`Segment::truncation_point`]),
+    /// fsync it, and rebuild the segment's state and both index files from the clear headers
+    /// that remain (Kafka's `LogSegment.truncateTo`). The data key is never used again for the
+    /// cut positions: the caller starts a new segment for later appends.
+    pub fn truncate_at(&self, position: u64) -> Result<(), SegmentError> {
+        let position = position.max(FILE_HEADER_LEN);
+        // Readers never look past the published size: shrink it before the file.
+        self.state_mut().size = position.min(self.size());
+        self.log.set_len(position).map_err(io_err(&self.log_path))?;
+        self.log.sync().map_err(io_err(&self.log_path))?;
+        let mut hb = vec![0u8; FILE_HEADER_LEN as usize];
+        self.log
+            .read_exact_at(&mut hb, 0)
+            .map_err(io_err(&self.log_path))?;
+        let header = FileHeader::decode(&hb, FileKind::Log).map_err(|source| {
+            SegmentError::BadFileHeader {
+                file: self.log_path.clone(),
+                source,
+            }
+        })?;
+        *self.state_mut() = SegState::empty(self.base_offset);
+        self.recover_quick(position, header, true)?;
+        Ok(())
+    }
+
     /// The first batch (below `limit`) whose max timestamp is >= `timestamp`, as
     /// (offset, timestamp): the exact first record for uncompressed batches, else the batch's base
     /// offset and max timestamp.

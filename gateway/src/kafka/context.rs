@@ -1,18 +1,32 @@
-//! The request context: everything a request handler may use, one per node, shared by every
-//! connection.
+//! The request context: everything a request handler may use, one per listener of the node,
+//! shared by every connection of that listener.
 
 use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 use rill_core::broker::Broker;
 use rill_core::group::GroupCoordinator;
+use rill_core::replica::ReplicaManager;
 use tokio_util::sync::CancellationToken;
 
 use super::auth;
 use super::cluster_view::ClusterView;
 use crate::metrics::Metrics;
 
-/// Everything a request handler may use; one per node, shared by every connection.
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenerKind {
+    /// A client listener (`[listeners] kafka`): clients only; a Fetch with a replica id is
+    /// refused.
+    #[default]
+    Client,
+    /// The cluster listener (`[listeners] cluster`): inter-node traffic, e.g. follower fetches.
+    Cluster,
+}
+
+/// Everything a request handler may use; one per listener, shared by its connections (the
+/// cluster listener's is a copy of the client listener's with another [`ListenerKind`]).
+#[derive(Clone)]
 pub struct Context {
     /// The node's storage.
     pub broker: Arc<Broker>,
@@ -42,6 +56,11 @@ pub struct Context {
     pub credentials: Arc<rill_core::credentials::CredentialStore>,
     /// The cluster this node belongs to; `None` for a node alone (no `[cluster]` settings).
     pub cluster: Option<Arc<dyn ClusterView>>,
+    /// The listener this context serves.
+    pub listener: ListenerKind,
+    /// The partitions this node hosts as a replica of a cluster (`None` for a node alone):
+    /// follower fetches are answered through it.
+    pub replicas: Option<Arc<ReplicaManager>>,
 }
 
 impl Context {

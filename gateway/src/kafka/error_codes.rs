@@ -1,10 +1,12 @@
-//! Mapping of core errors ([`BrokerError`], [`LogError`], [`ConfigError`]) to Kafka error codes.
+//! Mapping of core errors ([`BrokerError`], [`LogError`], [`ConfigError`], [`ReplicaError`]) to
+//! Kafka error codes.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::StrBytes;
 use rill_core::batch::BatchError;
 use rill_core::broker::BrokerError;
 use rill_core::log::LogError;
+use rill_core::replica::ReplicaError;
 use rill_core::topic_config::ConfigError;
 
 /// No error.
@@ -22,6 +24,33 @@ pub fn log_error_code(err: &LogError) -> i16 {
         LogError::Io { .. } => ResponseError::KafkaStorageError.code(),
         LogError::Closed => ResponseError::NotLeaderOrFollower.code(),
         LogError::Producer(p) => producer_error_code(p),
+        LogError::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
+        // Replication-internal failures (follower appends, epoch bookkeeping).
+        LogError::UnexpectedOffset { .. }
+        | LogError::InvalidLeaderEpoch { .. }
+        | LogError::TruncationInsideBatch { .. } => ResponseError::UnknownServerError.code(),
+    }
+}
+
+/// Kafka error code of a replica-layer error (a stale broker epoch and a fetch from a broker that
+/// is not a replica answer NOT_LEADER_OR_FOLLOWER, as Kafka does).
+pub fn replica_error_code(err: &ReplicaError) -> i16 {
+    match err {
+        ReplicaError::UnknownTopicOrPartition { .. } => {
+            ResponseError::UnknownTopicOrPartition.code()
+        }
+        ReplicaError::NotLeaderOrFollower { .. }
+        | ReplicaError::UnknownReplica { .. }
+        | ReplicaError::StaleBrokerEpoch { .. } => ResponseError::NotLeaderOrFollower.code(),
+        ReplicaError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
+        ReplicaError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch.code(),
+        ReplicaError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
+        ReplicaError::NotEnoughReplicasAfterAppend { .. } => {
+            ResponseError::NotEnoughReplicasAfterAppend.code()
+        }
+        ReplicaError::RequestTimedOut(_) => ResponseError::RequestTimedOut.code(),
+        ReplicaError::Log(l) => log_error_code(l),
+        ReplicaError::Task(_) => ResponseError::UnknownServerError.code(),
     }
 }
 

@@ -1,0 +1,477 @@
+//! Log truncation (Kafka's `UnifiedLog.truncateTo` / `LocalLog.truncateTo`, KIP-101/279): a
+//! follower whose log diverged from its leader's (found through OffsetForLeaderEpoch) cuts it
+//! back to a batch boundary, rolling back segments, indexes, producer state and the leader epoch
+//! cache together.
+//!
+//! Crash safety: [`PartitionLog::truncate_to`] first writes the marker [`TRUNCATION_MARKER`]
+//! (the target offset, atomically: the commit point), then removes the segments at or above the
+//! target, cuts the segment holding it and rebuilds its indexes, removes the producer snapshots
+//! above it, rewrites the epoch checkpoint, starts a new active segment and finally removes the
+//! marker. The loader ([`recover_truncation`]) completes a truncation whose marker it finds before
+//! anything else reads the segments, so after a power cut the log is either as it was or
+//! truncated, never in between.
+//!
+//! Encryption: nonces are derived from file positions, so bytes cut from a segment must never be
+//! followed by new bytes sealed under the same data key at the same positions. The truncation
+//! itself starts a new active segment (a fresh data key) at the target offset; the cut segment
+//! is never written again.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::leader_epoch_cache;
+use super::{lock, LogError, PartitionLog};
+use crate::clock::now_ms;
+use crate::io::Storage;
+use crate::producer_state;
+use crate::segment::{self, BadRegion, Segment, SegmentError, FILE_HEADER_LEN};
+
+/// The commit marker of a truncation in the partition directory (holds the target offset).
+pub const TRUNCATION_MARKER: &str = "truncate-to";
+const MARKER_MAGIC: [u8; 4] = *b"RTRC";
+const MARKER_VERSION: u8 = 1;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn encode_marker(offset: i64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(17);
+    b.extend_from_slice(&MARKER_MAGIC);
+    b.push(MARKER_VERSION);
+    b.extend_from_slice(&offset.to_be_bytes());
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// The target offset of the marker in `dir`; `None` if there is none. A marker that exists but
+/// does not decode is an error: it was written atomically, so it is damage, not a torn write.
+fn read_marker(storage: &dyn Storage, dir: &Path) -> Result<Option<i64>, LogError> {
+    let path = dir.join(TRUNCATION_MARKER);
+    let b = match storage.read_file(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    let valid = b.len() == 17
+        && b[..4] == MARKER_MAGIC
+        && b[4] == MARKER_VERSION
+        && b[13..17] == crc32c::crc32c(&b[..13]).to_be_bytes();
+    if !valid {
+        return Err(LogError::Corrupt {
+            file: path,
+            position: 0,
+            reason: "truncation marker does not decode".into(),
+        });
+    }
+    let mut off = [0u8; 8];
+    off.copy_from_slice(&b[5..13]);
+    Ok(Some(i64::from_be_bytes(off)))
+}
+
+fn remove_marker(storage: &dyn Storage, dir: &Path) -> Result<(), LogError> {
+    let path = dir.join(TRUNCATION_MARKER);
+    match storage.remove(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(&path)(e)),
+    }
+    storage.sync_dir(dir).map_err(io_err(dir))
+}
+
+/// The on-disk half of a truncation to `offset`, shared by [`PartitionLog::truncate_to`] and
+/// the loader: removes every segment at or above it (from `map` and the directory, including
+/// files of segments that could not be opened), cuts the segment holding it before the first
+/// batch ending at or after it (a segment left empty is removed), removes the producer
+/// snapshots above it and fsyncs the directory. Idempotent.
+pub(super) fn truncate_files(
+    storage: &dyn Storage,
+    dir: &Path,
+    map: &mut BTreeMap<i64, Arc<Segment>>,
+    offset: i64,
+) -> Result<(), LogError> {
+    let above: Vec<i64> = map.range(offset..).map(|(b, _)| *b).collect();
+    for base in above.into_iter().rev() {
+        if let Some(seg) = map.remove(&base) {
+            seg.delete_files(storage)?;
+        }
+    }
+    if let Some((&base, seg)) = map.range(..offset).next_back() {
+        let cut = match seg.truncation_point(offset) {
+            Ok(p) => p.map(|(pos, _)| pos),
+            // The cut falls into unreadable data: it goes too.
+            Err(SegmentError::Corrupt { position, .. }) => Some(position),
+            Err(e) => return Err(e.into()),
+        };
+        match cut {
+            Some(pos) if pos <= FILE_HEADER_LEN => {
+                seg.delete_files(storage)?;
+                map.remove(&base);
+            }
+            Some(pos) => seg.truncate_at(pos)?,
+            None => {}
+        }
+    }
+    let names = storage.list(dir).map_err(io_err(dir))?;
+    for n in names {
+        let Some((base, ext)) = segment::parse_file_name(&n) else {
+            continue;
+        };
+        let stale = if ext == producer_state::SNAPSHOT_EXT {
+            base > offset
+        } else {
+            base >= offset && !map.contains_key(&base)
+        };
+        if stale {
+            let p = dir.join(&n);
+            match storage.remove(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&p)(e)),
+            }
+        }
+    }
+    storage.sync_dir(dir).map_err(io_err(dir))
+}
+
+/// Loader step: complete a truncation a crash interrupted (its marker exists) on the segments
+/// just opened, cut the epoch checkpoint to match, and drop the marker. Reported damage above
+/// the target goes with the data. Returns the target offset if there was one.
+pub(super) fn recover_truncation(
+    storage: &dyn Storage,
+    dir: &Path,
+    map: &mut BTreeMap<i64, Arc<Segment>>,
+    bad: &mut Vec<BadRegion>,
+    lost: &mut Vec<BadRegion>,
+) -> Result<Option<i64>, LogError> {
+    let Some(offset) = read_marker(storage, dir)? else {
+        return Ok(None);
+    };
+    tracing::info!(dir = %dir.display(), offset, "completing an interrupted log truncation");
+    truncate_files(storage, dir, map, offset)?;
+    bad.retain(|b| b.first_offset < offset);
+    lost.retain(|l| l.first_offset < offset);
+    leader_epoch_cache::truncate_checkpoint(storage, dir, offset)?;
+    remove_marker(storage, dir)?;
+    Ok(Some(offset))
+}
+
+impl PartitionLog {
+    /// Cut the log back to `offset` (Kafka's `truncateTo`, used by a follower whose log diverged
+    /// from its leader's, KIP-101/279): everything at or above `offset` goes: whole segments, the
+    /// tail of the segment holding it with its offset and time index entries, tail-cache
+    /// entries, producer state (rebuilt from the newest snapshot at or below `offset` plus the
+    /// batches after it; snapshots above are deleted) and leader epoch cache entries
+    /// (`truncate_from_end`). The log end offset becomes `offset`; the flushed offset and the
+    /// high watermark are capped at it. Durable and crash-safe when it returns (see the module
+    /// doc); later appends go to a new segment with a fresh data key.
+    ///
+    /// `offset` must be a batch boundary (no batch may hold both `offset - 1` and `offset`), else
+    /// [`LogError::TruncationInsideBatch`] and nothing changes; below the log start it is
+    /// [`LogError::OffsetOutOfRange`]; at or above the log end offset it is a no-op (as in
+    /// Kafka). An I/O error part-way leaves the marker: the next open completes the truncation.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        self.check_open()?;
+        let mut w = lock(&self.writer);
+        self.check_open()?;
+        // No group commit may publish a flushed offset from before the cut meanwhile.
+        let _flush = lock(&self.flush_lock);
+        let leo = self.leo.load(Ordering::Acquire);
+        if offset >= leo {
+            return Ok(());
+        }
+        let log_start = self.log_start_offset();
+        if offset < log_start {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end: leo,
+            });
+        }
+        let holder = self
+            .segs()
+            .map
+            .range(..offset)
+            .next_back()
+            .map(|(_, s)| s.clone());
+        if let Some(seg) = holder {
+            if let Some((_, h)) = seg.truncation_point(offset)? {
+                if h.base_offset < offset {
+                    return Err(LogError::TruncationInsideBatch {
+                        offset,
+                        batch_base: h.base_offset,
+                        batch_last: h.last_offset(),
+                    });
+                }
+            }
+        }
+        tracing::info!(topic = %self.topic, partition = self.ident.partition, from = leo, to = offset,
+            "truncating log");
+        let marker = self.dir.join(TRUNCATION_MARKER);
+        self.storage
+            .write_file_atomic(&marker, &encode_marker(offset))
+            .map_err(io_err(&marker))?;
+        // Readers stop at the new end before any byte goes.
+        self.leo.store(offset, Ordering::Release);
+        self.flushed.fetch_min(offset, Ordering::AcqRel);
+        self.lower_hw(offset);
+        lock(&self.cache).clear();
+        {
+            let mut segs = self.segs_mut();
+            truncate_files(&*self.storage, &self.dir, &mut segs.map, offset)?;
+        }
+        lock(&self.epochs).truncate_from_end(offset)?;
+        let cfg = self.cfg();
+        let seg = Arc::new(Segment::create(
+            &*self.storage,
+            &self.dir,
+            self.ident,
+            offset,
+            &self.encryption,
+            now_ms(),
+            u64::from(cfg.index_interval_bytes.max(1)),
+        )?);
+        self.segs_mut().map.insert(offset, seg);
+        w.force_roll = false;
+        let snapshots = self
+            .storage
+            .list(&self.dir)
+            .map_err(io_err(&self.dir))?
+            .iter()
+            .filter_map(|n| segment::parse_file_name(n))
+            .filter(|(_, ext)| *ext == producer_state::SNAPSHOT_EXT)
+            .map(|(b, _)| b)
+            .collect();
+        self.rebuild_producer_state(snapshots);
+        remove_marker(&*self.storage, &self.dir)?;
+        Ok(())
+    }
+
+    /// Move the high watermark down to `offset` if it is above (truncation only).
+    fn lower_hw(&self, offset: i64) {
+        let prev = self.hw.fetch_min(offset, Ordering::AcqRel);
+        if prev > offset {
+            self.hw_tx.send_if_modified(|v| {
+                if *v > offset {
+                    *v = offset;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{test_util::batch, BatchBuilder, BatchHeader};
+    use crate::io::SimStorage;
+    use crate::log::tests::opts;
+    use crate::log::ReadLimit;
+    use bytes::Bytes;
+
+    fn idempotent(seq: i32, value: &str, ts: i64) -> Vec<u8> {
+        let mut b = BatchBuilder::new().producer(9, 0, seq);
+        b.push(None, Some(Bytes::copy_from_slice(value.as_bytes())), ts);
+        b.build().unwrap().to_vec()
+    }
+
+    /// (base offset, epoch) of every batch up to the log end, and the values.
+    fn batches(log: &PartitionLog) -> Vec<(i64, i32)> {
+        let mut out = Vec::new();
+        let mut from = log.log_start_offset();
+        while from < log.log_end_offset() {
+            let rr = log.read_up_to(from, 1 << 20, ReadLimit::LogEnd).unwrap();
+            if rr.records.is_empty() {
+                break;
+            }
+            for b in crate::batch::Batches::new(&rr.records) {
+                let b = b.unwrap();
+                crate::batch::verify_crc(b.bytes).unwrap();
+                out.push((b.header.base_offset, b.header.partition_leader_epoch));
+                from = b.header.last_offset() + 1;
+            }
+        }
+        out
+    }
+
+    /// A log of 12 one-record batches over several segments: offsets 0-3 epoch 0, 4-7 epoch 2,
+    /// 8-11 epoch 5; producer 9 wrote sequences 0.. at every even offset.
+    fn filled(s: &SimStorage) -> PartitionLog {
+        let mut o = opts(Arc::new(s.clone()), true);
+        o.config.segment_bytes = 250;
+        o.config.index_interval_bytes = 1;
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        for i in 0..12i64 {
+            if i == 4 {
+                log.assign_epoch_start(2).unwrap();
+            }
+            if i == 8 {
+                log.assign_epoch_start(5).unwrap();
+            }
+            let b = if i % 2 == 0 {
+                idempotent((i / 2) as i32, &format!("v{i}"), 100 + i)
+            } else {
+                batch(&[format!("v{i}").as_bytes()], 100 + i)
+            };
+            log.append(&b).unwrap();
+        }
+        log.flush().unwrap();
+        log
+    }
+
+    #[test]
+    fn truncation_rolls_back_segments_indexes_producers_and_epochs() {
+        let s = SimStorage::new();
+        let log = filled(&s);
+        assert!(log.segment_base_offsets().len() > 3);
+        let entries = |log: &PartitionLog| -> Vec<(i32, i64)> {
+            log.epoch_entries()
+                .iter()
+                .map(|e| (e.epoch, e.start_offset))
+                .collect()
+        };
+        assert_eq!(entries(&log), vec![(0, 0), (2, 4), (5, 8)]);
+        // Inside a batch: refused, nothing changes.
+        let two = [batch(&[b"a", b"b"], 200)].concat();
+        log.append(&two).unwrap(); // offsets 12-13
+        assert!(matches!(
+            log.truncate_to(13),
+            Err(LogError::TruncationInsideBatch {
+                offset: 13,
+                batch_base: 12,
+                batch_last: 13
+            })
+        ));
+        assert_eq!(log.log_end_offset(), 14);
+        // Above the end: a no-op; below the start: out of range.
+        log.truncate_to(99).unwrap();
+        assert_eq!(log.log_end_offset(), 14);
+        log.flush().unwrap();
+        assert_eq!(log.high_watermark(), 14);
+
+        log.truncate_to(6).unwrap();
+        assert_eq!(log.log_end_offset(), 6);
+        assert_eq!(log.high_watermark(), 6);
+        assert_eq!(log.flushed_offset(), 6);
+        assert_eq!(
+            batches(&log),
+            (0..6)
+                .map(|o| (o, if o < 4 { 0 } else { 2 }))
+                .collect::<Vec<_>>()
+        );
+        assert!(log.segment_base_offsets().iter().all(|b| *b <= 6));
+        assert_eq!(
+            *log.segment_base_offsets().last().unwrap(),
+            6,
+            "a new active segment"
+        );
+        assert_eq!(entries(&log), vec![(0, 0), (2, 4)]);
+        assert_eq!(log.end_offset_for_epoch(2), (2, 6));
+        assert_eq!(log.end_offset_for_epoch(5), (-1, -1));
+        assert_eq!(log.offset_for_timestamp(105).unwrap(), Some((5, 105)));
+        assert_eq!(log.offset_for_timestamp(106).unwrap(), None);
+        assert!(!s
+            .list(Path::new("/p"))
+            .unwrap()
+            .iter()
+            .filter_map(|n| segment::parse_file_name(n))
+            .any(|(b, _)| b > 6));
+        // Producer 9 is back at sequence 2 (offset 4): sequence 3 (offset 6) is new again.
+        let st = log.producer_state();
+        let last = *st.entry(9).unwrap().batches.back().unwrap();
+        assert_eq!((last.last_seq, last.last_offset), (2, 4));
+        let info = log.append(&idempotent(3, "again", 300)).unwrap();
+        assert_eq!((info.base_offset, info.record_count), (6, 1));
+        assert!(matches!(
+            log.append(&idempotent(5, "gap", 301)),
+            Err(LogError::Producer(_))
+        ));
+        log.flush().unwrap();
+        // The new data went to the new segment, sealed under a new data key.
+        let key = |base: i64| s.read_file(&Path::new("/p").join(segment::file_name(base, "key")));
+        let holder = *log
+            .segment_base_offsets()
+            .iter()
+            .rev()
+            .find(|b| **b < 6)
+            .unwrap();
+        assert_ne!(key(6).unwrap(), key(holder).unwrap());
+        drop(log);
+        // Reopen (unclean): the same log.
+        let mut o = opts(Arc::new(s.clone()), true);
+        o.config.segment_bytes = 250;
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        assert_eq!(log.log_end_offset(), 7);
+        let mut want: Vec<(i64, i32)> = (0..6).map(|o| (o, if o < 4 { 0 } else { 2 })).collect();
+        // The stamped epoch never goes back: the leader-path append carried epoch 5.
+        want.push((6, 5));
+        log.set_cache_capacity(0);
+        assert_eq!(batches(&log), want);
+        let rr = log.read(6, 1 << 20).unwrap();
+        let h = BatchHeader::parse(&rr.records).unwrap();
+        assert_eq!(h.base_offset, 6);
+        assert_eq!(entries(&log), vec![(0, 0), (2, 4), (5, 6)]);
+        assert_eq!(log.leader_epoch(), 5);
+    }
+
+    #[test]
+    fn truncation_to_the_log_start_empties_the_log() {
+        let s = SimStorage::new();
+        let log = filled(&s);
+        log.delete_records_before(2).unwrap();
+        assert!(matches!(
+            log.truncate_to(1),
+            Err(LogError::OffsetOutOfRange { offset: 1, .. })
+        ));
+        log.truncate_to(2).unwrap();
+        assert_eq!(log.log_end_offset(), 2);
+        assert!(batches(&log).is_empty());
+        assert!(log.epoch_entries().is_empty());
+        assert!(log.producer_state().is_empty());
+        let a = log.append(&batch(&[b"x"], 1)).unwrap();
+        assert_eq!(a.base_offset, 2);
+        log.flush().unwrap();
+        drop(log);
+        let log = PartitionLog::open("/p".into(), opts(Arc::new(s), true)).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (2, 3));
+        assert_eq!(batches(&log), vec![(2, 5)]);
+    }
+
+    #[test]
+    fn an_interrupted_truncation_is_completed_by_the_loader() {
+        let s = SimStorage::new();
+        let log = filled(&s);
+        drop(log);
+        // The marker alone (a crash right after the commit point).
+        s.write_file_atomic(&Path::new("/p").join(TRUNCATION_MARKER), &encode_marker(5))
+            .unwrap();
+        let log = PartitionLog::open("/p".into(), opts(Arc::new(s.clone()), true)).unwrap();
+        assert_eq!(log.log_end_offset(), 5);
+        assert_eq!(batches(&log).len(), 5);
+        assert_eq!(
+            log.epoch_entries()
+                .iter()
+                .map(|e| (e.epoch, e.start_offset))
+                .collect::<Vec<_>>(),
+            vec![(0, 0), (2, 4)]
+        );
+        assert!(!s.exists(&Path::new("/p").join(TRUNCATION_MARKER)));
+        // A damaged marker is an error, not a silent truncation or none.
+        drop(log);
+        s.write_file_atomic(&Path::new("/p").join(TRUNCATION_MARKER), b"junk")
+            .unwrap();
+        assert!(matches!(
+            PartitionLog::open("/p".into(), opts(Arc::new(s), true)),
+            Err(LogError::Corrupt { .. })
+        ));
+    }
+}
