@@ -152,3 +152,68 @@ fn a_reformatted_node_does_not_vote() {
         cluster.logs()
     );
 }
+
+/// `rill serve` on a formatted data directory with `toml` and `flags`: its exit status and
+/// stderr (it must exit by itself).
+fn serve_refused(toml: &str, flags: &[&str]) -> String {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    rill_tests::cluster::format(&data, 1, "c1", "1@127.0.0.11:19999");
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, toml).unwrap();
+    let mut cmd = std::process::Command::new(rill_tests::rill_bin());
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--key-file")
+        .arg(dir.path().join("k.key"))
+        .args([
+            "--kafka-listen",
+            "127.0.0.11:0",
+            "--http-listen",
+            "127.0.0.11:0",
+            "--mqtt-listen",
+            "127.0.0.11:0",
+        ])
+        .args(flags);
+    let out = rill_tests::run_with_timeout(cmd, b"", Duration::from_secs(30)).unwrap();
+    assert!(!out.status.success(), "rill serve started: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn cluster_mode_refuses_unsafe_or_inconsistent_settings_at_start() {
+    let listen = ["--cluster-listen", "127.0.0.11:0"];
+    let node1 = [&listen[..], &["--node-id", "1"]].concat();
+    let err = serve_refused("", &[&listen[..], &["--node-id", "2"]].concat());
+    assert!(
+        err.contains("--node-id 2 does not match node.id 1"),
+        "{err}"
+    );
+    let err = serve_refused("[storage]\nflush = { interval_ms = 100 }\n", &node1);
+    assert!(
+        err.contains("flush = { interval_ms = 100 } is refused in cluster mode")
+            && err.contains("KIP-966"),
+        "{err}"
+    );
+    let err = serve_refused(
+        "[cluster]\ntls = { cert = \"c.pem\", key = \"k.pem\", ca = \"ca.pem\" }\n",
+        &node1,
+    );
+    assert!(
+        err.contains("[cluster] tls (mTLS between nodes) is not built yet"),
+        "{err}"
+    );
+    let err = serve_refused("", &["--node-id", "1", "--cluster-listen", "0.0.0.0:0"]);
+    assert!(
+        err.contains("is not a loopback address and [cluster] secret_file is not set"),
+        "{err}"
+    );
+    let err = serve_refused("", &["--node-id", "1"]);
+    assert!(
+        err.contains("cluster mode needs a cluster listener"),
+        "{err}"
+    );
+}
