@@ -154,7 +154,7 @@ impl TestCluster {
     pub fn write_config(&self, id: i32, opts: &ClusterOptions, secret_file: Option<&Path>) {
         let m = self.member(id);
         let mut text = format!(
-            "[node]\nid = {id}\n\n[storage]\nflush = \"always\"\n\n[cluster]\n\
+            "[node]\nid = {id}\nrack = \"rack-{id}\"\n\n[storage]\nflush = \"always\"\n\n[cluster]\n\
              broker_session_timeout_ms = {}\nbroker_heartbeat_interval_ms = {}\n",
             opts.session_timeout_ms, opts.heartbeat_interval_ms
         );
@@ -258,6 +258,14 @@ impl TestCluster {
 
     /// DescribeCluster against node `id`: (controller id, sorted broker ids).
     pub fn describe(&self, id: i32) -> Result<(i32, Vec<i32>), String> {
+        let resp = self.describe_cluster(id)?;
+        let mut ids: Vec<i32> = resp.brokers.iter().map(|b| b.broker_id.0).collect();
+        ids.sort_unstable();
+        Ok((resp.controller_id.0, ids))
+    }
+
+    /// DescribeCluster against node `id`, the whole response.
+    pub fn describe_cluster(&self, id: i32) -> Result<DescribeClusterResponse, String> {
         let addr = self.kafka_addr(id);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -268,13 +276,9 @@ impl TestCluster {
             let mut conn = Connection::connect(&addr, &opts)
                 .await
                 .map_err(|e| e.to_string())?;
-            let resp: DescribeClusterResponse = conn
-                .send(&DescribeClusterRequest::default())
+            conn.send(&DescribeClusterRequest::default())
                 .await
-                .map_err(|e| e.to_string())?;
-            let mut ids: Vec<i32> = resp.brokers.iter().map(|b| b.broker_id.0).collect();
-            ids.sort_unstable();
-            Ok((resp.controller_id.0, ids))
+                .map_err(|e| e.to_string())
         })
     }
 

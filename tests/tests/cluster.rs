@@ -41,6 +41,20 @@ fn three_nodes_form_a_cluster_fail_over_fence_and_re_register() {
         );
         controller = c;
     }
+    // Every broker with its advertised Kafka endpoint and rack, from any node.
+    let resp = cluster.describe_cluster(2).unwrap();
+    assert_eq!(resp.cluster_id.as_str(), cluster.cluster_id);
+    for b in &resp.brokers {
+        let id = b.broker_id.0;
+        assert_eq!(
+            format!("{}:{}", b.host.as_str(), b.port),
+            cluster.kafka_addr(id)
+        );
+        assert_eq!(
+            b.rack.as_ref().map(|r| r.to_string()),
+            Some(format!("rack-{id}"))
+        );
+    }
     let first_epoch = registered_epochs(&cluster.log(controller));
     assert_eq!(first_epoch.len(), 1, "{}", cluster.logs());
 

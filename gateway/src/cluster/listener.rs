@@ -131,12 +131,11 @@ async fn authenticate(
             return None;
         }
     };
-    let refuse = |refusal: Refusal| refusal;
     let verdict: Result<(), Refusal> = if hello.cluster_id != id.cluster_id {
-        Err(refuse(Refusal::WrongCluster {
+        Err(Refusal::WrongCluster {
             expected: id.cluster_id.clone(),
             got: hello.cluster_id.clone(),
-        }))
+        })
     } else if controller
         .incarnations
         .lock_unpoisoned()
@@ -420,10 +419,11 @@ async fn handle(
             ApiKey::BrokerRegistration => {
                 let req = BrokerRegistrationRequest::decode(&mut buf, version)
                     .map_err(|e| e.to_string())?;
-                if req.broker_id.0 != who.node_id {
+                if req.broker_id.0 != who.node_id || req.incarnation_id != who.incarnation {
                     return Err(format!(
-                        "BrokerRegistration for broker {} from node {}",
-                        req.broker_id.0, who.node_id
+                        "BrokerRegistration for broker {} incarnation {} from node {} \
+                         incarnation {}",
+                        req.broker_id.0, req.incarnation_id, who.node_id, who.incarnation
                     ));
                 }
                 let resp = controller.handle_registration(req).await;

@@ -314,31 +314,39 @@ impl PeerClient {
         })
     }
 
-    /// Sends one request frame made by `make(correlation_id)` and returns the response frame,
-    /// connecting first if needed. Any failure drops the connection.
-    async fn call_frame(
+    /// Connects (TCP and handshake) unless connected.
+    async fn connected<'a>(
         &self,
-        make: impl FnOnce(i32) -> Result<Bytes, PeerError>,
-    ) -> Result<(Bytes, PeerInfo), PeerError> {
-        let mut guard = self.conn.lock().await;
+        guard: &'a mut Option<Connection>,
+    ) -> Result<&'a mut Connection, PeerError> {
         if guard.is_none() {
             let conn = tokio::time::timeout(CONNECT_TIMEOUT, self.handshake())
                 .await
                 .map_err(|_| PeerError::ConnectTimeout(self.addr.clone()))??;
             *guard = Some(conn);
         }
-        let Some(conn) = guard.as_mut() else {
-            unreachable!("set above")
-        };
+        guard.as_mut().ok_or_else(|| PeerError::Io {
+            addr: self.addr.clone(),
+            reason: "not connected".into(),
+        })
+    }
+
+    /// Sends one request frame made by `make(correlation_id)` and returns the response frame,
+    /// connecting first if needed. Any failure drops the connection.
+    async fn call_frame(
+        &self,
+        make: impl FnOnce(i32) -> Result<Bytes, PeerError>,
+    ) -> Result<Bytes, PeerError> {
+        let mut guard = self.conn.lock().await;
+        let conn = self.connected(&mut guard).await?;
         let correlation = conn.next_correlation;
         conn.next_correlation = conn.next_correlation.wrapping_add(1);
-        let peer = conn.peer;
         let result = match make(correlation) {
             Ok(frame) => self.exchange(&mut conn.framed, frame).await,
             Err(e) => Err(e),
         };
         match result {
-            Ok(f) if f.len() >= 4 && (&f[..4]).get_i32() == correlation => Ok((f, peer)),
+            Ok(f) if f.len() >= 4 && (&f[..4]).get_i32() == correlation => Ok(f),
             Ok(_) => {
                 *guard = None;
                 Err(PeerError::Io {
@@ -356,13 +364,7 @@ impl PeerClient {
     /// The peer of the current connection, connecting if needed.
     pub async fn peer_info(&self) -> Result<PeerInfo, PeerError> {
         let mut guard = self.conn.lock().await;
-        if guard.is_none() {
-            let conn = tokio::time::timeout(CONNECT_TIMEOUT, self.handshake())
-                .await
-                .map_err(|_| PeerError::ConnectTimeout(self.addr.clone()))??;
-            *guard = Some(conn);
-        }
-        Ok(guard.as_ref().map(|c| c.peer).expect("connected above"))
+        Ok(self.connected(&mut guard).await?.peer)
     }
 
     /// A private RPC: `body` in this node's [`Envelope`]; the peer's answer or its refusal.
@@ -372,7 +374,7 @@ impl PeerClient {
         body: &Req,
     ) -> Result<Result<Resp, Refusal>, PeerError> {
         let envelope = self.identity.envelope(body);
-        let (frame, _) = self
+        let frame = self
             .call_frame(|c| rpc::request_frame(api_key, c, &envelope).map_err(|e| self.wire(e)))
             .await?;
         self.body_of(frame)
@@ -390,7 +392,7 @@ impl PeerClient {
             api,
             reason,
         };
-        let (mut frame, _) = self
+        let mut frame = self
             .call_frame(|c| {
                 let header = RequestHeader::default()
                     .with_request_api_key(api as i16)
