@@ -220,12 +220,26 @@ impl TestCluster {
         }
     }
 
-    /// Kills node `id`, wipes its data directory and formats it again (a new directory id).
-    pub fn reformat(&mut self, id: i32) {
+    /// SIGTERMs node `id` and waits for it to exit; its exit status.
+    pub fn terminate(&mut self, id: i32) -> std::process::ExitStatus {
+        let m = self.member_mut(id);
+        let mut node = m
+            .node
+            .take()
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        let status = node.terminate();
+        m.past_logs.push_str(&node.log());
+        m.past_logs.push_str("----- terminated -----\n");
+        status
+    }
+
+    /// Kills node `id`, wipes its data directory and formats it again (a new directory id),
+    /// for the cluster `cluster_id` (normally [`TestCluster::cluster_id`]).
+    pub fn reformat(&mut self, id: i32, cluster_id: &str) {
         self.kill(id);
         let m = self.member(id);
         std::fs::remove_dir_all(&m.data_dir).expect("wipe data dir");
-        format(&m.data_dir, id, &self.cluster_id, &self.voters);
+        format(&m.data_dir, id, cluster_id, &self.voters);
     }
 
     /// Everything node `id` logged, over all its processes.

@@ -3,7 +3,7 @@
 //! brokers; the active controller's SIGKILL elects another one, which fences the dead broker
 //! after its session timeout; the restarted node registers again under a new broker epoch; a
 //! node with the wrong cluster secret is refused and logged; a wiped and re-formatted node does
-//! not vote.
+//! not vote; a node formatted for another cluster is refused; SIGTERM is a controlled shutdown.
 //!
 //! The brokers and the controller are read with DescribeCluster (rill-client on the wire).
 //! Tests share the loopback aliases, so they run one at a time.
@@ -82,6 +82,47 @@ fn three_nodes_form_a_cluster_fail_over_fence_and_re_register() {
         epochs[1] > epochs[0],
         "the new registration has a newer broker epoch: {epochs:?}"
     );
+
+    // SIGTERM: a controlled shutdown through the active controller, then exit 0.
+    let (controller, _) = cluster.describe(1).unwrap();
+    let leaving = if controller == 3 { 2 } else { 3 };
+    let status = cluster.terminate(leaving);
+    assert!(status.success(), "{status:?}\n{}", cluster.logs());
+    let log = cluster.log(leaving);
+    assert!(
+        log.contains("controlled shutdown: moving leadership away")
+            && log.contains("controlled shutdown complete"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_node_of_another_cluster_is_refused() {
+    let _guard = serial();
+    let mut cluster = TestCluster::start(&ClusterOptions {
+        secret: None,
+        ..ClusterOptions::default()
+    });
+    cluster.wait_describe(1, FORM, "3 brokers", |c, b| c > 0 && all_three(c, b));
+    // Node 3 is formatted for another cluster at the same address.
+    cluster.reformat(3, "another-cluster");
+    cluster.start_node(3);
+    let refused = |id| {
+        cluster.log(id).lines().any(|l| {
+            l.contains("cluster connection refused")
+                && l.contains("is not this cluster's (\"rill-test-cluster\")")
+        })
+    };
+    let deadline = std::time::Instant::now() + FORM;
+    while !(refused(1) || refused(2)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal of the other cluster logged\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.wait_describe(1, FORM, "node 3 fenced", |c, b| c > 0 && b == [1, 2]);
 }
 
 #[test]
@@ -135,7 +176,8 @@ fn a_reformatted_node_does_not_vote() {
     cluster.wait_log(controller, "voters bound to their directory ids", FORM);
 
     // Node 3 loses its disk and is formatted again (new directory id): it must not vote.
-    cluster.reformat(3);
+    let cluster_id = cluster.cluster_id.clone();
+    cluster.reformat(3, &cluster_id);
     cluster.start_node(3);
     cluster.wait_log(
         3,
