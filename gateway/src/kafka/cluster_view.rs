@@ -15,6 +15,13 @@ use std::time::Duration;
 use rill_core::controller::{Command, CommandOutcome, ControllerError, MetadataImage};
 use uuid::Uuid;
 
+/// Listener name of the client (Kafka) endpoint in broker registrations: what Metadata and
+/// DescribeCluster advertise.
+pub const KAFKA_LISTENER: &str = "KAFKA";
+/// Listener name of the cluster listener in broker registrations (inter-node traffic: replica
+/// fetches go there).
+pub const CLUSTER_LISTENER: &str = "CLUSTER";
+
 /// A boxed future, so the trait stays object-safe.
 pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<CommandOutcome, SubmitError>> + Send>>;
 
