@@ -1649,15 +1649,22 @@ pub(crate) mod tests {
         s.write_file_atomic(&ckpt, b"0\n7\n0 0\n").unwrap();
         let log = PartitionLog::open("/p".into(), o.clone()).unwrap();
         assert_eq!(epochs_of(&log), vec![(0, 0), (3, 3), (4, 4)]);
-        // An entry past the log end (its data never became durable) is cut on open.
+        // An entry past the log end (its data never became durable) is cut on open; one at the
+        // log end (a new leader's epoch before its first append) stays.
         drop(log);
-        s.write_file_atomic(&ckpt, b"0\n4\n0 0\n3 3\n4 4\n6 5\n")
+        s.write_file_atomic(&ckpt, b"0\n4\n0 0\n3 3\n4 4\n6 6\n")
             .unwrap();
-        let log = PartitionLog::open("/p".into(), o).unwrap();
+        let log = PartitionLog::open("/p".into(), o.clone()).unwrap();
         assert_eq!(epochs_of(&log), vec![(0, 0), (3, 3), (4, 4)]);
+        assert_eq!(log.leader_epoch(), 4);
+        log.assign_epoch_start(6).unwrap();
+        drop(log);
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        assert_eq!(epochs_of(&log), vec![(0, 0), (3, 3), (4, 4), (6, 5)]);
+        assert_eq!(log.leader_epoch(), 6);
         // DeleteRecords moves the first entry to the new log start.
         log.delete_records_before(4).unwrap();
-        assert_eq!(epochs_of(&log), vec![(4, 4)]);
+        assert_eq!(epochs_of(&log), vec![(4, 4), (6, 5)]);
         assert_eq!(log.end_offset_for_epoch(3), (3, 4));
     }
 
