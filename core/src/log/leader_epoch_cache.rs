@@ -11,7 +11,7 @@
 //! Persisted as [`CHECKPOINT_FILE`] in the partition directory in Kafka's text format (a version
 //! line `0`, a count line, then one `epoch start_offset` line per entry), replaced atomically through
 //! [`Storage::write_file_atomic`] whenever the entries change, so the file never misses an entry
-//! the log's durable data needs. On open ([`LeaderEpochFileCache::load`]) a missing or unreadable
+//! the log's durable data needs. On open (`LeaderEpochFileCache::load`) a missing or unreadable
 //! file is rebuilt from the segments' clear batch headers (a stored epoch of -1 counts as 0) and
 //! rewritten; entries starting past the log end (their data did not survive a crash) are removed
 //! and the first is moved up to the log start. An entry starting at the log end stays: it is a new

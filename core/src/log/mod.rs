@@ -10,7 +10,10 @@
 //! The log is split the way Kafka splits it: [`loader`] (`LogLoader`: opening and recovery),
 //! [`validator`] (`LogValidator`: batch checks, producer-state checks, offset assignment),
 //! [`segments`] (`LogSegments` / `LocalLog`: the segment map, rolling, removing segments),
-//! [`tail_cache`] (recent plaintext batches) and [`swap`] (the compaction swap protocol).
+//! [`tail_cache`] (recent plaintext batches), [`swap`] (the compaction swap protocol),
+//! [`leader_epoch_cache`] (`LeaderEpochFileCache`: where each leader epoch starts) and
+//! [`truncation`] (`truncateTo`, crash-safe). Replication's other log primitive is
+//! [`PartitionLog::append_as_follower`].
 //! Retention ([`crate::retention`]) and the backlog policy ([`crate::backlog`]) sit above the log
 //! and delete closed segments through [`PartitionLog::remove_segment`].
 //!

@@ -7,7 +7,7 @@
 //! (the target offset, atomically: the commit point), then removes the segments at or above the
 //! target, cuts the segment holding it and rebuilds its indexes, removes the producer snapshots
 //! above it, rewrites the epoch checkpoint, starts a new active segment and finally removes the
-//! marker. The loader ([`recover_truncation`]) completes a truncation whose marker it finds before
+//! marker. The loader (`recover_truncation`) completes a truncation whose marker it finds before
 //! anything else reads the segments, so after a power cut the log is either as it was or
 //! truncated, never in between.
 //!
