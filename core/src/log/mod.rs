@@ -248,7 +248,7 @@ pub struct PartitionLog {
     corruption: Mutex<Vec<BadRegion>>,
     /// Closed segments that could not be opened (file header or key file damaged): their offset
     /// ranges answer reads with `LogError::Corrupt`. Their files are left in place.
-    lost: Vec<BadRegion>,
+    lost: RwLock<Vec<BadRegion>>,
     /// Idempotent producer state (sequence numbers), locked after `writer`.
     producers: Mutex<ProducerStateManager>,
     /// The partition leader epoch stamped on every appended batch (see [`Self::leader_epoch`]).
@@ -312,7 +312,7 @@ impl PartitionLog {
             closed: AtomicBool::new(false),
             retention_floor: Mutex::new(None),
             corruption: Mutex::new(loaded.bad),
-            lost: loaded.lost,
+            lost: RwLock::new(loaded.lost),
             producers: Mutex::new(ProducerStateManager::new()),
             leader_epoch: AtomicI32::new(epoch),
             hw_replicated: AtomicBool::new(false),
@@ -857,6 +857,7 @@ impl PartitionLog {
         }
         if let Some(l) = self
             .lost
+            .read_unpoisoned()
             .iter()
             .find(|l| l.first_offset <= from_offset && from_offset < l.next_offset)
         {

@@ -27,6 +27,7 @@ use crate::clock::now_ms;
 use crate::io::Storage;
 use crate::producer_state;
 use crate::segment::{self, BadRegion, Segment, SegmentError, FILE_HEADER_LEN};
+use crate::sync::RwLockExt;
 
 /// The commit marker of a truncation in the partition directory (holds the target offset).
 pub const TRUNCATION_MARKER: &str = "truncate-to";
@@ -155,8 +156,12 @@ pub(super) fn recover_truncation(
     };
     tracing::info!(dir = %dir.display(), offset, "completing an interrupted log truncation");
     truncate_files(storage, dir, map, offset)?;
-    bad.retain(|b| b.first_offset < offset);
-    lost.retain(|l| l.first_offset < offset);
+    for regions in [bad, lost] {
+        regions.retain(|r| r.first_offset < offset);
+        for r in regions.iter_mut() {
+            r.next_offset = r.next_offset.min(offset);
+        }
+    }
     leader_epoch_cache::truncate_checkpoint(storage, dir, offset)?;
     remove_marker(storage, dir)?;
     Ok(Some(offset))
@@ -222,6 +227,16 @@ impl PartitionLog {
         self.flushed.fetch_min(offset, Ordering::AcqRel);
         self.lower_hw(offset);
         lock(&self.cache).clear();
+        // Damage above the cut goes with the data (new appends must not read as damaged).
+        for regions in [
+            &mut *self.lost.write_unpoisoned(),
+            &mut *lock(&self.corruption),
+        ] {
+            regions.retain(|r| r.first_offset < offset);
+            for r in regions.iter_mut() {
+                r.next_offset = r.next_offset.min(offset);
+            }
+        }
         {
             let mut segs = self.segs_mut();
             truncate_files(&*self.storage, &self.dir, &mut segs.map, offset)?;
@@ -444,6 +459,44 @@ mod tests {
         let log = PartitionLog::open("/p".into(), opts(Arc::new(s), true)).unwrap();
         assert_eq!((log.log_start_offset(), log.log_end_offset()), (2, 3));
         assert_eq!(batches(&log), vec![(2, 5)]);
+    }
+
+    #[test]
+    fn damage_above_the_cut_goes_with_it() {
+        let s = SimStorage::new();
+        let log = filled(&s);
+        let bases = log.segment_base_offsets();
+        assert!(bases.len() > 4, "{bases:?}");
+        let (cut, damaged) = (bases[1], bases[2]);
+        drop(log);
+        // A closed segment above the cut whose file header is unusable: its offsets are lost.
+        let f = s
+            .open(&Path::new("/p").join(segment::file_name(damaged, "log")))
+            .unwrap();
+        f.write_all_at(b"JUNK", 0).unwrap();
+        f.sync().unwrap();
+        let mut o = opts(Arc::new(s.clone()), true);
+        o.config.segment_bytes = 250;
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        assert!(matches!(
+            log.read_up_to(damaged, 100, ReadLimit::LogEnd),
+            Err(LogError::Corrupt { .. })
+        ));
+        log.truncate_to(cut).unwrap();
+        assert!(log.corruption().is_empty());
+        assert!(!s.exists(&Path::new("/p").join(segment::file_name(damaged, "log"))));
+        for i in cut..bases[3] + 2 {
+            log.append(&batch(&[format!("new{i}").as_bytes()], 500 + i))
+                .unwrap();
+        }
+        log.flush().unwrap();
+        log.set_cache_capacity(0);
+        let got = batches(&log);
+        assert_eq!(
+            got.len() as i64,
+            bases[3] + 2,
+            "every offset readable again"
+        );
     }
 
     #[test]
