@@ -180,7 +180,8 @@ impl PartitionLog {
     /// `offset` must be a batch boundary (no batch may hold both `offset - 1` and `offset`), else
     /// [`LogError::TruncationInsideBatch`] and nothing changes; below the log start it is
     /// [`LogError::OffsetOutOfRange`]; at or above the log end offset it is a no-op (as in
-    /// Kafka). An I/O error part-way leaves the marker: the next open completes the truncation.
+    /// Kafka). An I/O error from the commit marker on closes the log (later calls return
+    /// [`LogError::Closed`]); reopening it completes the truncation.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         self.check_open()?;
         let mut w = lock(&self.writer);
@@ -218,6 +219,18 @@ impl PartitionLog {
         }
         tracing::info!(topic = %self.topic, partition = self.ident.partition, from = leo, to = offset,
             "truncating log");
+        let res = self.truncate_committed(&mut w, offset);
+        if let Err(e) = &res {
+            // The marker may be on disk: appending on would let the next open cut new data.
+            self.closed.store(true, Ordering::Release);
+            tracing::error!(topic = %self.topic, partition = self.ident.partition, error = %e,
+                "log truncation failed; the log is closed, reopening it completes the truncation");
+        }
+        res
+    }
+
+    /// The steps of [`Self::truncate_to`] from the commit marker on (writer and flush locks held).
+    fn truncate_committed(&self, w: &mut super::Writer, offset: i64) -> Result<(), LogError> {
         let marker = self.dir.join(TRUNCATION_MARKER);
         self.storage
             .write_file_atomic(&marker, &encode_marker(offset))
