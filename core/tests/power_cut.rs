@@ -181,6 +181,10 @@ fn power_cut_at_every_step_of_a_truncation() {
             steps = n;
         } else {
             assert!(res.is_err(), "step {n}: a cut must surface as an error");
+            assert!(
+                matches!(log.read(0, 1), Err(rill_core::log::LogError::Closed)),
+                "step {n}: a failed truncation closes the log"
+            );
         }
         drop(log);
         let sim = disk.sim().clone();

@@ -11,9 +11,11 @@
 //! Persisted as [`CHECKPOINT_FILE`] in the partition directory in Kafka's text format (a version
 //! line `0`, a count line, then one `epoch start_offset` line per entry), replaced atomically through
 //! [`Storage::write_file_atomic`] whenever the entries change, so the file never misses an entry
-//! the log's durable data needs. On open ([`LeaderEpochFileCache::load`]) a missing or unreadable
+//! the log's durable data needs. On open (`LeaderEpochFileCache::load`) a missing or unreadable
 //! file is rebuilt from the segments' clear batch headers (a stored epoch of -1 counts as 0) and
-//! rewritten; entries past the log end or before the log start are cut.
+//! rewritten; entries starting past the log end (their data did not survive a crash) are removed
+//! and the first is moved up to the log start. An entry starting at the log end stays: it is a new
+//! leader's epoch, recorded before its first append (see `PartitionLog::assign_epoch_start`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -197,8 +199,9 @@ impl LeaderEpochFileCache {
     }
 
     /// The cache of a log being opened: from the checkpoint file, or, if it is missing or
-    /// unreadable (a warning), rebuilt from the clear batch headers of `segments`; then cut to
-    /// `[log_start, log_end)` and written back if that changed anything (always after a rebuild).
+    /// unreadable (a warning), rebuilt from the clear batch headers of `segments`; then entries
+    /// starting past `log_end` are removed, the first moved to `log_start` if it starts before,
+    /// and the file written back if that changed anything (always after a rebuild).
     pub(super) fn load(
         storage: Arc<dyn Storage>,
         dir: &Path,
@@ -225,7 +228,9 @@ impl LeaderEpochFileCache {
             }
         };
         let before = cache.epochs.clone();
-        cache.truncate_end_in_memory(log_end);
+        // Entries past the log end lost their data to a crash; one at the log end is a leader's
+        // epoch start written before its first append, and stays.
+        cache.truncate_end_in_memory(log_end.saturating_add(1));
         cache.truncate_start_in_memory(log_start);
         if rebuilt || cache.epochs != before {
             cache.write()?;

@@ -10,7 +10,10 @@
 //! The log is split the way Kafka splits it: [`loader`] (`LogLoader`: opening and recovery),
 //! [`validator`] (`LogValidator`: batch checks, producer-state checks, offset assignment),
 //! [`segments`] (`LogSegments` / `LocalLog`: the segment map, rolling, removing segments),
-//! [`tail_cache`] (recent plaintext batches) and [`swap`] (the compaction swap protocol).
+//! [`tail_cache`] (recent plaintext batches), [`swap`] (the compaction swap protocol),
+//! [`leader_epoch_cache`] (`LeaderEpochFileCache`: where each leader epoch starts) and
+//! [`truncation`] (`truncateTo`, crash-safe). Replication's other log primitive is
+//! [`PartitionLog::append_as_follower`].
 //! Retention ([`crate::retention`]) and the backlog policy ([`crate::backlog`]) sit above the log
 //! and delete closed segments through [`PartitionLog::remove_segment`].
 //!
@@ -245,7 +248,7 @@ pub struct PartitionLog {
     corruption: Mutex<Vec<BadRegion>>,
     /// Closed segments that could not be opened (file header or key file damaged): their offset
     /// ranges answer reads with `LogError::Corrupt`. Their files are left in place.
-    lost: Vec<BadRegion>,
+    lost: RwLock<Vec<BadRegion>>,
     /// Idempotent producer state (sequence numbers), locked after `writer`.
     producers: Mutex<ProducerStateManager>,
     /// The partition leader epoch stamped on every appended batch (see [`Self::leader_epoch`]).
@@ -309,7 +312,7 @@ impl PartitionLog {
             closed: AtomicBool::new(false),
             retention_floor: Mutex::new(None),
             corruption: Mutex::new(loaded.bad),
-            lost: loaded.lost,
+            lost: RwLock::new(loaded.lost),
             producers: Mutex::new(ProducerStateManager::new()),
             leader_epoch: AtomicI32::new(epoch),
             hw_replicated: AtomicBool::new(false),
@@ -854,6 +857,7 @@ impl PartitionLog {
         }
         if let Some(l) = self
             .lost
+            .read_unpoisoned()
             .iter()
             .find(|l| l.first_offset <= from_offset && from_offset < l.next_offset)
         {
@@ -1649,15 +1653,22 @@ pub(crate) mod tests {
         s.write_file_atomic(&ckpt, b"0\n7\n0 0\n").unwrap();
         let log = PartitionLog::open("/p".into(), o.clone()).unwrap();
         assert_eq!(epochs_of(&log), vec![(0, 0), (3, 3), (4, 4)]);
-        // An entry past the log end (its data never became durable) is cut on open.
+        // An entry past the log end (its data never became durable) is cut on open; one at the
+        // log end (a new leader's epoch before its first append) stays.
         drop(log);
-        s.write_file_atomic(&ckpt, b"0\n4\n0 0\n3 3\n4 4\n6 5\n")
+        s.write_file_atomic(&ckpt, b"0\n4\n0 0\n3 3\n4 4\n6 6\n")
             .unwrap();
-        let log = PartitionLog::open("/p".into(), o).unwrap();
+        let log = PartitionLog::open("/p".into(), o.clone()).unwrap();
         assert_eq!(epochs_of(&log), vec![(0, 0), (3, 3), (4, 4)]);
+        assert_eq!(log.leader_epoch(), 4);
+        log.assign_epoch_start(6).unwrap();
+        drop(log);
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        assert_eq!(epochs_of(&log), vec![(0, 0), (3, 3), (4, 4), (6, 5)]);
+        assert_eq!(log.leader_epoch(), 6);
         // DeleteRecords moves the first entry to the new log start.
         log.delete_records_before(4).unwrap();
-        assert_eq!(epochs_of(&log), vec![(4, 4)]);
+        assert_eq!(epochs_of(&log), vec![(4, 4), (6, 5)]);
         assert_eq!(log.end_offset_for_epoch(3), (3, 4));
     }
 

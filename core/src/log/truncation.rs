@@ -7,7 +7,7 @@
 //! (the target offset, atomically: the commit point), then removes the segments at or above the
 //! target, cuts the segment holding it and rebuilds its indexes, removes the producer snapshots
 //! above it, rewrites the epoch checkpoint, starts a new active segment and finally removes the
-//! marker. The loader ([`recover_truncation`]) completes a truncation whose marker it finds before
+//! marker. The loader (`recover_truncation`) completes a truncation whose marker it finds before
 //! anything else reads the segments, so after a power cut the log is either as it was or
 //! truncated, never in between.
 //!
@@ -27,6 +27,7 @@ use crate::clock::now_ms;
 use crate::io::Storage;
 use crate::producer_state;
 use crate::segment::{self, BadRegion, Segment, SegmentError, FILE_HEADER_LEN};
+use crate::sync::RwLockExt;
 
 /// The commit marker of a truncation in the partition directory (holds the target offset).
 pub const TRUNCATION_MARKER: &str = "truncate-to";
@@ -155,8 +156,12 @@ pub(super) fn recover_truncation(
     };
     tracing::info!(dir = %dir.display(), offset, "completing an interrupted log truncation");
     truncate_files(storage, dir, map, offset)?;
-    bad.retain(|b| b.first_offset < offset);
-    lost.retain(|l| l.first_offset < offset);
+    for regions in [bad, lost] {
+        regions.retain(|r| r.first_offset < offset);
+        for r in regions.iter_mut() {
+            r.next_offset = r.next_offset.min(offset);
+        }
+    }
     leader_epoch_cache::truncate_checkpoint(storage, dir, offset)?;
     remove_marker(storage, dir)?;
     Ok(Some(offset))
@@ -175,7 +180,8 @@ impl PartitionLog {
     /// `offset` must be a batch boundary (no batch may hold both `offset - 1` and `offset`), else
     /// [`LogError::TruncationInsideBatch`] and nothing changes; below the log start it is
     /// [`LogError::OffsetOutOfRange`]; at or above the log end offset it is a no-op (as in
-    /// Kafka). An I/O error part-way leaves the marker: the next open completes the truncation.
+    /// Kafka). An I/O error from the commit marker on closes the log (later calls return
+    /// [`LogError::Closed`]); reopening it completes the truncation.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         self.check_open()?;
         let mut w = lock(&self.writer);
@@ -213,6 +219,18 @@ impl PartitionLog {
         }
         tracing::info!(topic = %self.topic, partition = self.ident.partition, from = leo, to = offset,
             "truncating log");
+        let res = self.truncate_committed(&mut w, offset);
+        if let Err(e) = &res {
+            // The marker may be on disk: appending on would let the next open cut new data.
+            self.closed.store(true, Ordering::Release);
+            tracing::error!(topic = %self.topic, partition = self.ident.partition, error = %e,
+                "log truncation failed; the log is closed, reopening it completes the truncation");
+        }
+        res
+    }
+
+    /// The steps of [`Self::truncate_to`] from the commit marker on (writer and flush locks held).
+    fn truncate_committed(&self, w: &mut super::Writer, offset: i64) -> Result<(), LogError> {
         let marker = self.dir.join(TRUNCATION_MARKER);
         self.storage
             .write_file_atomic(&marker, &encode_marker(offset))
@@ -222,6 +240,16 @@ impl PartitionLog {
         self.flushed.fetch_min(offset, Ordering::AcqRel);
         self.lower_hw(offset);
         lock(&self.cache).clear();
+        // Damage above the cut goes with the data (new appends must not read as damaged).
+        for regions in [
+            &mut *self.lost.write_unpoisoned(),
+            &mut *lock(&self.corruption),
+        ] {
+            regions.retain(|r| r.first_offset < offset);
+            for r in regions.iter_mut() {
+                r.next_offset = r.next_offset.min(offset);
+            }
+        }
         {
             let mut segs = self.segs_mut();
             truncate_files(&*self.storage, &self.dir, &mut segs.map, offset)?;
@@ -444,6 +472,44 @@ mod tests {
         let log = PartitionLog::open("/p".into(), opts(Arc::new(s), true)).unwrap();
         assert_eq!((log.log_start_offset(), log.log_end_offset()), (2, 3));
         assert_eq!(batches(&log), vec![(2, 5)]);
+    }
+
+    #[test]
+    fn damage_above_the_cut_goes_with_it() {
+        let s = SimStorage::new();
+        let log = filled(&s);
+        let bases = log.segment_base_offsets();
+        assert!(bases.len() > 4, "{bases:?}");
+        let (cut, damaged) = (bases[1], bases[2]);
+        drop(log);
+        // A closed segment above the cut whose file header is unusable: its offsets are lost.
+        let f = s
+            .open(&Path::new("/p").join(segment::file_name(damaged, "log")))
+            .unwrap();
+        f.write_all_at(b"JUNK", 0).unwrap();
+        f.sync().unwrap();
+        let mut o = opts(Arc::new(s.clone()), true);
+        o.config.segment_bytes = 250;
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        assert!(matches!(
+            log.read_up_to(damaged, 100, ReadLimit::LogEnd),
+            Err(LogError::Corrupt { .. })
+        ));
+        log.truncate_to(cut).unwrap();
+        assert!(log.corruption().is_empty());
+        assert!(!s.exists(&Path::new("/p").join(segment::file_name(damaged, "log"))));
+        for i in cut..bases[3] + 2 {
+            log.append(&batch(&[format!("new{i}").as_bytes()], 500 + i))
+                .unwrap();
+        }
+        log.flush().unwrap();
+        log.set_cache_capacity(0);
+        let got = batches(&log);
+        assert_eq!(
+            got.len() as i64,
+            bases[3] + 2,
+            "every offset readable again"
+        );
     }
 
     #[test]
