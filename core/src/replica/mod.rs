@@ -28,7 +28,7 @@ pub use alter_partition::{
 };
 pub use partition::{EpochEndOffset, Partition, ReplicaSnapshot};
 pub use replica_manager::{
-    FetchPosition, FollowerFetch, ReplicaManager, ReplicaManagerConfig, RequiredAcks,
+    FetchPosition, FollowerFetch, PendingAppend, ReplicaManager, ReplicaManagerConfig, RequiredAcks,
 };
 
 use crate::log::LogError;

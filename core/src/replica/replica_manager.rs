@@ -309,6 +309,22 @@ impl ReplicaManager {
         acks: RequiredAcks,
         timeout: Duration,
     ) -> Result<AppendInfo, ReplicaError> {
+        self.append_to_leader(topic, partition, records, acks)?
+            .wait(timeout)
+            .await
+    }
+
+    /// The first half of [`Self::append_records`] (Kafka's append before its delayed produce):
+    /// the leadership and `min.insync.replicas` checks and the append itself, now, so that a
+    /// connection's pipelined requests are appended in order; [`PendingAppend::wait`] does the
+    /// waiting.
+    pub fn append_to_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[u8],
+        acks: RequiredAcks,
+    ) -> Result<PendingAppend, ReplicaError> {
         let p = self.get(topic, partition)?;
         let (leader_epoch, isr) = p.check_leader(-1)?;
         let min_isr = p.min_insync_replicas();
@@ -320,23 +336,12 @@ impl ReplicaManager {
             p.appended(p.log().log_end_offset());
             Ok(info)
         })?;
-        if acks == RequiredAcks::None {
-            let p = p.clone();
-            tokio::task::spawn_blocking(move || match p.log().flush_to(info.last_offset) {
-                Ok(()) => {
-                    p.maybe_increment_high_watermark();
-                }
-                Err(e) => tracing::error!(error = %e, "background flush after acks=0 failed"),
-            });
-            return Ok(info);
-        }
-        let flushing = p.clone();
-        tokio::task::spawn_blocking(move || flushing.log().flush_to(info.last_offset)).await??;
-        p.maybe_increment_high_watermark();
-        if acks == RequiredAcks::Leader {
-            return Ok(info);
-        }
-        wait_for_commit(&p, leader_epoch, info, timeout).await
+        Ok(PendingAppend {
+            partition: p,
+            leader_epoch,
+            info,
+            acks,
+        })
     }
 
     /// A follower's fetch of `topic`-`partition` (blocking: it reads, and may fsync this leader;
@@ -611,6 +616,51 @@ impl ReplicaManager {
                 );
             }
         }
+    }
+}
+
+/// Records appended on the leader, not yet acknowledged (see
+/// [`ReplicaManager::append_to_leader`]).
+#[derive(Debug)]
+pub struct PendingAppend {
+    partition: Arc<Partition>,
+    leader_epoch: i32,
+    info: AppendInfo,
+    acks: RequiredAcks,
+}
+
+impl PendingAppend {
+    /// What the append assigned.
+    pub fn info(&self) -> AppendInfo {
+        self.info
+    }
+
+    /// Wait as the acks ask: acks=0 returns at once (the records are flushed in the
+    /// background), acks=1 once they are durable here, acks=all once the high watermark passed
+    /// them (at most `timeout`; see the module doc for the errors).
+    pub async fn wait(self, timeout: Duration) -> Result<AppendInfo, ReplicaError> {
+        let PendingAppend {
+            partition: p,
+            leader_epoch,
+            info,
+            acks,
+        } = self;
+        if acks == RequiredAcks::None {
+            tokio::task::spawn_blocking(move || match p.log().flush_to(info.last_offset) {
+                Ok(()) => {
+                    p.maybe_increment_high_watermark();
+                }
+                Err(e) => tracing::error!(error = %e, "background flush after acks=0 failed"),
+            });
+            return Ok(info);
+        }
+        let flushing = p.clone();
+        tokio::task::spawn_blocking(move || flushing.log().flush_to(info.last_offset)).await??;
+        p.maybe_increment_high_watermark();
+        if acks == RequiredAcks::Leader {
+            return Ok(info);
+        }
+        wait_for_commit(&p, leader_epoch, info, timeout).await
     }
 }
 

@@ -377,6 +377,8 @@ async fn fetch_round(
 mod tests {
     use std::sync::Mutex;
 
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
     use rill_core::batch::BatchBuilder;
     use rill_core::broker::{Broker, BrokerConfig};
     use rill_core::clock::system_clock;
@@ -600,8 +602,9 @@ mod tests {
             shutdown.clone(),
         )
         .await;
+        let leader_addr = addr.clone();
         let addresses: Arc<dyn Fn(i32) -> Option<String> + Send + Sync> =
-            Arc::new(move |id| (id == 1).then(|| addr.clone()));
+            Arc::new(move |id| (id == 1).then(|| leader_addr.clone()));
         let connector = Arc::new(DirectConnector::new(addresses, ConnectOptions::default()));
         let config = ReplicaFetcherConfig {
             backoff: Duration::from_millis(50),
@@ -630,18 +633,37 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // acks=all now waits for 2's durable copy, over the wire.
-        let info = rm1
-            .append_records(
-                "t",
-                0,
-                &batch(&["e"]),
-                RequiredAcks::All,
-                Duration::from_secs(10),
-            )
+        // A Kafka producer's acks=all (Produce through the listener) waits for 2's durable copy.
+        let mut producer = Connection::connect(&addr, &ConnectOptions::default())
             .await
             .unwrap();
-        assert_eq!(info.base_offset, 4);
+        let produce = |acks: i16, value: &str| {
+            ProduceRequest::default()
+                .with_acks(acks)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch(&[value])))])])
+        };
+        let resp: ProduceResponse = producer.send(&produce(-1, "e")).await.unwrap();
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, 4));
+        assert!(
+            log1.high_watermark() >= 5,
+            "acknowledged only once committed"
+        );
+        assert!(
+            log2.flushed_offset() >= 5,
+            "durable on the follower before the ack"
+        );
+        // acks=2 is not a Kafka value.
+        let resp: ProduceResponse = producer.send(&produce(2, "f")).await.unwrap();
+        assert_eq!(
+            resp.responses[0].partition_responses[0].error_code,
+            ResponseError::InvalidRequiredAcks.code()
+        );
         while log2.high_watermark() < 5 {
             assert!(
                 tokio::time::Instant::now() < deadline,
