@@ -212,9 +212,12 @@ impl ReplicaManager {
         log: Arc<PartitionLog>,
     ) -> Arc<Partition> {
         let mut map = self.partitions.write_unpoisoned();
-        map.entry((topic.to_string(), partition))
-            .or_insert_with(|| {
-                Arc::new(Partition::new(
+        let key = (topic.to_string(), partition);
+        match map.get(&key) {
+            // A topic deleted and created again under the same name is another partition.
+            Some(p) if p.topic_id() == topic_id => p.clone(),
+            _ => {
+                let p = Arc::new(Partition::new(
                     topic,
                     topic_id,
                     partition,
@@ -222,13 +225,15 @@ impl ReplicaManager {
                     log,
                     self.clock.clone(),
                     self.config.replica_lag_time_max,
-                ))
-            })
-            .clone()
+                ));
+                map.insert(key, p.clone());
+                p
+            }
+        }
     }
 
     /// `reg` names this node the leader of `topic`-`partition` (whose log is `log`; ignored if
-    /// the partition is hosted already). A new leader epoch starts a new leadership: the epoch
+    /// the partition is hosted already under the same topic id). A new leader epoch starts a new leadership: the epoch
     /// is written to the log's leader epoch cache (durably) before anything is appended under it,
     /// and every follower's state starts afresh. The same epoch with a newer partition epoch
     /// updates replicas and ISR. If the epoch cannot be recorded (a disk error, or the log has
@@ -547,6 +552,23 @@ impl ReplicaManager {
             }
         }
         n
+    }
+
+    /// Kafka's `isr-expiration` task: [`Self::maybe_shrink_isr`] every
+    /// [`Self::isr_check_interval`] until `stop` completes.
+    pub async fn run_isr_expiration(&self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut tick =
+            tokio::time::interval(self.isr_check_interval().max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {
+                    self.maybe_shrink_isr(self.clock.now()).await;
+                }
+            }
+        }
     }
 
     /// May `replica_id`, fetching under `broker_epoch`, join an ISR: registered, unfenced, not
@@ -1563,5 +1585,41 @@ mod tests {
             "the suffix of epoch 1 is gone, epoch 2's record is in"
         );
         assert_eq!(log3.latest_epoch(), Some(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_isr_expiration_task_shrinks_on_its_own() {
+        let f = Arc::new(Fixture::new(1));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = {
+            let f = f.clone();
+            tokio::spawn(async move {
+                f.rm.run_isr_expiration(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+            })
+        };
+        f.fetch(2, 0).unwrap();
+        f.clock.advance(LAG + Duration::from_secs(1));
+        f.fetch(2, 0).unwrap(); // 2 stays caught up (nothing to fetch), 3 never fetched
+        tokio::time::sleep(LAG).await; // the task ticks (paused time moves by itself)
+        assert_eq!(f.partition().isr(), vec![1, 2]);
+        assert_eq!(f.controller.registration().isr, vec![1, 2]);
+        stop_tx.send(()).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_recreated_topic_is_a_new_partition() {
+        let f = Fixture::new(1);
+        let old = f.partition();
+        let reg = f.controller.registration();
+        let other = Uuid::new_v4();
+        let p =
+            f.rm.become_leader("t", other, 0, f.log.clone(), &reg)
+                .unwrap();
+        assert!(!Arc::ptr_eq(&old, &p));
+        assert_eq!(f.rm.partition("t", 0).unwrap().topic_id(), other);
     }
 }
