@@ -15,7 +15,7 @@
 //! controller's committed partition state comes back ([`ReplicaManager::apply_partition_state`]
 //! or a new registration through [`ReplicaManager::become_leader`]).
 //!
-//! Imports: `log`, `controller`, `clock`, `topic_config` (below it in the layer list).
+//! Imports: `log`, `controller`, `clock` and `sync`, all below it in the layer list.
 
 pub mod alter_partition;
 pub mod partition;
