@@ -449,6 +449,129 @@ impl Storage for SimStorage {
     }
 }
 
+/// A [`SimStorage`] that loses power at the `n`-th mutating operation (create, write, truncate,
+/// fsync, rename, remove, directory fsync) after [`CrashingStorage::arm`]: that operation and
+/// every later one fail, and the disk reverts to what was durable. Crash tests run an operation
+/// with the cut at step 0, 1, 2, ... until it completes, reopening the log after each cut.
+#[derive(Clone)]
+pub struct CrashingStorage {
+    sim: SimStorage,
+    left: Arc<AtomicI64>,
+    crashed: Arc<AtomicBool>,
+}
+
+impl CrashingStorage {
+    /// Wrap `sim`, disarmed.
+    pub fn new(sim: SimStorage) -> CrashingStorage {
+        CrashingStorage {
+            sim,
+            left: Arc::new(AtomicI64::new(-1)),
+            crashed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Cut the power at the `n`-th mutating operation from now (0: the next one).
+    pub fn arm(&self, n: i64) {
+        self.left.store(n, Ordering::Release);
+    }
+
+    /// Whether the power was cut.
+    pub fn crashed(&self) -> bool {
+        self.crashed.load(Ordering::Acquire)
+    }
+
+    /// The simulated disk underneath (after a cut: what survived).
+    pub fn sim(&self) -> &SimStorage {
+        &self.sim
+    }
+
+    fn step(&self) -> io::Result<()> {
+        if self.crashed() {
+            return Err(io::Error::other("crashed"));
+        }
+        let left = self.left.load(Ordering::Acquire);
+        if left < 0 {
+            return Ok(());
+        }
+        if left == 0 {
+            self.crashed.store(true, Ordering::Release);
+            self.sim.power_cut();
+            return Err(io::Error::other("power cut"));
+        }
+        self.left.store(left - 1, Ordering::Release);
+        Ok(())
+    }
+}
+
+struct CrashingFile {
+    inner: Arc<dyn StorageFile>,
+    disk: CrashingStorage,
+}
+
+impl StorageFile for CrashingFile {
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, pos)
+    }
+    fn write_all_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        self.disk.step()?;
+        self.inner.write_all_at(data, pos)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.disk.step()?;
+        self.inner.sync()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.disk.step()?;
+        self.inner.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+}
+
+impl Storage for CrashingStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.sim.create_dir_all(dir)
+    }
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        let inner = self.sim.open(path)?;
+        Ok(Arc::new(CrashingFile {
+            inner,
+            disk: self.clone(),
+        }))
+    }
+    fn create(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        self.step()?;
+        let inner = self.sim.create(path)?;
+        Ok(Arc::new(CrashingFile {
+            inner,
+            disk: self.clone(),
+        }))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.sim.list(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.step()?;
+        self.sim.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.step()?;
+        self.sim.remove(path)
+    }
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.step()?;
+        self.sim.remove_dir_all(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.step()?;
+        self.sim.sync_dir(dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.sim.exists(path)
+    }
+}
+
 /// The real file system, remembering each file's last synced state so that
 /// [`SyncTrackingStorage::power_cut`] can put every file back to it: the fault tests' simulated
 /// power cut of a real process (`failpoints` builds only, see [`crate::failpoints`]).
@@ -663,129 +786,6 @@ impl Storage for SyncTrackingStorage {
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
-    }
-}
-
-/// A [`SimStorage`] that loses power at the `n`-th mutating operation (create, write, truncate,
-/// fsync, rename, remove, directory fsync) after [`CrashingStorage::arm`]: that operation and
-/// every later one fail, and the disk reverts to what was durable. Crash tests run an operation
-/// with the cut at step 0, 1, 2, ... until it completes, reopening the log after each cut.
-#[derive(Clone)]
-pub struct CrashingStorage {
-    sim: SimStorage,
-    left: Arc<AtomicI64>,
-    crashed: Arc<AtomicBool>,
-}
-
-impl CrashingStorage {
-    /// Wrap `sim`, disarmed.
-    pub fn new(sim: SimStorage) -> CrashingStorage {
-        CrashingStorage {
-            sim,
-            left: Arc::new(AtomicI64::new(-1)),
-            crashed: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    /// Cut the power at the `n`-th mutating operation from now (0: the next one).
-    pub fn arm(&self, n: i64) {
-        self.left.store(n, Ordering::Release);
-    }
-
-    /// Whether the power was cut.
-    pub fn crashed(&self) -> bool {
-        self.crashed.load(Ordering::Acquire)
-    }
-
-    /// The simulated disk underneath (after a cut: what survived).
-    pub fn sim(&self) -> &SimStorage {
-        &self.sim
-    }
-
-    fn step(&self) -> io::Result<()> {
-        if self.crashed() {
-            return Err(io::Error::other("crashed"));
-        }
-        let left = self.left.load(Ordering::Acquire);
-        if left < 0 {
-            return Ok(());
-        }
-        if left == 0 {
-            self.crashed.store(true, Ordering::Release);
-            self.sim.power_cut();
-            return Err(io::Error::other("power cut"));
-        }
-        self.left.store(left - 1, Ordering::Release);
-        Ok(())
-    }
-}
-
-struct CrashingFile {
-    inner: Arc<dyn StorageFile>,
-    disk: CrashingStorage,
-}
-
-impl StorageFile for CrashingFile {
-    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
-        self.inner.read_exact_at(buf, pos)
-    }
-    fn write_all_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
-        self.disk.step()?;
-        self.inner.write_all_at(data, pos)
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.disk.step()?;
-        self.inner.sync()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.disk.step()?;
-        self.inner.set_len(len)
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-}
-
-impl Storage for CrashingStorage {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.sim.create_dir_all(dir)
-    }
-    fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
-        let inner = self.sim.open(path)?;
-        Ok(Arc::new(CrashingFile {
-            inner,
-            disk: self.clone(),
-        }))
-    }
-    fn create(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
-        self.step()?;
-        let inner = self.sim.create(path)?;
-        Ok(Arc::new(CrashingFile {
-            inner,
-            disk: self.clone(),
-        }))
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.sim.list(dir)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.step()?;
-        self.sim.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        self.step()?;
-        self.sim.remove(path)
-    }
-    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.step()?;
-        self.sim.remove_dir_all(dir)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.step()?;
-        self.sim.sync_dir(dir)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.sim.exists(path)
     }
 }
 

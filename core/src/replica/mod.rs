@@ -15,7 +15,7 @@
 //! controller's committed partition state comes back ([`ReplicaManager::apply_partition_state`]
 //! or a new registration through [`ReplicaManager::become_leader`]).
 //!
-//! Imports: `log`, `controller`, `clock`, `topic_config` (below it in the layer list).
+//! Imports: `log`, `controller`, `clock` and `sync`, all below it in the layer list.
 
 pub mod alter_partition;
 pub mod partition;
@@ -28,7 +28,7 @@ pub use alter_partition::{
 };
 pub use partition::{EpochEndOffset, Partition, ReplicaSnapshot};
 pub use replica_manager::{
-    FetchPosition, FollowerFetch, ReplicaManager, ReplicaManagerConfig, RequiredAcks,
+    FetchPosition, FollowerFetch, PendingAppend, ReplicaManager, ReplicaManagerConfig, RequiredAcks,
 };
 
 use crate::log::LogError;

@@ -212,9 +212,12 @@ impl ReplicaManager {
         log: Arc<PartitionLog>,
     ) -> Arc<Partition> {
         let mut map = self.partitions.write_unpoisoned();
-        map.entry((topic.to_string(), partition))
-            .or_insert_with(|| {
-                Arc::new(Partition::new(
+        let key = (topic.to_string(), partition);
+        match map.get(&key) {
+            // A topic deleted and created again under the same name is another partition.
+            Some(p) if p.topic_id() == topic_id => p.clone(),
+            _ => {
+                let p = Arc::new(Partition::new(
                     topic,
                     topic_id,
                     partition,
@@ -222,13 +225,15 @@ impl ReplicaManager {
                     log,
                     self.clock.clone(),
                     self.config.replica_lag_time_max,
-                ))
-            })
-            .clone()
+                ));
+                map.insert(key, p.clone());
+                p
+            }
+        }
     }
 
     /// `reg` names this node the leader of `topic`-`partition` (whose log is `log`; ignored if
-    /// the partition is hosted already). A new leader epoch starts a new leadership: the epoch
+    /// the partition is hosted already under the same topic id). A new leader epoch starts a new leadership: the epoch
     /// is written to the log's leader epoch cache (durably) before anything is appended under it,
     /// and every follower's state starts afresh. The same epoch with a newer partition epoch
     /// updates replicas and ISR. If the epoch cannot be recorded (a disk error, or the log has
@@ -309,6 +314,22 @@ impl ReplicaManager {
         acks: RequiredAcks,
         timeout: Duration,
     ) -> Result<AppendInfo, ReplicaError> {
+        self.append_to_leader(topic, partition, records, acks)?
+            .wait(timeout)
+            .await
+    }
+
+    /// The first half of [`Self::append_records`] (Kafka's append before its delayed produce):
+    /// the leadership and `min.insync.replicas` checks and the append itself, now, so that a
+    /// connection's pipelined requests are appended in order; [`PendingAppend::wait`] does the
+    /// waiting.
+    pub fn append_to_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[u8],
+        acks: RequiredAcks,
+    ) -> Result<PendingAppend, ReplicaError> {
         let p = self.get(topic, partition)?;
         let (leader_epoch, isr) = p.check_leader(-1)?;
         let min_isr = p.min_insync_replicas();
@@ -320,23 +341,12 @@ impl ReplicaManager {
             p.appended(p.log().log_end_offset());
             Ok(info)
         })?;
-        if acks == RequiredAcks::None {
-            let p = p.clone();
-            tokio::task::spawn_blocking(move || match p.log().flush_to(info.last_offset) {
-                Ok(()) => {
-                    p.maybe_increment_high_watermark();
-                }
-                Err(e) => tracing::error!(error = %e, "background flush after acks=0 failed"),
-            });
-            return Ok(info);
-        }
-        let flushing = p.clone();
-        tokio::task::spawn_blocking(move || flushing.log().flush_to(info.last_offset)).await??;
-        p.maybe_increment_high_watermark();
-        if acks == RequiredAcks::Leader {
-            return Ok(info);
-        }
-        wait_for_commit(&p, leader_epoch, info, timeout).await
+        Ok(PendingAppend {
+            partition: p,
+            leader_epoch,
+            info,
+            acks,
+        })
     }
 
     /// A follower's fetch of `topic`-`partition` (blocking: it reads, and may fsync this leader;
@@ -544,6 +554,23 @@ impl ReplicaManager {
         n
     }
 
+    /// Kafka's `isr-expiration` task: [`Self::maybe_shrink_isr`] every
+    /// [`Self::isr_check_interval`] until `stop` completes.
+    pub async fn run_isr_expiration(&self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut tick =
+            tokio::time::interval(self.isr_check_interval().max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {
+                    self.maybe_shrink_isr(self.clock.now()).await;
+                }
+            }
+        }
+    }
+
     /// May `replica_id`, fetching under `broker_epoch`, join an ISR: registered, unfenced, not
     /// shutting down, and fetching under its registered broker epoch (KIP-903).
     fn isr_eligible(&self, replica_id: i32, broker_epoch: i64) -> bool {
@@ -611,6 +638,51 @@ impl ReplicaManager {
                 );
             }
         }
+    }
+}
+
+/// Records appended on the leader, not yet acknowledged (see
+/// [`ReplicaManager::append_to_leader`]).
+#[derive(Debug)]
+pub struct PendingAppend {
+    partition: Arc<Partition>,
+    leader_epoch: i32,
+    info: AppendInfo,
+    acks: RequiredAcks,
+}
+
+impl PendingAppend {
+    /// What the append assigned.
+    pub fn info(&self) -> AppendInfo {
+        self.info
+    }
+
+    /// Wait as the acks ask: acks=0 returns at once (the records are flushed in the
+    /// background), acks=1 once they are durable here, acks=all once the high watermark passed
+    /// them (at most `timeout`; see the module doc for the errors).
+    pub async fn wait(self, timeout: Duration) -> Result<AppendInfo, ReplicaError> {
+        let PendingAppend {
+            partition: p,
+            leader_epoch,
+            info,
+            acks,
+        } = self;
+        if acks == RequiredAcks::None {
+            tokio::task::spawn_blocking(move || match p.log().flush_to(info.last_offset) {
+                Ok(()) => {
+                    p.maybe_increment_high_watermark();
+                }
+                Err(e) => tracing::error!(error = %e, "background flush after acks=0 failed"),
+            });
+            return Ok(info);
+        }
+        let flushing = p.clone();
+        tokio::task::spawn_blocking(move || flushing.log().flush_to(info.last_offset)).await??;
+        p.maybe_increment_high_watermark();
+        if acks == RequiredAcks::Leader {
+            return Ok(info);
+        }
+        wait_for_commit(&p, leader_epoch, info, timeout).await
     }
 }
 
@@ -1513,5 +1585,41 @@ mod tests {
             "the suffix of epoch 1 is gone, epoch 2's record is in"
         );
         assert_eq!(log3.latest_epoch(), Some(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_isr_expiration_task_shrinks_on_its_own() {
+        let f = Arc::new(Fixture::new(1));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = {
+            let f = f.clone();
+            tokio::spawn(async move {
+                f.rm.run_isr_expiration(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+            })
+        };
+        f.fetch(2, 0).unwrap();
+        f.clock.advance(LAG + Duration::from_secs(1));
+        f.fetch(2, 0).unwrap(); // 2 stays caught up (nothing to fetch), 3 never fetched
+        tokio::time::sleep(LAG).await; // the task ticks (paused time moves by itself)
+        assert_eq!(f.partition().isr(), vec![1, 2]);
+        assert_eq!(f.controller.registration().isr, vec![1, 2]);
+        stop_tx.send(()).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_recreated_topic_is_a_new_partition() {
+        let f = Fixture::new(1);
+        let old = f.partition();
+        let reg = f.controller.registration();
+        let other = Uuid::new_v4();
+        let p =
+            f.rm.become_leader("t", other, 0, f.log.clone(), &reg)
+                .unwrap();
+        assert!(!Arc::ptr_eq(&old, &p));
+        assert_eq!(f.rm.partition("t", 0).unwrap().topic_id(), other);
     }
 }

@@ -12,7 +12,8 @@
 //! UNKNOWN_LEADER_EPOCH, unknown partition) and connection errors back off; each round takes the
 //! partitions and their leaders afresh from the [`ReplicaManager`], which the metadata image
 //! drives, and a broken connection is reopened through the [`LeaderConnector`] (which resolves
-//! the broker's address again).
+//! the broker's address again). The transport is a [`LeaderChannel`]: a rill-client
+//! [`Connection`] ([`DirectConnector`]) or the cluster module's authenticated peer connection.
 //!
 //! Not handled yet: a follower whose log end is below the leader's log start (OFFSET_OUT_OF_RANGE:
 //! Kafka truncates fully and starts at the leader's log start); it backs off and logs.
@@ -71,9 +72,16 @@ pub enum FetcherError {
     /// The metadata image names no cluster address for the leader.
     #[error("no cluster address is known for broker {0}")]
     UnknownBroker(i32),
-    /// Connecting or talking to the leader failed.
+    /// Connecting or talking to the leader failed (rill-client).
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// Connecting or talking to the leader failed (another [`LeaderChannel`]).
+    #[error("cannot reach broker {leader}: {source}")]
+    Transport {
+        leader: i32,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The whole Fetch was refused.
     #[error("broker {leader} refused the fetch: {code:?}")]
     Refused { leader: i32, code: ResponseError },
@@ -85,18 +93,36 @@ pub enum FetcherError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// What [`LeaderConnector::connect`] yields.
-pub type ConnectFuture = Pin<Box<dyn Future<Output = Result<Connection, FetcherError>> + Send>>;
+/// What [`LeaderChannel::fetch`] yields.
+pub type FetchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<FetchResponse, FetcherError>> + Send + 'a>>;
 
-/// Opens a connection to a broker's cluster listener, ready for requests (authenticated as the
-/// cluster listener requires).
+/// A connection to one leader's cluster listener that carries replica Fetch requests (a
+/// rill-client [`Connection`], or the cluster module's authenticated peer connection).
+pub trait LeaderChannel: Send {
+    /// Send `req` as Fetch `version` and wait for its response.
+    fn fetch<'a>(&'a mut self, version: i16, req: &'a FetchRequest) -> FetchFuture<'a>;
+}
+
+impl LeaderChannel for Connection {
+    fn fetch<'a>(&'a mut self, version: i16, req: &'a FetchRequest) -> FetchFuture<'a> {
+        Box::pin(async move { Ok(self.send_with_version(req, version).await?) })
+    }
+}
+
+/// What [`LeaderConnector::connect`] yields.
+pub type ConnectFuture =
+    Pin<Box<dyn Future<Output = Result<Box<dyn LeaderChannel>, FetcherError>> + Send>>;
+
+/// Opens a channel to a broker's cluster listener, ready for requests (authenticated as the
+/// cluster listener requires). The fetcher opens a new one after any error.
 pub trait LeaderConnector: Send + Sync + 'static {
-    /// A connection to broker `broker_id`.
+    /// A channel to broker `broker_id` (its address as the newest metadata image has it).
     fn connect(&self, broker_id: i32) -> ConnectFuture;
 }
 
 /// A [`LeaderConnector`] that opens rill-client connections (TCP or TLS, optional SASL, as
-/// `options` say) to the address `addresses` names for a broker (from the metadata image).
+/// `options` say) to the address `addresses` names for a broker.
 pub struct DirectConnector {
     addresses: Arc<dyn Fn(i32) -> Option<String> + Send + Sync>,
     options: ConnectOptions,
@@ -118,7 +144,8 @@ impl LeaderConnector for DirectConnector {
         let options = self.options.clone();
         Box::pin(async move {
             let addr = addr.ok_or(FetcherError::UnknownBroker(broker_id))?;
-            Ok(Connection::connect(&addr, &options).await?)
+            let conn = Connection::connect(&addr, &options).await?;
+            Ok(Box::new(conn) as Box<dyn LeaderChannel>)
         })
     }
 }
@@ -177,7 +204,7 @@ async fn fetch_from(
     config: ReplicaFetcherConfig,
     stop: CancellationToken,
 ) {
-    let mut conn: Option<Connection> = None;
+    let mut conn: Option<Box<dyn LeaderChannel>> = None;
     let mut changes = replicas.watch_changes();
     while !stop.is_cancelled() {
         let positions = replicas.fetch_positions(leader);
@@ -195,7 +222,7 @@ async fn fetch_from(
             let Some(c) = conn.as_mut() else {
                 return Err(FetcherError::UnknownBroker(leader));
             };
-            fetch_round(leader, &replicas, c, &config, &positions).await
+            fetch_round(leader, &replicas, c.as_mut(), &config, &positions).await
         };
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,
@@ -205,7 +232,13 @@ async fn fetch_from(
             Ok(clean) => !clean,
             Err(e) => {
                 tracing::warn!(leader, error = %e, "replica fetch failed; backing off");
-                if matches!(e, FetcherError::Client(_) | FetcherError::UnknownBroker(_)) {
+                if matches!(
+                    e,
+                    FetcherError::Client(_)
+                        | FetcherError::Transport { .. }
+                        | FetcherError::UnknownBroker(_)
+                        | FetcherError::Refused { .. }
+                ) {
                     conn = None;
                 }
                 true
@@ -285,7 +318,7 @@ fn fetch_request(
 async fn fetch_round(
     leader: i32,
     replicas: &Arc<ReplicaManager>,
-    conn: &mut Connection,
+    conn: &mut dyn LeaderChannel,
     config: &ReplicaFetcherConfig,
     positions: &[FetchPosition],
 ) -> Result<bool, FetcherError> {
@@ -297,7 +330,7 @@ async fn fetch_round(
         config,
         positions,
     );
-    let resp: FetchResponse = conn.send_with_version(&req, version).await?;
+    let resp = conn.fetch(version, &req).await?;
     if let Some(code) = ResponseError::try_from_code(resp.error_code) {
         return Err(FetcherError::Refused { leader, code });
     }
@@ -377,6 +410,8 @@ async fn fetch_round(
 mod tests {
     use std::sync::Mutex;
 
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
     use rill_core::batch::BatchBuilder;
     use rill_core::broker::{Broker, BrokerConfig};
     use rill_core::clock::system_clock;
@@ -600,8 +635,9 @@ mod tests {
             shutdown.clone(),
         )
         .await;
+        let leader_addr = addr.clone();
         let addresses: Arc<dyn Fn(i32) -> Option<String> + Send + Sync> =
-            Arc::new(move |id| (id == 1).then(|| addr.clone()));
+            Arc::new(move |id| (id == 1).then(|| leader_addr.clone()));
         let connector = Arc::new(DirectConnector::new(addresses, ConnectOptions::default()));
         let config = ReplicaFetcherConfig {
             backoff: Duration::from_millis(50),
@@ -630,18 +666,37 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // acks=all now waits for 2's durable copy, over the wire.
-        let info = rm1
-            .append_records(
-                "t",
-                0,
-                &batch(&["e"]),
-                RequiredAcks::All,
-                Duration::from_secs(10),
-            )
+        // A Kafka producer's acks=all (Produce through the listener) waits for 2's durable copy.
+        let mut producer = Connection::connect(&addr, &ConnectOptions::default())
             .await
             .unwrap();
-        assert_eq!(info.base_offset, 4);
+        let produce = |acks: i16, value: &str| {
+            ProduceRequest::default()
+                .with_acks(acks)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch(&[value])))])])
+        };
+        let resp: ProduceResponse = producer.send(&produce(-1, "e")).await.unwrap();
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, 4));
+        assert!(
+            log1.high_watermark() >= 5,
+            "acknowledged only once committed"
+        );
+        assert!(
+            log2.flushed_offset() >= 5,
+            "durable on the follower before the ack"
+        );
+        // acks=2 is not a Kafka value.
+        let resp: ProduceResponse = producer.send(&produce(2, "f")).await.unwrap();
+        assert_eq!(
+            resp.responses[0].partition_responses[0].error_code,
+            ResponseError::InvalidRequiredAcks.code()
+        );
         while log2.high_watermark() < 5 {
             assert!(
                 tokio::time::Instant::now() < deadline,

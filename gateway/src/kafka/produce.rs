@@ -6,6 +6,12 @@
 //! waits (the connection is not read meanwhile) until the pressure clears or its `timeout_ms`
 //! expires; the held-back topics are then answered `REQUEST_TIMED_OUT` (retriable) and nothing
 //! is appended for them.
+//!
+//! In a cluster (the context has a replica manager) every partition goes through
+//! [`ReplicaManager::append_to_leader`](rill_core::replica::ReplicaManager::append_to_leader):
+//! NOT_LEADER_OR_FOLLOWER where this node does not lead, NOT_ENOUGH_REPLICAS for acks=all below
+//! `min.insync.replicas`, and acks=all waits for the high watermark (REQUEST_TIMED_OUT after
+//! `timeout_ms`, NOT_ENOUGH_REPLICAS_AFTER_APPEND, NOT_LEADER_OR_FOLLOWER if leadership moves).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +23,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use rill_core::log::{AppendInfo, PartitionLog};
+use rill_core::replica::{PendingAppend, RequiredAcks};
 
 use super::reply::Reply;
 use super::{error_codes, Context};
@@ -24,10 +31,40 @@ use super::{error_codes, Context};
 /// Outcome of one partition's append.
 enum Appended {
     Ok(Arc<PartitionLog>, AppendInfo),
+    /// Appended on this leader of a replicated partition; acknowledged as the acks say.
+    Replicated(PendingAppend),
     Err(i16, String),
 }
 
-fn append_one(ctx: &Context, topic: &str, partition: i32, records: Option<&Bytes>) -> Appended {
+fn append_one(
+    ctx: &Context,
+    topic: &str,
+    partition: i32,
+    records: Option<&Bytes>,
+    acks: i16,
+) -> Appended {
+    if let Some(replicas) = &ctx.replicas {
+        let Some(records) = records else {
+            return Appended::Err(
+                ResponseError::CorruptMessage.code(),
+                "null record set".to_string(),
+            );
+        };
+        let Some(acks) = RequiredAcks::from_kafka(acks) else {
+            return Appended::Err(
+                ResponseError::InvalidRequiredAcks.code(),
+                format!("acks must be -1, 0 or 1, not {acks}"),
+            );
+        };
+        return match replicas.append_to_leader(topic, partition, records, acks) {
+            Ok(pending) => {
+                ctx.metrics
+                    .produced(records.len() as u64, u64::from(pending.info().record_count));
+                Appended::Replicated(pending)
+            }
+            Err(e) => Appended::Err(error_codes::replica_error_code(&e), e.to_string()),
+        };
+    }
     let log = match ctx.broker.partition(topic, partition) {
         Ok(log) => log,
         Err(e) => {
@@ -82,7 +119,7 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Re
                         .to_string(),
                 )
             } else {
-                append_one(ctx, &name, p.index, p.records.as_ref())
+                append_one(ctx, &name, p.index, p.records.as_ref(), req.acks)
             };
             if let Appended::Err(code, msg) = &outcome {
                 failed = true;
@@ -96,9 +133,11 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Re
     if req.acks == 0 {
         // Nobody waits, but the records only become visible (high watermark) once durable under
         // the flush policy, so flush in the background.
-        for (_, parts) in &results {
+        for (_, parts) in results {
             for (_, outcome) in parts {
-                if let Appended::Ok(log, info) = outcome {
+                if let Appended::Replicated(pending) = outcome {
+                    tokio::spawn(pending.wait(Duration::ZERO));
+                } else if let Appended::Ok(log, info) = outcome {
                     let (log, last) = (log.clone(), info.last_offset);
                     tokio::task::spawn_blocking(move || {
                         if let Err(e) = log.flush_to(last) {
@@ -114,11 +153,12 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Re
             Reply::Nothing
         };
     }
+    let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
     Reply::Later(Box::pin(async move {
         let topics = join_all(results.into_iter().map(|(name, parts)| async move {
             let partition_responses =
                 join_all(parts.into_iter().map(|(index, outcome)| async move {
-                    partition_response(version, index, outcome).await
+                    partition_response(version, index, outcome, timeout).await
                 }))
                 .await;
             TopicProduceResponse::default()
@@ -164,9 +204,19 @@ async fn partition_response(
     version: i16,
     index: i32,
     outcome: Appended,
+    timeout: Duration,
 ) -> PartitionProduceResponse {
     let resp = PartitionProduceResponse::default().with_index(index);
     let (code, msg) = match outcome {
+        Appended::Replicated(pending) => match pending.wait(timeout).await {
+            Ok(info) => {
+                return resp
+                    .with_base_offset(info.base_offset)
+                    .with_log_append_time_ms(info.log_append_time)
+                    .with_log_start_offset(info.log_start_offset);
+            }
+            Err(e) => (error_codes::replica_error_code(&e), e.to_string()),
+        },
         Appended::Ok(log, info) => {
             let last = info.last_offset;
             let flushed = tokio::task::spawn_blocking(move || log.flush_to(last)).await;
