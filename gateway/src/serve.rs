@@ -299,7 +299,11 @@ impl Node {
         if let Some(meta) = &formatted {
             crate::cluster::check_settings(&settings, meta)?;
         }
-        let broker_config = settings.broker.clone();
+        let mut broker_config = settings.broker.clone();
+        if formatted.is_some() {
+            // A cluster member keeps only the replicas the metadata image assigns to it.
+            broker_config.hosting = rill_core::broker::Hosting::Assigned;
+        }
         let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config))
             .await
             .map_err(|e| ServeError::Task(e.to_string()))??;
@@ -360,6 +364,22 @@ impl Node {
                 settings.kafka_tls.is_some(),
             ))
         });
+        // In a cluster: the replicas this node hosts, their ISR changes going to the controller.
+        let replicas = cluster.as_ref().map(|c| {
+            let view: Arc<dyn crate::kafka::cluster_view::ClusterView> = Arc::new(c.node.clone());
+            rill_core::replica::ReplicaManager::new(
+                rill_core::replica::ReplicaManagerConfig {
+                    broker_id: settings.node_id,
+                    replica_lag_time_max: std::time::Duration::from_millis(
+                        settings.cluster.replica_lag_time_max_ms,
+                    ),
+                },
+                rill_core::clock::system_clock(),
+                Arc::new(crate::cluster::alter_partition::ControllerAlterPartitionManager::new(
+                    view,
+                )),
+            )
+        });
         let ctx = Arc::new(Context {
             broker: broker.clone(),
             groups: groups.clone(),
@@ -382,7 +402,7 @@ impl Node {
                 Arc::new(c.node.clone()) as Arc<dyn crate::kafka::cluster_view::ClusterView>
             }),
             listener: kafka::context::ListenerKind::Client,
-            replicas: None,
+            replicas: replicas.clone(),
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
@@ -390,8 +410,34 @@ impl Node {
         let kafka_liveness = Liveness::new();
         let mqtt_liveness = Liveness::new();
         let cluster_addr = cluster.as_ref().map(|c| c.addr);
-        let cluster =
-            cluster.map(|c| c.serve(ctx.clone(), shutdown.clone(), &listeners, &connections));
+        let cluster = cluster.map(|c| {
+            // The cluster listener's connections are inter-node: replica fetches are served there.
+            let cluster_ctx = Arc::new(Context {
+                listener: kafka::context::ListenerKind::Cluster,
+                ..(*ctx).clone()
+            });
+            c.serve(cluster_ctx, shutdown.clone(), &listeners, &connections)
+        });
+        if let (Some(node), Some(replicas)) = (&cluster, &replicas) {
+            listeners.spawn(crate::cluster::metadata_publisher::run(
+                node.images(),
+                broker.clone(),
+                replicas.clone(),
+                shutdown.clone(),
+            ));
+            listeners.spawn(crate::cluster::replica_fetcher::run(
+                replicas.clone(),
+                Arc::new(node.clone()),
+                crate::cluster::replica_fetcher::ReplicaFetcherConfig::default(),
+                shutdown.clone(),
+            ));
+            let (expiring, stop) = (replicas.clone(), shutdown.clone());
+            listeners.spawn(async move {
+                expiring
+                    .run_isr_expiration(stop.cancelled_owned())
+                    .await
+            });
+        }
         listeners.spawn(kafka::server::run(
             ctx,
             kafka_listener,

@@ -11,16 +11,21 @@
 //! - [`controller`]: openraft on the controller stores, its network, the active controller's
 //!   duties and command forwarding,
 //! - [`broker_lifecycle`]: registration, heartbeats and controlled shutdown of this broker,
+//! - [`metadata_publisher`]: applies each new metadata image to this node's replicas (storage
+//!   and [`rill_core::replica::ReplicaManager`] roles),
+//! - [`alter_partition`]: ISR changes of partitions led here go to the active controller,
 //! - [`replica_fetcher`]: the follower side of partition replication (Kafka's
 //!   `ReplicaFetcherManager` / `ReplicaFetcherThread`): one task per leader broker fetching the
 //!   partitions this node follows, through [`rill_core::replica::ReplicaManager`].
 //!
 //! [`ClusterNode`] ties them together and is the [`ClusterView`] the Kafka handlers use.
 
+pub mod alter_partition;
 pub mod auth;
 pub mod broker_lifecycle;
 pub mod controller;
 pub mod listener;
+pub mod metadata_publisher;
 pub mod peer;
 pub mod replica_fetcher;
 pub mod rpc;
@@ -301,6 +306,51 @@ impl StartedCluster {
         listeners.spawn(node.controller.clone().run_duties(shutdown.clone()));
         listeners.spawn(node.lifecycle.clone().run(shutdown));
         node
+    }
+}
+
+/// A replica fetcher's channel to a leader: a [`peer::PeerClient`] (authenticated, bound to this
+/// node's cluster address) carrying Kafka Fetch requests.
+struct PeerChannel {
+    leader: i32,
+    client: peer::PeerClient,
+}
+
+impl replica_fetcher::LeaderChannel for PeerChannel {
+    fn fetch<'a>(
+        &'a mut self,
+        version: i16,
+        req: &'a kafka_protocol::messages::FetchRequest,
+    ) -> replica_fetcher::FetchFuture<'a> {
+        Box::pin(async move {
+            self.client
+                .kafka(kafka_protocol::messages::ApiKey::Fetch, version, req)
+                .await
+                .map_err(|e| replica_fetcher::FetcherError::Transport {
+                    leader: self.leader,
+                    source: Box::new(e),
+                })
+        })
+    }
+}
+
+impl replica_fetcher::LeaderConnector for ClusterNode {
+    fn connect(&self, broker_id: i32) -> replica_fetcher::ConnectFuture {
+        let client = self.broker_client(broker_id);
+        Box::pin(async move {
+            let client = client.ok_or(replica_fetcher::FetcherError::UnknownBroker(broker_id))?;
+            Ok(Box::new(PeerChannel {
+                leader: broker_id,
+                client,
+            }) as Box<dyn replica_fetcher::LeaderChannel>)
+        })
+    }
+}
+
+impl ClusterNode {
+    /// The metadata images this node's state machine applies, newest first.
+    pub fn images(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.image.clone()
     }
 }
 

@@ -1,0 +1,129 @@
+//! Applies the metadata image to this node's replicas (Kafka's `BrokerMetadataPublisher` and
+//! `ReplicaManager.applyDelta`): after every image this node's state machine applies, the
+//! difference to the image it acted on last ([`local_changes`]) says which local topic copies to
+//! drop, which topics to reconcile (the partitions hosted here, their configs), and which hosted
+//! partitions now lead or follow. The broker's storage and the [`ReplicaManager`] follow; the
+//! replica fetchers follow the replica manager.
+//!
+//! A failure to apply one topic (a disk error creating a replica) is logged and retried with the
+//! next image; the other topics go on.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use rill_core::broker::Broker;
+use rill_core::controller::local_replica_changes::{local_changes, LocalReplicaChanges};
+use rill_core::controller::MetadataImage;
+use rill_core::replica::ReplicaManager;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Applies every new image until `shutdown`.
+pub async fn run(
+    mut images: watch::Receiver<Arc<MetadataImage>>,
+    broker: Arc<Broker>,
+    replicas: Arc<ReplicaManager>,
+    shutdown: CancellationToken,
+) {
+    let mut applied: Option<Arc<MetadataImage>> = None;
+    loop {
+        let next = images.borrow_and_update().clone();
+        let changes = local_changes(applied.as_deref(), &next, replicas.broker_id());
+        replicas.update_image(next.clone());
+        let all_applied = if changes.is_empty() {
+            true
+        } else {
+            let (broker, replicas) = (broker.clone(), replicas.clone());
+            tokio::task::spawn_blocking(move || apply(&broker, &replicas, &changes))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "applying the metadata image failed");
+                    false
+                })
+        };
+        // A topic that failed is compared against the image it failed on again next time.
+        if all_applied {
+            applied = Some(next);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = images.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Applies `changes`; `false` if some topic could not be applied.
+fn apply(broker: &Broker, replicas: &ReplicaManager, changes: &LocalReplicaChanges) -> bool {
+    let mut ok = true;
+    for d in &changes.deletes {
+        for p in replicas.partitions() {
+            if p.topic() == d.name && p.topic_id() == d.topic_id {
+                replicas.stop_replica(&d.name, p.index());
+            }
+        }
+        match broker.delete_topic(&d.name) {
+            Ok(()) => tracing::info!(topic = %d.name, "removed the local copy of a deleted topic"),
+            Err(e) if broker.topic(&d.name).is_none() => {
+                tracing::debug!(topic = %d.name, error = %e, "deleted topic had no local copy")
+            }
+            Err(e) => {
+                ok = false;
+                tracing::error!(topic = %d.name, error = %e, "cannot remove the local copy of a deleted topic");
+            }
+        }
+    }
+    let mut failed: BTreeSet<&str> = BTreeSet::new();
+    for t in &changes.topics {
+        for p in replicas.partitions() {
+            if p.topic() == t.name && !t.hosted.contains(&p.index()) {
+                replicas.stop_replica(&t.name, p.index());
+            }
+        }
+        if let Err(e) =
+            broker.reconcile_topic(&t.name, t.topic_id, t.partition_count, &t.configs, &t.hosted)
+        {
+            ok = false;
+            failed.insert(&t.name);
+            tracing::error!(topic = %t.name, error = %e, "cannot create this node's replicas of a topic");
+        }
+    }
+    for (change, leader) in changes
+        .leaders
+        .iter()
+        .map(|c| (c, true))
+        .chain(changes.followers.iter().map(|c| (c, false)))
+    {
+        if failed.contains(change.topic.as_str()) {
+            continue;
+        }
+        let log = match broker.partition(&change.topic, change.partition) {
+            Ok(log) => log,
+            Err(e) => {
+                ok = false;
+                tracing::error!(topic = %change.topic, partition = change.partition, error = %e, "hosted replica has no log");
+                continue;
+            }
+        };
+        if leader {
+            if let Err(e) = replicas.become_leader(
+                &change.topic,
+                change.topic_id,
+                change.partition,
+                log,
+                &change.registration,
+            ) {
+                ok = false;
+                tracing::error!(topic = %change.topic, partition = change.partition, error = %e, "cannot lead the partition");
+            }
+        } else {
+            replicas.become_follower(
+                &change.topic,
+                change.topic_id,
+                change.partition,
+                log,
+                &change.registration,
+            );
+        }
+    }
+    ok
+}
