@@ -21,8 +21,10 @@ pub struct ClusterOptions {
     pub session_timeout_ms: u64,
     /// `[cluster] broker_heartbeat_interval_ms`.
     pub heartbeat_interval_ms: u64,
-    /// The shared secret (`None`: plaintext on loopback).
+    /// The shared secret (`None`: plaintext on loopback, unless `tls_dir`).
     pub secret: Option<String>,
+    /// mTLS: a directory with `ca.pem` and `node{N}.pem` / `node{N}.key` for each node.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Default for ClusterOptions {
@@ -32,6 +34,7 @@ impl Default for ClusterOptions {
             session_timeout_ms: 3000,
             heartbeat_interval_ms: 500,
             secret: Some("a-test-cluster-secret-0123456789".into()),
+            tls_dir: None,
         }
     }
 }
@@ -160,6 +163,15 @@ impl TestCluster {
         );
         if let Some(f) = secret_file {
             text.push_str(&format!("secret_file = {:?}\n", f.display().to_string()));
+        }
+        if let Some(dir) = &opts.tls_dir {
+            let file = |name: String| format!("{:?}", dir.join(name).display().to_string());
+            text.push_str(&format!(
+                "tls = {{ cert = {}, key = {}, ca = {} }}\n",
+                file(format!("node{id}.pem")),
+                file(format!("node{id}.key")),
+                file("ca.pem".into())
+            ));
         }
         std::fs::write(&m.config, text).expect("write node config");
     }

@@ -84,12 +84,6 @@ pub enum ClusterError {
          built yet); use flush = \"always\""
     )]
     IntervalFlush(u64),
-    /// mTLS is configured but not built.
-    #[error(
-        "[cluster] tls (mTLS between nodes) is not built yet; remove it and use [cluster] \
-         secret_file (shared-secret HMAC authentication) instead"
-    )]
-    TlsNotYet,
     /// No cluster listener address.
     #[error(
         "cluster mode needs a cluster listener: set --cluster-listen or [listeners] cluster \
@@ -132,9 +126,6 @@ pub fn check_settings(settings: &NodeSettings, meta: &MetaProperties) -> Result<
     }
     if let FlushPolicy::Interval { ms } = settings.broker.flush {
         return Err(ClusterError::IntervalFlush(ms));
-    }
-    if settings.cluster.tls.is_some() {
-        return Err(ClusterError::TlsNotYet);
     }
     Ok(())
 }
@@ -181,7 +172,13 @@ impl ClusterNode {
             .as_deref()
             .map(auth::Secret::load)
             .transpose()?;
-        auth::check_plaintext(secret.as_ref(), listen)?;
+        let tls = settings
+            .cluster
+            .tls
+            .as_ref()
+            .map(auth::ClusterTls::load)
+            .transpose()?;
+        auth::check_plaintext(secret.as_ref(), tls.is_some(), listen)?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| ClusterError::Bind {
@@ -199,6 +196,7 @@ impl ClusterNode {
             directory_id: meta.directory_id,
             secret,
             source_ip: (!addr.ip().is_unspecified()).then_some(addr.ip()),
+            tls,
         });
         let controller = Controller::start(
             &settings.broker.data_dir,
@@ -218,7 +216,12 @@ impl ClusterNode {
                 name: CLUSTER_LISTENER_NAME.to_string(),
                 host: adv_host,
                 port: adv_port,
-                security_protocol: "PLAINTEXT".to_string(),
+                security_protocol: if settings.cluster.tls.is_some() {
+                    "SSL"
+                } else {
+                    "PLAINTEXT"
+                }
+                .to_string(),
             },
         ];
         let lifecycle = BrokerLifecycle::new(

@@ -15,18 +15,25 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Mutex;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use uuid::Uuid;
 
-use super::auth::{self, Secret};
+use super::auth::{self, ClusterTls, Secret};
 use super::rpc::{self, Envelope, Hello, HelloAccepted, Proof, Refusal, WireError};
 
 /// How long connecting (TCP plus the handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The largest response frame accepted (snapshots travel in one frame).
 pub const MAX_FRAME: usize = 256 << 20;
+
+/// A connection's byte stream: TCP, or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+/// A boxed [`Io`].
+pub type BoxedIo = Box<dyn Io>;
 
 /// Who this node is on the wire.
 #[derive(Debug, Clone)]
@@ -43,6 +50,8 @@ pub struct Identity {
     pub secret: Option<Secret>,
     /// The source address of outgoing connections (the cluster listener's IP), if specific.
     pub source_ip: Option<IpAddr>,
+    /// mTLS (`[cluster] tls`), if configured.
+    pub tls: Option<ClusterTls>,
 }
 
 impl Identity {
@@ -139,7 +148,7 @@ pub struct PeerInfo {
 }
 
 struct Connection {
-    framed: Framed<TcpStream, LengthDelimitedCodec>,
+    framed: Framed<BoxedIo, LengthDelimitedCodec>,
     next_correlation: i32,
     peer: PeerInfo,
 }
@@ -208,7 +217,7 @@ impl PeerClient {
 
     async fn exchange(
         &self,
-        framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
+        framed: &mut Framed<BoxedIo, LengthDelimitedCodec>,
         frame: Bytes,
     ) -> Result<Bytes, PeerError> {
         let io = |reason: String| PeerError::Io {
@@ -238,8 +247,39 @@ impl PeerClient {
         rpc::from_cbor(&frame).map_err(|e| self.wire(e))
     }
 
-    async fn handshake(&self) -> Result<Connection, PeerError> {
+    /// TCP, then TLS when configured (the peer's certificate must name the host of its
+    /// address).
+    async fn connect_stream(&self) -> Result<BoxedIo, PeerError> {
         let stream = self.connect_tcp().await?;
+        let Some(tls) = &self.identity.tls else {
+            return Ok(Box::new(stream));
+        };
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = rustls_pki_types::ServerName::try_from(host).map_err(|e| {
+            PeerError::Authentication {
+                addr: self.addr.clone(),
+                reason: format!("not a TLS server name: {e}"),
+            }
+        })?;
+        let stream =
+            tls.connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| PeerError::Authentication {
+                    addr: self.addr.clone(),
+                    reason: format!("TLS: {e}"),
+                })?;
+        Ok(Box::new(stream))
+    }
+
+    async fn handshake(&self) -> Result<Connection, PeerError> {
+        let stream = self.connect_stream().await?;
         let mut framed = Framed::new(stream, codec());
         let id = &self.identity;
         let client_nonce = auth::nonce();
