@@ -12,8 +12,27 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rill_core::controller::{Command, CommandOutcome, ControllerError, MetadataImage};
+use rill_core::controller::{
+    BrokerRegistration, Command, CommandOutcome, ControllerError, Endpoint, MetadataImage,
+};
 use uuid::Uuid;
+
+/// The name of the listener a broker registers for Kafka clients (its `[listeners] kafka` address,
+/// as advertised); Metadata and DescribeCluster answer with this endpoint of every broker.
+pub const KAFKA_LISTENER_NAME: &str = "KAFKA";
+
+/// The endpoint of a broker that Kafka clients connect to (its [`KAFKA_LISTENER_NAME`]
+/// listener), if it registered one.
+pub fn kafka_endpoint(broker: &BrokerRegistration) -> Option<&Endpoint> {
+    broker
+        .listeners
+        .iter()
+        .find(|l| l.name == KAFKA_LISTENER_NAME)
+}
+
+/// The replication factor of topics created without one (CreateTopics with `-1`, auto-created
+/// topics) when the node's settings name none: Kafka's `default.replication.factor` default.
+pub const DEFAULT_REPLICATION_FACTOR: i16 = 1;
 
 /// A boxed future, so the trait stays object-safe.
 pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<CommandOutcome, SubmitError>> + Send>>;
@@ -75,4 +94,9 @@ pub trait ClusterView: Send + Sync + 'static {
     fn submit(&self, command: Command) -> SubmitFuture;
     /// The controller quorum as this node sees it.
     fn quorum(&self) -> QuorumInfo;
+    /// The replication factor for topics created without one (`[cluster]
+    /// default_replication_factor`).
+    fn default_replication_factor(&self) -> i16 {
+        DEFAULT_REPLICATION_FACTOR
+    }
 }
