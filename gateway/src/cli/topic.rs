@@ -40,7 +40,7 @@ pub enum TopicCommand {
     Create(CreateArgs),
     /// List topics.
     List,
-    /// Show a topic's partitions, leaders, offsets and configs.
+    /// Show a topic's partitions (leader, replicas, ISR, offline replicas), offsets and configs.
     Describe(NameArg),
     /// Change a topic's configs (IncrementalAlterConfigs).
     Alter(AlterArgs),
@@ -283,6 +283,7 @@ async fn describe(client: &mut Client, topic: &str, json: bool) -> anyhow::Resul
                     "leader": p.leader,
                     "replicas": p.replicas,
                     "isr": p.isr,
+                    "offline_replicas": p.offline_replicas,
                     "log_start_offset": start.get(&p.partition),
                     "high_watermark": end.get(&p.partition),
                 })
@@ -330,6 +331,7 @@ async fn describe(client: &mut Client, topic: &str, json: bool) -> anyhow::Resul
                 p.leader.to_string(),
                 list(&p.replicas),
                 list(&p.isr),
+                list(&p.offline_replicas),
                 start
                     .get(&p.partition)
                     .map(i64::to_string)
@@ -348,6 +350,7 @@ async fn describe(client: &mut Client, topic: &str, json: bool) -> anyhow::Resul
                 "LEADER",
                 "REPLICAS",
                 "ISR",
+                "OFFLINE",
                 "LOG-START-OFFSET",
                 "HIGH-WATERMARK"
             ],
