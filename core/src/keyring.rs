@@ -111,7 +111,8 @@ impl Drop for LoadedKey {
     }
 }
 
-/// Whether `dir` is missing or holds nothing but `lost+found` (the root of a fresh file system).
+/// Whether `dir` is missing or holds nothing but `lost+found` (the root of a fresh file system)
+/// and `meta.properties` (written by `rill cluster format` before the first start).
 pub fn data_dir_is_empty(dir: &Path) -> Result<bool, KeyError> {
     match std::fs::read_dir(dir) {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(true),
@@ -125,7 +126,10 @@ pub fn data_dir_is_empty(dir: &Path) -> Result<bool, KeyError> {
                     path: dir.to_path_buf(),
                     source,
                 })?;
-                if entry.file_name() != "lost+found" {
+                let name = entry.file_name();
+                if name != "lost+found"
+                    && name != crate::controller::meta_properties::META_PROPERTIES_FILE
+                {
                     return Ok(false);
                 }
             }

@@ -9,6 +9,7 @@
 //! name = "edge-01"            # readable name (mirroring); default: the host name
 //! data_dir = "./rill-data"
 //! key_file = "./rill-master.key"   # RILL_MASTER_KEY wins when set
+//! rack = "rack-a"             # Kafka's broker.rack (rack-aware replica placement)
 //!
 //! [listeners]
 //! kafka = "127.0.0.1:9092"
@@ -16,6 +17,17 @@
 //! http = "127.0.0.1:9644"
 //! mqtt = "127.0.0.1:1883"
 //! kafka_tls = { cert = "server.pem", key = "server.key" }
+//! cluster = "10.0.0.1:9093"   # the cluster listener (inter-node traffic, cluster mode only)
+//! advertised_cluster = "10.0.0.1:9093"   # default: the bound address
+//!
+//! [cluster]                   # only for a data directory formatted by `rill cluster format`
+//! secret_file = "/etc/rill/cluster.secret"   # shared secret: mutual HMAC-SHA256 challenge
+//! broker_session_timeout_ms = 9000
+//! broker_heartbeat_interval_ms = 2000
+//! replica_lag_time_max_ms = 30000
+//! default_replication_factor = 3   # capped by the brokers available (see docs/cluster.md)
+//! min_insync_replicas = 1
+//! # tls = { cert = "node.pem", key = "node.key", ca = "cluster-ca.pem" }   # not yet
 //!
 //! [storage]
 //! encryption = "auto"         # "auto" | "aes-256-gcm" | "chacha20-poly1305" | "off"
@@ -154,6 +166,80 @@ pub struct FileConfig {
     /// `[[mirror]]`: the bridge's mirrors, run inside the node (as with `--bridge-config`).
     #[serde(default)]
     pub mirror: Vec<MirrorConfig>,
+    /// `[cluster]`: settings of a node in a cluster (Kafka's names, snake_case).
+    #[serde(default)]
+    pub cluster: ClusterSection,
+}
+
+/// Default `broker.session.timeout.ms` (Kafka's).
+pub const DEFAULT_BROKER_SESSION_TIMEOUT_MS: u64 = 9000;
+/// Default `broker.heartbeat.interval.ms` (Kafka's).
+pub const DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS: u64 = 2000;
+/// Default `replica.lag.time.max.ms` (Kafka's).
+pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: u64 = 30000;
+/// Default `default.replication.factor` in a cluster: 3 (what a three-node cluster needs to
+/// survive the loss of one node with `min.insync.replicas` 2). Kafka's own default is 1; a topic
+/// created with more replicas than there are available brokers fails with
+/// INVALID_REPLICATION_FACTOR, as in Kafka.
+pub const DEFAULT_REPLICATION_FACTOR: i16 = 3;
+/// Default `min.insync.replicas` (Kafka's).
+pub const DEFAULT_MIN_INSYNC_REPLICAS: i16 = 1;
+
+/// `[cluster]`: Kafka's broker settings of a cluster member, in snake_case.
+#[derive(Debug, Default, Deserialize)]
+pub struct ClusterSection {
+    /// `replica.lag.time.max.ms` (default 30000).
+    pub replica_lag_time_max_ms: Option<u64>,
+    /// `broker.session.timeout.ms` (default 9000): the active controller fences a broker that sent
+    /// no heartbeat for this long.
+    pub broker_session_timeout_ms: Option<u64>,
+    /// `broker.heartbeat.interval.ms` (default 2000).
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// `default.replication.factor` (default [`DEFAULT_REPLICATION_FACTOR`]).
+    pub default_replication_factor: Option<i16>,
+    /// `min.insync.replicas` (default 1).
+    pub min_insync_replicas: Option<i16>,
+    /// A file holding the shared cluster secret (every node the same; at least 16 bytes).
+    pub secret_file: Option<PathBuf>,
+    /// mTLS against a cluster CA (not built yet: refused at start).
+    pub tls: Option<ClusterTlsFiles>,
+}
+
+/// `[cluster] tls = { cert, key, ca }`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ClusterTlsFiles {
+    /// The node's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The node's private key (PEM).
+    pub key: PathBuf,
+    /// The cluster CA every peer's certificate must chain to (PEM).
+    pub ca: PathBuf,
+}
+
+/// The cluster settings of a node, resolved (defaults applied). Whether the node is in cluster
+/// mode is decided by its data directory (`meta.properties`), not by these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// The cluster listener (`--cluster-listen`, `[listeners] cluster`).
+    pub listen: Option<SocketAddr>,
+    /// `host:port` advertised to peers (default: the bound address).
+    pub advertised: Option<(String, u16)>,
+    /// `replica.lag.time.max.ms`.
+    pub replica_lag_time_max_ms: u64,
+    /// `broker.session.timeout.ms`.
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: i16,
+    /// The shared secret file.
+    pub secret_file: Option<PathBuf>,
+    /// mTLS files (refused at start: not built yet).
+    pub tls: Option<ClusterTlsFiles>,
+    /// `[node] rack`.
+    pub rack: Option<String>,
 }
 
 /// `[groups]` (Kafka's names: `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
@@ -219,6 +305,8 @@ pub struct NodeSection {
     pub data_dir: Option<PathBuf>,
     /// Master key file.
     pub key_file: Option<PathBuf>,
+    /// Kafka's `broker.rack`.
+    pub rack: Option<String>,
 }
 
 /// `[listeners]`
@@ -234,6 +322,10 @@ pub struct ListenersSection {
     pub mqtt: Option<SocketAddr>,
     /// TLS for the Kafka listener.
     pub kafka_tls: Option<TlsFiles>,
+    /// The cluster listener address (cluster mode).
+    pub cluster: Option<SocketAddr>,
+    /// Address advertised to the other nodes (`host:port`).
+    pub advertised_cluster: Option<String>,
 }
 
 /// PEM files of a TLS listener.
@@ -440,6 +532,57 @@ impl FileConfig {
                 invalid("listeners.advertised_kafka", reason);
             }
         }
+        if let Some(adv) = &self.listeners.advertised_cluster {
+            if let Err(reason) = parse_host_port(adv) {
+                invalid("listeners.advertised_cluster", reason);
+            }
+        }
+        let c = &self.cluster;
+        for (key, v) in [
+            (
+                "cluster.broker_session_timeout_ms",
+                c.broker_session_timeout_ms,
+            ),
+            (
+                "cluster.broker_heartbeat_interval_ms",
+                c.broker_heartbeat_interval_ms,
+            ),
+            ("cluster.replica_lag_time_max_ms", c.replica_lag_time_max_ms),
+        ] {
+            if v == Some(0) {
+                invalid(key, "must be at least 1".to_string());
+            }
+        }
+        let session = c
+            .broker_session_timeout_ms
+            .unwrap_or(DEFAULT_BROKER_SESSION_TIMEOUT_MS);
+        let heartbeat = c
+            .broker_heartbeat_interval_ms
+            .unwrap_or(DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS);
+        if heartbeat >= session {
+            invalid(
+                "cluster.broker_heartbeat_interval_ms",
+                format!("{heartbeat} must be below cluster.broker_session_timeout_ms ({session})"),
+            );
+        }
+        for (key, v) in [
+            (
+                "cluster.default_replication_factor",
+                c.default_replication_factor,
+            ),
+            ("cluster.min_insync_replicas", c.min_insync_replicas),
+        ] {
+            if let Some(n) = v {
+                if n < 1 {
+                    invalid(key, format!("{n} is below 1"));
+                }
+            }
+        }
+        if let Some(rack) = &self.node.rack {
+            if rack.is_empty() {
+                invalid("node.rack", "is empty".to_string());
+            }
+        }
         out.extend(self.check_topic_defaults());
         out.extend(rill_bridge::config::check_mirrors(
             &self.mirror,
@@ -545,6 +688,8 @@ pub struct Overrides {
     pub master_key_env: Option<String>,
     /// `--kafka-sasl MECHANISMS`: require SASL with these mechanisms.
     pub kafka_sasl: Option<Vec<String>>,
+    /// `--cluster-listen`
+    pub cluster_listen: Option<SocketAddr>,
 }
 
 /// The node's effective settings: defaults, then the file, then flags.
@@ -576,6 +721,8 @@ pub struct NodeSettings {
     pub mqtt: crate::mqtt::MqttConfig,
     /// The file's `[[mirror]]` entries (the bridge runs them inside the node).
     pub mirrors: Vec<MirrorConfig>,
+    /// `[cluster]`, the cluster listener and the rack (used in cluster mode only).
+    pub cluster: ClusterSettings,
 }
 
 impl NodeSettings {
@@ -699,6 +846,38 @@ impl NodeSettings {
             groups: file.groups.resolve(),
             mqtt: file.mqtt.clone(),
             mirrors: file.mirror.clone(),
+            cluster: ClusterSettings {
+                listen: flags.cluster_listen.or(file.listeners.cluster),
+                advertised: file
+                    .listeners
+                    .advertised_cluster
+                    .as_deref()
+                    .map(|s| parse_host_port(s).map_err(|r| invalid("advertised_cluster", r)))
+                    .transpose()?,
+                replica_lag_time_max_ms: file
+                    .cluster
+                    .replica_lag_time_max_ms
+                    .unwrap_or(DEFAULT_REPLICA_LAG_TIME_MAX_MS),
+                broker_session_timeout_ms: file
+                    .cluster
+                    .broker_session_timeout_ms
+                    .unwrap_or(DEFAULT_BROKER_SESSION_TIMEOUT_MS),
+                broker_heartbeat_interval_ms: file
+                    .cluster
+                    .broker_heartbeat_interval_ms
+                    .unwrap_or(DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS),
+                default_replication_factor: file
+                    .cluster
+                    .default_replication_factor
+                    .unwrap_or(DEFAULT_REPLICATION_FACTOR),
+                min_insync_replicas: file
+                    .cluster
+                    .min_insync_replicas
+                    .unwrap_or(DEFAULT_MIN_INSYNC_REPLICAS),
+                secret_file: file.cluster.secret_file.clone(),
+                tls: file.cluster.tls.clone(),
+                rack: file.node.rack.clone(),
+            },
         })
     }
 }

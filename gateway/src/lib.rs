@@ -4,6 +4,7 @@
 //! - [`systemd`]: sd_notify readiness and the watchdog for `Type=notify` units,
 //! - [`config`]: the node's TOML configuration and `rill config validate`,
 //! - [`kafka`]: the Kafka protocol server, one module per API,
+//! - [`cluster`]: cluster mode (cluster listener, controller, broker registration),
 //! - [`mqtt`]: the MQTT 3.1.1 / 5 front end,
 //! - [`tls`]: rustls (ring) server configuration for the Kafka listener,
 //! - [`admin_http`]: `/health`, `/metrics` and `/bridge/status`,
@@ -14,6 +15,7 @@
 pub mod admin_http;
 pub mod bridge_metrics;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod kafka;
 pub mod metrics;

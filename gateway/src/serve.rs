@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// SCRAM-SHA-256, SCRAM-SHA-512); users come from `rill user add` (docs/security.md).
     #[arg(long, value_name = "MECHANISMS", value_delimiter = ',')]
     pub kafka_sasl: Option<Vec<String>>,
+    /// Cluster listener address (inter-node traffic) of a data directory formatted by `rill
+    /// cluster format` [default: `[listeners] cluster`].
+    #[arg(long, value_name = "ADDR")]
+    pub cluster_listen: Option<SocketAddr>,
 }
 
 /// Errors starting or stopping a node.
@@ -104,6 +108,9 @@ pub enum ServeError {
     /// The MQTT front end could not start.
     #[error(transparent)]
     Mqtt(#[from] crate::mqtt::MqttError),
+    /// Cluster mode could not start.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A running node.
@@ -124,6 +131,11 @@ pub struct Node {
     pub kafka_liveness: Liveness,
     /// Marked by the MQTT accept loops.
     pub mqtt_liveness: Liveness,
+    /// The bound cluster listener address (cluster mode).
+    pub cluster_addr: Option<SocketAddr>,
+    /// The cluster handle (cluster mode: the data directory was formatted by `rill cluster
+    /// format`).
+    pub cluster: Option<crate::cluster::ClusterNode>,
     shutdown: CancellationToken,
     connections: TaskTracker,
     listeners: TaskTracker,
@@ -137,6 +149,16 @@ pub fn advertised_for(bound: SocketAddr) -> (String, u16) {
         bound.ip()
     };
     (ip.to_string(), bound.port())
+}
+
+/// Kafka's security protocol name of the Kafka listener.
+fn security_protocol(settings: &NodeSettings) -> &'static str {
+    match (settings.kafka_tls.is_some(), settings.kafka_sasl.is_some()) {
+        (true, true) => "SASL_SSL",
+        (true, false) => "SSL",
+        (false, true) => "SASL_PLAINTEXT",
+        (false, false) => "PLAINTEXT",
+    }
 }
 
 /// Kafka broker-config names of node-level topic defaults.
@@ -164,12 +186,7 @@ fn broker_configs(
     advertised: &(String, u16),
 ) -> Vec<(String, String)> {
     let b = &settings.broker;
-    let scheme = match (settings.kafka_tls.is_some(), settings.kafka_sasl.is_some()) {
-        (true, true) => "SASL_SSL",
-        (true, false) => "SSL",
-        (false, true) => "SASL_PLAINTEXT",
-        (false, false) => "PLAINTEXT",
-    };
+    let scheme = security_protocol(settings);
     let mut out = vec![
         ("broker.id".to_string(), settings.node_id.to_string()),
         ("node.id".to_string(), settings.node_id.to_string()),
@@ -249,6 +266,10 @@ impl Node {
                 );
             }
         }
+        let formatted = crate::cluster::formatted(&settings.broker.data_dir)?;
+        if let Some(meta) = &formatted {
+            crate::cluster::check_settings(&settings, meta)?;
+        }
         let broker_config = settings.broker.clone();
         let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config))
             .await
@@ -273,6 +294,18 @@ impl Node {
             .advertised_kafka
             .clone()
             .unwrap_or_else(|| advertised_for(kafka_addr));
+        let cluster = match &formatted {
+            Some(meta) => {
+                let kafka_endpoint = rill_core::controller::Endpoint {
+                    name: crate::cluster::KAFKA_LISTENER_NAME.to_string(),
+                    host: advertised.0.clone(),
+                    port: advertised.1,
+                    security_protocol: security_protocol(&settings).to_string(),
+                };
+                Some(crate::cluster::ClusterNode::start(&settings, meta, kafka_endpoint).await?)
+            }
+            None => None,
+        };
         let bridge_status = rill_bridge::BridgeStatus::new();
         let mut metrics = Metrics::new();
         metrics.register_collector(Box::new(crate::bridge_metrics::BridgeCollector(
@@ -304,7 +337,9 @@ impl Node {
             node_id: settings.node_id,
             advertised_host: advertised.0.clone(),
             advertised_port: advertised.1,
-            cluster_id: broker.cluster_id(),
+            cluster_id: formatted
+                .as_ref()
+                .map_or_else(|| broker.cluster_id(), |m| m.cluster_id.clone()),
             socket_request_max_bytes: settings.socket_request_max_bytes,
             broker_configs: broker_configs(&settings, kafka_addr, &advertised),
             metrics: metrics.clone(),
@@ -314,14 +349,18 @@ impl Node {
             )),
             sasl,
             credentials,
-            // Set by the cluster module once `rill serve` joins a cluster (issue 11).
-            cluster: None,
+            cluster: cluster.as_ref().map(|c| {
+                Arc::new(c.node.clone()) as Arc<dyn crate::kafka::cluster_view::ClusterView>
+            }),
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
         listeners.spawn(kafka::groups::run_ticker(groups.clone(), shutdown.clone()));
         let kafka_liveness = Liveness::new();
         let mqtt_liveness = Liveness::new();
+        let cluster_addr = cluster.as_ref().map(|c| c.addr);
+        let cluster =
+            cluster.map(|c| c.serve(ctx.clone(), shutdown.clone(), &listeners, &connections));
         listeners.spawn(kafka::server::run(
             ctx,
             kafka_listener,
@@ -353,17 +392,31 @@ impl Node {
                 tracing::error!(error = %e, "admin HTTP server failed");
             }
         });
-        tracing::info!(
-            kafka = %kafka_addr,
-            http = %http_addr,
-            mqtt = %mqtt_addr,
-            node_id = settings.node_id,
-            node_name = %settings.node_name,
-            advertised = %format!("{}:{}", advertised.0, advertised.1),
-            tls = settings.kafka_tls.is_some(),
-            sasl = settings.kafka_sasl.is_some(),
-            "listening"
-        );
+        match cluster_addr {
+            Some(cluster_addr) => tracing::info!(
+                kafka = %kafka_addr,
+                http = %http_addr,
+                mqtt = %mqtt_addr,
+                cluster = %cluster_addr,
+                node_id = settings.node_id,
+                node_name = %settings.node_name,
+                advertised = %format!("{}:{}", advertised.0, advertised.1),
+                tls = settings.kafka_tls.is_some(),
+                sasl = settings.kafka_sasl.is_some(),
+                "listening"
+            ),
+            None => tracing::info!(
+                kafka = %kafka_addr,
+                http = %http_addr,
+                mqtt = %mqtt_addr,
+                node_id = settings.node_id,
+                node_name = %settings.node_name,
+                advertised = %format!("{}:{}", advertised.0, advertised.1),
+                tls = settings.kafka_tls.is_some(),
+                sasl = settings.kafka_sasl.is_some(),
+                "listening"
+            ),
+        }
         Ok(Node {
             kafka_addr,
             http_addr,
@@ -373,6 +426,8 @@ impl Node {
             bridge_status,
             kafka_liveness,
             mqtt_liveness,
+            cluster_addr,
+            cluster,
             shutdown,
             connections,
             listeners,
@@ -401,6 +456,10 @@ impl Node {
 
     /// Stop accepting, let in-flight requests finish (at most [`SHUTDOWN_GRACE`]), flush storage.
     pub async fn shutdown(self) -> Result<(), ServeError> {
+        if let Some(cluster) = &self.cluster {
+            // Leadership moves away while this node still serves (Kafka's controlled shutdown).
+            cluster.controlled_shutdown().await;
+        }
         self.shutdown.cancel();
         self.listeners.close();
         self.connections.close();
@@ -411,6 +470,9 @@ impl Node {
         .await;
         if drained.is_err() {
             tracing::warn!("in-flight requests did not finish in time; closing anyway");
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.stop().await;
         }
         let broker = self.broker.clone();
         tokio::task::spawn_blocking(move || broker.shutdown())
@@ -440,6 +502,7 @@ pub fn settings_from_args(args: &ServeArgs) -> Result<NodeSettings, ConfigFileEr
             .ok()
             .filter(|k| !k.is_empty()),
         kafka_sasl: args.kafka_sasl.clone(),
+        cluster_listen: args.cluster_listen,
     };
     NodeSettings::resolve(&file, &flags)
 }
@@ -534,8 +597,9 @@ fn notify_ready(
 
 /// Run a node until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // openraft narrates every election and vote at INFO; its warnings and errors stay.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -21,6 +21,7 @@ use openraft::{
     StoredMembership,
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::{
     ControllerEntry, ControllerLogId, ControllerResponse, ControllerStorageError, ControllerTypes,
@@ -93,6 +94,8 @@ struct Applied {
 struct Shared {
     dir: PathBuf,
     applied: Mutex<Applied>,
+    /// The image after the last applied batch, for readers that must not hold the lock.
+    published: watch::Sender<Arc<MetadataImage>>,
 }
 
 /// The controller's state machine; cheap to clone (clones share one image).
@@ -168,12 +171,20 @@ impl StateMachineStore {
             applied.image = file.image.clone();
             applied.snapshot = Some(file);
         }
+        let (published, _) = watch::channel(Arc::new(applied.image.clone()));
         Ok(StateMachineStore {
             shared: Arc::new(Shared {
                 dir: dir.to_path_buf(),
                 applied: Mutex::new(applied),
+                published,
             }),
         })
+    }
+
+    /// The image as of the last applied batch of entries (or installed snapshot), updated after
+    /// each: a reader gets an `Arc` without taking the state machine's lock.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.shared.published.subscribe()
     }
 
     /// Reads the current image.
@@ -275,11 +286,13 @@ impl RaftStateMachine<ControllerTypes> for StateMachineStore {
     {
         let mut a = self.shared.applied.lock_unpoisoned();
         let mut out = Vec::new();
+        let mut changed = false;
         for entry in entries {
             a.last_applied = Some(entry.log_id);
             out.push(match entry.payload {
                 EntryPayload::Blank => ControllerResponse::NoCommand,
                 EntryPayload::Normal(request) => {
+                    changed = true;
                     ControllerResponse::Applied(a.image.apply(entry.log_id.index, &request))
                 }
                 EntryPayload::Membership(m) => {
@@ -287,6 +300,11 @@ impl RaftStateMachine<ControllerTypes> for StateMachineStore {
                     ControllerResponse::NoCommand
                 }
             });
+        }
+        if changed {
+            self.shared
+                .published
+                .send_replace(Arc::new(a.image.clone()));
         }
         Ok(out)
     }
@@ -325,6 +343,9 @@ impl RaftStateMachine<ControllerTypes> for StateMachineStore {
         a.last_applied = meta.last_log_id;
         a.last_membership = meta.last_membership.clone();
         a.image = file.image;
+        self.shared
+            .published
+            .send_replace(Arc::new(a.image.clone()));
         Ok(())
     }
 

@@ -143,11 +143,22 @@ enum State {
     Failed,
 }
 
-/// One connection's SASL state.
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The Kafka listener clients use.
+    Client,
+    /// The cluster listener: other nodes of the cluster, authenticated as such (replica
+    /// fetches are served only here).
+    Cluster,
+}
+
+/// One connection's SASL state, and the listener it came in on.
 pub struct Session {
     state: State,
     auth: Option<Arc<Authenticator>>,
     close: bool,
+    listener: Listener,
 }
 
 fn auth_failed(mechanism: Mechanism) -> Failure {
@@ -171,7 +182,21 @@ impl Session {
             },
             auth,
             close: false,
+            listener: Listener::Client,
         }
+    }
+
+    /// A connection of the cluster listener, already authenticated as a node of the cluster.
+    pub fn cluster_peer() -> Session {
+        Session {
+            listener: Listener::Cluster,
+            ..Session::new(None)
+        }
+    }
+
+    /// The listener this connection came in on.
+    pub fn listener(&self) -> Listener {
+        self.listener
     }
 
     /// Whether a request of `api` may be served now.

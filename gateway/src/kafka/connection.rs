@@ -116,6 +116,21 @@ where
     tracing::debug!(%peer, "connection closed");
 }
 
+/// Handle one Kafka request frame of an already authenticated inter-node connection (the
+/// cluster listener, `session` from [`Session::cluster_peer`]) to its response frame, `None`
+/// when it has none (acks=0); `Err` closes the connection.
+pub async fn handle_cluster_frame(
+    ctx: &Arc<Context>,
+    frame: Bytes,
+    peer: SocketAddr,
+    session: &mut Session,
+) -> Result<Option<Bytes>, String> {
+    match handle_frame(ctx, frame, peer, session).await? {
+        None => Ok(None),
+        Some(out) => out.await.transpose(),
+    }
+}
+
 /// A raw SASL token after SaslHandshake v0: the answer is a raw token too; a failure closes the
 /// connection without one (Kafka's legacy flow).
 fn raw_token(

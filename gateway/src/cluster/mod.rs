@@ -1,0 +1,343 @@
+//! Cluster mode (issue 11): what makes several `rill serve` processes one cluster.
+//!
+//! A data directory formatted by `rill cluster format` (it holds `meta.properties`) starts the
+//! node in cluster mode; a plain data directory keeps the node alone, exactly as before.
+//!
+//! - [`rpc`]: the wire format of the private inter-node APIs (Kafka framing, CBOR bodies),
+//! - [`auth`]: the shared-secret HMAC handshake before the first RPC,
+//! - [`peer`]: outgoing connections (bound to this node's cluster address),
+//! - [`listener`]: the cluster listener, serving the private APIs, BrokerRegistration /
+//!   BrokerHeartbeat and, for other nodes, the Kafka APIs (replica Fetch),
+//! - [`controller`]: openraft on the controller stores, its network, the active controller's
+//!   duties and command forwarding,
+//! - [`broker_lifecycle`]: registration, heartbeats and controlled shutdown of this broker.
+//!
+//! [`ClusterNode`] ties them together and is the [`ClusterView`] the Kafka handlers use.
+
+pub mod auth;
+pub mod broker_lifecycle;
+pub mod controller;
+pub mod listener;
+pub mod peer;
+pub mod rpc;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rill_core::controller::meta_properties::{MetaProperties, MetaPropertiesError};
+use rill_core::controller::{Command, ControllerRequest, Endpoint, MetadataImage};
+use rill_core::log::FlushPolicy;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::config::NodeSettings;
+use crate::kafka::cluster_view::{
+    ClusterView, QuorumInfo, QuorumMember, SubmitError, SubmitFuture,
+};
+use crate::kafka::Context;
+use broker_lifecycle::{BrokerLifecycle, BrokerState};
+use controller::{Controller, ControllerStartError, SubmitFailure};
+use peer::Identity;
+
+/// Listener name of the cluster listener in broker registrations.
+pub const CLUSTER_LISTENER_NAME: &str = "CLUSTER";
+/// Listener name of the Kafka (client) listener in broker registrations.
+pub const KAFKA_LISTENER_NAME: &str = crate::kafka::describe_cluster::KAFKA_LISTENER;
+
+/// Errors starting cluster mode.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// `meta.properties` does not read.
+    #[error(transparent)]
+    MetaProperties(#[from] MetaPropertiesError),
+    /// `--node-id` differs from the formatted one.
+    #[error(
+        "--node-id {given} does not match node.id {formatted} in {path} (the data directory was \
+         formatted by `rill cluster format --node-id {formatted}`)"
+    )]
+    NodeIdMismatch {
+        /// The node id of the flags / file.
+        given: i32,
+        /// The formatted one.
+        formatted: i32,
+        /// `meta.properties`.
+        path: PathBuf,
+    },
+    /// Interval flushing without KIP-966's unclean-shutdown exclusion.
+    #[error(
+        "flush = {{ interval_ms = {0} }} is refused in cluster mode: acknowledged records could \
+         be lost when several nodes lose power, because a node restarting after an unclean \
+         shutdown is not yet kept out of leadership and the ISR until it caught up (KIP-966, not \
+         built yet); use flush = \"always\""
+    )]
+    IntervalFlush(u64),
+    /// mTLS is configured but not built.
+    #[error(
+        "[cluster] tls (mTLS between nodes) is not built yet; remove it and use [cluster] \
+         secret_file (shared-secret HMAC authentication) instead"
+    )]
+    TlsNotYet,
+    /// No cluster listener address.
+    #[error(
+        "cluster mode needs a cluster listener: set --cluster-listen or [listeners] cluster \
+         (this node's voter address is {0})"
+    )]
+    NoClusterListener(String),
+    /// Secret or insecure setup.
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    /// The cluster listener does not bind.
+    #[error("cannot bind the cluster listener on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The controller does not start.
+    #[error(transparent)]
+    Controller(#[from] ControllerStartError),
+}
+
+/// Reads `meta.properties` of `data_dir`: `Some` means cluster mode.
+pub fn formatted(data_dir: &Path) -> Result<Option<MetaProperties>, ClusterError> {
+    Ok(MetaProperties::read(data_dir)?)
+}
+
+/// The settings checks of cluster mode (before anything is opened).
+pub fn check_settings(settings: &NodeSettings, meta: &MetaProperties) -> Result<(), ClusterError> {
+    if settings.node_id != meta.node_id {
+        return Err(ClusterError::NodeIdMismatch {
+            given: settings.node_id,
+            formatted: meta.node_id,
+            path: settings
+                .broker
+                .data_dir
+                .join(rill_core::controller::meta_properties::META_PROPERTIES_FILE),
+        });
+    }
+    if let FlushPolicy::Interval { ms } = settings.broker.flush {
+        return Err(ClusterError::IntervalFlush(ms));
+    }
+    if settings.cluster.tls.is_some() {
+        return Err(ClusterError::TlsNotYet);
+    }
+    Ok(())
+}
+
+/// A node in cluster mode: the controller, the broker lifecycle and the image they maintain.
+#[derive(Clone)]
+pub struct ClusterNode {
+    controller: Arc<Controller>,
+    lifecycle: Arc<BrokerLifecycle>,
+    image: watch::Receiver<Arc<MetadataImage>>,
+}
+
+/// A started (not yet serving) cluster node and its bound listener.
+pub struct StartedCluster {
+    /// The handle.
+    pub node: ClusterNode,
+    /// The bound cluster listener address.
+    pub addr: SocketAddr,
+    listener: TcpListener,
+}
+
+impl ClusterNode {
+    /// Binds the cluster listener and starts the controller. `kafka` is the Kafka endpoint
+    /// advertised to clients.
+    pub async fn start(
+        settings: &NodeSettings,
+        meta: &MetaProperties,
+        kafka: Endpoint,
+    ) -> Result<StartedCluster, ClusterError> {
+        let me = meta
+            .initial_voters
+            .iter()
+            .find(|v| v.node_id == meta.node_id);
+        let listen = match settings.cluster.listen {
+            Some(a) => a,
+            None => {
+                let voter = me.map_or_else(|| "none".to_string(), |v| v.to_string());
+                return Err(ClusterError::NoClusterListener(voter));
+            }
+        };
+        let secret = settings
+            .cluster
+            .secret_file
+            .as_deref()
+            .map(auth::Secret::load)
+            .transpose()?;
+        auth::check_plaintext(secret.as_ref(), listen)?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ClusterError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ClusterError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let identity = Arc::new(Identity {
+            cluster_id: meta.cluster_id.clone(),
+            node_id: meta.node_id,
+            incarnation: Uuid::new_v4(),
+            directory_id: meta.directory_id,
+            secret,
+            source_ip: (!addr.ip().is_unspecified()).then_some(addr.ip()),
+        });
+        let controller = Controller::start(
+            &settings.broker.data_dir,
+            meta,
+            identity,
+            Duration::from_millis(settings.cluster.broker_session_timeout_ms),
+        )
+        .await?;
+        let (adv_host, adv_port) = settings
+            .cluster
+            .advertised
+            .clone()
+            .unwrap_or_else(|| crate::serve::advertised_for(addr));
+        let listeners = vec![
+            kafka,
+            Endpoint {
+                name: CLUSTER_LISTENER_NAME.to_string(),
+                host: adv_host,
+                port: adv_port,
+                security_protocol: "PLAINTEXT".to_string(),
+            },
+        ];
+        let lifecycle = BrokerLifecycle::new(
+            controller.clone(),
+            listeners,
+            settings.cluster.rack.clone(),
+            Duration::from_millis(settings.cluster.broker_heartbeat_interval_ms),
+        );
+        let image = controller.sm.subscribe();
+        Ok(StartedCluster {
+            node: ClusterNode {
+                controller,
+                lifecycle,
+                image,
+            },
+            addr,
+            listener,
+        })
+    }
+
+    /// The controller (Raft handle, state machine).
+    pub fn controller(&self) -> &Arc<Controller> {
+        &self.controller
+    }
+
+    /// This broker's registration state.
+    pub fn broker_state(&self) -> watch::Receiver<BrokerState> {
+        self.lifecycle.state()
+    }
+
+    /// Asks the active controller for a controlled shutdown and waits for it (bounded).
+    pub async fn controlled_shutdown(&self) {
+        self.lifecycle.controlled_shutdown().await;
+    }
+
+    /// Stops openraft.
+    pub async fn stop(&self) {
+        if let Err(e) = self.controller.raft.shutdown().await {
+            tracing::warn!(error = %e, "controller did not stop cleanly");
+        }
+    }
+}
+
+impl StartedCluster {
+    /// Serves the cluster listener and starts the broker lifecycle and the controller duties on
+    /// `tracker`, until `shutdown`.
+    pub fn serve(
+        self,
+        ctx: Arc<Context>,
+        shutdown: CancellationToken,
+        listeners: &TaskTracker,
+        connections: &TaskTracker,
+    ) -> ClusterNode {
+        let node = self.node;
+        listeners.spawn(listener::run(
+            self.listener,
+            node.controller.clone(),
+            ctx,
+            shutdown.clone(),
+            connections.clone(),
+        ));
+        listeners.spawn(node.controller.clone().run_duties(shutdown.clone()));
+        listeners.spawn(node.lifecycle.clone().run(shutdown));
+        node
+    }
+}
+
+impl ClusterView for ClusterNode {
+    fn node_id(&self) -> i32 {
+        self.controller.node_id()
+    }
+
+    fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    fn submit(&self, command: Command) -> SubmitFuture {
+        let controller = self.controller.clone();
+        Box::pin(async move {
+            match controller.submit(ControllerRequest::new(command)).await {
+                Ok(outcome) => Ok(outcome),
+                Err(SubmitFailure::Rejected(e)) => Err(SubmitError::Rejected(e)),
+                Err(SubmitFailure::Unavailable(reason)) => {
+                    Err(SubmitError::ControllerUnavailable(reason))
+                }
+            }
+        })
+    }
+
+    fn quorum(&self) -> QuorumInfo {
+        let m = self.controller.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let replication = m.replication.clone().unwrap_or_default();
+        let member = |id: u64| {
+            let directory_id = membership
+                .get_node(&id)
+                .map(|n| n.directory_id)
+                .unwrap_or_default();
+            let log_end_offset = if id == m.id {
+                m.last_log_index.map_or(-1, |i| i as i64 + 1)
+            } else {
+                replication
+                    .get(&id)
+                    .and_then(|l| l.as_ref())
+                    .map_or(-1, |l| l.index as i64 + 1)
+            };
+            QuorumMember {
+                node_id: i32::try_from(id).unwrap_or(-1),
+                directory_id,
+                log_end_offset,
+                last_fetch_ago_ms: None,
+                last_caught_up_ago_ms: None,
+            }
+        };
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let observers: Vec<QuorumMember> = membership
+            .nodes()
+            .map(|(id, _)| *id)
+            .filter(|id| !voters.contains(id))
+            .map(member)
+            .collect();
+        QuorumInfo {
+            leader_id: m.current_leader.and_then(|l| i32::try_from(l).ok()),
+            leader_epoch: i32::try_from(m.current_term).unwrap_or(i32::MAX),
+            high_watermark: m.last_applied.map_or(-1, |l| l.index as i64 + 1),
+            voters: voters.into_iter().map(member).collect(),
+            observers,
+        }
+    }
+}
