@@ -65,12 +65,13 @@ impl QuorumStatus {
 }
 
 impl Client {
-    /// DescribeQuorum of the metadata log, asked of any broker.
+    /// DescribeQuorum of the metadata log, asked of the controller (the node that knows how far
+    /// every voter and observer has replicated), or any broker when none is known.
     pub async fn describe_quorum(&mut self) -> Result<QuorumStatus, ClientError> {
         let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
             .with_topic_name(TopicName(StrBytes::from_static_str(METADATA_TOPIC)))
             .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
-        let resp = self.any().await?.send(&req).await?;
+        let resp = self.controller().await?.send(&req).await?;
         let context = || "describe the controller quorum".to_string();
         check(resp.error_code, resp.error_message.as_ref(), context)?;
         let p = resp

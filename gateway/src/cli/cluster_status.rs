@@ -4,8 +4,9 @@
 //! DescribeCluster (the live brokers) and Metadata (under-replicated and offline partitions).
 //!
 //! The cluster is healthy when a controller is active, every voter is a live broker and caught up
-//! within [`CAUGHT_UP_WITHIN_MS`], and no partition is under-replicated or offline; otherwise the
-//! problems are listed. The exit code is 0 whenever the cluster could be asked.
+//! (within [`CAUGHT_UP_WITHIN_MS`] when the controller reports when, else no more than
+//! [`CAUGHT_UP_MAX_LAG`] entries behind), and no partition is under-replicated or offline;
+//! otherwise the problems are listed. The exit code is 0 whenever the cluster could be asked.
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -20,6 +21,10 @@ use super::{table, ConnectArgs};
 /// A voter that last caught up longer ago than this is reported as lagging (Kafka's
 /// `replica.lag.time.max.ms` default).
 pub const CAUGHT_UP_WITHIN_MS: i64 = 30_000;
+
+/// A voter whose catch-up time is unknown counts as caught up this close to the leader's log end
+/// (metadata entries arrive in small bursts; a voter that stopped falls behind at the next one).
+pub const CAUGHT_UP_MAX_LAG: i64 = 10;
 
 /// `rill cluster status`
 #[derive(clap::Args, Debug)]
@@ -169,8 +174,10 @@ pub fn status(
     brokers.sort_by_key(|b| b.node_id);
     for v in &voters {
         let caught_up = v.status == "Leader"
-            || v.last_caught_up_ms_ago
-                .is_some_and(|ago| ago <= CAUGHT_UP_WITHIN_MS);
+            || match v.last_caught_up_ms_ago {
+                Some(ago) => ago <= CAUGHT_UP_WITHIN_MS,
+                None => v.lag.is_some_and(|lag| lag <= CAUGHT_UP_MAX_LAG),
+            };
         if !caught_up {
             problems.push(format!(
                 "voter {} has not caught up with the controller log{}",
@@ -400,6 +407,24 @@ mod tests {
             now,
         );
         assert!(s.healthy, "{:?}", s.problems);
+        // Without catch-up times (this controller reports none), a small lag is caught up.
+        let no_times = |mut r: QuorumReplica| {
+            r.last_caught_up_timestamp = -1;
+            r
+        };
+        let lagging = QuorumStatus {
+            voters: vec![
+                no_times(replica(1, 50, now)),
+                no_times(replica(2, 45, now)),
+                no_times(replica(3, 39, now)),
+            ],
+            ..quorum.clone()
+        };
+        let s2 = status(&lagging, &cluster(&all), &md(&[]), now);
+        assert_eq!(
+            s2.problems,
+            vec!["voter 3 has not caught up with the controller log (lag 11)"]
+        );
         assert_eq!(s.voters[0].status, "Leader");
         assert_eq!(
             (s.voters[2].lag, s.voters[2].last_caught_up_ms_ago),

@@ -137,6 +137,8 @@ pub struct ClusterNode {
     controller: Arc<Controller>,
     lifecycle: Arc<BrokerLifecycle>,
     image: watch::Receiver<Arc<MetadataImage>>,
+    /// `[cluster] default_replication_factor`.
+    default_replication_factor: i16,
 }
 
 /// A started (not yet serving) cluster node and its bound listener.
@@ -225,6 +227,7 @@ impl ClusterNode {
                 controller,
                 lifecycle,
                 image,
+                default_replication_factor: settings.cluster.default_replication_factor,
             },
             addr,
             listener,
@@ -298,6 +301,10 @@ impl ClusterView for ClusterNode {
                 }
             }
         })
+    }
+
+    fn default_replication_factor(&self) -> i16 {
+        self.default_replication_factor
     }
 
     fn quorum(&self) -> QuorumInfo {

@@ -30,10 +30,6 @@ pub fn kafka_endpoint(broker: &BrokerRegistration) -> Option<&Endpoint> {
         .find(|l| l.name == KAFKA_LISTENER_NAME)
 }
 
-/// The replication factor of topics created without one (CreateTopics with `-1`, auto-created
-/// topics) when the node's settings name none: Kafka's `default.replication.factor` default.
-pub const DEFAULT_REPLICATION_FACTOR: i16 = 1;
-
 /// A boxed future, so the trait stays object-safe.
 pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<CommandOutcome, SubmitError>> + Send>>;
 
@@ -94,9 +90,8 @@ pub trait ClusterView: Send + Sync + 'static {
     fn submit(&self, command: Command) -> SubmitFuture;
     /// The controller quorum as this node sees it.
     fn quorum(&self) -> QuorumInfo;
-    /// The replication factor for topics created without one (`[cluster]
-    /// default_replication_factor`).
-    fn default_replication_factor(&self) -> i16 {
-        DEFAULT_REPLICATION_FACTOR
-    }
+    /// The replication factor for topics created without one (CreateTopics with `-1`,
+    /// auto-created topics): `[cluster] default_replication_factor`, capped by the usable brokers
+    /// when applied.
+    fn default_replication_factor(&self) -> i16;
 }

@@ -36,22 +36,33 @@ fn asks_for_metadata_log(req: &DescribeQuorumRequest) -> bool {
         && matches!(t.partitions.as_slice(), [p] if p.partition_index == 0))
 }
 
-fn replica(m: &QuorumMember, now_ms: i64) -> ReplicaState {
+fn replica(m: &QuorumMember, now_ms: i64, version: i16) -> ReplicaState {
     let at = |ago: Option<u64>| ago.map_or(-1, |ago| now_ms - i64::try_from(ago).unwrap_or(now_ms));
-    ReplicaState::default()
+    let r = ReplicaState::default()
         .with_replica_id(BrokerId(m.node_id))
-        .with_replica_directory_id(m.directory_id)
-        .with_log_end_offset(m.log_end_offset)
-        .with_last_fetch_timestamp(at(m.last_fetch_ago_ms))
-        .with_last_caught_up_timestamp(at(m.last_caught_up_ago_ms))
+        .with_log_end_offset(m.log_end_offset);
+    // Timestamps from v1, directory ids from v2.
+    let r = if version >= 1 {
+        r.with_last_fetch_timestamp(at(m.last_fetch_ago_ms))
+            .with_last_caught_up_timestamp(at(m.last_caught_up_ago_ms))
+    } else {
+        r
+    };
+    if version >= 2 {
+        r.with_replica_directory_id(m.directory_id)
+    } else {
+        r
+    }
 }
 
-/// The answer from the quorum as this node sees it; `now_ms` (wall clock) turns "ago" into the
-/// timestamps Kafka reports; `image` gives the voters' and observers' listeners (v2 `nodes`).
+/// The answer (of request version `version`) from the quorum as this node sees it; `now_ms`
+/// (wall clock) turns "ago" into the timestamps Kafka reports (v1+); `image` gives the voters'
+/// and observers' listeners (v2 `nodes`).
 pub fn answer(
     quorum: &QuorumInfo,
     image: &MetadataImage,
     now_ms: i64,
+    version: i16,
     req: &DescribeQuorumRequest,
 ) -> DescribeQuorumResponse {
     let partition = PartitionData::default().with_partition_index(0);
@@ -62,24 +73,35 @@ pub fn answer(
     }
     let Some(leader) = quorum.leader_id else {
         // Kafka's answer from a node that is not the leader; the client retries.
-        return DescribeQuorumResponse::default().with_topics(vec![metadata_topic(
+        let partition = partition.with_error_code(ResponseError::NotLeaderOrFollower.code());
+        let partition = if version >= 2 {
+            partition.with_error_message(error_codes::message("no active controller is known"))
+        } else {
             partition
-                .with_error_code(ResponseError::NotLeaderOrFollower.code())
-                .with_error_message(error_codes::message("no active controller is known")),
-        )]);
+        };
+        return DescribeQuorumResponse::default().with_topics(vec![metadata_topic(partition)]);
     };
     let partition = partition
         .with_leader_id(BrokerId(leader))
         .with_leader_epoch(quorum.leader_epoch)
         .with_high_watermark(quorum.high_watermark)
-        .with_current_voters(quorum.voters.iter().map(|m| replica(m, now_ms)).collect())
+        .with_current_voters(
+            quorum
+                .voters
+                .iter()
+                .map(|m| replica(m, now_ms, version))
+                .collect(),
+        )
         .with_observers(
             quorum
                 .observers
                 .iter()
-                .map(|m| replica(m, now_ms))
+                .map(|m| replica(m, now_ms, version))
                 .collect(),
         );
+    if version < 2 {
+        return DescribeQuorumResponse::default().with_topics(vec![metadata_topic(partition)]);
+    }
     let nodes = quorum
         .voters
         .iter()
@@ -110,20 +132,28 @@ pub fn answer(
 }
 
 /// Answer DescribeQuorum.
-pub fn handle(ctx: &Context, _version: i16, req: DescribeQuorumRequest) -> ResponseKind {
+pub fn handle(ctx: &Context, version: i16, req: DescribeQuorumRequest) -> ResponseKind {
     let Some(cluster) = &ctx.cluster else {
-        return ResponseKind::DescribeQuorum(
-            DescribeQuorumResponse::default()
-                .with_error_code(ResponseError::InvalidRequest.code())
-                .with_error_message(error_codes::message(
-                    "this node runs alone (no [cluster] settings): it has no controller quorum",
-                )),
-        );
+        let resp =
+            DescribeQuorumResponse::default().with_error_code(ResponseError::InvalidRequest.code());
+        return ResponseKind::DescribeQuorum(if version >= 2 {
+            resp.with_error_message(error_codes::message(
+                "this node runs alone (not formatted with rill cluster format): it has no controller quorum",
+            ))
+        } else {
+            resp
+        });
     };
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    ResponseKind::DescribeQuorum(answer(&cluster.quorum(), &cluster.image(), now_ms, &req))
+    ResponseKind::DescribeQuorum(answer(
+        &cluster.quorum(),
+        &cluster.image(),
+        now_ms,
+        version,
+        &req,
+    ))
 }
 
 #[cfg(test)]
@@ -166,7 +196,7 @@ mod tests {
             ],
             observers: vec![member(4, 100, Some(500))],
         };
-        let resp = answer(&quorum, &c.image, 1_000_000, &request(METADATA_TOPIC, 0));
+        let resp = answer(&quorum, &c.image, 1_000_000, 2, &request(METADATA_TOPIC, 0));
         assert_eq!(resp.error_code, 0);
         let p = &resp.topics[0].partitions[0];
         assert_eq!(
@@ -196,13 +226,29 @@ mod tests {
         assert_eq!(resp.nodes.len(), 4);
         assert_eq!(resp.nodes[0].listeners.len(), 2);
         assert!(resp.nodes[3].listeners.is_empty());
+        // Every version encodes (v0 has no timestamps, v0-1 no directory ids or nodes).
+        for v in 0..=2 {
+            let resp = answer(&quorum, &c.image, 1_000_000, v, &request(METADATA_TOPIC, 0));
+            let mut buf = bytes::BytesMut::new();
+            kafka_protocol::protocol::Encodable::encode(&resp, &mut buf, v)
+                .unwrap_or_else(|e| panic!("v{v}: {e}"));
+            let none = answer(
+                &QuorumInfo::default(),
+                &c.image,
+                0,
+                v,
+                &request(METADATA_TOPIC, 0),
+            );
+            kafka_protocol::protocol::Encodable::encode(&none, &mut buf, v)
+                .unwrap_or_else(|e| panic!("v{v}: {e}"));
+        }
     }
 
     #[test]
     fn other_partitions_and_an_unknown_leader_are_errors() {
         let c = TestCluster::plain(1);
         let quorum = QuorumInfo::default();
-        let code = |req| answer(&quorum, &c.image, 0, &req).topics[0].partitions[0].error_code;
+        let code = |req| answer(&quorum, &c.image, 0, 2, &req).topics[0].partitions[0].error_code;
         assert_eq!(
             code(request("other", 0)),
             ResponseError::UnknownTopicOrPartition.code()
