@@ -904,12 +904,63 @@ mod tests {
 
     #[test]
     fn example_deploy_files_validate() {
-        for name in ["edge.toml", "central.toml"] {
+        for name in [
+            "edge.toml",
+            "central.toml",
+            "cluster/node1.toml",
+            "cluster/node2.toml",
+            "cluster/node3.toml",
+        ] {
             let config = FileConfig::load(&deploy(name))
                 .unwrap_or_else(|e| panic!("{name} does not validate: {e}"));
             NodeSettings::resolve(&config, &Overrides::default())
                 .unwrap_or_else(|e| panic!("{name} does not resolve: {e}"));
         }
+    }
+
+    #[test]
+    fn cluster_settings_resolve_with_kafka_defaults_and_bad_values_are_located() {
+        let text = "[node]\nrack = \"r1\"\n[listeners]\ncluster = \"127.0.0.11:9093\"\n\
+                    advertised_cluster = \"n1:9093\"\n[cluster]\nsecret_file = \"s\"\n\
+                    broker_session_timeout_ms = 3000\n";
+        let file = FileConfig::parse(text, Path::new("c.toml")).unwrap();
+        let c = NodeSettings::resolve(&file, &Overrides::default())
+            .unwrap()
+            .cluster;
+        assert_eq!(c.listen, Some("127.0.0.11:9093".parse().unwrap()));
+        assert_eq!(c.advertised, Some(("n1".to_string(), 9093)));
+        assert_eq!(c.rack.as_deref(), Some("r1"));
+        assert_eq!(c.broker_session_timeout_ms, 3000);
+        assert_eq!(c.broker_heartbeat_interval_ms, 2000);
+        assert_eq!(c.replica_lag_time_max_ms, 30000);
+        assert_eq!(c.default_replication_factor, DEFAULT_REPLICATION_FACTOR);
+        assert_eq!(c.min_insync_replicas, 1);
+        let flags = Overrides {
+            cluster_listen: Some("127.0.0.12:1".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let c = NodeSettings::resolve(&file, &flags).unwrap().cluster;
+        assert_eq!(c.listen, Some("127.0.0.12:1".parse().unwrap()));
+
+        let bad =
+            "[cluster]\nbroker_heartbeat_interval_ms = 5000\nbroker_session_timeout_ms = 4000\n\
+                   min_insync_replicas = 0\nsecret_fil = \"x\"\n";
+        let Err(ConfigFileError::File(r)) = FileConfig::parse(bad, Path::new("c.toml")) else {
+            panic!("accepted")
+        };
+        let out = r.to_string();
+        assert!(
+            out.contains("c.toml:5:1: unknown key 'cluster.secret_fil'"),
+            "{out}"
+        );
+        assert!(
+            out.contains("cluster.broker_heartbeat_interval_ms': 5000 must be below"),
+            "{out}"
+        );
+        assert!(
+            out.contains("cluster.min_insync_replicas': 0 is below 1"),
+            "{out}"
+        );
     }
 
     #[test]

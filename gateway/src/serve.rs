@@ -179,11 +179,13 @@ fn broker_name_of_topic_key(key: &str) -> Option<&'static str> {
     })
 }
 
-/// The node's settings as DescribeConfigs(BROKER) shows them.
+/// The node's settings as DescribeConfigs(BROKER) shows them (`cluster_mode`: with the
+/// `[cluster]` settings).
 fn broker_configs(
     settings: &NodeSettings,
     bound: SocketAddr,
     advertised: &(String, u16),
+    cluster_mode: bool,
 ) -> Vec<(String, String)> {
     let b = &settings.broker;
     let scheme = security_protocol(settings);
@@ -204,7 +206,14 @@ fn broker_configs(
             "num.partitions".to_string(),
             b.default_partitions.to_string(),
         ),
-        ("default.replication.factor".to_string(), "1".to_string()),
+        (
+            "default.replication.factor".to_string(),
+            if cluster_mode {
+                settings.cluster.default_replication_factor.to_string()
+            } else {
+                "1".to_string()
+            },
+        ),
         (
             "socket.request.max.bytes".to_string(),
             settings.socket_request_max_bytes.to_string(),
@@ -227,6 +236,26 @@ fn broker_configs(
         FlushPolicy::Always => out.push(("rill.flush".to_string(), "always".to_string())),
         FlushPolicy::Interval { ms } => {
             out.push(("log.flush.interval.ms".to_string(), ms.to_string()))
+        }
+    }
+    if cluster_mode {
+        let c = &settings.cluster;
+        for (k, v) in [
+            ("min.insync.replicas", i64::from(c.min_insync_replicas)),
+            ("replica.lag.time.max.ms", c.replica_lag_time_max_ms as i64),
+            (
+                "broker.session.timeout.ms",
+                c.broker_session_timeout_ms as i64,
+            ),
+            (
+                "broker.heartbeat.interval.ms",
+                c.broker_heartbeat_interval_ms as i64,
+            ),
+        ] {
+            out.push((k.to_string(), v.to_string()));
+        }
+        if let Some(rack) = &c.rack {
+            out.push(("broker.rack".to_string(), rack.clone()));
         }
     }
     if let Some(budget) = b.disk_budget_bytes {
@@ -341,7 +370,7 @@ impl Node {
                 .as_ref()
                 .map_or_else(|| broker.cluster_id(), |m| m.cluster_id.clone()),
             socket_request_max_bytes: settings.socket_request_max_bytes,
-            broker_configs: broker_configs(&settings, kafka_addr, &advertised),
+            broker_configs: broker_configs(&settings, kafka_addr, &advertised, formatted.is_some()),
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
             producer_ids: Arc::new(rill_core::producer_state::ProducerIdAllocator::new(

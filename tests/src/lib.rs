@@ -11,6 +11,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+pub mod cluster;
+
 /// How long a node may take to log its `listening` line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a node may take to exit after SIGTERM.
@@ -218,7 +220,9 @@ impl Node {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if std::env::var_os("RUST_LOG").is_none() {
+        if std::env::var_os("RUST_LOG").is_none()
+            && !self.launch.env.iter().any(|(k, _)| k == "RUST_LOG")
+        {
             cmd.env("RUST_LOG", "info");
         }
         let mut child = cmd

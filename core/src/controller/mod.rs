@@ -1,5 +1,5 @@
 //! The cluster controller (issue 11): the replicated metadata log of a Rill cluster, KRaft-like
-//! (KIP-500/595/631). Not yet wired into the node.
+//! (KIP-500/595/631). `rill serve` runs it in cluster mode (`rill_gateway::cluster`).
 //!
 //! - [`command`]: what may change ([`ControllerRequest`] = request id + [`Command`]) and the
 //!   typed outcomes and errors,

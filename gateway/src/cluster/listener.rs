@@ -188,8 +188,15 @@ async fn authenticate(
         .flatten();
     let verdict = match (&id.secret, proof) {
         (_, None) => Err(Refusal::BadRequest("expected ClusterProof".into())),
+        (Some(_), Some(Proof {
+            listener_rejected: true,
+            ..
+        })) => Err(Refusal::Authentication(
+            "wrong cluster secret: the connecting node says this node could not prove it knows              its cluster secret"
+                .into(),
+        )),
         (None, Some(_)) => Ok(()),
-        (Some(secret), Some(Proof { proof: Some(p) }))
+        (Some(secret), Some(Proof { proof: Some(p), .. }))
             if secret.verify_node(
                 &id.cluster_id,
                 hello.node_id,

@@ -348,3 +348,119 @@ impl ClusterView for ClusterNode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rill_core::controller::meta_properties::parse_voters;
+    use rill_core::controller::CommandOutcome;
+
+    use super::*;
+    use crate::config::{FileConfig, Overrides};
+    use crate::serve::Node;
+
+    fn free_port(ip: &str) -> u16 {
+        std::net::TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !ok() {
+            assert!(std::time::Instant::now() < deadline, "{what} not reached");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Three in-process nodes: a command submitted on a node that is not the active controller
+    /// is forwarded (KIP-590), applied once, and every node's image shows it; a rejected command
+    /// comes back as the controller's error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn submit_forwards_to_the_active_controller() {
+        let dir = tempfile::tempdir().unwrap();
+        let ips = ["127.0.0.31", "127.0.0.32", "127.0.0.33"];
+        let voters: Vec<String> = ips
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| format!("{}@{ip}:{}", i + 1, free_port(ip)))
+            .collect();
+        let voters = voters.join(",");
+        let mut nodes = Vec::new();
+        for (i, ip) in ips.iter().enumerate() {
+            let id = i as i32 + 1;
+            let data_dir = dir.path().join(format!("n{id}"));
+            MetaProperties {
+                cluster_id: "c1".into(),
+                node_id: id,
+                directory_id: Uuid::new_v4(),
+                initial_voters: parse_voters(&voters).unwrap(),
+            }
+            .write_new(&data_dir)
+            .unwrap();
+            let cluster_addr = voters.split(',').nth(i).unwrap().split('@').nth(1).unwrap();
+            let flags = Overrides {
+                data_dir: Some(data_dir),
+                node_id: Some(id),
+                kafka_listen: Some(format!("{ip}:0").parse().unwrap()),
+                http_listen: Some(format!("{ip}:0").parse().unwrap()),
+                mqtt_listen: Some(format!("{ip}:0").parse().unwrap()),
+                cluster_listen: Some(cluster_addr.parse().unwrap()),
+                key_file: Some(dir.path().join(format!("k{id}"))),
+                ..Overrides::default()
+            };
+            let settings = NodeSettings::resolve(&FileConfig::default(), &flags).unwrap();
+            nodes.push(Node::start(settings).await.unwrap());
+        }
+        let views: Vec<ClusterNode> = nodes.iter().map(|n| n.cluster.clone().unwrap()).collect();
+        wait_for("3 unfenced brokers on every node", || {
+            views.iter().all(|v| {
+                let image = v.image();
+                image.brokers().values().filter(|b| !b.fenced).count() == 3
+            })
+        })
+        .await;
+        let leader = views[0].quorum().leader_id.unwrap();
+        let follower = views.iter().find(|v| v.node_id() != leader).unwrap();
+        let created = follower
+            .submit(Command::CreateTopic {
+                name: "forwarded".into(),
+                topic_id: Uuid::new_v4(),
+                configs: BTreeMap::new(),
+                assignments: vec![vec![1, 2, 3]],
+            })
+            .await
+            .unwrap();
+        assert!(matches!(created, CommandOutcome::TopicCreated { .. }));
+        wait_for("the topic in every image", || {
+            views.iter().all(|v| v.image().topic("forwarded").is_some())
+        })
+        .await;
+        let again = follower
+            .submit(Command::CreateTopic {
+                name: "forwarded".into(),
+                topic_id: Uuid::new_v4(),
+                configs: BTreeMap::new(),
+                assignments: vec![vec![1]],
+            })
+            .await;
+        assert!(
+            matches!(
+                again,
+                Err(SubmitError::Rejected(
+                    rill_core::controller::ControllerError::TopicAlreadyExists(_)
+                ))
+            ),
+            "{again:?}"
+        );
+        let q = follower.quorum();
+        assert_eq!(q.voters.len(), 3);
+        assert_eq!(q.leader_id, Some(leader));
+        for n in nodes {
+            n.shutdown().await.unwrap();
+        }
+    }
+}

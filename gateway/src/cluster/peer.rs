@@ -266,6 +266,13 @@ impl PeerClient {
         let proof = match (&id.secret, &accepted.proof) {
             (Some(secret), Some(p)) => {
                 if !secret.verify_listener(&id.cluster_id, &client_nonce, &accepted.nonce, p) {
+                    let reject = Proof {
+                        proof: None,
+                        listener_rejected: true,
+                    };
+                    if let Ok(frame) = rpc::request_frame(rpc::CLUSTER_PROOF, 1, &reject) {
+                        let _ = framed.send(frame).await;
+                    }
                     return Err(auth_err(
                         "wrong cluster secret: the peer could not prove it knows this node's \
                          cluster secret",
@@ -281,8 +288,15 @@ impl PeerClient {
             }
             (None, _) => None,
         };
-        let frame = rpc::request_frame(rpc::CLUSTER_PROOF, 1, &Proof { proof })
-            .map_err(|e| self.wire(e))?;
+        let frame = rpc::request_frame(
+            rpc::CLUSTER_PROOF,
+            1,
+            &Proof {
+                proof,
+                listener_rejected: false,
+            },
+        )
+        .map_err(|e| self.wire(e))?;
         let reply = self.exchange(&mut framed, frame).await?;
         self.body_of::<Result<(), Refusal>>(reply)?
             .map_err(|refusal| PeerError::Refused {

@@ -111,8 +111,12 @@ pub struct HelloAccepted {
 /// Step 2 of the handshake.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Proof {
-    /// The connecting node's proof (`None` without a secret).
+    /// The connecting node's proof (`None` without a secret, or when it rejected the
+    /// listener's).
     pub proof: Option<Vec<u8>>,
+    /// The listener's proof did not verify: the connecting node says so (both sides log the
+    /// mismatch) and closes.
+    pub listener_rejected: bool,
 }
 
 /// Why a node refused an RPC or a connection.

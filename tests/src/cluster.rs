@@ -1,0 +1,334 @@
+//! A small multi-node harness for cluster tests: nodes on loopback aliases 127.0.0.11,
+//! 127.0.0.12, ... (they work on Linux without setup), each data directory formatted with
+//! `rill cluster format ... --voters`, each node started with its own TOML file and waited for
+//! until its `listening` line; kill, restart and re-format helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
+use rill_client::connection::{ConnectOptions, Connection};
+
+use crate::{rill_bin, Launch, Node};
+
+/// Extra settings of every node's TOML file.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Number of nodes (all voters).
+    pub nodes: usize,
+    /// `[cluster] broker_session_timeout_ms`.
+    pub session_timeout_ms: u64,
+    /// `[cluster] broker_heartbeat_interval_ms`.
+    pub heartbeat_interval_ms: u64,
+    /// The shared secret (`None`: plaintext on loopback).
+    pub secret: Option<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            nodes: 3,
+            session_timeout_ms: 3000,
+            heartbeat_interval_ms: 500,
+            secret: Some("a-test-cluster-secret-0123456789".into()),
+        }
+    }
+}
+
+/// One member: its id, addresses and the running process.
+pub struct Member {
+    /// Node id (1-based).
+    pub id: i32,
+    /// Its loopback alias.
+    pub ip: String,
+    /// Its cluster listener address.
+    pub cluster_addr: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The TOML file.
+    pub config: PathBuf,
+    /// The process (`None` while killed).
+    pub node: Option<Node>,
+    /// Logs of earlier processes of this member.
+    pub past_logs: String,
+}
+
+/// A formatted cluster of `rill serve` processes.
+pub struct TestCluster {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// `--voters` value.
+    pub voters: String,
+    /// The members, index `id - 1`.
+    pub members: Vec<Member>,
+    dir: tempfile::TempDir,
+}
+
+fn free_port_on(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port on {ip}: {e}"))
+}
+
+/// Runs `rill cluster format` for one node.
+pub fn format(data_dir: &Path, node_id: i32, cluster_id: &str, voters: &str) {
+    let out = Command::new(rill_bin())
+        .args(["cluster", "format", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--node-id",
+            &node_id.to_string(),
+            "--cluster-id",
+            cluster_id,
+            "--voters",
+            voters,
+        ])
+        .output()
+        .expect("run rill cluster format");
+    assert!(
+        out.status.success(),
+        "rill cluster format failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestCluster {
+    /// Formats the nodes and starts them all, waiting for each `listening` line.
+    pub fn start(opts: &ClusterOptions) -> TestCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("rill-cluster-")
+            .tempdir()
+            .expect("tempdir");
+        let ips: Vec<String> = (1..=opts.nodes)
+            .map(|i| format!("127.0.0.{}", 10 + i))
+            .collect();
+        let ports: Vec<u16> = ips.iter().map(|ip| free_port_on(ip)).collect();
+        let voters: Vec<String> = ips
+            .iter()
+            .zip(&ports)
+            .enumerate()
+            .map(|(i, (ip, port))| format!("{}@{ip}:{port}", i + 1))
+            .collect();
+        let voters = voters.join(",");
+        let cluster_id = "rill-test-cluster".to_string();
+        let secret_file = dir.path().join("cluster.secret");
+        let mut members = Vec::new();
+        for (i, ip) in ips.iter().enumerate() {
+            let id = i as i32 + 1;
+            let data_dir = dir.path().join(format!("node{id}"));
+            format(&data_dir, id, &cluster_id, &voters);
+            let config = dir.path().join(format!("node{id}.toml"));
+            members.push(Member {
+                id,
+                ip: ip.clone(),
+                cluster_addr: format!("{ip}:{}", ports[i]),
+                data_dir,
+                config,
+                node: None,
+                past_logs: String::new(),
+            });
+        }
+        let mut cluster = TestCluster {
+            cluster_id,
+            voters,
+            members,
+            dir,
+        };
+        for m in &cluster.members {
+            let secret = opts.secret.as_ref().map(|s| {
+                let f = secret_file.with_extension(format!("node{}", m.id));
+                std::fs::write(&f, s).expect("write secret");
+                f
+            });
+            cluster.write_config(m.id, opts, secret.as_deref());
+        }
+        for id in 1..=opts.nodes as i32 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// (Re)writes node `id`'s TOML file.
+    pub fn write_config(&self, id: i32, opts: &ClusterOptions, secret_file: Option<&Path>) {
+        let m = self.member(id);
+        let mut text = format!(
+            "[node]\nid = {id}\n\n[storage]\nflush = \"always\"\n\n[cluster]\n\
+             broker_session_timeout_ms = {}\nbroker_heartbeat_interval_ms = {}\n",
+            opts.session_timeout_ms, opts.heartbeat_interval_ms
+        );
+        if let Some(f) = secret_file {
+            text.push_str(&format!("secret_file = {:?}\n", f.display().to_string()));
+        }
+        std::fs::write(&m.config, text).expect("write node config");
+    }
+
+    /// A scratch path inside the cluster's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The member with node id `id`.
+    pub fn member(&self, id: i32) -> &Member {
+        &self.members[(id - 1) as usize]
+    }
+
+    fn member_mut(&mut self, id: i32) -> &mut Member {
+        &mut self.members[(id - 1) as usize]
+    }
+
+    /// Starts node `id` (it must not be running) and waits for its `listening` line.
+    pub fn start_node(&mut self, id: i32) {
+        let m = self.member(id);
+        assert!(m.node.is_none(), "node {id} is running");
+        let args = [
+            "--config".to_string(),
+            m.config.display().to_string(),
+            "--data-dir".to_string(),
+            m.data_dir.display().to_string(),
+            "--node-id".to_string(),
+            id.to_string(),
+            "--kafka-listen".to_string(),
+            format!("{}:0", m.ip),
+            "--http-listen".to_string(),
+            format!("{}:0", m.ip),
+            "--mqtt-listen".to_string(),
+            format!("{}:0", m.ip),
+            "--cluster-listen".to_string(),
+            m.cluster_addr.clone(),
+            // Kept across restarts (each start is a new `Node` with its own scratch directory).
+            "--key-file".to_string(),
+            self.path(&format!("node{id}.key")).display().to_string(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let launch = Launch {
+            env: vec![("RUST_LOG".into(), "info,openraft=warn".into())],
+            ..Launch::default()
+        };
+        let node = Node::start_launched(launch, &args);
+        self.member_mut(id).node = Some(node);
+    }
+
+    /// SIGKILLs node `id`.
+    pub fn kill(&mut self, id: i32) {
+        let m = self.member_mut(id);
+        if let Some(mut node) = m.node.take() {
+            node.kill();
+            m.past_logs.push_str(&node.log());
+            m.past_logs.push_str("----- killed -----\n");
+        }
+    }
+
+    /// Kills node `id`, wipes its data directory and formats it again (a new directory id).
+    pub fn reformat(&mut self, id: i32) {
+        self.kill(id);
+        let m = self.member(id);
+        std::fs::remove_dir_all(&m.data_dir).expect("wipe data dir");
+        format(&m.data_dir, id, &self.cluster_id, &self.voters);
+    }
+
+    /// Everything node `id` logged, over all its processes.
+    pub fn log(&self, id: i32) -> String {
+        let m = self.member(id);
+        let mut out = m.past_logs.clone();
+        if let Some(n) = &m.node {
+            out.push_str(&n.log());
+        }
+        out
+    }
+
+    /// Every running node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            out.push_str(&format!("===== node {} =====\n{}\n", m.id, self.log(m.id)));
+        }
+        out
+    }
+
+    /// The Kafka address of running node `id`.
+    pub fn kafka_addr(&self, id: i32) -> String {
+        self.member(id)
+            .node
+            .as_ref()
+            .map(|n| n.kafka_addr().to_string())
+            .unwrap_or_else(|| panic!("node {id} is not running"))
+    }
+
+    /// DescribeCluster against node `id`: (controller id, sorted broker ids).
+    pub fn describe(&self, id: i32) -> Result<(i32, Vec<i32>), String> {
+        let addr = self.kafka_addr(id);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async move {
+            let opts = ConnectOptions::default().with_timeout(Duration::from_secs(5));
+            let mut conn = Connection::connect(&addr, &opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            let resp: DescribeClusterResponse = conn
+                .send(&DescribeClusterRequest::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut ids: Vec<i32> = resp.brokers.iter().map(|b| b.broker_id.0).collect();
+            ids.sort_unstable();
+            Ok((resp.controller_id.0, ids))
+        })
+    }
+
+    /// Polls DescribeCluster on node `id` until `ok` holds (fails the test after `within`).
+    pub fn wait_describe(
+        &self,
+        id: i32,
+        within: Duration,
+        what: &str,
+        ok: impl Fn(i32, &[i32]) -> bool,
+    ) -> (i32, Vec<i32>) {
+        let deadline = Instant::now() + within;
+        let mut last = Err("not asked yet".to_string());
+        while Instant::now() < deadline {
+            last = self.describe(id);
+            if let Ok((c, b)) = &last {
+                if ok(*c, b) {
+                    return (*c, b.clone());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "node {id}: {what} not seen within {within:?}; last DescribeCluster: {last:?}\n{}",
+            self.logs()
+        );
+    }
+
+    /// Polls until node `id`'s log contains `needle`.
+    pub fn wait_log(&self, id: i32, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.log(id).contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "node {id} did not log {needle:?} within {within:?}\n{}",
+            self.logs()
+        );
+    }
+}
+
+/// The broker epochs a node's log reports for its registrations, in order.
+pub fn registered_epochs(log: &str) -> Vec<i64> {
+    log.lines()
+        .filter(|l| l.contains("registered with the active controller"))
+        .filter_map(|l| {
+            let rest = l.split("broker_epoch=").nth(1)?;
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}

@@ -1,0 +1,219 @@
+//! Cluster mode on real processes (issue 11): three `rill serve` nodes on 127.0.0.11-13,
+//! formatted with `rill cluster format --voters`, form a controller quorum and register as
+//! brokers; the active controller's SIGKILL elects another one, which fences the dead broker
+//! after its session timeout; the restarted node registers again under a new broker epoch; a
+//! node with the wrong cluster secret is refused and logged; a wiped and re-formatted node does
+//! not vote.
+//!
+//! The brokers and the controller are read with DescribeCluster (rill-client on the wire).
+//! Tests share the loopback aliases, so they run one at a time.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rill_tests::cluster::{registered_epochs, ClusterOptions, TestCluster};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const FORM: Duration = Duration::from_secs(20);
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn all_three(_: i32, brokers: &[i32]) -> bool {
+    brokers == [1, 2, 3]
+}
+
+#[test]
+fn three_nodes_form_a_cluster_fail_over_fence_and_re_register() {
+    let _guard = serial();
+    let mut cluster = TestCluster::start(&ClusterOptions::default());
+    let mut controller = -1;
+    for id in 1..=3 {
+        let (c, _) =
+            cluster.wait_describe(id, FORM, "3 unfenced brokers and a controller", |c, b| {
+                c > 0 && all_three(c, b)
+            });
+        assert!(
+            controller == -1 || controller == c,
+            "nodes disagree on the controller"
+        );
+        controller = c;
+    }
+    let first_epoch = registered_epochs(&cluster.log(controller));
+    assert_eq!(first_epoch.len(), 1, "{}", cluster.logs());
+
+    // SIGKILL the active controller: another one takes over and fences the dead broker once its
+    // session (3 s) expired.
+    cluster.kill(controller);
+    let survivor = if controller == 1 { 2 } else { 1 };
+    let (new_controller, brokers) = cluster.wait_describe(
+        survivor,
+        FORM,
+        "a new controller and the killed broker fenced",
+        |c, b| c > 0 && c != controller && !b.contains(&controller) && b.len() == 2,
+    );
+    cluster.wait_log(new_controller, "broker fenced: its session expired", FORM);
+    assert!(brokers.iter().all(|b| *b != controller));
+
+    // Restart it: it registers again, with a new broker epoch, and is unfenced.
+    cluster.start_node(controller);
+    for id in 1..=3 {
+        cluster.wait_describe(id, FORM, "all 3 brokers again", all_three);
+    }
+    let epochs = registered_epochs(&cluster.log(controller));
+    assert_eq!(epochs.len(), 2, "{}", cluster.logs());
+    assert!(
+        epochs[1] > epochs[0],
+        "the new registration has a newer broker epoch: {epochs:?}"
+    );
+}
+
+#[test]
+fn a_node_with_the_wrong_cluster_secret_is_refused() {
+    let _guard = serial();
+    let opts = ClusterOptions::default();
+    let mut cluster = TestCluster::start(&opts);
+    cluster.wait_describe(1, FORM, "3 brokers", |c, b| c > 0 && all_three(c, b));
+    // Node 3 restarts with another secret: it cannot prove it knows the cluster's, and the
+    // others cannot prove theirs to it.
+    cluster.kill(3);
+    let wrong = cluster.path("wrong.secret");
+    std::fs::write(&wrong, "not-the-cluster-secret-9876543210").unwrap();
+    cluster.write_config(3, &opts, Some(&wrong));
+    cluster.start_node(3);
+    cluster.wait_log(3, "wrong cluster secret", FORM);
+    let refused_by_peer = |id| {
+        cluster
+            .log(id)
+            .lines()
+            .any(|l| l.contains("cluster connection refused") && l.contains("wrong cluster secret"))
+    };
+    let deadline = std::time::Instant::now() + FORM;
+    while !(refused_by_peer(1) || refused_by_peer(2)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal logged by nodes 1 and 2\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // It never registers: the others fence it and list two brokers.
+    cluster.wait_describe(1, FORM, "node 3 fenced", |c, b| c > 0 && b == [1, 2]);
+    assert!(
+        !cluster
+            .log(3)
+            .contains("registered with the active controller broker_epoch")
+            || registered_epochs(&cluster.log(3)).len() == 1,
+        "node 3 registered with the wrong secret\n{}",
+        cluster.logs()
+    );
+}
+
+#[test]
+fn a_reformatted_node_does_not_vote() {
+    let _guard = serial();
+    let mut cluster = TestCluster::start(&ClusterOptions::default());
+    cluster.wait_describe(1, FORM, "3 brokers", |c, b| c > 0 && all_three(c, b));
+    // The first leader binds each voter to its directory id.
+    let (controller, _) = cluster.describe(1).unwrap();
+    cluster.wait_log(controller, "voters bound to their directory ids", FORM);
+
+    // Node 3 loses its disk and is formatted again (new directory id): it must not vote.
+    cluster.reformat(3);
+    cluster.start_node(3);
+    cluster.wait_log(
+        3,
+        "this node is not a voter of cluster rill-test-cluster",
+        FORM,
+    );
+
+    // Make the active controller one of 1 and 2, then kill it: the other is alone with the
+    // re-formatted node, which has no vote, so no controller can be elected.
+    let (controller, _) = cluster.wait_describe(1, FORM, "a controller among 1 and 2", |c, _| {
+        c == 1 || c == 2
+    });
+    cluster.kill(controller);
+    let survivor = 3 - controller;
+    cluster.wait_describe(survivor, FORM, "no controller", |c, _| c == -1);
+    std::thread::sleep(Duration::from_secs(4));
+    let (c, _) = cluster.describe(survivor).unwrap();
+    assert_eq!(
+        c,
+        -1,
+        "a controller was elected with the re-formatted node's vote\n{}",
+        cluster.logs()
+    );
+    let (c3, _) = cluster.describe(3).unwrap();
+    assert!(
+        c3 != 3,
+        "the re-formatted node became controller\n{}",
+        cluster.logs()
+    );
+}
+
+/// `rill serve` on a formatted data directory with `toml` and `flags`: its exit status and
+/// stderr (it must exit by itself).
+fn serve_refused(toml: &str, flags: &[&str]) -> String {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    rill_tests::cluster::format(&data, 1, "c1", "1@127.0.0.11:19999");
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, toml).unwrap();
+    let mut cmd = std::process::Command::new(rill_tests::rill_bin());
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--key-file")
+        .arg(dir.path().join("k.key"))
+        .args([
+            "--kafka-listen",
+            "127.0.0.11:0",
+            "--http-listen",
+            "127.0.0.11:0",
+            "--mqtt-listen",
+            "127.0.0.11:0",
+        ])
+        .args(flags);
+    let out = rill_tests::run_with_timeout(cmd, b"", Duration::from_secs(30)).unwrap();
+    assert!(!out.status.success(), "rill serve started: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn cluster_mode_refuses_unsafe_or_inconsistent_settings_at_start() {
+    let listen = ["--cluster-listen", "127.0.0.11:0"];
+    let node1 = [&listen[..], &["--node-id", "1"]].concat();
+    let err = serve_refused("", &[&listen[..], &["--node-id", "2"]].concat());
+    assert!(
+        err.contains("--node-id 2 does not match node.id 1"),
+        "{err}"
+    );
+    let err = serve_refused("[storage]\nflush = { interval_ms = 100 }\n", &node1);
+    assert!(
+        err.contains("flush = { interval_ms = 100 } is refused in cluster mode")
+            && err.contains("KIP-966"),
+        "{err}"
+    );
+    let err = serve_refused(
+        "[cluster]\ntls = { cert = \"c.pem\", key = \"k.pem\", ca = \"ca.pem\" }\n",
+        &node1,
+    );
+    assert!(
+        err.contains("[cluster] tls (mTLS between nodes) is not built yet"),
+        "{err}"
+    );
+    let err = serve_refused("", &["--node-id", "1", "--cluster-listen", "0.0.0.0:0"]);
+    assert!(
+        err.contains("is not a loopback address and [cluster] secret_file is not set"),
+        "{err}"
+    );
+    let err = serve_refused("", &["--node-id", "1"]);
+    assert!(
+        err.contains("cluster mode needs a cluster listener"),
+        "{err}"
+    );
+}
