@@ -3,9 +3,10 @@
 //! `rill topic create -p 6 -r 3` through one node is listed by kcat `-L` and confluent-kafka's
 //! `list_topics` against every node with the three brokers and two leaders on each; confluent's
 //! `elect_leaders` answers ELECTION_NOT_NEEDED for a partition its preferred replica leads; a
-//! replication factor above the brokers is INVALID_REPLICATION_FACTOR; `rill cluster status`
-//! calls the cluster healthy, then, after a SIGKILL and the session timeout, lists the dead node
-//! and the partitions that lost it from their ISR.
+//! replication factor above the brokers is INVALID_REPLICATION_FACTOR; `rill topic describe`
+//! shows leader, replicas and ISR; `rill cluster status` calls the cluster healthy, then, after a
+//! SIGKILL and the session timeout, lists the dead node and the partitions that lost it from
+//! their ISR (which `rill topic describe` shows as an offline replica).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -179,6 +180,18 @@ fn metadata_elections_and_status_of_a_three_node_cluster() {
         assert_eq!(r["rf4"], "INVALID_REPLICATION_FACTOR", "{addr}: {r}");
     }
 
+    // rill topic describe (another node): leader, replicas and ISR of every partition.
+    let d = rill_json(&addrs[1], &["topic", "describe", "orders"]);
+    let parts = d["partitions"].as_array().expect("partitions");
+    assert_eq!(parts.len(), 6, "{d}");
+    for p in parts {
+        let replicas = ids(&p["replicas"]);
+        assert_eq!(replicas.len(), 3, "{p}");
+        assert_eq!(p["leader"].as_i64(), Some(replicas[0]), "{p}");
+        assert_eq!(ids(&p["isr"]), replicas, "{p}");
+        assert_eq!(ids(&p["offline_replicas"]), Vec::<i64>::new(), "{p}");
+    }
+
     // rill cluster status: healthy, the controller DescribeCluster names, three voters caught up.
     let (controller, _) = cluster.wait_describe(2, FORM, "a controller", |c, _| c > 0);
     let status = wait(&cluster, "a healthy status", FORM, || {
@@ -242,6 +255,11 @@ fn metadata_elections_and_status_of_a_three_node_cluster() {
         assert_ne!(p["leader"].as_i64(), Some(3), "{p}");
     }
     assert_eq!(status["offline_partitions"], serde_json::json!([]));
+    let d = rill_json(&addrs[1], &["topic", "describe", "orders"]);
+    for p in d["partitions"].as_array().expect("partitions") {
+        assert_eq!(ids(&p["offline_replicas"]), vec![3], "{p}");
+        assert!(!ids(&p["isr"]).contains(&3), "{p}");
+    }
     let dead = &status["brokers"].as_array().expect("brokers")[2];
     assert_eq!(
         (dead["node_id"].as_i64(), dead["state"].as_str()),

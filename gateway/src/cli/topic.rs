@@ -269,9 +269,22 @@ async fn describe_configs(client: &mut Client, topic: &str) -> anyhow::Result<Ve
 
 async fn describe(client: &mut Client, topic: &str, json: bool) -> anyhow::Result<()> {
     let info = client.topic(topic, false).await?;
-    let parts: Vec<i32> = info.partitions.iter().map(|p| p.partition).collect();
-    let start = client.list_offsets(&info, &parts, -2).await?;
-    let end = client.list_offsets(&info, &parts, -1).await?;
+    // Offsets come from the leaders: a partition without one (offline) has none, and a leader
+    // that cannot answer leaves the offsets out rather than hiding the replication state.
+    let led: Vec<i32> = info
+        .partitions
+        .iter()
+        .filter(|p| p.leader >= 0)
+        .map(|p| p.partition)
+        .collect();
+    let offsets = |r: Result<std::collections::BTreeMap<i32, i64>, rill_client::ClientError>| {
+        r.unwrap_or_else(|e| {
+            eprintln!("rill: offsets of {topic} unavailable: {e}");
+            Default::default()
+        })
+    };
+    let start = offsets(client.list_offsets(&info, &led, -2).await);
+    let end = offsets(client.list_offsets(&info, &led, -1).await);
     let configs = describe_configs(client, topic).await?;
     if json {
         let partitions: Vec<_> = info
