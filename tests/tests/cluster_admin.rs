@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rill_client::connection::{ConnectOptions, Connection};
 use rill_tests::cluster::{ClusterOptions, TestCluster};
 use rill_tests::{kcat, rill_cli, run_python, run_with_timeout};
 use serde_json::Value;
@@ -64,6 +68,33 @@ fn wait<T>(cluster: &TestCluster, what: &str, within: Duration, f: impl Fn() -> 
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Metadata for `topic` from `addr`, allowing auto-creation: (topic error code, replica lists).
+fn auto_create_metadata(addr: &str, topic: &str) -> Result<(i16, Vec<Vec<i32>>), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let opts = ConnectOptions::default().with_timeout(Duration::from_secs(10));
+        let mut conn = Connection::connect(addr, &opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+                TopicName(StrBytes::from_string(topic.to_string())),
+            ))]))
+            .with_allow_auto_topic_creation(true);
+        let resp: MetadataResponse = conn.send(&req).await.map_err(|e| e.to_string())?;
+        let t = resp.topics.first().ok_or("no topic in the answer")?;
+        let replicas = t
+            .partitions
+            .iter()
+            .map(|p| p.replica_nodes.iter().map(|b| b.0).collect())
+            .collect();
+        Ok((t.error_code, replicas))
+    })
 }
 
 fn ids(v: &Value) -> Vec<i64> {
@@ -180,6 +211,25 @@ fn metadata_elections_and_status_of_a_three_node_cluster() {
         assert_eq!(r["rf4"], "INVALID_REPLICATION_FACTOR", "{addr}: {r}");
     }
 
+    // Metadata with auto-creation (node 3): created through the controller with the defaults
+    // (one partition, replication factor 3); LEADER_NOT_AVAILABLE (5) until this node's image
+    // has it.
+    let (code, _) = auto_create_metadata(&addrs[2], "auto-created").expect("metadata");
+    assert!(code == 0 || code == 5, "auto-create answered {code}");
+    let replicas = wait(
+        &cluster,
+        "the auto-created topic",
+        FORM,
+        || match auto_create_metadata(&addrs[0], "auto-created") {
+            Ok((0, replicas)) => Some(replicas),
+            _ => None,
+        },
+    );
+    assert_eq!(replicas.len(), 1);
+    let mut r = replicas[0].clone();
+    r.sort_unstable();
+    assert_eq!(r, vec![1, 2, 3]);
+
     // rill topic describe (another node): leader, replicas and ISR of every partition.
     let d = rill_json(&addrs[1], &["topic", "describe", "orders"]);
     let parts = d["partitions"].as_array().expect("partitions");
@@ -230,10 +280,11 @@ fn metadata_elections_and_status_of_a_three_node_cluster() {
     let victim = 3;
     cluster.kill(victim);
     cluster.wait_describe(1, FORM, "node 3 fenced", |c, b| c > 0 && b == [1, 2]);
+    // 6 partitions of orders and the auto-created one.
     let status = wait(&cluster, "node 3 out of every ISR", FORM, || {
         let s = rill_json(&addrs[0], &["cluster", "status"]);
         let under = s["under_replicated_partitions"].as_array().map(Vec::len);
-        (under == Some(6)).then_some(s)
+        (under == Some(7)).then_some(s)
     });
     assert_eq!(status["healthy"], false);
     let problems: Vec<&str> = status["problems"]
