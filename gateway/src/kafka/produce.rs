@@ -128,6 +128,13 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Re
                 .with_partition_responses(partition_responses)
         }))
         .await;
+        let acknowledged = topics
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .any(|p| p.error_code == 0);
+        if acknowledged {
+            rill_core::failpoints::acknowledged();
+        }
         ResponseKind::Produce(ProduceResponse::default().with_responses(topics))
     }))
 }
