@@ -27,7 +27,7 @@
 //! replica_lag_time_max_ms = 30000
 //! default_replication_factor = 3   # capped by the brokers available (see docs/cluster.md)
 //! min_insync_replicas = 1
-//! # tls = { cert = "node.pem", key = "node.key", ca = "cluster-ca.pem" }   # not yet
+//! tls = { cert = "node.pem", key = "node.key", ca = "cluster-ca.pem" }   # mTLS between nodes
 //!
 //! [storage]
 //! encryption = "auto"         # "auto" | "aes-256-gcm" | "chacha20-poly1305" | "off"
@@ -201,7 +201,8 @@ pub struct ClusterSection {
     pub min_insync_replicas: Option<i16>,
     /// A file holding the shared cluster secret (every node the same; at least 16 bytes).
     pub secret_file: Option<PathBuf>,
-    /// mTLS against a cluster CA (not built yet: refused at start).
+    /// mTLS against a cluster CA: every node presents `cert`, which must chain to `ca` and name
+    /// the host of the node's cluster address.
     pub tls: Option<ClusterTlsFiles>,
 }
 
@@ -236,7 +237,7 @@ pub struct ClusterSettings {
     pub min_insync_replicas: i16,
     /// The shared secret file.
     pub secret_file: Option<PathBuf>,
-    /// mTLS files (refused at start: not built yet).
+    /// mTLS files.
     pub tls: Option<ClusterTlsFiles>,
     /// `[node] rack`.
     pub rack: Option<String>,

@@ -1,4 +1,5 @@
-//! TLS for the Kafka listener: rustls 0.23 with the ring provider only, from PEM files.
+//! TLS for the Kafka listener: rustls 0.23 with the ring provider only, from PEM files (the
+//! loaders are shared with the cluster listener's mTLS, `cluster::auth`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,26 +42,37 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// The rustls server configuration for `files` (no client authentication).
-pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
-    let cert_pem = read(&files.cert)?;
+/// The certificates of a PEM file (at least one).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let cert_pem = read(path)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Pem {
-            path: files.cert.clone(),
+            path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
     if certs.is_empty() {
         return Err(TlsError::Pem {
-            path: files.cert.clone(),
+            path: path.to_path_buf(),
             reason: "no CERTIFICATE found".to_string(),
         });
     }
-    let key_pem = read(&files.key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
-        path: files.key.clone(),
+    Ok(certs)
+}
+
+/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let key_pem = read(path)?;
+    PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
+        path: path.to_path_buf(),
         reason: format!("no usable private key: {e}"),
-    })?;
+    })
+}
+
+/// The rustls server configuration for `files` (no client authentication).
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs = load_certs(&files.cert)?;
+    let key = load_key(&files.key)?;
     let config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()?

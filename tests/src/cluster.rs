@@ -21,8 +21,10 @@ pub struct ClusterOptions {
     pub session_timeout_ms: u64,
     /// `[cluster] broker_heartbeat_interval_ms`.
     pub heartbeat_interval_ms: u64,
-    /// The shared secret (`None`: plaintext on loopback).
+    /// The shared secret (`None`: plaintext on loopback, unless `tls_dir`).
     pub secret: Option<String>,
+    /// mTLS: a directory with `ca.pem` and `node{N}.pem` / `node{N}.key` for each node.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Default for ClusterOptions {
@@ -32,6 +34,7 @@ impl Default for ClusterOptions {
             session_timeout_ms: 3000,
             heartbeat_interval_ms: 500,
             secret: Some("a-test-cluster-secret-0123456789".into()),
+            tls_dir: None,
         }
     }
 }
@@ -154,12 +157,21 @@ impl TestCluster {
     pub fn write_config(&self, id: i32, opts: &ClusterOptions, secret_file: Option<&Path>) {
         let m = self.member(id);
         let mut text = format!(
-            "[node]\nid = {id}\n\n[storage]\nflush = \"always\"\n\n[cluster]\n\
+            "[node]\nid = {id}\nrack = \"rack-{id}\"\n\n[storage]\nflush = \"always\"\n\n[cluster]\n\
              broker_session_timeout_ms = {}\nbroker_heartbeat_interval_ms = {}\n",
             opts.session_timeout_ms, opts.heartbeat_interval_ms
         );
         if let Some(f) = secret_file {
             text.push_str(&format!("secret_file = {:?}\n", f.display().to_string()));
+        }
+        if let Some(dir) = &opts.tls_dir {
+            let file = |name: String| format!("{:?}", dir.join(name).display().to_string());
+            text.push_str(&format!(
+                "tls = {{ cert = {}, key = {}, ca = {} }}\n",
+                file(format!("node{id}.pem")),
+                file(format!("node{id}.key")),
+                file("ca.pem".into())
+            ));
         }
         std::fs::write(&m.config, text).expect("write node config");
     }
@@ -220,12 +232,26 @@ impl TestCluster {
         }
     }
 
-    /// Kills node `id`, wipes its data directory and formats it again (a new directory id).
-    pub fn reformat(&mut self, id: i32) {
+    /// SIGTERMs node `id` and waits for it to exit; its exit status.
+    pub fn terminate(&mut self, id: i32) -> std::process::ExitStatus {
+        let m = self.member_mut(id);
+        let mut node = m
+            .node
+            .take()
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        let status = node.terminate();
+        m.past_logs.push_str(&node.log());
+        m.past_logs.push_str("----- terminated -----\n");
+        status
+    }
+
+    /// Kills node `id`, wipes its data directory and formats it again (a new directory id),
+    /// for the cluster `cluster_id` (normally [`TestCluster::cluster_id`]).
+    pub fn reformat(&mut self, id: i32, cluster_id: &str) {
         self.kill(id);
         let m = self.member(id);
         std::fs::remove_dir_all(&m.data_dir).expect("wipe data dir");
-        format(&m.data_dir, id, &self.cluster_id, &self.voters);
+        format(&m.data_dir, id, cluster_id, &self.voters);
     }
 
     /// Everything node `id` logged, over all its processes.
@@ -258,6 +284,14 @@ impl TestCluster {
 
     /// DescribeCluster against node `id`: (controller id, sorted broker ids).
     pub fn describe(&self, id: i32) -> Result<(i32, Vec<i32>), String> {
+        let resp = self.describe_cluster(id)?;
+        let mut ids: Vec<i32> = resp.brokers.iter().map(|b| b.broker_id.0).collect();
+        ids.sort_unstable();
+        Ok((resp.controller_id.0, ids))
+    }
+
+    /// DescribeCluster against node `id`, the whole response.
+    pub fn describe_cluster(&self, id: i32) -> Result<DescribeClusterResponse, String> {
         let addr = self.kafka_addr(id);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -268,13 +302,9 @@ impl TestCluster {
             let mut conn = Connection::connect(&addr, &opts)
                 .await
                 .map_err(|e| e.to_string())?;
-            let resp: DescribeClusterResponse = conn
-                .send(&DescribeClusterRequest::default())
+            conn.send(&DescribeClusterRequest::default())
                 .await
-                .map_err(|e| e.to_string())?;
-            let mut ids: Vec<i32> = resp.brokers.iter().map(|b| b.broker_id.0).collect();
-            ids.sort_unstable();
-            Ok((resp.controller_id.0, ids))
+                .map_err(|e| e.to_string())
         })
     }
 

@@ -3,7 +3,7 @@
 //! brokers; the active controller's SIGKILL elects another one, which fences the dead broker
 //! after its session timeout; the restarted node registers again under a new broker epoch; a
 //! node with the wrong cluster secret is refused and logged; a wiped and re-formatted node does
-//! not vote.
+//! not vote; a node formatted for another cluster is refused; SIGTERM is a controlled shutdown.
 //!
 //! The brokers and the controller are read with DescribeCluster (rill-client on the wire).
 //! Tests share the loopback aliases, so they run one at a time.
@@ -41,6 +41,20 @@ fn three_nodes_form_a_cluster_fail_over_fence_and_re_register() {
         );
         controller = c;
     }
+    // Every broker with its advertised Kafka endpoint and rack, from any node.
+    let resp = cluster.describe_cluster(2).unwrap();
+    assert_eq!(resp.cluster_id.as_str(), cluster.cluster_id);
+    for b in &resp.brokers {
+        let id = b.broker_id.0;
+        assert_eq!(
+            format!("{}:{}", b.host.as_str(), b.port),
+            cluster.kafka_addr(id)
+        );
+        assert_eq!(
+            b.rack.as_ref().map(|r| r.to_string()),
+            Some(format!("rack-{id}"))
+        );
+    }
     let first_epoch = registered_epochs(&cluster.log(controller));
     assert_eq!(first_epoch.len(), 1, "{}", cluster.logs());
 
@@ -68,6 +82,47 @@ fn three_nodes_form_a_cluster_fail_over_fence_and_re_register() {
         epochs[1] > epochs[0],
         "the new registration has a newer broker epoch: {epochs:?}"
     );
+
+    // SIGTERM: a controlled shutdown through the active controller, then exit 0.
+    let (controller, _) = cluster.describe(1).unwrap();
+    let leaving = if controller == 3 { 2 } else { 3 };
+    let status = cluster.terminate(leaving);
+    assert!(status.success(), "{status:?}\n{}", cluster.logs());
+    let log = cluster.log(leaving);
+    assert!(
+        log.contains("controlled shutdown: moving leadership away")
+            && log.contains("controlled shutdown complete"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_node_of_another_cluster_is_refused() {
+    let _guard = serial();
+    let mut cluster = TestCluster::start(&ClusterOptions {
+        secret: None,
+        ..ClusterOptions::default()
+    });
+    cluster.wait_describe(1, FORM, "3 brokers", |c, b| c > 0 && all_three(c, b));
+    // Node 3 is formatted for another cluster at the same address.
+    cluster.reformat(3, "another-cluster");
+    cluster.start_node(3);
+    let refused = |id| {
+        cluster.log(id).lines().any(|l| {
+            l.contains("cluster connection refused")
+                && l.contains("is not this cluster's (\"rill-test-cluster\")")
+        })
+    };
+    let deadline = std::time::Instant::now() + FORM;
+    while !(refused(1) || refused(2)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal of the other cluster logged\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.wait_describe(1, FORM, "node 3 fenced", |c, b| c > 0 && b == [1, 2]);
 }
 
 #[test]
@@ -121,7 +176,8 @@ fn a_reformatted_node_does_not_vote() {
     cluster.wait_log(controller, "voters bound to their directory ids", FORM);
 
     // Node 3 loses its disk and is formatted again (new directory id): it must not vote.
-    cluster.reformat(3);
+    let cluster_id = cluster.cluster_id.clone();
+    cluster.reformat(3, &cluster_id);
     cluster.start_node(3);
     cluster.wait_log(
         3,
@@ -151,6 +207,77 @@ fn a_reformatted_node_does_not_vote() {
         "the re-formatted node became controller\n{}",
         cluster.logs()
     );
+}
+
+/// Writes `ca.pem` (unless `ca` is given) and `node{id}.pem` / `node{id}.key` for node ids 1-3
+/// (certificates naming 127.0.0.11-13) into `dir`, signed by the CA; returns the CA.
+fn write_certs(dir: &std::path::Path, ids: &[i32]) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    for id in ids {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![format!("127.0.0.{}", 10 + id)]).unwrap();
+        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+        std::fs::write(dir.join(format!("node{id}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("node{id}.key")), key.serialize_pem()).unwrap();
+    }
+    (ca, ca_key)
+}
+
+#[test]
+fn mutual_tls_against_the_cluster_ca() {
+    let _guard = serial();
+    let certs = tempfile::TempDir::new().unwrap();
+    let tls_dir = certs.path().join("tls");
+    write_certs(&tls_dir, &[1, 2, 3]);
+    let opts = ClusterOptions {
+        secret: None,
+        tls_dir: Some(tls_dir.clone()),
+        ..ClusterOptions::default()
+    };
+    let mut cluster = TestCluster::start(&opts);
+    for id in 1..=3 {
+        cluster.wait_describe(id, FORM, "3 brokers over mTLS", |c, b| {
+            c > 0 && all_three(c, b)
+        });
+    }
+    // Node 3 comes back with a certificate of another CA: refused by the others.
+    cluster.kill(3);
+    let rogue = certs.path().join("rogue");
+    write_certs(&rogue, &[3]);
+    for f in ["node3.pem", "node3.key"] {
+        std::fs::copy(rogue.join(f), tls_dir.join(f)).unwrap();
+    }
+    std::fs::copy(rogue.join("ca.pem"), tls_dir.join("ca3.pem")).unwrap();
+    let mut three = opts.clone();
+    three.tls_dir = Some(tls_dir.clone());
+    cluster.write_config(3, &three, None);
+    let cfg = cluster.member(3).config.clone();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("ca.pem", "ca3.pem");
+    std::fs::write(&cfg, text).unwrap();
+    cluster.start_node(3);
+    let refused = |id| {
+        cluster
+            .log(id)
+            .lines()
+            .any(|l| l.contains("cluster connection refused: TLS handshake failed"))
+    };
+    let deadline = std::time::Instant::now() + FORM;
+    while !(refused(1) || refused(2)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no TLS refusal logged\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.wait_describe(1, FORM, "node 3 fenced", |c, b| c > 0 && b == [1, 2]);
 }
 
 /// `rill serve` on a formatted data directory with `toml` and `flags`: its exit status and
@@ -199,16 +326,16 @@ fn cluster_mode_refuses_unsafe_or_inconsistent_settings_at_start() {
         "{err}"
     );
     let err = serve_refused(
-        "[cluster]\ntls = { cert = \"c.pem\", key = \"k.pem\", ca = \"ca.pem\" }\n",
+        "[cluster]\ntls = { cert = \"/nonexistent/c.pem\", key = \"k.pem\", ca = \"ca.pem\" }\n",
         &node1,
     );
     assert!(
-        err.contains("[cluster] tls (mTLS between nodes) is not built yet"),
+        err.contains("[cluster] tls: cannot read /nonexistent/c.pem"),
         "{err}"
     );
     let err = serve_refused("", &["--node-id", "1", "--cluster-listen", "0.0.0.0:0"]);
     assert!(
-        err.contains("is not a loopback address and [cluster] secret_file is not set"),
+        err.contains("is not a loopback address and neither [cluster] secret_file"),
         "{err}"
     );
     let err = serve_refused("", &["--node-id", "1"]);

@@ -4,14 +4,27 @@
 //! the connecting node does the same over its node id too. Neither proof reveals the secret, and
 //! neither can be replayed on another connection (the other side's nonce is fresh).
 //!
-//! Without a secret, connections are accepted unauthenticated, which [`check_plaintext`] allows
-//! only on a loopback cluster listener.
+//! With `[cluster] tls = { cert, key, ca }` every connection is also TLS with mutual
+//! authentication: each side presents its certificate, which must chain to the cluster CA, and
+//! the connecting node checks the listener's name (the host of its cluster address) in it
+//! ([`ClusterTls`]). TLS encrypts and protects every frame; the shared secret alone does not.
+//!
+//! Without a secret or TLS, connections are accepted unauthenticated, which [`check_plaintext`]
+//! allows only on a loopback cluster listener.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use hmac::{Hmac, KeyInit, Mac};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use sha2::Sha256;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::config::ClusterTlsFiles;
+use crate::tls::{load_certs, load_key, TlsError};
 
 /// The shortest secret accepted.
 pub const MIN_SECRET_LEN: usize = 16;
@@ -43,14 +56,78 @@ pub enum AuthError {
     },
     /// No secret and a non-loopback cluster listener.
     #[error(
-        "the cluster listener {addr} is not a loopback address and [cluster] secret_file is not \
-         set: inter-node traffic would be unauthenticated; set [cluster] secret_file (the same \
-         secret on every node) or listen on loopback"
+        "the cluster listener {addr} is not a loopback address and neither [cluster] secret_file \
+         nor [cluster] tls is set: inter-node traffic would be unauthenticated; set [cluster] \
+         secret_file (the same secret on every node) or [cluster] tls, or listen on loopback"
     )]
     Insecure {
         /// The listener address.
         addr: SocketAddr,
     },
+    /// The cluster TLS files do not load.
+    #[error("[cluster] tls: {0}")]
+    Tls(#[from] TlsError),
+    /// The cluster CA is unusable.
+    #[error("[cluster] tls: the CA in {path}: {reason}")]
+    Ca {
+        /// The CA file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// mTLS of the cluster listener and of outgoing connections: both sides present a certificate
+/// chaining to the cluster CA.
+#[derive(Clone)]
+pub struct ClusterTls {
+    /// Accepts connections, requiring a client certificate from the CA.
+    pub acceptor: TlsAcceptor,
+    /// Connects, presenting this node's certificate and checking the peer's against the CA.
+    pub connector: TlsConnector,
+}
+
+impl std::fmt::Debug for ClusterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterTls(..)")
+    }
+}
+
+impl ClusterTls {
+    /// Loads the node's certificate and key and the cluster CA.
+    pub fn load(files: &ClusterTlsFiles) -> Result<ClusterTls, AuthError> {
+        let certs = load_certs(&files.cert)?;
+        let key = load_key(&files.key)?;
+        let ca_err = |reason: String| AuthError::Ca {
+            path: files.ca.clone(),
+            reason,
+        };
+        let mut roots = RootCertStore::empty();
+        for ca in load_certs(&files.ca)? {
+            roots.add(ca).map_err(|e| ca_err(e.to_string()))?;
+        }
+        let roots = Arc::new(roots);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| ca_err(e.to_string()))?;
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::from)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs.clone(), key.clone_key())
+            .map_err(TlsError::from)?;
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::from)?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(TlsError::from)?;
+        Ok(ClusterTls {
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            connector: TlsConnector::from(Arc::new(client)),
+        })
+    }
 }
 
 /// The shared secret (trailing whitespace of the file ignored).
@@ -160,9 +237,13 @@ pub fn nonce() -> Vec<u8> {
     n
 }
 
-/// Refuses plaintext inter-node traffic off loopback.
-pub fn check_plaintext(secret: Option<&Secret>, listen: SocketAddr) -> Result<(), AuthError> {
-    if secret.is_none() && !listen.ip().is_loopback() {
+/// Refuses unauthenticated inter-node traffic off loopback.
+pub fn check_plaintext(
+    secret: Option<&Secret>,
+    tls: bool,
+    listen: SocketAddr,
+) -> Result<(), AuthError> {
+    if secret.is_none() && !tls && !listen.ip().is_loopback() {
         return Err(AuthError::Insecure { addr: listen });
     }
     Ok(())
@@ -195,10 +276,11 @@ mod tests {
     fn plaintext_only_on_loopback_and_short_secrets_refused() {
         let lo: SocketAddr = "127.0.0.12:9093".parse().unwrap();
         let wide: SocketAddr = "10.0.0.1:9093".parse().unwrap();
-        check_plaintext(None, lo).unwrap();
-        let err = check_plaintext(None, wide).unwrap_err().to_string();
+        check_plaintext(None, false, lo).unwrap();
+        let err = check_plaintext(None, false, wide).unwrap_err().to_string();
         assert!(err.contains("secret_file"), "{err}");
-        check_plaintext(Some(&Secret::from_bytes(b"0123456789abcdef")), wide).unwrap();
+        check_plaintext(Some(&Secret::from_bytes(b"0123456789abcdef")), false, wide).unwrap();
+        check_plaintext(None, true, wide).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("s");
         std::fs::write(&f, "short\n").unwrap();

@@ -173,7 +173,7 @@ pub struct Controller {
     sessions: Mutex<HashMap<i32, BrokerSession>>,
     leader_since: Mutex<Option<Instant>>,
     session_timeout: Duration,
-    not_a_voter_logged: AtomicBool,
+    not_a_voter_logged: Arc<AtomicBool>,
 }
 
 /// The Raft network: RPCs over [`PeerClient`]s.
@@ -183,6 +183,7 @@ pub struct Network {
     peers: Arc<Peers>,
     metrics: Arc<OnceLock<watch::Receiver<RaftMetrics<u64, VoterNode>>>>,
     warned: Arc<Mutex<HashSet<(u64, Uuid)>>>,
+    not_a_voter_logged: Arc<AtomicBool>,
 }
 
 /// The link to one peer.
@@ -223,8 +224,6 @@ fn log_not_a_voter(flag: &AtomicBool, identity: &Identity, why: &str) {
         );
     }
 }
-
-static NOT_A_VOTER_LOGGED: AtomicBool = AtomicBool::new(false);
 
 impl Link {
     async fn rpc<Req, Resp, E>(&self, api_key: i16, req: &Req) -> RpcResult<Resp, E>
@@ -278,7 +277,7 @@ impl Link {
             Ok(Err(refusal)) => {
                 if matches!(refusal, Refusal::NotAVoter { .. }) {
                     log_not_a_voter(
-                        &NOT_A_VOTER_LOGGED,
+                        &self.net.not_a_voter_logged,
                         &self.net.identity,
                         &refusal.to_string(),
                     );
@@ -389,7 +388,9 @@ impl Controller {
             peers: peers.clone(),
             metrics: Arc::new(OnceLock::new()),
             warned: Arc::default(),
+            not_a_voter_logged: Arc::default(),
         };
+        let not_a_voter_logged = network.not_a_voter_logged.clone();
         let metrics_slot = network.metrics.clone();
         let node_id = u64::try_from(meta.node_id).unwrap_or_default();
         let raft = Raft::new(node_id, Arc::new(config), network, log, sm.clone())
@@ -440,7 +441,7 @@ impl Controller {
             sessions: Mutex::new(HashMap::new()),
             leader_since: Mutex::new(None),
             session_timeout,
-            not_a_voter_logged: AtomicBool::new(false),
+            not_a_voter_logged,
         }))
     }
 

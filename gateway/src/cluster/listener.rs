@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use super::auth;
 use super::controller::Controller;
-use super::peer::MAX_FRAME;
+use super::peer::{BoxedIo, MAX_FRAME};
 use super::rpc::{self, Envelope, Hello, HelloAccepted, Proof, Refusal};
 use crate::kafka::auth::Session;
 use crate::kafka::request::{self, Decoded};
@@ -98,7 +98,7 @@ fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
-async fn read_frame(framed: &mut Framed<TcpStream, LengthDelimitedCodec>) -> Option<Bytes> {
+async fn read_frame(framed: &mut Framed<BoxedIo, LengthDelimitedCodec>) -> Option<Bytes> {
     match framed.next().await {
         Some(Ok(f)) => Some(f.freeze()),
         _ => None,
@@ -107,7 +107,7 @@ async fn read_frame(framed: &mut Framed<TcpStream, LengthDelimitedCodec>) -> Opt
 
 /// The handshake; the peer's identity, or `None` (closed, with a log line).
 async fn authenticate(
-    framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
+    framed: &mut Framed<BoxedIo, LengthDelimitedCodec>,
     peer: SocketAddr,
     controller: &Controller,
 ) -> Option<PeerIdentity> {
@@ -131,12 +131,11 @@ async fn authenticate(
             return None;
         }
     };
-    let refuse = |refusal: Refusal| refusal;
     let verdict: Result<(), Refusal> = if hello.cluster_id != id.cluster_id {
-        Err(refuse(Refusal::WrongCluster {
+        Err(Refusal::WrongCluster {
             expected: id.cluster_id.clone(),
             got: hello.cluster_id.clone(),
-        }))
+        })
     } else if controller
         .incarnations
         .lock_unpoisoned()
@@ -240,6 +239,22 @@ async fn serve(
     ctx: Arc<Context>,
     shutdown: CancellationToken,
 ) {
+    let stream: BoxedIo = match &controller.identity.tls {
+        None => Box::new(stream),
+        Some(tls) => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
+                Ok(Ok(s)) => Box::new(s),
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "cluster connection refused: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "cluster connection refused: TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
     let mut framed = Framed::new(stream, codec());
     let who = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
@@ -420,10 +435,11 @@ async fn handle(
             ApiKey::BrokerRegistration => {
                 let req = BrokerRegistrationRequest::decode(&mut buf, version)
                     .map_err(|e| e.to_string())?;
-                if req.broker_id.0 != who.node_id {
+                if req.broker_id.0 != who.node_id || req.incarnation_id != who.incarnation {
                     return Err(format!(
-                        "BrokerRegistration for broker {} from node {}",
-                        req.broker_id.0, who.node_id
+                        "BrokerRegistration for broker {} incarnation {} from node {} \
+                         incarnation {}",
+                        req.broker_id.0, req.incarnation_id, who.node_id, who.incarnation
                     ));
                 }
                 let resp = controller.handle_registration(req).await;

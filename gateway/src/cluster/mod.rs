@@ -44,10 +44,9 @@ use broker_lifecycle::{BrokerLifecycle, BrokerState};
 use controller::{Controller, ControllerStartError, SubmitFailure};
 use peer::Identity;
 
-/// Listener name of the cluster listener in broker registrations.
-pub const CLUSTER_LISTENER_NAME: &str = "CLUSTER";
-/// Listener name of the Kafka (client) listener in broker registrations.
-pub const KAFKA_LISTENER_NAME: &str = crate::kafka::describe_cluster::KAFKA_LISTENER;
+pub use crate::kafka::cluster_view::{
+    CLUSTER_LISTENER as CLUSTER_LISTENER_NAME, KAFKA_LISTENER as KAFKA_LISTENER_NAME,
+};
 
 /// Errors starting cluster mode.
 #[derive(Debug, thiserror::Error)]
@@ -76,12 +75,6 @@ pub enum ClusterError {
          built yet); use flush = \"always\""
     )]
     IntervalFlush(u64),
-    /// mTLS is configured but not built.
-    #[error(
-        "[cluster] tls (mTLS between nodes) is not built yet; remove it and use [cluster] \
-         secret_file (shared-secret HMAC authentication) instead"
-    )]
-    TlsNotYet,
     /// No cluster listener address.
     #[error(
         "cluster mode needs a cluster listener: set --cluster-listen or [listeners] cluster \
@@ -124,9 +117,6 @@ pub fn check_settings(settings: &NodeSettings, meta: &MetaProperties) -> Result<
     }
     if let FlushPolicy::Interval { ms } = settings.broker.flush {
         return Err(ClusterError::IntervalFlush(ms));
-    }
-    if settings.cluster.tls.is_some() {
-        return Err(ClusterError::TlsNotYet);
     }
     Ok(())
 }
@@ -175,7 +165,13 @@ impl ClusterNode {
             .as_deref()
             .map(auth::Secret::load)
             .transpose()?;
-        auth::check_plaintext(secret.as_ref(), listen)?;
+        let tls = settings
+            .cluster
+            .tls
+            .as_ref()
+            .map(auth::ClusterTls::load)
+            .transpose()?;
+        auth::check_plaintext(secret.as_ref(), tls.is_some(), listen)?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| ClusterError::Bind {
@@ -193,6 +189,7 @@ impl ClusterNode {
             directory_id: meta.directory_id,
             secret,
             source_ip: (!addr.ip().is_unspecified()).then_some(addr.ip()),
+            tls,
         });
         let controller = Controller::start(
             &settings.broker.data_dir,
@@ -212,7 +209,12 @@ impl ClusterNode {
                 name: CLUSTER_LISTENER_NAME.to_string(),
                 host: adv_host,
                 port: adv_port,
-                security_protocol: "PLAINTEXT".to_string(),
+                security_protocol: if settings.cluster.tls.is_some() {
+                    "SSL"
+                } else {
+                    "PLAINTEXT"
+                }
+                .to_string(),
             },
         ];
         let lifecycle = BrokerLifecycle::new(
@@ -242,6 +244,29 @@ impl ClusterNode {
     /// This broker's registration state.
     pub fn broker_state(&self) -> watch::Receiver<BrokerState> {
         self.lifecycle.state()
+    }
+
+    /// A new connection (its own, so long polls do not hold up other RPCs) to the cluster
+    /// listener of broker `broker_id` as its registration in the image advertises it; `None`
+    /// when the broker is not registered or has no cluster endpoint. Use
+    /// [`peer::PeerClient::kafka`] on it (e.g. a replica Fetch).
+    pub fn broker_client(&self, broker_id: i32) -> Option<peer::PeerClient> {
+        let image = self.image.borrow().clone();
+        let endpoint = image
+            .broker(broker_id)?
+            .listeners
+            .iter()
+            .find(|l| l.name == CLUSTER_LISTENER_NAME)?
+            .clone();
+        let addr = if endpoint.host.contains(':') {
+            format!("[{}]:{}", endpoint.host, endpoint.port)
+        } else {
+            format!("{}:{}", endpoint.host, endpoint.port)
+        };
+        Some(peer::PeerClient::new(
+            self.controller.identity.clone(),
+            addr,
+        ))
     }
 
     /// Asks the active controller for a controlled shutdown and waits for it (bounded).
@@ -456,6 +481,33 @@ mod tests {
             ),
             "{again:?}"
         );
+        // The cluster listener advertises the private APIs and 62/63; the Kafka listener does not.
+        let other = views
+            .iter()
+            .find(|v| v.node_id() != follower.node_id())
+            .unwrap();
+        let client = follower.broker_client(other.node_id()).unwrap();
+        let versions: kafka_protocol::messages::ApiVersionsResponse = client
+            .kafka(
+                kafka_protocol::messages::ApiKey::ApiVersions,
+                3,
+                &kafka_protocol::messages::ApiVersionsRequest::default(),
+            )
+            .await
+            .unwrap();
+        let keys: Vec<i16> = versions.api_keys.iter().map(|k| k.api_key).collect();
+        for k in rpc::PRIVATE_APIS.into_iter().chain([62, 63, 1]) {
+            assert!(
+                keys.contains(&k),
+                "{k} not advertised on the cluster listener: {keys:?}"
+            );
+        }
+        // The Kafka listener advertises exactly the API table, which has none of them.
+        assert!(crate::kafka::api_support::SUPPORTED_APIS.iter().all(|a| {
+            let k = a.key as i16;
+            !rpc::PRIVATE_API_KEYS.contains(&k) && k != 62 && k != 63
+        }));
+
         let q = follower.quorum();
         assert_eq!(q.voters.len(), 3);
         assert_eq!(q.leader_id, Some(leader));

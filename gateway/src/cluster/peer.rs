@@ -15,18 +15,25 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Mutex;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use uuid::Uuid;
 
-use super::auth::{self, Secret};
+use super::auth::{self, ClusterTls, Secret};
 use super::rpc::{self, Envelope, Hello, HelloAccepted, Proof, Refusal, WireError};
 
 /// How long connecting (TCP plus the handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The largest response frame accepted (snapshots travel in one frame).
 pub const MAX_FRAME: usize = 256 << 20;
+
+/// A connection's byte stream: TCP, or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+/// A boxed [`Io`].
+pub type BoxedIo = Box<dyn Io>;
 
 /// Who this node is on the wire.
 #[derive(Debug, Clone)]
@@ -43,6 +50,8 @@ pub struct Identity {
     pub secret: Option<Secret>,
     /// The source address of outgoing connections (the cluster listener's IP), if specific.
     pub source_ip: Option<IpAddr>,
+    /// mTLS (`[cluster] tls`), if configured.
+    pub tls: Option<ClusterTls>,
 }
 
 impl Identity {
@@ -139,7 +148,7 @@ pub struct PeerInfo {
 }
 
 struct Connection {
-    framed: Framed<TcpStream, LengthDelimitedCodec>,
+    framed: Framed<BoxedIo, LengthDelimitedCodec>,
     next_correlation: i32,
     peer: PeerInfo,
 }
@@ -208,7 +217,7 @@ impl PeerClient {
 
     async fn exchange(
         &self,
-        framed: &mut Framed<TcpStream, LengthDelimitedCodec>,
+        framed: &mut Framed<BoxedIo, LengthDelimitedCodec>,
         frame: Bytes,
     ) -> Result<Bytes, PeerError> {
         let io = |reason: String| PeerError::Io {
@@ -238,8 +247,39 @@ impl PeerClient {
         rpc::from_cbor(&frame).map_err(|e| self.wire(e))
     }
 
-    async fn handshake(&self) -> Result<Connection, PeerError> {
+    /// TCP, then TLS when configured (the peer's certificate must name the host of its
+    /// address).
+    async fn connect_stream(&self) -> Result<BoxedIo, PeerError> {
         let stream = self.connect_tcp().await?;
+        let Some(tls) = &self.identity.tls else {
+            return Ok(Box::new(stream));
+        };
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = rustls_pki_types::ServerName::try_from(host).map_err(|e| {
+            PeerError::Authentication {
+                addr: self.addr.clone(),
+                reason: format!("not a TLS server name: {e}"),
+            }
+        })?;
+        let stream =
+            tls.connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| PeerError::Authentication {
+                    addr: self.addr.clone(),
+                    reason: format!("TLS: {e}"),
+                })?;
+        Ok(Box::new(stream))
+    }
+
+    async fn handshake(&self) -> Result<Connection, PeerError> {
+        let stream = self.connect_stream().await?;
         let mut framed = Framed::new(stream, codec());
         let id = &self.identity;
         let client_nonce = auth::nonce();
@@ -314,31 +354,39 @@ impl PeerClient {
         })
     }
 
-    /// Sends one request frame made by `make(correlation_id)` and returns the response frame,
-    /// connecting first if needed. Any failure drops the connection.
-    async fn call_frame(
+    /// Connects (TCP and handshake) unless connected.
+    async fn connected<'a>(
         &self,
-        make: impl FnOnce(i32) -> Result<Bytes, PeerError>,
-    ) -> Result<(Bytes, PeerInfo), PeerError> {
-        let mut guard = self.conn.lock().await;
+        guard: &'a mut Option<Connection>,
+    ) -> Result<&'a mut Connection, PeerError> {
         if guard.is_none() {
             let conn = tokio::time::timeout(CONNECT_TIMEOUT, self.handshake())
                 .await
                 .map_err(|_| PeerError::ConnectTimeout(self.addr.clone()))??;
             *guard = Some(conn);
         }
-        let Some(conn) = guard.as_mut() else {
-            unreachable!("set above")
-        };
+        guard.as_mut().ok_or_else(|| PeerError::Io {
+            addr: self.addr.clone(),
+            reason: "not connected".into(),
+        })
+    }
+
+    /// Sends one request frame made by `make(correlation_id)` and returns the response frame,
+    /// connecting first if needed. Any failure drops the connection.
+    async fn call_frame(
+        &self,
+        make: impl FnOnce(i32) -> Result<Bytes, PeerError>,
+    ) -> Result<Bytes, PeerError> {
+        let mut guard = self.conn.lock().await;
+        let conn = self.connected(&mut guard).await?;
         let correlation = conn.next_correlation;
         conn.next_correlation = conn.next_correlation.wrapping_add(1);
-        let peer = conn.peer;
         let result = match make(correlation) {
             Ok(frame) => self.exchange(&mut conn.framed, frame).await,
             Err(e) => Err(e),
         };
         match result {
-            Ok(f) if f.len() >= 4 && (&f[..4]).get_i32() == correlation => Ok((f, peer)),
+            Ok(f) if f.len() >= 4 && (&f[..4]).get_i32() == correlation => Ok(f),
             Ok(_) => {
                 *guard = None;
                 Err(PeerError::Io {
@@ -356,13 +404,7 @@ impl PeerClient {
     /// The peer of the current connection, connecting if needed.
     pub async fn peer_info(&self) -> Result<PeerInfo, PeerError> {
         let mut guard = self.conn.lock().await;
-        if guard.is_none() {
-            let conn = tokio::time::timeout(CONNECT_TIMEOUT, self.handshake())
-                .await
-                .map_err(|_| PeerError::ConnectTimeout(self.addr.clone()))??;
-            *guard = Some(conn);
-        }
-        Ok(guard.as_ref().map(|c| c.peer).expect("connected above"))
+        Ok(self.connected(&mut guard).await?.peer)
     }
 
     /// A private RPC: `body` in this node's [`Envelope`]; the peer's answer or its refusal.
@@ -372,7 +414,7 @@ impl PeerClient {
         body: &Req,
     ) -> Result<Result<Resp, Refusal>, PeerError> {
         let envelope = self.identity.envelope(body);
-        let (frame, _) = self
+        let frame = self
             .call_frame(|c| rpc::request_frame(api_key, c, &envelope).map_err(|e| self.wire(e)))
             .await?;
         self.body_of(frame)
@@ -390,7 +432,7 @@ impl PeerClient {
             api,
             reason,
         };
-        let (mut frame, _) = self
+        let mut frame = self
             .call_frame(|c| {
                 let header = RequestHeader::default()
                     .with_request_api_key(api as i16)

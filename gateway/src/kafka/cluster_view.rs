@@ -17,17 +17,17 @@ use rill_core::controller::{
 };
 use uuid::Uuid;
 
-/// The name of the listener a broker registers for Kafka clients (its `[listeners] kafka` address,
-/// as advertised); Metadata and DescribeCluster answer with this endpoint of every broker.
-pub const KAFKA_LISTENER_NAME: &str = "KAFKA";
+/// Listener name of the client (Kafka) endpoint in broker registrations: what Metadata and
+/// DescribeCluster advertise.
+pub const KAFKA_LISTENER: &str = "KAFKA";
+/// Listener name of the cluster listener in broker registrations (inter-node traffic: replica
+/// fetches go there).
+pub const CLUSTER_LISTENER: &str = "CLUSTER";
 
-/// The endpoint of a broker that Kafka clients connect to (its [`KAFKA_LISTENER_NAME`]
-/// listener), if it registered one.
+/// The endpoint of a broker that Kafka clients connect to (its [`KAFKA_LISTENER`] listener), if
+/// it registered one.
 pub fn kafka_endpoint(broker: &BrokerRegistration) -> Option<&Endpoint> {
-    broker
-        .listeners
-        .iter()
-        .find(|l| l.name == KAFKA_LISTENER_NAME)
+    broker.listeners.iter().find(|l| l.name == KAFKA_LISTENER)
 }
 
 /// A boxed future, so the trait stays object-safe.

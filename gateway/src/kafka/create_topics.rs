@@ -474,7 +474,7 @@ pub(crate) mod tests {
                             security_protocol: "PLAINTEXT".into(),
                         },
                         Endpoint {
-                            name: super::super::cluster_view::KAFKA_LISTENER_NAME.into(),
+                            name: super::super::cluster_view::KAFKA_LISTENER.into(),
                             host: "127.0.0.1".into(),
                             port: 9000 + broker_id as u16,
                             security_protocol: "PLAINTEXT".into(),

@@ -9,10 +9,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::cluster_view::KAFKA_LISTENER;
 use super::Context;
-
-/// Listener name of the client endpoint in broker registrations.
-pub const KAFKA_LISTENER: &str = super::cluster_view::KAFKA_LISTENER_NAME;
 
 /// The brokers and the controller id to answer with.
 fn brokers(ctx: &Context) -> (Vec<DescribeClusterBroker>, i32) {
