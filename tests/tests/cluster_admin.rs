@@ -370,3 +370,34 @@ fn metadata_elections_and_status_of_a_three_node_cluster() {
     );
     eprintln!("cluster_admin: {:?}", started.elapsed());
 }
+
+/// A node alone keeps answering as the only broker: ElectLeaders has nothing to elect, and
+/// `rill cluster status` says there is no quorum.
+#[test]
+fn a_node_alone_has_nothing_to_elect_and_no_quorum() {
+    let node = rill_tests::Node::start();
+    let addr = node.kafka_addr().to_string();
+    let created = rill_json(&addr, &["topic", "create", "orders", "-p", "2"]);
+    assert_eq!(created["partitions"], 2, "{created}");
+    let out = run_python(
+        "cluster_admin.py",
+        &["--bootstrap", &addr, "--topic", "orders"],
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.log()));
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line: {out}"));
+    let r: Value = serde_json::from_str(line).expect("RESULT json");
+    assert_eq!(r["brokers"].as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(r["elections"]["orders-0"], "ELECTION_NOT_NEEDED", "{r}");
+    assert_eq!(r["elections"]["orders-99"], "UNKNOWN_TOPIC_OR_PART", "{r}");
+    assert_eq!(r["rf4"], "INVALID_REPLICATION_FACTOR", "{r}");
+    let status = rill_cli(&addr, &["cluster", "status"], b"");
+    assert!(!status.status.success());
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        err.contains("INVALID_REQUEST") && err.contains("runs alone"),
+        "{err}"
+    );
+}
