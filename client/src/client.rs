@@ -440,6 +440,7 @@ mod tests {
                     leader_epoch: epoch,
                     replicas: vec![1, 2],
                     isr: vec![1, 2],
+                    offline_replicas: vec![],
                     error_code: 0,
                 }],
             },

@@ -104,6 +104,9 @@ fn client_max_version(api: ApiKey) -> i16 {
         ApiKey::OffsetCommit => 8,
         ApiKey::SaslHandshake => 1,
         ApiKey::SaslAuthenticate => 2,
+        ApiKey::DescribeCluster => 1,
+        ApiKey::DescribeQuorum => 2,
+        ApiKey::ElectLeaders => 2,
         _ => 0,
     }
 }

@@ -12,7 +12,8 @@
 //! - [`metadata`]: brokers, topics, partition leaders,
 //! - [`client`]: a cluster: bootstrap, metadata refresh, leader and coordinator lookup, recovery
 //!   from stale routing (KIP-951 leader hints),
-//! - the operations: [`produce`], [`fetch`], [`list_offsets`], [`admin`], [`group`].
+//! - the operations: [`produce`], [`fetch`], [`list_offsets`], [`admin`], [`group`],
+//!   [`quorum`].
 
 pub mod admin;
 pub mod client;
@@ -24,6 +25,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
 pub mod properties;
+pub mod quorum;
 pub mod sasl;
 pub mod security;
 

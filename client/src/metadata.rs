@@ -16,6 +16,8 @@ pub struct PartitionInfo {
     pub replicas: Vec<i32>,
     /// In-sync replica broker ids.
     pub isr: Vec<i32>,
+    /// Replicas whose broker is not live.
+    pub offline_replicas: Vec<i32>,
     /// Leader epoch (-1 when the broker does not send one).
     #[serde(skip)]
     pub leader_epoch: i32,
@@ -134,6 +136,7 @@ impl ClusterMetadata {
                     leader_epoch: p.leader_epoch,
                     replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
                     isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                    offline_replicas: p.offline_replicas.iter().map(|b| b.0).collect(),
                     error_code: p.error_code,
                 })
                 .collect();

@@ -486,8 +486,9 @@ impl Broker {
         }
     }
 
-    /// Validate and normalise overrides, returning them with the effective config.
-    fn validate_overrides(
+    /// Validate and normalise overrides (Kafka names), returning them with the effective config
+    /// (node defaults + overrides).
+    pub fn validate_overrides(
         &self,
         overrides: &BTreeMap<String, String>,
     ) -> Result<(BTreeMap<String, String>, TopicConfig), BrokerError> {
@@ -849,24 +850,20 @@ impl Broker {
         Ok(meta.config.describe(&meta.overrides))
     }
 
-    /// AlterConfigs (`incremental == false`: replace all overrides with the Set ops) and
-    /// IncrementalAlterConfigs (SET, DELETE, and APPEND/SUBTRACT on list keys such as
-    /// `cleanup.policy`, starting from the effective value when the topic has no override).
-    pub fn alter_topic_config(
+    /// The overrides a topic with `current` overrides has after `ops` (AlterConfigs when
+    /// `incremental` is false: the Set ops replace every override; IncrementalAlterConfigs
+    /// otherwise), validated and normalised, with the effective config. Changes nothing: the
+    /// node alone applies the result to its registry, a cluster node submits it to the controller.
+    pub fn plan_topic_config(
         &self,
         topic: &str,
+        current_overrides: &BTreeMap<String, String>,
         ops: &[ConfigOp],
         incremental: bool,
-        validate_only: bool,
-    ) -> Result<(), BrokerError> {
-        let _admin = self.admin_lock();
-        let rec = self
-            .registry
-            .get(topic)
-            .ok_or_else(|| unknown_topic(topic))?;
-        let current = effective_config(&self.config.default_topic_config, topic, &rec.overrides);
+    ) -> Result<(BTreeMap<String, String>, TopicConfig), BrokerError> {
+        let current = effective_config(&self.config.default_topic_config, topic, current_overrides);
         let mut next = if incremental {
-            rec.overrides.clone()
+            current_overrides.clone()
         } else {
             BTreeMap::new()
         };
@@ -919,7 +916,26 @@ impl Broker {
                 }
             }
         }
-        let (normalized, config) = self.validate_overrides(&next)?;
+        self.validate_overrides(&next)
+    }
+
+    /// AlterConfigs (`incremental == false`: replace all overrides with the Set ops) and
+    /// IncrementalAlterConfigs (SET, DELETE, and APPEND/SUBTRACT on list keys such as
+    /// `cleanup.policy`, starting from the effective value when the topic has no override).
+    pub fn alter_topic_config(
+        &self,
+        topic: &str,
+        ops: &[ConfigOp],
+        incremental: bool,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let _admin = self.admin_lock();
+        let rec = self
+            .registry
+            .get(topic)
+            .ok_or_else(|| unknown_topic(topic))?;
+        let (normalized, config) =
+            self.plan_topic_config(topic, &rec.overrides, ops, incremental)?;
         if validate_only {
             return Ok(());
         }

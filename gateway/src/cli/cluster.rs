@@ -1,7 +1,7 @@
-//! `rill cluster format|random-id`: preparing a node's data directory for a cluster (Kafka's
-//! `kafka-storage.sh format` and `random-uuid`). Local file operations, not Kafka protocol. The
-//! file written is described in `rill_core::controller::meta_properties`; nothing reads it yet
-//! (`rill serve` does not start a controller, see docs/cluster.md).
+//! `rill cluster format|random-id|status`: preparing a node's data directory for a cluster
+//! (Kafka's `kafka-storage.sh format` and `random-uuid`; local file operations, not Kafka
+//! protocol; the file written is described in `rill_core::controller::meta_properties`), and the
+//! cluster's health over the Kafka protocol ([`super::cluster_status`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,11 +41,15 @@ pub enum ClusterCommand {
     },
     /// Print a random cluster id in Kafka's form (22 characters).
     RandomId,
+    /// Show the cluster's health: the active controller, voters and observers with their lag,
+    /// brokers and their state, under-replicated and offline partitions.
+    Status(super::cluster_status::StatusArgs),
 }
 
 /// Runs a cluster subcommand.
-pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        ClusterCommand::Status(a) => super::cluster_status::run(a).await,
         ClusterCommand::Format {
             data_dir,
             node_id,

@@ -20,10 +20,12 @@
 //! - [`bridge`]: `rill bridge status` (the node's admin HTTP API, not Kafka protocol),
 //! - [`user`]: `rill user add|list|delete` (SASL/SCRAM users; local, not Kafka protocol),
 //! - [`cluster`]: `rill cluster format|random-id` (prepares a data directory for a cluster node;
-//!   local, not Kafka protocol).
+//!   local, not Kafka protocol) and `rill cluster status` ([`cluster_status`]: the cluster's
+//!   health through DescribeQuorum, DescribeCluster and Metadata).
 
 pub mod bridge;
 pub mod cluster;
+pub mod cluster_status;
 pub mod consume;
 pub mod device;
 pub mod format;
@@ -167,7 +169,8 @@ pub enum ClientCommand {
     Device(device::DeviceArgs),
     /// Manage SASL users of the Kafka listener (add, list, delete) on a stopped node.
     User(user::UserArgs),
-    /// Prepare a data directory for a cluster (format) and make cluster ids (random-id).
+    /// Prepare a data directory for a cluster (format), make cluster ids (random-id) and show a
+    /// cluster's health (status).
     Cluster(cluster::ClusterArgs),
 }
 
@@ -189,7 +192,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
             ClientCommand::Group(args) => group::run(args).await,
             ClientCommand::Device(args) => device::run(args),
             ClientCommand::User(args) => user::run(args),
-            ClientCommand::Cluster(args) => cluster::run(args),
+            ClientCommand::Cluster(args) => cluster::run(args).await,
         }
     })
 }

@@ -40,7 +40,7 @@ pub enum TopicCommand {
     Create(CreateArgs),
     /// List topics.
     List,
-    /// Show a topic's partitions, leaders, offsets and configs.
+    /// Show a topic's partitions (leader, replicas, ISR, offline replicas), offsets and configs.
     Describe(NameArg),
     /// Change a topic's configs (IncrementalAlterConfigs).
     Alter(AlterArgs),
@@ -269,9 +269,22 @@ async fn describe_configs(client: &mut Client, topic: &str) -> anyhow::Result<Ve
 
 async fn describe(client: &mut Client, topic: &str, json: bool) -> anyhow::Result<()> {
     let info = client.topic(topic, false).await?;
-    let parts: Vec<i32> = info.partitions.iter().map(|p| p.partition).collect();
-    let start = client.list_offsets(&info, &parts, -2).await?;
-    let end = client.list_offsets(&info, &parts, -1).await?;
+    // Offsets come from the leaders: a partition without one (offline) has none, and a leader
+    // that cannot answer leaves the offsets out rather than hiding the replication state.
+    let led: Vec<i32> = info
+        .partitions
+        .iter()
+        .filter(|p| p.leader >= 0)
+        .map(|p| p.partition)
+        .collect();
+    let offsets = |r: Result<std::collections::BTreeMap<i32, i64>, rill_client::ClientError>| {
+        r.unwrap_or_else(|e| {
+            eprintln!("rill: offsets of {topic} unavailable: {e}");
+            Default::default()
+        })
+    };
+    let start = offsets(client.list_offsets(&info, &led, -2).await);
+    let end = offsets(client.list_offsets(&info, &led, -1).await);
     let configs = describe_configs(client, topic).await?;
     if json {
         let partitions: Vec<_> = info
@@ -283,6 +296,7 @@ async fn describe(client: &mut Client, topic: &str, json: bool) -> anyhow::Resul
                     "leader": p.leader,
                     "replicas": p.replicas,
                     "isr": p.isr,
+                    "offline_replicas": p.offline_replicas,
                     "log_start_offset": start.get(&p.partition),
                     "high_watermark": end.get(&p.partition),
                 })
@@ -330,6 +344,7 @@ async fn describe(client: &mut Client, topic: &str, json: bool) -> anyhow::Resul
                 p.leader.to_string(),
                 list(&p.replicas),
                 list(&p.isr),
+                list(&p.offline_replicas),
                 start
                     .get(&p.partition)
                     .map(i64::to_string)
@@ -348,6 +363,7 @@ async fn describe(client: &mut Client, topic: &str, json: bool) -> anyhow::Resul
                 "LEADER",
                 "REPLICAS",
                 "ISR",
+                "OFFLINE",
                 "LOG-START-OFFSET",
                 "HIGH-WATERMARK"
             ],

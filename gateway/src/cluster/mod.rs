@@ -136,6 +136,8 @@ pub struct ClusterNode {
     controller: Arc<Controller>,
     lifecycle: Arc<BrokerLifecycle>,
     image: watch::Receiver<Arc<MetadataImage>>,
+    /// `[cluster] default_replication_factor`.
+    default_replication_factor: i16,
 }
 
 /// A started (not yet serving) cluster node and its bound listener.
@@ -236,6 +238,7 @@ impl ClusterNode {
                 controller,
                 lifecycle,
                 image,
+                default_replication_factor: settings.cluster.default_replication_factor,
             },
             addr,
             listener,
@@ -377,6 +380,10 @@ impl ClusterView for ClusterNode {
                 }
             }
         })
+    }
+
+    fn default_replication_factor(&self) -> i16 {
+        self.default_replication_factor
     }
 
     fn quorum(&self) -> QuorumInfo {

@@ -60,6 +60,9 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
         1,
     ),
     api(ApiKey::DescribeCluster, "DescribeCluster", 0, 1),
+    // The controller quorum and leader elections (issue 11; see docs/cluster.md).
+    api(ApiKey::DescribeQuorum, "DescribeQuorum", 0, 2),
+    api(ApiKey::ElectLeaders, "ElectLeaders", 0, 2),
     // Idempotent producers (no transactions).
     api(ApiKey::InitProducerId, "InitProducerId", 0, 5),
     // Consumer groups (classic protocol).

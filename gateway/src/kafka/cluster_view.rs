@@ -12,7 +12,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rill_core::controller::{Command, CommandOutcome, ControllerError, MetadataImage};
+use rill_core::controller::{
+    BrokerRegistration, Command, CommandOutcome, ControllerError, Endpoint, MetadataImage,
+};
 use uuid::Uuid;
 
 /// Listener name of the client (Kafka) endpoint in broker registrations: what Metadata and
@@ -21,6 +23,12 @@ pub const KAFKA_LISTENER: &str = "KAFKA";
 /// Listener name of the cluster listener in broker registrations (inter-node traffic: replica
 /// fetches go there).
 pub const CLUSTER_LISTENER: &str = "CLUSTER";
+
+/// The endpoint of a broker that Kafka clients connect to (its [`KAFKA_LISTENER`] listener), if
+/// it registered one.
+pub fn kafka_endpoint(broker: &BrokerRegistration) -> Option<&Endpoint> {
+    broker.listeners.iter().find(|l| l.name == KAFKA_LISTENER)
+}
 
 /// A boxed future, so the trait stays object-safe.
 pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<CommandOutcome, SubmitError>> + Send>>;
@@ -82,4 +90,8 @@ pub trait ClusterView: Send + Sync + 'static {
     fn submit(&self, command: Command) -> SubmitFuture;
     /// The controller quorum as this node sees it.
     fn quorum(&self) -> QuorumInfo;
+    /// The replication factor for topics created without one (CreateTopics with `-1`,
+    /// auto-created topics): `[cluster] default_replication_factor`, capped by the usable brokers
+    /// when applied.
+    fn default_replication_factor(&self) -> i16;
 }

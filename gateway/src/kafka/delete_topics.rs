@@ -1,4 +1,6 @@
-//! DeleteTopics (key 20): by name, or by topic id (v6+).
+//! DeleteTopics (key 20): by name, or by topic id (v6+). In a cluster the topic is looked up in
+//! the metadata image and deleted by the controller (`Command::DeleteTopic`); each replica
+//! removes its partition logs when it applies the new image.
 
 use std::sync::Arc;
 
@@ -9,6 +11,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
+
+use rill_core::controller::Command;
 
 use super::{error_codes, Context};
 
@@ -28,6 +32,54 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: DeleteTopicsRequest) 
     };
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
+        if let Some(cluster) = &ctx.cluster {
+            let image = cluster.image();
+            let topic = match &name {
+                Some(n) => image.topic(n),
+                None => image.topic_by_id(&id),
+            };
+            let result = DeletableTopicResult::default()
+                .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
+                .with_topic_id(id);
+            let Some(topic) = topic else {
+                let code = if name.is_some() {
+                    ResponseError::UnknownTopicOrPartition.code()
+                } else {
+                    ResponseError::UnknownTopicId.code()
+                };
+                responses.push(
+                    result
+                        .with_error_code(code)
+                        .with_error_message(error_codes::message("topic does not exist")),
+                );
+                continue;
+            };
+            let (topic_name, topic_id) = (topic.name.clone(), topic.topic_id);
+            let result = result
+                .with_name(Some(TopicName(StrBytes::from_string(topic_name.clone()))))
+                .with_topic_id(topic_id);
+            responses.push(
+                match cluster.submit(Command::DeleteTopic { topic_id }).await {
+                    Ok(_) => {
+                        tracing::info!(topic = %topic_name, %topic_id, "deleted topic");
+                        drop_committed_offsets(ctx, topic_name).await;
+                        result
+                    }
+                    Err(e) => {
+                        let (code, msg) = error_codes::submit_error(&e);
+                        // Deleted by id meanwhile: by name, the topic is unknown now.
+                        let code = if name.is_some() && code == ResponseError::UnknownTopicId.code()
+                        {
+                            ResponseError::UnknownTopicOrPartition.code()
+                        } else {
+                            code
+                        };
+                        result.with_error_code(code).with_error_message(msg)
+                    }
+                },
+            );
+            continue;
+        }
         let meta = match &name {
             Some(n) => ctx.broker.topic(n),
             None => ctx.broker.topic_by_id(id),
@@ -72,4 +124,19 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: DeleteTopicsRequest) 
         });
     }
     ResponseKind::DeleteTopics(DeleteTopicsResponse::default().with_responses(responses))
+}
+
+/// Committed offsets go with the topic (as in Kafka): a re-created topic starts fresh. The groups
+/// this node coordinates are the ones whose offsets it holds.
+async fn drop_committed_offsets(ctx: &Arc<Context>, topic: String) {
+    let groups = ctx.groups.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        if let Err(e) = groups.offsets().delete_topic(&topic) {
+            tracing::warn!(%topic, error = %e, "could not drop committed offsets of deleted topic");
+        }
+    })
+    .await;
+    if let Err(join) = outcome {
+        tracing::error!(error = %join, "dropping committed offsets failed");
+    }
 }

@@ -1,5 +1,6 @@
 //! DescribeConfigs (key 32): topic resources (every known key, with its source) and the broker
-//! resource (this node's settings, under Kafka's names where one exists).
+//! resource (this node's settings, under Kafka's names where one exists). In a cluster a topic's
+//! overrides come from the metadata image, over this node's defaults.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -7,7 +8,8 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use rill_core::topic_config::{ConfigEntry, ConfigSource};
+use rill_core::broker::BrokerError;
+use rill_core::topic_config::{ConfigEntry, ConfigSource, TopicConfig};
 
 use super::{error_codes, Context};
 
@@ -43,6 +45,24 @@ fn keep(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
         .is_none_or(|k| k.is_empty() || k.iter().any(|k| k.as_str() == name))
 }
 
+/// A topic's config entries: from the cluster's metadata image in a cluster, else from the
+/// node's registry.
+fn topic_entries(ctx: &Context, topic: &str) -> Result<Vec<ConfigEntry>, BrokerError> {
+    let Some(cluster) = &ctx.cluster else {
+        return ctx.broker.describe_topic_config(topic);
+    };
+    let image = cluster.image();
+    let t = image
+        .topic(topic)
+        .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
+            topic: topic.to_string(),
+            partition: -1,
+        })?;
+    let config =
+        TopicConfig::with_overrides(&ctx.broker.config().default_topic_config, &t.configs)?;
+    Ok(config.describe(&t.configs))
+}
+
 /// Answer DescribeConfigs.
 pub fn handle(ctx: &Context, _version: i16, req: DescribeConfigsRequest) -> ResponseKind {
     let results = req
@@ -53,7 +73,7 @@ pub fn handle(ctx: &Context, _version: i16, req: DescribeConfigsRequest) -> Resp
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             match r.resource_type {
-                RESOURCE_TOPIC => match ctx.broker.describe_topic_config(&r.resource_name) {
+                RESOURCE_TOPIC => match topic_entries(ctx, &r.resource_name) {
                     Ok(entries) => result.with_configs(
                         entries
                             .into_iter()

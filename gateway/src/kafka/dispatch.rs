@@ -13,11 +13,11 @@ use super::reply::Reply;
 use super::{
     alter_configs, alter_user_scram_credentials, api_versions, consumer_group_describe,
     consumer_group_heartbeat, create_partitions, create_topics, delete_groups, delete_records,
-    delete_topics, describe_cluster, describe_configs, describe_groups,
-    describe_user_scram_credentials, fetch, find_coordinator, heartbeat, incremental_alter_configs,
-    init_producer_id, join_group, leave_group, list_groups, list_offsets, metadata, offset_commit,
-    offset_delete, offset_fetch, offset_for_leader_epoch, produce, sasl_authenticate,
-    sasl_handshake, sync_group, Context,
+    delete_topics, describe_cluster, describe_configs, describe_groups, describe_quorum,
+    describe_user_scram_credentials, elect_leaders, fetch, find_coordinator, heartbeat,
+    incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
+    list_offsets, metadata, offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch,
+    produce, sasl_authenticate, sasl_handshake, sync_group, Context,
 };
 
 /// Run the handler of one request (`session`: the connection's SASL state). Side effects
@@ -57,6 +57,8 @@ pub async fn dispatch(
             Reply::Now(incremental_alter_configs::handle(ctx, v, req).await)
         }
         RequestKind::DescribeCluster(req) => Reply::Now(describe_cluster::handle(ctx, v, req)),
+        RequestKind::DescribeQuorum(req) => Reply::Now(describe_quorum::handle(ctx, v, req)),
+        RequestKind::ElectLeaders(req) => Reply::Now(elect_leaders::handle(ctx, v, req).await),
         RequestKind::OffsetForLeaderEpoch(req) => {
             Reply::Now(offset_for_leader_epoch::handle(ctx, v, req))
         }

@@ -1,13 +1,17 @@
-//! Mapping of core errors ([`BrokerError`], [`LogError`], [`ConfigError`], [`ReplicaError`]) to
-//! Kafka error codes.
+//! Mapping of core errors ([`BrokerError`], [`LogError`], [`ConfigError`], [`ReplicaError`], the
+//! controller's [`ControllerError`] and [`SubmitError`]) to Kafka error codes.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::StrBytes;
 use rill_core::batch::BatchError;
 use rill_core::broker::BrokerError;
+use rill_core::controller::placement::PlacementError;
+use rill_core::controller::ControllerError;
 use rill_core::log::LogError;
 use rill_core::replica::ReplicaError;
 use rill_core::topic_config::ConfigError;
+
+use super::cluster_view::SubmitError;
 
 /// No error.
 pub const NONE: i16 = 0;
@@ -103,6 +107,53 @@ pub fn config_error_code(_err: &ConfigError) -> i16 {
     ResponseError::InvalidConfig.code()
 }
 
+/// Kafka error code of a command the controller rejected (each variant names its code).
+pub fn controller_error_code(err: &ControllerError) -> i16 {
+    use ControllerError as C;
+    match err {
+        C::StaleBrokerEpoch { .. } => ResponseError::StaleBrokerEpoch.code(),
+        C::InconsistentClusterId { .. } => ResponseError::InconsistentClusterId.code(),
+        C::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
+        C::InvalidUpdateVersion { .. } => ResponseError::InvalidUpdateVersion.code(),
+        C::NotLeaderOrFollower { .. } => ResponseError::NotLeaderOrFollower.code(),
+        C::IneligibleReplica { .. } => ResponseError::IneligibleReplica.code(),
+        C::UnknownTopicOrPartition { .. } => ResponseError::UnknownTopicOrPartition.code(),
+        C::UnknownTopicId(_) => ResponseError::UnknownTopicId.code(),
+        C::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists.code(),
+        C::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment.code(),
+        C::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
+        C::ElectionNotNeeded => ResponseError::ElectionNotNeeded.code(),
+        C::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable.code(),
+        C::EligibleLeadersNotAvailable => ResponseError::EligibleLeadersNotAvailable.code(),
+        C::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
+    }
+}
+
+/// `(code, message)` for a command without an outcome: the controller's rejection, or
+/// REQUEST_TIMED_OUT when no controller answered (the client retries; a client never sees
+/// NOT_CONTROLLER, the cluster view forwards to the active controller).
+pub fn submit_error(err: &SubmitError) -> (i16, Option<StrBytes>) {
+    let code = match err {
+        SubmitError::Rejected(e) => controller_error_code(e),
+        SubmitError::ControllerUnavailable(_) | SubmitError::Timeout(_) => {
+            ResponseError::RequestTimedOut.code()
+        }
+    };
+    (code, message(err.to_string()))
+}
+
+/// `(code, message)` for replicas that cannot be placed.
+pub fn placement_error(err: &PlacementError) -> (i16, Option<StrBytes>) {
+    let code = match err {
+        PlacementError::InvalidReplicationFactor { .. } => {
+            ResponseError::InvalidReplicationFactor.code()
+        }
+        PlacementError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
+        PlacementError::MixedRacks => ResponseError::InvalidReplicaAssignment.code(),
+    };
+    (code, message(err.to_string()))
+}
+
 /// `(code, message)` for a broker error, as responses with an error message want it.
 pub fn broker_error(err: &BrokerError) -> (i16, Option<StrBytes>) {
     (
@@ -168,6 +219,53 @@ mod tests {
         assert_eq!(
             broker_error_code(&BrokerError::Config(ConfigError::UnknownKey("x".into()))),
             40
+        );
+    }
+
+    #[test]
+    fn controller_codes_match_kafka() {
+        assert_eq!(
+            controller_error_code(&ControllerError::ElectionNotNeeded),
+            84
+        );
+        assert_eq!(
+            controller_error_code(&ControllerError::PreferredLeaderNotAvailable(1)),
+            80
+        );
+        assert_eq!(
+            controller_error_code(&ControllerError::EligibleLeadersNotAvailable),
+            83
+        );
+        assert_eq!(
+            controller_error_code(&ControllerError::TopicAlreadyExists("t".into())),
+            36
+        );
+        assert_eq!(
+            controller_error_code(&ControllerError::InvalidReplicaAssignment("x".into())),
+            39
+        );
+        assert_eq!(
+            controller_error_code(&ControllerError::StaleBrokerEpoch {
+                broker_id: 1,
+                got: 1,
+                current: None
+            }),
+            ResponseError::StaleBrokerEpoch.code()
+        );
+        // Nothing the controller cannot be reached for is NOT_CONTROLLER (41).
+        for e in [
+            SubmitError::ControllerUnavailable("no leader".into()),
+            SubmitError::Timeout(std::time::Duration::from_secs(1)),
+        ] {
+            assert_eq!(submit_error(&e).0, 7, "{e}");
+        }
+        assert_eq!(
+            placement_error(&PlacementError::InvalidReplicationFactor {
+                replication_factor: 3,
+                brokers: 2
+            })
+            .0,
+            38
         );
     }
 }

@@ -1,4 +1,6 @@
-//! IncrementalAlterConfigs (key 44): SET, DELETE, APPEND and SUBTRACT on a topic's overrides.
+//! IncrementalAlterConfigs (key 44): SET, DELETE, APPEND and SUBTRACT on a topic's overrides
+//! (in a cluster computed against the metadata image and submitted to the controller, as for
+//! AlterConfigs).
 
 use std::sync::Arc;
 
