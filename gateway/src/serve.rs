@@ -375,9 +375,9 @@ impl Node {
                     ),
                 },
                 rill_core::clock::system_clock(),
-                Arc::new(crate::cluster::alter_partition::ControllerAlterPartitionManager::new(
-                    view,
-                )),
+                Arc::new(
+                    crate::cluster::alter_partition::ControllerAlterPartitionManager::new(view),
+                ),
             )
         });
         let ctx = Arc::new(Context {
@@ -432,11 +432,8 @@ impl Node {
                 shutdown.clone(),
             ));
             let (expiring, stop) = (replicas.clone(), shutdown.clone());
-            listeners.spawn(async move {
-                expiring
-                    .run_isr_expiration(stop.cancelled_owned())
-                    .await
-            });
+            listeners
+                .spawn(async move { expiring.run_isr_expiration(stop.cancelled_owned()).await });
         }
         listeners.spawn(kafka::server::run(
             ctx,

@@ -79,9 +79,13 @@ fn apply(broker: &Broker, replicas: &ReplicaManager, changes: &LocalReplicaChang
                 replicas.stop_replica(&t.name, p.index());
             }
         }
-        if let Err(e) =
-            broker.reconcile_topic(&t.name, t.topic_id, t.partition_count, &t.configs, &t.hosted)
-        {
+        if let Err(e) = broker.reconcile_topic(
+            &t.name,
+            t.topic_id,
+            t.partition_count,
+            &t.configs,
+            &t.hosted,
+        ) {
             ok = false;
             failed.insert(&t.name);
             tracing::error!(topic = %t.name, error = %e, "cannot create this node's replicas of a topic");
