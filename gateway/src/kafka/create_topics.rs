@@ -348,10 +348,8 @@ pub async fn create_in_cluster(
             spec.num_partitions = ctx.broker.config().default_partitions;
         }
         if spec.replication_factor == -1 {
-            // The default is capped by the brokers available (an explicit factor is not).
-            let usable =
-                i16::try_from(placement_brokers(&cluster.image()).len()).unwrap_or(i16::MAX);
-            spec.replication_factor = cluster.default_replication_factor().min(usable.max(1));
+            // As in Kafka, a default above the usable brokers fails (INVALID_REPLICATION_FACTOR).
+            spec.replication_factor = cluster.default_replication_factor();
         }
     }
     let (overrides, config) = ctx
