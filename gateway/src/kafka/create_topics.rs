@@ -670,6 +670,46 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn request_entries_become_specs() {
+        use kafka_protocol::messages::create_topics_request::{
+            CreatableReplicaAssignment, CreatableTopicConfig,
+        };
+        use kafka_protocol::messages::{BrokerId, TopicName};
+        let assign = |p: i32, b: &[i32]| {
+            CreatableReplicaAssignment::default()
+                .with_partition_index(p)
+                .with_broker_ids(b.iter().copied().map(BrokerId).collect())
+        };
+        let t = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![assign(1, &[2, 3]), assign(0, &[1, 2])])
+            .with_configs(vec![
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_static_str("1000"))),
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("segment.bytes"))
+                    .with_value(None),
+            ]);
+        let spec = TopicSpec::from_request(&t).unwrap();
+        assert_eq!(
+            spec.assignments,
+            BTreeMap::from([(0, vec![1, 2]), (1, vec![2, 3])])
+        );
+        assert_eq!(
+            spec.configs,
+            BTreeMap::from([("retention.ms".to_string(), "1000".to_string())])
+        );
+        let twice = t.with_assignments(vec![assign(0, &[1]), assign(0, &[2])]);
+        assert_eq!(
+            TopicSpec::from_request(&twice).map_err(|e| e.0),
+            Err(ResponseError::InvalidRequest.code())
+        );
+    }
+
+    #[test]
     fn a_planned_topic_is_accepted_by_the_controller() {
         let mut c = TestCluster::plain(3);
         let lists = plan_create(&c.image, &spec("t", 3, 2), PlacementStart::random()).unwrap();
