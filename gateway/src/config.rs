@@ -25,7 +25,7 @@
 //! broker_session_timeout_ms = 9000
 //! broker_heartbeat_interval_ms = 2000
 //! replica_lag_time_max_ms = 30000
-//! default_replication_factor = 3   # capped by the brokers available (see docs/cluster.md)
+//! default_replication_factor = 3   # topics created without one; more than the live brokers fails
 //! min_insync_replicas = 1
 //! tls = { cert = "node.pem", key = "node.key", ca = "cluster-ca.pem" }   # mTLS between nodes
 //!

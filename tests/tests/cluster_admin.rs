@@ -363,6 +363,19 @@ fn metadata_elections_and_status_of_a_three_node_cluster() {
         assert_eq!(ids(&p["offline_replicas"]), vec![3], "{p}");
         assert!(!ids(&p["isr"]).contains(&3), "{p}");
     }
+    // With two live brokers, the default replication factor (3) cannot be met: refused as in
+    // Kafka; an explicit 2 works.
+    let out = rill_cli(&addrs[1], &["topic", "create", "late"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("INVALID_REPLICATION_FACTOR"),
+        "{err}"
+    );
+    let created = rill_json(
+        &addrs[1],
+        &["topic", "create", "late", "-r", "2", "-p", "2"],
+    );
+    assert_eq!(created["replication_factor"], 2, "{created}");
     let dead = &status["brokers"].as_array().expect("brokers")[2];
     assert_eq!(
         (dead["node_id"].as_i64(), dead["state"].as_str()),

@@ -91,7 +91,6 @@ pub trait ClusterView: Send + Sync + 'static {
     /// The controller quorum as this node sees it.
     fn quorum(&self) -> QuorumInfo;
     /// The replication factor for topics created without one (CreateTopics with `-1`,
-    /// auto-created topics): `[cluster] default_replication_factor`, capped by the usable brokers
-    /// when applied.
+    /// auto-created topics): `[cluster] default_replication_factor`.
     fn default_replication_factor(&self) -> i16;
 }

@@ -348,10 +348,8 @@ pub async fn create_in_cluster(
             spec.num_partitions = ctx.broker.config().default_partitions;
         }
         if spec.replication_factor == -1 {
-            // The default is capped by the brokers available (an explicit factor is not).
-            let usable =
-                i16::try_from(placement_brokers(&cluster.image()).len()).unwrap_or(i16::MAX);
-            spec.replication_factor = cluster.default_replication_factor().min(usable.max(1));
+            // As in Kafka, a default above the usable brokers fails (INVALID_REPLICATION_FACTOR).
+            spec.replication_factor = cluster.default_replication_factor();
         }
     }
     let (overrides, config) = ctx
@@ -669,6 +667,46 @@ pub(crate) mod tests {
         ] {
             assert_eq!(code(&bad), Err(want.code()), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn request_entries_become_specs() {
+        use kafka_protocol::messages::create_topics_request::{
+            CreatableReplicaAssignment, CreatableTopicConfig,
+        };
+        use kafka_protocol::messages::{BrokerId, TopicName};
+        let assign = |p: i32, b: &[i32]| {
+            CreatableReplicaAssignment::default()
+                .with_partition_index(p)
+                .with_broker_ids(b.iter().copied().map(BrokerId).collect())
+        };
+        let t = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![assign(1, &[2, 3]), assign(0, &[1, 2])])
+            .with_configs(vec![
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_static_str("1000"))),
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("segment.bytes"))
+                    .with_value(None),
+            ]);
+        let spec = TopicSpec::from_request(&t).unwrap();
+        assert_eq!(
+            spec.assignments,
+            BTreeMap::from([(0, vec![1, 2]), (1, vec![2, 3])])
+        );
+        assert_eq!(
+            spec.configs,
+            BTreeMap::from([("retention.ms".to_string(), "1000".to_string())])
+        );
+        let twice = t.with_assignments(vec![assign(0, &[1]), assign(0, &[2])]);
+        assert_eq!(
+            TopicSpec::from_request(&twice).map_err(|e| e.0),
+            Err(ResponseError::InvalidRequest.code())
+        );
     }
 
     #[test]
