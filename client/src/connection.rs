@@ -104,6 +104,7 @@ fn client_max_version(api: ApiKey) -> i16 {
         ApiKey::OffsetCommit => 8,
         ApiKey::SaslHandshake => 1,
         ApiKey::SaslAuthenticate => 2,
+        ApiKey::DescribeAcls | ApiKey::CreateAcls | ApiKey::DeleteAcls => 3,
         _ => 0,
     }
 }

@@ -31,6 +31,9 @@
 //! socket_request_max_bytes = 104857600
 //! sasl = false                # require SASL on the Kafka listener (see docs/security.md)
 //! sasl_mechanisms = ["SCRAM-SHA-512", "SCRAM-SHA-256"]   # default; "PLAIN" too
+//! authorizer = false          # Kafka ACLs (StandardAuthorizer semantics; docs/security.md)
+//! super_users = ["User:admin"]
+//! allow_everyone_if_no_acl_found = false
 //!
 //! [topic_defaults]            # Kafka topic config names
 //! "retention.ms" = 604800000
@@ -345,6 +348,12 @@ pub struct KafkaSection {
     pub sasl: Option<bool>,
     /// `sasl.enabled.mechanisms`: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
     pub sasl_mechanisms: Option<Vec<String>>,
+    /// Check every request against the ACLs (Kafka's `authorizer.class.name` set).
+    pub authorizer: Option<bool>,
+    /// Principals that may do everything (`super.users`), e.g. `["User:admin"]`.
+    pub super_users: Option<Vec<String>>,
+    /// `allow.everyone.if.no.acl.found` (default false).
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 impl FileConfig {
@@ -386,6 +395,14 @@ impl FileConfig {
         if let Some(names) = &self.kafka.sasl_mechanisms {
             if let Err(reason) = crate::kafka::auth::Mechanism::parse_list(names) {
                 invalid("kafka.sasl_mechanisms", reason);
+            }
+        }
+        for p in self.kafka.super_users.iter().flatten() {
+            if !matches!(p.split_once(':'), Some((k, n)) if !k.is_empty() && !n.is_empty()) {
+                invalid(
+                    "kafka.super_users",
+                    format!("{p:?} is not a principal (Type:name, e.g. User:admin)"),
+                );
             }
         }
         if let Err(e) = crate::mqtt::mapping::Mapping::new(&self.mqtt.rules) {
@@ -545,6 +562,8 @@ pub struct Overrides {
     pub master_key_env: Option<String>,
     /// `--kafka-sasl MECHANISMS`: require SASL with these mechanisms.
     pub kafka_sasl: Option<Vec<String>>,
+    /// `--kafka-authorizer`: turn the authorizer on.
+    pub kafka_authorizer: bool,
 }
 
 /// The node's effective settings: defaults, then the file, then flags.
@@ -566,6 +585,8 @@ pub struct NodeSettings {
     pub kafka_tls: Option<TlsFiles>,
     /// SASL mechanisms required on the Kafka listener (None: no authentication).
     pub kafka_sasl: Option<Vec<crate::kafka::auth::Mechanism>>,
+    /// The authorizer's settings when it is on (`[kafka] authorizer = true`, `--kafka-authorizer`).
+    pub kafka_authorizer: Option<rill_core::authorizer::AuthorizerConfig>,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: usize,
     /// Everything the storage layer needs.
@@ -667,6 +688,14 @@ impl NodeSettings {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1883))),
             kafka_tls: file.listeners.kafka_tls.clone(),
             kafka_sasl,
+            kafka_authorizer: (flags.kafka_authorizer || file.kafka.authorizer.unwrap_or(false))
+                .then(|| rill_core::authorizer::AuthorizerConfig {
+                    super_users: file.kafka.super_users.clone().unwrap_or_default(),
+                    allow_everyone_if_no_acl_found: file
+                        .kafka
+                        .allow_everyone_if_no_acl_found
+                        .unwrap_or(false),
+                }),
             socket_request_max_bytes: file
                 .kafka
                 .socket_request_max_bytes

@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// SCRAM-SHA-256, SCRAM-SHA-512); users come from `rill user add` (docs/security.md).
     #[arg(long, value_name = "MECHANISMS", value_delimiter = ',')]
     pub kafka_sasl: Option<Vec<String>>,
+    /// Check every Kafka request against the ACLs (as `[kafka] authorizer = true`; super users
+    /// from `[kafka] super_users`); see docs/security.md.
+    #[arg(long)]
+    pub kafka_authorizer: bool,
 }
 
 /// Errors starting or stopping a node.
@@ -101,6 +105,9 @@ pub enum ServeError {
     /// The SASL user store could not be opened.
     #[error("Kafka SASL: {0}")]
     Sasl(#[from] rill_core::credentials::CredentialError),
+    /// The ACLs could not be loaded.
+    #[error("Kafka authorizer: {0}")]
+    Acl(#[from] rill_core::authorizer::store::AclStoreError),
     /// The MQTT front end could not start.
     #[error(transparent)]
     Mqtt(#[from] crate::mqtt::MqttError),
@@ -298,6 +305,26 @@ impl Node {
                 settings.kafka_tls.is_some(),
             ))
         });
+        let authorization = match &settings.kafka_authorizer {
+            None => None,
+            Some(config) => {
+                let store =
+                    rill_core::authorizer::store::MetaAclStore::open(broker.metadata_handle())?;
+                let authorizer = rill_core::authorizer::StandardAuthorizer::open(
+                    Box::new(store),
+                    config.clone(),
+                )?;
+                tracing::info!(
+                    super_users = ?config.super_users,
+                    allow_everyone_if_no_acl_found = config.allow_everyone_if_no_acl_found,
+                    "Kafka authorizer on"
+                );
+                Some(Arc::new(crate::kafka::authorization::Authorization::new(
+                    authorizer,
+                    metrics.clone(),
+                )))
+            }
+        };
         let ctx = Arc::new(Context {
             broker: broker.clone(),
             groups: groups.clone(),
@@ -316,6 +343,7 @@ impl Node {
             credentials,
             // Set by the cluster module once `rill serve` joins a cluster (issue 11).
             cluster: None,
+            authorization,
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
@@ -440,6 +468,7 @@ pub fn settings_from_args(args: &ServeArgs) -> Result<NodeSettings, ConfigFileEr
             .ok()
             .filter(|k| !k.is_empty()),
         kafka_sasl: args.kafka_sasl.clone(),
+        kafka_authorizer: args.kafka_authorizer,
     };
     NodeSettings::resolve(&file, &flags)
 }

@@ -17,11 +17,14 @@
 //! - [`table`]: aligned human-readable tables,
 //! - [`group`]: the `group` subcommands (consumer groups, lag, offset resets),
 //! - [`device`]: `rill device add|list|remove` (MQTT credentials; local, not Kafka protocol),
+//! - [`acl`]: `rill acl add|list|remove` (Kafka ACLs through CreateAcls, DescribeAcls,
+//!   DeleteAcls),
 //! - [`bridge`]: `rill bridge status` (the node's admin HTTP API, not Kafka protocol),
 //! - [`user`]: `rill user add|list|delete` (SASL/SCRAM users; local, not Kafka protocol),
 //! - [`cluster`]: `rill cluster format|random-id` (prepares a data directory for a cluster node;
 //!   local, not Kafka protocol).
 
+pub mod acl;
 pub mod bridge;
 pub mod cluster;
 pub mod consume;
@@ -169,6 +172,8 @@ pub enum ClientCommand {
     User(user::UserArgs),
     /// Prepare a data directory for a cluster (format) and make cluster ids (random-id).
     Cluster(cluster::ClusterArgs),
+    /// Add, list and remove Kafka ACLs (the node's authorizer; docs/security.md).
+    Acl(acl::AclArgs),
 }
 
 /// Runs a client command to completion.
@@ -190,6 +195,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
             ClientCommand::Device(args) => device::run(args),
             ClientCommand::User(args) => user::run(args),
             ClientCommand::Cluster(args) => cluster::run(args),
+            ClientCommand::Acl(args) => acl::run(args).await,
         }
     })
 }

@@ -6,17 +6,25 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, ResponseKind};
 
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
+
+use super::authorization::Caller;
 use super::{error_codes, Context};
 
 /// Answer CreatePartitions.
 pub async fn handle(
     ctx: &Arc<Context>,
+    caller: &Caller,
     _version: i16,
     req: CreatePartitionsRequest,
 ) -> ResponseKind {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        if !ctx.authorize(caller, AclOperation::Alter, ResourceType::Topic, &t.name) {
+            results.push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+            continue;
+        }
         if let Some(assignments) = &t.assignments {
             let ok = assignments
                 .iter()

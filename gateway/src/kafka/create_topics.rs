@@ -12,14 +12,42 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, Respon
 use kafka_protocol::protocol::StrBytes;
 use rill_core::broker::TopicMeta;
 
+use rill_core::authorizer::acl::{AclOperation, ResourceType, CLUSTER_NAME};
+
+use super::authorization::Caller;
 use super::{describe_configs, error_codes, Context};
 
 /// Answer CreateTopics.
-pub async fn handle(ctx: &Arc<Context>, version: i16, req: CreateTopicsRequest) -> ResponseKind {
+pub async fn handle(
+    ctx: &Arc<Context>,
+    caller: &Caller,
+    version: i16,
+    req: CreateTopicsRequest,
+) -> ResponseKind {
     let mut results = Vec::with_capacity(req.topics.len());
+    // Kafka: CREATE on the cluster, or else on each topic.
+    let cluster_create = ctx.authorize_quietly(
+        caller,
+        AclOperation::Create,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    );
     for t in req.topics {
         let name = t.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(t.name.clone());
+        if !cluster_create
+            && !ctx.authorize(caller, AclOperation::Create, ResourceType::Topic, &name)
+        {
+            results.push(
+                result
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_error_message(error_codes::message(format!(
+                        "{} may not CREATE topic {name}",
+                        caller.principal
+                    ))),
+            );
+            continue;
+        }
         if t.replication_factor != -1 && t.replication_factor != 1 {
             results.push(
                 result

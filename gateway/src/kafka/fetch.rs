@@ -18,6 +18,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
+
+use super::authorization::Caller;
 use super::reply::Reply;
 use super::{error_codes, Context};
 
@@ -52,7 +55,7 @@ pub fn count_records(records: &[u8]) -> u64 {
         .sum()
 }
 
-fn resolve(ctx: &Context, version: i16, req: &FetchRequest) -> Plan {
+fn resolve(ctx: &Context, caller: &Caller, version: i16, req: &FetchRequest) -> Plan {
     let topics = req
         .topics
         .iter()
@@ -67,6 +70,11 @@ fn resolve(ctx: &Context, version: i16, req: &FetchRequest) -> Plan {
             } else {
                 ResponseError::UnknownTopicOrPartition.code()
             };
+            let name = meta
+                .as_ref()
+                .map_or(t.topic.0.as_str(), |m| m.name.as_str());
+            let authorized = (version >= 13 && meta.is_none())
+                || ctx.authorize(caller, AclOperation::Read, ResourceType::Topic, name);
             let partitions = t
                 .partitions
                 .iter()
@@ -75,6 +83,7 @@ fn resolve(ctx: &Context, version: i16, req: &FetchRequest) -> Plan {
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
                     log: match &meta {
+                        _ if !authorized => Err(ResponseError::TopicAuthorizationFailed.code()),
                         Some(m) => ctx
                             .broker
                             .partition(&m.name, p.partition)
@@ -181,8 +190,9 @@ fn gather(plan: &Plan) -> Gathered {
 }
 
 /// Handle Fetch; the whole answer is deferred (it may long-poll).
-pub fn handle(ctx: &Arc<Context>, version: i16, req: FetchRequest) -> Reply {
+pub fn handle(ctx: &Arc<Context>, caller: &Caller, version: i16, req: FetchRequest) -> Reply {
     let ctx = ctx.clone();
+    let caller = caller.clone();
     if req.session_id != 0 {
         // This node never hands out session ids, so an incremental fetch cannot refer to one.
         let resp = FetchResponse::default()
@@ -191,7 +201,7 @@ pub fn handle(ctx: &Arc<Context>, version: i16, req: FetchRequest) -> Reply {
         return Reply::Now(ResponseKind::Fetch(resp));
     }
     Reply::Later(Box::pin(async move {
-        let plan = Arc::new(resolve(&ctx, version, &req));
+        let plan = Arc::new(resolve(&ctx, &caller, version, &req));
         let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
         let min_bytes = req.min_bytes.max(0) as usize;
         let mut watches: Vec<watch::Receiver<i64>> = plan

@@ -1,5 +1,10 @@
 //! Metadata (key 3): brokers (this node), cluster id, controller (this node), topics with their
 //! partitions (this node leads every partition, epoch 0), and topic auto-creation.
+//!
+//! With the authorizer on, as Kafka: a listing of all topics shows only those the caller may
+//! DESCRIBE; a named topic it may not DESCRIBE is answered TOPIC_AUTHORIZATION_FAILED (whether or
+//! not it exists); auto-creation needs CREATE on the cluster or the topic; authorized operations
+//! (KIP-430) are the caller's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +20,9 @@ use kafka_protocol::protocol::StrBytes;
 use rill_core::broker::{BrokerError, TopicMeta};
 use uuid::Uuid;
 
+use rill_core::authorizer::acl::{AclOperation, ResourceType, CLUSTER_NAME};
+
+use super::authorization::Caller;
 use super::{error_codes, Context};
 
 /// "Not requested" for authorized-operations fields.
@@ -62,9 +70,20 @@ fn error_topic(name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTop
 /// Look a topic up, creating it when auto-creation is on and the client allows it.
 async fn lookup_or_create(
     ctx: &Arc<Context>,
+    caller: &Caller,
     name: String,
     allow_auto_create: bool,
 ) -> MetadataResponseTopic {
+    let denied = || {
+        error_topic(
+            Some(name.clone()),
+            Uuid::nil(),
+            ResponseError::TopicAuthorizationFailed.code(),
+        )
+    };
+    if !ctx.authorize(caller, AclOperation::Describe, ResourceType::Topic, &name) {
+        return denied();
+    }
     if let Some(meta) = ctx.broker.topic(&name) {
         return topic_entry(ctx, &meta);
     }
@@ -75,6 +94,15 @@ async fn lookup_or_create(
             Uuid::nil(),
             ResponseError::UnknownTopicOrPartition.code(),
         );
+    }
+    if !ctx.authorize_quietly(
+        caller,
+        AclOperation::Create,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    ) && !ctx.authorize(caller, AclOperation::Create, ResourceType::Topic, &name)
+    {
+        return denied();
     }
     let partitions = config.default_partitions;
     let broker = ctx.broker.clone();
@@ -113,7 +141,12 @@ async fn lookup_or_create(
 }
 
 /// Answer Metadata.
-pub async fn handle(ctx: &Arc<Context>, version: i16, req: MetadataRequest) -> ResponseKind {
+pub async fn handle(
+    ctx: &Arc<Context>,
+    caller: &Caller,
+    version: i16,
+    req: MetadataRequest,
+) -> ResponseKind {
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let all = match &req.topics {
         None => true,
@@ -123,15 +156,37 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: MetadataRequest) -> R
     let mut topics = Vec::new();
     if all {
         for meta in ctx.broker.topics() {
-            topics.push(topic_entry(ctx, &meta));
+            if ctx.authorize_quietly(
+                caller,
+                AclOperation::Describe,
+                ResourceType::Topic,
+                &meta.name,
+            ) {
+                topics.push(topic_entry(ctx, &meta));
+            }
         }
     } else {
         for t in req.topics.unwrap_or_default() {
             match t.name {
                 Some(name) => {
-                    topics.push(lookup_or_create(ctx, name.0.to_string(), allow_auto_create).await)
+                    let name = name.0.to_string();
+                    topics.push(lookup_or_create(ctx, caller, name, allow_auto_create).await)
                 }
                 None => match ctx.broker.topic_by_id(t.topic_id) {
+                    Some(meta)
+                        if !ctx.authorize(
+                            caller,
+                            AclOperation::Describe,
+                            ResourceType::Topic,
+                            &meta.name,
+                        ) =>
+                    {
+                        topics.push(error_topic(
+                            None,
+                            t.topic_id,
+                            ResponseError::TopicAuthorizationFailed.code(),
+                        ))
+                    }
                     Some(meta) => topics.push(topic_entry(ctx, &meta)),
                     None => topics.push(error_topic(
                         None,
@@ -147,18 +202,21 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: MetadataRequest) -> R
         .with_host(ctx.host())
         .with_port(i32::from(ctx.advertised_port))
         .with_rack(None);
-    let topic_ops = if version >= 8 && req.include_topic_authorized_operations {
-        TOPIC_OPERATIONS
-    } else {
-        OPS_NOT_REQUESTED
-    };
+    let topic_ops = version >= 8 && req.include_topic_authorized_operations;
     for t in &mut topics {
         if t.error_code == 0 {
-            t.topic_authorized_operations = topic_ops;
+            t.topic_authorized_operations = match (topic_ops, &t.name) {
+                (false, _) => OPS_NOT_REQUESTED,
+                (true, Some(name)) => ctx
+                    .authorized_operations(caller, ResourceType::Topic, name)
+                    .unwrap_or(TOPIC_OPERATIONS),
+                (true, None) => TOPIC_OPERATIONS,
+            };
         }
     }
     let cluster_ops = if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
-        CLUSTER_OPERATIONS
+        ctx.authorized_operations(caller, ResourceType::Cluster, CLUSTER_NAME)
+            .unwrap_or(CLUSTER_OPERATIONS)
     } else {
         OPS_NOT_REQUESTED
     };
