@@ -65,21 +65,24 @@ pub async fn handle(
         Ok(Ok(per_filter)) => per_filter
             .into_iter()
             .map(|r| match r {
-                Ok(removed) => DeleteAclsFilterResult::default().with_matching_acls(
-                    removed
-                        .into_iter()
-                        .map(|b| {
-                            DeleteAclsMatchingAcl::default()
-                                .with_resource_type(b.pattern.resource_type.code())
-                                .with_resource_name(StrBytes::from_string(b.pattern.name))
-                                .with_pattern_type(b.pattern.pattern_type.code())
-                                .with_principal(StrBytes::from_string(b.entry.principal))
-                                .with_host(StrBytes::from_string(b.entry.host))
-                                .with_operation(b.entry.operation.code())
-                                .with_permission_type(b.entry.permission.code())
-                        })
-                        .collect(),
-                ),
+                Ok(removed) => DeleteAclsFilterResult::default()
+                    .with_error_message(None)
+                    .with_matching_acls(
+                        removed
+                            .into_iter()
+                            .map(|b| {
+                                DeleteAclsMatchingAcl::default()
+                                    .with_error_message(None)
+                                    .with_resource_type(b.pattern.resource_type.code())
+                                    .with_resource_name(StrBytes::from_string(b.pattern.name))
+                                    .with_pattern_type(b.pattern.pattern_type.code())
+                                    .with_principal(StrBytes::from_string(b.entry.principal))
+                                    .with_host(StrBytes::from_string(b.entry.host))
+                                    .with_operation(b.entry.operation.code())
+                                    .with_permission_type(b.entry.permission.code())
+                            })
+                            .collect(),
+                    ),
                 Err(e) => {
                     ctx.metrics.error(ResponseError::InvalidRequest.code());
                     failed(ResponseError::InvalidRequest.code(), e.to_string())

@@ -68,5 +68,9 @@ pub fn handle(
                 .with_acls(acls)
         })
         .collect();
-    ResponseKind::DescribeAcls(DescribeAclsResponse::default().with_resources(resources))
+    ResponseKind::DescribeAcls(
+        DescribeAclsResponse::default()
+            .with_error_message(None)
+            .with_resources(resources),
+    )
 }
