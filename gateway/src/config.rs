@@ -909,6 +909,42 @@ mod tests {
     }
 
     #[test]
+    fn authorizer_settings() {
+        use rill_core::authorizer::AuthorizerConfig;
+        let resolve = |text: &str, flag: bool| {
+            let file = FileConfig::parse(text, Path::new("x.toml")).unwrap();
+            let flags = Overrides {
+                kafka_authorizer: flag,
+                ..Overrides::default()
+            };
+            NodeSettings::resolve(&file, &flags)
+                .unwrap()
+                .kafka_authorizer
+        };
+        assert_eq!(resolve("", false), None);
+        assert_eq!(
+            resolve("[kafka]\nsuper_users = [\"User:admin\"]\n", true),
+            Some(AuthorizerConfig {
+                super_users: vec!["User:admin".into()],
+                allow_everyone_if_no_acl_found: false,
+            })
+        );
+        assert_eq!(
+            resolve(
+                "[kafka]\nauthorizer = true\nallow_everyone_if_no_acl_found = true\n",
+                false
+            ),
+            Some(AuthorizerConfig {
+                super_users: vec![],
+                allow_everyone_if_no_acl_found: true,
+            })
+        );
+        let err = FileConfig::parse("[kafka]\nsuper_users = [\"admin\"]\n", Path::new("x.toml"))
+            .unwrap_err();
+        assert!(err.to_string().contains("super_users"), "{err}");
+    }
+
+    #[test]
     fn sasl_settings() {
         use crate::kafka::auth::{Mechanism, DEFAULT_MECHANISMS};
         use rill_core::scram::ScramMechanism;
