@@ -35,6 +35,9 @@
 //! super_users = ["User:admin"]
 //! allow_everyone_if_no_acl_found = false
 //!
+//! [admin]
+//! tokens_file = "/etc/rill/admin-tokens"   # admin HTTP bearer tokens (docs/security.md)
+//!
 //! [topic_defaults]            # Kafka topic config names
 //! "retention.ms" = 604800000
 //!
@@ -157,6 +160,16 @@ pub struct FileConfig {
     /// `[[mirror]]`: the bridge's mirrors, run inside the node (as with `--bridge-config`).
     #[serde(default)]
     pub mirror: Vec<MirrorConfig>,
+    /// `[admin]`: the admin HTTP API's authentication.
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Deserialize)]
+pub struct AdminSection {
+    /// Bearer tokens of the admin HTTP API, one `scope:sha256-hex` a line (`crate::admin_tokens`).
+    pub tokens_file: Option<PathBuf>,
 }
 
 /// `[groups]` (Kafka's names: `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
@@ -585,6 +598,8 @@ pub struct NodeSettings {
     pub kafka_tls: Option<TlsFiles>,
     /// SASL mechanisms required on the Kafka listener (None: no authentication).
     pub kafka_sasl: Option<Vec<crate::kafka::auth::Mechanism>>,
+    /// `[admin] tokens_file`.
+    pub admin_tokens_file: Option<PathBuf>,
     /// The authorizer's settings when it is on (`[kafka] authorizer = true`, `--kafka-authorizer`).
     pub kafka_authorizer: Option<rill_core::authorizer::AuthorizerConfig>,
     /// `socket.request.max.bytes`.
@@ -688,6 +703,7 @@ impl NodeSettings {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1883))),
             kafka_tls: file.listeners.kafka_tls.clone(),
             kafka_sasl,
+            admin_tokens_file: file.admin.tokens_file.clone(),
             kafka_authorizer: (flags.kafka_authorizer || file.kafka.authorizer.unwrap_or(false))
                 .then(|| rill_core::authorizer::AuthorizerConfig {
                     super_users: file.kafka.super_users.clone().unwrap_or_default(),

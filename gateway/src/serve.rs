@@ -105,6 +105,9 @@ pub enum ServeError {
     /// The SASL user store could not be opened.
     #[error("Kafka SASL: {0}")]
     Sasl(#[from] rill_core::credentials::CredentialError),
+    /// The admin tokens file is unusable.
+    #[error(transparent)]
+    AdminTokens(#[from] crate::admin_tokens::TokensError),
     /// The ACLs could not be loaded.
     #[error("Kafka authorizer: {0}")]
     Acl(#[from] rill_core::authorizer::store::AclStoreError),
@@ -244,18 +247,18 @@ impl Node {
             Some(files) => Some(TlsAcceptor::from(tls::server_config(files)?)),
             None => None,
         };
-        for (what, addr) in [
-            ("Kafka", settings.kafka_listen),
-            ("admin HTTP", settings.http_listen),
-        ] {
-            if !addr.ip().is_loopback() && (what != "Kafka" || settings.kafka_sasl.is_none()) {
-                tracing::warn!(
-                    listener = what,
-                    %addr,
-                    "binding a non-loopback address without authentication: anyone who can reach it can read and write"
-                );
-            }
+        if !settings.kafka_listen.ip().is_loopback() && settings.kafka_sasl.is_none() {
+            tracing::warn!(
+                listener = "Kafka",
+                addr = %settings.kafka_listen,
+                "binding a non-loopback address without authentication: anyone who can reach it can read and write"
+            );
         }
+        let admin_tokens = settings
+            .admin_tokens_file
+            .as_deref()
+            .map(crate::admin_tokens::AdminTokens::load)
+            .transpose()?;
         let broker_config = settings.broker.clone();
         let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config))
             .await
@@ -371,7 +374,11 @@ impl Node {
                 let _ = task.await;
             }
         });
-        let router = admin_http::router(metrics.clone(), bridge_status.clone());
+        let router = admin_http::router(
+            metrics.clone(),
+            bridge_status.clone(),
+            admin_http::Access::for_listener(http_addr, admin_tokens),
+        );
         let http_shutdown = shutdown.clone();
         listeners.spawn(async move {
             let served = axum::serve(http_listener, router)
