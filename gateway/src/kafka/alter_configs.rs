@@ -6,9 +6,8 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ResponseKind};
-use rill_core::broker::ConfigOp;
-
 use rill_core::authorizer::acl::AclOperation;
+use rill_core::broker::ConfigOp;
 
 use super::authorization::Caller;
 use super::describe_configs::{config_resource_denied, RESOURCE_BROKER, RESOURCE_TOPIC};

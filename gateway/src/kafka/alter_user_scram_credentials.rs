@@ -17,10 +17,9 @@ use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::AclOperation;
 use rill_core::credentials::CredentialStore;
 use rill_core::scram::{ScramCredential, ScramMechanism, MAX_ITERATIONS, MIN_ITERATIONS};
-
-use rill_core::authorizer::acl::AclOperation;
 
 use super::authorization::Caller;
 use super::Context;

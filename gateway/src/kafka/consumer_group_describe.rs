@@ -9,9 +9,8 @@ use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rill_core::group::Assignment as Parts;
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::group::Assignment as Parts;
 
 use super::authorization::Caller;
 use super::groups::{opt, s};

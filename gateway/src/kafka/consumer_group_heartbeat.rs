@@ -10,9 +10,8 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, To
 use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, RequestHeader, ResponseKind,
 };
-use rill_core::group::{Assignment as Owned, ConsumerHeartbeatRequest, GroupError};
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::group::{Assignment as Owned, ConsumerHeartbeatRequest, GroupError};
 
 use super::authorization::Caller;
 use super::groups::{client_host, s};

@@ -31,18 +31,16 @@ pub async fn handle(
 ) -> ResponseKind {
     let respond =
         |results| ResponseKind::CreateAcls(CreateAclsResponse::default().with_results(results));
-    if let Some((code, msg)) =
-        acl_api_refusal(ctx.authorization.as_deref(), caller, AclOperation::Alter)
-    {
+    let refusal = acl_api_refusal(ctx.authorization.as_deref(), caller, AclOperation::Alter);
+    let (Some(authorization), None) = (ctx.authorization.clone(), refusal.clone()) else {
+        let (code, msg) =
+            refusal.unwrap_or((ResponseError::SecurityDisabled.code(), String::new()));
         return respond(
             req.creations
                 .iter()
                 .map(|_| result(code, Some(msg.clone())))
                 .collect(),
         );
-    }
-    let Some(authorization) = ctx.authorization.clone() else {
-        return respond(Vec::new());
     };
     let bindings: Vec<AclBinding> = req
         .creations

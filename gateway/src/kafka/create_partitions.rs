@@ -5,7 +5,6 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, ResponseKind};
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
 
 use super::authorization::Caller;

@@ -10,9 +10,8 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use rill_core::broker::TopicMeta;
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType, CLUSTER_NAME};
+use rill_core::broker::TopicMeta;
 
 use super::authorization::Caller;
 use super::{describe_configs, error_codes, Context};

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, ResponseKind};
-use rill_core::group::GroupError;
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::group::GroupError;
 
 use super::authorization::Caller;
 use super::Context;

@@ -7,7 +7,6 @@ use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, ResponseKind};
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
 
 use super::authorization::Caller;

@@ -8,9 +8,8 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use uuid::Uuid;
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use uuid::Uuid;
 
 use super::authorization::Caller;
 use super::{error_codes, Context};

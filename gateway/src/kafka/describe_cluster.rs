@@ -1,15 +1,23 @@
-//! DescribeCluster (key 60): this node is the only broker and the controller.
+//! DescribeCluster (key 60): this node is the only broker and the controller. Needs no ACL; the
+//! cluster authorized operations (when asked) are the caller's with the authorizer on.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{ResourceType, CLUSTER_NAME};
 
+use super::authorization::Caller;
 use super::Context;
 
 /// Answer DescribeCluster.
-pub fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -> ResponseKind {
+pub fn handle(
+    ctx: &Context,
+    caller: &Caller,
+    version: i16,
+    req: DescribeClusterRequest,
+) -> ResponseKind {
     let broker = DescribeClusterBroker::default()
         .with_broker_id(BrokerId(ctx.node_id))
         .with_host(ctx.host())
@@ -24,7 +32,8 @@ pub fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -> Respo
             .with_controller_id(BrokerId(ctx.node_id))
             .with_brokers(vec![broker])
             .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
-                super::metadata::CLUSTER_OPERATIONS
+                ctx.authorized_operations(caller, ResourceType::Cluster, CLUSTER_NAME)
+                    .unwrap_or(super::metadata::CLUSTER_OPERATIONS)
             } else {
                 i32::MIN
             }),

@@ -7,9 +7,8 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use rill_core::topic_config::{ConfigEntry, ConfigSource};
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::topic_config::{ConfigEntry, ConfigSource};
 
 use super::authorization::Caller;
 use super::{error_codes, Context};

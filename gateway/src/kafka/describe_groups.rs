@@ -4,9 +4,8 @@
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use rill_core::group::{ClassicGroupStateName, GroupError};
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::group::{ClassicGroupStateName, GroupError};
 
 use super::authorization::Caller;
 use super::groups::{opt, s};

@@ -12,7 +12,6 @@ use kafka_protocol::messages::{
     DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
-
 use rill_core::authorizer::acl::AclOperation;
 
 use super::authorization::Caller;

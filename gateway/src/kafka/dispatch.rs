@@ -67,7 +67,9 @@ pub async fn dispatch(
         RequestKind::IncrementalAlterConfigs(req) => {
             Reply::Now(incremental_alter_configs::handle(ctx, &caller, v, req).await)
         }
-        RequestKind::DescribeCluster(req) => Reply::Now(describe_cluster::handle(ctx, v, req)),
+        RequestKind::DescribeCluster(req) => {
+            Reply::Now(describe_cluster::handle(ctx, &caller, v, req))
+        }
         RequestKind::OffsetForLeaderEpoch(req) => {
             Reply::Now(offset_for_leader_epoch::handle(ctx, &caller, v, req))
         }

@@ -12,13 +12,12 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::batch::Batches;
 use rill_core::log::{LogError, PartitionLog};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
-
-use rill_core::authorizer::acl::{AclOperation, ResourceType};
 
 use super::authorization::Caller;
 use super::reply::Reply;

@@ -2,9 +2,8 @@
 //! rejoin.
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse, ResponseKind};
-use rill_core::group::{GroupError, HeartbeatRequest as Beat};
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::group::{GroupError, HeartbeatRequest as Beat};
 
 use super::authorization::Caller;
 use super::Context;

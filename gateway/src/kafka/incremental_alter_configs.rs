@@ -7,9 +7,8 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ResponseKind,
 };
-use rill_core::broker::ConfigOp;
-
 use rill_core::authorizer::acl::AclOperation;
+use rill_core::broker::ConfigOp;
 
 use super::alter_configs::{alter_topic, unsupported_resource};
 use super::authorization::Caller;

@@ -12,7 +12,6 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind,
 };
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 
 use super::authorization::Caller;

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use futures::FutureExt;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader, ResponseKind};
-use rill_core::group::{GroupError, JoinRequest, JoinResponse};
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::group::{GroupError, JoinRequest, JoinResponse};
 
 use super::authorization::Caller;
 use super::groups::{client_host, ms, opt, s};

@@ -2,9 +2,8 @@
 
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse, ResponseKind};
-use rill_core::group::{GroupError, LeavingMember};
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::group::{GroupError, LeavingMember};
 
 use super::authorization::Caller;
 use super::Context;

@@ -4,9 +4,8 @@
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use rill_core::group::ClassicGroupStateName;
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::group::ClassicGroupStateName;
 
 use super::authorization::Caller;
 use super::groups::s;

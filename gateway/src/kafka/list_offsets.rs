@@ -7,10 +7,9 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
 use kafka_protocol::records::TimestampType;
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::batch::{decode_records, ControlRecords};
 use rill_core::log::PartitionLog;
-
-use rill_core::authorizer::acl::{AclOperation, ResourceType};
 
 use super::authorization::Caller;
 use super::{error_codes, Context};

@@ -17,10 +17,9 @@ use kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use rill_core::broker::{BrokerError, TopicMeta};
 use uuid::Uuid;
-
-use rill_core::authorizer::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 
 use super::authorization::Caller;
 use super::{error_codes, Context};

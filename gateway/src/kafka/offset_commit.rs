@@ -13,9 +13,8 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
-use rill_core::group::{GroupError, OffsetCommitEntry, OffsetCommitRequest as Commit};
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::group::{GroupError, OffsetCommitEntry, OffsetCommitRequest as Commit};
 
 use super::authorization::Caller;
 use super::Context;

@@ -8,9 +8,8 @@ use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, ResponseKind};
-use rill_core::group::GroupError;
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::group::GroupError;
 
 use super::authorization::Caller;
 use super::Context;

@@ -13,9 +13,8 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use rill_core::group::{CommittedOffset, GroupCoordinator, GroupError, TopicPartition};
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::group::{CommittedOffset, GroupCoordinator, GroupError, TopicPartition};
 
 use super::authorization::Caller;
 use super::Context;

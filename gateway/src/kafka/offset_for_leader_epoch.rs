@@ -9,7 +9,6 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ResponseKind,
 };
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
 
 use super::authorization::Caller;

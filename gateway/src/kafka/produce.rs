@@ -16,9 +16,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
-use rill_core::log::{AppendInfo, PartitionLog};
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::log::{AppendInfo, PartitionLog};
 
 use super::authorization::Caller;
 use super::reply::Reply;

@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use kafka_protocol::messages::{ResponseKind, SyncGroupRequest, SyncGroupResponse};
-use rill_core::group::{GroupError, SyncRequest, SyncResponse};
-
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
+use rill_core::group::{GroupError, SyncRequest, SyncResponse};
 
 use super::authorization::Caller;
 use super::groups::opt;
