@@ -2,7 +2,9 @@
 //! confluent-kafka's AdminClient and kafka-python's KafkaAdminClient create, describe and delete
 //! ACLs; PREFIXED WRITE, DENY over ALLOW, GROUP READ, hidden metadata, the super user and an open
 //! producer that starts delivering once its ACL exists (`tests/py/acl_clients.py`); on one open
-//! connection a refused Produce succeeds after an ACL is added; malformed ACL filters get
+//! connection a refused Produce succeeds after an ACL is added (and fails again once removed),
+//! Metadata auto-creation needs CREATE and reports the caller's authorized operations (KIP-430);
+//! malformed ACL filters get
 //! INVALID_REQUEST and change nothing; `rill acl add|list|remove`; denials are counted in
 //! `/metrics`.
 
@@ -257,12 +259,57 @@ fn acl_change_takes_effect_on_an_open_connection_and_bad_filters_change_nothing(
         );
         assert_eq!(produce_code(&mut bob, "live.t").await, 0);
 
-        // Removing the ACL takes effect on the same connection too.
+        // Auto-creation through Metadata needs CREATE; authorized operations are bob's (KIP-430).
+        let metadata = |name: &str| {
+            kafka_protocol::messages::MetadataRequest::default()
+                .with_topics(Some(vec![
+                    kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(s(name)))),
+                ]))
+                .with_allow_auto_topic_creation(true)
+                .with_include_topic_authorized_operations(true)
+        };
         let resp = admin
             .send(
-                &DeleteAclsRequest::default()
-                    .with_filters(vec![everything.with_principal_filter(Some(s("User:bob")))]),
+                &CreateAclsRequest::default()
+                    .with_creations(vec![creation(2, "auto.", 4, "User:bob", 8, 3)]),
             )
+            .await
+            .expect("allow DESCRIBE auto.*");
+        assert_eq!(resp.results[0].error_code, 0);
+        let resp = bob.send(&metadata("auto.t")).await.expect("metadata");
+        assert_eq!(
+            resp.topics[0].error_code,
+            ResponseError::TopicAuthorizationFailed.code(),
+            "auto-created without CREATE"
+        );
+        let resp = admin
+            .send(
+                &CreateAclsRequest::default()
+                    .with_creations(vec![creation(2, "auto.", 4, "User:bob", 5, 3)]),
+            )
+            .await
+            .expect("allow CREATE auto.*");
+        assert_eq!(resp.results[0].error_code, 0);
+        let resp = bob.send(&metadata("auto.t")).await.expect("metadata");
+        assert_eq!(resp.topics[0].error_code, 0, "{resp:?}");
+        assert_eq!(
+            resp.topics[0].topic_authorized_operations,
+            (1 << 5) | (1 << 8),
+            "bob's operations on auto.t: CREATE and DESCRIBE"
+        );
+        let resp = bob.send(&metadata("live.t")).await.expect("metadata");
+        assert_eq!(
+            resp.topics[0].topic_authorized_operations,
+            (1 << 4) | (1 << 8),
+            "bob's operations on live.t: WRITE and the DESCRIBE it implies"
+        );
+
+        // Removing the ACL takes effect on the same connection too.
+        let resp = admin
+            .send(&DeleteAclsRequest::default().with_filters(vec![everything
+                        .with_principal_filter(Some(s("User:bob")))
+                        .with_resource_name_filter(Some(s("live.t")))]))
             .await
             .expect("delete");
         assert_eq!(resp.filter_results[0].matching_acls.len(), 1);
