@@ -9,7 +9,7 @@
 //! removed, so a crash at any point of either operation leaves a consistent node.
 
 use crate::sync::{LockExt, RwLockExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::backlog::{Backlog, BacklogConfig};
 use crate::clock::now_ms;
 use crate::crypto::{CipherKind, Encryption};
-use crate::io::{OsStorage, Storage};
+use crate::io::Storage;
 use crate::keyring::{self, KeyError};
 use crate::liveness::Liveness;
 use crate::log::{FlushPolicy, LogError, LogOptions, PartitionLog};
@@ -63,6 +63,20 @@ pub struct BrokerConfig {
     /// What happens when data held by a retention floor (not yet mirrored) nears the topic's
     /// retention or the disk budget (see [`crate::backlog`]).
     pub backlog: BacklogConfig,
+    /// Which partitions of a registered topic this node keeps a log for.
+    pub hosting: Hosting,
+}
+
+/// Which partitions of a registered topic a node keeps a log for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hosting {
+    /// A node alone: every partition of every topic (a missing directory is created).
+    #[default]
+    AllPartitions,
+    /// A cluster member: only the partitions the metadata image assigns to this node. At open,
+    /// the partitions whose directories exist; [`Broker::reconcile_topic`] then makes the set
+    /// exactly the image's.
+    Assigned,
 }
 
 impl BrokerConfig {
@@ -82,6 +96,7 @@ impl BrokerConfig {
             retention_check_interval_ms: DEFAULT_RETENTION_CHECK_INTERVAL_MS,
             cleaner_interval_ms: DEFAULT_CLEANER_INTERVAL_MS,
             backlog: BacklogConfig::default(),
+            hosting: Hosting::AllPartitions,
         }
     }
 }
@@ -171,8 +186,9 @@ impl From<KeyError> for BrokerError {
     }
 }
 
-/// The open logs of one topic, indexed by partition.
-type TopicLogs = Vec<Arc<PartitionLog>>;
+/// The open logs of one topic by partition (every partition on a node alone, the hosted replicas
+/// in a cluster).
+type TopicLogs = BTreeMap<i32, Arc<PartitionLog>>;
 
 /// The node's storage state.
 pub struct Broker {
@@ -298,7 +314,7 @@ impl Broker {
             meta,
             registry,
             encryption,
-            storage: Arc::new(OsStorage),
+            storage: crate::failpoints::log_storage(),
             logs: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
             cluster_id,
@@ -315,9 +331,14 @@ impl Broker {
                     &rec.name,
                     &rec.overrides,
                 );
-                let mut parts = Vec::with_capacity(rec.partitions.max(0) as usize);
+                let mut parts = TopicLogs::new();
                 for p in 0..rec.partitions {
-                    parts.push(Arc::new(broker.open_log(&rec, p, &cfg)?));
+                    if broker.config.hosting == Hosting::Assigned
+                        && !broker.partition_dir(&rec.name, p).exists()
+                    {
+                        continue;
+                    }
+                    parts.insert(p, Arc::new(broker.open_log(&rec, p, &cfg)?));
                 }
                 logs.insert(rec.name.clone(), parts);
             }
@@ -521,13 +542,15 @@ impl Broker {
             .registry
             .create(name, partitions, normalized, now_ms())
             .map_err(registry_err)?;
-        let mut parts = Vec::with_capacity(partitions as usize);
+        let mut parts = TopicLogs::new();
         for p in 0..partitions {
             match self.open_new_log(&rec, p, &config) {
-                Ok(log) => parts.push(Arc::new(log)),
+                Ok(log) => {
+                    parts.insert(p, Arc::new(log));
+                }
                 Err(e) => {
                     // Roll back: forget the topic, drop what was created.
-                    for log in &parts {
+                    for log in parts.values() {
                         let _ = log.close();
                     }
                     if let Err(re) = self.registry.delete(name) {
@@ -579,7 +602,7 @@ impl Broker {
         let _admin = self.admin_lock();
         let rec = self.registry.delete(name).map_err(registry_err)?;
         let logs = self.logs_write().remove(name).unwrap_or_default();
-        for (p, log) in logs.iter().enumerate() {
+        for (p, log) in &logs {
             match log.close() {
                 Ok(()) | Err(LogError::Closed) => {}
                 Err(e) => {
@@ -617,24 +640,25 @@ impl Broker {
             return Ok(());
         }
         let config = effective_config(&self.config.default_topic_config, name, &rec.overrides);
-        let mut added = Vec::new();
+        let mut added = TopicLogs::new();
         for p in rec.partitions..total {
             match self.open_new_log(&rec, p, &config) {
-                Ok(log) => added.push(Arc::new(log)),
+                Ok(log) => {
+                    added.insert(p, Arc::new(log));
+                }
                 Err(e) => {
-                    for (i, log) in added.iter().enumerate() {
+                    for (p, log) in &added {
                         let _ = log.close();
-                        let _ =
-                            self.discard_dir(&self.partition_dir(name, rec.partitions + i as i32));
+                        let _ = self.discard_dir(&self.partition_dir(name, *p));
                     }
                     return Err(e);
                 }
             }
         }
         if let Err(e) = self.registry.set_partitions(name, total) {
-            for (i, log) in added.iter().enumerate() {
+            for (p, log) in &added {
                 let _ = log.close();
-                let _ = self.discard_dir(&self.partition_dir(name, rec.partitions + i as i32));
+                let _ = self.discard_dir(&self.partition_dir(name, *p));
             }
             return Err(registry_err(e));
         }
@@ -644,6 +668,74 @@ impl Broker {
             .extend(added);
         tracing::info!(topic = %name, from = rec.partitions, to = total, "added partitions");
         Ok(())
+    }
+
+    /// Cluster mode ([`Hosting::Assigned`]): make this node's copy of a topic match the metadata
+    /// image: the registry record (id, partition count, config overrides) and exactly the logs of
+    /// the `hosted` partitions (the ones the image assigns to this node). A topic of that name
+    /// under another id (deleted and re-created while this node was away) is discarded first;
+    /// logs of partitions no longer hosted are closed and their directories removed. Returns the
+    /// hosted logs.
+    pub fn reconcile_topic(
+        &self,
+        name: &str,
+        topic_id: Uuid,
+        partitions: i32,
+        overrides: &BTreeMap<String, String>,
+        hosted: &BTreeSet<i32>,
+    ) -> Result<BTreeMap<i32, Arc<PartitionLog>>, BrokerError> {
+        if !(1..=MAX_PARTITIONS).contains(&partitions) || hosted.iter().any(|p| *p >= partitions) {
+            return Err(BrokerError::InvalidPartitions(partitions));
+        }
+        if self.registry.get(name).is_some_and(|r| r.id != topic_id) {
+            tracing::warn!(topic = %name, "local copy belongs to an earlier topic of that name; discarding it");
+            self.delete_topic(name)?;
+        }
+        let (normalized, config) = self.validate_overrides(overrides)?;
+        let _admin = self.admin_lock();
+        let rec = match self.registry.get(name) {
+            None => self
+                .registry
+                .create_with_id(name, topic_id, partitions, normalized, now_ms())
+                .map_err(registry_err)?,
+            Some(mut rec) => {
+                if rec.partitions != partitions {
+                    rec = self
+                        .registry
+                        .set_partitions(name, partitions)
+                        .map_err(registry_err)?;
+                }
+                if rec.overrides != normalized {
+                    rec = self
+                        .registry
+                        .set_overrides(name, normalized)
+                        .map_err(registry_err)?;
+                }
+                rec
+            }
+        };
+        let current = self.logs_read().get(name).cloned().unwrap_or_default();
+        let mut next = TopicLogs::new();
+        for (p, log) in &current {
+            if hosted.contains(p) {
+                log.set_config(config.clone());
+                next.insert(*p, Arc::clone(log));
+            } else {
+                if let Err(e) = log.close() {
+                    tracing::warn!(topic = %name, partition = p, error = %e, "closing a replica no longer hosted failed");
+                }
+                self.discard_dir(&self.partition_dir(name, *p))?;
+                tracing::info!(topic = %name, partition = p, "removed a replica no longer assigned to this node");
+            }
+        }
+        for p in hosted {
+            if !next.contains_key(p) {
+                next.insert(*p, Arc::new(self.open_new_log(&rec, *p, &config)?));
+                tracing::info!(topic = %name, partition = p, "created a replica assigned to this node");
+            }
+        }
+        self.logs_write().insert(name.to_string(), next.clone());
+        Ok(next)
     }
 
     /// Every topic, sorted by name.
@@ -668,9 +760,8 @@ impl Broker {
     /// The log of one partition.
     pub fn partition(&self, topic: &str, partition: i32) -> Result<Arc<PartitionLog>, BrokerError> {
         let logs = self.logs_read();
-        usize::try_from(partition)
-            .ok()
-            .and_then(|p| logs.get(topic)?.get(p))
+        logs.get(topic)
+            .and_then(|parts| parts.get(&partition))
             .cloned()
             .ok_or_else(|| BrokerError::UnknownTopicOrPartition {
                 topic: topic.to_string(),
@@ -683,8 +774,8 @@ impl Broker {
         let logs = self.logs_read();
         let mut out = Vec::new();
         for (topic, parts) in logs.iter() {
-            for (p, log) in parts.iter().enumerate() {
-                out.push((topic.clone(), p as i32, Arc::clone(log)));
+            for (p, log) in parts {
+                out.push((topic.clone(), *p, Arc::clone(log)));
             }
         }
         out
@@ -836,7 +927,7 @@ impl Broker {
             .set_overrides(topic, normalized)
             .map_err(registry_err)?;
         if let Some(parts) = self.logs_read().get(topic) {
-            for log in parts {
+            for log in parts.values() {
                 log.set_config(config.clone());
             }
         }
@@ -875,7 +966,7 @@ impl Broker {
             .collect();
         let mut first_err = None;
         for (topic, parts) in logs {
-            for (p, log) in parts.iter().enumerate() {
+            for (p, log) in &parts {
                 match log.close() {
                     Ok(()) | Err(LogError::Closed) => {}
                     Err(e) => {
@@ -1097,6 +1188,58 @@ mod tests {
         b.partition("orders", 2).unwrap();
         b.shutdown().unwrap();
         // Shutdown twice is fine.
+        b.shutdown().unwrap();
+    }
+
+    #[test]
+    fn assigned_hosting_keeps_exactly_the_image_replicas() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = config(tmp.path());
+        c.hosting = Hosting::Assigned;
+        let id = Uuid::new_v4();
+        let set = |ps: &[i32]| ps.iter().copied().collect::<BTreeSet<i32>>();
+        let b = Broker::open(c.clone()).unwrap();
+        let logs = b
+            .reconcile_topic(
+                "t",
+                id,
+                3,
+                &map(&[("retention.ms", "60000")]),
+                &set(&[0, 2]),
+            )
+            .unwrap();
+        assert_eq!(logs.keys().copied().collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(b.topic("t").unwrap().id, id, "the image's topic id");
+        assert!(b.partition("t", 1).is_err(), "not hosted here");
+        let log = b.partition("t", 2).unwrap();
+        let a = log
+            .append(&crate::batch::test_util::batch(&[b"x"], 1))
+            .unwrap();
+        log.flush_to(a.last_offset).unwrap();
+        b.shutdown().unwrap();
+        drop((b, log, logs));
+
+        // Reopened: only the hosted partitions' directories are opened, with their data.
+        let b = Broker::open(c.clone()).unwrap();
+        assert!(b.partition("t", 1).is_err());
+        assert_eq!(b.partition("t", 2).unwrap().log_end_offset(), 1);
+        // Reassigned away from 0, more partitions, another config.
+        b.reconcile_topic("t", id, 4, &BTreeMap::new(), &set(&[2, 3]))
+            .unwrap();
+        assert!(!c.data_dir.join("t-0").exists(), "replica 0 removed");
+        assert_eq!(b.partition("t", 2).unwrap().log_end_offset(), 1, "kept");
+        assert_eq!(b.topic("t").unwrap().partitions, 4);
+        assert!(b.topic("t").unwrap().overrides.is_empty());
+        // The same name under another id: the old copy is discarded.
+        let other = Uuid::new_v4();
+        b.reconcile_topic("t", other, 1, &BTreeMap::new(), &set(&[0]))
+            .unwrap();
+        assert_eq!(b.topic("t").unwrap().id, other);
+        assert_eq!(b.partition("t", 0).unwrap().log_end_offset(), 0);
+        assert!(!c.data_dir.join("t-2").exists());
+        assert!(b
+            .reconcile_topic("t", other, 1, &BTreeMap::new(), &set(&[1]))
+            .is_err());
         b.shutdown().unwrap();
     }
 

@@ -448,6 +448,223 @@ impl Storage for SimStorage {
     }
 }
 
+/// The real file system, remembering each file's last synced state so that
+/// [`SyncTrackingStorage::power_cut`] can put every file back to it: the fault tests' simulated
+/// power cut of a real process (`failpoints` builds only, see [`crate::failpoints`]).
+///
+/// Tracked: file contents and lengths (bytes written over synced data are saved before they are
+/// overwritten; unsynced growth is cut off). Not tracked: directory entries (a rename or a file
+/// creation counts as durable at once), which [`SimStorage`]'s unit tests cover instead.
+#[cfg(feature = "failpoints")]
+pub struct SyncTrackingStorage {
+    shared: Arc<TrackingShared>,
+}
+
+#[cfg(feature = "failpoints")]
+#[derive(Default)]
+struct TrackingShared {
+    files: Mutex<BTreeMap<PathBuf, Arc<Mutex<TrackedState>>>>,
+    /// Set by the power cut: every later write or sync fails.
+    dead: std::sync::atomic::AtomicBool,
+}
+
+/// A file's state as of its last sync.
+#[cfg(feature = "failpoints")]
+#[derive(Default)]
+struct TrackedState {
+    synced_len: u64,
+    /// Synced bytes overwritten or cut off since, as (position, old bytes), oldest first.
+    undo: Vec<(u64, Vec<u8>)>,
+}
+
+#[cfg(feature = "failpoints")]
+struct TrackedFile {
+    file: File,
+    state: Arc<Mutex<TrackedState>>,
+    shared: Arc<TrackingShared>,
+}
+
+#[cfg(feature = "failpoints")]
+impl TrackedFile {
+    fn check(&self) -> io::Result<()> {
+        if self.shared.dead.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(io::Error::other("power cut (failpoint)"));
+        }
+        Ok(())
+    }
+
+    /// Save the synced bytes in `[from, to)` before they change.
+    fn save(&self, st: &mut TrackedState, from: u64, to: u64) -> io::Result<()> {
+        let to = to.min(st.synced_len).min(self.file.metadata()?.len());
+        if from >= to {
+            return Ok(());
+        }
+        let mut old = vec![0u8; (to - from) as usize];
+        self.file.read_exact_at(&mut old, from)?;
+        st.undo.push((from, old));
+        Ok(())
+    }
+}
+
+#[cfg(feature = "failpoints")]
+impl StorageFile for TrackedFile {
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, pos)
+    }
+    fn write_all_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        self.check()?;
+        let mut st = self.state.lock_unpoisoned();
+        self.save(&mut st, pos, pos + data.len() as u64)?;
+        self.file.write_all_at(data, pos)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.check()?;
+        let mut st = self.state.lock_unpoisoned();
+        self.file.sync_data()?;
+        st.undo.clear();
+        st.synced_len = self.file.metadata()?.len();
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.check()?;
+        let mut st = self.state.lock_unpoisoned();
+        self.save(&mut st, len, u64::MAX)?;
+        self.file.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+}
+
+#[cfg(feature = "failpoints")]
+impl Default for SyncTrackingStorage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(feature = "failpoints")]
+impl SyncTrackingStorage {
+    /// Track every file opened or created through this storage from now on.
+    pub fn new() -> SyncTrackingStorage {
+        SyncTrackingStorage {
+            shared: Arc::new(TrackingShared::default()),
+        }
+    }
+
+    fn track(&self, path: &Path, file: File, synced_len: u64) -> Arc<dyn StorageFile> {
+        let state = self
+            .shared
+            .files
+            .lock_unpoisoned()
+            .entry(path.to_path_buf())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(TrackedState {
+                    synced_len,
+                    undo: Vec::new(),
+                }))
+            })
+            .clone();
+        Arc::new(TrackedFile {
+            file,
+            state,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Put every tracked file back to its last synced contents and length, and make every later
+    /// write or sync through this storage fail. Returns how many files changed.
+    pub fn power_cut(&self) -> usize {
+        self.shared
+            .dead
+            .store(true, std::sync::atomic::Ordering::Release);
+        let files = self.shared.files.lock_unpoisoned();
+        let mut changed = 0;
+        for (path, state) in files.iter() {
+            let mut st = state.lock_unpoisoned();
+            let Ok(f) = OpenOptions::new().write(true).open(path) else {
+                continue;
+            };
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            if st.undo.is_empty() && len == st.synced_len {
+                continue;
+            }
+            for (pos, old) in st.undo.iter().rev() {
+                let _ = f.write_all_at(old, *pos);
+            }
+            let _ = f.set_len(st.synced_len);
+            let _ = f.sync_all();
+            st.undo.clear();
+            changed += 1;
+        }
+        changed
+    }
+}
+
+#[cfg(feature = "failpoints")]
+impl Storage for SyncTrackingStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        OsStorage.create_dir_all(dir)
+    }
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = f.metadata()?.len();
+        Ok(self.track(path, f, len))
+    }
+    fn create(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        // Creating truncates: what an existing file held counts as synced and is restored by a
+        // power cut.
+        if let Some(old) = self.shared.files.lock_unpoisoned().remove(path) {
+            drop(old);
+        }
+        let old = std::fs::read(path).ok();
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        let handle = self.track(path, f, old.as_ref().map_or(0, |o| o.len() as u64));
+        if let Some(old) = old.filter(|o| !o.is_empty()) {
+            if let Some(state) = self.shared.files.lock_unpoisoned().get(path) {
+                state.lock_unpoisoned().undo.push((0, old));
+            }
+        }
+        Ok(handle)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        OsStorage.list(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)?;
+        let mut files = self.shared.files.lock_unpoisoned();
+        files.remove(to);
+        if let Some(state) = files.remove(from) {
+            files.insert(to.to_path_buf(), state);
+        }
+        Ok(())
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)?;
+        self.shared.files.lock_unpoisoned().remove(path);
+        Ok(())
+    }
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        OsStorage.remove_dir_all(dir)?;
+        self.shared
+            .files
+            .lock_unpoisoned()
+            .retain(|p, _| !p.starts_with(dir));
+        Ok(())
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        OsStorage.sync_dir(dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,5 +733,54 @@ mod tests {
         f.read_exact_at(&mut b, 1).unwrap();
         assert_eq!(&b, b"bc");
         assert!(f.read_exact_at(&mut b, 2).is_err());
+    }
+
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn sync_tracking_storage_reverts_to_the_last_synced_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = SyncTrackingStorage::new();
+        let a = tmp.path().join("a");
+        let f = st.create(&a).unwrap();
+        f.write_all_at(b"hello", 0).unwrap();
+        f.sync().unwrap();
+        f.write_all_at(b"HE", 0).unwrap(); // overwrites synced bytes
+        f.write_all_at(b" world", 5).unwrap(); // unsynced growth
+        let b = tmp.path().join("b");
+        std::fs::write(&b, b"synced before").unwrap();
+        let g = st.open(&b).unwrap();
+        g.set_len(3).unwrap(); // cuts off synced bytes
+        let c = tmp.path().join("c");
+        st.create(&c)
+            .unwrap()
+            .write_all_at(b"never synced", 0)
+            .unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"HEllo world");
+        assert_eq!(st.power_cut(), 3);
+        assert_eq!(std::fs::read(&a).unwrap(), b"hello");
+        assert_eq!(std::fs::read(&b).unwrap(), b"synced before");
+        assert_eq!(std::fs::read(&c).unwrap(), b"");
+        assert!(f.write_all_at(b"x", 0).is_err(), "dead after the cut");
+    }
+
+    #[cfg(feature = "failpoints")]
+    #[test]
+    fn sync_tracking_storage_follows_renames_and_restores_recreated_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = SyncTrackingStorage::new();
+        let tmp_name = tmp.path().join("x.tmp");
+        let f = st.create(&tmp_name).unwrap();
+        f.write_all_at(b"v1", 0).unwrap();
+        f.sync().unwrap();
+        let x = tmp.path().join("x");
+        st.rename(&tmp_name, &x).unwrap();
+        f.write_all_at(b"-more", 2).unwrap();
+        // Re-created (truncated) without a sync: the old contents come back.
+        let y = tmp.path().join("y");
+        std::fs::write(&y, b"old").unwrap();
+        st.create(&y).unwrap().write_all_at(b"n", 0).unwrap();
+        st.power_cut();
+        assert_eq!(std::fs::read(&x).unwrap(), b"v1");
+        assert_eq!(std::fs::read(&y).unwrap(), b"old");
     }
 }

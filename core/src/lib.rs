@@ -31,6 +31,7 @@ pub mod clock;
 pub mod controller;
 pub mod credentials;
 pub mod crypto;
+pub mod failpoints;
 pub mod group;
 pub mod index;
 pub mod io;

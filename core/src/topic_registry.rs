@@ -177,6 +177,30 @@ impl TopicRegistry {
         overrides: BTreeMap<String, String>,
         created_ms: i64,
     ) -> Result<TopicRecord, RegistryError> {
+        self.insert(name, None, partitions, overrides, created_ms)
+    }
+
+    /// Create and persist a topic under an id chosen elsewhere (the cluster's metadata image).
+    /// The caller validated `overrides`.
+    pub fn create_with_id(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+        created_ms: i64,
+    ) -> Result<TopicRecord, RegistryError> {
+        self.insert(name, Some(id), partitions, overrides, created_ms)
+    }
+
+    fn insert(
+        &self,
+        name: &str,
+        id: Option<Uuid>,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+        created_ms: i64,
+    ) -> Result<TopicRecord, RegistryError> {
         self.check_new(name)?;
         let mut cache = self.write_cache();
         if cache.contains_key(name) {
@@ -185,7 +209,7 @@ impl TopicRegistry {
         let rec = TopicRecord {
             version: RECORD_VERSION,
             name: name.to_string(),
-            id: new_topic_id(&cache),
+            id: id.unwrap_or_else(|| new_topic_id(&cache)),
             partitions,
             overrides,
             created_ms,

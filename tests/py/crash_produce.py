@@ -18,9 +18,13 @@ def main():
     p.add_argument("--marker", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--compression", default="none")
+    p.add_argument("--until-dead", action="store_true",
+                   help="the node dies while producing (a failpoint): one record in flight at a "
+                        "time; record what was acknowledged before, do not require every record")
+    p.add_argument("--partitions", type=int, default=3)
     args = p.parse_args()
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
-    admin.create_topics([NewTopic(args.topic, num_partitions=3, replication_factor=1)])[args.topic].result(15)
+    admin.create_topics([NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1)])[args.topic].result(15)
     producer = Producer({"bootstrap.servers": args.bootstrap, "acks": "all", "linger.ms": 2,
                          "compression.type": args.compression, "enable.idempotence": False})
     acked = []
@@ -39,6 +43,19 @@ def main():
         return on_delivery
 
     now = int(time.time() * 1000)
+    if args.until_dead:
+        # Writes whose outcome is unknown when the node dies are indeterminate, never failures.
+        for i in range(args.count):
+            headers = [("h", f"{args.marker}-h{i}".encode())]
+            producer.produce(args.topic, key=f"{args.marker}-k{i}".encode(),
+                             value=f"{args.marker}-payload-{i}-".encode() * 3,
+                             headers=headers, timestamp=now, on_delivery=on_delivery_of(headers))
+            if producer.flush(3) != 0 or failed:
+                break
+        with open(args.out, "w") as f:
+            json.dump(acked, f)
+        print(f"acked {len(acked)} before the node died", flush=True)
+        return
     for i in range(args.count):
         headers = [("h", f"{args.marker}-h{i}".encode())]
         producer.produce(args.topic, key=f"{args.marker}-k{i}".encode(),

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a node may take to log its `listening` line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +42,22 @@ pub fn rill_bin() -> PathBuf {
     assert!(
         bin.exists(),
         "{} does not exist: build it first with `cargo build --workspace --bins` (scripts/test.sh does), or set RILL_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// The `rill` binary built with the `failpoints` feature (`rill-failpoints` beside [`rill_bin`];
+/// scripts/test.sh builds it: `cargo build -p rill-gateway --bin rill --features failpoints`,
+/// then copies `target/debug/rill` to `target/debug/rill-failpoints`), or `$RILL_FAILPOINTS_BIN`.
+pub fn rill_failpoints_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("RILL_FAILPOINTS_BIN") {
+        return PathBuf::from(p);
+    }
+    let bin = rill_bin().with_file_name(format!("rill-failpoints{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} does not exist: scripts/test.sh builds it (cargo build -p rill-gateway --bin rill --features failpoints, copied to rill-failpoints)",
         bin.display()
     );
     bin
@@ -318,6 +334,29 @@ impl Node {
         }
         let (_, status) = waiter.join().expect("waiter thread");
         status.expect("wait for node")
+    }
+
+    /// Starts later runs ([`Node::restart`]) through `launch` instead (another binary, other
+    /// environment variables).
+    pub fn set_launch(&mut self, launch: Launch) {
+        self.launch = launch;
+    }
+
+    /// Waits up to `timeout` for the node to exit by itself and returns its status (`None` if it
+    /// still runs; it is left running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Starts the node again on the same data directory and key file (new ports).

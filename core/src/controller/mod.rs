@@ -9,7 +9,8 @@
 //! - [`log_store`] and [`state_machine`]: openraft's (`storage-v2`) log store in redb, durable
 //!   before acknowledging, and the state machine applying commands to the image, with CBOR
 //!   snapshots; the Raft types below: [`ControllerTypes`] and [`VoterNode`],
-//! - [`meta_properties`]: the `meta.properties` file `rill cluster format` writes.
+//! - [`meta_properties`]: the `meta.properties` file `rill cluster format` writes,
+//! - [`local_replica_changes`]: what an image change means for one broker's own replicas.
 //!
 //! This module imports no other core module except `sync`, `clock` and `topic_config`: it is a
 //! low layer that the replica manager and the gateway build on.
@@ -17,6 +18,7 @@
 pub mod command;
 mod election;
 pub mod image;
+pub mod local_replica_changes;
 pub mod placement;
 
 pub use command::{

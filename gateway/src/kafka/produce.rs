@@ -141,6 +141,13 @@ pub async fn handle(
                 .with_partition_responses(partition_responses)
         }))
         .await;
+        let acknowledged = topics
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .any(|p| p.error_code == 0);
+        if acknowledged {
+            rill_core::failpoints::acknowledged();
+        }
         ResponseKind::Produce(ProduceResponse::default().with_responses(topics))
     }))
 }

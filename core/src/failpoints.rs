@@ -1,0 +1,161 @@
+//! Failure injection for the fault tests (issue 11), compiled in only with the cargo feature
+//! `failpoints`, which is refused in release builds (a `compile_error!` below), so a shipped binary
+//! can never break itself on purpose.
+//!
+//! A failpoint binary behaves exactly like a normal one until the environment variable
+//! `RILL_FAILPOINTS` names failpoints, comma-separated, each `name` or `name=value`:
+//! - `power_cut_after_acks=N`: the storage layer remembers each log file's last synced state
+//!   ([`crate::io::SyncTrackingStorage`]); shortly after the node has acknowledged `N` produce
+//!   requests every file is reverted to that state and the process exits at once with
+//!   [`POWER_CUT_EXIT_CODE`], as if the power had been cut (dropping the page cache cannot
+//!   simulate this: it never discards dirty pages).
+//! - `skip_follower_fsync`: followers do not fsync what they fetched (breaks the durability
+//!   contract on purpose; the fault suite must catch it).
+//! - `leader_local_isr_shrink`: a leader shrinks its ISR by itself instead of through the
+//!   controller (breaks the ISR contract on purpose; the fault suite must catch it).
+//!
+//! Without the feature every query answers "not set" and the code around it is dead.
+
+#[cfg(all(feature = "failpoints", not(debug_assertions)))]
+compile_error!(
+    "the `failpoints` feature breaks durability on purpose and is for debug test builds only"
+);
+
+/// The environment variable naming the active failpoints.
+pub const ENV: &str = "RILL_FAILPOINTS";
+/// Exit code of a simulated power cut.
+pub const POWER_CUT_EXIT_CODE: i32 = 86;
+/// Revert to synced state and exit after this many acknowledged produce requests.
+pub const POWER_CUT_AFTER_ACKS: &str = "power_cut_after_acks";
+/// Followers skip the fsync before their next fetch.
+pub const SKIP_FOLLOWER_FSYNC: &str = "skip_follower_fsync";
+/// Leaders shrink their ISR locally, without the controller.
+pub const LEADER_LOCAL_ISR_SHRINK: &str = "leader_local_isr_shrink";
+
+#[cfg(feature = "failpoints")]
+mod active {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, OnceLock};
+
+    use crate::io::SyncTrackingStorage;
+
+    fn parse(spec: &str) -> BTreeMap<String, Option<String>> {
+        spec.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| match s.split_once('=') {
+                Some((k, v)) => (k.trim().to_string(), Some(v.trim().to_string())),
+                None => (s.to_string(), None),
+            })
+            .collect()
+    }
+
+    pub(super) fn points() -> &'static BTreeMap<String, Option<String>> {
+        static POINTS: OnceLock<BTreeMap<String, Option<String>>> = OnceLock::new();
+        POINTS.get_or_init(|| {
+            let spec = std::env::var(super::ENV).unwrap_or_default();
+            let points = parse(&spec);
+            if !points.is_empty() {
+                tracing::warn!(failpoints = %spec, "FAILPOINTS ACTIVE: this process breaks itself on purpose");
+            }
+            points
+        })
+    }
+
+    pub(super) fn tracker() -> &'static OnceLock<Arc<SyncTrackingStorage>> {
+        static TRACKER: OnceLock<Arc<SyncTrackingStorage>> = OnceLock::new();
+        &TRACKER
+    }
+
+    pub(super) static ACKS: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn count_ack() -> u64 {
+        ACKS.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    #[cfg(test)]
+    pub(super) fn parse_for_test(spec: &str) -> BTreeMap<String, Option<String>> {
+        parse(spec)
+    }
+}
+
+/// Whether the failpoint `name` is active.
+pub fn is_set(name: &str) -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        active::points().contains_key(name)
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = name;
+        false
+    }
+}
+
+/// The numeric value of the failpoint `name` (`name=N`), if it is active with one.
+pub fn value(name: &str) -> Option<u64> {
+    #[cfg(feature = "failpoints")]
+    {
+        active::points()
+            .get(name)
+            .and_then(|v| v.as_deref())
+            .and_then(|v| v.parse().ok())
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = name;
+        None
+    }
+}
+
+/// The storage the node's logs use: the real file system, or under `power_cut_after_acks` the
+/// same file system through a [`crate::io::SyncTrackingStorage`] that can revert it.
+pub fn log_storage() -> std::sync::Arc<dyn crate::io::Storage> {
+    #[cfg(feature = "failpoints")]
+    {
+        if value(POWER_CUT_AFTER_ACKS).is_some() {
+            let t = active::tracker()
+                .get_or_init(|| std::sync::Arc::new(crate::io::SyncTrackingStorage::new()));
+            return t.clone();
+        }
+    }
+    std::sync::Arc::new(crate::io::OsStorage)
+}
+
+/// How long after the N-th acknowledgement the power is cut: long enough for that response to
+/// reach the client, and every acknowledgement sent meanwhile must be durable too.
+pub const POWER_CUT_DELAY_MS: u64 = 100;
+
+/// The node is about to send a produce response acknowledging records. Under
+/// `power_cut_after_acks=N`, the N-th call schedules the power cut: [`POWER_CUT_DELAY_MS`] later
+/// every tracked file is reverted to its last synced state and the process exits with
+/// [`POWER_CUT_EXIT_CODE`].
+pub fn acknowledged() {
+    #[cfg(feature = "failpoints")]
+    {
+        let Some(limit) = value(POWER_CUT_AFTER_ACKS) else {
+            return;
+        };
+        if active::count_ack() != limit {
+            return;
+        }
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(POWER_CUT_DELAY_MS));
+            let reverted = active::tracker().get().map_or(0, |t| t.power_cut());
+            eprintln!("failpoint {POWER_CUT_AFTER_ACKS}={limit}: power cut, {reverted} files reverted to their synced state");
+            std::process::exit(POWER_CUT_EXIT_CODE);
+        });
+    }
+}
+
+#[cfg(all(test, feature = "failpoints"))]
+mod tests {
+    #[test]
+    fn specs_parse() {
+        let p = super::active::parse_for_test(" power_cut_after_acks=5, skip_follower_fsync ,");
+        assert_eq!(p["power_cut_after_acks"].as_deref(), Some("5"));
+        assert_eq!(p["skip_follower_fsync"], None);
+        assert_eq!(p.len(), 2);
+    }
+}
