@@ -510,12 +510,15 @@ pub fn mirror_configs(
     Ok(mirrors)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn termination() {
+/// Resolves on SIGINT or SIGTERM. The SIGTERM handler is installed when this is called (not when
+/// first polled), so a SIGTERM right after the node logs `listening` still shuts it down
+/// gracefully instead of killing it.
+fn termination() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
+        match term {
             Ok(mut term) => {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
@@ -527,10 +530,10 @@ async fn termination() {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -597,6 +600,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async move {
         let node_name = settings.node_name.clone();
+        let stop = termination();
         let node = Node::start(settings).await?;
         let service = notify_ready(&node);
         let bridge_stop = CancellationToken::new();
@@ -613,7 +617,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .run(),
             )
         });
-        termination().await;
+        stop.await;
         tracing::info!("signal received; shutting down");
         if let Some((notifier, watchdog)) = service {
             if let Some(w) = watchdog {
