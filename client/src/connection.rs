@@ -107,6 +107,7 @@ fn client_max_version(api: ApiKey) -> i16 {
         ApiKey::DescribeCluster => 1,
         ApiKey::DescribeQuorum => 2,
         ApiKey::ElectLeaders => 2,
+        ApiKey::DescribeAcls | ApiKey::CreateAcls | ApiKey::DeleteAcls => 3,
         _ => 0,
     }
 }

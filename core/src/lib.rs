@@ -18,9 +18,11 @@
 //!   consumer groups, the classic rebalance protocol, server-side assignors, committed offsets
 //!   behind the `OffsetStore` trait with a redb backend),
 //! - [`scram`] and [`credentials`]: SASL users of the Kafka listener (SCRAM credentials in redb),
+//! - [`authorizer`]: Kafka ACLs and the `StandardAuthorizer` decision (ACLs in redb),
 //! - [`controller`]: the cluster controller's metadata image, commands and Raft storage
 //!   (issue 11; not yet used by the node).
 
+pub mod authorizer;
 pub mod backlog;
 pub mod batch;
 pub mod broker;

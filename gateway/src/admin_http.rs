@@ -1,17 +1,109 @@
 //! The admin HTTP endpoint (axum): `GET /health`, `GET /metrics` (Prometheus text format) and
 //! `GET /bridge/status` (the bridge's per-partition state and lag as JSON, read by
 //! `rill bridge status`).
+//!
+//! Access ([`Access`]): with `[admin] tokens_file` every endpoint but `/health` needs
+//! `Authorization: Bearer <token>` of a sufficient scope ([`crate::admin_tokens`]): 401 without a
+//! token or with an unknown one, 403 with a `read` token on an endpoint that needs `admin`.
+//! Without tokens on a loopback address everything is open (as before); bound beyond loopback
+//! without tokens only `/health` and `/metrics` are served (403 otherwise), so a shipped example
+//! still starts and is scraped, but nothing else is exposed.
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use rill_bridge::BridgeStatus;
 
+use crate::admin_tokens::{AdminTokens, Scope};
 use crate::metrics::Metrics;
+
+/// Who may call the admin API.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// Everyone (a loopback address without `[admin] tokens_file`).
+    Open,
+    /// Bearer tokens of `[admin] tokens_file`.
+    Tokens(Arc<AdminTokens>),
+    /// Bound beyond loopback without tokens: only `/health` and `/metrics`.
+    HealthAndMetricsOnly,
+}
+
+impl Access {
+    /// The access of a listener on `addr` with `tokens`, warning loudly when the API is bound
+    /// beyond loopback without them.
+    pub fn for_listener(addr: std::net::SocketAddr, tokens: Option<AdminTokens>) -> Access {
+        match tokens {
+            Some(t) => Access::Tokens(Arc::new(t)),
+            None if addr.ip().is_loopback() => Access::Open,
+            None => {
+                tracing::warn!(
+                    %addr,
+                    "!!! the admin HTTP API is bound beyond loopback without authentication: \
+                     serving ONLY /health and /metrics; set [admin] tokens_file (docs/security.md) \
+                     to serve the rest !!!"
+                );
+                Access::HealthAndMetricsOnly
+            }
+        }
+    }
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    let mut resp = (status, format!("{message}\n")).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"rill-admin\""),
+        );
+    }
+    resp
+}
+
+/// The access check in front of every route.
+async fn guard(State(access): State<Access>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path == "/health" {
+        return next.run(req).await;
+    }
+    let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+    match &access {
+        Access::Open => next.run(req).await,
+        Access::HealthAndMetricsOnly if path == "/metrics" && read_only => next.run(req).await,
+        Access::HealthAndMetricsOnly => refuse(
+            StatusCode::FORBIDDEN,
+            "the admin API is bound beyond loopback without [admin] tokens_file: only /health \
+             and /metrics are served",
+        ),
+        Access::Tokens(tokens) => {
+            let token = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let Some(token) = token else {
+                return refuse(StatusCode::UNAUTHORIZED, "missing bearer token");
+            };
+            let needed = if read_only { Scope::Read } else { Scope::Admin };
+            match tokens.scope_of(token) {
+                None => {
+                    tracing::warn!(path, "admin HTTP request with an unknown token refused");
+                    refuse(StatusCode::UNAUTHORIZED, "invalid bearer token")
+                }
+                Some(scope) if !scope.covers(needed) => refuse(
+                    StatusCode::FORBIDDEN,
+                    &format!("a {} token may not call this endpoint", scope.name()),
+                ),
+                Some(_) => next.run(req).await,
+            }
+        }
+    }
+}
 
 /// What the admin handlers read.
 #[derive(Clone)]
@@ -20,13 +112,14 @@ struct Admin {
     bridge: Arc<BridgeStatus>,
 }
 
-/// The admin routes.
-pub fn router(metrics: Arc<Metrics>, bridge: Arc<BridgeStatus>) -> Router {
+/// The admin routes behind `access`.
+pub fn router(metrics: Arc<Metrics>, bridge: Arc<BridgeStatus>, access: Access) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/bridge/status", get(bridge_status))
         .with_state(Admin { metrics, bridge })
+        .layer(middleware::from_fn_with_state(access, guard))
 }
 
 async fn health() -> &'static str {

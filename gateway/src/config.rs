@@ -43,6 +43,12 @@
 //! socket_request_max_bytes = 104857600
 //! sasl = false                # require SASL on the Kafka listener (see docs/security.md)
 //! sasl_mechanisms = ["SCRAM-SHA-512", "SCRAM-SHA-256"]   # default; "PLAIN" too
+//! authorizer = false          # Kafka ACLs (StandardAuthorizer semantics; docs/security.md)
+//! super_users = ["User:admin"]
+//! allow_everyone_if_no_acl_found = false
+//!
+//! [admin]
+//! tokens_file = "/etc/rill/admin-tokens"   # admin HTTP bearer tokens (docs/security.md)
 //!
 //! [topic_defaults]            # Kafka topic config names
 //! "retention.ms" = 604800000
@@ -169,6 +175,9 @@ pub struct FileConfig {
     /// `[cluster]`: settings of a node in a cluster (Kafka's names, snake_case).
     #[serde(default)]
     pub cluster: ClusterSection,
+    /// `[admin]`: the admin HTTP API's authentication.
+    #[serde(default)]
+    pub admin: AdminSection,
 }
 
 /// Default `broker.session.timeout.ms` (Kafka's).
@@ -241,6 +250,13 @@ pub struct ClusterSettings {
     pub tls: Option<ClusterTlsFiles>,
     /// `[node] rack`.
     pub rack: Option<String>,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Deserialize)]
+pub struct AdminSection {
+    /// Bearer tokens of the admin HTTP API, one `scope:sha256-hex` a line (`crate::admin_tokens`).
+    pub tokens_file: Option<PathBuf>,
 }
 
 /// `[groups]` (Kafka's names: `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
@@ -438,6 +454,12 @@ pub struct KafkaSection {
     pub sasl: Option<bool>,
     /// `sasl.enabled.mechanisms`: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512.
     pub sasl_mechanisms: Option<Vec<String>>,
+    /// Check every request against the ACLs (Kafka's `authorizer.class.name` set).
+    pub authorizer: Option<bool>,
+    /// Principals that may do everything (`super.users`), e.g. `["User:admin"]`.
+    pub super_users: Option<Vec<String>>,
+    /// `allow.everyone.if.no.acl.found` (default false).
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 impl FileConfig {
@@ -479,6 +501,14 @@ impl FileConfig {
         if let Some(names) = &self.kafka.sasl_mechanisms {
             if let Err(reason) = crate::kafka::auth::Mechanism::parse_list(names) {
                 invalid("kafka.sasl_mechanisms", reason);
+            }
+        }
+        for p in self.kafka.super_users.iter().flatten() {
+            if !matches!(p.split_once(':'), Some((k, n)) if !k.is_empty() && !n.is_empty()) {
+                invalid(
+                    "kafka.super_users",
+                    format!("{p:?} is not a principal (Type:name, e.g. User:admin)"),
+                );
             }
         }
         if let Err(e) = crate::mqtt::mapping::Mapping::new(&self.mqtt.rules) {
@@ -691,6 +721,8 @@ pub struct Overrides {
     pub kafka_sasl: Option<Vec<String>>,
     /// `--cluster-listen`
     pub cluster_listen: Option<SocketAddr>,
+    /// `--kafka-authorizer`: turn the authorizer on.
+    pub kafka_authorizer: bool,
 }
 
 /// The node's effective settings: defaults, then the file, then flags.
@@ -712,6 +744,10 @@ pub struct NodeSettings {
     pub kafka_tls: Option<TlsFiles>,
     /// SASL mechanisms required on the Kafka listener (None: no authentication).
     pub kafka_sasl: Option<Vec<crate::kafka::auth::Mechanism>>,
+    /// `[admin] tokens_file`.
+    pub admin_tokens_file: Option<PathBuf>,
+    /// The authorizer's settings when it is on (`[kafka] authorizer = true`, `--kafka-authorizer`).
+    pub kafka_authorizer: Option<rill_core::authorizer::AuthorizerConfig>,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: usize,
     /// Everything the storage layer needs.
@@ -815,6 +851,15 @@ impl NodeSettings {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1883))),
             kafka_tls: file.listeners.kafka_tls.clone(),
             kafka_sasl,
+            admin_tokens_file: file.admin.tokens_file.clone(),
+            kafka_authorizer: (flags.kafka_authorizer || file.kafka.authorizer.unwrap_or(false))
+                .then(|| rill_core::authorizer::AuthorizerConfig {
+                    super_users: file.kafka.super_users.clone().unwrap_or_default(),
+                    allow_everyone_if_no_acl_found: file
+                        .kafka
+                        .allow_everyone_if_no_acl_found
+                        .unwrap_or(false),
+                }),
             socket_request_max_bytes: file
                 .kafka
                 .socket_request_max_bytes
@@ -1108,6 +1153,42 @@ mod tests {
         assert_eq!(s.broker.flush, FlushPolicy::Interval { ms: 50 });
         assert_eq!(s.broker.encryption, EncryptionSetting::Off);
         assert_eq!(s.socket_request_max_bytes, DEFAULT_SOCKET_REQUEST_MAX_BYTES);
+    }
+
+    #[test]
+    fn authorizer_settings() {
+        use rill_core::authorizer::AuthorizerConfig;
+        let resolve = |text: &str, flag: bool| {
+            let file = FileConfig::parse(text, Path::new("x.toml")).unwrap();
+            let flags = Overrides {
+                kafka_authorizer: flag,
+                ..Overrides::default()
+            };
+            NodeSettings::resolve(&file, &flags)
+                .unwrap()
+                .kafka_authorizer
+        };
+        assert_eq!(resolve("", false), None);
+        assert_eq!(
+            resolve("[kafka]\nsuper_users = [\"User:admin\"]\n", true),
+            Some(AuthorizerConfig {
+                super_users: vec!["User:admin".into()],
+                allow_everyone_if_no_acl_found: false,
+            })
+        );
+        assert_eq!(
+            resolve(
+                "[kafka]\nauthorizer = true\nallow_everyone_if_no_acl_found = true\n",
+                false
+            ),
+            Some(AuthorizerConfig {
+                super_users: vec![],
+                allow_everyone_if_no_acl_found: true,
+            })
+        );
+        let err = FileConfig::parse("[kafka]\nsuper_users = [\"admin\"]\n", Path::new("x.toml"))
+            .unwrap_err();
+        assert!(err.to_string().contains("super_users"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,15 @@ pub struct CodeLabel {
     pub code: i16,
 }
 
+/// Label of an authorization denial counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabel {
+    /// Kafka's operation name, e.g. `WRITE`.
+    pub operation: &'static str,
+    /// Kafka's resource type name, e.g. `TOPIC`.
+    pub resource_type: &'static str,
+}
+
 /// Counters and gauges of one node.
 pub struct Metrics {
     registry: Registry,
@@ -36,6 +45,7 @@ pub struct Metrics {
     fetch_records: Counter,
     connections: Counter,
     open_connections: Gauge,
+    authorization_denials: Family<DenialLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -57,6 +67,12 @@ impl Metrics {
         let fetch_records = Counter::default();
         let connections = Counter::default();
         let open_connections = Gauge::default();
+        let authorization_denials = Family::<DenialLabel, Counter>::default();
+        registry.register(
+            "kafka_authorization_denials",
+            "Kafka actions the authorizer denied, by operation and resource type",
+            authorization_denials.clone(),
+        );
         registry.register(
             "kafka_requests",
             "Kafka requests handled, by API",
@@ -113,6 +129,7 @@ impl Metrics {
             fetch_records,
             connections,
             open_connections,
+            authorization_denials,
         }
     }
 
@@ -128,6 +145,16 @@ impl Metrics {
     /// Count one error code returned.
     pub fn error(&self, code: i16) {
         self.errors.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    /// Count one authorization denial.
+    pub fn authorization_denied(&self, operation: &'static str, resource_type: &'static str) {
+        self.authorization_denials
+            .get_or_create(&DenialLabel {
+                operation,
+                resource_type,
+            })
+            .inc();
     }
 
     /// Count a connection closed for a protocol violation.

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// cluster format` [default: `[listeners] cluster`].
     #[arg(long, value_name = "ADDR")]
     pub cluster_listen: Option<SocketAddr>,
+    /// Check every Kafka request against the ACLs (as `[kafka] authorizer = true`; super users
+    /// from `[kafka] super_users`); see docs/security.md.
+    #[arg(long)]
+    pub kafka_authorizer: bool,
 }
 
 /// Errors starting or stopping a node.
@@ -105,6 +109,12 @@ pub enum ServeError {
     /// The SASL user store could not be opened.
     #[error("Kafka SASL: {0}")]
     Sasl(#[from] rill_core::credentials::CredentialError),
+    /// The admin tokens file is unusable.
+    #[error(transparent)]
+    AdminTokens(#[from] crate::admin_tokens::TokensError),
+    /// The ACLs could not be loaded.
+    #[error("Kafka authorizer: {0}")]
+    Acl(#[from] rill_core::authorizer::store::AclStoreError),
     /// The MQTT front end could not start.
     #[error(transparent)]
     Mqtt(#[from] crate::mqtt::MqttError),
@@ -283,18 +293,18 @@ impl Node {
             Some(files) => Some(TlsAcceptor::from(tls::server_config(files)?)),
             None => None,
         };
-        for (what, addr) in [
-            ("Kafka", settings.kafka_listen),
-            ("admin HTTP", settings.http_listen),
-        ] {
-            if !addr.ip().is_loopback() && (what != "Kafka" || settings.kafka_sasl.is_none()) {
-                tracing::warn!(
-                    listener = what,
-                    %addr,
-                    "binding a non-loopback address without authentication: anyone who can reach it can read and write"
-                );
-            }
+        if !settings.kafka_listen.ip().is_loopback() && settings.kafka_sasl.is_none() {
+            tracing::warn!(
+                listener = "Kafka",
+                addr = %settings.kafka_listen,
+                "binding a non-loopback address without authentication: anyone who can reach it can read and write"
+            );
         }
+        let admin_tokens = settings
+            .admin_tokens_file
+            .as_deref()
+            .map(crate::admin_tokens::AdminTokens::load)
+            .transpose()?;
         let formatted = crate::cluster::formatted(&settings.broker.data_dir)?;
         if let Some(meta) = &formatted {
             crate::cluster::check_settings(&settings, meta)?;
@@ -380,6 +390,26 @@ impl Node {
                 ),
             )
         });
+        let authorization = match &settings.kafka_authorizer {
+            None => None,
+            Some(config) => {
+                let store =
+                    rill_core::authorizer::store::MetaAclStore::open(broker.metadata_handle())?;
+                let authorizer = rill_core::authorizer::StandardAuthorizer::open(
+                    Box::new(store),
+                    config.clone(),
+                )?;
+                tracing::info!(
+                    super_users = ?config.super_users,
+                    allow_everyone_if_no_acl_found = config.allow_everyone_if_no_acl_found,
+                    "Kafka authorizer on"
+                );
+                Some(Arc::new(crate::kafka::authorization::Authorization::new(
+                    authorizer,
+                    metrics.clone(),
+                )))
+            }
+        };
         let ctx = Arc::new(Context {
             broker: broker.clone(),
             groups: groups.clone(),
@@ -403,6 +433,7 @@ impl Node {
             }),
             listener: kafka::context::ListenerKind::Client,
             replicas: replicas.clone(),
+            authorization,
         });
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
@@ -456,7 +487,11 @@ impl Node {
                 let _ = task.await;
             }
         });
-        let router = admin_http::router(metrics.clone(), bridge_status.clone());
+        let router = admin_http::router(
+            metrics.clone(),
+            bridge_status.clone(),
+            admin_http::Access::for_listener(http_addr, admin_tokens),
+        );
         let http_shutdown = shutdown.clone();
         listeners.spawn(async move {
             let served = axum::serve(http_listener, router)
@@ -577,6 +612,7 @@ pub fn settings_from_args(args: &ServeArgs) -> Result<NodeSettings, ConfigFileEr
             .filter(|k| !k.is_empty()),
         kafka_sasl: args.kafka_sasl.clone(),
         cluster_listen: args.cluster_listen,
+        kafka_authorizer: args.kafka_authorizer,
     };
     NodeSettings::resolve(&file, &flags)
 }
@@ -611,12 +647,15 @@ pub fn mirror_configs(
     Ok(mirrors)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn termination() {
+/// Resolves on SIGINT or SIGTERM. The SIGTERM handler is installed when this is called (not when
+/// first polled), so a SIGTERM right after the node logs `listening` still shuts it down
+/// gracefully instead of killing it.
+fn termination() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
+        match term {
             Ok(mut term) => {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
@@ -628,10 +667,10 @@ async fn termination() {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -699,6 +738,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async move {
         let node_name = settings.node_name.clone();
+        let stop = termination();
         let node = Node::start(settings).await?;
         let service = notify_ready(&node);
         let bridge_stop = CancellationToken::new();
@@ -715,7 +755,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .run(),
             )
         });
-        termination().await;
+        stop.await;
         tracing::info!("signal received; shutting down");
         if let Some((notifier, watchdog)) = service {
             if let Some(w) = watchdog {

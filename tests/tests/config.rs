@@ -1,6 +1,6 @@
 //! The node's TOML file with the real binary: `rill config validate` reports every error at once
 //! with its line, and `[[mirror]]` sections in the node's file are mirrored (a mirror also in
-//! `--bridge-config` is refused at start).
+//! `--bridge-config` is refused at start); every shipped `deploy/*.toml` starts a node.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -182,4 +182,73 @@ fn a_mirror_in_the_node_toml_and_in_bridge_config_is_refused() {
         "{stderr}"
     );
     assert!(!stderr.contains("listening"), "the node started: {stderr}");
+}
+
+/// `(status, body)` of `GET path` on the node's admin listener.
+fn http_get(addr: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("connect admin HTTP");
+    c.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("request");
+    let mut out = String::new();
+    c.read_to_string(&mut out).expect("read");
+    out.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every shipped `deploy/*.toml` starts a node (listeners on port 0, the data directory and key
+/// in a temporary directory, central's TLS files replaced by a generated certificate); the admin
+/// listener keeps its file's reach (`0.0.0.0` for central), so without tokens it serves only
+/// `/health` and `/metrics`.
+#[test]
+fn every_deploy_file_starts_a_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
+    let pem = write(dir.path(), "server.pem", &cert.cert.pem());
+    let key = write(dir.path(), "server.key", &cert.key_pair.serialize_pem());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("deploy"))
+        .expect("deploy/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "{files:?}");
+    for file in files {
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&file)
+            .expect("read deploy file")
+            .replace("/etc/rill/tls/server.pem", &pem.display().to_string())
+            .replace("/etc/rill/tls/server.key", &key.display().to_string());
+        let http_beyond_loopback = text.contains("http = \"0.0.0.0:");
+        let copy = write(dir.path(), &name, &text);
+        let copy = copy.display().to_string();
+        let mut args = vec!["--config", copy.as_str()];
+        if http_beyond_loopback {
+            args.extend(["--http-listen", "0.0.0.0:0"]);
+        }
+        let mut node = Node::start_with(&args);
+        let port = node
+            .http_addr()
+            .rsplit(':')
+            .next()
+            .expect("port")
+            .to_string();
+        let http = format!("127.0.0.1:{port}");
+        assert_eq!(http_get(&http, "/health"), 200, "{name}");
+        assert_eq!(http_get(&http, "/metrics"), 200, "{name}");
+        let status = http_get(&http, "/bridge/status");
+        assert_eq!(
+            status,
+            if http_beyond_loopback { 403 } else { 200 },
+            "{name}: /bridge/status"
+        );
+        let status = node.terminate();
+        assert!(status.success(), "{name}: {status:?}\n{}", node.log());
+    }
 }

@@ -39,7 +39,7 @@ pub enum BridgeCommand {
 /// Flags of `rill bridge status`.
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
-    /// The node's admin HTTP address.
+    /// The node's admin HTTP address, HOST:PORT or http://HOST:PORT.
     #[arg(
         long,
         value_name = "HOST:PORT",
@@ -47,6 +47,10 @@ pub struct StatusArgs {
         default_value = "127.0.0.1:9644"
     )]
     pub admin: String,
+    /// Name of the environment variable holding the admin API's bearer token (sent when the
+    /// variable is set; needed when the node has `[admin] tokens_file`).
+    #[arg(long, value_name = "VAR", default_value = "RILL_ADMIN_TOKEN")]
+    pub admin_token_env: String,
     /// Print the JSON report instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -86,15 +90,23 @@ pub fn load_config(path: &Path) -> anyhow::Result<BridgeConfig> {
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The body of `GET path` on `addr` (plain HTTP/1.0, so no chunked encoding); fails unless the
-/// status is 200.
-pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+/// The body of `GET path` on `admin` (`HOST:PORT` or `http://HOST:PORT`; plain HTTP/1.0, so no
+/// chunked encoding), with `Authorization: Bearer <token>` when `token` is given; fails unless
+/// the status is 200.
+pub async fn http_get(admin: &str, path: &str, token: Option<&str>) -> anyhow::Result<String> {
+    if admin.starts_with("https://") {
+        bail!("--admin {admin}: the admin API has no TLS yet; use http:// (or HOST:PORT)");
+    }
+    let addr = admin.strip_prefix("http://").unwrap_or(admin);
+    let addr = addr.trim_end_matches('/');
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let work = async {
         let mut stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("cannot connect to the admin API at {addr}"))?;
-        let req =
-            format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
+        let req = format!(
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n{auth}\r\n"
+        );
         stream.write_all(req.as_bytes()).await?;
         let mut buf = Vec::new();
         stream.read_to_end(&mut buf).await?;
@@ -162,7 +174,10 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let body = runtime.block_on(http_get(&args.admin, "/bridge/status"))?;
+    let token = std::env::var(&args.admin_token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+    let body = runtime.block_on(http_get(&args.admin, "/bridge/status", token.as_deref()))?;
     let report: StatusReport =
         serde_json::from_str(&body).context("unexpected /bridge/status response")?;
     if args.json {
@@ -202,6 +217,7 @@ mod tests {
             panic!("not status")
         };
         assert_eq!(s.admin, "127.0.0.1:9644");
+        assert_eq!(s.admin_token_env, "RILL_ADMIN_TOKEN");
         assert!(Cli::try_parse_from(["bridge"]).is_err());
         assert!(Cli::try_parse_from(["bridge", "--config", "b.toml", "status"]).is_err());
     }

@@ -17,12 +17,15 @@
 //! - [`table`]: aligned human-readable tables,
 //! - [`group`]: the `group` subcommands (consumer groups, lag, offset resets),
 //! - [`device`]: `rill device add|list|remove` (MQTT credentials; local, not Kafka protocol),
+//! - [`acl`]: `rill acl add|list|remove` (Kafka ACLs through CreateAcls, DescribeAcls,
+//!   DeleteAcls),
 //! - [`bridge`]: `rill bridge status` (the node's admin HTTP API, not Kafka protocol),
 //! - [`user`]: `rill user add|list|delete` (SASL/SCRAM users; local, not Kafka protocol),
 //! - [`cluster`]: `rill cluster format|random-id` (prepares a data directory for a cluster node;
 //!   local, not Kafka protocol) and `rill cluster status` ([`cluster_status`]: the cluster's
 //!   health through DescribeQuorum, DescribeCluster and Metadata).
 
+pub mod acl;
 pub mod bridge;
 pub mod cluster;
 pub mod cluster_status;
@@ -172,6 +175,8 @@ pub enum ClientCommand {
     /// Prepare a data directory for a cluster (format), make cluster ids (random-id) and show a
     /// cluster's health (status).
     Cluster(cluster::ClusterArgs),
+    /// Add, list and remove Kafka ACLs (the node's authorizer; docs/security.md).
+    Acl(acl::AclArgs),
 }
 
 /// Runs a client command to completion.
@@ -193,6 +198,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
             ClientCommand::Device(args) => device::run(args),
             ClientCommand::User(args) => user::run(args),
             ClientCommand::Cluster(args) => cluster::run(args).await,
+            ClientCommand::Acl(args) => acl::run(args).await,
         }
     })
 }

@@ -11,10 +11,12 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ResponseKind};
+use rill_core::authorizer::acl::AclOperation;
 use rill_core::broker::ConfigOp;
 use rill_core::controller::Command;
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::authorization::Caller;
+use super::describe_configs::{config_resource_denied, RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{error_codes, Context};
 
 /// Apply `ops` to a topic off the async threads; `(code, message)`.
@@ -117,10 +119,24 @@ pub fn unsupported_resource(
 }
 
 /// Answer AlterConfigs.
-pub async fn handle(ctx: &Arc<Context>, _version: i16, req: AlterConfigsRequest) -> ResponseKind {
+pub async fn handle(
+    ctx: &Arc<Context>,
+    caller: &Caller,
+    _version: i16,
+    req: AlterConfigsRequest,
+) -> ResponseKind {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let (code, msg) = if r.resource_type == RESOURCE_TOPIC {
+        let denied = config_resource_denied(
+            ctx,
+            caller,
+            AclOperation::AlterConfigs,
+            r.resource_type,
+            &r.resource_name,
+        );
+        let (code, msg) = if let Some(code) = denied {
+            (code, None)
+        } else if r.resource_type == RESOURCE_TOPIC {
             let ops = r
                 .configs
                 .iter()

@@ -17,9 +17,11 @@ use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::AclOperation;
 use rill_core::credentials::CredentialStore;
 use rill_core::scram::{ScramCredential, ScramMechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 
+use super::authorization::Caller;
 use super::Context;
 
 /// One checked operation.
@@ -153,11 +155,20 @@ fn check(store: &CredentialStore, req: &AlterUserScramCredentialsRequest) -> Che
 /// Answer AlterUserScramCredentials.
 pub async fn handle(
     ctx: &Context,
+    caller: &Caller,
     _version: i16,
     req: AlterUserScramCredentialsRequest,
 ) -> ResponseKind {
     let store: Arc<CredentialStore> = ctx.credentials.clone();
-    let checked = check(&store, &req);
+    let mut checked = check(&store, &req);
+    if !ctx.authorize_cluster(caller, AclOperation::Alter) {
+        for outcome in checked.values_mut() {
+            *outcome = Err((
+                ResponseError::ClusterAuthorizationFailed.code(),
+                format!("{} may not ALTER the cluster", caller.principal),
+            ));
+        }
+    }
     // redb commits (fsync) on the blocking pool.
     let applied = tokio::task::spawn_blocking(move || {
         checked

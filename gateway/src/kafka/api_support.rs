@@ -85,6 +85,10 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
         1,
     ),
     api(ApiKey::ConsumerGroupDescribe, "ConsumerGroupDescribe", 0, 1),
+    // ACLs (the authorizer; Kafka 4.0 removed v0, KIP-896).
+    api(ApiKey::DescribeAcls, "DescribeAcls", 1, 3),
+    api(ApiKey::CreateAcls, "CreateAcls", 1, 3),
+    api(ApiKey::DeleteAcls, "DeleteAcls", 1, 3),
     // SASL (PLAIN, SCRAM-SHA-256/512; see kafka/auth.rs).
     api(ApiKey::SaslHandshake, "SaslHandshake", 0, 1),
     api(ApiKey::SaslAuthenticate, "SaslAuthenticate", 0, 2),

@@ -9,12 +9,14 @@ use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::group::Assignment as Parts;
 
+use super::authorization::Caller;
 use super::groups::{opt, s};
 use super::Context;
 
-/// READ, DELETE, DESCRIBE (no ACLs: everyone may).
+/// READ, DELETE, DESCRIBE (reported with the authorizer off).
 const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 fn assignment(ctx: &Context, parts: Parts) -> Assignment {
@@ -37,19 +39,31 @@ fn assignment(ctx: &Context, parts: Parts) -> Assignment {
 }
 
 /// Answer ConsumerGroupDescribe.
-pub fn handle(ctx: &Context, _version: i16, req: ConsumerGroupDescribeRequest) -> ResponseKind {
-    let ops = if req.include_authorized_operations {
-        GROUP_OPERATIONS
-    } else {
-        i32::MIN
-    };
+pub fn handle(
+    ctx: &Context,
+    caller: &Caller,
+    _version: i16,
+    req: ConsumerGroupDescribeRequest,
+) -> ResponseKind {
+    let want_ops = req.include_authorized_operations;
     let groups = req
         .group_ids
         .into_iter()
         .map(|id| {
+            let ops = if want_ops {
+                ctx.authorized_operations(caller, ResourceType::Group, &id.0)
+                    .unwrap_or(GROUP_OPERATIONS)
+            } else {
+                i32::MIN
+            };
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(ops);
+            if !ctx.authorize(caller, AclOperation::Describe, ResourceType::Group, &id.0) {
+                return base.with_error_code(
+                    kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+                );
+            }
             match ctx.groups.consumer_group_describe(&id.0) {
                 Err(e) => base
                     .with_error_code(e.code())

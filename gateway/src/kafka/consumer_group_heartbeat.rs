@@ -10,19 +10,36 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, To
 use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, RequestHeader, ResponseKind,
 };
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::group::{Assignment as Owned, ConsumerHeartbeatRequest, GroupError};
 
+use super::authorization::Caller;
 use super::groups::{client_host, s};
 use super::Context;
 
 /// Answer ConsumerGroupHeartbeat.
 pub fn handle(
     ctx: &Arc<Context>,
+    caller: &Caller,
     _version: i16,
     header: &RequestHeader,
     peer: SocketAddr,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ResponseKind {
+    if !ctx.authorize(
+        caller,
+        AclOperation::Read,
+        ResourceType::Group,
+        &req.group_id,
+    ) {
+        return ResponseKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(
+                    kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+                )
+                .with_member_epoch(-1),
+        );
+    }
     let owned = req.topic_partitions.map(|tps| {
         let mut out = Owned::new();
         for tp in tps {

@@ -10,8 +10,10 @@ use rill_core::replica::ReplicaManager;
 use tokio_util::sync::CancellationToken;
 
 use super::auth;
+use super::authorization::{Authorization, Caller};
 use super::cluster_view::ClusterView;
 use crate::metrics::Metrics;
+use rill_core::authorizer::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 
 /// Which listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,11 +63,70 @@ pub struct Context {
     /// The partitions this node hosts as a replica of a cluster (`None` for a node alone):
     /// follower fetches are answered through it.
     pub replicas: Option<Arc<ReplicaManager>>,
+    /// The authorizer (`[kafka] authorizer = true`); `None`: every action is allowed.
+    pub authorization: Option<Arc<Authorization>>,
 }
 
 impl Context {
     /// The advertised host as a protocol string.
     pub fn host(&self) -> StrBytes {
         StrBytes::from_string(self.advertised_host.clone())
+    }
+
+    /// Whether `caller` may do `operation` on `(resource_type, name)` (always, with the
+    /// authorizer off); denials are counted and logged.
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        operation: AclOperation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        self.authorization
+            .as_ref()
+            .is_none_or(|a| a.allows(caller, operation, resource_type, name))
+    }
+
+    /// Whether `caller` may do `operation` on the cluster.
+    pub fn authorize_cluster(&self, caller: &Caller, operation: AclOperation) -> bool {
+        self.authorize(caller, operation, ResourceType::Cluster, CLUSTER_NAME)
+    }
+
+    /// Whether `caller` may do `operation` on some resource of `resource_type` (KIP-679).
+    pub fn authorize_any(
+        &self,
+        caller: &Caller,
+        operation: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        self.authorization
+            .as_ref()
+            .is_none_or(|a| a.allows_any(caller, operation, resource_type))
+    }
+
+    /// KIP-430's authorized operations of `caller` on `(resource_type, name)`; `None` with the
+    /// authorizer off (every operation).
+    pub fn authorized_operations(
+        &self,
+        caller: &Caller,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> Option<i32> {
+        self.authorization
+            .as_ref()
+            .map(|a| a.authorized_operations(caller, resource_type, name))
+    }
+
+    /// [`authorize`](Self::authorize) without counting or logging a denial (filtering listings).
+    pub fn authorize_quietly(
+        &self,
+        caller: &Caller,
+        operation: AclOperation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        self.authorization
+            .as_ref()
+            .is_none_or(|a| a.allows_quietly(caller, operation, resource_type, name))
     }
 }

@@ -16,6 +16,9 @@ use rill_core::controller::{Command, MetadataImage};
 
 use super::cluster_view::ClusterView;
 use super::create_topics::{check_assignments, placement_brokers, Refusal};
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
+
+use super::authorization::Caller;
 use super::{error_codes, Context};
 
 /// The replica lists of the partitions to add so that `topic` has `count` in all, against
@@ -110,6 +113,7 @@ async fn grow_in_cluster(
 /// Answer CreatePartitions.
 pub async fn handle(
     ctx: &Arc<Context>,
+    caller: &Caller,
     _version: i16,
     req: CreatePartitionsRequest,
 ) -> ResponseKind {
@@ -134,6 +138,10 @@ pub async fn handle(
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        if !ctx.authorize(caller, AclOperation::Alter, ResourceType::Topic, &t.name) {
+            results.push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+            continue;
+        }
         if let Some(assignments) = &t.assignments {
             let ok = assignments
                 .iter()

@@ -18,6 +18,7 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use rill_core::broker::{TopicMeta, MAX_PARTITIONS};
 use rill_core::controller::placement::{assign_replicas, PlacementBroker, PlacementStart};
 use rill_core::controller::{Command, CommandOutcome, MetadataImage};
@@ -25,6 +26,7 @@ use rill_core::topic_config::TopicConfig;
 use rill_core::topic_registry::{names_collide, validate_topic_name};
 use uuid::Uuid;
 
+use super::authorization::Caller;
 use super::cluster_view::ClusterView;
 use super::{describe_configs, error_codes, Context};
 
@@ -36,11 +38,46 @@ fn refuse(code: ResponseError, msg: impl Into<String>) -> Refusal {
 }
 
 /// Answer CreateTopics.
-pub async fn handle(ctx: &Arc<Context>, version: i16, req: CreateTopicsRequest) -> ResponseKind {
+/// TOPIC_AUTHORIZATION_FAILED for `name` unless the caller may CREATE on the cluster
+/// (`cluster_create`) or on the topic; the function that fills a result with it.
+fn create_denied(
+    ctx: &Context,
+    caller: &Caller,
+    cluster_create: bool,
+    name: &str,
+) -> Option<impl FnOnce(CreatableTopicResult) -> CreatableTopicResult> {
+    if cluster_create || ctx.authorize(caller, AclOperation::Create, ResourceType::Topic, name) {
+        return None;
+    }
+    let message = format!("{} may not CREATE topic {name}", caller.principal);
+    Some(move |result: CreatableTopicResult| {
+        result
+            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            .with_error_message(error_codes::message(message))
+    })
+}
+
+pub async fn handle(
+    ctx: &Arc<Context>,
+    caller: &Caller,
+    version: i16,
+    req: CreateTopicsRequest,
+) -> ResponseKind {
+    // Kafka: CREATE on the cluster, or else on each topic.
+    let cluster_create = ctx.authorize_quietly(
+        caller,
+        AclOperation::Create,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    );
     if let Some(cluster) = &ctx.cluster {
         let mut results = Vec::with_capacity(req.topics.len());
         for t in req.topics {
             let result = CreatableTopicResult::default().with_name(t.name.clone());
+            if let Some(denied) = create_denied(ctx, caller, cluster_create, &t.name.0) {
+                results.push(denied(result));
+                continue;
+            }
             let spec = match TopicSpec::from_request(&t) {
                 Ok(spec) => spec,
                 Err((code, msg)) => {
@@ -74,6 +111,10 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: CreateTopicsRequest) 
     for t in req.topics {
         let name = t.name.0.to_string();
         let result = CreatableTopicResult::default().with_name(t.name.clone());
+        if let Some(denied) = create_denied(ctx, caller, cluster_create, &name) {
+            results.push(denied(result));
+            continue;
+        }
         if t.replication_factor != -1 && t.replication_factor != 1 {
             results.push(
                 result

@@ -7,18 +7,31 @@ use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, ResponseKind};
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 
+use super::authorization::Caller;
 use super::{error_codes, Context};
 
 /// Answer DeleteRecords.
-pub async fn handle(ctx: &Arc<Context>, _version: i16, req: DeleteRecordsRequest) -> ResponseKind {
+pub async fn handle(
+    ctx: &Arc<Context>,
+    caller: &Caller,
+    _version: i16,
+    req: DeleteRecordsRequest,
+) -> ResponseKind {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
+        let authorized = ctx.authorize(caller, AclOperation::Delete, ResourceType::Topic, &t.name);
         for p in &t.partitions {
             let resp = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
+            if !authorized {
+                partitions
+                    .push(resp.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let log = match ctx.broker.partition(&t.name, p.partition_index) {
                 Ok(log) => log,
                 Err(e) => {

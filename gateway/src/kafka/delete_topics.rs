@@ -10,14 +10,21 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use uuid::Uuid;
 
 use rill_core::controller::Command;
 
+use super::authorization::Caller;
 use super::{error_codes, Context};
 
 /// Answer DeleteTopics.
-pub async fn handle(ctx: &Arc<Context>, version: i16, req: DeleteTopicsRequest) -> ResponseKind {
+pub async fn handle(
+    ctx: &Arc<Context>,
+    caller: &Caller,
+    version: i16,
+    req: DeleteTopicsRequest,
+) -> ResponseKind {
     // v0-5 carry names in `topic_names`; v6+ carry `topics` with a name or an id.
     let wanted: Vec<(Option<String>, Uuid)> = if version >= 6 {
         req.topics
@@ -87,6 +94,20 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: DeleteTopicsRequest) 
         let result = DeletableTopicResult::default()
             .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
             .with_topic_id(id);
+        let checked = name.as_deref().or(meta.as_ref().map(|m| m.name.as_str()));
+        if let Some(n) = checked {
+            if !ctx.authorize(caller, AclOperation::Delete, ResourceType::Topic, n) {
+                responses.push(
+                    result
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_error_message(error_codes::message(format!(
+                            "{} may not DELETE topic {n}",
+                            caller.principal
+                        ))),
+                );
+                continue;
+            }
+        }
         let Some(meta) = meta else {
             let code = if name.is_some() {
                 ResponseError::UnknownTopicOrPartition.code()

@@ -1,7 +1,8 @@
 //! DescribeCluster (key 60). A node alone is the only broker and the controller. In a cluster
 //! the answer comes from the metadata image: every unfenced broker with its advertised Kafka
 //! endpoint and rack, and the active controller as the controller id (`-1` while none is
-//! known).
+//! known). Needs no ACL; the cluster authorized operations (when asked) are the caller's with the
+//! authorizer on.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{
@@ -9,6 +10,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use rill_core::authorizer::acl::{ResourceType, CLUSTER_NAME};
+
+use super::authorization::Caller;
 use super::cluster_view::KAFKA_LISTENER;
 use super::Context;
 
@@ -42,7 +46,12 @@ fn brokers(ctx: &Context) -> (Vec<DescribeClusterBroker>, i32) {
 }
 
 /// Answer DescribeCluster.
-pub fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -> ResponseKind {
+pub fn handle(
+    ctx: &Context,
+    caller: &Caller,
+    version: i16,
+    req: DescribeClusterRequest,
+) -> ResponseKind {
     let (brokers, controller_id) = brokers(ctx);
     // A combined node answers for brokers (1) and controllers (2) alike.
     let endpoint_type = if version >= 1 { req.endpoint_type } else { 1 };
@@ -53,7 +62,8 @@ pub fn handle(ctx: &Context, version: i16, req: DescribeClusterRequest) -> Respo
             .with_controller_id(BrokerId(controller_id))
             .with_brokers(brokers)
             .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
-                super::metadata::CLUSTER_OPERATIONS
+                ctx.authorized_operations(caller, ResourceType::Cluster, CLUSTER_NAME)
+                    .unwrap_or(super::metadata::CLUSTER_OPERATIONS)
             } else {
                 i32::MIN
             }),

@@ -8,15 +8,39 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::broker::BrokerError;
 use rill_core::topic_config::{ConfigEntry, ConfigSource, TopicConfig};
 
+use super::authorization::Caller;
 use super::{error_codes, Context};
 
 /// Resource type TOPIC.
 pub const RESOURCE_TOPIC: i8 = 2;
 /// Resource type BROKER.
 pub const RESOURCE_BROKER: i8 = 4;
+
+/// The error code when `caller` may not do `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a
+/// config resource, as Kafka: a topic's configs are the topic's, a broker's are the cluster's.
+pub fn config_resource_denied(
+    ctx: &Context,
+    caller: &Caller,
+    operation: AclOperation,
+    resource_type: i8,
+    name: &str,
+) -> Option<i16> {
+    let (allowed, code) = match resource_type {
+        RESOURCE_TOPIC => (
+            ctx.authorize(caller, operation, ResourceType::Topic, name),
+            ResponseError::TopicAuthorizationFailed,
+        ),
+        _ => (
+            ctx.authorize_cluster(caller, operation),
+            ResponseError::ClusterAuthorizationFailed,
+        ),
+    };
+    (!allowed).then(|| code.code())
+}
 
 /// DescribeConfigs `config_source` code of a source.
 pub fn source_code(source: ConfigSource) -> i8 {
@@ -64,7 +88,12 @@ fn topic_entries(ctx: &Context, topic: &str) -> Result<Vec<ConfigEntry>, BrokerE
 }
 
 /// Answer DescribeConfigs.
-pub fn handle(ctx: &Context, _version: i16, req: DescribeConfigsRequest) -> ResponseKind {
+pub fn handle(
+    ctx: &Context,
+    caller: &Caller,
+    _version: i16,
+    req: DescribeConfigsRequest,
+) -> ResponseKind {
     let results = req
         .resources
         .into_iter()
@@ -72,6 +101,15 @@ pub fn handle(ctx: &Context, _version: i16, req: DescribeConfigsRequest) -> Resp
             let result = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
+            if let Some(code) = config_resource_denied(
+                ctx,
+                caller,
+                AclOperation::DescribeConfigs,
+                r.resource_type,
+                &r.resource_name,
+            ) {
+                return result.with_error_code(code);
+            }
             match r.resource_type {
                 RESOURCE_TOPIC => match topic_entries(ctx, &r.resource_name) {
                     Ok(entries) => result.with_configs(

@@ -4,31 +4,48 @@
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::group::{ClassicGroupStateName, GroupError};
 
+use super::authorization::Caller;
 use super::groups::{opt, s};
 use super::Context;
 
-/// ACL operations a group supports (READ, DELETE, DESCRIBE), reported when asked for; Rill has no
-/// ACLs, so every client may do all of them.
+/// ACL operations a group supports (READ, DELETE, DESCRIBE), reported when asked for and the
+/// authorizer is off.
 const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 /// "Not requested" marker of `authorized_operations`.
 const NOT_REQUESTED: i32 = i32::MIN;
 
 /// Answer DescribeGroups.
-pub fn handle(ctx: &Context, version: i16, req: DescribeGroupsRequest) -> ResponseKind {
-    let ops = if version >= 3 && req.include_authorized_operations {
-        GROUP_OPERATIONS
-    } else {
-        NOT_REQUESTED
-    };
+pub fn handle(
+    ctx: &Context,
+    caller: &Caller,
+    version: i16,
+    req: DescribeGroupsRequest,
+) -> ResponseKind {
+    let want_ops = version >= 3 && req.include_authorized_operations;
     let groups =
         req.groups
             .into_iter()
             .map(|id| {
+                let ops = if want_ops {
+                    ctx.authorized_operations(caller, ResourceType::Group, &id.0)
+                        .unwrap_or(GROUP_OPERATIONS)
+                } else {
+                    NOT_REQUESTED
+                };
                 let base = DescribedGroup::default()
                     .with_group_id(id.clone())
                     .with_authorized_operations(ops);
+                if !ctx.authorize(caller, AclOperation::Describe, ResourceType::Group, &id.0) {
+                    return base
+                        .with_authorized_operations(NOT_REQUESTED)
+                        .with_error_code(
+                            kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+                        )
+                        .with_group_state(StrBytes::from_static_str(""));
+                }
                 match ctx.groups.describe_group(&id.0) {
                     Ok(d) => base
                         .with_group_state(StrBytes::from_static_str(d.state.as_str()))

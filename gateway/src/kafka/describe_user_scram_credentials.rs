@@ -12,15 +12,24 @@ use kafka_protocol::messages::{
     DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::AclOperation;
 
+use super::authorization::Caller;
 use super::Context;
 
 /// Answer DescribeUserScramCredentials.
 pub fn handle(
     ctx: &Context,
+    caller: &Caller,
     _version: i16,
     req: DescribeUserScramCredentialsRequest,
 ) -> ResponseKind {
+    if !ctx.authorize_cluster(caller, AclOperation::Describe) {
+        return ResponseKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
     let store = &ctx.credentials;
     let named: Vec<String> = req
         .users

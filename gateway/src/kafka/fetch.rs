@@ -21,6 +21,7 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::batch::Batches;
 use rill_core::log::{LogError, PartitionLog};
 use rill_core::replica::{Partition, ReplicaError, ReplicaManager};
@@ -29,6 +30,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::context::ListenerKind;
+use super::authorization::Caller;
 use super::reply::Reply;
 use super::{error_codes, Context};
 
@@ -63,7 +65,7 @@ pub fn count_records(records: &[u8]) -> u64 {
         .sum()
 }
 
-fn resolve(ctx: &Context, version: i16, req: &FetchRequest) -> Plan {
+fn resolve(ctx: &Context, caller: &Caller, version: i16, req: &FetchRequest) -> Plan {
     let topics = req
         .topics
         .iter()
@@ -78,6 +80,11 @@ fn resolve(ctx: &Context, version: i16, req: &FetchRequest) -> Plan {
             } else {
                 ResponseError::UnknownTopicOrPartition.code()
             };
+            let name = meta
+                .as_ref()
+                .map_or(t.topic.0.as_str(), |m| m.name.as_str());
+            let authorized = (version >= 13 && meta.is_none())
+                || ctx.authorize(caller, AclOperation::Read, ResourceType::Topic, name);
             let partitions = t
                 .partitions
                 .iter()
@@ -86,6 +93,7 @@ fn resolve(ctx: &Context, version: i16, req: &FetchRequest) -> Plan {
                     fetch_offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
                     log: match &meta {
+                        _ if !authorized => Err(ResponseError::TopicAuthorizationFailed.code()),
                         Some(m) => ctx
                             .broker
                             .partition(&m.name, p.partition)
@@ -205,8 +213,9 @@ fn replica_of(version: i16, req: &FetchRequest) -> Option<(i32, i64)> {
 }
 
 /// Handle Fetch; the whole answer is deferred (it may long-poll).
-pub fn handle(ctx: &Arc<Context>, version: i16, req: FetchRequest) -> Reply {
+pub fn handle(ctx: &Arc<Context>, caller: &Caller, version: i16, req: FetchRequest) -> Reply {
     let ctx = ctx.clone();
+    let caller = caller.clone();
     if req.session_id != 0 {
         // This node never hands out session ids, so an incremental fetch cannot refer to one.
         let resp = FetchResponse::default()
@@ -230,7 +239,7 @@ pub fn handle(ctx: &Arc<Context>, version: i16, req: FetchRequest) -> Reply {
         };
     }
     Reply::Later(Box::pin(async move {
-        let plan = Arc::new(resolve(&ctx, version, &req));
+        let plan = Arc::new(resolve(&ctx, &caller, version, &req));
         let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
         let min_bytes = req.min_bytes.max(0) as usize;
         let mut watches: Vec<watch::Receiver<i64>> = plan

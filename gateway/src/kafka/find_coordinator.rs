@@ -7,7 +7,9 @@ use kafka_protocol::messages::{
     BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, ResponseKind,
 };
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 
+use super::authorization::Caller;
 use super::Context;
 
 /// Key type of a consumer group.
@@ -16,14 +18,28 @@ pub const KEY_TYPE_GROUP: i8 = 0;
 pub const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Why a key cannot be coordinated here, if it cannot.
-fn check(key_type: i8, key: &StrBytes) -> Option<(i16, String)> {
+fn check(ctx: &Context, caller: &Caller, key_type: i8, key: &StrBytes) -> Option<(i16, String)> {
+    let denied = |resource_type, code: ResponseError| {
+        (!ctx.authorize(caller, AclOperation::Describe, resource_type, key)).then(|| {
+            (
+                code.code(),
+                format!(
+                    "{} may not DESCRIBE {resource_type} {key}",
+                    caller.principal
+                ),
+            )
+        })
+    };
     match key_type {
-        KEY_TYPE_GROUP => None,
+        KEY_TYPE_GROUP => denied(ResourceType::Group, ResponseError::GroupAuthorizationFailed),
         KEY_TYPE_TRANSACTION if key.is_empty() => Some((
             ResponseError::InvalidRequest.code(),
             "empty transactional id".into(),
         )),
-        KEY_TYPE_TRANSACTION => None,
+        KEY_TYPE_TRANSACTION => denied(
+            ResourceType::TransactionalId,
+            ResponseError::TransactionalIdAuthorizationFailed,
+        ),
         other => Some((
             ResponseError::InvalidRequest.code(),
             format!("unsupported coordinator key type {other}"),
@@ -32,7 +48,12 @@ fn check(key_type: i8, key: &StrBytes) -> Option<(i16, String)> {
 }
 
 /// Answer FindCoordinator.
-pub fn handle(ctx: &Context, version: i16, req: FindCoordinatorRequest) -> ResponseKind {
+pub fn handle(
+    ctx: &Context,
+    caller: &Caller,
+    version: i16,
+    req: FindCoordinatorRequest,
+) -> ResponseKind {
     let port = i32::from(ctx.advertised_port);
     if version >= 4 {
         let coordinators = req
@@ -40,7 +61,7 @@ pub fn handle(ctx: &Context, version: i16, req: FindCoordinatorRequest) -> Respo
             .into_iter()
             .map(|key| {
                 let c = Coordinator::default().with_key(key.clone());
-                match check(req.key_type, &key) {
+                match check(ctx, caller, req.key_type, &key) {
                     None => c
                         .with_node_id(BrokerId(ctx.node_id))
                         .with_host(ctx.host())
@@ -63,7 +84,7 @@ pub fn handle(ctx: &Context, version: i16, req: FindCoordinatorRequest) -> Respo
     } else {
         KEY_TYPE_GROUP
     };
-    let resp = match check(key_type, &req.key) {
+    let resp = match check(ctx, caller, key_type, &req.key) {
         None => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(ctx.node_id))
             .with_host(ctx.host())

@@ -9,10 +9,12 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ResponseKind,
 };
+use rill_core::authorizer::acl::AclOperation;
 use rill_core::broker::ConfigOp;
 
 use super::alter_configs::{alter_topic, unsupported_resource};
-use super::describe_configs::RESOURCE_TOPIC;
+use super::authorization::Caller;
+use super::describe_configs::{config_resource_denied, RESOURCE_TOPIC};
 use super::{error_codes, Context};
 
 /// Translate one wire operation.
@@ -34,12 +36,22 @@ fn op(name: &str, operation: i8, value: Option<&str>) -> Result<ConfigOp, String
 /// Answer IncrementalAlterConfigs.
 pub async fn handle(
     ctx: &Arc<Context>,
+    caller: &Caller,
     _version: i16,
     req: IncrementalAlterConfigsRequest,
 ) -> ResponseKind {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let (code, msg) = if r.resource_type == RESOURCE_TOPIC {
+        let denied = config_resource_denied(
+            ctx,
+            caller,
+            AclOperation::AlterConfigs,
+            r.resource_type,
+            &r.resource_name,
+        );
+        let (code, msg) = if let Some(code) = denied {
+            (code, None)
+        } else if r.resource_type == RESOURCE_TOPIC {
             let ops: Result<Vec<ConfigOp>, String> = r
                 .configs
                 .iter()

@@ -4,16 +4,26 @@
 //! sent, KIP-360), and so does this node; ids are unique across restarts
 //! ([`rill_core::producer_state::ProducerIdAllocator`]). Transactions are not implemented, so a
 //! transactional id is refused.
+//!
+//! With the authorizer on, an idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE
+//! on some topic (KIP-679), else CLUSTER_AUTHORIZATION_FAILED.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId, ResponseKind,
 };
+use rill_core::authorizer::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 
+use super::authorization::Caller;
 use super::Context;
 
 /// Handle InitProducerId.
-pub async fn handle(ctx: &Context, _version: i16, req: InitProducerIdRequest) -> ResponseKind {
+pub async fn handle(
+    ctx: &Context,
+    caller: &Caller,
+    _version: i16,
+    req: InitProducerIdRequest,
+) -> ResponseKind {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
@@ -22,6 +32,27 @@ pub async fn handle(ctx: &Context, _version: i16, req: InitProducerIdRequest) ->
             .error(ResponseError::TransactionalIdAuthorizationFailed.code());
         return ResponseKind::InitProducerId(
             resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()),
+        );
+    }
+    if !ctx.authorize_quietly(
+        caller,
+        AclOperation::IdempotentWrite,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    ) && !ctx.authorize_any(caller, AclOperation::Write, ResourceType::Topic)
+    {
+        if let Some(a) = &ctx.authorization {
+            a.denied(
+                caller,
+                AclOperation::IdempotentWrite,
+                ResourceType::Cluster,
+                CLUSTER_NAME,
+            );
+        }
+        ctx.metrics
+            .error(ResponseError::ClusterAuthorizationFailed.code());
+        return ResponseKind::InitProducerId(
+            resp.with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
         );
     }
     let ids = ctx.producer_ids.clone();

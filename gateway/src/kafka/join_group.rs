@@ -9,8 +9,10 @@ use std::sync::Arc;
 use futures::FutureExt;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader, ResponseKind};
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::group::{GroupError, JoinRequest, JoinResponse};
 
+use super::authorization::Caller;
 use super::groups::{client_host, ms, opt, s};
 use super::reply::Reply;
 use super::Context;
@@ -18,11 +20,27 @@ use super::Context;
 /// Start the join; the reply waits for the rebalance.
 pub fn handle(
     ctx: &Arc<Context>,
+    caller: &Caller,
     version: i16,
     header: &RequestHeader,
     peer: SocketAddr,
     req: JoinGroupRequest,
 ) -> Reply {
+    if !ctx.authorize(
+        caller,
+        AclOperation::Read,
+        ResourceType::Group,
+        &req.group_id,
+    ) {
+        return Reply::Now(ResponseKind::JoinGroup(
+            JoinGroupResponse::default()
+                .with_error_code(
+                    kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+                )
+                .with_generation_id(-1)
+                .with_member_id(req.member_id),
+        ));
+    }
     let session = ms(req.session_timeout_ms);
     let rebalance = if version >= 1 && req.rebalance_timeout_ms >= 0 {
         ms(req.rebalance_timeout_ms)

@@ -2,8 +2,10 @@
 
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse, ResponseKind};
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::group::{GroupError, LeavingMember};
 
+use super::authorization::Caller;
 use super::Context;
 
 fn code(r: &Result<(), GroupError>) -> i16 {
@@ -11,8 +13,18 @@ fn code(r: &Result<(), GroupError>) -> i16 {
 }
 
 /// Answer LeaveGroup.
-pub fn handle(ctx: &Context, version: i16, req: LeaveGroupRequest) -> ResponseKind {
+pub fn handle(
+    ctx: &Context,
+    caller: &Caller,
+    version: i16,
+    req: LeaveGroupRequest,
+) -> ResponseKind {
     let group_id = req.group_id.0.to_string();
+    if !ctx.authorize(caller, AclOperation::Read, ResourceType::Group, &group_id) {
+        return ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(
+            kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+        ));
+    }
     let leaving: Vec<LeavingMember> = if version >= 3 {
         req.members
             .iter()

@@ -4,13 +4,27 @@
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::group::ClassicGroupStateName;
 
+use super::authorization::Caller;
 use super::groups::s;
 use super::Context;
 
 /// Answer ListGroups.
-pub fn handle(ctx: &Context, version: i16, req: ListGroupsRequest) -> ResponseKind {
+pub fn handle(
+    ctx: &Context,
+    caller: &Caller,
+    version: i16,
+    req: ListGroupsRequest,
+) -> ResponseKind {
+    // Kafka: DESCRIBE on the cluster lists every group, else those the caller may DESCRIBE.
+    let all = ctx.authorize_quietly(
+        caller,
+        AclOperation::Describe,
+        ResourceType::Cluster,
+        rill_core::authorizer::acl::CLUSTER_NAME,
+    );
     let states_filter = if version >= 4 {
         req.states_filter
     } else {
@@ -32,6 +46,14 @@ pub fn handle(ctx: &Context, version: i16, req: ListGroupsRequest) -> ResponseKi
         ctx.groups
             .list_groups(&states)
             .into_iter()
+            .filter(|g| {
+                all || ctx.authorize_quietly(
+                    caller,
+                    AclOperation::Describe,
+                    ResourceType::Group,
+                    &g.group_id,
+                )
+            })
             .filter(|g| {
                 types_filter.is_empty()
                     || types_filter

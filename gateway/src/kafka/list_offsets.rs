@@ -7,9 +7,11 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, ResponseKind};
 use kafka_protocol::records::TimestampType;
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::batch::{decode_records, ControlRecords};
 use rill_core::log::PartitionLog;
 
+use super::authorization::Caller;
 use super::{error_codes, Context};
 
 /// Latest offset.
@@ -59,21 +61,32 @@ fn exact_record(log: &PartitionLog, target: i64, found: (i64, i64)) -> (i64, i64
 }
 
 /// Answer ListOffsets.
-pub fn handle(ctx: &Context, version: i16, req: ListOffsetsRequest) -> ResponseKind {
+pub fn handle(
+    ctx: &Context,
+    caller: &Caller,
+    version: i16,
+    req: ListOffsetsRequest,
+) -> ResponseKind {
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
+            let authorized =
+                ctx.authorize(caller, AclOperation::Describe, ResourceType::Topic, &t.name);
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
                     let resp = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
-                    let result = ctx
-                        .broker
-                        .partition(&t.name, p.partition_index)
-                        .map_err(|e| error_codes::broker_error_code(&e))
+                    let result = authorized
+                        .then_some(())
+                        .ok_or(ResponseError::TopicAuthorizationFailed.code())
+                        .and_then(|()| {
+                            ctx.broker
+                                .partition(&t.name, p.partition_index)
+                                .map_err(|e| error_codes::broker_error_code(&e))
+                        })
                         .and_then(|log| lookup(&log, p.timestamp));
                     match result {
                         Ok((offset, timestamp)) => {

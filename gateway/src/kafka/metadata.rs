@@ -6,6 +6,11 @@
 //! ([`answer_from_image`]): every unfenced broker with its Kafka endpoint and rack, each
 //! partition's leader, leader epoch, replicas, ISR and offline replicas (LEADER_NOT_AVAILABLE
 //! while it has none), and the active controller; auto-creation goes through the controller.
+//!
+//! With the authorizer on, as Kafka (on a node alone and in a cluster): a listing of all topics
+//! shows only those the caller may DESCRIBE; a named topic it may not DESCRIBE is answered
+//! TOPIC_AUTHORIZATION_FAILED (whether or not it exists); auto-creation needs CREATE on the
+//! cluster or the topic; authorized operations (KIP-430) are the caller's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,11 +23,13 @@ use kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use rill_core::broker::{BrokerError, TopicMeta};
 use rill_core::controller::image::NO_LEADER;
 use rill_core::controller::{MetadataImage, TopicImage};
 use uuid::Uuid;
 
+use super::authorization::Caller;
 use super::cluster_view::{kafka_endpoint, ClusterView};
 use super::{create_topics, error_codes, Context};
 
@@ -71,9 +78,20 @@ fn error_topic(name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTop
 /// Look a topic up, creating it when auto-creation is on and the client allows it.
 async fn lookup_or_create(
     ctx: &Arc<Context>,
+    caller: &Caller,
     name: String,
     allow_auto_create: bool,
 ) -> MetadataResponseTopic {
+    let denied = || {
+        error_topic(
+            Some(name.clone()),
+            Uuid::nil(),
+            ResponseError::TopicAuthorizationFailed.code(),
+        )
+    };
+    if !ctx.authorize(caller, AclOperation::Describe, ResourceType::Topic, &name) {
+        return denied();
+    }
     if let Some(meta) = ctx.broker.topic(&name) {
         return topic_entry(ctx, &meta);
     }
@@ -84,6 +102,15 @@ async fn lookup_or_create(
             Uuid::nil(),
             ResponseError::UnknownTopicOrPartition.code(),
         );
+    }
+    if !ctx.authorize_quietly(
+        caller,
+        AclOperation::Create,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    ) && !ctx.authorize(caller, AclOperation::Create, ResourceType::Topic, &name)
+    {
+        return denied();
     }
     let partitions = config.default_partitions;
     let broker = ctx.broker.clone();
@@ -136,23 +163,35 @@ fn requested(version: i16, req: &MetadataRequest) -> Option<Vec<(Option<String>,
 }
 
 /// Answer Metadata.
-pub async fn handle(ctx: &Arc<Context>, version: i16, req: MetadataRequest) -> ResponseKind {
+pub async fn handle(
+    ctx: &Arc<Context>,
+    caller: &Caller,
+    version: i16,
+    req: MetadataRequest,
+) -> ResponseKind {
     if let Some(cluster) = &ctx.cluster {
-        return ResponseKind::Metadata(handle_in_cluster(ctx, cluster, version, &req).await);
+        return ResponseKind::Metadata(handle_in_cluster(ctx, caller, cluster, version, &req).await);
     }
     let allow_auto_create = version < 4 || req.allow_auto_topic_creation;
     let mut topics = Vec::new();
     match requested(version, &req) {
         None => {
             for meta in ctx.broker.topics() {
-                topics.push(topic_entry(ctx, &meta));
+                if may_describe(ctx, caller, &meta.name, true) {
+                    topics.push(topic_entry(ctx, &meta));
+                }
             }
         }
         Some(wanted) => {
             for (name, id) in wanted {
                 match name {
-                    Some(name) => topics.push(lookup_or_create(ctx, name, allow_auto_create).await),
+                    Some(name) => {
+                        topics.push(lookup_or_create(ctx, caller, name, allow_auto_create).await)
+                    }
                     None => match ctx.broker.topic_by_id(id) {
+                        Some(meta) if !may_describe(ctx, caller, &meta.name, false) => topics.push(
+                            error_topic(None, id, ResponseError::TopicAuthorizationFailed.code()),
+                        ),
                         Some(meta) => topics.push(topic_entry(ctx, &meta)),
                         None => {
                             topics.push(error_topic(None, id, ResponseError::UnknownTopicId.code()))
@@ -168,6 +207,8 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: MetadataRequest) -> R
         .with_port(i32::from(ctx.advertised_port))
         .with_rack(None);
     ResponseKind::Metadata(finish(
+        ctx,
+        caller,
         version,
         &req,
         MetadataResponse::default()
@@ -178,20 +219,39 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: MetadataRequest) -> R
     ))
 }
 
-/// Fills in the authorized operations the request asked for.
-fn finish(version: i16, req: &MetadataRequest, mut resp: MetadataResponse) -> MetadataResponse {
-    let topic_ops = if version >= 8 && req.include_topic_authorized_operations {
-        TOPIC_OPERATIONS
+/// Whether the caller may DESCRIBE `topic` (a listing checks quietly: hidden topics are not
+/// denials worth a log line).
+fn may_describe(ctx: &Context, caller: &Caller, topic: &str, listing: bool) -> bool {
+    if listing {
+        ctx.authorize_quietly(caller, AclOperation::Describe, ResourceType::Topic, topic)
     } else {
-        OPS_NOT_REQUESTED
-    };
+        ctx.authorize(caller, AclOperation::Describe, ResourceType::Topic, topic)
+    }
+}
+
+/// Fills in the authorized operations the request asked for.
+fn finish(
+    ctx: &Context,
+    caller: &Caller,
+    version: i16,
+    req: &MetadataRequest,
+    mut resp: MetadataResponse,
+) -> MetadataResponse {
+    let topic_ops = version >= 8 && req.include_topic_authorized_operations;
     for t in &mut resp.topics {
         if t.error_code == 0 {
-            t.topic_authorized_operations = topic_ops;
+            t.topic_authorized_operations = match (topic_ops, &t.name) {
+                (false, _) => OPS_NOT_REQUESTED,
+                (true, Some(name)) => ctx
+                    .authorized_operations(caller, ResourceType::Topic, name)
+                    .unwrap_or(TOPIC_OPERATIONS),
+                (true, None) => TOPIC_OPERATIONS,
+            };
         }
     }
     let cluster_ops = if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
-        CLUSTER_OPERATIONS
+        ctx.authorized_operations(caller, ResourceType::Cluster, CLUSTER_NAME)
+            .unwrap_or(CLUSTER_OPERATIONS)
     } else {
         OPS_NOT_REQUESTED
     };
@@ -203,6 +263,7 @@ fn finish(version: i16, req: &MetadataRequest, mut resp: MetadataResponse) -> Me
 /// them, as Kafka answers for a topic it is creating; the client asks again).
 async fn handle_in_cluster(
     ctx: &Arc<Context>,
+    caller: &Caller,
     cluster: &Arc<dyn ClusterView>,
     version: i16,
     req: &MetadataRequest,
@@ -210,6 +271,21 @@ async fn handle_in_cluster(
     let image = cluster.image();
     let quorum = cluster.quorum();
     let mut resp = answer_from_image(&image, quorum.leader_id, cluster.node_id(), version, req);
+    let listing = requested(version, req).is_none();
+    resp.topics.retain(|t| {
+        !listing || t.name.as_ref().is_none_or(|n| may_describe(ctx, caller, &n.0, true))
+    });
+    for t in resp.topics.iter_mut().filter(|_| !listing) {
+        if let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) {
+            if !may_describe(ctx, caller, &name, false) {
+                *t = error_topic(
+                    Some(name),
+                    Uuid::nil(),
+                    ResponseError::TopicAuthorizationFailed.code(),
+                );
+            }
+        }
+    }
     let allow_auto_create =
         (version < 4 || req.allow_auto_topic_creation) && ctx.broker.config().auto_create_topics;
     if allow_auto_create {
@@ -218,6 +294,20 @@ async fn handle_in_cluster(
             let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
                 continue;
             };
+            if !ctx.authorize_quietly(
+                caller,
+                AclOperation::Create,
+                ResourceType::Cluster,
+                CLUSTER_NAME,
+            ) && !ctx.authorize(caller, AclOperation::Create, ResourceType::Topic, &name)
+            {
+                *t = error_topic(
+                    Some(name),
+                    Uuid::nil(),
+                    ResponseError::TopicAuthorizationFailed.code(),
+                );
+                continue;
+            }
             let spec = create_topics::TopicSpec::defaults(name.clone());
             *t = match create_topics::create_in_cluster(ctx, cluster, spec, false).await {
                 Ok(created) => {
@@ -244,7 +334,7 @@ async fn handle_in_cluster(
             };
         }
     }
-    finish(version, req, resp)
+    finish(ctx, caller, version, req, resp)
 }
 
 /// The answer to a Metadata request from the cluster's metadata image (no auto-creation: topics

@@ -5,7 +5,8 @@
 //! against the table of [`api_support`]) -> [`dispatch`] -> the API's module, which gets the
 //! node's [`Context`], talks to [`rill_core::broker::Broker`], maps errors with [`error_codes`]
 //! and answers with a [`reply::Reply`]. When the listener requires SASL, [`auth`] gates every
-//! request until the connection has authenticated. Imports point down that path only: the shared
+//! request until the connection has authenticated, and [`authorization`] checks each resource
+//! against the ACLs when the authorizer is on. Imports point down that path only: the shared
 //! pieces (`api_support`, `context`, `reply`, `error_codes`) sit below the per-API modules, and
 //! `dispatch`, `connection` and `server` above them (the layers in `docs/architecture.md`).
 //!
@@ -19,16 +20,20 @@ pub mod alter_user_scram_credentials;
 pub mod api_support;
 pub mod api_versions;
 pub mod auth;
+pub mod authorization;
 pub mod cluster_view;
 pub mod connection;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod context;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;

@@ -2,6 +2,9 @@
 //! partitions for a group. Group members must pass their member id and generation; commits with
 //! generation -1 and no member id (admin tools) are accepted for empty groups only. Each commit is
 //! one durable redb transaction, done on the blocking pool.
+//!
+//! With the authorizer on: READ on the group (else every partition is answered
+//! GROUP_AUTHORIZATION_FAILED) and READ on each topic (TOPIC_AUTHORIZATION_FAILED), as Kafka.
 
 use std::sync::Arc;
 
@@ -10,21 +13,40 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::group::{GroupError, OffsetCommitEntry, OffsetCommitRequest as Commit};
 
+use super::authorization::Caller;
 use super::Context;
 
 /// Answer OffsetCommit.
-pub async fn handle(ctx: &Arc<Context>, version: i16, req: OffsetCommitRequest) -> ResponseKind {
+pub async fn handle(
+    ctx: &Arc<Context>,
+    caller: &Caller,
+    version: i16,
+    req: OffsetCommitRequest,
+) -> ResponseKind {
+    let group_ok = ctx.authorize(
+        caller,
+        AclOperation::Read,
+        ResourceType::Group,
+        &req.group_id,
+    );
     // Partitions of unknown topics are refused one by one; the rest go to the coordinator.
     let mut codes: Vec<Vec<Option<i16>>> = Vec::with_capacity(req.topics.len());
     let mut entries = Vec::new();
     for t in &req.topics {
+        let topic_ok =
+            group_ok && ctx.authorize(caller, AclOperation::Read, ResourceType::Topic, &t.name);
         let partitions = ctx.broker.topic(&t.name.0).map(|m| m.partitions);
         let mut row = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let known = partitions.is_some_and(|n| p.partition_index >= 0 && p.partition_index < n);
-            if known {
+            if !group_ok {
+                row.push(Some(ResponseError::GroupAuthorizationFailed.code()));
+            } else if !topic_ok {
+                row.push(Some(ResponseError::TopicAuthorizationFailed.code()));
+            } else if known {
                 row.push(None);
                 entries.push(OffsetCommitEntry {
                     topic: t.name.0.to_string(),

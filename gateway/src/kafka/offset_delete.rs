@@ -8,21 +8,43 @@ use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, ResponseKind};
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::group::GroupError;
 
+use super::authorization::Caller;
 use super::Context;
 
 /// Answer OffsetDelete.
-pub async fn handle(ctx: &Arc<Context>, _version: i16, req: OffsetDeleteRequest) -> ResponseKind {
+pub async fn handle(
+    ctx: &Arc<Context>,
+    caller: &Caller,
+    _version: i16,
+    req: OffsetDeleteRequest,
+) -> ResponseKind {
+    // Kafka: DELETE on the group, READ on each topic.
+    if !ctx.authorize(
+        caller,
+        AclOperation::Delete,
+        ResourceType::Group,
+        &req.group_id,
+    ) {
+        return ResponseKind::OffsetDelete(
+            OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        );
+    }
     let mut wanted = Vec::new();
     let mut pre: Vec<Vec<Option<i16>>> = Vec::new();
     for t in &req.topics {
         let n = ctx.broker.topic(&t.name.0).map(|m| m.partitions);
+        let topic_ok = ctx.authorize(caller, AclOperation::Read, ResourceType::Topic, &t.name);
         pre.push(
             t.partitions
                 .iter()
                 .map(|p| {
-                    if n.is_some_and(|n| p.partition_index >= 0 && p.partition_index < n) {
+                    if !topic_ok {
+                        Some(ResponseError::TopicAuthorizationFailed.code())
+                    } else if n.is_some_and(|n| p.partition_index >= 0 && p.partition_index < n) {
                         wanted.push((t.name.0.to_string(), p.partition_index));
                         None
                     } else {

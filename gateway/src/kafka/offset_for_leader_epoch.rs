@@ -14,15 +14,28 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ResponseKind,
 };
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 
+use super::authorization::Caller;
 use super::{error_codes, Context};
 
 /// Answer OffsetForLeaderEpoch.
-pub fn handle(ctx: &Context, _version: i16, req: OffsetForLeaderEpochRequest) -> ResponseKind {
+pub fn handle(
+    ctx: &Context,
+    caller: &Caller,
+    _version: i16,
+    req: OffsetForLeaderEpochRequest,
+) -> ResponseKind {
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
+            let authorized = ctx.authorize(
+                caller,
+                AclOperation::Describe,
+                ResourceType::Topic,
+                &t.topic,
+            );
             let partitions = t
                 .partitions
                 .iter()
@@ -31,6 +44,10 @@ pub fn handle(ctx: &Context, _version: i16, req: OffsetForLeaderEpochRequest) ->
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if !authorized {
+                        return resp
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let log = match ctx.broker.partition(&t.topic, p.partition) {
                         Ok(log) => log,
                         Err(e) => return resp.with_error_code(error_codes::broker_error_code(&e)),

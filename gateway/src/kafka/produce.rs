@@ -22,9 +22,11 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::log::{AppendInfo, PartitionLog};
 use rill_core::replica::{PendingAppend, RequiredAcks};
 
+use super::authorization::Caller;
 use super::reply::Reply;
 use super::{error_codes, Context};
 
@@ -91,7 +93,12 @@ fn append_one(
 
 /// Handle Produce. Appends happen before this returns (so pipelined requests stay ordered);
 /// the flush wait is the deferred part.
-pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Reply {
+pub async fn handle(
+    ctx: &Arc<Context>,
+    caller: &Caller,
+    version: i16,
+    req: ProduceRequest,
+) -> Reply {
     if req.transactional_id.is_some() {
         // Transactions are not implemented; InitProducerId refuses transactional ids, so a
         // well-behaved client never sends this.
@@ -106,8 +113,14 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Re
     for topic in &req.topic_data {
         let name = topic.name.0.to_string();
         let mut parts = Vec::with_capacity(topic.partition_data.len());
+        let authorized = ctx.authorize(caller, AclOperation::Write, ResourceType::Topic, &name);
         for p in &topic.partition_data {
-            let outcome = if req.transactional_id.is_some() {
+            let outcome = if !authorized {
+                Appended::Err(
+                    ResponseError::TopicAuthorizationFailed.code(),
+                    format!("{} may not WRITE topic {name}", caller.principal),
+                )
+            } else if req.transactional_id.is_some() {
                 Appended::Err(
                     ResponseError::TransactionalIdAuthorizationFailed.code(),
                     "transactions are not supported by this node".to_string(),

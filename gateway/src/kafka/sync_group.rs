@@ -5,14 +5,28 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use kafka_protocol::messages::{ResponseKind, SyncGroupRequest, SyncGroupResponse};
+use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::group::{GroupError, SyncRequest, SyncResponse};
 
+use super::authorization::Caller;
 use super::groups::opt;
 use super::reply::Reply;
 use super::Context;
 
 /// Deliver (leader) or await (follower) the assignment.
-pub fn handle(ctx: &Arc<Context>, version: i16, req: SyncGroupRequest) -> Reply {
+pub fn handle(ctx: &Arc<Context>, caller: &Caller, version: i16, req: SyncGroupRequest) -> Reply {
+    if !ctx.authorize(
+        caller,
+        AclOperation::Read,
+        ResourceType::Group,
+        &req.group_id,
+    ) {
+        return Reply::Now(ResponseKind::SyncGroup(
+            SyncGroupResponse::default().with_error_code(
+                kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
+            ),
+        ));
+    }
     let request = SyncRequest {
         group_id: req.group_id.0.to_string(),
         generation_id: req.generation_id,
