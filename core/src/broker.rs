@@ -63,6 +63,9 @@ pub struct BrokerConfig {
     /// What happens when data held by a retention floor (not yet mirrored) nears the topic's
     /// retention or the disk budget (see [`crate::backlog`]).
     pub backlog: BacklogConfig,
+    /// Told about fsyncs, bytes written, retention deletions and cleaner passes of every log
+    /// (the gateway's metrics; [`crate::storage_observer::none`] by default).
+    pub observer: Arc<dyn crate::storage_observer::StorageObserver>,
 }
 
 impl BrokerConfig {
@@ -82,6 +85,7 @@ impl BrokerConfig {
             retention_check_interval_ms: DEFAULT_RETENTION_CHECK_INTERVAL_MS,
             cleaner_interval_ms: DEFAULT_CLEANER_INTERVAL_MS,
             backlog: BacklogConfig::default(),
+            observer: crate::storage_observer::none(),
         }
     }
 }
@@ -384,6 +388,7 @@ impl Broker {
             flush: self.config.flush,
             encryption: self.encryption.clone(),
             storage: Arc::clone(&self.storage),
+            observer: Arc::clone(&self.config.observer),
         };
         Ok(PartitionLog::open(
             self.partition_dir(&rec.name, partition),

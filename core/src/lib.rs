@@ -42,6 +42,7 @@ pub mod producer_state;
 pub mod retention;
 pub mod scram;
 pub mod segment;
+pub mod storage_observer;
 pub mod sync;
 pub mod topic_config;
 pub mod topic_registry;
