@@ -353,6 +353,14 @@ impl Broker {
         &self.maintenance_liveness
     }
 
+    /// The cipher new segments are sealed with, or `None` when encryption is off.
+    pub fn cipher(&self) -> Option<crate::crypto::CipherKind> {
+        match &self.encryption {
+            Encryption::On { cipher, .. } => Some(*cipher),
+            Encryption::Off => None,
+        }
+    }
+
     /// The configuration the broker was opened with.
     pub fn config(&self) -> &BrokerConfig {
         &self.config

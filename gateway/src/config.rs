@@ -154,6 +154,9 @@ pub struct FileConfig {
     /// `[[mirror]]`: the bridge's mirrors, run inside the node (as with `--bridge-config`).
     #[serde(default)]
     pub mirror: Vec<MirrorConfig>,
+    /// `[metrics]`: `enabled`, `per_partition`.
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// `[groups]` (Kafka's names: `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
@@ -576,6 +579,8 @@ pub struct NodeSettings {
     pub mqtt: crate::mqtt::MqttConfig,
     /// The file's `[[mirror]]` entries (the bridge runs them inside the node).
     pub mirrors: Vec<MirrorConfig>,
+    /// `[metrics]`.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 impl NodeSettings {
@@ -699,6 +704,7 @@ impl NodeSettings {
             groups: file.groups.resolve(),
             mqtt: file.mqtt.clone(),
             mirrors: file.mirror.clone(),
+            metrics: file.metrics.clone(),
         })
     }
 }

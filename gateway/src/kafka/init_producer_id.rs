@@ -18,8 +18,6 @@ pub async fn handle(ctx: &Context, _version: i16, req: InitProducerIdRequest) ->
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
-        ctx.metrics
-            .error(ResponseError::TransactionalIdAuthorizationFailed.code());
         return ResponseKind::InitProducerId(
             resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()),
         );

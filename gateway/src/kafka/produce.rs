@@ -44,8 +44,12 @@ fn append_one(ctx: &Context, topic: &str, partition: i32, records: Option<&Bytes
     // The log validates framing, CRC, magic and max.message.bytes (error_codes maps each).
     match log.append(records) {
         Ok(info) => {
-            ctx.metrics
-                .produced(records.len() as u64, u64::from(info.record_count));
+            ctx.metrics.produced(
+                topic,
+                partition,
+                records.len() as u64,
+                u64::from(info.record_count),
+            );
             Appended::Ok(log, info)
         }
         Err(e) => Appended::Err(error_codes::log_error_code(&e), e.to_string()),
@@ -86,7 +90,6 @@ pub async fn handle(ctx: &Arc<Context>, version: i16, req: ProduceRequest) -> Re
             };
             if let Appended::Err(code, msg) = &outcome {
                 failed = true;
-                ctx.metrics.error(*code);
                 tracing::debug!(topic = %name, partition = p.index, code, error = %msg, "produce rejected");
             }
             parts.push((p.index, outcome));
