@@ -129,7 +129,7 @@ impl Collector for ProcessCollector {
         if let Some(cpu) = s.cpu_seconds {
             let c = ConstCounter::new(cpu);
             c.encode(encoder.encode_descriptor(
-                "process_cpu_seconds_total",
+                "process_cpu_seconds",
                 "Total user and system CPU time spent in seconds",
                 None,
                 c.metric_type(),

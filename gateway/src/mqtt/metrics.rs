@@ -95,9 +95,10 @@ pub struct MqttMetrics {
 }
 
 impl MqttMetrics {
-    /// Fresh metrics; with `enabled` false nothing is recorded.
+    /// Fresh metrics; with `enabled` false nothing is recorded. Every label value exists from
+    /// the start (at 0), so dashboards and alerts see the series before the first event.
     pub fn new(enabled: bool) -> MqttMetrics {
-        MqttMetrics {
+        let m = MqttMetrics {
             enabled,
             connections: Family::default(),
             open: Family::default(),
@@ -108,7 +109,30 @@ impl MqttMetrics {
             refused: Family::default(),
             subscriptions: Gauge::default(),
             inflight: Gauge::default(),
+        };
+        for level in [Level::V4, Level::V5] {
+            m.connections.get_or_create_owned(&protocol(level));
+            m.open.get_or_create_owned(&protocol(level));
         }
+        for q in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            m.publishes_in.get_or_create_owned(&qos(q));
+            m.publishes_out.get_or_create_owned(&qos(q));
+        }
+        for r in [Refusal::Acl, Refusal::NotStored] {
+            m.dropped
+                .get_or_create_owned(&ReasonLabel { reason: r.label() });
+        }
+        for r in [
+            Refusal::Auth,
+            Refusal::Acl,
+            Refusal::Oversize,
+            Refusal::ProtocolVersion,
+            Refusal::Connect,
+        ] {
+            m.refused
+                .get_or_create_owned(&ReasonLabel { reason: r.label() });
+        }
+        m
     }
 
     /// Register the families in `r` (the `rill_` registry), with `retained` counted at scrape.
