@@ -310,7 +310,9 @@ fn scrape_fixture(bootstrap: &str, partitions: i32, groups: usize) -> anyhow::Re
         let topic = format!("scrape-{t}");
         for p in 0..10 {
             for _ in 0..10 {
-                let rec = BaseRecord::<(), [u8]>::to(&topic).partition(p).payload(b"x");
+                let rec = BaseRecord::<(), [u8]>::to(&topic)
+                    .partition(p)
+                    .payload(b"x");
                 producer
                     .send(rec)
                     .map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))?;
@@ -384,7 +386,11 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(&conf, "[metrics]\nenabled = false\n")?;
         let conf = conf.display().to_string();
         let n = RillNode::start(&bin, &dir, &["--config", &conf])?;
-        eprintln!("started the metrics-off peer (pid {}) kafka={}", n.pid(), n.kafka);
+        eprintln!(
+            "started the metrics-off peer (pid {}) kafka={}",
+            n.pid(),
+            n.kafka
+        );
         Some(n)
     } else {
         None
@@ -467,9 +473,24 @@ fn main() -> anyhow::Result<()> {
             "{} partitions, {} groups: GET /metrics",
             args.scrape_partitions, args.scrape_groups
         );
-        table.push(format!("{what} ms (mean of 20)"), Some(mean * 1e3), None, Better::Lower);
-        table.push(format!("{what} ms (max of 20)"), Some(max * 1e3), None, Better::Lower);
-        table.push(format!("{what} KB"), Some(size as f64 / 1e3), None, Better::Lower);
+        table.push(
+            format!("{what} ms (mean of 20)"),
+            Some(mean * 1e3),
+            None,
+            Better::Lower,
+        );
+        table.push(
+            format!("{what} ms (max of 20)"),
+            Some(max * 1e3),
+            None,
+            Better::Lower,
+        );
+        table.push(
+            format!("{what} KB"),
+            Some(size as f64 / 1e3),
+            None,
+            Better::Lower,
+        );
     }
     drop(node);
     drop(metrics_off);
