@@ -423,7 +423,11 @@ fn main() -> anyhow::Result<()> {
     for &size in &args.sizes {
         let ours = run_pass(&ours_addr, node.as_ref(), &args, size, "rill")?;
         let peer = match &peer_bootstrap {
-            Some(p) => Some(run_pass(p, metrics_off.as_ref(), &args, size, &peer_name)?),
+            Some(p) => {
+                // The tag names the pass's topic: no spaces.
+                let tag = peer_name.replace(' ', "-");
+                Some(run_pass(p, metrics_off.as_ref(), &args, size, &tag)?)
+            }
             None => None,
         };
         let rows: [RowSpec; 7] = [
