@@ -593,3 +593,16 @@ fn promql_names() {
         BTreeSet::from(["a_bucket".to_string()])
     );
 }
+
+#[test]
+fn metrics_disabled_answers_404_and_health_stays() {
+    let conf_dir = tempfile::tempdir().expect("tempdir");
+    let conf = conf_dir.path().join("node.toml");
+    std::fs::write(&conf, "[metrics]\nenabled = false\n").expect("config");
+    let node = Node::start_with(&["--config", &conf.display().to_string()]);
+    let (status, body) = http_get(node.http_addr(), "/metrics").expect("GET /metrics");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("[metrics] enabled = false"), "{body}");
+    let (status, body) = http_get(node.http_addr(), "/health").expect("GET /health");
+    assert_eq!((status, body.trim()), (200, "ok"));
+}
