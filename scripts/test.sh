@@ -25,6 +25,17 @@ if ! command -v kcat >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get
         echo "note: kcat could not be installed; kcat tests will be skipped"
 fi
 
+# 2b. Prometheus (Debian package `prometheus`, which also ships promtool) for the real-scrape
+#     test tests/tests/prometheus.rs, when root can apt-get. With CI=true that test fails without it.
+if ! command -v prometheus >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (timeout 300 apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 ||
+        (timeout 300 apt-get update -qq >/dev/null 2>&1 &&
+            timeout 300 apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1)) ||
+        echo "note: prometheus could not be installed; the prometheus test will be skipped (fails with CI=true)"
+    # The package starts a system instance on :9090; the test runs its own in a temp dir.
+    (systemctl stop prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1) || true
+fi
+
 # 3. The ARM binaries and qemu for the emulated smoke test (tests/tests/arm_smoke.rs), in CI
 #    and wherever root can apt-get (elsewhere that test skips). cross-build.sh installs the Rust
 #    targets and cross toolchains itself and prints its time. Only aarch64 by default, to keep

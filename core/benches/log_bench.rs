@@ -54,6 +54,7 @@ fn options(encrypt: bool, flush: FlushPolicy) -> LogOptions {
             Encryption::Off
         },
         storage: Arc::new(OsStorage),
+        observer: rill_core::storage_observer::none(),
     }
 }
 

@@ -63,6 +63,9 @@ pub struct BrokerConfig {
     /// What happens when data held by a retention floor (not yet mirrored) nears the topic's
     /// retention or the disk budget (see [`crate::backlog`]).
     pub backlog: BacklogConfig,
+    /// Told about fsyncs, bytes written, retention deletions and cleaner passes of every log
+    /// (the gateway's metrics; [`crate::storage_observer::none`] by default).
+    pub observer: Arc<dyn crate::storage_observer::StorageObserver>,
     /// Which partitions of a registered topic this node keeps a log for.
     pub hosting: Hosting,
 }
@@ -97,6 +100,7 @@ impl BrokerConfig {
             cleaner_interval_ms: DEFAULT_CLEANER_INTERVAL_MS,
             backlog: BacklogConfig::default(),
             hosting: Hosting::AllPartitions,
+            observer: crate::storage_observer::none(),
         }
     }
 }
@@ -370,6 +374,14 @@ impl Broker {
         &self.maintenance_liveness
     }
 
+    /// The cipher new segments are sealed with, or `None` when encryption is off.
+    pub fn cipher(&self) -> Option<crate::crypto::CipherKind> {
+        match &self.encryption {
+            Encryption::On { cipher, .. } => Some(*cipher),
+            Encryption::Off => None,
+        }
+    }
+
     /// The configuration the broker was opened with.
     pub fn config(&self) -> &BrokerConfig {
         &self.config
@@ -405,6 +417,7 @@ impl Broker {
             flush: self.config.flush,
             encryption: self.encryption.clone(),
             storage: Arc::clone(&self.storage),
+            observer: Arc::clone(&self.config.observer),
         };
         Ok(PartitionLog::open(
             self.partition_dir(&rec.name, partition),

@@ -354,6 +354,8 @@ pub fn clean(log: &PartitionLog, now_ms: i64) -> Result<CleanOutcome, LogError> 
             "compacted"
         );
     }
+    log.observer()
+        .cleaned(outcome.bytes_before.saturating_sub(outcome.bytes_after));
     Ok(outcome)
 }
 

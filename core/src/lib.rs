@@ -46,6 +46,7 @@ pub mod replica;
 pub mod retention;
 pub mod scram;
 pub mod segment;
+pub mod storage_observer;
 pub mod sync;
 pub mod topic_config;
 pub mod topic_registry;

@@ -117,6 +117,10 @@ impl PartitionLog {
                     None => break,
                 }
             }
+            if outcome.deleted_segments > 0 {
+                self.observer()
+                    .retention_deleted(u64::from(outcome.deleted_segments), outcome.freed_bytes);
+            }
             Ok(outcome)
         })
     }
@@ -130,7 +134,9 @@ impl PartitionLog {
                 Some(seg) if floor.is_none_or(|f| seg.next_offset() <= f) => seg.clone(),
                 _ => return Ok(None),
             };
-            Ok(Some(self.remove_segment(&victim)?))
+            let freed = self.remove_segment(&victim)?;
+            self.observer().retention_deleted(1, freed);
+            Ok(Some(freed))
         })
     }
 

@@ -126,14 +126,28 @@ async fn health() -> &'static str {
     "ok"
 }
 
-async fn metrics_text(State(admin): State<Admin>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        admin.metrics.encode(),
-    )
+async fn metrics_text(State(admin): State<Admin>) -> axum::response::Response {
+    // Scrape-time collectors read every log and group (a few ms with thousands of partitions):
+    // off the async workers.
+    let metrics = admin.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || metrics.encode())
+        .await
+        .unwrap_or_default();
+    match text {
+        Some(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            "metrics are disabled ([metrics] enabled = false)\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn bridge_status(State(admin): State<Admin>) -> impl IntoResponse {

@@ -172,6 +172,9 @@ pub struct FileConfig {
     /// `[[mirror]]`: the bridge's mirrors, run inside the node (as with `--bridge-config`).
     #[serde(default)]
     pub mirror: Vec<MirrorConfig>,
+    /// `[metrics]`: `enabled`, `per_partition`.
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
     /// `[cluster]`: settings of a node in a cluster (Kafka's names, snake_case).
     #[serde(default)]
     pub cluster: ClusterSection,
@@ -760,6 +763,8 @@ pub struct NodeSettings {
     pub mirrors: Vec<MirrorConfig>,
     /// `[cluster]`, the cluster listener and the rack (used in cluster mode only).
     pub cluster: ClusterSettings,
+    /// `[metrics]`.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 impl NodeSettings {
@@ -924,6 +929,7 @@ impl NodeSettings {
                 tls: file.cluster.tls.clone(),
                 rack: file.node.rack.clone(),
             },
+            metrics: file.metrics.clone(),
         })
     }
 }

@@ -9,8 +9,9 @@
 //! - [`tls`]: rustls (ring) server configuration for the Kafka listener,
 //! - [`admin_http`]: `/health`, `/metrics` and `/bridge/status`, behind [`admin_tokens`]
 //!   (bearer tokens of `[admin] tokens_file`),
-//! - [`metrics`]: the node's Prometheus counters,
-//! - [`bridge_metrics`]: the bridge's lag as Prometheus gauges,
+//! - [`metrics`]: the node's Prometheus registry, `[metrics]` settings and Kafka request metrics,
+//!   with [`storage_metrics`] (fsyncs, partitions, disk), [`group_metrics`] (consumer lag),
+//!   [`process_metrics`] (process, build info) and [`bridge_metrics`] (the bridge's lag),
 //! - [`cli`]: the Kafka-protocol client commands for people (`rill topic|produce|consume`).
 //! - [`cluster`]: the node in a cluster (replica fetchers).
 
@@ -20,9 +21,12 @@ pub mod bridge_metrics;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod group_metrics;
 pub mod kafka;
 pub mod metrics;
 pub mod mqtt;
+pub mod process_metrics;
 pub mod serve;
+pub mod storage_metrics;
 pub mod systemd;
 pub mod tls;

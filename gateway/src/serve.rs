@@ -285,6 +285,35 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
         .map_err(|source| ServeError::Bind { what, addr, source })
 }
 
+/// Register the scrape-time collectors and the storage and MQTT metrics of a node (see
+/// `docs/metrics.md`; the cluster's under-replicated / ISR metrics will be registered here too).
+fn register_node_metrics(
+    metrics: &mut Metrics,
+    broker: &Arc<Broker>,
+    groups: &Arc<rill_core::group::GroupCoordinator>,
+    mqtt: &crate::mqtt::MqttServer,
+    storage: &crate::storage_metrics::StorageMetrics,
+) {
+    let per_partition = metrics.config().per_partition;
+    let cipher = broker.cipher().map_or("off", |c| c.name());
+    let (mqtt_metrics, retained) = mqtt.metrics();
+    let r = metrics.rill_registry();
+    storage.register(r);
+    mqtt_metrics.register(r, retained);
+    r.register_collector(Box::new(crate::storage_metrics::LogCollector(
+        broker.clone(),
+    )));
+    r.register_collector(Box::new(crate::group_metrics::GroupCollector {
+        groups: groups.clone(),
+        broker: broker.clone(),
+        per_partition,
+    }));
+    r.register_collector(Box::new(crate::process_metrics::BuildInfoCollector {
+        cipher,
+    }));
+    metrics.register_unprefixed_collector(Box::new(crate::process_metrics::ProcessCollector));
+}
+
 impl Node {
     /// Open storage, bind the listeners and start serving. Logs one `listening` event with the
     /// bound addresses.
@@ -313,6 +342,10 @@ impl Node {
         if formatted.is_some() {
             // A cluster member keeps only the replicas the metadata image assigns to it.
             broker_config.hosting = rill_core::broker::Hosting::Assigned;
+        }
+        let storage_metrics = crate::storage_metrics::StorageMetrics::default();
+        if settings.metrics.enabled {
+            broker_config.observer = Arc::new(storage_metrics.clone());
         }
         let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config))
             .await
@@ -350,12 +383,11 @@ impl Node {
             None => None,
         };
         let bridge_status = rill_bridge::BridgeStatus::new();
-        let mut metrics = Metrics::new();
+        let mut metrics = Metrics::new(&settings.metrics);
         metrics.register_collector(Box::new(crate::bridge_metrics::BridgeCollector(
             bridge_status.clone(),
         )));
         metrics.export_backlog(broker.clone());
-        let metrics = Arc::new(metrics);
         let shutdown = CancellationToken::new();
         let groups_config = settings.groups.clone();
         let groups_broker = broker.clone();
@@ -364,6 +396,19 @@ impl Node {
                 .await
                 .map_err(|e| ServeError::Task(e.to_string()))?
                 .map_err(|e| ServeError::Task(format!("group coordinator: {e}")))?;
+        let mqtt_server = crate::mqtt::MqttServer::with_metrics(
+            broker.clone(),
+            settings.mqtt.clone(),
+            crate::mqtt::metrics::MqttMetrics::new(settings.metrics.enabled),
+        )?;
+        register_node_metrics(
+            &mut metrics,
+            &broker,
+            &groups,
+            &mqtt_server,
+            &storage_metrics,
+        );
+        let metrics = Arc::new(metrics);
         let credentials = Arc::new(rill_core::credentials::CredentialStore::open(
             broker.metadata_handle(),
         )?);
@@ -474,7 +519,6 @@ impl Node {
             connections.clone(),
             kafka_liveness.clone(),
         ));
-        let mqtt_server = crate::mqtt::MqttServer::new(broker.clone(), settings.mqtt.clone())?;
         let (mqtt_addr, mqtt_tasks) = crate::mqtt::listener::start(
             mqtt_server,
             &settings.mqtt_listen.to_string(),

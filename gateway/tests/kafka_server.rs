@@ -358,7 +358,7 @@ async fn bad_input_closes_only_that_connection() {
         .await
         .unwrap();
     assert_eq!(md.brokers.len(), 1);
-    let metrics = node.metrics.encode();
+    let metrics = node.metrics.encode().expect("metrics are enabled");
     assert!(
         metrics.contains("rill_kafka_protocol_errors_total 9"),
         "{metrics}"

@@ -631,6 +631,29 @@ pub fn random_ms(max: u64) -> u64 {
     (n.wrapping_mul(6364136223846793005) >> 20) % max.max(1)
 }
 
+/// `GET path` on `addr` (`HOST:PORT`) over plain HTTP/1.0: `(status code, body)`. For the
+/// node's admin listener and a test's Prometheus server.
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("GET {path}: {e}"))?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET {path}: no header end in {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("GET {path}: bad status line {head:?}"))?;
+    Ok((status, body.to_string()))
+}
+
 /// A central node (`--node-name central`) with Kafka on `127.0.0.1:port`, the bridge's target.
 pub fn start_central(port: u16) -> Node {
     let listen = format!("127.0.0.1:{port}");

@@ -8,3 +8,4 @@ pub mod disk;
 pub mod latency;
 pub mod node;
 pub mod report;
+pub mod scrape;

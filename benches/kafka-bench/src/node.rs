@@ -19,6 +19,8 @@ pub struct RillNode {
     pub kafka: String,
     /// The MQTT listener address it bound.
     pub mqtt: String,
+    /// The admin HTTP listener address it bound (`/metrics`).
+    pub http: String,
     /// Its data directory.
     pub data_dir: PathBuf,
 }
@@ -86,10 +88,12 @@ impl RillNode {
         };
         let kafka = field(&line, "kafka").unwrap_or_default().to_string();
         let mqtt = field(&line, "mqtt").unwrap_or_default().to_string();
+        let http = field(&line, "http").unwrap_or_default().to_string();
         Ok(RillNode {
             child,
             kafka,
             mqtt,
+            http,
             data_dir,
         })
     }
@@ -97,6 +101,16 @@ impl RillNode {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// CPU time (user + system, seconds) the node used so far, from `/proc/<pid>/stat`.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        // USER_HZ is 100 on Linux.
+        Some(ticks as f64 / 100.0)
     }
 }
 

@@ -36,7 +36,7 @@ pub mod validator;
 use crate::clock::now_ms;
 use crate::sync::{LockExt, RwLockExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::{Bytes, BytesMut};
@@ -46,6 +46,7 @@ use crate::crypto::Encryption;
 use crate::io::Storage;
 use crate::producer_state::{self, ProducerError, ProducerStateManager};
 use crate::segment::{self, BadRegion, PartitionIdent, Segment, SegmentError, StoredBatch};
+use crate::storage_observer::StorageObserver;
 use crate::topic_config::{TimestampType, TopicConfig};
 use leader_epoch_cache::{EpochEntry, LeaderEpochFileCache};
 use segments::LogSegments;
@@ -203,6 +204,8 @@ pub struct LogOptions {
     pub flush: FlushPolicy,
     pub encryption: Encryption,
     pub storage: Arc<dyn Storage>,
+    /// Told about fsyncs and bytes written ([`crate::storage_observer::none`] for nothing).
+    pub observer: Arc<dyn StorageObserver>,
 }
 
 /// Marker written by [`PartitionLog::close`]: the last segment needs no full verification.
@@ -257,6 +260,12 @@ pub struct PartitionLog {
     hw_replicated: AtomicBool,
     /// The leader epoch cache, changed under `writer` (locked after it).
     epochs: Mutex<LeaderEpochFileCache>,
+    /// Told about fsyncs, bytes written, retention deletions and cleaner passes.
+    observer: Arc<dyn StorageObserver>,
+    /// Batches appended since open; the flush reports the difference to `batches_flushed`.
+    batches_appended: AtomicU64,
+    /// `batches_appended` as of the last flush (written under `flush_lock`).
+    batches_flushed: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -317,6 +326,9 @@ impl PartitionLog {
             leader_epoch: AtomicI32::new(epoch),
             hw_replicated: AtomicBool::new(false),
             epochs: Mutex::new(epochs),
+            observer: opts.observer,
+            batches_appended: AtomicU64::new(0),
+            batches_flushed: AtomicU64::new(0),
         };
         log.rebuild_producer_state(loaded.snapshots);
         Ok(log)
@@ -421,6 +433,38 @@ impl PartitionLog {
         lock(&self.cache).set_capacity(bytes);
     }
     /// Base offsets of the segments, oldest first (the last is the active segment).
+    /// Number of segments (closed and active).
+    pub fn segment_count(&self) -> usize {
+        self.segs().map.len()
+    }
+
+    /// The observer this log reports to (retention and the cleaner report through it too).
+    pub fn observer(&self) -> &Arc<dyn StorageObserver> {
+        &self.observer
+    }
+
+    /// The base timestamp of the batch holding `offset` (below the high watermark), read from the
+    /// clear batch header without decrypting anything: `None` when `offset` is at or past the high
+    /// watermark, below the log start, or in a region that cannot be read. Consumer lag in seconds
+    /// uses it (batch granularity: the first record's time of the batch holding the committed offset).
+    pub fn batch_timestamp_at(&self, offset: i64) -> Option<i64> {
+        if self.check_open().is_err() || offset >= self.high_watermark() {
+            return None;
+        }
+        let seg = {
+            let s = self.segs();
+            if offset < s.log_start {
+                return None;
+            }
+            s.map.range(..=offset).next_back().map(|(_, v)| v.clone())?
+        };
+        seg.batch_header_containing(offset)
+            .ok()
+            .flatten()
+            .map(|h| h.base_timestamp)
+    }
+
+    /// Base offsets of the segments, oldest first.
     pub fn segment_base_offsets(&self) -> Vec<i64> {
         self.segs().map.keys().copied().collect()
     }
@@ -647,6 +691,10 @@ impl PartitionLog {
             w.force_roll = true;
             return Err(e);
         }
+        self.observer
+            .written(w.stored.iter().map(|b| b.stored_len).sum());
+        self.batches_appended
+            .fetch_add(w.stored.len() as u64, Ordering::AcqRel);
         self.leo.store(a.next_offset, Ordering::Release);
         for h in &a.headers {
             pstate.record(h);
@@ -772,9 +820,18 @@ impl PartitionLog {
         // Read the end offset BEFORE picking the active segment: data below it is either in that
         // segment or in older ones, which were fsynced when they were rolled.
         let leo = self.leo.load(Ordering::Acquire);
+        let batches = self.batches_appended.load(Ordering::Acquire);
+        let started = std::time::Instant::now();
         let active = self.active()?;
         active.write_indexes()?;
         active.sync_log()?;
+        let covered = batches.saturating_sub(self.batches_flushed.swap(batches, Ordering::AcqRel));
+        self.observer.flushed(
+            &self.topic,
+            self.ident.partition,
+            started.elapsed(),
+            covered,
+        );
         // Under Always the high watermark is the flushed offset: publish it before the flushed
         // offset, so a caller that finds itself covered is also visible to consumers.
         if self.flush_policy == FlushPolicy::Always {
@@ -1143,6 +1200,7 @@ pub(crate) mod tests {
                 Encryption::Off
             },
             storage,
+            observer: crate::storage_observer::none(),
         }
     }
 
@@ -1323,6 +1381,53 @@ pub(crate) mod tests {
                 Some((want, want * 10))
             );
         }
+    }
+
+    /// Records what the log reports (the gateway's metrics implement the same trait).
+    #[derive(Debug, Default)]
+    struct Recorder {
+        flushes: AtomicU64,
+        batches: AtomicU64,
+        written: AtomicU64,
+    }
+
+    impl StorageObserver for Recorder {
+        fn flushed(&self, _t: &str, _p: i32, _e: std::time::Duration, batches: u64) {
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+            self.batches.fetch_add(batches, Ordering::Relaxed);
+        }
+        fn written(&self, bytes: u64) {
+            self.written.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn observer_sees_group_commits_and_bytes() {
+        let s = SimStorage::new();
+        let rec = Arc::new(Recorder::default());
+        let mut o = opts(Arc::new(s.clone()), true);
+        o.observer = rec.clone();
+        let log = PartitionLog::open("/p".into(), o).unwrap();
+        for i in 0..3 {
+            log.append(&batch(&[b"a", b"b"], 1_000 + i * 10)).unwrap();
+        }
+        log.flush_to(5).unwrap();
+        assert_eq!(rec.flushes.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            rec.batches.load(Ordering::Relaxed),
+            3,
+            "three batches in one commit"
+        );
+        assert!(
+            rec.written.load(Ordering::Relaxed) > 3 * 61,
+            "stored bytes counted"
+        );
+        // The clear header gives each batch's base timestamp, also for an encrypted log.
+        assert_eq!(log.batch_timestamp_at(0), Some(1_000));
+        assert_eq!(log.batch_timestamp_at(3), Some(1_010));
+        assert_eq!(log.batch_timestamp_at(5), Some(1_020));
+        assert_eq!(log.batch_timestamp_at(6), None, "at the high watermark");
+        assert_eq!(log.segment_count(), 1);
     }
 
     #[test]

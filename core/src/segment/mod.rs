@@ -760,6 +760,47 @@ impl Segment {
         Ok(())
     }
 
+    /// The clear header of the batch holding `offset`, found through the offset index and a
+    /// walk over the headers after the indexed entry (nothing is decrypted). `None` when no
+    /// batch of this segment holds it; bad regions end the walk.
+    pub fn batch_header_containing(
+        &self,
+        offset: i64,
+    ) -> Result<Option<BatchHeader>, SegmentError> {
+        let (size, mut pos, bad) = {
+            let st = self.state();
+            if offset < self.base_offset || offset >= st.next_offset {
+                return Ok(None);
+            }
+            let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
+            let pos = st
+                .index
+                .floor(rel)
+                .map(|e| e.position as u64)
+                .unwrap_or(FILE_HEADER_LEN);
+            let bad: Vec<(u64, u64)> = st.bad.iter().map(|b| (b.start, b.end)).collect();
+            (st.size, pos, bad)
+        };
+        while pos < size {
+            if let Some(&(_, end)) = bad.iter().find(|(s, _)| *s == pos) {
+                pos = end;
+                continue;
+            }
+            let (h, len) = match self.header_at(pos, size) {
+                Ok(x) => x,
+                Err(_) => return Ok(None),
+            };
+            if h.base_offset > offset {
+                return Ok(None);
+            }
+            if offset <= h.base_offset + i64::from(h.last_offset_delta) {
+                return Ok(Some(h));
+            }
+            pos += len;
+        }
+        Ok(None)
+    }
+
     /// The first batch (below `limit`) whose max timestamp is >= `timestamp`, as
     /// (offset, timestamp): the exact first record for uncompressed batches, else the batch's base
     /// offset and max timestamp.

@@ -91,6 +91,7 @@ pub fn opts(storage: Arc<dyn Storage>, encryption: Encryption, config: TopicConf
         flush: FlushPolicy::Always,
         encryption,
         storage,
+        observer: rill_core::storage_observer::none(),
     }
 }
 

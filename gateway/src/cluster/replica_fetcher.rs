@@ -486,6 +486,7 @@ mod tests {
                     flush: FlushPolicy::Always,
                     encryption: Encryption::Off,
                     storage: Arc::new(OsStorage),
+                    observer: rill_core::storage_observer::none(),
                 },
             )
             .unwrap(),
@@ -514,7 +515,8 @@ mod tests {
             cluster_id: broker.cluster_id(),
             socket_request_max_bytes: 100 << 20,
             broker_configs: Vec::new(),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::new(&crate::metrics::MetricsConfig::default())),
+            authorization: None,
             shutdown: shutdown.clone(),
             producer_ids: Arc::new(rill_core::producer_state::ProducerIdAllocator::new(
                 broker.metadata_handle(),

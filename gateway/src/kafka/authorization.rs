@@ -257,7 +257,7 @@ mod tests {
             AuthorizerConfig::default(),
         )
         .unwrap();
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(&crate::metrics::MetricsConfig::default()));
         let a = Authorization::new(authorizer, metrics.clone());
         let caller = Caller::new(Some("bob"), "10.1.2.3:5000".parse().unwrap());
         assert_eq!(caller.principal, "User:bob");
@@ -266,7 +266,7 @@ mod tests {
             assert!(!a.allows(&caller, AclOperation::Write, ResourceType::Topic, "t"));
         }
         assert_eq!(a.log.lock_unpoisoned().suppressed, 15);
-        let text = metrics.encode();
+        let text = metrics.encode().expect("metrics are on");
         assert!(
             text.contains(
                 "rill_kafka_authorization_denials_total{operation=\"WRITE\",resource_type=\"TOPIC\"} 25"

@@ -10,11 +10,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::future::{self, BoxFuture};
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, SinkExt, StreamExt};
+use kafka_protocol::messages::ResponseKind;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
@@ -22,14 +24,39 @@ use tokio_util::sync::CancellationToken;
 use super::auth::Session;
 use super::reply::Reply;
 use super::request::{self, Decoded};
-use super::{api_support, api_versions, dispatch, Context};
+use super::{api_support, api_versions, dispatch, response_errors, Context};
+use crate::metrics::RequestTimes;
 
 /// Requests whose responses may be outstanding at once on one connection (Kafka clients pipeline
 /// up to 5 by default); reading pauses beyond this.
 pub const MAX_IN_FLIGHT: usize = 64;
 
 /// An encoded response frame, or nothing (acks=0), or a failure to encode (closes).
-type Outgoing = BoxFuture<'static, Option<Result<Bytes, String>>>;
+type Outgoing = BoxFuture<'static, Option<Response>>;
+
+/// A finished response and what `/metrics` records once it is written.
+struct Response {
+    frame: Result<Bytes, String>,
+    /// The request's API (None: a raw SASL token) and its times so far.
+    timing: Option<Timing>,
+}
+
+/// Times of one request, completed when its response is written.
+struct Timing {
+    api: &'static str,
+    received: Instant,
+    request_bytes: usize,
+    times: RequestTimes,
+}
+
+impl Response {
+    fn untimed(frame: Result<Bytes, String>) -> Response {
+        Response {
+            frame,
+            timing: None,
+        }
+    }
+}
 
 fn codec(max_frame: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -58,7 +85,7 @@ where
         tokio::select! {
             biased;
             Some(out) = pending.next(), if !pending.is_empty() => {
-                if !write_out(&mut writer, out, peer).await {
+                if !write_out(&ctx, &mut writer, out, peer).await {
                     break;
                 }
             }
@@ -74,19 +101,21 @@ where
                         break;
                     }
                     Some(Ok(frame)) => {
+                        let received = Instant::now();
                         // Earlier responses keep flowing while this request is handled (a
                         // Produce held back by the backlog policy may wait for seconds).
                         let handled = if session.expects_raw_token() {
                             Some(raw_token(&mut session, frame.freeze(), peer))
                         } else {
-                            let handling = handle_frame(&ctx, frame.freeze(), peer, &mut session);
+                            let handling =
+                                handle_frame(&ctx, frame.freeze(), received, peer, &mut session);
                             tokio::pin!(handling);
                             loop {
                                 tokio::select! {
                                     biased;
                                     r = &mut handling => break Some(r),
                                     Some(out) = pending.next(), if !pending.is_empty() => {
-                                        if !write_out(&mut writer, out, peer).await {
+                                        if !write_out(&ctx, &mut writer, out, peer).await {
                                             break None;
                                         }
                                     }
@@ -125,9 +154,20 @@ pub async fn handle_cluster_frame(
     peer: SocketAddr,
     session: &mut Session,
 ) -> Result<Option<Bytes>, String> {
-    match handle_frame(ctx, frame, peer, session).await? {
+    match handle_frame(ctx, frame, Instant::now(), peer, session).await? {
         None => Ok(None),
-        Some(out) => out.await.transpose(),
+        Some(out) => match out.await {
+            None => Ok(None),
+            Some(response) => {
+                let len = response.frame.as_ref().map_or(0, Bytes::len);
+                if let Some(mut t) = response.timing {
+                    t.times.total = t.received.elapsed();
+                    ctx.metrics
+                        .request_done(t.api, t.times, t.request_bytes, Some(len));
+                }
+                response.frame.map(Some)
+            }
+        },
     }
 }
 
@@ -139,7 +179,9 @@ fn raw_token(
     peer: SocketAddr,
 ) -> Result<Option<Outgoing>, String> {
     match session.authenticate(&frame) {
-        Ok(token) => Ok(Some(future::ready(Some(Ok(Bytes::from(token)))).boxed())),
+        Ok(token) => Ok(Some(
+            future::ready(Some(Response::untimed(Ok(Bytes::from(token))))).boxed(),
+        )),
         Err(failure) => {
             tracing::debug!(%peer, code = failure.code, "raw SASL token refused");
             Err(failure.message)
@@ -147,35 +189,51 @@ fn raw_token(
     }
 }
 
-/// Write one finished response; `false` when the connection must close.
+/// Write one finished response (then record its times); `false` when the connection must close.
 async fn write_out<W: AsyncWrite + Unpin>(
+    ctx: &Context,
     writer: &mut FramedWrite<W, LengthDelimitedCodec>,
-    out: Option<Result<Bytes, String>>,
+    out: Option<Response>,
     peer: SocketAddr,
 ) -> bool {
-    match out {
-        None => true,
-        Some(Ok(frame)) => match writer.send(frame).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "write failed; closing");
-                false
+    let Some(out) = out else {
+        return true;
+    };
+    match out.frame {
+        Ok(frame) => {
+            let len = frame.len();
+            match writer.send(frame).await {
+                Ok(()) => {
+                    if let Some(mut t) = out.timing {
+                        t.times.total = t.received.elapsed();
+                        ctx.metrics
+                            .request_done(t.api, t.times, t.request_bytes, Some(len));
+                    }
+                    true
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "write failed; closing");
+                    false
+                }
             }
-        },
-        Some(Err(reason)) => {
+        }
+        Err(reason) => {
             tracing::error!(%peer, %reason, "cannot encode response; closing connection");
             false
         }
     }
 }
 
-/// Decode and dispatch one frame. `Ok(None)`: no response (acks=0). `Err`: close the connection.
+/// Decode and dispatch one frame (`received`: when it was read off the socket). `Ok(None)`: no
+/// response (acks=0). `Err`: close the connection.
 async fn handle_frame(
     ctx: &Arc<Context>,
     frame: Bytes,
+    received: Instant,
     peer: SocketAddr,
     session: &mut Session,
 ) -> Result<Option<Outgoing>, String> {
+    let request_bytes = frame.len();
     match request::decode_request(frame) {
         Err(e) => Err(e.to_string()),
         Ok(Decoded::UnsupportedApiVersions {
@@ -185,25 +243,68 @@ async fn handle_frame(
             tracing::debug!(%peer, version, "ApiVersions version too new; answering in v0");
             let frame =
                 api_versions::unsupported_version_frame(correlation_id).map_err(|e| e.to_string());
-            Ok(Some(future::ready(Some(frame)).boxed()))
+            Ok(Some(future::ready(Some(Response::untimed(frame))).boxed()))
         }
         Ok(Decoded::Request(req)) => {
             let api = req.api_key;
+            let api_name = api_support::api_name(api);
             let version = req.header.request_api_version;
             let correlation_id = req.header.correlation_id;
-            ctx.metrics.request(api_support::api_name(api));
+            ctx.metrics.request(api_name);
             tracing::trace!(%peer, ?api, version, correlation_id, "request");
             if !session.admits(api) {
                 return Err(format!("{api:?} before SASL authentication"));
             }
-            let encode = move |body| {
-                request::encode_response(api, version, correlation_id, &body)
-                    .map_err(|e| format!("{api:?} v{version}: {e:#}"))
+            let metrics = ctx.metrics.clone();
+            let encode = move |body: ResponseKind, times: RequestTimes| {
+                if metrics.enabled() {
+                    metrics.response_errors(api_name, &response_errors::error_codes(&body));
+                }
+                let frame = request::encode_response(api, version, correlation_id, &body)
+                    .map_err(|e| format!("{api:?} v{version}: {e:#}"));
+                Response {
+                    frame,
+                    timing: Some(Timing {
+                        api: api_name,
+                        received,
+                        request_bytes,
+                        times,
+                    }),
+                }
             };
-            match dispatch::dispatch(ctx, &req.header, req.body, peer, session).await {
-                Reply::Now(body) => Ok(Some(future::ready(Some(encode(body))).boxed())),
-                Reply::Later(fut) => Ok(Some(fut.map(move |body| Some(encode(body))).boxed())),
-                Reply::Nothing => Ok(None),
+            let started = Instant::now();
+            let reply = dispatch::dispatch(ctx, &req.header, req.body, peer, session).await;
+            let handled = Instant::now();
+            let times = RequestTimes {
+                queue: started - received,
+                local: handled - started,
+                ..RequestTimes::default()
+            };
+            match reply {
+                Reply::Now(body) => Ok(Some(future::ready(Some(encode(body, times))).boxed())),
+                Reply::Later(fut) => Ok(Some(
+                    fut.map(move |body| {
+                        let times = RequestTimes {
+                            remote: handled.elapsed(),
+                            ..times
+                        };
+                        Some(encode(body, times))
+                    })
+                    .boxed(),
+                )),
+                Reply::Nothing => {
+                    // acks=0: no response frame; the request's times end here.
+                    ctx.metrics.request_done(
+                        api_name,
+                        RequestTimes {
+                            total: received.elapsed(),
+                            ..times
+                        },
+                        request_bytes,
+                        None,
+                    );
+                    Ok(None)
+                }
                 Reply::Close(reason) => Err(reason),
             }
         }

@@ -69,7 +69,6 @@ pub async fn handle(
             .map(|r| match r {
                 Ok(()) => result(error_codes::NONE, None),
                 Err(e) => {
-                    ctx.metrics.error(ResponseError::InvalidRequest.code());
                     result(ResponseError::InvalidRequest.code(), Some(e.to_string()))
                 }
             })

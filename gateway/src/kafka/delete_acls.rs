@@ -84,7 +84,6 @@ pub async fn handle(
                             .collect(),
                     ),
                 Err(e) => {
-                    ctx.metrics.error(ResponseError::InvalidRequest.code());
                     failed(ResponseError::InvalidRequest.code(), e.to_string())
                 }
             })

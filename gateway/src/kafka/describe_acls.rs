@@ -20,7 +20,6 @@ pub fn handle(
     req: DescribeAclsRequest,
 ) -> ResponseKind {
     let error = |code: i16, msg: String| {
-        ctx.metrics.error(code);
         ResponseKind::DescribeAcls(
             DescribeAclsResponse::default()
                 .with_error_code(code)

@@ -122,14 +122,12 @@ fn resolve(ctx: &Context, caller: &Caller, version: i16, req: &FetchRequest) -> 
 struct Gathered {
     topics: Vec<FetchableTopicResponse>,
     bytes: usize,
-    records: u64,
     errors: bool,
 }
 
 fn gather(plan: &Plan) -> Gathered {
     let mut remaining = plan.max_bytes;
     let mut bytes = 0usize;
-    let mut records = 0u64;
     let mut errors = false;
     let mut topics = Vec::with_capacity(plan.topics.len());
     for t in &plan.topics {
@@ -160,7 +158,6 @@ fn gather(plan: &Plan) -> Gathered {
                             Ok(r) => {
                                 remaining = remaining.saturating_sub(r.records.len());
                                 bytes += r.records.len();
-                                records += count_records(&r.records);
                                 data = data
                                     .with_high_watermark(r.high_watermark)
                                     .with_last_stable_offset(r.last_stable_offset)
@@ -194,7 +191,6 @@ fn gather(plan: &Plan) -> Gathered {
     Gathered {
         topics,
         bytes,
-        records,
         errors,
     }
 }
@@ -269,7 +265,20 @@ pub fn handle(ctx: &Arc<Context>, caller: &Caller, version: i16, req: FetchReque
                 || Instant::now() >= deadline
                 || ctx.shutdown.is_cancelled();
             if done {
-                ctx.metrics.fetched(gathered.bytes as u64, gathered.records);
+                if ctx.metrics.enabled() {
+                    for t in &gathered.topics {
+                        for p in &t.partitions {
+                            if let Some(records) = p.records.as_ref().filter(|r| !r.is_empty()) {
+                                ctx.metrics.fetched(
+                                    t.topic.0.as_str(),
+                                    p.partition_index,
+                                    records.len() as u64,
+                                    count_records(records),
+                                );
+                            }
+                        }
+                    }
+                }
                 return ResponseKind::Fetch(
                     FetchResponse::default()
                         .with_session_id(0)
@@ -491,7 +500,6 @@ fn gather_replica(replicas: &ReplicaManager, plan: &ReplicaPlan) -> (Gathered, b
     let gathered = Gathered {
         topics,
         bytes,
-        records: 0,
         errors: urgent,
     };
     (gathered, urgent)

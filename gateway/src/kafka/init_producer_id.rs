@@ -28,8 +28,6 @@ pub async fn handle(
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
-        ctx.metrics
-            .error(ResponseError::TransactionalIdAuthorizationFailed.code());
         return ResponseKind::InitProducerId(
             resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()),
         );
@@ -49,8 +47,6 @@ pub async fn handle(
                 CLUSTER_NAME,
             );
         }
-        ctx.metrics
-            .error(ResponseError::ClusterAuthorizationFailed.code());
         return ResponseKind::InitProducerId(
             resp.with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
         );

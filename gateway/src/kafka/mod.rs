@@ -60,6 +60,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod reply;
 pub mod request;
+pub mod response_errors;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod server;

@@ -61,7 +61,12 @@ fn append_one(
         return match replicas.append_to_leader(topic, partition, records, acks) {
             Ok(pending) => {
                 ctx.metrics
-                    .produced(records.len() as u64, u64::from(pending.info().record_count));
+                    .produced(
+                        topic,
+                        partition,
+                        records.len() as u64,
+                        u64::from(pending.info().record_count),
+                    );
                 Appended::Replicated(pending)
             }
             Err(e) => Appended::Err(error_codes::replica_error_code(&e), e.to_string()),
@@ -83,8 +88,12 @@ fn append_one(
     // The log validates framing, CRC, magic and max.message.bytes (error_codes maps each).
     match log.append(records) {
         Ok(info) => {
-            ctx.metrics
-                .produced(records.len() as u64, u64::from(info.record_count));
+            ctx.metrics.produced(
+                topic,
+                partition,
+                records.len() as u64,
+                u64::from(info.record_count),
+            );
             Appended::Ok(log, info)
         }
         Err(e) => Appended::Err(error_codes::log_error_code(&e), e.to_string()),
@@ -136,7 +145,6 @@ pub async fn handle(
             };
             if let Appended::Err(code, msg) = &outcome {
                 failed = true;
-                ctx.metrics.error(*code);
                 tracing::debug!(topic = %name, partition = p.index, code, error = %msg, "produce rejected");
             }
             parts.push((p.index, outcome));

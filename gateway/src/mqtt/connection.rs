@@ -27,6 +27,7 @@ use super::auth::Acl;
 use super::codec::{CodecError, Framer, Level};
 use super::delivery::Deliverer;
 use super::ingest::{IngestError, Prepared};
+use super::metrics::Refusal;
 use super::records::{Message, MessageProps};
 use super::session_store::{StoredSession, StoredSubscription};
 use super::topic;
@@ -66,6 +67,8 @@ struct PendingPublish {
 /// burst's publishes are appended as one batch per partition log.
 #[derive(Default)]
 struct AckGroup {
+    /// When the burst's packets were read (PUBACK latency starts here).
+    started: Option<Instant>,
     flushes: Vec<(Arc<PartitionLog>, i64)>,
     slots: Vec<Slot>,
     publishes: Vec<PendingPublish>,
@@ -106,6 +109,18 @@ impl AckGroup {
                     ));
                 }
             }
+            if let Some(started) = self.started {
+                let acks = self
+                    .packets
+                    .iter()
+                    .filter(|p| match p {
+                        v5::Packet::PubAck(a) => a.reason == v5::PubAckReason::Success,
+                        v5::Packet::PubRec(r) => r.reason == v5::PubRecReason::Success,
+                        _ => false,
+                    })
+                    .count();
+                server.metrics.acked(acks, started.elapsed());
+            }
             Ok(self.packets)
         })
     }
@@ -142,6 +157,7 @@ pub async fn handle<S>(
         Ok(Ok(Some(v5::Packet::Connect(c, w, l)))) => (c, w, l),
         Ok(Err(CodecError::UnsupportedLevel(level))) => {
             tracing::info!(%peer, level, "MQTT CONNECT with unsupported protocol level refused");
+            server.metrics.refused(Refusal::ProtocolVersion);
             // CONNACK "unacceptable protocol version" in the 3.1.1 form.
             let _ = wr.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
             return;
@@ -163,8 +179,11 @@ pub async fn handle<S>(
         Some(c) => c,
         None => return,
     };
+    let metrics = conn.server.metrics.clone();
+    metrics.connected(level);
     let end = conn.run(&mut rd, &mut wr, inbuf).await;
     conn.finish(end, &mut wr).await;
+    metrics.disconnected(level);
 }
 
 struct Conn {
@@ -235,6 +254,10 @@ impl Conn {
         // A refusal carries a reason string (allowed whatever Request Problem Information says,
         // §3.1.2.11.7); 3.1.1 clients get only the return code.
         let refuse = |code: Code, text: &str| {
+            server.metrics.refused(match code {
+                Code::BadUserNamePassword | Code::NotAuthorized => Refusal::Auth,
+                _ => Refusal::Connect,
+            });
             v5::Packet::ConnAck(v5::ConnAck {
                 session_present: false,
                 code,
@@ -575,7 +598,10 @@ impl Conn {
         acks: &mut FuturesOrdered<AckFuture>,
         out: &mut Vec<v5::Packet>,
     ) -> Result<(), End> {
-        let mut group = AckGroup::default();
+        let mut group = AckGroup {
+            started: Some(Instant::now()),
+            ..AckGroup::default()
+        };
         let result = loop {
             let packet = match self.framer.decode(inbuf) {
                 Ok(Some(p)) => p,
@@ -583,7 +609,10 @@ impl Conn {
                 Err(e) => {
                     tracing::info!(peer = %self.peer, client_id = %self.client_id, error = %e, "bad MQTT packet; closing connection");
                     let reason = match e {
-                        CodecError::TooLarge { .. } => Reason::PacketTooLarge,
+                        CodecError::TooLarge { .. } => {
+                            self.server.metrics.refused(Refusal::Oversize);
+                            Reason::PacketTooLarge
+                        }
                         _ => Reason::MalformedPacket,
                     };
                     break Err(close(reason, e.to_string()));
@@ -755,6 +784,7 @@ impl Conn {
             }
             self.unacked_in.insert(p.pkid);
         }
+        self.server.metrics.publish_received(p.qos);
         let props = p.properties.unwrap_or_default();
         // Topic and topic alias.
         let mut topic_name = match String::from_utf8(p.topic.to_vec()) {
@@ -828,6 +858,7 @@ impl Conn {
             .is_some_and(|a| !a.may_publish(&topic_name))
         {
             tracing::warn!(client_id = %self.client_id, topic = topic_name, "MQTT publish denied by ACL");
+            self.server.metrics.dropped(Refusal::Acl);
             if !v5 {
                 return Err(close(Reason::NotAuthorized, "publish denied"));
             }
@@ -895,6 +926,7 @@ impl Conn {
             }
             Err(e) => {
                 tracing::error!(client_id = %self.client_id, topic = msg.topic, error = %e, "MQTT publish not stored");
+                self.server.metrics.dropped(Refusal::NotStored);
                 match self.failed_ack(p.pkid, p.qos, &e) {
                     Some(Some(nack)) => {
                         group.slots.push(Slot::Ready(Box::new(nack)));
@@ -990,6 +1022,9 @@ impl Conn {
                 Ok(a) => group.add_flush(a.log, a.last_offset),
                 Err(e) => {
                     tracing::error!(client_id = %self.client_id, error = %e, count = idxs.len(), "MQTT publishes not stored");
+                    for _ in &idxs {
+                        self.server.metrics.dropped(Refusal::NotStored);
+                    }
                     let kind = e.to_string();
                     for i in idxs {
                         failed.insert(i, IngestError::Join(kind.clone()));
@@ -1076,6 +1111,7 @@ impl Conn {
                 .is_some_and(|a| !a.may_subscribe(&parsed.filter))
             {
                 tracing::warn!(client_id = %self.client_id, filter = f.path, "MQTT subscription denied by ACL");
+                self.server.metrics.refused(Refusal::Acl);
                 codes.push(v5::SubscribeReasonCode::NotAuthorized);
                 problems.push(format!("{}: not authorized", f.path));
                 continue;

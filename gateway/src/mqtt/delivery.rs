@@ -177,6 +177,9 @@ pub struct Deliverer {
 
 impl Drop for Deliverer {
     fn drop(&mut self) {
+        let m = &self.server.metrics;
+        m.subscriptions_changed(-(self.subs.len() as i64));
+        m.inflight_changed(-(self.inflight.len() as i64));
         for w in self.watchers.values() {
             w.abort();
         }
@@ -238,7 +241,21 @@ impl Deliverer {
     /// unless `stored` cursors say otherwise (`restore`: at the log start where they have
     /// none). Returns whether it replaced an existing one; a replaced non-shared subscription
     /// keeps its place in the log (§3.8.4: no message is lost by replacing it).
-    pub fn subscribe(&mut self, mut stored: StoredSubscription, restore: bool) -> bool {
+    pub fn subscribe(&mut self, stored: StoredSubscription, restore: bool) -> bool {
+        self.counting_subscriptions(|d| d.add_subscription(stored, restore))
+    }
+
+    /// Run `f`, then tell the metrics how the subscription count changed.
+    fn counting_subscriptions<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let before = self.subs.len() as i64;
+        let out = f(self);
+        self.server
+            .metrics
+            .subscriptions_changed(self.subs.len() as i64 - before);
+        out
+    }
+
+    fn add_subscription(&mut self, mut stored: StoredSubscription, restore: bool) -> bool {
         let Ok(parsed) = topic::parse_subscription(&stored.raw_filter) else {
             return false;
         };
@@ -388,7 +405,7 @@ impl Deliverer {
 
     /// Removes a subscription; returns whether it existed.
     pub fn unsubscribe(&mut self, raw_filter: &str) -> bool {
-        self.unsubscribe_inner(raw_filter, true)
+        self.counting_subscriptions(|d| d.unsubscribe_inner(raw_filter, true))
     }
 
     /// The subscriptions with their durable cursors, for the session store.
@@ -509,10 +526,13 @@ impl Deliverer {
                 return false;
             };
             publish.pkid = pkid;
-            self.inflight.insert(pkid, origin);
+            if self.inflight.insert(pkid, origin).is_none() {
+                self.server.metrics.inflight_changed(1);
+            }
         } else {
             self.settle(origin);
         }
+        self.server.metrics.publish_sent(publish.qos);
         self.aliases.apply(&mut publish);
         out.push(v5::Packet::Publish(publish));
         true
@@ -720,6 +740,7 @@ impl Deliverer {
     /// PUBACK from the client.
     pub fn puback(&mut self, pkid: u16) {
         if let Some(origin) = self.inflight.remove(&pkid) {
+            self.server.metrics.inflight_changed(-1);
             self.settle(origin);
         }
     }
@@ -728,6 +749,7 @@ impl Deliverer {
     pub fn pubrec(&mut self, pkid: u16) -> bool {
         match self.inflight.remove(&pkid) {
             Some(origin) => {
+                self.server.metrics.inflight_changed(-1);
                 self.settle(origin);
                 self.awaiting_comp.insert(pkid);
                 self.dirty = true;

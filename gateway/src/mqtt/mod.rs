@@ -9,7 +9,7 @@
 //! - [`delivery`], [`source`], [`shared`]: subscriptions served from the log,
 //! - [`session_store`], [`retained`]: durable sessions, cursors and retained messages (redb),
 //! - [`auth`]: credentials and ACL templates, [`topic`]: names and filters,
-//! - [`config`]: the `[mqtt]` configuration section.
+//! - [`config`]: the `[mqtt]` configuration section, [`metrics`]: its Prometheus metrics.
 
 pub mod auth;
 pub mod codec;
@@ -19,6 +19,7 @@ pub mod delivery;
 pub mod ingest;
 pub mod listener;
 pub mod mapping;
+pub mod metrics;
 pub mod records;
 pub mod retained;
 pub mod session_store;
@@ -81,6 +82,7 @@ pub struct MqttServer {
     /// after a restart recognised from the `mqtt.packet_id` of records, see `connection`).
     pub(crate) qos2_incoming: Mutex<HashMap<String, HashSet<u16>>>,
     next_conn: AtomicU64,
+    pub(crate) metrics: metrics::MqttMetrics,
 }
 
 /// Default credential file inside the data directory.
@@ -89,8 +91,17 @@ pub fn default_credentials_file(data_dir: &Path) -> std::path::PathBuf {
 }
 
 impl MqttServer {
-    /// The MQTT state of a node whose storage is `broker`.
+    /// The MQTT state of a node whose storage is `broker` (metrics recorded).
     pub fn new(broker: Arc<Broker>, config: MqttConfig) -> Result<Arc<MqttServer>, MqttError> {
+        Self::with_metrics(broker, config, metrics::MqttMetrics::new(true))
+    }
+
+    /// [`Self::new`] recording into `metrics` (see [`Self::metrics`]).
+    pub fn with_metrics(
+        broker: Arc<Broker>,
+        config: MqttConfig,
+        metrics: metrics::MqttMetrics,
+    ) -> Result<Arc<MqttServer>, MqttError> {
         let mapping = Arc::new(Mapping::new(&config.rules)?);
         let db = broker.metadata_handle();
         let sessions = SessionStore::open(db.clone())?;
@@ -115,6 +126,7 @@ impl MqttServer {
             live: Mutex::new(HashMap::new()),
             qos2_incoming: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
+            metrics,
             config,
         }))
     }
@@ -122,6 +134,11 @@ impl MqttServer {
     /// The configuration in force.
     pub fn config(&self) -> &MqttConfig {
         &self.config
+    }
+
+    /// The front end's metrics and the retained store they count (for the node's registry).
+    pub fn metrics(&self) -> (&metrics::MqttMetrics, RetainedStore) {
+        (&self.metrics, self.retained.clone())
     }
 
     pub(crate) fn next_conn_id(&self) -> u64 {

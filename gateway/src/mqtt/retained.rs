@@ -35,6 +35,14 @@ impl RetainedStore {
         Ok(RetainedStore { db })
     }
 
+    /// Number of retained messages stored (expired ones included until replaced).
+    pub fn count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.db().begin_read().map_err(db_err)?;
+        let t = txn.open_table(RETAINED).map_err(db_err)?;
+        t.len().map_err(db_err)
+    }
+
     /// Stores `msg` as the retained message of its topic; an empty payload deletes it.
     pub fn set(&self, msg: &Message) -> Result<(), StoreError> {
         let txn = self.db.db().begin_write().map_err(db_err)?;

@@ -3,6 +3,11 @@
 //! Kafka-compatible broker (`--peer-bootstrap`), acks=all; prints records/s, MB/s, p50/p99 produce
 //! latency (delivery callback time minus send time) and consume rates as a table (what, ours, peer,
 //! ratio), plus the disk's `dd ... conv=fdatasync` bandwidth measured in the same run.
+//!
+//! `--metrics-off-peer`: the peer is a second Rill node started here with `[metrics] enabled =
+//! false` (the cost of metrics: ours has them on). `--scrape-partitions N --scrape-groups G`:
+//! afterwards, N partitions with records and G consumer groups with commits are made on our node
+//! and `GET /metrics` is timed.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +63,15 @@ struct Args {
     /// MiB written by the dd measurement (0 skips it).
     #[arg(long, default_value_t = 1024)]
     dd_mib: u64,
+    /// Start a second node with `[metrics] enabled = false` as the peer.
+    #[arg(long)]
+    metrics_off_peer: bool,
+    /// Partitions (10 per topic) to create before timing `/metrics` (0: no scrape measurement).
+    #[arg(long, default_value_t = 0)]
+    scrape_partitions: i32,
+    /// Consumer groups committing offsets before timing `/metrics`.
+    #[arg(long, default_value_t = 0)]
+    scrape_groups: usize,
 }
 
 /// Delivery callback state: one latency sample per acknowledged record.
@@ -103,6 +117,8 @@ struct PassResult {
     p99_ms: f64,
     consume_records_per_s: f64,
     consume_mb_per_s: f64,
+    /// CPU-seconds the node spent per GB produced (when the node runs here).
+    produce_cpu_s_per_gb: f64,
 }
 
 fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
@@ -229,7 +245,13 @@ fn consume(
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn run_pass(bootstrap: &str, args: &Args, size: usize, tag: &str) -> anyhow::Result<PassResult> {
+fn run_pass(
+    bootstrap: &str,
+    node: Option<&RillNode>,
+    args: &Args,
+    size: usize,
+    tag: &str,
+) -> anyhow::Result<PassResult> {
     let topic = format!(
         "bench-{tag}-{size}-{}-{}",
         std::process::id(),
@@ -241,7 +263,12 @@ fn run_pass(bootstrap: &str, args: &Args, size: usize, tag: &str) -> anyhow::Res
     let n = args.records;
     let bytes = n as f64 * size as f64;
     eprintln!("[{tag}] producing {n} x {size} B to {topic} at {bootstrap} ...");
+    let cpu_before = node.and_then(RillNode::cpu_seconds);
     let (secs, mut lat) = produce(bootstrap, &topic, n, size, args.linger_ms)?;
+    let cpu = match (cpu_before, node.and_then(RillNode::cpu_seconds)) {
+        (Some(a), Some(b)) => (b - a) / (bytes / 1e9),
+        _ => f64::NAN,
+    };
     let p50 = lat.percentile_ms(50.0).unwrap_or(f64::NAN);
     let p99 = lat.percentile_ms(99.0).unwrap_or(f64::NAN);
     eprintln!(
@@ -263,7 +290,57 @@ fn run_pass(bootstrap: &str, args: &Args, size: usize, tag: &str) -> anyhow::Res
         p99_ms: p99,
         consume_records_per_s: n as f64 / csecs,
         consume_mb_per_s: bytes / csecs / 1e6,
+        produce_cpu_s_per_gb: cpu,
     })
+}
+
+/// Make `partitions` partitions (topics of 10) with 10 records each and `groups` groups that
+/// committed offset 5 on every partition of one topic (so every group lags), on `bootstrap`.
+fn scrape_fixture(bootstrap: &str, partitions: i32, groups: usize) -> anyhow::Result<()> {
+    let topics = (partitions / 10).max(1);
+    for t in 0..topics {
+        create_topic(bootstrap, &format!("scrape-{t}"), 10)?;
+    }
+    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .create()
+        .context("creating the producer")?;
+    for t in 0..topics {
+        let topic = format!("scrape-{t}");
+        for p in 0..10 {
+            for _ in 0..10 {
+                let rec = BaseRecord::<(), [u8]>::to(&topic)
+                    .partition(p)
+                    .payload(b"x");
+                producer
+                    .send(rec)
+                    .map_err(|(e, _)| anyhow::anyhow!("produce: {e}"))?;
+                producer.poll(Duration::ZERO);
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .context("flushing the fixture")?;
+    for g in 0..groups {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("scrape-group-{g}"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .context("creating a consumer")?;
+        let topic = format!("scrape-{}", g as i32 % topics);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..10 {
+            tpl.add_partition_offset(&topic, p, Offset::Offset(5))
+                .context("offsets")?;
+        }
+        consumer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .with_context(|| format!("commit of group {g}"))?;
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -301,6 +378,32 @@ fn main() -> anyhow::Result<()> {
             Some(node)
         }
     };
+    let metrics_off = if args.metrics_off_peer {
+        let bin = args.rill_bin.clone().unwrap_or_else(default_rill_bin);
+        let dir = work.path().join("metrics-off");
+        std::fs::create_dir_all(&dir)?;
+        let conf = dir.join("node.toml");
+        std::fs::write(&conf, "[metrics]\nenabled = false\n")?;
+        let conf = conf.display().to_string();
+        let n = RillNode::start(&bin, &dir, &["--config", &conf])?;
+        eprintln!(
+            "started the metrics-off peer (pid {}) kafka={}",
+            n.pid(),
+            n.kafka
+        );
+        Some(n)
+    } else {
+        None
+    };
+    let peer_bootstrap = metrics_off
+        .as_ref()
+        .map(|n| n.kafka.clone())
+        .or_else(|| args.peer_bootstrap.clone());
+    let peer_name = if args.metrics_off_peer {
+        "metrics off".to_string()
+    } else {
+        args.peer_name.clone()
+    };
     let ours_addr = match (&args.bootstrap, &node) {
         (Some(b), _) => b.clone(),
         (None, Some(n)) => n.kafka.clone(),
@@ -318,12 +421,16 @@ fn main() -> anyhow::Result<()> {
     }
     let mut durable_share = Vec::new();
     for &size in &args.sizes {
-        let ours = run_pass(&ours_addr, &args, size, "rill")?;
-        let peer = match &args.peer_bootstrap {
-            Some(p) => Some(run_pass(p, &args, size, &args.peer_name)?),
+        let ours = run_pass(&ours_addr, node.as_ref(), &args, size, "rill")?;
+        let peer = match &peer_bootstrap {
+            Some(p) => {
+                // The tag names the pass's topic: no spaces.
+                let tag = peer_name.replace(' ', "-");
+                Some(run_pass(p, metrics_off.as_ref(), &args, size, &tag)?)
+            }
             None => None,
         };
-        let rows: [RowSpec; 6] = [
+        let rows: [RowSpec; 7] = [
             (
                 "produce records/s",
                 |r| r.produce_records_per_s,
@@ -338,6 +445,11 @@ fn main() -> anyhow::Result<()> {
                 Better::Higher,
             ),
             ("consume MB/s", |r| r.consume_mb_per_s, Better::Higher),
+            (
+                "node CPU-seconds per GB produced",
+                |r| r.produce_cpu_s_per_gb,
+                Better::Lower,
+            ),
         ];
         for (what, get, better) in rows {
             table.push(
@@ -351,13 +463,47 @@ fn main() -> anyhow::Result<()> {
             durable_share.push((size, 100.0 * ours.produce_mb_per_s / dd));
         }
     }
+    if args.scrape_partitions > 0 {
+        let Some(n) = &node else {
+            bail!("--scrape-partitions needs the node started here (no --bootstrap)");
+        };
+        eprintln!(
+            "scrape fixture: {} partitions, {} groups ...",
+            args.scrape_partitions, args.scrape_groups
+        );
+        scrape_fixture(&ours_addr, args.scrape_partitions, args.scrape_groups)?;
+        let (mean, max, size) = rill_kafka_bench::scrape::scrape_n(&n.http, 20)?;
+        let what = format!(
+            "{} partitions, {} groups: GET /metrics",
+            args.scrape_partitions, args.scrape_groups
+        );
+        table.push(
+            format!("{what} ms (mean of 20)"),
+            Some(mean * 1e3),
+            None,
+            Better::Lower,
+        );
+        table.push(
+            format!("{what} ms (max of 20)"),
+            Some(max * 1e3),
+            None,
+            Better::Lower,
+        );
+        table.push(
+            format!("{what} KB"),
+            Some(size as f64 / 1e3),
+            None,
+            Better::Lower,
+        );
+    }
     drop(node);
+    drop(metrics_off);
 
     println!(
         "\n{} records per size, {} partitions, acks=all, linger.ms={}, no compression\n",
         args.records, args.partitions, args.linger_ms
     );
-    println!("{}", table.markdown(&args.peer_name));
+    println!("{}", table.markdown(&peer_name));
     for (size, pct) in durable_share {
         println!("durable produce of {size} B records: {pct:.0} % of the dd fdatasync bandwidth");
     }
