@@ -116,6 +116,30 @@ fn collect(resp: &ResponseKind, out: &mut Vec<i16>) -> bool {
             out.extend(r.results.iter().map(|x| x.error_code));
         }
         R::AlterUserScramCredentials(r) => out.extend(r.results.iter().map(|x| x.error_code)),
+        R::CreateAcls(r) => out.extend(r.results.iter().map(|a| a.error_code)),
+        R::DescribeAcls(r) => out.push(r.error_code),
+        R::DeleteAcls(r) => {
+            for f in &r.filter_results {
+                out.push(f.error_code);
+                out.extend(f.matching_acls.iter().map(|m| m.error_code));
+            }
+        }
+        R::DescribeQuorum(r) => {
+            out.push(r.error_code);
+            out.extend(
+                r.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+            );
+        }
+        R::ElectLeaders(r) => {
+            out.push(r.error_code);
+            out.extend(
+                r.replica_election_results
+                    .iter()
+                    .flat_map(|t| t.partition_result.iter().map(|p| p.error_code)),
+            );
+        }
         _ => return false,
     }
     true
@@ -201,6 +225,11 @@ mod tests {
             ApiKey::AlterUserScramCredentials => {
                 ResponseKind::AlterUserScramCredentials(Default::default())
             }
+            ApiKey::CreateAcls => ResponseKind::CreateAcls(Default::default()),
+            ApiKey::DescribeAcls => ResponseKind::DescribeAcls(Default::default()),
+            ApiKey::DeleteAcls => ResponseKind::DeleteAcls(Default::default()),
+            ApiKey::DescribeQuorum => ResponseKind::DescribeQuorum(Default::default()),
+            ApiKey::ElectLeaders => ResponseKind::ElectLeaders(Default::default()),
             other => panic!("{other:?} is supported but has no default response here"),
         }
     }
