@@ -15,6 +15,7 @@
 //! advertised_kafka = "127.0.0.1:9092"   # default: the bound address (0.0.0.0 -> 127.0.0.1)
 //! http = "127.0.0.1:9644"
 //! mqtt = "127.0.0.1:1883"
+//! mqtt_ws = "127.0.0.1:8080"   # MQTT over WebSocket; off unless set
 //! kafka_tls = { cert = "server.pem", key = "server.key" }
 //!
 //! [storage]
@@ -232,6 +233,8 @@ pub struct ListenersSection {
     pub http: Option<SocketAddr>,
     /// MQTT listener address.
     pub mqtt: Option<SocketAddr>,
+    /// MQTT over WebSocket listener address (off when unset).
+    pub mqtt_ws: Option<SocketAddr>,
     /// TLS for the Kafka listener.
     pub kafka_tls: Option<TlsFiles>,
 }
@@ -531,6 +534,8 @@ pub struct Overrides {
     pub kafka_listen: Option<SocketAddr>,
     /// `--mqtt-listen`
     pub mqtt_listen: Option<SocketAddr>,
+    /// `--mqtt-ws-listen`
+    pub mqtt_ws_listen: Option<SocketAddr>,
     /// `--http-listen`
     pub http_listen: Option<SocketAddr>,
     /// `--node-id`
@@ -562,6 +567,8 @@ pub struct NodeSettings {
     pub http_listen: SocketAddr,
     /// MQTT listener (the MQTT front end binds it).
     pub mqtt_listen: SocketAddr,
+    /// MQTT over WebSocket listener (None: off).
+    pub mqtt_ws_listen: Option<SocketAddr>,
     /// TLS for the Kafka listener.
     pub kafka_tls: Option<TlsFiles>,
     /// SASL mechanisms required on the Kafka listener (None: no authentication).
@@ -665,6 +672,7 @@ impl NodeSettings {
                 .mqtt_listen
                 .or(file.listeners.mqtt)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1883))),
+            mqtt_ws_listen: flags.mqtt_ws_listen.or(file.listeners.mqtt_ws),
             kafka_tls: file.listeners.kafka_tls.clone(),
             kafka_sasl,
             socket_request_max_bytes: file

@@ -14,6 +14,10 @@ use super::mapping::RuleConfig;
 pub struct TlsConfig {
     /// Address of the MQTT-over-TLS listener (e.g. `0.0.0.0:8883`).
     pub listen: String,
+    /// Address of the secure WebSocket listener (MQTT over WebSocket over TLS, e.g.
+    /// `0.0.0.0:8884`), with this certificate; off when unset.
+    #[serde(default)]
+    pub ws_listen: Option<String>,
     /// PEM certificate chain.
     pub cert: PathBuf,
     /// PEM private key.

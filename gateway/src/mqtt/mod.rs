@@ -1,7 +1,7 @@
 //! The MQTT 3.1.1 / 5 front end: devices publish into the durable log and subscribe to it.
 //!
 //! rumqttc's codecs do the bytes ([`codec`]); everything above them is Rill's:
-//! - [`listener`]: TCP and TLS accept loops,
+//! - [`listener`]: TCP, TLS and WebSocket accept loops, [`websocket`]: MQTT over WebSocket,
 //! - [`connection`]: one client's session state machine (CONNECT, publish pipeline with
 //!   acks after durability, subscriptions, keepalive, will),
 //! - [`mapping`]: MQTT topic patterns <-> log topics and keys,
@@ -25,6 +25,7 @@ pub mod session_store;
 pub mod shared;
 pub mod source;
 pub mod topic;
+pub mod websocket;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
