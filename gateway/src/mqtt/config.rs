@@ -57,6 +57,8 @@ pub struct MqttConfig {
     /// to use this keep alive (seconds) instead of its own, and it is enforced at 1.5x. 3.1.1
     /// clients keep their own (that protocol has no way to tell them).
     pub server_keep_alive_secs: Option<u16>,
+    /// Seconds between `$SYS` topic updates (Mosquitto's `sys_interval`); 0: no `$SYS` topics.
+    pub sys_interval_s: u64,
 }
 
 impl Default for MqttConfig {
@@ -72,6 +74,7 @@ impl Default for MqttConfig {
             topic_alias_maximum: 64,
             connect_timeout_secs: 10,
             server_keep_alive_secs: None,
+            sys_interval_s: 10,
         }
     }
 }

@@ -29,6 +29,7 @@ use super::delivery::Deliverer;
 use super::ingest::{IngestError, Prepared};
 use super::records::{Message, MessageProps};
 use super::session_store::{StoredSession, StoredSubscription};
+use super::sys_topics::{SysCounters, SysValues};
 use super::topic;
 use super::{LiveClient, MqttServer};
 
@@ -124,16 +125,20 @@ pub async fn handle<S>(
     let mut framer = Framer::new(server.config.max_packet_size);
     let mut inbuf = BytesMut::with_capacity(4096);
     let timeout = Duration::from_secs(server.config.connect_timeout_secs.max(1));
+    let counters = &server.sys.counters;
     let first = tokio::time::timeout(timeout, async {
         loop {
             match framer.decode(&mut inbuf) {
-                Ok(Some(p)) => return Ok(Some(p)),
+                Ok(Some(p)) => {
+                    counters.packet_in(false);
+                    return Ok(Some(p));
+                }
                 Ok(None) => {}
                 Err(e) => return Err(e),
             }
             match rd.read_buf(&mut inbuf).await {
                 Ok(0) | Err(_) => return Ok(None),
-                Ok(_) => {}
+                Ok(n) => counters.bytes_in(n),
             }
         }
     })
@@ -191,6 +196,8 @@ struct Conn {
     kick: tokio::sync::mpsc::Receiver<()>,
     finished: tokio::sync::watch::Sender<bool>,
     last_save: Instant,
+    /// New `$SYS` values (None: `$SYS` topics are off).
+    sys: Option<tokio::sync::watch::Receiver<Arc<SysValues>>>,
 }
 
 /// How far before a session's last save a QoS 2 publish of it may have been stored: the session
@@ -249,6 +256,7 @@ impl Conn {
         if client_id.is_empty() {
             if level == Level::V4 && !connect.clean_start {
                 send(
+                    &server.sys.counters,
                     &framer,
                     wr,
                     vec![refuse(
@@ -287,6 +295,7 @@ impl Conn {
             if !ok {
                 tracing::warn!(%peer, client_id, user = ?username, "MQTT authentication failed");
                 send(
+                    &server.sys.counters,
                     &framer,
                     wr,
                     vec![refuse(
@@ -310,6 +319,7 @@ impl Conn {
             Some(w) => {
                 let Ok(topic_name) = String::from_utf8(w.topic.to_vec()) else {
                     send(
+                        &server.sys.counters,
                         &framer,
                         wr,
                         vec![refuse(Code::TopicNameInvalid, "will topic is not UTF-8")],
@@ -319,12 +329,21 @@ impl Conn {
                 };
                 if let Err(e) = topic::validate_name(&topic_name) {
                     let text = format!("invalid will topic: {e}");
-                    send(&framer, wr, vec![refuse(Code::TopicNameInvalid, &text)]).await;
+                    send(
+                        &server.sys.counters,
+                        &framer,
+                        wr,
+                        vec![refuse(Code::TopicNameInvalid, &text)],
+                    )
+                    .await;
                     return None;
                 }
-                if acl.as_ref().is_some_and(|a| !a.may_publish(&topic_name)) {
+                if topic::is_sys(&topic_name)
+                    || acl.as_ref().is_some_and(|a| !a.may_publish(&topic_name))
+                {
                     tracing::warn!(%peer, client_id, topic = topic_name, "will topic denied by ACL");
                     send(
+                        &server.sys.counters,
                         &framer,
                         wr,
                         vec![refuse(Code::NotAuthorized, "will topic denied")],
@@ -369,6 +388,8 @@ impl Conn {
                 },
             )
         };
+        let connected = server.live.lock_unpoisoned().len();
+        server.sys.counters.connected(connected);
         if let Some(prev) = previous {
             let _ = prev.kick.try_send(());
             let mut fin = prev.finished;
@@ -395,6 +416,7 @@ impl Conn {
             Ok(Err(e)) => {
                 tracing::error!(client_id, error = %e, "MQTT session store failed");
                 send(
+                    &server.sys.counters,
                     &framer,
                     wr,
                     vec![refuse(Code::ServerUnavailable, "session store failed")],
@@ -476,12 +498,11 @@ impl Conn {
         let mut out = vec![connack];
         deliverer.resume_awaiting_pubcomp(&awaiting_pubcomp, &mut out);
         deliverer.pump(&mut out);
-        if !send(&framer, wr, out).await {
+        if !send(&server.sys.counters, &framer, wr, out).await {
             return None;
         }
         tracing::debug!(%peer, client_id, ?level, session_present, "MQTT client connected");
         Some(Conn {
-            server,
             framer,
             level,
             peer,
@@ -499,6 +520,8 @@ impl Conn {
             kick: kick_rx,
             finished: fin_tx,
             last_save: Instant::now(),
+            sys: server.sys.enabled().then(|| server.sys.watch()),
+            server,
         })
     }
 
@@ -521,7 +544,7 @@ impl Conn {
             if pending_input {
                 pending_input = false;
                 if let Err(end) = self.process(&mut inbuf, &mut acks, &mut out).await {
-                    send(&self.framer, wr, out).await;
+                    send(&self.server.sys.counters, &self.framer, wr, out).await;
                     return end;
                 }
             } else {
@@ -539,15 +562,23 @@ impl Conn {
                     },
                     r = rd.read_buf(&mut inbuf), if acks.len() < recv_max => match r {
                         Ok(0) | Err(_) => return End::Lost,
-                        Ok(_) => {
+                        Ok(n) => {
+                            self.server.sys.counters.bytes_in(n);
                             deadline = self.keep_alive.map(|k| Instant::now() + k);
                             if let Err(end) = self.process(&mut inbuf, &mut acks, &mut out).await {
-                                send(&self.framer, wr, out).await;
+                                send(&self.server.sys.counters, &self.framer, wr, out).await;
                                 return end;
                             }
                         }
                     },
                     _ = notify.notified() => {}
+                    _ = sys_changed(&mut self.sys) => {
+                        if let Some(values) = self.sys.as_mut().map(|r| r.borrow_and_update().clone()) {
+                            if self.deliverer.has_sys_subscription() {
+                                self.deliverer.sys_update(&values, &mut out);
+                            }
+                        }
+                    }
                     _ = sleep_until_opt(deadline) => {
                         tracing::info!(client_id = %self.client_id, "MQTT keepalive expired");
                         return close(Reason::KeepAliveTimeout, "no packet within 1.5 times the keep alive");
@@ -562,7 +593,7 @@ impl Conn {
                 }
             }
             self.deliverer.pump(&mut out);
-            if !out.is_empty() && !send(&self.framer, wr, out).await {
+            if !out.is_empty() && !send(&self.server.sys.counters, &self.framer, wr, out).await {
                 return End::Lost;
             }
         }
@@ -578,7 +609,13 @@ impl Conn {
         let mut group = AckGroup::default();
         let result = loop {
             let packet = match self.framer.decode(inbuf) {
-                Ok(Some(p)) => p,
+                Ok(Some(p)) => {
+                    self.server
+                        .sys
+                        .counters
+                        .packet_in(matches!(p, v5::Packet::Publish(_)));
+                    p
+                }
                 Ok(None) => break Ok(()),
                 Err(e) => {
                     tracing::info!(peer = %self.peer, client_id = %self.client_id, error = %e, "bad MQTT packet; closing connection");
@@ -822,6 +859,42 @@ impl Conn {
                 QoS::AtMostOnce => {}
             }
         };
+        if topic::is_sys(&topic_name) {
+            // §4.7.2: `$` topics are the server's; `$SYS` values are made by the node. MQTT 5
+            // gets 0x87; a 3.1.1 client (no negative acks) gets its ack, and the message is
+            // dropped, as Mosquitto does.
+            tracing::info!(client_id = %self.client_id, topic = topic_name, "publish to a $SYS topic dropped");
+            let text = self.diagnostic(format!("{topic_name} is a $SYS topic, read-only"));
+            let pkid = p.pkid;
+            match p.qos {
+                QoS::AtLeastOnce => {
+                    let mut a = v5::PubAck::new(pkid, ack_props(text));
+                    a.reason = v5::PubAckReason::NotAuthorized;
+                    group
+                        .slots
+                        .push(Slot::Ready(Box::new(v5::Packet::PubAck(a))));
+                }
+                QoS::ExactlyOnce => {
+                    let mut a = v5::PubRec::new(pkid, rec_props(text));
+                    if v5 {
+                        a.reason = v5::PubRecReason::NotAuthorized;
+                    } else {
+                        // 3.1.1: the PUBREL that follows gets its PUBCOMP.
+                        self.server
+                            .qos2_incoming
+                            .lock_unpoisoned()
+                            .entry(self.client_id.clone())
+                            .or_default()
+                            .insert(pkid);
+                    }
+                    group
+                        .slots
+                        .push(Slot::Ready(Box::new(v5::Packet::PubRec(a))));
+                }
+                QoS::AtMostOnce => {}
+            }
+            return Ok(());
+        }
         if self
             .acl
             .as_ref()
@@ -1196,7 +1269,13 @@ impl Conn {
                         server_reference: None,
                     }),
                 };
-                send(&self.framer, wr, vec![v5::Packet::Disconnect(disconnect)]).await;
+                send(
+                    &self.server.sys.counters,
+                    &self.framer,
+                    wr,
+                    vec![v5::Packet::Disconnect(disconnect)],
+                )
+                .await;
             }
         }
         let _ = wr.shutdown().await;
@@ -1328,6 +1407,16 @@ fn packet_name(p: &v5::Packet) -> &'static str {
     }
 }
 
+/// Waits for new `$SYS` values (forever when they are off).
+async fn sys_changed(rx: &mut Option<tokio::sync::watch::Receiver<Arc<SysValues>>>) {
+    if let Some(r) = rx {
+        if r.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -1335,21 +1424,29 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// Encodes and writes packets; false when the connection is gone.
+/// Encodes and writes packets (counted for `$SYS`); false when the connection is gone.
 async fn send<W: AsyncWrite + Unpin>(
+    counters: &SysCounters,
     framer: &Framer,
     wr: &mut W,
     packets: Vec<v5::Packet>,
 ) -> bool {
     let mut buf = BytesMut::new();
+    let (mut count, mut publishes) = (0, 0);
     for p in packets {
-        if let Err(e) = framer.encode(p, &mut buf) {
-            tracing::debug!(error = %e, "MQTT packet not sent");
+        let publish = matches!(p, v5::Packet::Publish(_));
+        match framer.encode(p, &mut buf) {
+            Ok(()) => {
+                count += 1;
+                publishes += u64::from(publish);
+            }
+            Err(e) => tracing::debug!(error = %e, "MQTT packet not sent"),
         }
     }
     if buf.is_empty() {
         return true;
     }
+    counters.sent(count, publishes, buf.len());
     let data: Bytes = buf.freeze();
     wr.write_all(&data).await.is_ok() && wr.flush().await.is_ok()
 }

@@ -20,6 +20,7 @@ use super::records::{Message, StoredRecord};
 use super::session_store::{Cursor, StoredSubscription};
 use super::shared::SharedGroup;
 use super::source::Source;
+use super::sys_topics::SysValues;
 use super::topic::{self, SubscriptionFilter};
 use super::MqttServer;
 
@@ -29,6 +30,17 @@ pub fn qos_of(n: u8) -> QoS {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
         _ => QoS::ExactlyOnce,
+    }
+}
+
+/// A `$SYS` value as a message (QoS 0, no properties).
+fn sys_message(name: &str, payload: &Bytes) -> Message {
+    Message {
+        topic: name.to_string(),
+        payload: payload.clone(),
+        qos: 0,
+        retain: false,
+        props: Default::default(),
     }
 }
 
@@ -173,6 +185,8 @@ pub struct Deliverer {
     v5: bool,
     max_packet: Option<usize>,
     aliases: OutgoingAliases,
+    /// The `$SYS` values last sent to this client (later intervals send what changed).
+    sys_sent: HashMap<String, Bytes>,
 }
 
 impl Drop for Deliverer {
@@ -216,6 +230,7 @@ impl Deliverer {
             v5,
             max_packet,
             aliases: OutgoingAliases::new(if v5 { topic_alias_max } else { 0 }),
+            sys_sent: HashMap::new(),
         }
     }
 
@@ -557,6 +572,18 @@ impl Deliverer {
         let filter = sub.parsed.filter.clone();
         let sub_qos = sub.stored.qos;
         let sub_ids: Vec<usize> = sub.stored.subscription_id.into_iter().collect();
+        if topic::is_sys(&filter) {
+            // The current `$SYS` values stand in for retained messages (as in Mosquitto).
+            let values = self.server.sys.current();
+            for (name, payload) in values.0.iter().filter(|(n, _)| topic::matches(&filter, n)) {
+                let msg = sys_message(name, payload);
+                self.sys_sent.insert(name.clone(), payload.clone());
+                if let Some(p) = self.publish(&msg, QoS::AtMostOnce, true, sub_ids.clone()) {
+                    self.emit(p, Origin::Retained, out);
+                }
+            }
+            return;
+        }
         let msgs = match self.server.retained.matching(&filter) {
             Ok(m) => m,
             Err(e) => {
@@ -567,6 +594,39 @@ impl Deliverer {
         for msg in msgs {
             let qos = qos_of(msg.qos.min(sub_qos));
             if let Some(p) = self.publish(&msg, qos, true, sub_ids.clone()) {
+                self.emit(p, Origin::Retained, out);
+            }
+        }
+    }
+
+    /// Whether a non-shared subscription is for `$SYS` topics.
+    pub fn has_sys_subscription(&self) -> bool {
+        self.subs
+            .iter()
+            .any(|s| s.shared.is_none() && topic::is_sys(&s.parsed.filter))
+    }
+
+    /// Sends the `$SYS` values that changed since they were last sent and match a subscription
+    /// (QoS 0, not retained: live updates), with every matching subscription identifier.
+    pub fn sys_update(&mut self, values: &SysValues, out: &mut Vec<v5::Packet>) {
+        for (name, payload) in &values.0 {
+            if self.sys_sent.get(name) == Some(payload) {
+                continue;
+            }
+            let mut matched = false;
+            let mut sub_ids = Vec::new();
+            for s in self.subs.iter().filter(|s| s.shared.is_none()) {
+                if topic::matches(&s.parsed.filter, name) {
+                    matched = true;
+                    sub_ids.extend(s.stored.subscription_id);
+                }
+            }
+            if !matched {
+                continue;
+            }
+            self.sys_sent.insert(name.clone(), payload.clone());
+            let msg = sys_message(name, payload);
+            if let Some(p) = self.publish(&msg, QoS::AtMostOnce, false, sub_ids) {
                 self.emit(p, Origin::Retained, out);
             }
         }

@@ -263,7 +263,10 @@ pub async fn start(
     alive: Liveness,
 ) -> Result<Started, MqttError> {
     let (mqtt, task) = start_one(&server, listen, Transport::Tcp, &shutdown, &alive).await?;
-    let mut tasks = vec![task];
+    let mut tasks = vec![
+        task,
+        tokio::spawn(super::sys_topics::run(server.clone(), shutdown.clone())),
+    ];
     let mut mqtt_ws = None;
     if let Some(ws) = ws_listen {
         let (addr, task) = start_one(&server, ws, Transport::WebSocket, &shutdown, &alive).await?;

@@ -9,6 +9,7 @@
 //! - [`delivery`], [`source`], [`shared`]: subscriptions served from the log,
 //! - [`session_store`], [`retained`]: durable sessions, cursors and retained messages (redb),
 //! - [`auth`]: credentials and ACL templates, [`topic`]: names and filters,
+//! - [`sys_topics`]: the `$SYS` topics (node counters, never in the log),
 //! - [`config`]: the `[mqtt]` configuration section.
 
 pub mod auth;
@@ -24,6 +25,7 @@ pub mod retained;
 pub mod session_store;
 pub mod shared;
 pub mod source;
+pub mod sys_topics;
 pub mod topic;
 pub mod websocket;
 
@@ -81,6 +83,8 @@ pub struct MqttServer {
     /// QoS 2 packet ids received (PUBREC sent) and not yet released, per client id (in memory;
     /// after a restart recognised from the `mqtt.packet_id` of records, see `connection`).
     pub(crate) qos2_incoming: Mutex<HashMap<String, HashSet<u16>>>,
+    /// `$SYS` counters and values.
+    pub(crate) sys: sys_topics::SysTopics,
     next_conn: AtomicU64,
 }
 
@@ -115,6 +119,7 @@ impl MqttServer {
             shared: shared::SharedGroups::default(),
             live: Mutex::new(HashMap::new()),
             qos2_incoming: Mutex::new(HashMap::new()),
+            sys: sys_topics::SysTopics::new(config.sys_interval_s),
             next_conn: AtomicU64::new(1),
             config,
         }))

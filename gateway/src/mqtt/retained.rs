@@ -54,6 +54,14 @@ impl RetainedStore {
         Ok(())
     }
 
+    /// How many topics have a retained message.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.db().begin_read().map_err(db_err)?;
+        let t = txn.open_table(RETAINED).map_err(db_err)?;
+        t.len().map_err(db_err)
+    }
+
     /// Retained messages whose topic matches `filter` (expired ones are skipped).
     pub fn matching(&self, filter: &str) -> Result<Vec<Message>, StoreError> {
         let txn = self.db.db().begin_read().map_err(db_err)?;
