@@ -202,3 +202,56 @@ fn mqtt5_qos2_exactly_once_across_sigkill() {
         &serde_json::json!({"a": 1, "b": 1, "out": 1})
     );
 }
+
+#[test]
+fn mqtt5_enhanced_auth_scram_sha_256_and_reauthentication() {
+    let (node, _cfg) = start("[mqtt.auth]\nenabled = true");
+    let data = node.data_dir();
+    let out = rill_tests::rill_cli(
+        node.kafka_addr(),
+        &[
+            "device",
+            "add",
+            "scram-dev",
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+        ],
+        b"s3cret\n",
+    );
+    assert!(out.status.success(), "rill device add failed: {out:?}");
+    let creds = std::fs::read_to_string(data.join("mqtt-credentials")).expect("credentials");
+    // `rill device add` stores a SCRAM-SHA-256 verifier beside the argon2 hash.
+    assert!(
+        creds.contains("scram-dev:$argon2id$") && creds.contains(":SCRAM-SHA-256$4096:"),
+        "{creds}"
+    );
+    let r = run(
+        &node,
+        "mqtt5_enhanced_auth.py",
+        &["--device", "scram-dev", "--password", "s3cret"],
+    );
+    // §4.12: the exchange at CONNECT; the client verified the server-final message.
+    assert_eq!(r.int("connect", "code"), 0);
+    assert_eq!(r.str("connect", "method"), "SCRAM-SHA-256");
+    assert_eq!(
+        r.get("connect", "server_verified"),
+        &serde_json::json!(true)
+    );
+    assert_eq!(r.int("done", "puback"), 0);
+    // §4.12.1: re-authentication ends with AUTH 0x00 and the server's signature.
+    assert_eq!(r.int("reauth", "kind"), 15);
+    assert_eq!(r.int("reauth", "code"), 0);
+    assert_eq!(r.get("reauth", "server_verified"), &serde_json::json!(true));
+    // A failed re-authentication: DISCONNECT 0x87.
+    assert_eq!(r.int("bad_reauth", "kind"), 14);
+    assert_eq!(r.int("bad_reauth", "code"), 0x87);
+    // Wrong proof / unknown user: CONNACK 0x87; unknown method: 0x8C.
+    assert_eq!(r.int("wrong_password", "code"), 0x87);
+    assert_eq!(r.int("unknown_user", "code"), 0x87);
+    assert_eq!(r.int("unknown_method", "code"), 0x8C);
+    assert!(r.str("unknown_method", "reason").contains("SCRAM-SHA-1"));
+    // AUTH on a password-authenticated connection: DISCONNECT 0x82.
+    assert_eq!(r.int("auth_without_enhanced", "connack"), 0);
+    assert_eq!(r.int("auth_without_enhanced", "kind"), 14);
+    assert_eq!(r.int("auth_without_enhanced", "code"), 0x82);
+}

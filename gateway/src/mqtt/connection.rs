@@ -24,8 +24,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::auth::Acl;
-use super::codec::{CodecError, Framer, Level};
+use super::codec::{AuthCode, AuthPacket, CodecError, Framer, Inbound, Level};
 use super::delivery::Deliverer;
+use super::enhanced_auth::{self, AuthFailure, Exchange};
 use super::ingest::{IngestError, Prepared};
 use super::records::{Message, MessageProps};
 use super::session_store::{StoredSession, StoredSubscription};
@@ -160,8 +161,31 @@ pub async fn handle<S>(
     let Some(level) = framer.level() else {
         return;
     };
+    // §4.12: enhanced authentication runs before CONNACK.
+    let props = connect.properties.as_ref();
+    let enhanced = match props.and_then(|p| p.authentication_method.clone()) {
+        Some(method) if level == Level::V5 => {
+            let data = props
+                .and_then(|p| p.authentication_data.clone())
+                .unwrap_or_default();
+            let exchange = enhanced_connect(
+                &server,
+                &mut framer,
+                &mut rd,
+                &mut wr,
+                &mut inbuf,
+                method,
+                data,
+            );
+            match exchange.await {
+                Some(a) => Some(a),
+                None => return,
+            }
+        }
+        _ => None,
+    };
     let mut conn = match Conn::accept(
-        server, framer, level, peer, connect, will, login, cert_name, &mut wr,
+        server, framer, level, peer, connect, will, login, cert_name, enhanced, &mut wr,
     )
     .await
     {
@@ -170,6 +194,117 @@ pub async fn handle<S>(
     };
     let end = conn.run(&mut rd, &mut wr, inbuf).await;
     conn.finish(end, &mut wr).await;
+}
+
+/// A client authenticated by enhanced authentication.
+struct Authenticated {
+    method: String,
+    username: String,
+    /// The server-final message, sent in CONNACK.
+    server_final: Vec<u8>,
+}
+
+/// The CONNECT half of enhanced authentication: AUTH 0x18 with the server-first message, the
+/// client's AUTH 0x18 with its final message, checked. `None` when refused (the CONNACK with
+/// the reason was sent).
+async fn enhanced_connect<R, W>(
+    server: &Arc<MqttServer>,
+    framer: &mut Framer,
+    rd: &mut R,
+    wr: &mut W,
+    inbuf: &mut BytesMut,
+    method: String,
+    data: Bytes,
+) -> Option<Authenticated>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use v5::ConnectReturnCode as Code;
+    let counters = &server.sys.counters;
+    let refuse = |code: Code, text: String| {
+        vec![v5::Packet::ConnAck(v5::ConnAck {
+            session_present: false,
+            code,
+            properties: Some(v5::ConnAckProperties {
+                reason_string: Some(text),
+                ..no_connack_props()
+            }),
+        })]
+    };
+    let failure = |e: AuthFailure| match e {
+        AuthFailure::UnknownMethod(_) => (Code::BadAuthenticationMethod, e.to_string()),
+        AuthFailure::Refused(_) => (Code::NotAuthorized, e.to_string()),
+    };
+    let srv = server.clone();
+    let m = method.clone();
+    let begun =
+        tokio::task::spawn_blocking(move || enhanced_auth::begin(&srv.credentials, &m, &data))
+            .await
+            .ok()?;
+    let (exchange, server_first) = match begun {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(method, error = %e, "MQTT enhanced authentication refused");
+            let (code, text) = failure(e);
+            send(counters, framer, wr, refuse(code, text)).await;
+            return None;
+        }
+    };
+    let mut buf = BytesMut::new();
+    framer.encode_auth(
+        &AuthPacket::new(AuthCode::Continue, &method, server_first),
+        &mut buf,
+    );
+    counters.sent(1, 0, buf.len());
+    if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
+        return None;
+    }
+    let timeout = Duration::from_secs(server.config.connect_timeout_secs.max(1));
+    let next = tokio::time::timeout(timeout, async {
+        loop {
+            match framer.decode_inbound(inbuf) {
+                Ok(Some(p)) => {
+                    counters.packet_in(false);
+                    return Some(p);
+                }
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+            match rd.read_buf(inbuf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => counters.bytes_in(n),
+            }
+        }
+    })
+    .await;
+    let client_final = match next {
+        Ok(Some(Inbound::Auth(a)))
+            if a.code == AuthCode::Continue && a.method.as_deref() == Some(method.as_str()) =>
+        {
+            a.data.unwrap_or_default()
+        }
+        Ok(Some(_)) => {
+            // §4.12: only AUTH (or DISCONNECT) may follow until CONNACK.
+            let text = "expected AUTH with the same method during authentication".to_string();
+            send(counters, framer, wr, refuse(Code::ProtocolError, text)).await;
+            return None;
+        }
+        _ => return None,
+    };
+    match exchange.finish(&client_final) {
+        Ok((username, server_final)) => Some(Authenticated {
+            method,
+            username,
+            server_final,
+        }),
+        Err(e) => {
+            tracing::warn!(method, error = %e, "MQTT enhanced authentication failed");
+            let (code, text) = failure(e);
+            send(counters, framer, wr, refuse(code, text)).await;
+            None
+        }
+    }
 }
 
 struct Conn {
@@ -198,6 +333,12 @@ struct Conn {
     last_save: Instant,
     /// New `$SYS` values (None: `$SYS` topics are off).
     sys: Option<tokio::sync::watch::Receiver<Arc<SysValues>>>,
+    /// The enhanced authentication method of CONNECT (re-authentication must use it).
+    auth_method: Option<String>,
+    /// A re-authentication in progress (§4.12.1).
+    reauth: Option<Exchange>,
+    /// AUTH packets to send (rumqttc's packet type cannot carry them, see `codec`).
+    auth_out: Vec<AuthPacket>,
 }
 
 /// How far before a session's last save a QoS 2 publish of it may have been stored: the session
@@ -234,6 +375,7 @@ impl Conn {
         will: Option<v5::LastWill>,
         login: Option<v5::Login>,
         cert_name: Option<String>,
+        enhanced: Option<Authenticated>,
         wr: &mut W,
     ) -> Option<Conn> {
         use v5::ConnectReturnCode as Code;
@@ -271,12 +413,16 @@ impl Conn {
             assigned = Some(client_id.clone());
         }
         // Authentication.
-        let username = login
-            .as_ref()
-            .map(|l| l.username.clone())
-            .or(cert_name.clone());
+        let username = match &enhanced {
+            Some(a) => Some(a.username.clone()),
+            None => login
+                .as_ref()
+                .map(|l| l.username.clone())
+                .or(cert_name.clone()),
+        };
         let acl = if server.config.auth.enabled {
             let ok = match (&login, &cert_name) {
+                _ if enhanced.is_some() => true,
                 (Some(l), _) => {
                     let srv = server.clone();
                     let (u, p) = (l.username.clone(), l.password.clone());
@@ -488,6 +634,10 @@ impl Conn {
             subscription_identifiers_available: Some(1),
             shared_subscription_available: Some(1),
             server_keep_alive,
+            authentication_method: enhanced.as_ref().map(|a| a.method.clone()),
+            authentication_data: enhanced
+                .as_ref()
+                .map(|a| Bytes::from(a.server_final.clone())),
             ..no_connack_props()
         });
         let connack = v5::Packet::ConnAck(v5::ConnAck {
@@ -521,6 +671,9 @@ impl Conn {
             finished: fin_tx,
             last_save: Instant::now(),
             sys: server.sys.enabled().then(|| server.sys.watch()),
+            auth_method: enhanced.map(|a| a.method),
+            reauth: None,
+            auth_out: Vec::new(),
             server,
         })
     }
@@ -592,11 +745,25 @@ impl Conn {
                     }
                 }
             }
+            if !self.auth_out.is_empty() && !self.send_auth(wr).await {
+                return End::Lost;
+            }
             self.deliverer.pump(&mut out);
             if !out.is_empty() && !send(&self.server.sys.counters, &self.framer, wr, out).await {
                 return End::Lost;
             }
         }
+    }
+
+    /// Writes the queued AUTH packets; false when the connection is gone.
+    async fn send_auth<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> bool {
+        let mut buf = BytesMut::new();
+        let n = self.auth_out.len() as u64;
+        for a in self.auth_out.drain(..) {
+            self.framer.encode_auth(&a, &mut buf);
+        }
+        self.server.sys.counters.sent(n, 0, buf.len());
+        wr.write_all(&buf).await.is_ok() && wr.flush().await.is_ok()
     }
 
     /// Handles every whole packet in `inbuf`.
@@ -608,8 +775,15 @@ impl Conn {
     ) -> Result<(), End> {
         let mut group = AckGroup::default();
         let result = loop {
-            let packet = match self.framer.decode(inbuf) {
-                Ok(Some(p)) => {
+            let packet = match self.framer.decode_inbound(inbuf) {
+                Ok(Some(Inbound::Auth(a))) => {
+                    self.server.sys.counters.packet_in(false);
+                    match self.on_auth(a).await {
+                        Ok(()) => continue,
+                        Err(end) => break Err(end),
+                    }
+                }
+                Ok(Some(Inbound::Packet(p))) => {
                     self.server
                         .sys
                         .counters
@@ -729,6 +903,68 @@ impl Conn {
                     format!("unexpected {} packet", packet_name(&other)),
                 ))
             }
+        }
+    }
+
+    /// Re-authentication (§4.12.1): AUTH 0x19 with the CONNECT's method starts it, AUTH 0x18
+    /// continues it; success is AUTH 0x00 with the server-final message, failure DISCONNECT
+    /// 0x87. AUTH on a connection that did not use enhanced authentication, or with another
+    /// method, is a Protocol Error (MQTT-4.12.0-7, MQTT-4.12.1-1).
+    async fn on_auth(&mut self, a: AuthPacket) -> Result<(), End> {
+        let Some(method) = self.auth_method.clone() else {
+            return Err(close(
+                Reason::ProtocolError,
+                "AUTH without enhanced authentication at CONNECT",
+            ));
+        };
+        if a.method.as_deref() != Some(method.as_str()) {
+            return Err(close(
+                Reason::ProtocolError,
+                "re-authentication must use the CONNECT's authentication method",
+            ));
+        }
+        let data = a.data.unwrap_or_default();
+        match (a.code, self.reauth.take()) {
+            (AuthCode::ReAuthenticate, None) => {
+                let srv = self.server.clone();
+                let m = method.clone();
+                let begun = tokio::task::spawn_blocking(move || {
+                    enhanced_auth::begin(&srv.credentials, &m, &data)
+                })
+                .await
+                .map_err(|_| close(Reason::ImplementationSpecificError, "authentication task"))?;
+                match begun {
+                    Ok((exchange, server_first)) => {
+                        self.reauth = Some(exchange);
+                        self.auth_out.push(AuthPacket::new(
+                            AuthCode::Continue,
+                            &method,
+                            server_first,
+                        ));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::warn!(client_id = %self.client_id, error = %e, "MQTT re-authentication refused");
+                        Err(close(Reason::NotAuthorized, e.to_string()))
+                    }
+                }
+            }
+            (AuthCode::Continue, Some(exchange)) => match exchange.finish(&data) {
+                Ok((_, server_final)) => {
+                    tracing::debug!(client_id = %self.client_id, "MQTT client re-authenticated");
+                    self.auth_out
+                        .push(AuthPacket::new(AuthCode::Success, &method, server_final));
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(client_id = %self.client_id, error = %e, "MQTT re-authentication failed");
+                    Err(close(Reason::NotAuthorized, e.to_string()))
+                }
+            },
+            _ => Err(close(
+                Reason::ProtocolError,
+                "AUTH out of order in re-authentication",
+            )),
         }
     }
 

@@ -8,7 +8,8 @@
 //! - [`ingest`]: publishes into partition logs, [`records`]: MQTT messages as Kafka records,
 //! - [`delivery`], [`source`], [`shared`]: subscriptions served from the log,
 //! - [`session_store`], [`retained`]: durable sessions, cursors and retained messages (redb),
-//! - [`auth`]: credentials and ACL templates, [`topic`]: names and filters,
+//! - [`auth`]: credentials and ACL templates, [`enhanced_auth`]: AUTH with SCRAM-SHA-256,
+//!   [`topic`]: names and filters,
 //! - [`sys_topics`]: the `$SYS` topics (node counters, never in the log),
 //! - [`config`]: the `[mqtt]` configuration section.
 
@@ -17,6 +18,7 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod delivery;
+pub mod enhanced_auth;
 pub mod ingest;
 pub mod listener;
 pub mod mapping;
