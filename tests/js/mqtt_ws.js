@@ -1,5 +1,6 @@
 // MQTT.js (npm `mqtt`) over WebSocket, MQTT 3.1.1 and 5: subscribe (MQTT 5 with a subscription
-// identifier), publish QoS 0/1/2, receive them. Prints `RESULT <name> <json>` lines for the Rust
+// identifier, and a Topic Alias Maximum so deliveries come with topic aliases), publish QoS
+// 0/1/2, receive them under the right topic. Prints `RESULT <name> <json>` lines for the Rust
 // test (tests/tests/mqtt_ws.rs) to assert on, then `OK`.
 // Usage: node mqtt_ws.js ws://HOST:PORT/PATH
 const mqtt = require("mqtt");
@@ -10,12 +11,15 @@ async function roundtrip(name, protocolVersion) {
   const tag = `${name}-${process.pid}-${Date.now()}`;
   const topic = `devices/${tag}/telemetry`;
   const opts = { protocolVersion, clientId: `${tag}-sub`, reconnectPeriod: 0, connectTimeout: 10000 };
-  const sub = await mqtt.connectAsync(url, opts);
+  const subOpts5 = protocolVersion === 5 ? { properties: { topicAliasMaximum: 4 } } : {};
+  const sub = await mqtt.connectAsync(url, { ...opts, ...subOpts5 });
   const got = [];
   const done = new Promise((resolve) => {
     sub.on("message", (t, payload, packet) => {
       got.push({
         payload: payload.toString(),
+        topic: t === topic,
+        alias: Boolean(packet.properties && packet.properties.topicAlias),
         qos: packet.qos,
         ids: (packet.properties && packet.properties.subscriptionIdentifier) || null,
       });

@@ -118,6 +118,14 @@ impl OutgoingAliases {
         p
     }
 
+    /// How `publish` is sent: `plan`, except that a QoS 2 message always carries its topic
+    /// name beside the alias. MQTT 5 allows the alias alone for any QoS, but MQTT.js (5.x)
+    /// emits a QoS 2 message delivered that way under an empty topic (it resolves the alias
+    /// only for the copy it handles at once, not for the one it keeps until PUBREL).
+    fn sent_form(publish: &v5::Publish, plan: Option<(u16, bool)>) -> Option<(u16, bool)> {
+        plan.map(|(alias, name)| (alias, name || publish.qos == QoS::ExactlyOnce))
+    }
+
     /// Rewrites `publish` to use an alias, recording a new mapping.
     fn apply(&mut self, publish: &mut v5::Publish) {
         let plan = self.plan(&publish.topic);
@@ -132,7 +140,7 @@ impl OutgoingAliases {
             }
             self.by_topic.insert(publish.topic.clone(), alias);
         }
-        *publish = OutgoingAliases::shaped(publish, plan);
+        *publish = OutgoingAliases::shaped(publish, OutgoingAliases::sent_form(publish, plan));
     }
 }
 
@@ -503,7 +511,8 @@ impl Deliverer {
         if let Some(max) = self.max_packet {
             // §3.1.2.11.4 (MQTT-3.1.2-25): a message too large for the client is dropped and
             // counts as delivered. Measured as sent: with its packet id and topic alias.
-            let mut sized = OutgoingAliases::shaped(&publish, self.aliases.plan(&publish.topic));
+            let plan = OutgoingAliases::sent_form(&publish, self.aliases.plan(&publish.topic));
+            let mut sized = OutgoingAliases::shaped(&publish, plan);
             sized.pkid = 1;
             if sized.size() > max {
                 tracing::debug!(client = %self.client_id, size = sized.size(), max, "message larger than the client's maximum packet size skipped");
@@ -875,5 +884,10 @@ mod tests {
         let mut p = publish("a");
         off.apply(&mut p);
         assert_eq!(p, publish("a"));
+        // QoS 2 keeps the name beside an alias already set (MQTT.js interop).
+        let mut q2 = v5::Publish::new("b", QoS::ExactlyOnce, b"x".to_vec(), None);
+        a.apply(&mut q2);
+        assert_eq!(&q2.topic[..], b"b");
+        assert_eq!(q2.properties.and_then(|p| p.topic_alias), Some(2));
     }
 }
