@@ -255,3 +255,30 @@ fn mqtt5_enhanced_auth_scram_sha_256_and_reauthentication() {
     assert_eq!(r.int("auth_without_enhanced", "kind"), 14);
     assert_eq!(r.int("auth_without_enhanced", "code"), 0x82);
 }
+
+#[test]
+fn mqtt5_will_delay_and_session_expiry_together() {
+    let (node, _cfg) = start("");
+    let r = run(&node, "mqtt5_will_delay.py", &[]);
+    let secs = |k: &str| {
+        r.get("wills", k)
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {k} will: {:?}", r.0))
+    };
+    // §3.1.3.2.2: the delay (2 s) when the session lasts longer ...
+    let delayed = secs("delayed");
+    assert!(
+        (1.5..6.0).contains(&delayed),
+        "delayed will after {delayed} s"
+    );
+    // ... the session expiry (1 s) when it ends first ...
+    let expiry = secs("expiry");
+    assert!(
+        (0.5..4.0).contains(&expiry),
+        "will at session end after {expiry} s"
+    );
+    // ... never when the session is resumed in time, at once when a Clean Start ends it.
+    assert_eq!(r.get("wills", "resumed"), &serde_json::Value::Null);
+    let clean = secs("clean");
+    assert!(clean < 3.0, "will after Clean Start reconnect: {clean} s");
+}

@@ -541,6 +541,15 @@ impl Conn {
             let mut fin = prev.finished;
             let _ = tokio::time::timeout(Duration::from_secs(5), fin.wait_for(|f| *f)).await;
         }
+        // §3.1.3.2.2: a will waiting out its delay (also that of a connection just taken
+        // over) is not sent when the session is resumed in time; a Clean Start ends that
+        // session, so its will goes out now.
+        let delayed_will = server.delayed_wills.lock_unpoisoned().remove(&client_id);
+        if let Some((_, will)) = delayed_will.filter(|_| connect.clean_start) {
+            let srv = server.clone();
+            let id = client_id.clone();
+            tokio::spawn(async move { publish_will_message(&srv, &id, will).await });
+        }
         // Session state.
         let stored = {
             let srv = server.clone();
@@ -1541,24 +1550,36 @@ impl Conn {
         tracing::debug!(peer = %self.peer, client_id = %self.client_id, ?end, "MQTT client disconnected");
         if publish_will {
             if let Some((will, delay)) = self.will.take() {
+                // §3.1.3.2.2: sent when the Will Delay Interval has passed or the session
+                // ends (its expiry), whichever comes first, unless the session is resumed
+                // before (see `accept`).
                 let delay = delay.min(self.expiry_secs);
                 let server = self.server.clone();
                 let client_id = self.client_id.clone();
                 let conn_id = self.conn_id;
-                tokio::spawn(async move {
-                    if delay > 0 {
+                if delay == 0 {
+                    tokio::spawn(async move {
+                        publish_will_message(&server, &client_id, will).await;
+                    });
+                } else {
+                    server
+                        .delayed_wills
+                        .lock_unpoisoned()
+                        .insert(client_id.clone(), (conn_id, will));
+                    tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_secs(delay as u64)).await;
-                        let reconnected = server
-                            .live
-                            .lock_unpoisoned()
-                            .get(&client_id)
-                            .is_some_and(|l| l.conn_id != conn_id);
-                        if reconnected {
-                            return;
+                        let due = {
+                            let mut wills = server.delayed_wills.lock_unpoisoned();
+                            match wills.get(&client_id) {
+                                Some((id, _)) if *id == conn_id => wills.remove(&client_id),
+                                _ => None,
+                            }
+                        };
+                        if let Some((_, will)) = due {
+                            publish_will_message(&server, &client_id, will).await;
                         }
-                    }
-                    publish_will_message(&server, &client_id, will).await;
-                });
+                    });
+                }
             }
         }
     }

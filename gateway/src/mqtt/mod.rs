@@ -85,6 +85,9 @@ pub struct MqttServer {
     /// QoS 2 packet ids received (PUBREC sent) and not yet released, per client id (in memory;
     /// after a restart recognised from the `mqtt.packet_id` of records, see `connection`).
     pub(crate) qos2_incoming: Mutex<HashMap<String, HashSet<u16>>>,
+    /// Will messages waiting out their Will Delay Interval, per client id: the connection
+    /// that left them and the message (MQTT 5 §3.1.3.2.2).
+    pub(crate) delayed_wills: Mutex<HashMap<String, (u64, records::Message)>>,
     /// `$SYS` counters and values.
     pub(crate) sys: sys_topics::SysTopics,
     next_conn: AtomicU64,
@@ -121,6 +124,7 @@ impl MqttServer {
             shared: shared::SharedGroups::default(),
             live: Mutex::new(HashMap::new()),
             qos2_incoming: Mutex::new(HashMap::new()),
+            delayed_wills: Mutex::new(HashMap::new()),
             sys: sys_topics::SysTopics::new(config.sys_interval_s),
             next_conn: AtomicU64::new(1),
             config,
