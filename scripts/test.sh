@@ -25,6 +25,15 @@ if ! command -v kcat >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get
         echo "note: kcat could not be installed; kcat tests will be skipped"
 fi
 
+# 2b. mosquitto_sub for the $SYS tests (tests/tests/mqtt_sys.rs; required with CI=true).
+#     Node and npm come with the machine; tests/tests/mqtt_ws.rs installs MQTT.js (npm `mqtt`)
+#     into its target temp dir itself.
+if ! command -v mosquitto_sub >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (timeout 300 apt-get install -y -qq mosquitto-clients >/dev/null 2>&1 ||
+        (timeout 300 apt-get update -qq >/dev/null 2>&1 && timeout 300 apt-get install -y -qq mosquitto-clients >/dev/null 2>&1)) ||
+        echo "note: mosquitto-clients could not be installed; the \$SYS mosquitto_sub tests will fail in CI"
+fi
+
 # 3. The ARM binaries and qemu for the emulated smoke test (tests/tests/arm_smoke.rs), in CI
 #    and wherever root can apt-get (elsewhere that test skips). cross-build.sh installs the Rust
 #    targets and cross toolchains itself and prints its time. Only aarch64 by default, to keep

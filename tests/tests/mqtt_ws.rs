@@ -1,6 +1,7 @@
 //! MQTT over WebSocket (`--mqtt-ws-listen`, `[mqtt.tls] ws_listen`) with real clients: paho-mqtt
 //! (`transport="websockets"`, MQTT 3.1.1 and 5, plain and over TLS with a test CA) and MQTT.js
-//! from npm; and a raw WebSocket client (tokio-tungstenite) for what client libraries hide:
+//! from npm (over WebSocket and TCP: subscription identifiers, topic aliases, QoS 0/1/2, and
+//! enhanced authentication with SCRAM-SHA-256); and a raw WebSocket client (tokio-tungstenite) for what client libraries hide:
 //! a CONNECT split over three frames, two PUBLISHes in one frame, subprotocol echo, and a text
 //! frame closing the connection with a close frame.
 
@@ -319,9 +320,15 @@ fn mqtt_ws_raw_frames_subprotocols_and_text_frame() {
     });
 }
 
-/// The npm `mqtt` package (MQTT.js), installed on first use into the test's target temp dir;
-/// `None` (skip) when Node or npm are missing outside CI.
+/// The npm `mqtt` package (MQTT.js), installed on first use into the test's target temp dir
+/// (once per test process: the tests run in parallel); `None` (skip) when Node or npm are
+/// missing outside CI.
 fn mqtt_js() -> Option<PathBuf> {
+    static INSTALLED: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(install_mqtt_js).clone()
+}
+
+fn install_mqtt_js() -> Option<PathBuf> {
     let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let have = |cmd: &str| {
         Command::new(cmd)
@@ -362,40 +369,45 @@ fn mqtt_ws_mqtt_js() {
         return;
     };
     let (node, _cfg) = start("");
-    let url = format!("ws://{}/mqtt", node.listening_field("mqtt_ws"));
     let script = rill_tests::repo_root().join("tests/js/mqtt_ws.js");
-    let mut cmd = Command::new("node");
-    cmd.arg(&script).arg(&url).env("NODE_PATH", &node_modules);
-    let out = rill_tests::run_with_timeout(cmd, b"", Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{e}\nnode log:\n{}", node.log()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("OK"),
-        "mqtt_ws.js failed:\n{stdout}\n{}\nnode log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        node.log()
-    );
-    let r = results(&stdout);
-    for (name, v5) in [("mqttjs_v311", false), ("mqttjs_v5", true)] {
-        let got = r
-            .get(name)
-            .unwrap_or_else(|| panic!("no RESULT {name}: {stdout}"));
-        assert_eq!(got["granted"], serde_json::json!([2]), "{name}");
-        // MQTT.js gives one identifier as a number.
-        let ids = if v5 {
-            serde_json::json!(7)
-        } else {
-            serde_json::Value::Null
-        };
-        let want: Vec<serde_json::Value> = (0..3)
-            .map(|q| {
-                // MQTT 5: the first delivery names the topic with its alias, later ones only
-                // the alias; MQTT.js resolves it to the topic either way.
-                serde_json::json!({"payload": format!("{name}-q{q}"), "topic": true,
-                    "alias": v5, "qos": q, "ids": ids})
-            })
-            .collect();
-        assert_eq!(got["got"], serde_json::json!(want), "{name}");
+    // The same script over WebSocket and over TCP.
+    for url in [
+        format!("ws://{}/mqtt", node.listening_field("mqtt_ws")),
+        format!("mqtt://{}", node.mqtt_addr()),
+    ] {
+        let mut cmd = Command::new("node");
+        cmd.arg(&script).arg(&url).env("NODE_PATH", &node_modules);
+        let out = rill_tests::run_with_timeout(cmd, b"", Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}\nnode log:\n{}", node.log()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("OK"),
+            "mqtt_ws.js {url} failed:\n{stdout}\n{}\nnode log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+        let r = results(&stdout);
+        for (name, v5) in [("mqttjs_v311", false), ("mqttjs_v5", true)] {
+            let got = r
+                .get(name)
+                .unwrap_or_else(|| panic!("no RESULT {name}: {stdout}"));
+            assert_eq!(got["granted"], serde_json::json!([2]), "{url} {name}");
+            // MQTT.js gives one identifier as a number.
+            let ids = if v5 {
+                serde_json::json!(7)
+            } else {
+                serde_json::Value::Null
+            };
+            let want: Vec<serde_json::Value> = (0..3)
+                .map(|q| {
+                    // MQTT 5: deliveries carry topic aliases (the first with the name, later
+                    // QoS 0/1 ones only the alias); MQTT.js resolves them to the topic.
+                    serde_json::json!({"payload": format!("{name}-q{q}"), "topic": true,
+                        "alias": v5, "qos": q, "ids": ids})
+                })
+                .collect();
+            assert_eq!(got["got"], serde_json::json!(want), "{url} {name}");
+        }
     }
 }
 
