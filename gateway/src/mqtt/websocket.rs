@@ -130,16 +130,6 @@ pub struct WsStream<S> {
     refusing: Option<Refusing>,
 }
 
-impl<S> WsStream<S> {
-    /// The underlying stream (the TLS session of a secure WebSocket, for its certificates).
-    pub fn get_ref(&self) -> &S
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        self.ws.get_ref()
-    }
-}
-
 fn io_error(e: WsError) -> io::Error {
     match e {
         WsError::Io(e) => e,
