@@ -282,3 +282,18 @@ fn mqtt5_will_delay_and_session_expiry_together() {
     let clean = secs("clean");
     assert!(clean < 3.0, "will after Clean Start reconnect: {clean} s");
 }
+
+#[test]
+fn mqtt5_server_redirection() {
+    for (moved, code) in [("false", 0x9C), ("true", 0x9D)] {
+        let (node, _cfg) = start(&format!(
+            "server_reference = \"other.example:1883\"\nserver_moved = {moved}"
+        ));
+        let r = run(&node, "mqtt5_redirect.py", &[]);
+        // §4.11: CONNACK 0x9C / 0x9D with the Server Reference.
+        assert_eq!(r.int("redirect", "code"), code);
+        assert_eq!(r.str("redirect", "reference"), "other.example:1883");
+        // 3.1.1 has no redirection: "server unavailable" (return code 3, paho's 0x88).
+        assert_eq!(r.int("redirect", "v311_code"), 0x88);
+    }
+}

@@ -393,6 +393,26 @@ impl Conn {
                 }),
             })
         };
+        // §4.11: redirection, where configured, before anything else is looked at.
+        if let Some(reference) = &server.config.server_reference {
+            let (code, text) = if server.config.server_moved {
+                (Code::ServerMoved, "this server has moved")
+            } else {
+                (Code::UseAnotherServer, "use another server")
+            };
+            tracing::info!(%peer, reference, "MQTT client redirected");
+            let redirect = v5::Packet::ConnAck(v5::ConnAck {
+                session_present: false,
+                code,
+                properties: Some(v5::ConnAckProperties {
+                    reason_string: Some(text.to_string()),
+                    server_reference: Some(reference.clone()),
+                    ..no_connack_props()
+                }),
+            });
+            send(&server.sys.counters, &framer, wr, vec![redirect]).await;
+            return None;
+        }
         let mut client_id = connect.client_id.clone();
         let mut assigned = None;
         if client_id.is_empty() {
