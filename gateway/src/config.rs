@@ -16,6 +16,7 @@
 //! advertised_kafka = "127.0.0.1:9092"   # default: the bound address (0.0.0.0 -> 127.0.0.1)
 //! http = "127.0.0.1:9644"
 //! mqtt = "127.0.0.1:1883"
+//! mqtt_ws = "127.0.0.1:8080"   # MQTT over WebSocket; off unless set
 //! kafka_tls = { cert = "server.pem", key = "server.key" }
 //! cluster = "10.0.0.1:9093"   # the cluster listener (inter-node traffic, cluster mode only)
 //! advertised_cluster = "10.0.0.1:9093"   # default: the bound address
@@ -340,6 +341,8 @@ pub struct ListenersSection {
     pub http: Option<SocketAddr>,
     /// MQTT listener address.
     pub mqtt: Option<SocketAddr>,
+    /// MQTT over WebSocket listener address (off when unset).
+    pub mqtt_ws: Option<SocketAddr>,
     /// TLS for the Kafka listener.
     pub kafka_tls: Option<TlsFiles>,
     /// The cluster listener address (cluster mode).
@@ -708,6 +711,8 @@ pub struct Overrides {
     pub kafka_listen: Option<SocketAddr>,
     /// `--mqtt-listen`
     pub mqtt_listen: Option<SocketAddr>,
+    /// `--mqtt-ws-listen`
+    pub mqtt_ws_listen: Option<SocketAddr>,
     /// `--http-listen`
     pub http_listen: Option<SocketAddr>,
     /// `--node-id`
@@ -743,6 +748,8 @@ pub struct NodeSettings {
     pub http_listen: SocketAddr,
     /// MQTT listener (the MQTT front end binds it).
     pub mqtt_listen: SocketAddr,
+    /// MQTT over WebSocket listener (None: off).
+    pub mqtt_ws_listen: Option<SocketAddr>,
     /// TLS for the Kafka listener.
     pub kafka_tls: Option<TlsFiles>,
     /// SASL mechanisms required on the Kafka listener (None: no authentication).
@@ -854,6 +861,7 @@ impl NodeSettings {
                 .mqtt_listen
                 .or(file.listeners.mqtt)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1883))),
+            mqtt_ws_listen: flags.mqtt_ws_listen.or(file.listeners.mqtt_ws),
             kafka_tls: file.listeners.kafka_tls.clone(),
             kafka_sasl,
             admin_tokens_file: file.admin.tokens_file.clone(),

@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// MQTT listener address [default: 127.0.0.1:1883].
     #[arg(long, value_name = "ADDR")]
     pub mqtt_listen: Option<SocketAddr>,
+    /// MQTT over WebSocket listener address [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_ws_listen: Option<SocketAddr>,
     /// Admin HTTP listener address [default: 127.0.0.1:9644].
     #[arg(long, value_name = "ADDR")]
     pub http_listen: Option<SocketAddr>,
@@ -519,13 +522,19 @@ impl Node {
             connections.clone(),
             kafka_liveness.clone(),
         ));
-        let (mqtt_addr, mqtt_tasks) = crate::mqtt::listener::start(
+        let mqtt_ws_listen = settings.mqtt_ws_listen.map(|a| a.to_string());
+        let mqtt = crate::mqtt::listener::start(
             mqtt_server,
             &settings.mqtt_listen.to_string(),
+            mqtt_ws_listen.as_deref(),
             shutdown.clone(),
             mqtt_liveness.clone(),
         )
         .await?;
+        let (mqtt_addr, mqtt_tasks) = (mqtt.mqtt, mqtt.tasks);
+        let mqtt_ws = mqtt
+            .mqtt_ws
+            .map_or_else(|| "off".to_string(), |a| a.to_string());
         listeners.spawn(async move {
             for task in mqtt_tasks {
                 let _ = task.await;
@@ -545,31 +554,20 @@ impl Node {
                 tracing::error!(error = %e, "admin HTTP server failed");
             }
         });
-        match cluster_addr {
-            Some(cluster_addr) => tracing::info!(
-                kafka = %kafka_addr,
-                http = %http_addr,
-                mqtt = %mqtt_addr,
-                cluster = %cluster_addr,
-                node_id = settings.node_id,
-                node_name = %settings.node_name,
-                advertised = %format!("{}:{}", advertised.0, advertised.1),
-                tls = settings.kafka_tls.is_some(),
-                sasl = settings.kafka_sasl.is_some(),
-                "listening"
-            ),
-            None => tracing::info!(
-                kafka = %kafka_addr,
-                http = %http_addr,
-                mqtt = %mqtt_addr,
-                node_id = settings.node_id,
-                node_name = %settings.node_name,
-                advertised = %format!("{}:{}", advertised.0, advertised.1),
-                tls = settings.kafka_tls.is_some(),
-                sasl = settings.kafka_sasl.is_some(),
-                "listening"
-            ),
-        }
+        let cluster_listen = cluster_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+        tracing::info!(
+            kafka = %kafka_addr,
+            http = %http_addr,
+            mqtt = %mqtt_addr,
+            mqtt_ws = %mqtt_ws,
+            cluster = %cluster_listen,
+            node_id = settings.node_id,
+            node_name = %settings.node_name,
+            advertised = %format!("{}:{}", advertised.0, advertised.1),
+            tls = settings.kafka_tls.is_some(),
+            sasl = settings.kafka_sasl.is_some(),
+            "listening"
+        );
         Ok(Node {
             kafka_addr,
             http_addr,
@@ -646,6 +644,7 @@ pub fn settings_from_args(args: &ServeArgs) -> Result<NodeSettings, ConfigFileEr
         data_dir: args.data_dir.clone(),
         kafka_listen: args.kafka_listen,
         mqtt_listen: args.mqtt_listen,
+        mqtt_ws_listen: args.mqtt_ws_listen,
         http_listen: args.http_listen,
         node_id: args.node_id,
         node_name: args.node_name.clone(),

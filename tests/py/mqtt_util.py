@@ -31,12 +31,18 @@ class Device:
     """A paho client with a background network loop and a queue of received messages."""
 
     def __init__(self, addr, client_id, protocol=V311, clean=True, username=None, password=None,
-                 will=None, session_expiry=None, keepalive=30, connect=True, connect_props=None):
+                 will=None, session_expiry=None, keepalive=30, connect=True, connect_props=None,
+                 transport="tcp", ws_path="/mqtt", ca=None):
         self.addr = addr
         self.protocol = protocol
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=protocol,
-                                  clean_session=clean if protocol == V311 else None)
+                                  clean_session=clean if protocol == V311 else None,
+                                  transport=transport)
+        if transport == "websockets":
+            self.client.ws_set_options(path=ws_path)
+        if ca is not None:
+            self.client.tls_set(ca_certs=ca)
         self.clean = clean
         self.session_expiry = session_expiry
         self.keepalive = keepalive

@@ -191,13 +191,29 @@ impl Node {
     /// The MQTT listener address, `HOST:PORT`, from the node's latest `listening` line (the
     /// port changes across restarts when it was 0).
     pub fn mqtt_addr(&self) -> String {
+        self.listening_field("mqtt")
+    }
+
+    /// Field `name` (`mqtt`, `mqtt_ws`, ...) of the node's latest `listening` line.
+    pub fn listening_field(&self, name: &str) -> String {
         let log = self.log();
+        let key = format!("{name}=");
         let line = log
             .lines()
             .rev()
-            .find(|l| l.contains("listening") && l.contains("mqtt="))
-            .unwrap_or_else(|| panic!("no `listening ... mqtt=` line in the node log:\n{log}"));
-        field(&strip_ansi(line), "mqtt").unwrap_or_else(|| panic!("no mqtt= field in {line}"))
+            .find(|l| l.contains("listening") && l.contains(&key))
+            .unwrap_or_else(|| panic!("no `listening ... {key}` line in the node log:\n{log}"));
+        field(&strip_ansi(line), name).unwrap_or_else(|| panic!("no {key} field in {line}"))
+    }
+
+    /// The `addr=` of the node's first log line containing `message` (listeners that log
+    /// their own line, e.g. `MQTT TLS listener`).
+    pub fn logged_addr(&self, message: &str) -> String {
+        let log = self.log();
+        log.lines()
+            .find(|l| l.contains(message))
+            .and_then(|l| field(&strip_ansi(l), "addr"))
+            .unwrap_or_else(|| panic!("no `{message} addr=` line in the node log:\n{log}"))
     }
 
     /// Everything the node (all its runs) logged so far.

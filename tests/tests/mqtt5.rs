@@ -202,3 +202,98 @@ fn mqtt5_qos2_exactly_once_across_sigkill() {
         &serde_json::json!({"a": 1, "b": 1, "out": 1})
     );
 }
+
+#[test]
+fn mqtt5_enhanced_auth_scram_sha_256_and_reauthentication() {
+    let (node, _cfg) = start("[mqtt.auth]\nenabled = true");
+    let data = node.data_dir();
+    let out = rill_tests::rill_cli(
+        node.kafka_addr(),
+        &[
+            "device",
+            "add",
+            "scram-dev",
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+        ],
+        b"s3cret\n",
+    );
+    assert!(out.status.success(), "rill device add failed: {out:?}");
+    let creds = std::fs::read_to_string(data.join("mqtt-credentials")).expect("credentials");
+    // `rill device add` stores a SCRAM-SHA-256 verifier beside the argon2 hash.
+    assert!(
+        creds.contains("scram-dev:$argon2id$") && creds.contains(":SCRAM-SHA-256$4096:"),
+        "{creds}"
+    );
+    let r = run(
+        &node,
+        "mqtt5_enhanced_auth.py",
+        &["--device", "scram-dev", "--password", "s3cret"],
+    );
+    // §4.12: the exchange at CONNECT; the client verified the server-final message.
+    assert_eq!(r.int("connect", "code"), 0);
+    assert_eq!(r.str("connect", "method"), "SCRAM-SHA-256");
+    assert_eq!(
+        r.get("connect", "server_verified"),
+        &serde_json::json!(true)
+    );
+    assert_eq!(r.int("done", "puback"), 0);
+    // §4.12.1: re-authentication ends with AUTH 0x00 and the server's signature.
+    assert_eq!(r.int("reauth", "kind"), 15);
+    assert_eq!(r.int("reauth", "code"), 0);
+    assert_eq!(r.get("reauth", "server_verified"), &serde_json::json!(true));
+    // A failed re-authentication: DISCONNECT 0x87.
+    assert_eq!(r.int("bad_reauth", "kind"), 14);
+    assert_eq!(r.int("bad_reauth", "code"), 0x87);
+    // Wrong proof / unknown user: CONNACK 0x87; unknown method: 0x8C.
+    assert_eq!(r.int("wrong_password", "code"), 0x87);
+    assert_eq!(r.int("unknown_user", "code"), 0x87);
+    assert_eq!(r.int("unknown_method", "code"), 0x8C);
+    assert!(r.str("unknown_method", "reason").contains("SCRAM-SHA-1"));
+    // AUTH on a password-authenticated connection: DISCONNECT 0x82.
+    assert_eq!(r.int("auth_without_enhanced", "connack"), 0);
+    assert_eq!(r.int("auth_without_enhanced", "kind"), 14);
+    assert_eq!(r.int("auth_without_enhanced", "code"), 0x82);
+}
+
+#[test]
+fn mqtt5_will_delay_and_session_expiry_together() {
+    let (node, _cfg) = start("");
+    let r = run(&node, "mqtt5_will_delay.py", &[]);
+    let secs = |k: &str| {
+        r.get("wills", k)
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {k} will: {:?}", r.0))
+    };
+    // §3.1.3.2.2: the delay (2 s) when the session lasts longer ...
+    let delayed = secs("delayed");
+    assert!(
+        (1.5..6.0).contains(&delayed),
+        "delayed will after {delayed} s"
+    );
+    // ... the session expiry (1 s) when it ends first ...
+    let expiry = secs("expiry");
+    assert!(
+        (0.5..4.0).contains(&expiry),
+        "will at session end after {expiry} s"
+    );
+    // ... never when the session is resumed in time, at once when a Clean Start ends it.
+    assert_eq!(r.get("wills", "resumed"), &serde_json::Value::Null);
+    let clean = secs("clean");
+    assert!(clean < 3.0, "will after Clean Start reconnect: {clean} s");
+}
+
+#[test]
+fn mqtt5_server_redirection() {
+    for (moved, code) in [("false", 0x9C), ("true", 0x9D)] {
+        let (node, _cfg) = start(&format!(
+            "server_reference = \"other.example:1883\"\nserver_moved = {moved}"
+        ));
+        let r = run(&node, "mqtt5_redirect.py", &[]);
+        // §4.11: CONNACK 0x9C / 0x9D with the Server Reference.
+        assert_eq!(r.int("redirect", "code"), code);
+        assert_eq!(r.str("redirect", "reference"), "other.example:1883");
+        // 3.1.1 has no redirection: "server unavailable" (return code 3, paho's 0x88).
+        assert_eq!(r.int("redirect", "v311_code"), 0x88);
+    }
+}

@@ -1,5 +1,5 @@
-//! `rill device add|list|remove`: MQTT device credentials (argon2id hashes in the node's
-//! credential file, `<data_dir>/mqtt-credentials` unless `[mqtt.auth] credentials_file` says
+//! `rill device add|list|remove`: MQTT device credentials (argon2id hashes, and SCRAM-SHA-256
+//! verifiers for MQTT 5 enhanced authentication, in the node's credential file, `<data_dir>/mqtt-credentials` unless `[mqtt.auth] credentials_file` says
 //! otherwise). A running node picks changes up on the next CONNECT.
 
 use std::io::BufRead;

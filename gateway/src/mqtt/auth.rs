@@ -1,7 +1,9 @@
-//! Device identity: a credential store of argon2-hashed passwords and per-device ACL templates.
+//! Device identity: a credential store of argon2-hashed passwords (and SCRAM-SHA-256 verifiers
+//! for MQTT 5 enhanced authentication) and per-device ACL templates.
 //!
 //! The store is a text file (`username:$argon2id$...` per line, like a mosquitto password
-//! file) so `rill device add|list|remove` can change it while the node runs; the node rereads
+//! file, optionally followed by `:SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`,
+//! base64, PostgreSQL's verifier format; lines without it still verify passwords) so `rill device add|list|remove` can change it while the node runs; the node rereads
 //! it when its modification time changes. ACL templates are topic filters in which
 //! `{client_id}` and `{username}` are replaced by the connecting device's identity.
 
@@ -15,6 +17,10 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use serde::{Deserialize, Serialize};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use rill_core::scram::{ScramCredential, ScramMechanism};
 
 use super::topic;
 
@@ -86,6 +92,38 @@ fn check_username(name: &str) -> Result<(), AuthError> {
         return Err(AuthError::BadUsername(name.to_string()));
     }
     Ok(())
+}
+
+/// The SCRAM mechanism of MQTT enhanced authentication.
+const SCRAM: ScramMechanism = ScramMechanism::Sha256;
+/// Iterations of new SCRAM-SHA-256 verifiers (RFC 7677's minimum, Kafka's default).
+const SCRAM_ITERATIONS: u32 = 4096;
+
+/// The SCRAM-SHA-256 verifier of `password` in the file's form.
+pub fn scram_verifier(password: &str) -> Result<String, AuthError> {
+    let c = ScramCredential::generate(SCRAM, password.as_bytes(), SCRAM_ITERATIONS)
+        .map_err(|e| AuthError::Hash(e.to_string()))?;
+    Ok(format!(
+        "SCRAM-SHA-256${}:{}${}:{}",
+        c.iterations,
+        B64.encode(&c.salt),
+        B64.encode(&c.stored_key),
+        B64.encode(&c.server_key)
+    ))
+}
+
+/// Parses a verifier written by [`scram_verifier`].
+pub fn parse_scram_verifier(v: &str) -> Option<ScramCredential> {
+    let rest = v.strip_prefix("SCRAM-SHA-256$")?;
+    let (iter_salt, keys) = rest.split_once('$')?;
+    let (iterations, salt) = iter_salt.split_once(':')?;
+    let (stored, server) = keys.split_once(':')?;
+    Some(ScramCredential {
+        iterations: iterations.parse().ok()?,
+        salt: B64.decode(salt).ok()?,
+        stored_key: B64.decode(stored).ok()?,
+        server_key: B64.decode(server).ok()?,
+    })
 }
 
 /// Hashes a password with argon2id and a random salt (PHC string).
@@ -176,7 +214,8 @@ impl CredentialStore {
     pub fn add(&self, username: &str, password: &str) -> Result<(), AuthError> {
         check_username(username)?;
         let mut entries = self.read_file()?;
-        entries.insert(username.to_string(), hash_password(password)?);
+        let line = format!("{}:{}", hash_password(password)?, scram_verifier(password)?);
+        entries.insert(username.to_string(), line);
         self.write_file(&entries)
     }
 
@@ -197,6 +236,23 @@ impl CredentialStore {
     /// Whether `username` / `password` are valid (rereads the file when it changed).
     /// CPU-heavy (argon2): call from a blocking task.
     pub fn verify(&self, username: &str, password: &[u8]) -> Result<bool, AuthError> {
+        let entry = self.entry(username)?;
+        Ok(entry.is_some_and(|e| {
+            let argon2 = e.split_once(':').map_or(e.as_str(), |(h, _)| h);
+            verify_password(argon2, password)
+        }))
+    }
+
+    /// The SCRAM-SHA-256 credential of `username`, when the store holds one (devices added
+    /// before verifiers were stored have none until `rill device add` sets their password again).
+    pub fn scram(&self, username: &str) -> Result<Option<ScramCredential>, AuthError> {
+        Ok(self
+            .entry(username)?
+            .and_then(|e| e.split_once(':').and_then(|(_, v)| parse_scram_verifier(v))))
+    }
+
+    /// The stored line of `username` after `username:` (rereads the file when it changed).
+    fn entry(&self, username: &str) -> Result<Option<String>, AuthError> {
         let mtime = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok();
@@ -208,7 +264,7 @@ impl CredentialStore {
             }
             cache.1.get(username).cloned()
         };
-        Ok(hash.is_some_and(|h| verify_password(&h, password)))
+        Ok(hash)
     }
 }
 
@@ -275,6 +331,16 @@ mod tests {
         assert!(!store.verify("nobody", b"secret").unwrap());
         let text = std::fs::read_to_string(store.path()).unwrap();
         assert!(!text.contains("secret") && text.contains("$argon2id$"));
+        assert!(text.contains(":SCRAM-SHA-256$4096:"), "{text}");
+        let scram = store.scram("d1").unwrap().expect("SCRAM verifier");
+        assert!(scram.verify_password(ScramMechanism::Sha256, b"secret"));
+        assert!(!scram.verify_password(ScramMechanism::Sha256, b"wrong"));
+        // A line from before verifiers were stored still verifies its password.
+        let old = dir.path().join("old");
+        std::fs::write(&old, format!("d3:{}\n", hash_password("pw").unwrap())).unwrap();
+        let old = CredentialStore::new(old);
+        assert!(old.verify("d3", b"pw").unwrap());
+        assert!(old.scram("d3").unwrap().is_none());
         store.remove("d1").unwrap();
         assert!(!store.verify("d1", b"secret").unwrap());
         assert!(store.remove("d1").is_err());

@@ -66,6 +66,56 @@ fn fixed_header(buf: &[u8]) -> Result<Option<(usize, usize)>, CodecError> {
     ))
 }
 
+/// The reason code of an AUTH packet (§3.15.2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthCode {
+    /// 0x00: authentication succeeded.
+    Success,
+    /// 0x18: continue the exchange.
+    Continue,
+    /// 0x19: the client starts re-authentication.
+    ReAuthenticate,
+}
+
+/// An AUTH packet (MQTT 5 §3.15).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthPacket {
+    /// The reason code.
+    pub code: AuthCode,
+    /// Authentication Method (0x15).
+    pub method: Option<String>,
+    /// Authentication Data (0x16).
+    pub data: Option<Bytes>,
+    /// Reason String (0x1F).
+    pub reason: Option<String>,
+    /// User Properties (0x26).
+    pub user_properties: Vec<(String, String)>,
+}
+
+impl AuthPacket {
+    /// An AUTH of `code` for `method` carrying `data`.
+    pub fn new(code: AuthCode, method: &str, data: Vec<u8>) -> AuthPacket {
+        AuthPacket {
+            code,
+            method: Some(method.to_string()),
+            data: Some(Bytes::from(data)),
+            reason: None,
+            user_properties: Vec::new(),
+        }
+    }
+}
+
+/// A decoded packet: one of rumqttc's, or an AUTH (coded here, see [`Framer::decode_inbound`]).
+// Unboxed like `decode`'s own `v5::Packet`: each packet is moved once, straight to its handler.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// Any packet but AUTH.
+    Packet(v5::Packet),
+    /// An AUTH packet.
+    Auth(AuthPacket),
+}
+
 /// Frames packets of one connection.
 #[derive(Debug)]
 pub struct Framer {
@@ -90,7 +140,38 @@ impl Framer {
         self.level
     }
 
-    /// Next whole packet in `buf`, or `Ok(None)` when more bytes are needed.
+    /// Next whole packet in `buf`, AUTH included (MQTT 5 only), or `Ok(None)` when more bytes
+    /// are needed.
+    pub fn decode_inbound(&mut self, buf: &mut BytesMut) -> Result<Option<Inbound>, CodecError> {
+        if self.level == Some(Level::V5) && buf.first() == Some(&0xF0) {
+            let Some((header_len, remaining)) = fixed_header(buf)? else {
+                return Ok(None);
+            };
+            let size = header_len + remaining;
+            if size > self.max_incoming {
+                return Err(CodecError::TooLarge {
+                    size,
+                    max: self.max_incoming,
+                });
+            }
+            if buf.len() < size {
+                return Ok(None);
+            }
+            let packet = buf.split_to(size).freeze();
+            return decode_auth(packet.slice(header_len..)).map(|a| Some(Inbound::Auth(a)));
+        }
+        Ok(self.decode(buf)?.map(Inbound::Packet))
+    }
+
+    /// Appends an AUTH packet (MQTT 5 connections only).
+    pub fn encode_auth(&self, auth: &AuthPacket, out: &mut BytesMut) {
+        if self.level == Some(Level::V5) {
+            encode_auth(auth, out);
+        }
+    }
+
+    /// Next whole packet in `buf` (AUTH is refused: see [`Framer::decode_inbound`]), or
+    /// `Ok(None)` when more bytes are needed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<v5::Packet>, CodecError> {
         let Some((header_len, remaining)) = fixed_header(buf)? else {
             return Ok(None);
@@ -126,6 +207,9 @@ impl Framer {
                     return Ok(Some(v5::Packet::Disconnect(v5::Disconnect::new(
                         v5::DisconnectReasonCode::NormalDisconnection,
                     ))));
+                }
+                if buf[0] == 0xF0 {
+                    return Err(CodecError::Malformed("AUTH outside an exchange".into()));
                 }
                 let packet = v5::Packet::read(buf, None).map_err(|e| malformed(&e))?;
                 Ok(Some(packet))
@@ -179,6 +263,129 @@ impl Framer {
         }
         Ok(())
     }
+}
+
+/// AUTH (MQTT 5 §3.15) is coded here: rumqttc 0.25 miscounts its property lengths (string
+/// and binary properties without their 2-byte length), so it can neither read nor write an
+/// AUTH that carries an authentication method. `body` follows the fixed header.
+fn decode_auth(mut body: Bytes) -> Result<AuthPacket, CodecError> {
+    use bytes::Buf;
+    let bad = |what: &str| CodecError::Malformed(format!("AUTH: {what}"));
+    // §3.15.2.1: no variable header at all means Success without properties.
+    let mut out = AuthPacket {
+        code: AuthCode::Success,
+        method: None,
+        data: None,
+        reason: None,
+        user_properties: Vec::new(),
+    };
+    if body.is_empty() {
+        return Ok(out);
+    }
+    out.code = match body.get_u8() {
+        0x00 => AuthCode::Success,
+        0x18 => AuthCode::Continue,
+        0x19 => AuthCode::ReAuthenticate,
+        other => return Err(bad(&format!("reason code {other:#04x}"))),
+    };
+    if body.is_empty() {
+        return Ok(out);
+    }
+    let (len_len, len) = varint(&body).ok_or_else(|| bad("property length"))?;
+    body.advance(len_len);
+    if body.len() != len {
+        return Err(bad("property length differs from the packet"));
+    }
+    fn two(body: &mut Bytes) -> Option<Bytes> {
+        if body.len() < 2 {
+            return None;
+        }
+        let n = body.get_u16() as usize;
+        (body.len() >= n).then(|| body.split_to(n))
+    }
+    let string = |b: Bytes| String::from_utf8(b.to_vec()).map_err(|_| bad("string is not UTF-8"));
+    let props = &mut out;
+    while !body.is_empty() {
+        let id = body.get_u8();
+        let value = two(&mut body).ok_or_else(|| bad("truncated property"))?;
+        match id {
+            0x15 if props.method.is_none() => props.method = Some(string(value)?),
+            0x16 if props.data.is_none() => props.data = Some(value),
+            0x1F if props.reason.is_none() => props.reason = Some(string(value)?),
+            0x26 => {
+                let v = two(&mut body).ok_or_else(|| bad("truncated user property"))?;
+                props.user_properties.push((string(value)?, string(v)?));
+            }
+            other => {
+                return Err(bad(&format!(
+                    "property {other:#04x} not allowed or repeated"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The remaining-length style variable byte integer at the start of `b`: (bytes, value).
+fn varint(b: &[u8]) -> Option<(usize, usize)> {
+    let mut v = 0usize;
+    for i in 0..4 {
+        let byte = *b.get(i)?;
+        v |= ((byte & 0x7f) as usize) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((i + 1, v));
+        }
+    }
+    None
+}
+
+fn put_varint(out: &mut BytesMut, mut n: usize) {
+    loop {
+        let mut b = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            b |= 0x80;
+        }
+        out.extend_from_slice(&[b]);
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+fn encode_auth(p: &AuthPacket, out: &mut BytesMut) {
+    let mut props = BytesMut::new();
+    let put = |id: u8, v: &[u8], props: &mut BytesMut| {
+        props.extend_from_slice(&[id]);
+        props.extend_from_slice(&(v.len() as u16).to_be_bytes());
+        props.extend_from_slice(v);
+    };
+    if let Some(m) = &p.method {
+        put(0x15, m.as_bytes(), &mut props);
+    }
+    if let Some(d) = &p.data {
+        put(0x16, d, &mut props);
+    }
+    if let Some(r) = &p.reason {
+        put(0x1F, r.as_bytes(), &mut props);
+    }
+    for (k, v) in &p.user_properties {
+        put(0x26, k.as_bytes(), &mut props);
+        props.extend_from_slice(&(v.len() as u16).to_be_bytes());
+        props.extend_from_slice(v.as_bytes());
+    }
+    let code = match p.code {
+        AuthCode::Success => 0x00,
+        AuthCode::Continue => 0x18,
+        AuthCode::ReAuthenticate => 0x19,
+    };
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&[code]);
+    put_varint(&mut body, props.len());
+    body.extend_from_slice(&props);
+    out.extend_from_slice(&[0xF0]);
+    put_varint(out, body.len());
+    out.extend_from_slice(&body);
 }
 
 /// `p` without its reason string and user properties (what may be dropped to fit the client's
@@ -368,6 +575,49 @@ mod tests {
         let mut b = BytesMut::new();
         p.write(&mut b, usize::MAX).unwrap();
         b
+    }
+
+    #[test]
+    fn auth_packets_round_trip() {
+        let mut f = Framer::new(1 << 20);
+        let connect = v5::Connect {
+            keep_alive: 30,
+            client_id: "c".into(),
+            clean_start: true,
+            properties: None,
+        };
+        let mut buf = BytesMut::new();
+        v5::Packet::Connect(connect, None, None)
+            .write(&mut buf, None)
+            .unwrap();
+        f.decode(&mut buf).unwrap().unwrap();
+        let mut auth = AuthPacket::new(
+            AuthCode::Continue,
+            "SCRAM-SHA-256",
+            b"r=abc,i=4096".to_vec(),
+        );
+        auth.reason = Some("go on".into());
+        auth.user_properties = vec![("k".into(), "v".into())];
+        let mut out = BytesMut::new();
+        f.encode_auth(&auth, &mut out);
+        // reason code, property length, then the properties with their 2-byte lengths
+        let n = out.len() as u8;
+        assert_eq!(&out[..4], &[0xF0, n - 2, 0x18, n - 4]);
+        assert_eq!(
+            f.decode_inbound(&mut out).unwrap(),
+            Some(Inbound::Auth(auth))
+        );
+        let mut bare = BytesMut::from(&[0xF0u8, 0x00][..]);
+        assert!(matches!(
+            f.decode_inbound(&mut bare).unwrap(),
+            Some(Inbound::Auth(AuthPacket {
+                code: AuthCode::Success,
+                method: None,
+                ..
+            }))
+        ));
+        let mut bad = BytesMut::from(&[0xF0u8, 0x01, 0x42][..]);
+        assert!(f.decode_inbound(&mut bad).is_err());
     }
 
     #[test]

@@ -14,6 +14,10 @@ use super::mapping::RuleConfig;
 pub struct TlsConfig {
     /// Address of the MQTT-over-TLS listener (e.g. `0.0.0.0:8883`).
     pub listen: String,
+    /// Address of the secure WebSocket listener (MQTT over WebSocket over TLS, e.g.
+    /// `0.0.0.0:8884`), with this certificate; off when unset.
+    #[serde(default)]
+    pub ws_listen: Option<String>,
     /// PEM certificate chain.
     pub cert: PathBuf,
     /// PEM private key.
@@ -53,6 +57,15 @@ pub struct MqttConfig {
     /// to use this keep alive (seconds) instead of its own, and it is enforced at 1.5x. 3.1.1
     /// clients keep their own (that protocol has no way to tell them).
     pub server_keep_alive_secs: Option<u16>,
+    /// Server redirection (MQTT 5 §4.11): when set, every MQTT 5 CONNECT is refused with this
+    /// Server Reference (`host:port`, or several separated by spaces) and CONNACK 0x9C (Use
+    /// another server), or 0x9D (Server moved) with `server_moved`; 3.1.1 clients get 0x03
+    /// (server unavailable).
+    pub server_reference: Option<String>,
+    /// Redirection is permanent (0x9D) rather than temporary (0x9C).
+    pub server_moved: bool,
+    /// Seconds between `$SYS` topic updates (Mosquitto's `sys_interval`); 0: no `$SYS` topics.
+    pub sys_interval_s: u64,
 }
 
 impl Default for MqttConfig {
@@ -68,6 +81,9 @@ impl Default for MqttConfig {
             topic_alias_maximum: 64,
             connect_timeout_secs: 10,
             server_keep_alive_secs: None,
+            server_reference: None,
+            server_moved: false,
+            sys_interval_s: 10,
         }
     }
 }

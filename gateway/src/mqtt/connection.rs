@@ -24,12 +24,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::auth::Acl;
-use super::codec::{CodecError, Framer, Level};
+use super::codec::{AuthCode, AuthPacket, CodecError, Framer, Inbound, Level};
 use super::delivery::Deliverer;
+use super::enhanced_auth::{self, AuthFailure, Exchange};
 use super::ingest::{IngestError, Prepared};
 use super::metrics::Refusal;
 use super::records::{Message, MessageProps};
 use super::session_store::{StoredSession, StoredSubscription};
+use super::sys_topics::{SysCounters, SysValues};
 use super::topic;
 use super::{LiveClient, MqttServer};
 
@@ -139,16 +141,20 @@ pub async fn handle<S>(
     let mut framer = Framer::new(server.config.max_packet_size);
     let mut inbuf = BytesMut::with_capacity(4096);
     let timeout = Duration::from_secs(server.config.connect_timeout_secs.max(1));
+    let counters = &server.sys.counters;
     let first = tokio::time::timeout(timeout, async {
         loop {
             match framer.decode(&mut inbuf) {
-                Ok(Some(p)) => return Ok(Some(p)),
+                Ok(Some(p)) => {
+                    counters.packet_in(false);
+                    return Ok(Some(p));
+                }
                 Ok(None) => {}
                 Err(e) => return Err(e),
             }
             match rd.read_buf(&mut inbuf).await {
                 Ok(0) | Err(_) => return Ok(None),
-                Ok(_) => {}
+                Ok(n) => counters.bytes_in(n),
             }
         }
     })
@@ -171,8 +177,31 @@ pub async fn handle<S>(
     let Some(level) = framer.level() else {
         return;
     };
+    // §4.12: enhanced authentication runs before CONNACK.
+    let props = connect.properties.as_ref();
+    let enhanced = match props.and_then(|p| p.authentication_method.clone()) {
+        Some(method) if level == Level::V5 => {
+            let data = props
+                .and_then(|p| p.authentication_data.clone())
+                .unwrap_or_default();
+            let exchange = enhanced_connect(
+                &server,
+                &mut framer,
+                &mut rd,
+                &mut wr,
+                &mut inbuf,
+                method,
+                data,
+            );
+            match exchange.await {
+                Some(a) => Some(a),
+                None => return,
+            }
+        }
+        _ => None,
+    };
     let mut conn = match Conn::accept(
-        server, framer, level, peer, connect, will, login, cert_name, &mut wr,
+        server, framer, level, peer, connect, will, login, cert_name, enhanced, &mut wr,
     )
     .await
     {
@@ -184,6 +213,117 @@ pub async fn handle<S>(
     let end = conn.run(&mut rd, &mut wr, inbuf).await;
     conn.finish(end, &mut wr).await;
     metrics.disconnected(level);
+}
+
+/// A client authenticated by enhanced authentication.
+struct Authenticated {
+    method: String,
+    username: String,
+    /// The server-final message, sent in CONNACK.
+    server_final: Vec<u8>,
+}
+
+/// The CONNECT half of enhanced authentication: AUTH 0x18 with the server-first message, the
+/// client's AUTH 0x18 with its final message, checked. `None` when refused (the CONNACK with
+/// the reason was sent).
+async fn enhanced_connect<R, W>(
+    server: &Arc<MqttServer>,
+    framer: &mut Framer,
+    rd: &mut R,
+    wr: &mut W,
+    inbuf: &mut BytesMut,
+    method: String,
+    data: Bytes,
+) -> Option<Authenticated>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use v5::ConnectReturnCode as Code;
+    let counters = &server.sys.counters;
+    let refuse = |code: Code, text: String| {
+        vec![v5::Packet::ConnAck(v5::ConnAck {
+            session_present: false,
+            code,
+            properties: Some(v5::ConnAckProperties {
+                reason_string: Some(text),
+                ..no_connack_props()
+            }),
+        })]
+    };
+    let failure = |e: AuthFailure| match e {
+        AuthFailure::UnknownMethod(_) => (Code::BadAuthenticationMethod, e.to_string()),
+        AuthFailure::Refused(_) => (Code::NotAuthorized, e.to_string()),
+    };
+    let srv = server.clone();
+    let m = method.clone();
+    let begun =
+        tokio::task::spawn_blocking(move || enhanced_auth::begin(&srv.credentials, &m, &data))
+            .await
+            .ok()?;
+    let (exchange, server_first) = match begun {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(method, error = %e, "MQTT enhanced authentication refused");
+            let (code, text) = failure(e);
+            send(counters, framer, wr, refuse(code, text)).await;
+            return None;
+        }
+    };
+    let mut buf = BytesMut::new();
+    framer.encode_auth(
+        &AuthPacket::new(AuthCode::Continue, &method, server_first),
+        &mut buf,
+    );
+    counters.sent(1, 0, buf.len());
+    if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
+        return None;
+    }
+    let timeout = Duration::from_secs(server.config.connect_timeout_secs.max(1));
+    let next = tokio::time::timeout(timeout, async {
+        loop {
+            match framer.decode_inbound(inbuf) {
+                Ok(Some(p)) => {
+                    counters.packet_in(false);
+                    return Some(p);
+                }
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+            match rd.read_buf(inbuf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => counters.bytes_in(n),
+            }
+        }
+    })
+    .await;
+    let client_final = match next {
+        Ok(Some(Inbound::Auth(a)))
+            if a.code == AuthCode::Continue && a.method.as_deref() == Some(method.as_str()) =>
+        {
+            a.data.unwrap_or_default()
+        }
+        Ok(Some(_)) => {
+            // §4.12: only AUTH (or DISCONNECT) may follow until CONNACK.
+            let text = "expected AUTH with the same method during authentication".to_string();
+            send(counters, framer, wr, refuse(Code::ProtocolError, text)).await;
+            return None;
+        }
+        _ => return None,
+    };
+    match exchange.finish(&client_final) {
+        Ok((username, server_final)) => Some(Authenticated {
+            method,
+            username,
+            server_final,
+        }),
+        Err(e) => {
+            tracing::warn!(method, error = %e, "MQTT enhanced authentication failed");
+            let (code, text) = failure(e);
+            send(counters, framer, wr, refuse(code, text)).await;
+            None
+        }
+    }
 }
 
 struct Conn {
@@ -210,6 +350,14 @@ struct Conn {
     kick: tokio::sync::mpsc::Receiver<()>,
     finished: tokio::sync::watch::Sender<bool>,
     last_save: Instant,
+    /// New `$SYS` values (None: `$SYS` topics are off).
+    sys: Option<tokio::sync::watch::Receiver<Arc<SysValues>>>,
+    /// The enhanced authentication method of CONNECT (re-authentication must use it).
+    auth_method: Option<String>,
+    /// A re-authentication in progress (§4.12.1).
+    reauth: Option<Exchange>,
+    /// AUTH packets to send (rumqttc's packet type cannot carry them, see `codec`).
+    auth_out: Vec<AuthPacket>,
 }
 
 /// How far before a session's last save a QoS 2 publish of it may have been stored: the session
@@ -246,6 +394,7 @@ impl Conn {
         will: Option<v5::LastWill>,
         login: Option<v5::Login>,
         cert_name: Option<String>,
+        enhanced: Option<Authenticated>,
         wr: &mut W,
     ) -> Option<Conn> {
         use v5::ConnectReturnCode as Code;
@@ -267,11 +416,32 @@ impl Conn {
                 }),
             })
         };
+        // §4.11: redirection, where configured, before anything else is looked at.
+        if let Some(reference) = &server.config.server_reference {
+            let (code, text) = if server.config.server_moved {
+                (Code::ServerMoved, "this server has moved")
+            } else {
+                (Code::UseAnotherServer, "use another server")
+            };
+            tracing::info!(%peer, reference, "MQTT client redirected");
+            let redirect = v5::Packet::ConnAck(v5::ConnAck {
+                session_present: false,
+                code,
+                properties: Some(v5::ConnAckProperties {
+                    reason_string: Some(text.to_string()),
+                    server_reference: Some(reference.clone()),
+                    ..no_connack_props()
+                }),
+            });
+            send(&server.sys.counters, &framer, wr, vec![redirect]).await;
+            return None;
+        }
         let mut client_id = connect.client_id.clone();
         let mut assigned = None;
         if client_id.is_empty() {
             if level == Level::V4 && !connect.clean_start {
                 send(
+                    &server.sys.counters,
                     &framer,
                     wr,
                     vec![refuse(
@@ -286,12 +456,16 @@ impl Conn {
             assigned = Some(client_id.clone());
         }
         // Authentication.
-        let username = login
-            .as_ref()
-            .map(|l| l.username.clone())
-            .or(cert_name.clone());
+        let username = match &enhanced {
+            Some(a) => Some(a.username.clone()),
+            None => login
+                .as_ref()
+                .map(|l| l.username.clone())
+                .or(cert_name.clone()),
+        };
         let acl = if server.config.auth.enabled {
             let ok = match (&login, &cert_name) {
+                _ if enhanced.is_some() => true,
                 (Some(l), _) => {
                     let srv = server.clone();
                     let (u, p) = (l.username.clone(), l.password.clone());
@@ -310,6 +484,7 @@ impl Conn {
             if !ok {
                 tracing::warn!(%peer, client_id, user = ?username, "MQTT authentication failed");
                 send(
+                    &server.sys.counters,
                     &framer,
                     wr,
                     vec![refuse(
@@ -333,6 +508,7 @@ impl Conn {
             Some(w) => {
                 let Ok(topic_name) = String::from_utf8(w.topic.to_vec()) else {
                     send(
+                        &server.sys.counters,
                         &framer,
                         wr,
                         vec![refuse(Code::TopicNameInvalid, "will topic is not UTF-8")],
@@ -342,12 +518,21 @@ impl Conn {
                 };
                 if let Err(e) = topic::validate_name(&topic_name) {
                     let text = format!("invalid will topic: {e}");
-                    send(&framer, wr, vec![refuse(Code::TopicNameInvalid, &text)]).await;
+                    send(
+                        &server.sys.counters,
+                        &framer,
+                        wr,
+                        vec![refuse(Code::TopicNameInvalid, &text)],
+                    )
+                    .await;
                     return None;
                 }
-                if acl.as_ref().is_some_and(|a| !a.may_publish(&topic_name)) {
+                if topic::is_sys(&topic_name)
+                    || acl.as_ref().is_some_and(|a| !a.may_publish(&topic_name))
+                {
                     tracing::warn!(%peer, client_id, topic = topic_name, "will topic denied by ACL");
                     send(
+                        &server.sys.counters,
                         &framer,
                         wr,
                         vec![refuse(Code::NotAuthorized, "will topic denied")],
@@ -392,10 +577,21 @@ impl Conn {
                 },
             )
         };
+        let connected = server.live.lock_unpoisoned().len();
+        server.sys.counters.connected(connected);
         if let Some(prev) = previous {
             let _ = prev.kick.try_send(());
             let mut fin = prev.finished;
             let _ = tokio::time::timeout(Duration::from_secs(5), fin.wait_for(|f| *f)).await;
+        }
+        // §3.1.3.2.2: a will waiting out its delay (also that of a connection just taken
+        // over) is not sent when the session is resumed in time; a Clean Start ends that
+        // session, so its will goes out now.
+        let delayed_will = server.delayed_wills.lock_unpoisoned().remove(&client_id);
+        if let Some((_, will)) = delayed_will.filter(|_| connect.clean_start) {
+            let srv = server.clone();
+            let id = client_id.clone();
+            tokio::spawn(async move { publish_will_message(&srv, &id, will).await });
         }
         // Session state.
         let stored = {
@@ -418,6 +614,7 @@ impl Conn {
             Ok(Err(e)) => {
                 tracing::error!(client_id, error = %e, "MQTT session store failed");
                 send(
+                    &server.sys.counters,
                     &framer,
                     wr,
                     vec![refuse(Code::ServerUnavailable, "session store failed")],
@@ -489,6 +686,10 @@ impl Conn {
             subscription_identifiers_available: Some(1),
             shared_subscription_available: Some(1),
             server_keep_alive,
+            authentication_method: enhanced.as_ref().map(|a| a.method.clone()),
+            authentication_data: enhanced
+                .as_ref()
+                .map(|a| Bytes::from(a.server_final.clone())),
             ..no_connack_props()
         });
         let connack = v5::Packet::ConnAck(v5::ConnAck {
@@ -499,12 +700,11 @@ impl Conn {
         let mut out = vec![connack];
         deliverer.resume_awaiting_pubcomp(&awaiting_pubcomp, &mut out);
         deliverer.pump(&mut out);
-        if !send(&framer, wr, out).await {
+        if !send(&server.sys.counters, &framer, wr, out).await {
             return None;
         }
         tracing::debug!(%peer, client_id, ?level, session_present, "MQTT client connected");
         Some(Conn {
-            server,
             framer,
             level,
             peer,
@@ -522,6 +722,11 @@ impl Conn {
             kick: kick_rx,
             finished: fin_tx,
             last_save: Instant::now(),
+            sys: server.sys.enabled().then(|| server.sys.watch()),
+            auth_method: enhanced.map(|a| a.method),
+            reauth: None,
+            auth_out: Vec::new(),
+            server,
         })
     }
 
@@ -544,7 +749,7 @@ impl Conn {
             if pending_input {
                 pending_input = false;
                 if let Err(end) = self.process(&mut inbuf, &mut acks, &mut out).await {
-                    send(&self.framer, wr, out).await;
+                    send(&self.server.sys.counters, &self.framer, wr, out).await;
                     return end;
                 }
             } else {
@@ -562,15 +767,23 @@ impl Conn {
                     },
                     r = rd.read_buf(&mut inbuf), if acks.len() < recv_max => match r {
                         Ok(0) | Err(_) => return End::Lost,
-                        Ok(_) => {
+                        Ok(n) => {
+                            self.server.sys.counters.bytes_in(n);
                             deadline = self.keep_alive.map(|k| Instant::now() + k);
                             if let Err(end) = self.process(&mut inbuf, &mut acks, &mut out).await {
-                                send(&self.framer, wr, out).await;
+                                send(&self.server.sys.counters, &self.framer, wr, out).await;
                                 return end;
                             }
                         }
                     },
                     _ = notify.notified() => {}
+                    _ = sys_changed(&mut self.sys) => {
+                        if let Some(values) = self.sys.as_mut().map(|r| r.borrow_and_update().clone()) {
+                            if self.deliverer.has_sys_subscription() {
+                                self.deliverer.sys_update(&values, &mut out);
+                            }
+                        }
+                    }
                     _ = sleep_until_opt(deadline) => {
                         tracing::info!(client_id = %self.client_id, "MQTT keepalive expired");
                         return close(Reason::KeepAliveTimeout, "no packet within 1.5 times the keep alive");
@@ -584,11 +797,25 @@ impl Conn {
                     }
                 }
             }
+            if !self.auth_out.is_empty() && !self.send_auth(wr).await {
+                return End::Lost;
+            }
             self.deliverer.pump(&mut out);
-            if !out.is_empty() && !send(&self.framer, wr, out).await {
+            if !out.is_empty() && !send(&self.server.sys.counters, &self.framer, wr, out).await {
                 return End::Lost;
             }
         }
+    }
+
+    /// Writes the queued AUTH packets; false when the connection is gone.
+    async fn send_auth<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> bool {
+        let mut buf = BytesMut::new();
+        let n = self.auth_out.len() as u64;
+        for a in self.auth_out.drain(..) {
+            self.framer.encode_auth(&a, &mut buf);
+        }
+        self.server.sys.counters.sent(n, 0, buf.len());
+        wr.write_all(&buf).await.is_ok() && wr.flush().await.is_ok()
     }
 
     /// Handles every whole packet in `inbuf`.
@@ -603,8 +830,21 @@ impl Conn {
             ..AckGroup::default()
         };
         let result = loop {
-            let packet = match self.framer.decode(inbuf) {
-                Ok(Some(p)) => p,
+            let packet = match self.framer.decode_inbound(inbuf) {
+                Ok(Some(Inbound::Auth(a))) => {
+                    self.server.sys.counters.packet_in(false);
+                    match self.on_auth(a).await {
+                        Ok(()) => continue,
+                        Err(end) => break Err(end),
+                    }
+                }
+                Ok(Some(Inbound::Packet(p))) => {
+                    self.server
+                        .sys
+                        .counters
+                        .packet_in(matches!(p, v5::Packet::Publish(_)));
+                    p
+                }
                 Ok(None) => break Ok(()),
                 Err(e) => {
                     tracing::info!(peer = %self.peer, client_id = %self.client_id, error = %e, "bad MQTT packet; closing connection");
@@ -721,6 +961,68 @@ impl Conn {
                     format!("unexpected {} packet", packet_name(&other)),
                 ))
             }
+        }
+    }
+
+    /// Re-authentication (§4.12.1): AUTH 0x19 with the CONNECT's method starts it, AUTH 0x18
+    /// continues it; success is AUTH 0x00 with the server-final message, failure DISCONNECT
+    /// 0x87. AUTH on a connection that did not use enhanced authentication, or with another
+    /// method, is a Protocol Error (MQTT-4.12.0-7, MQTT-4.12.1-1).
+    async fn on_auth(&mut self, a: AuthPacket) -> Result<(), End> {
+        let Some(method) = self.auth_method.clone() else {
+            return Err(close(
+                Reason::ProtocolError,
+                "AUTH without enhanced authentication at CONNECT",
+            ));
+        };
+        if a.method.as_deref() != Some(method.as_str()) {
+            return Err(close(
+                Reason::ProtocolError,
+                "re-authentication must use the CONNECT's authentication method",
+            ));
+        }
+        let data = a.data.unwrap_or_default();
+        match (a.code, self.reauth.take()) {
+            (AuthCode::ReAuthenticate, None) => {
+                let srv = self.server.clone();
+                let m = method.clone();
+                let begun = tokio::task::spawn_blocking(move || {
+                    enhanced_auth::begin(&srv.credentials, &m, &data)
+                })
+                .await
+                .map_err(|_| close(Reason::ImplementationSpecificError, "authentication task"))?;
+                match begun {
+                    Ok((exchange, server_first)) => {
+                        self.reauth = Some(exchange);
+                        self.auth_out.push(AuthPacket::new(
+                            AuthCode::Continue,
+                            &method,
+                            server_first,
+                        ));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::warn!(client_id = %self.client_id, error = %e, "MQTT re-authentication refused");
+                        Err(close(Reason::NotAuthorized, e.to_string()))
+                    }
+                }
+            }
+            (AuthCode::Continue, Some(exchange)) => match exchange.finish(&data) {
+                Ok((_, server_final)) => {
+                    tracing::debug!(client_id = %self.client_id, "MQTT client re-authenticated");
+                    self.auth_out
+                        .push(AuthPacket::new(AuthCode::Success, &method, server_final));
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(client_id = %self.client_id, error = %e, "MQTT re-authentication failed");
+                    Err(close(Reason::NotAuthorized, e.to_string()))
+                }
+            },
+            _ => Err(close(
+                Reason::ProtocolError,
+                "AUTH out of order in re-authentication",
+            )),
         }
     }
 
@@ -852,6 +1154,42 @@ impl Conn {
                 QoS::AtMostOnce => {}
             }
         };
+        if topic::is_sys(&topic_name) {
+            // §4.7.2: `$` topics are the server's; `$SYS` values are made by the node. MQTT 5
+            // gets 0x87; a 3.1.1 client (no negative acks) gets its ack, and the message is
+            // dropped, as Mosquitto does.
+            tracing::info!(client_id = %self.client_id, topic = topic_name, "publish to a $SYS topic dropped");
+            let text = self.diagnostic(format!("{topic_name} is a $SYS topic, read-only"));
+            let pkid = p.pkid;
+            match p.qos {
+                QoS::AtLeastOnce => {
+                    let mut a = v5::PubAck::new(pkid, ack_props(text));
+                    a.reason = v5::PubAckReason::NotAuthorized;
+                    group
+                        .slots
+                        .push(Slot::Ready(Box::new(v5::Packet::PubAck(a))));
+                }
+                QoS::ExactlyOnce => {
+                    let mut a = v5::PubRec::new(pkid, rec_props(text));
+                    if v5 {
+                        a.reason = v5::PubRecReason::NotAuthorized;
+                    } else {
+                        // 3.1.1: the PUBREL that follows gets its PUBCOMP.
+                        self.server
+                            .qos2_incoming
+                            .lock_unpoisoned()
+                            .entry(self.client_id.clone())
+                            .or_default()
+                            .insert(pkid);
+                    }
+                    group
+                        .slots
+                        .push(Slot::Ready(Box::new(v5::Packet::PubRec(a))));
+                }
+                QoS::AtMostOnce => {}
+            }
+            return Ok(());
+        }
         if self
             .acl
             .as_ref()
@@ -1232,7 +1570,13 @@ impl Conn {
                         server_reference: None,
                     }),
                 };
-                send(&self.framer, wr, vec![v5::Packet::Disconnect(disconnect)]).await;
+                send(
+                    &self.server.sys.counters,
+                    &self.framer,
+                    wr,
+                    vec![v5::Packet::Disconnect(disconnect)],
+                )
+                .await;
             }
         }
         let _ = wr.shutdown().await;
@@ -1262,24 +1606,36 @@ impl Conn {
         tracing::debug!(peer = %self.peer, client_id = %self.client_id, ?end, "MQTT client disconnected");
         if publish_will {
             if let Some((will, delay)) = self.will.take() {
+                // §3.1.3.2.2: sent when the Will Delay Interval has passed or the session
+                // ends (its expiry), whichever comes first, unless the session is resumed
+                // before (see `accept`).
                 let delay = delay.min(self.expiry_secs);
                 let server = self.server.clone();
                 let client_id = self.client_id.clone();
                 let conn_id = self.conn_id;
-                tokio::spawn(async move {
-                    if delay > 0 {
+                if delay == 0 {
+                    tokio::spawn(async move {
+                        publish_will_message(&server, &client_id, will).await;
+                    });
+                } else {
+                    server
+                        .delayed_wills
+                        .lock_unpoisoned()
+                        .insert(client_id.clone(), (conn_id, will));
+                    tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_secs(delay as u64)).await;
-                        let reconnected = server
-                            .live
-                            .lock_unpoisoned()
-                            .get(&client_id)
-                            .is_some_and(|l| l.conn_id != conn_id);
-                        if reconnected {
-                            return;
+                        let due = {
+                            let mut wills = server.delayed_wills.lock_unpoisoned();
+                            match wills.get(&client_id) {
+                                Some((id, _)) if *id == conn_id => wills.remove(&client_id),
+                                _ => None,
+                            }
+                        };
+                        if let Some((_, will)) = due {
+                            publish_will_message(&server, &client_id, will).await;
                         }
-                    }
-                    publish_will_message(&server, &client_id, will).await;
-                });
+                    });
+                }
             }
         }
     }
@@ -1364,6 +1720,16 @@ fn packet_name(p: &v5::Packet) -> &'static str {
     }
 }
 
+/// Waits for new `$SYS` values (forever when they are off).
+async fn sys_changed(rx: &mut Option<tokio::sync::watch::Receiver<Arc<SysValues>>>) {
+    if let Some(r) = rx {
+        if r.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -1371,21 +1737,29 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
-/// Encodes and writes packets; false when the connection is gone.
+/// Encodes and writes packets (counted for `$SYS`); false when the connection is gone.
 async fn send<W: AsyncWrite + Unpin>(
+    counters: &SysCounters,
     framer: &Framer,
     wr: &mut W,
     packets: Vec<v5::Packet>,
 ) -> bool {
     let mut buf = BytesMut::new();
+    let (mut count, mut publishes) = (0, 0);
     for p in packets {
-        if let Err(e) = framer.encode(p, &mut buf) {
-            tracing::debug!(error = %e, "MQTT packet not sent");
+        let publish = matches!(p, v5::Packet::Publish(_));
+        match framer.encode(p, &mut buf) {
+            Ok(()) => {
+                count += 1;
+                publishes += u64::from(publish);
+            }
+            Err(e) => tracing::debug!(error = %e, "MQTT packet not sent"),
         }
     }
     if buf.is_empty() {
         return true;
     }
+    counters.sent(count, publishes, buf.len());
     let data: Bytes = buf.freeze();
     wr.write_all(&data).await.is_ok() && wr.flush().await.is_ok()
 }

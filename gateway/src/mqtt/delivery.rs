@@ -20,6 +20,7 @@ use super::records::{Message, StoredRecord};
 use super::session_store::{Cursor, StoredSubscription};
 use super::shared::SharedGroup;
 use super::source::Source;
+use super::sys_topics::SysValues;
 use super::topic::{self, SubscriptionFilter};
 use super::MqttServer;
 
@@ -29,6 +30,17 @@ pub fn qos_of(n: u8) -> QoS {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
         _ => QoS::ExactlyOnce,
+    }
+}
+
+/// A `$SYS` value as a message (QoS 0, no properties).
+fn sys_message(name: &str, payload: &Bytes) -> Message {
+    Message {
+        topic: name.to_string(),
+        payload: payload.clone(),
+        qos: 0,
+        retain: false,
+        props: Default::default(),
     }
 }
 
@@ -106,6 +118,14 @@ impl OutgoingAliases {
         p
     }
 
+    /// How `publish` is sent: `plan`, except that a QoS 2 message always carries its topic
+    /// name beside the alias. MQTT 5 allows the alias alone for any QoS, but MQTT.js (5.x)
+    /// emits a QoS 2 message delivered that way under an empty topic (it resolves the alias
+    /// only for the copy it handles at once, not for the one it keeps until PUBREL).
+    fn sent_form(publish: &v5::Publish, plan: Option<(u16, bool)>) -> Option<(u16, bool)> {
+        plan.map(|(alias, name)| (alias, name || publish.qos == QoS::ExactlyOnce))
+    }
+
     /// Rewrites `publish` to use an alias, recording a new mapping.
     fn apply(&mut self, publish: &mut v5::Publish) {
         let plan = self.plan(&publish.topic);
@@ -120,7 +140,7 @@ impl OutgoingAliases {
             }
             self.by_topic.insert(publish.topic.clone(), alias);
         }
-        *publish = OutgoingAliases::shaped(publish, plan);
+        *publish = OutgoingAliases::shaped(publish, OutgoingAliases::sent_form(publish, plan));
     }
 }
 
@@ -173,6 +193,8 @@ pub struct Deliverer {
     v5: bool,
     max_packet: Option<usize>,
     aliases: OutgoingAliases,
+    /// The `$SYS` values last sent to this client (later intervals send what changed).
+    sys_sent: HashMap<String, Bytes>,
 }
 
 impl Drop for Deliverer {
@@ -219,6 +241,7 @@ impl Deliverer {
             v5,
             max_packet,
             aliases: OutgoingAliases::new(if v5 { topic_alias_max } else { 0 }),
+            sys_sent: HashMap::new(),
         }
     }
 
@@ -505,7 +528,8 @@ impl Deliverer {
         if let Some(max) = self.max_packet {
             // §3.1.2.11.4 (MQTT-3.1.2-25): a message too large for the client is dropped and
             // counts as delivered. Measured as sent: with its packet id and topic alias.
-            let mut sized = OutgoingAliases::shaped(&publish, self.aliases.plan(&publish.topic));
+            let plan = OutgoingAliases::sent_form(&publish, self.aliases.plan(&publish.topic));
+            let mut sized = OutgoingAliases::shaped(&publish, plan);
             sized.pkid = 1;
             if sized.size() > max {
                 tracing::debug!(client = %self.client_id, size = sized.size(), max, "message larger than the client's maximum packet size skipped");
@@ -577,6 +601,18 @@ impl Deliverer {
         let filter = sub.parsed.filter.clone();
         let sub_qos = sub.stored.qos;
         let sub_ids: Vec<usize> = sub.stored.subscription_id.into_iter().collect();
+        if topic::is_sys(&filter) {
+            // The current `$SYS` values stand in for retained messages (as in Mosquitto).
+            let values = self.server.sys.current();
+            for (name, payload) in values.0.iter().filter(|(n, _)| topic::matches(&filter, n)) {
+                let msg = sys_message(name, payload);
+                self.sys_sent.insert(name.clone(), payload.clone());
+                if let Some(p) = self.publish(&msg, QoS::AtMostOnce, true, sub_ids.clone()) {
+                    self.emit(p, Origin::Retained, out);
+                }
+            }
+            return;
+        }
         let msgs = match self.server.retained.matching(&filter) {
             Ok(m) => m,
             Err(e) => {
@@ -587,6 +623,39 @@ impl Deliverer {
         for msg in msgs {
             let qos = qos_of(msg.qos.min(sub_qos));
             if let Some(p) = self.publish(&msg, qos, true, sub_ids.clone()) {
+                self.emit(p, Origin::Retained, out);
+            }
+        }
+    }
+
+    /// Whether a non-shared subscription is for `$SYS` topics.
+    pub fn has_sys_subscription(&self) -> bool {
+        self.subs
+            .iter()
+            .any(|s| s.shared.is_none() && topic::is_sys(&s.parsed.filter))
+    }
+
+    /// Sends the `$SYS` values that changed since they were last sent and match a subscription
+    /// (QoS 0, not retained: live updates), with every matching subscription identifier.
+    pub fn sys_update(&mut self, values: &SysValues, out: &mut Vec<v5::Packet>) {
+        for (name, payload) in &values.0 {
+            if self.sys_sent.get(name) == Some(payload) {
+                continue;
+            }
+            let mut matched = false;
+            let mut sub_ids = Vec::new();
+            for s in self.subs.iter().filter(|s| s.shared.is_none()) {
+                if topic::matches(&s.parsed.filter, name) {
+                    matched = true;
+                    sub_ids.extend(s.stored.subscription_id);
+                }
+            }
+            if !matched {
+                continue;
+            }
+            self.sys_sent.insert(name.clone(), payload.clone());
+            let msg = sys_message(name, payload);
+            if let Some(p) = self.publish(&msg, QoS::AtMostOnce, false, sub_ids) {
                 self.emit(p, Origin::Retained, out);
             }
         }
@@ -837,5 +906,10 @@ mod tests {
         let mut p = publish("a");
         off.apply(&mut p);
         assert_eq!(p, publish("a"));
+        // QoS 2 keeps the name beside an alias already set (MQTT.js interop).
+        let mut q2 = v5::Publish::new("b", QoS::ExactlyOnce, b"x".to_vec(), None);
+        a.apply(&mut q2);
+        assert_eq!(&q2.topic[..], b"b");
+        assert_eq!(q2.properties.and_then(|p| p.topic_alias), Some(2));
     }
 }

@@ -1,18 +1,22 @@
-//! Accept loops: plain TCP and MQTT over TLS (rustls with the ring provider; optional client
-//! certificates, whose common name can stand in for the username).
+//! Accept loops: plain TCP, MQTT over TLS (rustls with the ring provider; optional client
+//! certificates, whose common name can stand in for the username), and MQTT over WebSocket,
+//! plain or on the same TLS settings ([`super::websocket`]). Every transport ends in the same
+//! session layer, [`connection::handle`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rill_core::liveness::{self, Liveness};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::config::TlsConfig;
-use super::{connection, MqttError, MqttServer};
+use super::{connection, websocket, MqttError, MqttServer};
 
 /// Binds the plain MQTT listener.
 pub async fn bind(addr: &str) -> Result<TcpListener, MqttError> {
@@ -31,11 +35,36 @@ pub fn warn_if_open(server: &MqttServer, addr: SocketAddr) {
     }
 }
 
-/// Serves plain TCP connections until `shutdown` is cancelled; marks `alive` at every accept and
-/// while idle.
-pub async fn serve_tcp(
+/// How the connections of one listener reach the session layer.
+#[derive(Clone)]
+pub enum Transport {
+    /// MQTT on plain TCP.
+    Tcp,
+    /// MQTT over TLS.
+    Tls(TlsAcceptor),
+    /// MQTT over WebSocket (§6).
+    WebSocket,
+    /// MQTT over WebSocket over TLS.
+    SecureWebSocket(TlsAcceptor),
+}
+
+impl Transport {
+    fn name(&self) -> &'static str {
+        match self {
+            Transport::Tcp => "TCP",
+            Transport::Tls(_) => "TLS",
+            Transport::WebSocket => "WebSocket",
+            Transport::SecureWebSocket(_) => "secure WebSocket",
+        }
+    }
+}
+
+/// Serves the connections of `listener` over `transport` until `shutdown` is cancelled; marks
+/// `alive` at every accept and while idle.
+pub async fn serve(
     server: Arc<MqttServer>,
     listener: TcpListener,
+    transport: Transport,
     shutdown: CancellationToken,
     alive: Liveness,
 ) {
@@ -53,15 +82,81 @@ pub async fn serve_tcp(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(connection::handle(server.clone(), stream, peer, None));
+                tokio::spawn(serve_connection(
+                    server.clone(),
+                    stream,
+                    peer,
+                    transport.clone(),
+                ));
             }
             Err(e) => {
-                tracing::warn!(error = %e, "MQTT accept failed");
+                tracing::warn!(error = %e, transport = transport.name(), "MQTT accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
     }
 }
+
+/// The handshakes of `transport` (TLS, the WebSocket upgrade), then the session.
+async fn serve_connection(
+    server: Arc<MqttServer>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    transport: Transport,
+) {
+    let handshake_timeout = Duration::from_secs(server.config().connect_timeout_secs.max(1));
+    let max_packet = server.config().max_packet_size;
+    match transport {
+        Transport::Tcp => connection::handle(server, stream, peer, None).await,
+        Transport::Tls(acceptor) => {
+            if let Some((s, cn)) = tls_handshake(acceptor, stream, peer).await {
+                connection::handle(server, s, peer, cn).await;
+            }
+        }
+        Transport::WebSocket => {
+            match websocket::accept(stream, max_packet, handshake_timeout).await {
+                Ok(ws) => connection::handle(server, ws, peer, None).await,
+                Err(e) => tracing::info!(%peer, error = %e, "MQTT WebSocket upgrade failed"),
+            }
+        }
+        Transport::SecureWebSocket(acceptor) => {
+            let Some((s, cn)) = tls_handshake(acceptor, stream, peer).await else {
+                return;
+            };
+            match websocket::accept(s, max_packet, handshake_timeout).await {
+                Ok(ws) => connection::handle(server, ws, peer, cn).await,
+                Err(e) => tracing::info!(%peer, error = %e, "MQTT WebSocket upgrade failed"),
+            }
+        }
+    }
+}
+
+/// The TLS handshake, and the common name of the client certificate if one was presented.
+async fn tls_handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(TlsStream<TcpStream>, Option<String>)> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => {
+            let cn = s
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| common_name(c.as_ref()));
+            Some((s, cn))
+        }
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "MQTT TLS handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The TLS acceptor for `[mqtt.tls]`.
 pub fn tls_acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, MqttError> {
@@ -123,92 +218,89 @@ fn common_name(der: &[u8]) -> Option<String> {
     found
 }
 
-/// Serves TLS connections until `shutdown` is cancelled; marks `alive` at every accept and while
-/// idle.
-pub async fn serve_tls(
-    server: Arc<MqttServer>,
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    shutdown: CancellationToken,
-    alive: Liveness,
-) {
-    let mut idle = tokio::time::interval(liveness::MARK_EVERY);
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => return,
-            _ = idle.tick() => {
-                alive.mark();
-                continue;
-            }
-        };
-        alive.mark();
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "MQTT TLS accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let server = server.clone();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                acceptor.accept(stream),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "MQTT TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let cn = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| common_name(c.as_ref()));
-            connection::handle(server, tls, peer, cn).await;
-        });
-    }
+/// The bound addresses and accept tasks of a node's MQTT listeners.
+pub struct Started {
+    /// The plain TCP listener.
+    pub mqtt: SocketAddr,
+    /// The WebSocket listener, when configured.
+    pub mqtt_ws: Option<SocketAddr>,
+    /// The accept loops.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the MQTT listeners of a node: plain TCP on `listen`, and TLS when configured; both
-/// accept loops mark `alive`. Returns the bound plain address and the accept tasks.
+/// Binds `addr` and spawns the accept loop of `transport` on it.
+async fn start_one(
+    server: &Arc<MqttServer>,
+    addr: &str,
+    transport: Transport,
+    shutdown: &CancellationToken,
+    alive: &Liveness,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), MqttError> {
+    let listener = bind(addr).await?;
+    let bound = listener.local_addr().map_err(|source| MqttError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    warn_if_open(server, bound);
+    let task = tokio::spawn(serve(
+        server.clone(),
+        listener,
+        transport,
+        shutdown.clone(),
+        alive.clone(),
+    ));
+    Ok((bound, task))
+}
+
+/// Starts the MQTT listeners of a node: plain TCP on `listen`, WebSocket on `ws_listen` when
+/// set, and TLS / secure WebSocket when `[mqtt.tls]` sets them; every accept loop marks
+/// `alive`.
 pub async fn start(
     server: Arc<MqttServer>,
     listen: &str,
+    ws_listen: Option<&str>,
     shutdown: CancellationToken,
     alive: Liveness,
-) -> Result<(SocketAddr, Vec<tokio::task::JoinHandle<()>>), MqttError> {
-    let listener = bind(listen).await?;
-    let addr = listener.local_addr().map_err(|source| MqttError::Bind {
-        addr: listen.to_string(),
-        source,
-    })?;
-    warn_if_open(&server, addr);
-    let mut tasks = vec![tokio::spawn(serve_tcp(
-        server.clone(),
-        listener,
-        shutdown.clone(),
-        alive.clone(),
-    ))];
+) -> Result<Started, MqttError> {
+    let (mqtt, task) = start_one(&server, listen, Transport::Tcp, &shutdown, &alive).await?;
+    let mut tasks = vec![
+        task,
+        tokio::spawn(super::sys_topics::run(server.clone(), shutdown.clone())),
+    ];
+    let mut mqtt_ws = None;
+    if let Some(ws) = ws_listen {
+        let (addr, task) = start_one(&server, ws, Transport::WebSocket, &shutdown, &alive).await?;
+        mqtt_ws = Some(addr);
+        tasks.push(task);
+    }
     if let Some(tls) = server.config().tls.clone() {
         let acceptor = tls_acceptor(&tls)?;
-        let l = bind(&tls.listen).await?;
-        if let Ok(a) = l.local_addr() {
-            tracing::info!(addr = %a, "MQTT TLS listener");
-            warn_if_open(&server, a);
+        let (addr, task) = start_one(
+            &server,
+            &tls.listen,
+            Transport::Tls(acceptor.clone()),
+            &shutdown,
+            &alive,
+        )
+        .await?;
+        tracing::info!(%addr, "MQTT TLS listener");
+        tasks.push(task);
+        if let Some(ws) = &tls.ws_listen {
+            let (addr, task) = start_one(
+                &server,
+                ws,
+                Transport::SecureWebSocket(acceptor),
+                &shutdown,
+                &alive,
+            )
+            .await?;
+            tracing::info!(%addr, "MQTT secure WebSocket listener");
+            tasks.push(task);
         }
-        tasks.push(tokio::spawn(serve_tls(
-            server, l, acceptor, shutdown, alive,
-        )));
     }
-    Ok((addr, tasks))
+    Ok(Started {
+        mqtt,
+        mqtt_ws,
+        tasks,
+    })
 }

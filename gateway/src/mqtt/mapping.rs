@@ -244,6 +244,10 @@ impl Mapping {
     /// Log topics that may hold messages matching `filter` (deduplicated, in rule order).
     pub fn log_topics_for_filter(&self, filter: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        // `$SYS` topics are made by the node, never stored (see `sys_topics`).
+        if super::topic::is_sys(filter) {
+            return out;
+        }
         for rule in &self.rules {
             if rule.overlaps(filter) && !out.contains(&rule.topic) {
                 out.push(rule.topic.clone());

@@ -1,14 +1,16 @@
 //! The MQTT 3.1.1 / 5 front end: devices publish into the durable log and subscribe to it.
 //!
 //! rumqttc's codecs do the bytes ([`codec`]); everything above them is Rill's:
-//! - [`listener`]: TCP and TLS accept loops,
+//! - [`listener`]: TCP, TLS and WebSocket accept loops, [`websocket`]: MQTT over WebSocket,
 //! - [`connection`]: one client's session state machine (CONNECT, publish pipeline with
 //!   acks after durability, subscriptions, keepalive, will),
 //! - [`mapping`]: MQTT topic patterns <-> log topics and keys,
 //! - [`ingest`]: publishes into partition logs, [`records`]: MQTT messages as Kafka records,
 //! - [`delivery`], [`source`], [`shared`]: subscriptions served from the log,
 //! - [`session_store`], [`retained`]: durable sessions, cursors and retained messages (redb),
-//! - [`auth`]: credentials and ACL templates, [`topic`]: names and filters,
+//! - [`auth`]: credentials and ACL templates, [`enhanced_auth`]: AUTH with SCRAM-SHA-256,
+//!   [`topic`]: names and filters,
+//! - [`sys_topics`]: the `$SYS` topics (node counters, never in the log),
 //! - [`config`]: the `[mqtt]` configuration section, [`metrics`]: its Prometheus metrics.
 
 pub mod auth;
@@ -16,6 +18,7 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod delivery;
+pub mod enhanced_auth;
 pub mod ingest;
 pub mod listener;
 pub mod mapping;
@@ -25,7 +28,9 @@ pub mod retained;
 pub mod session_store;
 pub mod shared;
 pub mod source;
+pub mod sys_topics;
 pub mod topic;
+pub mod websocket;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -81,6 +86,11 @@ pub struct MqttServer {
     /// QoS 2 packet ids received (PUBREC sent) and not yet released, per client id (in memory;
     /// after a restart recognised from the `mqtt.packet_id` of records, see `connection`).
     pub(crate) qos2_incoming: Mutex<HashMap<String, HashSet<u16>>>,
+    /// Will messages waiting out their Will Delay Interval, per client id: the connection
+    /// that left them and the message (MQTT 5 §3.1.3.2.2).
+    pub(crate) delayed_wills: Mutex<HashMap<String, (u64, records::Message)>>,
+    /// `$SYS` counters and values.
+    pub(crate) sys: sys_topics::SysTopics,
     next_conn: AtomicU64,
     pub(crate) metrics: metrics::MqttMetrics,
 }
@@ -125,6 +135,8 @@ impl MqttServer {
             shared: shared::SharedGroups::default(),
             live: Mutex::new(HashMap::new()),
             qos2_incoming: Mutex::new(HashMap::new()),
+            delayed_wills: Mutex::new(HashMap::new()),
+            sys: sys_topics::SysTopics::new(config.sys_interval_s),
             next_conn: AtomicU64::new(1),
             metrics,
             config,

@@ -154,6 +154,18 @@ impl SessionStore {
         self.put_json::<StoredSession>(SESSIONS, client_id, None)
     }
 
+    /// The client ids of every stored (persistent) session.
+    pub fn client_ids(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.db().begin_read().map_err(db_err)?;
+        let t = txn.open_table(SESSIONS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(db_err)? {
+            let (k, _) = entry.map_err(db_err)?;
+            out.push(k.value().to_string());
+        }
+        Ok(out)
+    }
+
     /// Deletes sessions that expired at `now_ms`; returns how many.
     pub fn purge_expired(&self, now_ms: i64) -> Result<usize, StoreError> {
         let expired: Vec<String> = {

@@ -33,6 +33,12 @@ pub fn validate_name(name: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Whether `topic` (a name or a filter) is one of the node's `$SYS` topics (made by the node,
+/// never published by clients nor stored; see `sys_topics`).
+pub fn is_sys(topic: &str) -> bool {
+    topic == "$SYS" || topic.starts_with("$SYS/")
+}
+
 /// Checks a topic filter used in SUBSCRIBE / UNSUBSCRIBE (`#` only as the last whole level, `+`
 /// only as a whole level).
 pub fn validate_filter(filter: &str) -> Result<(), TopicError> {
@@ -137,6 +143,15 @@ mod tests {
         assert!(!matches("a/b", "a/b/c"));
         assert!(matches("+", ""));
         assert!(matches("a/+", "a/"));
+    }
+
+    #[test]
+    fn sys_names() {
+        assert!(is_sys("$SYS/broker/uptime"));
+        assert!(is_sys("$SYS/#"));
+        assert!(is_sys("$SYS"));
+        assert!(!is_sys("$SYSTEM/x"));
+        assert!(!is_sys("devices/$SYS"));
     }
 
     #[test]
