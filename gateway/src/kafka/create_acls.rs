@@ -68,9 +68,7 @@ pub async fn handle(
             .into_iter()
             .map(|r| match r {
                 Ok(()) => result(error_codes::NONE, None),
-                Err(e) => {
-                    result(ResponseError::InvalidRequest.code(), Some(e.to_string()))
-                }
+                Err(e) => result(ResponseError::InvalidRequest.code(), Some(e.to_string())),
             })
             .collect(),
         Ok(Err(e)) => {

@@ -83,9 +83,7 @@ pub async fn handle(
                             })
                             .collect(),
                     ),
-                Err(e) => {
-                    failed(ResponseError::InvalidRequest.code(), e.to_string())
-                }
+                Err(e) => failed(ResponseError::InvalidRequest.code(), e.to_string()),
             })
             .collect(),
         Ok(Err(e)) => {

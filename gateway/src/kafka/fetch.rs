@@ -29,8 +29,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::context::ListenerKind;
 use super::authorization::Caller;
+use super::context::ListenerKind;
 use super::reply::Reply;
 use super::{error_codes, Context};
 

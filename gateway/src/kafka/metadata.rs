@@ -170,7 +170,9 @@ pub async fn handle(
     req: MetadataRequest,
 ) -> ResponseKind {
     if let Some(cluster) = &ctx.cluster {
-        return ResponseKind::Metadata(handle_in_cluster(ctx, caller, cluster, version, &req).await);
+        return ResponseKind::Metadata(
+            handle_in_cluster(ctx, caller, cluster, version, &req).await,
+        );
     }
     let allow_auto_create = version < 4 || req.allow_auto_topic_creation;
     let mut topics = Vec::new();
@@ -273,7 +275,10 @@ async fn handle_in_cluster(
     let mut resp = answer_from_image(&image, quorum.leader_id, cluster.node_id(), version, req);
     let listing = requested(version, req).is_none();
     resp.topics.retain(|t| {
-        !listing || t.name.as_ref().is_none_or(|n| may_describe(ctx, caller, &n.0, true))
+        !listing
+            || t.name
+                .as_ref()
+                .is_none_or(|n| may_describe(ctx, caller, &n.0, true))
     });
     for t in resp.topics.iter_mut().filter(|_| !listing) {
         if let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) {

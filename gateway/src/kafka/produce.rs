@@ -60,13 +60,12 @@ fn append_one(
         };
         return match replicas.append_to_leader(topic, partition, records, acks) {
             Ok(pending) => {
-                ctx.metrics
-                    .produced(
-                        topic,
-                        partition,
-                        records.len() as u64,
-                        u64::from(pending.info().record_count),
-                    );
+                ctx.metrics.produced(
+                    topic,
+                    partition,
+                    records.len() as u64,
+                    u64::from(pending.info().record_count),
+                );
                 Appended::Replicated(pending)
             }
             Err(e) => Appended::Err(error_codes::replica_error_code(&e), e.to_string()),
