@@ -34,7 +34,9 @@ if ! command -v prometheus >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v a
         echo "note: prometheus could not be installed; the prometheus test will be skipped (fails with CI=true)"
     # The package starts a system instance on :9090; the test runs its own in a temp dir.
     (systemctl stop prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1) || true
-# 2b. mosquitto_sub for the $SYS tests (tests/tests/mqtt_sys.rs; required with CI=true).
+fi
+
+# 2c. mosquitto_sub for the $SYS tests (tests/tests/mqtt_sys.rs; required with CI=true).
 #     Node and npm come with the machine; tests/tests/mqtt_ws.rs installs MQTT.js (npm `mqtt`)
 #     into its target temp dir itself.
 if ! command -v mosquitto_sub >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

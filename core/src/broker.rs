@@ -148,6 +148,10 @@ pub enum BrokerError {
     InvalidPartitions(i32),
     #[error("invalid replication factor {0}: this node has no replicas")]
     InvalidReplicationFactor(i16),
+    /// A local topic change on a cluster member ([`Hosting::Assigned`]): topics of a cluster are
+    /// created and grown through the controller.
+    #[error("topic '{0}' cannot be created or grown locally on a cluster member: topics are created through the controller (CreateTopics / CreatePartitions on any node)")]
+    ManagedByController(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -536,6 +540,9 @@ impl Broker {
         } else {
             partitions
         };
+        if self.config.hosting == Hosting::Assigned {
+            return Err(BrokerError::ManagedByController(name.to_string()));
+        }
         let _admin = self.admin_lock();
         self.registry.check_new(name).map_err(registry_err)?;
         if !(1..=MAX_PARTITIONS).contains(&partitions) {
@@ -645,6 +652,9 @@ impl Broker {
         total: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
+        if self.config.hosting == Hosting::Assigned {
+            return Err(BrokerError::ManagedByController(name.to_string()));
+        }
         let _admin = self.admin_lock();
         let rec = self.registry.get(name).ok_or_else(|| unknown_topic(name))?;
         if total <= rec.partitions || total > MAX_PARTITIONS {
@@ -1240,6 +1250,14 @@ mod tests {
         assert_eq!(logs.keys().copied().collect::<Vec<_>>(), vec![0, 2]);
         assert_eq!(b.topic("t").unwrap().id, id, "the image's topic id");
         assert!(b.partition("t", 1).is_err(), "not hosted here");
+        assert!(matches!(
+            b.create_topic("local", 1, &BTreeMap::new(), false),
+            Err(BrokerError::ManagedByController(_))
+        ));
+        assert!(matches!(
+            b.create_partitions("t", 5, false),
+            Err(BrokerError::ManagedByController(_))
+        ));
         let log = b.partition("t", 2).unwrap();
         let a = log
             .append(&crate::batch::test_util::batch(&[b"x"], 1))

@@ -132,4 +132,43 @@ fn acks_all_records_survive_three_leader_kills() {
     .unwrap_or_else(|e| panic!("{e}\nlogs:\n{}", cluster.logs()));
     assert!(verified.contains("verified"), "{verified}");
     eprintln!("{} ({:?})", verified.trim(), started.elapsed());
+
+    // MQTT on cluster nodes: only the leader of the target partition stores a publish; a follower
+    // refuses it (PUBACK 0x97 on MQTT 5, a closed connection on 3.1.1), so no node appends locally
+    // to a partition it does not lead. MQTT topics map to the Kafka topic `mqtt` by default.
+    let out = rill_cli(
+        &cluster.kafka_addr(1),
+        &["topic", "create", "mqtt", "-p", "1", "-r", "3"],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "topic create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leader = wait_leader(&cluster, "mqtt", 0, -1, 3);
+    let follower = (1..=3).find(|id| *id != leader as i32).expect("a follower");
+    let mqtt_of = |id: i32| {
+        cluster
+            .member(id)
+            .node
+            .as_ref()
+            .expect("running")
+            .mqtt_addr()
+    };
+    let out = run_python(
+        "cluster_mqtt.py",
+        &[
+            "--bootstrap",
+            &bootstrap(&cluster),
+            "--leader",
+            &mqtt_of(leader as i32),
+            "--follower",
+            &mqtt_of(follower),
+            "--topic",
+            "sensors/cluster/t",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}\nlogs:\n{}", cluster.logs()));
+    assert!(out.contains("follower refuses"), "{out}");
 }

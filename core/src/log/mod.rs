@@ -99,6 +99,12 @@ pub enum LogError {
     /// The log was closed or deleted.
     #[error("log is closed")]
     Closed,
+    /// A leader append to a replica this node does not lead (see
+    /// [`PartitionLog::set_leader_appends`]).
+    #[error(
+        "{topic}-{partition} is led by another node; this replica takes only the leader's data"
+    )]
+    NotLeader { topic: String, partition: i32 },
     /// An idempotent producer's batch was refused (sequence gap, stale epoch, unknown producer).
     #[error(transparent)]
     Producer(#[from] ProducerError),
@@ -258,6 +264,8 @@ pub struct PartitionLog {
     leader_epoch: AtomicI32,
     /// Set under [`HighWatermarkMode::Replicated`]: the log no longer moves its high watermark.
     hw_replicated: AtomicBool,
+    /// Cleared while this replica follows another node: [`PartitionLog::append`] refuses.
+    leader_appends: AtomicBool,
     /// The leader epoch cache, changed under `writer` (locked after it).
     epochs: Mutex<LeaderEpochFileCache>,
     /// Told about fsyncs, bytes written, retention deletions and cleaner passes.
@@ -325,6 +333,7 @@ impl PartitionLog {
             producers: Mutex::new(ProducerStateManager::new()),
             leader_epoch: AtomicI32::new(epoch),
             hw_replicated: AtomicBool::new(false),
+            leader_appends: AtomicBool::new(true),
             epochs: Mutex::new(epochs),
             observer: opts.observer,
             batches_appended: AtomicU64::new(0),
@@ -484,6 +493,14 @@ impl PartitionLog {
         }
     }
 
+    /// Whether [`Self::append`] (an append by this node as the partition's leader: Produce, MQTT,
+    /// mirrors, coordinators) is allowed. The replica layer turns it off while this replica
+    /// follows another node, so nothing but the leader's data
+    /// ([`Self::append_as_follower`]) lands in it. On by default (a node alone).
+    pub fn set_leader_appends(&self, allowed: bool) {
+        self.leader_appends.store(allowed, Ordering::Release);
+    }
+
     /// The current [`HighWatermarkMode`].
     pub fn high_watermark_mode(&self) -> HighWatermarkMode {
         if self.hw_replicated.load(Ordering::Acquire) {
@@ -548,6 +565,12 @@ impl PartitionLog {
     /// write them. Not yet durable: call [`PartitionLog::flush_to`] before acknowledging.
     pub fn append(&self, records: &[u8]) -> Result<AppendInfo, LogError> {
         self.check_open()?;
+        if !self.leader_appends.load(Ordering::Acquire) {
+            return Err(LogError::NotLeader {
+                topic: self.topic.clone(),
+                partition: self.partition(),
+            });
+        }
         let cfg = self.cfg();
         let parts = validator::validate_batches(records, &cfg)?;
         let mut w = lock(&self.writer);
@@ -1529,6 +1552,13 @@ pub(crate) mod tests {
         log.update_high_watermark(1);
         assert_eq!(log.high_watermark(), 2);
         assert_eq!(values(&log.read(0, 1 << 20).unwrap()).len(), 2);
+        // A follower replica refuses local (leader) appends.
+        log.set_leader_appends(false);
+        assert!(matches!(
+            log.append(&batch(&[b"d"], 3)),
+            Err(LogError::NotLeader { .. })
+        ));
+        log.set_leader_appends(true);
         // Back to Local: the flush policy moves it again.
         log.flush().unwrap();
         log.set_high_watermark_mode(HighWatermarkMode::Local);

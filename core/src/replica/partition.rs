@@ -217,6 +217,8 @@ impl Partition {
         lag_max: Duration,
     ) -> Partition {
         log.set_high_watermark_mode(HighWatermarkMode::Replicated);
+        // A replica takes local appends only once it leads (see `make_leader`).
+        log.set_leader_appends(false);
         Partition {
             topic: topic.to_string(),
             topic_id,
@@ -478,6 +480,7 @@ impl Partition {
                 // The epoch is in the cache (durably) before the first append of this
                 // leadership; no follower append runs meanwhile (they take the role lock).
                 self.log.assign_epoch_start(reg.leader_epoch)?;
+                self.log.set_leader_appends(true);
                 let start = self.log.log_end_offset();
                 let remotes = reg
                     .replicas
@@ -525,6 +528,7 @@ impl Partition {
             return false;
         }
         let new_leader = was_leader || reg.leader_epoch != current_epoch;
+        self.log.set_leader_appends(false);
         *role = Role::Follower {
             leader: reg.leader,
             leader_epoch: reg.leader_epoch,

@@ -1535,6 +1535,8 @@ mod tests {
             .records;
         log3.append_as_follower(&prefix).unwrap();
         log3.assign_epoch_start(1).unwrap();
+        // It led then: local appends were allowed.
+        log3.set_leader_appends(true);
         log3.append(&batch(&[b"lost-1", b"lost-2"], 9)).unwrap();
         log3.flush().unwrap();
         assert_eq!((log3.log_end_offset(), log3.latest_epoch()), (4, Some(1)));

@@ -26,7 +26,7 @@ pub fn log_error_code(err: &LogError) -> i16 {
         LogError::Corrupt { .. } => ResponseError::KafkaStorageError.code(),
         LogError::Crypto(_) => ResponseError::KafkaStorageError.code(),
         LogError::Io { .. } => ResponseError::KafkaStorageError.code(),
-        LogError::Closed => ResponseError::NotLeaderOrFollower.code(),
+        LogError::Closed | LogError::NotLeader { .. } => ResponseError::NotLeaderOrFollower.code(),
         LogError::Producer(p) => producer_error_code(p),
         LogError::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch.code(),
         // Replication-internal failures (follower appends, epoch bookkeeping).
@@ -93,6 +93,7 @@ pub fn broker_error_code(err: &BrokerError) -> i16 {
         BrokerError::InvalidTopic { .. } => ResponseError::InvalidTopicException.code(),
         BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
         BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor.code(),
+        BrokerError::ManagedByController(_) => ResponseError::InvalidRequest.code(),
         BrokerError::Config(c) => config_error_code(c),
         BrokerError::Log(l) => log_error_code(l),
         BrokerError::WrongMasterKey { .. }

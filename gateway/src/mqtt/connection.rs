@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::{Future, StreamExt};
-use rill_core::log::PartitionLog;
+use rill_core::log::{LogError, PartitionLog};
 use rumqttc::v5::mqttbytes::v5::{self, DisconnectReasonCode as Reason};
 use rumqttc::v5::mqttbytes::QoS;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -1319,12 +1319,17 @@ impl Conn {
             return None;
         }
         let bad_cbor = matches!(e, IngestError::BadCbor(_));
+        // Issue 11: a partition led by another cluster node is not written here (0x97, until
+        // publishes are forwarded to the leader).
+        let led_elsewhere = matches!(e, IngestError::Log(LogError::NotLeader { .. }));
         let text = self.diagnostic(format!("not stored: {e}"));
         Some(Some(match qos {
             QoS::AtLeastOnce => {
                 let mut a = v5::PubAck::new(pkid, ack_props(text));
                 a.reason = if bad_cbor {
                     v5::PubAckReason::PayloadFormatInvalid
+                } else if led_elsewhere {
+                    v5::PubAckReason::QuotaExceeded
                 } else {
                     v5::PubAckReason::ImplementationSpecificError
                 };
@@ -1334,6 +1339,8 @@ impl Conn {
                 let mut a = v5::PubRec::new(pkid, rec_props(text));
                 a.reason = if bad_cbor {
                     v5::PubRecReason::PayloadFormatInvalid
+                } else if led_elsewhere {
+                    v5::PubRecReason::QuotaExceeded
                 } else {
                     v5::PubRecReason::ImplementationSpecificError
                 };
@@ -1364,8 +1371,22 @@ impl Conn {
                         self.server.metrics.dropped(Refusal::NotStored);
                     }
                     let kind = e.to_string();
+                    // Kept typed where the negative ack depends on it (a partition led elsewhere).
+                    let led_elsewhere = match &e {
+                        IngestError::Log(LogError::NotLeader { topic, partition }) => {
+                            Some((topic.clone(), *partition))
+                        }
+                        _ => None,
+                    };
                     for i in idxs {
-                        failed.insert(i, IngestError::Join(kind.clone()));
+                        let err = match &led_elsewhere {
+                            Some((topic, partition)) => IngestError::Log(LogError::NotLeader {
+                                topic: topic.clone(),
+                                partition: *partition,
+                            }),
+                            None => IngestError::Join(kind.clone()),
+                        };
+                        failed.insert(i, err);
                     }
                 }
             }
