@@ -121,6 +121,11 @@ pub async fn handle(
         let mut results = Vec::with_capacity(req.topics.len());
         for t in &req.topics {
             let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            if !ctx.authorize(caller, AclOperation::Alter, ResourceType::Topic, &t.name) {
+                results
+                    .push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             results.push(match grow_in_cluster(cluster, t, req.validate_only).await {
                 Ok(()) => {
                     if !req.validate_only {

@@ -62,6 +62,22 @@ pub async fn handle(
                 continue;
             };
             let (topic_name, topic_id) = (topic.name.clone(), topic.topic_id);
+            if !ctx.authorize(
+                caller,
+                AclOperation::Delete,
+                ResourceType::Topic,
+                &topic_name,
+            ) {
+                responses.push(
+                    result
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_error_message(error_codes::message(format!(
+                            "{} may not DELETE topic {topic_name}",
+                            caller.principal
+                        ))),
+                );
+                continue;
+            }
             let result = result
                 .with_name(Some(TopicName(StrBytes::from_string(topic_name.clone()))))
                 .with_topic_id(topic_id);

@@ -132,7 +132,19 @@ pub fn answer(
 }
 
 /// Answer DescribeQuorum.
-pub fn handle(ctx: &Context, version: i16, req: DescribeQuorumRequest) -> ResponseKind {
+pub fn handle(
+    ctx: &Context,
+    caller: &super::authorization::Caller,
+    version: i16,
+    req: DescribeQuorumRequest,
+) -> ResponseKind {
+    // Kafka: DESCRIBE on the cluster.
+    if !ctx.authorize_cluster(caller, rill_core::authorizer::acl::AclOperation::Describe) {
+        return ResponseKind::DescribeQuorum(
+            DescribeQuorumResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
     let Some(cluster) = &ctx.cluster else {
         let resp =
             DescribeQuorumResponse::default().with_error_code(ResponseError::InvalidRequest.code());

@@ -71,8 +71,12 @@ pub async fn dispatch(
         RequestKind::DescribeCluster(req) => {
             Reply::Now(describe_cluster::handle(ctx, &caller, v, req))
         }
-        RequestKind::DescribeQuorum(req) => Reply::Now(describe_quorum::handle(ctx, v, req)),
-        RequestKind::ElectLeaders(req) => Reply::Now(elect_leaders::handle(ctx, v, req).await),
+        RequestKind::DescribeQuorum(req) => {
+            Reply::Now(describe_quorum::handle(ctx, &caller, v, req))
+        }
+        RequestKind::ElectLeaders(req) => {
+            Reply::Now(elect_leaders::handle(ctx, &caller, v, req).await)
+        }
         RequestKind::OffsetForLeaderEpoch(req) => {
             Reply::Now(offset_for_leader_epoch::handle(ctx, &caller, v, req))
         }

@@ -101,7 +101,19 @@ fn result(topic: String, partitions: Vec<(i32, i16, Option<StrBytes>)>) -> Repli
 }
 
 /// Answer ElectLeaders.
-pub async fn handle(ctx: &Arc<Context>, version: i16, req: ElectLeadersRequest) -> ResponseKind {
+pub async fn handle(
+    ctx: &Arc<Context>,
+    caller: &super::authorization::Caller,
+    version: i16,
+    req: ElectLeadersRequest,
+) -> ResponseKind {
+    // Kafka: ALTER on the cluster.
+    if !ctx.authorize_cluster(caller, rill_core::authorizer::acl::AclOperation::Alter) {
+        return ResponseKind::ElectLeaders(
+            ElectLeadersResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
     // v0 has no election type: preferred.
     let code = if version >= 1 { req.election_type } else { 0 };
     let Some(election) = election_type(code) else {
