@@ -18,6 +18,18 @@ use rill_core::controller::Command;
 use super::authorization::Caller;
 use super::{error_codes, Context};
 
+/// The answer for a topic that does not exist, asked for by name or (`by_name` false) by id.
+fn unknown_topic(result: DeletableTopicResult, by_name: bool) -> DeletableTopicResult {
+    let code = if by_name {
+        ResponseError::UnknownTopicOrPartition.code()
+    } else {
+        ResponseError::UnknownTopicId.code()
+    };
+    result
+        .with_error_code(code)
+        .with_error_message(error_codes::message("topic does not exist"))
+}
+
 /// Answer DeleteTopics.
 pub async fn handle(
     ctx: &Arc<Context>,
@@ -49,16 +61,7 @@ pub async fn handle(
                 .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
                 .with_topic_id(id);
             let Some(topic) = topic else {
-                let code = if name.is_some() {
-                    ResponseError::UnknownTopicOrPartition.code()
-                } else {
-                    ResponseError::UnknownTopicId.code()
-                };
-                responses.push(
-                    result
-                        .with_error_code(code)
-                        .with_error_message(error_codes::message("topic does not exist")),
-                );
+                responses.push(unknown_topic(result, name.is_some()));
                 continue;
             };
             let (topic_name, topic_id) = (topic.name.clone(), topic.topic_id);
@@ -125,16 +128,7 @@ pub async fn handle(
             }
         }
         let Some(meta) = meta else {
-            let code = if name.is_some() {
-                ResponseError::UnknownTopicOrPartition.code()
-            } else {
-                ResponseError::UnknownTopicId.code()
-            };
-            responses.push(
-                result
-                    .with_error_code(code)
-                    .with_error_message(error_codes::message("topic does not exist")),
-            );
+            responses.push(unknown_topic(result, name.is_some()));
             continue;
         };
         let broker = ctx.broker.clone();
