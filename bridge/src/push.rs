@@ -171,6 +171,8 @@ impl PartitionMirror {
             TransferCompression::None => BatchCompression::None,
         };
         loop {
+            // Held from `drop_oldest` from the read to the acknowledgement (see crate::floor).
+            let sending = self.floor.sending(pos);
             let rr = match log.read(pos, CHUNK_BYTES) {
                 Ok(r) => r,
                 Err(rill_core::log::LogError::OffsetOutOfRange { log_start, .. })
@@ -179,11 +181,13 @@ impl PartitionMirror {
                     tracing::warn!(topic = %self.topic, partition = self.partition, from = pos,
                         log_start, "records removed before they were mirrored; skipping forward");
                     pos = log_start;
+                    sending.done(pos);
                     continue;
                 }
                 Err(e) => return Err(MirrorError::Source(e.to_string())),
             };
             if rr.records.is_empty() {
+                sending.done(pos);
                 lane.idle();
                 if pos < rr.high_watermark {
                     return Err(MirrorError::Source(format!("no data readable at {pos}")));
@@ -255,7 +259,8 @@ impl PartitionMirror {
                     });
                 }
             }
-            if !per_target.is_empty() {
+            let sent = !per_target.is_empty();
+            if sent {
                 // Higher-priority mirrors go first (see priority.rs); held until the ack.
                 let turn = lane.turn(bytes_out).await;
                 self.produce(
@@ -269,16 +274,16 @@ impl PartitionMirror {
                 )
                 .await?;
                 drop(turn);
-                let cap = self.mirror.config.bandwidth_bytes_per_sec;
-                if cap > 0 {
-                    lane.idle();
-                    let secs = bytes_out as f64 / cap as f64;
-                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-                }
             }
             pos = next;
-            self.floor.set(pos);
+            sending.done(pos);
             self.status.advanced(pos);
+            let cap = self.mirror.config.bandwidth_bytes_per_sec;
+            if sent && cap > 0 {
+                lane.idle();
+                let secs = bytes_out as f64 / cap as f64;
+                tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+            }
         }
     }
 

@@ -316,7 +316,9 @@ impl PartitionLog {
     }
 
     /// Delete the oldest closed segment even though the retention floor holds it (the backlog
-    /// policy `drop_oldest`). Returns what was lost, or `None` if there is no closed segment.
+    /// policy `drop_oldest`). Returns what was lost, or `None` if there is no closed segment or
+    /// a mirror is sending records of it right now (the in-flight floor: it is dropped, if still
+    /// needed, once that send ended).
     pub fn drop_oldest_segment(&self) -> Result<Option<DroppedSegment>, LogError> {
         self.with_writer(|| {
             let floor = self.retention_floor();
@@ -328,6 +330,9 @@ impl PartitionLog {
                 }
             };
             let end = victim.next_offset();
+            if self.in_flight_floor().is_some_and(|f| end > f) {
+                return Ok(None);
+            }
             let first = floor.map_or(end, |f| f.max(log_start).max(victim.base_offset).min(end));
             let freed_bytes = self.remove_segment(&victim)?;
             Ok(Some(DroppedSegment {
@@ -685,6 +690,28 @@ mod tests {
             assert_eq!(log.log_start_offset(), 4);
             assert_eq!(b.backlog().dropped_records(), 3);
             assert!(!b.backlog().blocks("t"), "drop_oldest never pauses");
+            b.shutdown().unwrap();
+        }
+
+        #[test]
+        fn drop_oldest_leaves_a_segment_a_mirror_is_sending() {
+            let tmp = tempfile::tempdir().unwrap();
+            let b = open(tmp.path(), BacklogPolicy::DropOldest, None);
+            let log = topic(&b, "t", "1");
+            b.set_retention_floor("t", 0, Some(1)).unwrap();
+            log.set_in_flight_floor(Some(1));
+            append(&log, 5);
+            pass(&b);
+            // Offset 0 is mirrored and deleted; the segment holding offset 1, which a mirror is
+            // sending, stays, and so does everything after it (segments go from the front).
+            assert_eq!(log.log_start_offset(), 1);
+            assert_eq!(b.backlog().dropped_records(), 0);
+            // The send was acknowledged: offset 1 is mirrored, 2..=3 are dropped and counted.
+            b.set_retention_floor("t", 0, Some(2)).unwrap();
+            log.set_in_flight_floor(None);
+            pass(&b);
+            assert_eq!(log.log_start_offset(), 4);
+            assert_eq!(b.backlog().dropped_records(), 2);
             b.shutdown().unwrap();
         }
 

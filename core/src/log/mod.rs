@@ -254,6 +254,8 @@ pub struct PartitionLog {
     cache: Mutex<TailCache>,
     closed: AtomicBool,
     retention_floor: Mutex<Option<i64>>,
+    /// See [`PartitionLog::set_in_flight_floor`].
+    in_flight_floor: Mutex<Option<i64>>,
     corruption: Mutex<Vec<BadRegion>>,
     /// Closed segments that could not be opened (file header or key file damaged): their offset
     /// ranges answer reads with `LogError::Corrupt`. Their files are left in place.
@@ -328,6 +330,7 @@ impl PartitionLog {
             cache: Mutex::new(TailCache::new(DEFAULT_CACHE_BYTES)),
             closed: AtomicBool::new(false),
             retention_floor: Mutex::new(None),
+            in_flight_floor: Mutex::new(None),
             corruption: Mutex::new(loaded.bad),
             lost: RwLock::new(loaded.lost),
             producers: Mutex::new(ProducerStateManager::new()),
@@ -1079,6 +1082,19 @@ impl PartitionLog {
     /// The retention floor, if set.
     pub fn retention_floor(&self) -> Option<i64> {
         *lock(&self.retention_floor)
+    }
+
+    /// Records from `from` on are being sent by a mirror right now (read and not acknowledged
+    /// yet): the backlog policy `drop_oldest` leaves the segment holding them until the send
+    /// ends, so a record is either mirrored or counted as dropped, never both. `None`: nothing
+    /// in flight.
+    pub fn set_in_flight_floor(&self, from: Option<i64>) {
+        *lock(&self.in_flight_floor) = from;
+    }
+
+    /// The in-flight floor, if set.
+    pub fn in_flight_floor(&self) -> Option<i64> {
+        *lock(&self.in_flight_floor)
     }
 
     /// Total bytes on disk of this log's segments.
