@@ -328,14 +328,16 @@ fn nothing_is_acknowledged_while_two_of_three_are_down() {
 fn a_fenced_zombie_leader_acknowledges_nothing() {
     let _guard = serial();
     let started = Instant::now();
-    let mut cluster = start("", 3000);
+    let cluster = start("", 3000);
     let leader = create_topic(&cluster, "zombie");
     let history = cluster.path("zombie.json");
     let child = producer(&cluster, "zombie", 1500, 150, &history);
     std::thread::sleep(Duration::from_secs(2));
     cluster.signal(leader as i32, "STOP");
     let stopped = wall_clock();
-    // Past the session timeout: fenced, a follower leads.
+    // Past the session timeout: fenced, a follower leads. (Not asked before: a describe that
+    // still names the stopped leader waits for it until the client's request timeout.)
+    std::thread::sleep(Duration::from_secs(4));
     let next = cluster.wait_leader_among("zombie", 0, leader, 2, &[leader as i32]);
     cluster.signal(leader as i32, "CONT");
     let out = finish(&cluster, child);
