@@ -355,6 +355,57 @@ fn a_fenced_zombie_leader_acknowledges_nothing() {
     );
 }
 
+/// The active controller frozen (SIGSTOP) while the producer writes: the other two elect a new
+/// controller, which fences only the frozen node (every other broker keeps heartbeating to it in
+/// time), the partitions the frozen node led move, and nothing acknowledged is lost.
+#[test]
+fn a_frozen_controller_is_replaced_and_fences_only_itself() {
+    let _guard = serial();
+    let started = Instant::now();
+    let cluster = start("", 3000);
+    let (controller, _) = cluster.describe(1).expect("describe cluster");
+    let others: Vec<i32> = (1..=3).filter(|id| *id != controller).collect();
+    // Three partitions spread their leaders over the nodes: one is the controller's.
+    let out = rill_cli(
+        &cluster.kafka_addr(1),
+        &["topic", "create", "frozen", "-p", "3", "-r", "3"],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "topic create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = (0..3)
+        .find(|p| cluster.wait_leader("frozen", *p, -1, 3) == controller as i64)
+        .expect("the controller leads a partition");
+    let history = cluster.path("frozen.json");
+    let child = producer(&cluster, "frozen", 1500, 150, &history);
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.signal(controller, "STOP");
+    std::thread::sleep(Duration::from_secs(4));
+    for &id in &others {
+        cluster.wait_describe(
+            id,
+            FORM,
+            "a new controller and both live brokers unfenced",
+            |c, b| c > 0 && c != controller && b == others,
+        );
+    }
+    cluster.wait_leader_among("frozen", p, controller as i64, 2, &[controller]);
+    cluster.signal(controller, "CONT");
+    let out = finish(&cluster, child);
+    assert!(!out.contains("fatal"), "{out}");
+    cluster.wait_leader("frozen", p, -1, 3);
+    let verdict = verify(&cluster, "frozen", &history)
+        .unwrap_or_else(|e| panic!("{e}\nlogs:\n{}", cluster.logs()));
+    assert!(verdict.contains("verified"), "{verdict}");
+    eprintln!(
+        "frozen controller {controller}: {verdict:?} ({:?})",
+        started.elapsed()
+    );
+}
+
 fn caught(verdict: Result<String, String>, failpoint: &str) {
     match verdict {
         Ok(summary) => {
