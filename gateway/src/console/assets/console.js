@@ -271,7 +271,7 @@ function showMessage(detail, r) {
       el("h3", {}, "Headers"),
       r.headers.length === 0 ? el("p", { class: "muted" }, "none") :
         table(["Key", "Value"], r.headers.map((h) => el("tr", {}, el("td", {}, h.key),
-          el("td", { class: "header-value" }, render(b64bytes(h.value_b64), view)))), { id: "detail-headers" }));
+          el("td", { class: "header-value" }, render(b64bytes(h.value_b64), view === "hex" ? "hex" : "text")))), { id: "detail-headers" }));
     for (const b of buttons.querySelectorAll("button")) b.classList.toggle("active", b.dataset.view === view);
   };
   const buttons = el("div", { class: "views" },
@@ -395,7 +395,7 @@ async function route() {
     else if (page === "mqtt") await pageMqtt(root);
     else if (page === "cluster") await pageCluster(root);
     else await pageOverview(root);
-    root.setAttribute("data-loaded", page);
+    root.setAttribute("data-loaded", page + (parts[1] ? "-detail" : ""));
   } catch (e) {
     fail(e);
   }
