@@ -244,6 +244,19 @@ fn console_pages_show_the_api_numbers_in_chromium() {
         api(&node, &format!("/groups/{GROUP}"))["state"] == "Stable"
     });
 
+    // The history ring samples every 10 s: wait for one taken after the commits, so the
+    // lag-over-time plot has a point.
+    wait_until(
+        "a history sample with the group",
+        Duration::from_secs(25),
+        || {
+            api(&node, &format!("/groups/{GROUP}"))["lag_history"]
+                .as_array()
+                .and_then(|h| h.last())
+                .is_some_and(|h| h["lag_records"] == 9)
+        },
+    );
+
     let overview = api(&node, "/overview");
     let topics = api(&node, "/topics");
     let topic = api(&node, &format!("/topics/{TOPIC}"));
@@ -360,13 +373,12 @@ fn console_pages_show_the_api_numbers_in_chromium() {
         }
     }
     assert_eq!(views["assignment"], json!([format!("{TOPIC}: 0,1,2")]));
+    let history = group["lag_history"].as_array().expect("history");
+    assert_eq!(views["group_lag_points"], json!(history.len().to_string()));
     assert_eq!(
-        views["group_lag_points"],
-        json!(group["lag_history"]
-            .as_array()
-            .expect("history")
-            .len()
-            .to_string())
+        history.last().map(|h| &h["lag_records"]),
+        Some(&json!(9)),
+        "{group}"
     );
     // Bridge.
     let mirrored: Vec<&Value> = bridge["partitions"]
@@ -602,4 +614,50 @@ fn console_needs_a_read_token_and_writes_an_admin_token() {
     let m: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(m["messages"][0]["value_b64"], "aGVsbG8=");
     assert_eq!(m["messages"].as_array().map(Vec::len), Some(1));
+
+    // The page in Chromium: it asks for the token, then works with it and shows a refused write.
+    let Some(node_modules) = playwright() else {
+        return;
+    };
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let mut cmd = Command::new("node");
+    cmd.arg(repo_root().join("tests/js/console_token.js"))
+        .args([
+            &format!("http://{addr}"),
+            "reader-token",
+            "t",
+            shots.to_str().expect("utf-8"),
+        ])
+        .env("NODE_PATH", &node_modules);
+    let out = rill_tests::run_with_timeout(cmd, b"", Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e}\nnode log:\n{}", node.log()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "console_token.js failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = &results(&stdout)["token"];
+    assert!(r["asked"].as_str().unwrap_or("").contains("token"), "{r}");
+    assert_eq!(r["topics"], "1", "{r}");
+    assert!(
+        r["write_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("a read token may not"),
+        "{r}"
+    );
+    // The first call went without a token (401), every later one with it.
+    let auth = r["auth"].as_array().expect("auth");
+    assert_eq!(auth[0], Value::Null, "{r}");
+    assert!(auth[1..].iter().all(|a| a == "Bearer reader-token"), "{r}");
+    // The browser logs the refused calls (401 before the token, 403 for the write), nothing else.
+    for e in r["errors"].as_array().expect("errors") {
+        let e = e.as_str().unwrap_or("");
+        assert!(
+            e.contains("status of 401") || e.contains("status of 403"),
+            "unexpected browser error {e:?}"
+        );
+    }
 }
