@@ -661,3 +661,150 @@ fn console_needs_a_read_token_and_writes_an_admin_token() {
         );
     }
 }
+
+/// Cluster mode: three formatted nodes; every node's `/api/v1/cluster` lists the three brokers and
+/// each partition of a replicated topic with its leader, replicas and a full ISR, and the cluster
+/// page in Chromium shows the same.
+#[test]
+fn console_cluster_page_shows_brokers_and_isr() {
+    use rill_tests::cluster::{ClusterOptions, TestCluster};
+    let cluster = TestCluster::start(&ClusterOptions::default());
+    for id in 1..=3 {
+        cluster.wait_describe(
+            id,
+            Duration::from_secs(30),
+            "3 brokers and a controller",
+            |c, b| c > 0 && b == [1, 2, 3],
+        );
+    }
+    let out = rill_tests::rill_cli(
+        &cluster.kafka_addr(1),
+        &["topic", "create", "replicated", "-p", "3", "-r", "3"],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let http = |id: i32| {
+        cluster
+            .member(id)
+            .node
+            .as_ref()
+            .expect("running")
+            .http_addr()
+            .to_string()
+    };
+    let cluster_view = |id: i32| {
+        let (status, body) = http_of(&http(id), "/api/v1/cluster");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).expect("json")
+    };
+    let replicated = |v: &Value| -> Vec<Value> {
+        v["partitions"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|p| p["topic"] == "replicated")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut views = Vec::new();
+    for id in 1..=3 {
+        let mut v = Value::Null;
+        wait_until("three in-sync partitions", Duration::from_secs(30), || {
+            v = cluster_view(id);
+            let parts = replicated(&v);
+            parts.len() == 3
+                && parts
+                    .iter()
+                    .all(|p| p["isr"].as_array().map(Vec::len) == Some(3))
+        });
+        assert_eq!(v["cluster_mode"], true);
+        assert_eq!(v["node_id"], id);
+        let brokers: Vec<&Value> = v["brokers"]
+            .as_array()
+            .expect("brokers")
+            .iter()
+            .map(|b| &b["broker_id"])
+            .collect();
+        assert_eq!(brokers, vec![&json!(1), &json!(2), &json!(3)], "{v}");
+        assert!(
+            v["controller_id"]
+                .as_i64()
+                .is_some_and(|c| (1..=3).contains(&c)),
+            "{v}"
+        );
+        for p in replicated(&v) {
+            assert_eq!(p["under_replicated"], false, "{p}");
+            assert!(
+                p["replicas"]
+                    .as_array()
+                    .is_some_and(|r| r.contains(&p["leader"])),
+                "{p}"
+            );
+        }
+        views.push(replicated(&v));
+    }
+    assert!(
+        views.windows(2).all(|w| w[0] == w[1]),
+        "the nodes disagree: {views:?}"
+    );
+    let overview: Value =
+        serde_json::from_str(&http_of(&http(1), "/api/v1/overview").1).expect("json");
+    assert_eq!(overview["cluster_mode"], true);
+
+    let Some(node_modules) = playwright() else {
+        return;
+    };
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let mut cmd = Command::new("node");
+    cmd.arg(repo_root().join("tests/js/console_page.js"))
+        .arg(format!("http://{}", http(2)))
+        .args(["/cluster", "cluster"])
+        .arg(shots.join("cluster-mode.png"))
+        .env("NODE_PATH", &node_modules);
+    let out = rill_tests::run_with_timeout(cmd, b"", Duration::from_secs(120)).expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK"),
+        "console_page.js failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = &results(&stdout)["page"];
+    assert_eq!(page["errors"], json!([]), "{page}");
+    assert_eq!(page["cluster_tab"], true, "{page}");
+    assert_eq!(page["values"]["cluster.brokers"], "3", "{page}");
+    // The partitions table: topic, partition, leader, replicas, ISR as the API has them.
+    let rows: Vec<Vec<String>> = serde_json::from_value(page["tables"][1].clone()).expect("rows");
+    let want: Vec<Vec<String>> = replicated(&cluster_view(2))
+        .iter()
+        .map(|p| {
+            let list = |k: &str| {
+                p[k].as_array()
+                    .expect("list")
+                    .iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            vec![
+                "replicated".to_string(),
+                p["partition"].to_string(),
+                p["leader"].to_string(),
+                list("replicas"),
+                list("isr"),
+            ]
+        })
+        .collect();
+    let shown: Vec<Vec<String>> = rows.into_iter().filter(|r| r[0] == "replicated").collect();
+    assert_eq!(shown, want, "{page}");
+}
+
+fn http_of(addr: &str, path: &str) -> (u16, String) {
+    http(addr, "GET", path, None, None)
+}
