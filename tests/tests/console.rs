@@ -808,3 +808,66 @@ fn console_cluster_page_shows_brokers_and_isr() {
 fn http_of(addr: &str, path: &str) -> (u16, String) {
     http(addr, "GET", path, None, None)
 }
+
+/// A KIP-848 group (confluent-kafka with `group.protocol=consumer`): the API shows its type,
+/// its member with the server-side assignment and the committed offsets with their lag.
+#[test]
+fn console_api_shows_a_kip848_group_with_its_assignment() {
+    let (node, _cfg) = node_with(
+        "[groups]\nconsumer_session_timeout_ms = 6000\nconsumer_heartbeat_interval_ms = 500\n",
+        &[],
+    );
+    node.cli_ok(&["topic", "create", "k848", "-p", "2"], b"");
+    let lines: String = (0..20).map(|i| format!("v{i}\n")).collect();
+    node.cli_ok(&["produce", "k848", "-p", "0"], lines.as_bytes());
+    node.cli_ok(&["produce", "k848", "-p", "1"], lines.as_bytes());
+    let mut child = Command::new(venv_python())
+        .current_dir(repo_root().join("tests/py"))
+        .arg("groups_hold.py")
+        .args(["--bootstrap", node.kafka_addr()])
+        .args(["--group", "g848", "--topic", "k848", "--count", "15"])
+        .args(["--protocol", "consumer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start groups_hold.py");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("holder output");
+    assert_eq!(line.trim(), "READY", "holder said {line:?}\n{}", node.log());
+    child.stdout = Some(stdout.into_inner());
+    let holder = Clients(child);
+
+    let listed = api(&node, "/groups");
+    let row = &listed["groups"][0];
+    assert_eq!(
+        (&row["group"], &row["type"], &row["members"]),
+        (&json!("g848"), &json!("consumer"), &json!(1)),
+        "{listed}"
+    );
+    let g = api(&node, "/groups/g848");
+    assert_eq!(g["members"].as_array().map(Vec::len), Some(1), "{g}");
+    assert_eq!(
+        g["members"][0]["assignment"],
+        json!({"k848": [0, 1]}),
+        "{g}"
+    );
+    let committed: i64 = g["offsets"]
+        .as_array()
+        .expect("offsets")
+        .iter()
+        .map(|o| o["committed"].as_i64().unwrap())
+        .sum();
+    let lag: i64 = g["offsets"]
+        .as_array()
+        .expect("offsets")
+        .iter()
+        .map(|o| o["lag_records"].as_i64().unwrap())
+        .sum();
+    // Partitions with a commit are listed (20 records each), as the lag metrics count them.
+    let listed_parts = g["offsets"].as_array().map_or(0, Vec::len) as i64;
+    assert_eq!(committed, 15, "{g}");
+    assert_eq!(lag, 20 * listed_parts - 15, "{g}");
+    assert_eq!(row["lag_records"], lag, "{listed}");
+    drop(holder);
+}
