@@ -144,6 +144,9 @@ pub async fn run_sampler(console: Arc<Console>, shutdown: CancellationToken) {
 }
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
+/// The page's Content-Security-Policy: scripts, styles and API calls from this node only.
+const PAGE_POLICY: &str =
+    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 const CONSOLE_JS: &str = include_str!("assets/console.js");
 const CONSOLE_CSS: &str = include_str!("assets/console.css");
 
@@ -159,7 +162,13 @@ pub fn router(console: Arc<Console>) -> Router {
             "/",
             get(|| async {
                 (
-                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        // Nothing but this node: the browser refuses any other fetch, and no
+                        // other site may frame the page.
+                        (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+                        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                    ],
                     INDEX_HTML,
                 )
                     .into_response()
