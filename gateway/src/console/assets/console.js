@@ -70,7 +70,10 @@ function plot(values, id, width, height) {
     line.setAttribute("points", pts.join(" "));
     svg.append(line);
   }
-  return svg;
+  const num = (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1));
+  const caption = values.length === 0 ? "no sample yet (one every 10 s)" :
+    values.length + " samples · max " + num(Math.max(...values)) + " · now " + num(values[values.length - 1]);
+  return el("div", { class: "plot-box" }, svg, el("div", { class: "muted" }, caption));
 }
 
 class ApiError extends Error {
@@ -161,8 +164,6 @@ async function pageOverview(root) {
       card("MQTT clients", o.mqtt_clients, "overview.mqtt_clients")),
     el("h3", {}, "Throughput (records/s, one point every 10 s, last hour)"),
     plot(o.throughput.map((s) => s.records_per_second), "throughput"),
-    el("div", { class: "muted", "data-k": "overview.throughput_last" },
-      o.throughput.length ? o.throughput[o.throughput.length - 1].records_per_second.toFixed(1) + " records/s" : "no sample yet"),
     el("h3", {}, "Disk"),
     el("div", { class: "cards" },
       card("Used by logs", bytes(o.disk.used_bytes), "overview.disk_used"),
