@@ -281,8 +281,9 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Move the high watermark down to `offset` if it is above (truncation only).
-    fn lower_hw(&self, offset: i64) {
+    /// Move the high watermark down to `offset` if it is above (truncation, and a log becoming a
+    /// replica).
+    pub(super) fn lower_hw(&self, offset: i64) {
         let prev = self.hw.fetch_min(offset, Ordering::AcqRel);
         if prev > offset {
             self.hw_tx.send_if_modified(|v| {
