@@ -109,6 +109,10 @@ fn playwright() -> Option<PathBuf> {
         eprintln!("skipping the browser test: {missing:?} not installed");
         return None;
     }
+    // Tests run on parallel threads: one installs, the others wait for it (a half-written
+    // node_modules would not load).
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("npm-playwright");
     if !dir
         .join("node_modules/playwright-core/package.json")
