@@ -11,7 +11,8 @@
 //!   and `/api/v1/`), behind [`admin_tokens`] (bearer tokens of `[admin] tokens_file`),
 //! - [`metrics`]: the node's Prometheus registry, `[metrics]` settings and Kafka request metrics,
 //!   with [`storage_metrics`] (fsyncs, partitions, disk), [`group_metrics`] (consumer lag),
-//!   [`process_metrics`] (process, build info) and [`bridge_metrics`] (the bridge's lag),
+//!   [`process_metrics`] (process, build info), [`bridge_metrics`] (the bridge's lag) and
+//!   [`replication_metrics`] (ISR, leaders, the active controller; cluster mode),
 //! - [`cli`]: the Kafka-protocol client commands for people (`rill topic|produce|consume`).
 //! - [`cluster`]: the node in a cluster (replica fetchers).
 
@@ -27,6 +28,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod mqtt;
 pub mod process_metrics;
+pub mod replication_metrics;
 pub mod serve;
 pub mod storage_metrics;
 pub mod systemd;

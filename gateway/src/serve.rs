@@ -411,17 +411,6 @@ impl Node {
             &mqtt_server,
             &storage_metrics,
         );
-        let metrics = Arc::new(metrics);
-        let credentials = Arc::new(rill_core::credentials::CredentialStore::open(
-            broker.metadata_handle(),
-        )?);
-        let sasl = settings.kafka_sasl.as_ref().map(|mechanisms| {
-            Arc::new(crate::kafka::auth::open(
-                credentials.clone(),
-                mechanisms.clone(),
-                settings.kafka_tls.is_some(),
-            ))
-        });
         // In a cluster: the replicas this node hosts, their ISR changes going to the controller.
         let replicas = cluster.as_ref().map(|c| {
             let view: Arc<dyn crate::kafka::cluster_view::ClusterView> = Arc::new(c.node.clone());
@@ -437,6 +426,25 @@ impl Node {
                     crate::cluster::alter_partition::ControllerAlterPartitionManager::new(view),
                 ),
             )
+        });
+        if let (Some(c), Some(r)) = (&cluster, &replicas) {
+            metrics.register_collector(Box::new(
+                crate::replication_metrics::ReplicationCollector {
+                    replicas: r.clone(),
+                    cluster: Arc::new(c.node.clone()),
+                },
+            ));
+        }
+        let metrics = Arc::new(metrics);
+        let credentials = Arc::new(rill_core::credentials::CredentialStore::open(
+            broker.metadata_handle(),
+        )?);
+        let sasl = settings.kafka_sasl.as_ref().map(|mechanisms| {
+            Arc::new(crate::kafka::auth::open(
+                credentials.clone(),
+                mechanisms.clone(),
+                settings.kafka_tls.is_some(),
+            ))
         });
         let authorization = match &settings.kafka_authorizer {
             None => None,

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rill_tests::cluster::{ClusterOptions, TestCluster};
-use rill_tests::{repo_root, rill_cli, run_python, venv_python};
+use rill_tests::{http_get, repo_root, rill_cli, run_python, venv_python};
 
 const FORM: Duration = Duration::from_secs(30);
 
@@ -98,6 +98,30 @@ fn acks_all_records_survive_leader_kills() {
     .unwrap_or_else(|e| panic!("{e}\nlogs:\n{}", cluster.logs()));
     assert!(verified.contains("verified"), "{verified}");
     eprintln!("{} ({:?})", verified.trim(), started.elapsed());
+
+    // Replication metrics: one active controller, every partition led once, none under-
+    // replicated now, and the restarted replicas' returns to the ISR counted as expands.
+    let sum = |name: &str| -> f64 {
+        cluster
+            .members
+            .iter()
+            .filter_map(|m| m.node.as_ref())
+            .map(|n| {
+                let (status, body) = http_get(n.http_addr(), "/metrics").expect("scrape");
+                assert_eq!(status, 200, "{body}");
+                body.lines()
+                    .filter(|l| l.split([' ', '{']).next() == Some(name))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    assert_eq!(sum("rill_controller_active"), 1.0);
+    assert_eq!(sum("rill_replica_leader_partitions"), 3.0);
+    assert_eq!(sum("rill_replica_partitions"), 9.0);
+    assert_eq!(sum("rill_replica_under_replicated_partitions"), 0.0);
+    assert_eq!(sum("rill_controller_offline_partitions"), 0.0);
+    assert!(sum("rill_replica_isr_expands_total") >= kills as f64);
 
     // MQTT on cluster nodes: only the leader of the target partition stores a publish; a follower
     // refuses it (PUBACK 0x97 on MQTT 5, a closed connection on 3.1.1), so no node appends locally

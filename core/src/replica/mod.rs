@@ -28,7 +28,8 @@ pub use alter_partition::{
 };
 pub use partition::{EpochEndOffset, Partition, ReplicaSnapshot};
 pub use replica_manager::{
-    FetchPosition, FollowerFetch, PendingAppend, ReplicaManager, ReplicaManagerConfig, RequiredAcks,
+    FetchPosition, FollowerFetch, IsrChangeCounts, PendingAppend, ReplicaManager,
+    ReplicaManagerConfig, RequiredAcks,
 };
 
 use crate::log::LogError;

@@ -117,6 +117,34 @@ pub struct ReplicaManager {
     image: RwLock<Option<Arc<MetadataImage>>>,
     /// Bumped when a partition is added, removed or changes role (fetchers re-plan).
     changes: watch::Sender<u64>,
+    isr_changes: Arc<IsrChangeCounts>,
+}
+
+/// Committed ISR changes of the partitions this node led (Kafka's `IsrShrinksPerSec` /
+/// `IsrExpandsPerSec`, as totals).
+#[derive(Debug, Default)]
+pub struct IsrChangeCounts {
+    shrinks: std::sync::atomic::AtomicU64,
+    expands: std::sync::atomic::AtomicU64,
+}
+
+impl IsrChangeCounts {
+    /// Committed shrinks.
+    pub fn shrinks(&self) -> u64 {
+        self.shrinks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Committed expands.
+    pub fn expands(&self) -> u64 {
+        self.expands.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn count(&self, before: usize, after: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match after.cmp(&before) {
+            std::cmp::Ordering::Less => self.shrinks.fetch_add(1, Relaxed),
+            std::cmp::Ordering::Greater => self.expands.fetch_add(1, Relaxed),
+            std::cmp::Ordering::Equal => 0,
+        };
+    }
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -141,7 +169,13 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             image: RwLock::new(None),
             changes: watch::channel(0).0,
+            isr_changes: Arc::default(),
         })
+    }
+
+    /// Committed ISR shrinks and expands of the partitions this node led.
+    pub fn isr_changes(&self) -> &IsrChangeCounts {
+        &self.isr_changes
     }
 
     /// This node's broker id.
@@ -559,7 +593,14 @@ impl ReplicaManager {
                 continue;
             }
             if let Some(request) = self.request(&p, &proposal) {
-                propose(self.alter.clone(), p, proposal.partition_epoch, request).await;
+                propose(
+                    self.alter.clone(),
+                    self.isr_changes.clone(),
+                    p,
+                    proposal.partition_epoch,
+                    request,
+                )
+                .await;
             }
         }
         n
@@ -633,6 +674,7 @@ impl ReplicaManager {
         };
         let fut = propose(
             self.alter.clone(),
+            self.isr_changes.clone(),
             p.clone(),
             proposal.partition_epoch,
             request,
@@ -700,13 +742,17 @@ impl PendingAppend {
 /// Submit one ISR change and apply its outcome to `p`.
 async fn propose(
     alter: Arc<dyn AlterPartitionManager>,
+    counts: Arc<IsrChangeCounts>,
     p: Arc<Partition>,
     partition_epoch: i32,
     request: AlterPartitionRequest,
 ) {
+    let before = p.isr().len();
     match alter.submit(request).await {
         Ok(state) => {
-            p.apply_partition_state(&state);
+            if p.apply_partition_state(&state) {
+                counts.count(before, state.isr.len());
+            }
         }
         Err(e) => {
             tracing::warn!(
