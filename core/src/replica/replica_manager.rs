@@ -1064,6 +1064,40 @@ mod tests {
         }
 
         /// Another broker's replica manager and log, following as the image says.
+        /// `rounds` turns of broker 3's fetcher loop against this leader for `t`-0: fetch,
+        /// truncate on a diverging epoch or append what came; returns how many diverged.
+        fn fetch_rounds(&self, rm3: &ReplicaManager, rounds: usize) -> usize {
+            let mut divergences = 0;
+            for _ in 0..rounds {
+                let pos = rm3.fetch_positions(1).remove(0);
+                let r = self
+                    .rm
+                    .fetch_for_follower(
+                        3,
+                        -1,
+                        "t",
+                        0,
+                        pos.fetch_offset,
+                        pos.current_leader_epoch,
+                        pos.last_fetched_epoch,
+                        1 << 20,
+                    )
+                    .unwrap();
+                match r.diverging_epoch {
+                    Some(d) => {
+                        divergences += 1;
+                        rm3.truncate_on_divergence("t", 0, r.leader_epoch, d)
+                            .unwrap();
+                    }
+                    None => {
+                        rm3.append_fetched("t", 0, r.leader_epoch, &r.records, r.high_watermark)
+                            .unwrap();
+                    }
+                }
+            }
+            divergences
+        }
+
         fn follower(&self, id: i32) -> (Arc<ReplicaManager>, Arc<PartitionLog>) {
             let opts = crate::log::tests::opts(Arc::new(SimStorage::new()), false);
             let mut opts = opts;
@@ -1609,33 +1643,7 @@ mod tests {
         );
         f.produce(&[b"c"], RequiredAcks::Leader).await; // epoch 2: offset 2
                                                         // The fetcher's loop: fetch, truncate on a diverging epoch, fetch again.
-        let mut truncations = 0;
-        for _ in 0..4 {
-            let pos = rm3.fetch_positions(1).remove(0);
-            let r =
-                f.rm.fetch_for_follower(
-                    3,
-                    -1,
-                    "t",
-                    0,
-                    pos.fetch_offset,
-                    pos.current_leader_epoch,
-                    pos.last_fetched_epoch,
-                    1 << 20,
-                )
-                .unwrap();
-            match r.diverging_epoch {
-                Some(d) => {
-                    truncations += 1;
-                    rm3.truncate_on_divergence("t", 0, r.leader_epoch, d)
-                        .unwrap();
-                }
-                None => {
-                    rm3.append_fetched("t", 0, r.leader_epoch, &r.records, r.high_watermark)
-                        .unwrap();
-                }
-            }
-        }
+        let truncations = f.fetch_rounds(&rm3, 4);
         assert_eq!(truncations, 1);
         assert_eq!(log3.log_end_offset(), 3);
         assert_eq!(
@@ -1671,33 +1679,7 @@ mod tests {
             &f.controller.registration(),
         );
         f.produce(&[b"c"], RequiredAcks::Leader).await; // epoch 2: offset 2
-        let mut divergences = 0;
-        for _ in 0..4 {
-            let pos = rm3.fetch_positions(1).remove(0);
-            let r =
-                f.rm.fetch_for_follower(
-                    3,
-                    -1,
-                    "t",
-                    0,
-                    pos.fetch_offset,
-                    pos.current_leader_epoch,
-                    pos.last_fetched_epoch,
-                    1 << 20,
-                )
-                .unwrap();
-            match r.diverging_epoch {
-                Some(d) => {
-                    divergences += 1;
-                    rm3.truncate_on_divergence("t", 0, r.leader_epoch, d)
-                        .unwrap();
-                }
-                None => {
-                    rm3.append_fetched("t", 0, r.leader_epoch, &r.records, r.high_watermark)
-                        .unwrap();
-                }
-            }
-        }
+        let divergences = f.fetch_rounds(&rm3, 4);
         // One divergence (no record to cut: the empty epoch goes), then it fetches on.
         assert_eq!(divergences, 1);
         assert_eq!(all(&log3), all(&f.log));
