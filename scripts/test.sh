@@ -45,6 +45,24 @@ if ! command -v mosquitto_sub >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -
         echo "note: mosquitto-clients could not be installed; the \$SYS mosquitto_sub tests will fail in CI"
 fi
 
+# 2d. The .deb test (tests/tests/deb_package.rs, root only; required with CI=true): dpkg-deb and
+#     readelf build the package (scripts/build-deb.sh), adduser is its dependency (postinst),
+#     setpriv runs the unit's ExecStart as `rill`, systemd-analyze (Debian `systemd`; not started,
+#     only its analyzer is used) checks the installed units.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    deb_pkgs=()
+    command -v adduser >/dev/null 2>&1 || deb_pkgs+=(adduser)
+    command -v setpriv >/dev/null 2>&1 || deb_pkgs+=(util-linux)
+    command -v readelf >/dev/null 2>&1 || deb_pkgs+=(binutils)
+    command -v systemd-analyze >/dev/null 2>&1 || deb_pkgs+=(systemd)
+    if [ ${#deb_pkgs[@]} -gt 0 ]; then
+        (timeout 300 apt-get install -y -qq --no-install-recommends "${deb_pkgs[@]}" >/dev/null 2>&1 ||
+            (timeout 300 apt-get update -qq >/dev/null 2>&1 &&
+                timeout 300 apt-get install -y -qq --no-install-recommends "${deb_pkgs[@]}" >/dev/null 2>&1)) ||
+            echo "note: ${deb_pkgs[*]} could not be installed; the .deb test fails with CI=true"
+    fi
+fi
+
 # 3. The ARM binaries and qemu for the emulated smoke test (tests/tests/arm_smoke.rs), in CI
 #    and wherever root can apt-get (elsewhere that test skips). cross-build.sh installs the Rust
 #    targets and cross toolchains itself and prints its time. Only aarch64 by default, to keep
