@@ -18,11 +18,12 @@ if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want_hash" ] ||
     echo "$want_hash" >.venv/.requirements.sha256
 fi
 
-# 2. kcat, when the machine can install it (optional: its tests skip without it).
+# 2. kcat, when the machine can install it (its tests skip without it, except deb_package and
+#    container_image, which require it with CI=true).
 if ! command -v kcat >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     (timeout 300 apt-get install -y -qq kcat >/dev/null 2>&1 ||
         (timeout 300 apt-get update -qq >/dev/null 2>&1 && timeout 300 apt-get install -y -qq kcat >/dev/null 2>&1)) ||
-        echo "note: kcat could not be installed; kcat tests will be skipped"
+        echo "note: kcat could not be installed; kcat tests will be skipped (deb_package and container_image fail with CI=true)"
 fi
 
 # 2b. Prometheus (Debian package `prometheus`, which also ships promtool) for the real-scrape
