@@ -690,6 +690,25 @@ pub fn mirror_configs(
     Ok(mirrors)
 }
 
+/// The failpoint `power_cut_on_sigusr1` (debug test builds only): SIGUSR1 cuts the power.
+#[cfg(all(unix, feature = "failpoints"))]
+fn power_cut_on_sigusr1() {
+    use rill_core::failpoints::{is_set, power_cut, POWER_CUT_ON_SIGUSR1};
+    if !is_set(POWER_CUT_ON_SIGUSR1) {
+        return;
+    }
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+        Ok(mut usr1) => {
+            tokio::spawn(async move {
+                if usr1.recv().await.is_some() {
+                    power_cut("power_cut_on_sigusr1");
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "cannot listen for SIGUSR1"),
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM. The SIGTERM handler is installed when this is called (not when
 /// first polled), so a SIGTERM right after the node logs `listening` still shuts it down
 /// gracefully instead of killing it.
@@ -782,6 +801,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let node_name = settings.node_name.clone();
         let stop = termination();
+        #[cfg(all(unix, feature = "failpoints"))]
+        power_cut_on_sigusr1();
         let node = Node::start(settings).await?;
         let service = notify_ready(&node);
         let bridge_stop = CancellationToken::new();

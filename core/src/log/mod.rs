@@ -743,6 +743,12 @@ impl PartitionLog {
         lock(&self.epochs).latest_epoch()
     }
 
+    /// The leader epoch that wrote `offset` as the epoch cache has it (`None` before its
+    /// earliest entry, and on a log whose leaders never recorded an epoch: a node alone).
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        lock(&self.epochs).epoch_for_offset(offset)
+    }
+
     /// OffsetForLeaderEpoch for `epoch` (Kafka's `endOffsetFor`, see
     /// [`LeaderEpochFileCache::end_offset_for`]): the largest epoch <= `epoch` and its end offset,
     /// the log end offset for the latest epoch, `(-1, -1)` when the cache cannot place it.

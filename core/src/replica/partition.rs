@@ -719,6 +719,20 @@ impl Partition {
         true
     }
 
+    /// The failpoint `leader_local_isr_shrink` (debug test builds only): take `isr` as committed
+    /// without the controller, the bug the fault suite must catch (a leader acknowledging
+    /// writes that the replicas the controller would elect do not have).
+    pub(crate) fn apply_local_isr(&self, isr: &[i32]) {
+        let mut role = self.role.write_unpoisoned();
+        let Role::Leader(l) = &mut *role else {
+            return;
+        };
+        l.isr = IsrState::Committed { isr: isr.to_vec() };
+        drop(role);
+        self.changed();
+        self.maybe_increment_high_watermark();
+    }
+
     /// A proposal based on `partition_epoch` failed: back to the committed ISR. After a stale
     /// epoch nothing is proposed until a newer committed state arrives; after other failures the
     /// next proposal waits [`ALTER_PARTITION_RETRY_BACKOFF`].

@@ -481,7 +481,9 @@ impl ReplicaManager {
         } else {
             let info =
                 p.while_follower(leader_epoch, || Ok(p.log().append_as_follower(records)?))?;
-            p.log().flush_to(info.last_offset)?;
+            if !crate::failpoints::is_set(crate::failpoints::SKIP_FOLLOWER_FSYNC) {
+                p.log().flush_to(info.last_offset)?;
+            }
             Some(info)
         };
         p.update_follower_high_watermark(leader_high_watermark);
@@ -547,6 +549,11 @@ impl ReplicaManager {
                 new_isr = ?proposal.new_isr,
                 "proposing ISR shrink"
             );
+            if crate::failpoints::is_set(crate::failpoints::LEADER_LOCAL_ISR_SHRINK) {
+                // Broken on purpose: the shrink takes effect without the controller.
+                p.apply_local_isr(&proposal.new_isr);
+                continue;
+            }
             if let Some(request) = self.request(&p, &proposal) {
                 propose(self.alter.clone(), p, proposal.partition_epoch, request).await;
             }
