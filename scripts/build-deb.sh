@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the `rill` Debian package from a staged tree with `dpkg-deb --build` (no cargo-deb: see
-# deploy/README.md, "The .deb") and prints its path and how long it took.
+# deploy/README.md, "Installing the .deb") and prints its path and how long it took.
 #
 #   scripts/build-deb.sh [--binary PATH] [--out DIR] [--fast]
 #

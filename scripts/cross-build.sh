@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Cross-builds the `rill` binary for ARM boards and prints how long each build took.
+# Cross-builds the `rill` binary for ARM boards (and the static x86_64 musl binary of the
+# container image) and prints how long each build took.
 #
 #   scripts/cross-build.sh [--profile edge|ci-cross|dev] [--target TRIPLE]... [--no-install]
 #
@@ -7,9 +8,11 @@
 # given), and x86_64-unknown-linux-musl: the static binary of the container image
 # (deploy/Containerfile; Debian's musl-tools compiles the C parts with musl-gcc, rustc links
 # statically with its own musl start files; the script checks that the result has no
-# interpreter and no shared library). Profiles (workspace Cargo.toml): `ci-cross` (default; release without LTO, what CI's
-# qemu smoke test runs) and `edge` (LTO, one codegen unit, opt-level "s", stripped: the shipped
-# binary and the size budget), and `dev` (cargo's debug build, written to .../<triple>/debug/:
+# interpreter and no shared library).
+#
+# Profiles (workspace Cargo.toml): `ci-cross` (default; release without LTO, what CI's qemu smoke
+# test runs), `edge` (LTO, one codegen unit, opt-level "s", stripped: the shipped binary and the
+# size budget), and `dev` (cargo's debug build, written to .../<triple>/debug/:
 # what CI builds the static musl binary of the container test with, the cheapest full build).
 # Writes `${CARGO_TARGET_DIR:-target}/<triple>/<profile>/rill`.
 #
