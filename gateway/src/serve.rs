@@ -500,6 +500,7 @@ impl Node {
         if let (Some(node), Some(replicas)) = (&cluster, &replicas) {
             listeners.spawn(crate::cluster::metadata_publisher::run(
                 node.images(),
+                node.incarnation(),
                 broker.clone(),
                 replicas.clone(),
                 shutdown.clone(),

@@ -35,7 +35,7 @@ def produce(args):
         seq = int(msg.value().decode().split(":")[1])
         if err is None:
             acked.append({"seq": seq, "partition": msg.partition(), "offset": msg.offset(),
-                          "value": msg.value().decode()})
+                          "value": msg.value().decode(), "at": time.time()})
         else:
             failed.append({"seq": seq, "error": str(err), "retriable": err.retriable(),
                            "fatal": err.fatal()})

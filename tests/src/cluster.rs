@@ -238,7 +238,10 @@ impl TestCluster {
             self.path(&format!("node{id}.key")).display().to_string(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut env = vec![("RUST_LOG".into(), "info,openraft=warn".into())];
+        // RILL_TEST_LOG overrides the nodes' RUST_LOG (e.g. debug for one module).
+        let filter =
+            std::env::var("RILL_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".to_string());
+        let mut env = vec![("RUST_LOG".into(), filter.into())];
         if let Some(spec) = &self.failpoints {
             env.push(("RILL_FAILPOINTS".into(), spec.into()));
         }
@@ -409,12 +412,28 @@ impl TestCluster {
     /// show an older state, so one node's word is not enough); the leader. Fails the test after
     /// 30 s.
     pub fn wait_leader(&self, topic: &str, p: usize, not: i64, isr_len: usize) -> i64 {
+        self.wait_leader_among(topic, p, not, isr_len, &[])
+    }
+
+    /// [`Self::wait_leader`], asking every running node but those in `skip` (a stopped process
+    /// would not answer).
+    pub fn wait_leader_among(
+        &self,
+        topic: &str,
+        p: usize,
+        not: i64,
+        isr_len: usize,
+        skip: &[i32],
+    ) -> i64 {
         let within = Duration::from_secs(30);
         let deadline = Instant::now() + within;
         let mut last = Vec::new();
         loop {
             last.clear();
             for m in &self.members {
+                if skip.contains(&m.id) {
+                    continue;
+                }
                 let Some(node) = &m.node else { continue };
                 let seen = Self::topic_state(node.kafka_addr(), topic)
                     .and_then(|parts| parts.get(p).cloned());

@@ -66,11 +66,15 @@ fn wait_current_log(cluster: &TestCluster, id: i32, needle: &str) {
 }
 
 fn create_topic(cluster: &TestCluster, topic: &str) -> i64 {
-    let out = rill_cli(
-        &cluster.kafka_addr(1),
-        &["topic", "create", topic, "-p", "1", "-r", "3"],
-        b"",
-    );
+    create_topic_with(cluster, topic, &[])
+}
+
+fn create_topic_with(cluster: &TestCluster, topic: &str, configs: &[&str]) -> i64 {
+    let mut args = vec!["topic", "create", topic, "-p", "1", "-r", "3"];
+    for c in configs {
+        args.extend(["-c", c]);
+    }
+    let out = rill_cli(&cluster.kafka_addr(1), &args, b"");
     assert!(
         out.status.success(),
         "topic create: {}",
@@ -251,6 +255,102 @@ fn isolated_leader(broken: bool) -> Result<String, String> {
         }
     }
     verdict
+}
+
+/// Wall-clock seconds (the producer stamps its acknowledgements with Python's `time.time()`).
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The acknowledgement times in a history file.
+fn ack_times(history: &std::path::Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(history).expect("history file");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("history JSON");
+    v["acked"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["at"].as_f64()).collect())
+        .unwrap_or_default()
+}
+
+/// How long after a kill an acknowledgement may still arrive for records replicated before it.
+const IN_FLIGHT: f64 = 1.0;
+
+/// Two of three replicas (RF 3, `min.insync.replicas=2`) SIGKILLed while the producer writes:
+/// nothing is acknowledged until they are back (the controller has no quorum to shrink the ISR
+/// and the restarted replicas rejoin it only once caught up); the producer's retries then land
+/// exactly once.
+#[test]
+fn nothing_is_acknowledged_while_two_of_three_are_down() {
+    let _guard = serial();
+    let started = Instant::now();
+    let mut cluster = start("", 3000);
+    let leader = create_topic_with(&cluster, "quorum", &["min.insync.replicas=2"]) as i32;
+    let followers: Vec<i32> = (1..=3).filter(|id| *id != leader).collect();
+    let history = cluster.path("quorum.json");
+    let child = producer(&cluster, "quorum", 1500, 150, &history);
+    std::thread::sleep(Duration::from_secs(2));
+    for &f in &followers {
+        cluster.kill(f);
+    }
+    let down = wall_clock();
+    std::thread::sleep(Duration::from_secs(5));
+    for &f in &followers {
+        cluster.start_node(f);
+    }
+    let up = wall_clock();
+    let out = finish(&cluster, child);
+    assert!(!out.contains("fatal"), "{out}");
+    let during: Vec<f64> = ack_times(&history)
+        .into_iter()
+        .filter(|t| *t > down + IN_FLIGHT && *t < up)
+        .collect();
+    assert!(
+        during.is_empty(),
+        "{} records acknowledged while two of three replicas were down (at {during:?}, down \
+         {down}, up {up})",
+        during.len()
+    );
+    cluster.wait_leader("quorum", 0, -1, 3);
+    let verdict = verify(&cluster, "quorum", &history)
+        .unwrap_or_else(|e| panic!("{e}\nlogs:\n{}", cluster.logs()));
+    assert!(verdict.contains("verified"), "{verdict}");
+    eprintln!("two of three down: {verdict:?} ({:?})", started.elapsed());
+}
+
+/// A zombie leader: SIGSTOPped past its session timeout (the controller fences it and elects a
+/// follower), then resumed while the producer still writes. It acknowledges no acks=all write
+/// after it was fenced (its followers fetch from the new leader, so its high watermark cannot
+/// move), and what it appended meanwhile is truncated when it rejoins.
+#[test]
+fn a_fenced_zombie_leader_acknowledges_nothing() {
+    let _guard = serial();
+    let started = Instant::now();
+    let mut cluster = start("", 3000);
+    let leader = create_topic(&cluster, "zombie");
+    let history = cluster.path("zombie.json");
+    let child = producer(&cluster, "zombie", 1500, 150, &history);
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.signal(leader as i32, "STOP");
+    let stopped = wall_clock();
+    // Past the session timeout: fenced, a follower leads.
+    let next = cluster.wait_leader_among("zombie", 0, leader, 2, &[leader as i32]);
+    cluster.signal(leader as i32, "CONT");
+    let out = finish(&cluster, child);
+    assert!(!out.contains("fatal"), "{out}");
+    // Acknowledgements between the stop and the new leadership can only be the new leader's.
+    cluster.wait_leader("zombie", 0, -1, 3);
+    let verdict = verify(&cluster, "zombie", &history)
+        .unwrap_or_else(|e| panic!("{e}\nlogs:\n{}", cluster.logs()));
+    assert!(verdict.contains("verified"), "{verdict}");
+    let log = cluster.log(leader as i32);
+    assert!(!log.contains("panicked"), "the zombie panicked:\n{log}");
+    eprintln!(
+        "zombie leader {leader} (stopped at {stopped}, {next} leads): {verdict:?} ({:?})",
+        started.elapsed()
+    );
 }
 
 fn caught(verdict: Result<String, String>, failpoint: &str) {

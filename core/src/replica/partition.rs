@@ -632,6 +632,20 @@ impl Partition {
             && fetch_offset >= l.epoch_start_offset
             && l.replicas.contains(&replica_id);
         if !qualifies || l.isr.maximal().contains(&replica_id) || !l.may_propose(now) {
+            if !l.isr.maximal().contains(&replica_id) {
+                tracing::debug!(
+                    topic = %self.topic,
+                    partition = self.index,
+                    replica_id,
+                    fetch_offset,
+                    high_watermark = hw,
+                    epoch_start_offset = l.epoch_start_offset,
+                    eligible,
+                    in_flight = l.isr.in_flight(),
+                    stale_at = ?l.stale_at,
+                    "a replica outside the ISR does not join it yet"
+                );
+            }
             return Ok(None);
         }
         let committed = l.isr.committed().to_vec();

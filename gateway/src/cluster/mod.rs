@@ -358,6 +358,11 @@ impl ClusterNode {
     pub fn images(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.image.clone()
     }
+
+    /// This process's incarnation id (its BrokerRegistration's).
+    pub fn incarnation(&self) -> Uuid {
+        self.controller.identity.incarnation
+    }
 }
 
 impl ClusterView for ClusterNode {

@@ -91,20 +91,24 @@ impl Context {
     /// (`-1`: not checked). In a cluster only the partition's leader answers, after Kafka's
     /// leader epoch check (KIP-320: FENCED_LEADER_EPOCH for an older epoch, UNKNOWN_LEADER_EPOCH
     /// for a newer one, NOT_LEADER_OR_FOLLOWER on a follower); a node alone answers every read.
-    /// A partition this node does not host is left to the broker's lookup. The error is a Kafka
-    /// code.
+    /// A cluster member that does not host the partition as a replica (yet: a node starting
+    /// up holds logs before the controller's image assigns them) answers NOT_LEADER_OR_FOLLOWER
+    /// too, so a client never reads a local log that replication does not govern. The error is a
+    /// Kafka code.
     pub fn check_client_read(
         &self,
         topic: &str,
         partition: i32,
         current_leader_epoch: i32,
     ) -> Result<(), i16> {
-        let Some(part) = self
-            .replicas
-            .as_ref()
-            .and_then(|r| r.partition(topic, partition))
-        else {
+        let Some(replicas) = &self.replicas else {
             return Ok(());
+        };
+        let Some(part) = replicas.partition(topic, partition) else {
+            return match self.broker.partition(topic, partition) {
+                Ok(_) => Err(kafka_protocol::error::ResponseError::NotLeaderOrFollower.code()),
+                Err(e) => Err(super::error_codes::broker_error_code(&e)),
+            };
         };
         part.check_leader(current_leader_epoch)
             .map(|_| ())
