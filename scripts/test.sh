@@ -46,7 +46,18 @@ if ! command -v mosquitto_sub >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -
         echo "note: mosquitto-clients could not be installed; the \$SYS mosquitto_sub tests will fail in CI"
 fi
 
-# 2d. The .deb test (tests/tests/deb_package.rs, root only; required with CI=true): dpkg-deb and
+# 2d. Headless Chromium for the web console test (tests/tests/console.rs, which installs
+#     playwright-core from npm into its target temp dir and drives /usr/bin/chromium; with
+#     CI=true it fails without chromium). chromium-driver brings /usr/bin/chromedriver for
+#     WebDriver clients.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (timeout 600 apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 ||
+        (timeout 300 apt-get update -qq >/dev/null 2>&1 &&
+            timeout 600 apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1)) ||
+        echo "note: chromium could not be installed; the console browser test will fail in CI"
+fi
+
+# 2e. The .deb test (tests/tests/deb_package.rs, root only; required with CI=true): dpkg-deb and
 #     readelf build the package (scripts/build-deb.sh), adduser is its dependency (postinst),
 #     setpriv runs the unit's ExecStart as `rill`, systemd-analyze (Debian `systemd`; not started,
 #     only its analyzer is used) checks the installed units.

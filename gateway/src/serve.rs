@@ -483,6 +483,8 @@ impl Node {
             replicas: replicas.clone(),
             authorization,
         });
+        let console_cluster = ctx.cluster.clone();
+        let console_cluster_id = ctx.cluster_id.clone();
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
         listeners.spawn(kafka::groups::run_ticker(groups.clone(), shutdown.clone()));
@@ -524,6 +526,7 @@ impl Node {
             kafka_liveness.clone(),
         ));
         let mqtt_ws_listen = settings.mqtt_ws_listen.map(|a| a.to_string());
+        let console_mqtt = mqtt_server.clone();
         let mqtt = crate::mqtt::listener::start(
             mqtt_server,
             &settings.mqtt_listen.to_string(),
@@ -541,9 +544,30 @@ impl Node {
                 let _ = task.await;
             }
         });
+        let console = crate::console::Console::new(
+            broker.clone(),
+            groups.clone(),
+            console_mqtt,
+            bridge_status.clone(),
+            console_cluster,
+            crate::console::NodeIdentity {
+                node_id: settings.node_id,
+                node_name: settings.node_name.clone(),
+                cluster_id: console_cluster_id,
+                version: env!("CARGO_PKG_VERSION"),
+                kafka_listen: kafka_addr.to_string(),
+                mqtt_listen: mqtt_addr.to_string(),
+            },
+            settings.console_writes,
+        );
+        listeners.spawn(crate::console::run_sampler(
+            console.clone(),
+            shutdown.clone(),
+        ));
         let router = admin_http::router(
             metrics.clone(),
             bridge_status.clone(),
+            console,
             admin_http::Access::for_listener(http_addr, admin_tokens),
         );
         let http_shutdown = shutdown.clone();
