@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Cross-builds the `rill` binary for ARM boards and prints how long each build took.
+# Cross-builds the `rill` binary for ARM boards (and the static x86_64 musl binary of the
+# container image) and prints how long each build took.
 #
-#   scripts/cross-build.sh [--profile edge|ci-cross] [--target TRIPLE]... [--no-install]
+#   scripts/cross-build.sh [--profile edge|ci-cross|dev] [--target TRIPLE]... [--no-install]
 #
 # Targets: aarch64-unknown-linux-gnu and armv7-unknown-linux-gnueabihf (both when no --target is
-# given). Profiles (workspace Cargo.toml): `ci-cross` (default; release without LTO, what CI's
-# qemu smoke test runs) and `edge` (LTO, one codegen unit, opt-level "s", stripped: the shipped
-# binary and the size budget). Writes `${CARGO_TARGET_DIR:-target}/<triple>/<profile>/rill`.
+# given), and x86_64-unknown-linux-musl: the static binary of the container image
+# (deploy/Containerfile; Debian's musl-tools compiles the C parts with musl-gcc, rustc links
+# statically with its own musl start files; the script checks that the result has no
+# interpreter and no shared library).
+#
+# Profiles (workspace Cargo.toml): `ci-cross` (default; release without LTO, what CI's qemu smoke
+# test runs), `edge` (LTO, one codegen unit, opt-level "s", stripped: the shipped binary and the
+# size budget), and `dev` (cargo's debug build, written to .../<triple>/debug/:
+# what CI builds the static musl binary of the container test with, the cheapest full build).
+# Writes `${CARGO_TARGET_DIR:-target}/<triple>/<profile>/rill`.
 #
 # Installs what is missing by itself: the Rust standard library of the target (`rustup target
 # add`) and, as root with apt-get, Debian's cross C toolchain (gcc-aarch64-linux-gnu +
-# libc6-dev-arm64-cross, gcc-arm-linux-gnueabihf + libc6-dev-armhf-cross), which links the binary
-# and compiles the C parts (ring, zstd-sys, lz4-sys). `--no-install` only checks and fails.
+# libc6-dev-arm64-cross, gcc-arm-linux-gnueabihf + libc6-dev-armhf-cross, musl-tools), which
+# links the binary and compiles the C parts (ring, zstd-sys, lz4-sys). `--no-install` only checks and fails.
 # Linker and C compiler are passed as environment variables of this build only, so native builds
 # are untouched (no .cargo/config.toml).
 set -euo pipefail
@@ -53,32 +61,56 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$profile" in
-edge | ci-cross) ;;
+edge | ci-cross | dev) ;;
 *)
-    echo "cross-build: --profile must be edge or ci-cross, not $profile" >&2
+    echo "cross-build: --profile must be edge, ci-cross or dev, not $profile" >&2
     exit 2
     ;;
 esac
 [ ${#targets[@]} -gt 0 ] || targets=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf)
 
-# The GNU toolchain prefix of a target and the Debian packages that provide it.
-gnu_prefix() {
+# The C compiler, archiver and linker of a target (no linker: rustc's default), a header the
+# target's C library must have, and the Debian packages that provide them.
+target_cc() {
     case "$1" in
-    aarch64-unknown-linux-gnu) echo aarch64-linux-gnu ;;
-    armv7-unknown-linux-gnueabihf) echo arm-linux-gnueabihf ;;
+    aarch64-unknown-linux-gnu) echo aarch64-linux-gnu-gcc ;;
+    armv7-unknown-linux-gnueabihf) echo arm-linux-gnueabihf-gcc ;;
+    x86_64-unknown-linux-musl) echo musl-gcc ;;
     *) return 1 ;;
+    esac
+}
+target_ar() {
+    case "$1" in
+    aarch64-unknown-linux-gnu) echo aarch64-linux-gnu-ar ;;
+    armv7-unknown-linux-gnueabihf) echo arm-linux-gnueabihf-ar ;;
+    x86_64-unknown-linux-musl) echo ar ;;
+    esac
+}
+target_linker() {
+    case "$1" in
+    aarch64-unknown-linux-gnu) echo aarch64-linux-gnu-gcc ;;
+    armv7-unknown-linux-gnueabihf) echo arm-linux-gnueabihf-gcc ;;
+    x86_64-unknown-linux-musl) echo "" ;; # static, self-contained: rustc's own musl crt
+    esac
+}
+target_header() {
+    case "$1" in
+    aarch64-unknown-linux-gnu) echo /usr/aarch64-linux-gnu/include/stdio.h ;;
+    armv7-unknown-linux-gnueabihf) echo /usr/arm-linux-gnueabihf/include/stdio.h ;;
+    x86_64-unknown-linux-musl) echo /usr/include/x86_64-linux-musl/stdio.h ;;
     esac
 }
 debian_packages() {
     case "$1" in
     aarch64-unknown-linux-gnu) echo gcc-aarch64-linux-gnu libc6-dev-arm64-cross ;;
     armv7-unknown-linux-gnueabihf) echo gcc-arm-linux-gnueabihf libc6-dev-armhf-cross ;;
+    x86_64-unknown-linux-musl) echo musl-tools ;;
     esac
 }
 
 for t in "${targets[@]}"; do
-    gnu_prefix "$t" >/dev/null || {
-        echo "cross-build: unsupported target $t (aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf)" >&2
+    target_cc "$t" >/dev/null || {
+        echo "cross-build: unsupported target $t (aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf, x86_64-unknown-linux-musl)" >&2
         exit 2
     }
 done
@@ -101,9 +133,7 @@ fi
 # 2. Cross C toolchains (linker, C compiler, target libc).
 missing_pkgs=()
 for t in "${targets[@]}"; do
-    p=$(gnu_prefix "$t")
-    sysroot=/usr/$p
-    if ! command -v "$p-gcc" >/dev/null 2>&1 || [ ! -e "$sysroot/include/stdio.h" ]; then
+    if ! command -v "$(target_cc "$t")" >/dev/null 2>&1 || [ ! -e "$(target_header "$t")" ]; then
         read -r -a pkgs <<<"$(debian_packages "$t")"
         missing_pkgs+=("${pkgs[@]}")
     fi
@@ -124,21 +154,28 @@ fi
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 total_start=$(date +%s)
 for t in "${targets[@]}"; do
-    p=$(gnu_prefix "$t")
     env_triple=$(tr 'a-z-' 'A-Z_' <<<"$t")
     cc_triple=${t//-/_}
+    vars=("CC_${cc_triple}=$(target_cc "$t")" "AR_${cc_triple}=$(target_ar "$t")")
+    linker=$(target_linker "$t")
+    [ -z "$linker" ] || vars+=("CARGO_TARGET_${env_triple}_LINKER=$linker")
     start=$(date +%s)
     echo "cross-build: cargo build --profile $profile --target $t"
-    env "CARGO_TARGET_${env_triple}_LINKER=$p-gcc" \
-        "CC_${cc_triple}=$p-gcc" \
-        "AR_${cc_triple}=$p-ar" \
-        cargo build -p rill-gateway --bin rill --profile "$profile" --target "$t"
+    env "${vars[@]}" cargo build -p rill-gateway --bin rill --profile "$profile" --target "$t"
     secs=$(($(date +%s) - start))
-    bin=$target_dir/$t/$profile/rill
+    bin=$target_dir/$t/$([ "$profile" = dev ] && echo debug || echo "$profile")/rill
     [ -x "$bin" ] || {
         echo "cross-build: cargo succeeded but $bin is missing" >&2
         exit 1
     }
+    if [ "$t" = x86_64-unknown-linux-musl ]; then
+        # The container image has no libraries and no loader: the binary must be static.
+        if LC_ALL=C readelf -l "$bin" | grep -q 'Requesting program interpreter' ||
+            LC_ALL=C readelf -d "$bin" 2>/dev/null | grep -q '(NEEDED)'; then
+            echo "cross-build: $bin is not static (readelf shows an interpreter or NEEDED libraries)" >&2
+            exit 1
+        fi
+    fi
     size=$(stat -c %s "$bin")
     echo "cross-build: $t $profile: ${secs} s, $bin ($size bytes)"
 done

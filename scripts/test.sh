@@ -18,11 +18,12 @@ if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want_hash" ] ||
     echo "$want_hash" >.venv/.requirements.sha256
 fi
 
-# 2. kcat, when the machine can install it (optional: its tests skip without it).
+# 2. kcat, when the machine can install it (its tests skip without it, except deb_package and
+#    container_image, which require it with CI=true).
 if ! command -v kcat >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     (timeout 300 apt-get install -y -qq kcat >/dev/null 2>&1 ||
         (timeout 300 apt-get update -qq >/dev/null 2>&1 && timeout 300 apt-get install -y -qq kcat >/dev/null 2>&1)) ||
-        echo "note: kcat could not be installed; kcat tests will be skipped"
+        echo "note: kcat could not be installed; kcat tests will be skipped (deb_package and container_image fail with CI=true)"
 fi
 
 # 2b. Prometheus (Debian package `prometheus`, which also ships promtool) for the real-scrape
@@ -56,6 +57,24 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
         echo "note: chromium could not be installed; the console browser test will fail in CI"
 fi
 
+# 2e. The .deb test (tests/tests/deb_package.rs, root only; required with CI=true): dpkg-deb and
+#     readelf build the package (scripts/build-deb.sh), adduser is its dependency (postinst),
+#     setpriv runs the unit's ExecStart as `rill`, systemd-analyze (Debian `systemd`; not started,
+#     only its analyzer is used) checks the installed units.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    deb_pkgs=()
+    command -v adduser >/dev/null 2>&1 || deb_pkgs+=(adduser)
+    command -v setpriv >/dev/null 2>&1 || deb_pkgs+=(util-linux)
+    command -v readelf >/dev/null 2>&1 || deb_pkgs+=(binutils)
+    command -v systemd-analyze >/dev/null 2>&1 || deb_pkgs+=(systemd)
+    if [ ${#deb_pkgs[@]} -gt 0 ]; then
+        (timeout 300 apt-get install -y -qq --no-install-recommends "${deb_pkgs[@]}" >/dev/null 2>&1 ||
+            (timeout 300 apt-get update -qq >/dev/null 2>&1 &&
+                timeout 300 apt-get install -y -qq --no-install-recommends "${deb_pkgs[@]}" >/dev/null 2>&1)) ||
+            echo "note: ${deb_pkgs[*]} could not be installed; the .deb test fails with CI=true"
+    fi
+fi
+
 # 3. The ARM binaries and qemu for the emulated smoke test (tests/tests/arm_smoke.rs), in CI
 #    and wherever root can apt-get (elsewhere that test skips). cross-build.sh installs the Rust
 #    targets and cross toolchains itself and prints its time. Only aarch64 by default, to keep
@@ -76,6 +95,21 @@ if [ "${CI:-}" = true ] || is_root_with_apt; then
     cross_start=$(date +%s)
     scripts/cross-build.sh --profile ci-cross "${cross_args[@]}"
     echo "cross builds (ci-cross): $(($(date +%s) - cross_start)) s"
+fi
+
+# 3b. The static musl binary (Debian musl-tools, installed by cross-build.sh) and buildah for the
+#     container image test (tests/tests/container_image.rs; required with CI=true). Profile `dev`,
+#     the cheapest full build, to keep within CI's budget; the shipped image uses `--profile edge`.
+if [ "${CI:-}" = true ] || is_root_with_apt; then
+    if ! command -v buildah >/dev/null 2>&1 && is_root_with_apt; then
+        (timeout 300 apt-get install -y -qq --no-install-recommends buildah >/dev/null 2>&1 ||
+            (timeout 300 apt-get update -qq >/dev/null 2>&1 &&
+                timeout 300 apt-get install -y -qq --no-install-recommends buildah >/dev/null 2>&1)) ||
+            echo "note: buildah could not be installed; the container image test fails with CI=true"
+    fi
+    static_start=$(date +%s)
+    scripts/cross-build.sh --profile dev --target x86_64-unknown-linux-musl
+    echo "static musl build (dev): $(($(date +%s) - static_start)) s"
 fi
 
 # 4. Build once (binaries the black-box tests start, and every test binary), then run each suite

@@ -15,6 +15,9 @@
 //!   contract on purpose; the fault suite must catch it).
 //! - `leader_local_isr_shrink`: a leader shrinks its ISR by itself instead of through the
 //!   controller (breaks the ISR contract on purpose; the fault suite must catch it).
+//! - `stall_maintenance_while=PATH`: while the file `PATH` exists, the storage maintenance thread
+//!   is stuck (it runs no pass and stops marking its liveness, as on a disk that hangs), so the
+//!   systemd watchdog pings must stop; it carries on when the file is removed.
 //!
 //! Without the feature every query answers "not set" and the code around it is dead.
 
@@ -35,6 +38,8 @@ pub const POWER_CUT_ON_SIGUSR1: &str = "power_cut_on_sigusr1";
 pub const SKIP_FOLLOWER_FSYNC: &str = "skip_follower_fsync";
 /// Leaders shrink their ISR locally, without the controller.
 pub const LEADER_LOCAL_ISR_SHRINK: &str = "leader_local_isr_shrink";
+/// The maintenance thread is stuck while the file named by the value exists.
+pub const STALL_MAINTENANCE_WHILE: &str = "stall_maintenance_while";
 
 #[cfg(feature = "failpoints")]
 mod active {
@@ -113,6 +118,32 @@ pub fn value(name: &str) -> Option<u64> {
     }
 }
 
+/// The text value of the failpoint `name` (`name=TEXT`), if it is active with one.
+pub fn text(name: &str) -> Option<String> {
+    #[cfg(feature = "failpoints")]
+    {
+        active::points().get(name).and_then(Clone::clone)
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = name;
+        None
+    }
+}
+
+/// Whether the storage maintenance thread must be stuck now: under
+/// `stall_maintenance_while=PATH`, while the file `PATH` exists. The thread then waits without
+/// marking its liveness until this turns false or the node stops.
+pub fn maintenance_stalled() -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        if let Some(path) = text(STALL_MAINTENANCE_WHILE) {
+            return std::path::Path::new(&path).exists();
+        }
+    }
+    false
+}
+
 /// The storage the node's logs use: the real file system, or under `power_cut_after_acks` the
 /// same file system through a [`crate::io::SyncTrackingStorage`] that can revert it.
 pub fn log_storage() -> std::sync::Arc<dyn crate::io::Storage> {
@@ -171,9 +202,12 @@ pub fn power_cut(why: &str) {
 mod tests {
     #[test]
     fn specs_parse() {
-        let p = super::active::parse_for_test(" power_cut_after_acks=5, skip_follower_fsync ,");
+        let p = super::active::parse_for_test(
+            " power_cut_after_acks=5, skip_follower_fsync ,stall_maintenance_while=/tmp/x",
+        );
         assert_eq!(p["power_cut_after_acks"].as_deref(), Some("5"));
         assert_eq!(p["skip_follower_fsync"], None);
-        assert_eq!(p.len(), 2);
+        assert_eq!(p["stall_maintenance_while"].as_deref(), Some("/tmp/x"));
+        assert_eq!(p.len(), 3);
     }
 }

@@ -31,6 +31,8 @@ use crate::log::{FlushPolicy, LogError, PartitionLog};
 pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 5000;
 /// Default log cleaner interval (`BrokerConfig::cleaner_interval_ms`).
 pub const DEFAULT_CLEANER_INTERVAL_MS: u64 = 15_000;
+/// How often a thread stalled by the `stall_maintenance_while` failpoint looks at its file.
+const STALL_POLL: Duration = Duration::from_millis(100);
 
 /// The logs of a node: (topic, partition, log).
 pub(crate) type Logs = [(String, i32, Arc<PartitionLog>)];
@@ -161,6 +163,19 @@ fn run<T: MaintenanceTasks>(
     let mut next_clean = start + schedule.clean_every;
     let (flag, cvar) = &*stop;
     loop {
+        if crate::failpoints::maintenance_stalled() {
+            // Failpoint `stall_maintenance_while`: stuck without marking, as on a hung disk.
+            tracing::warn!("failpoint: storage maintenance stalled");
+            let mut signal = flag.lock_unpoisoned();
+            while crate::failpoints::maintenance_stalled() {
+                if signal.stop {
+                    return;
+                }
+                signal = crate::sync::wait_timeout_unpoisoned(cvar, signal, STALL_POLL);
+            }
+            tracing::warn!("failpoint: storage maintenance resumes");
+            continue;
+        }
         let due = next_flush
             .map_or(next_retention, |f| f.min(next_retention))
             .min(next_clean);
@@ -175,7 +190,7 @@ fn run<T: MaintenanceTasks>(
                     break true;
                 }
                 let now = Instant::now();
-                if now >= due {
+                if now >= due || crate::failpoints::maintenance_stalled() {
                     break false;
                 }
                 let wait = (due - now).min(liveness::MARK_EVERY);
