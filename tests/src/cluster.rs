@@ -377,6 +377,21 @@ impl TestCluster {
         })
     }
 
+    /// `rill topic create` through node 1 (`configs`: `key=value`); fails the test if refused.
+    pub fn create_topic(&self, topic: &str, partitions: u32, replication: u32, configs: &[&str]) {
+        let (p, r) = (partitions.to_string(), replication.to_string());
+        let mut args = vec!["topic", "create", topic, "-p", &p, "-r", &r];
+        for c in configs {
+            args.extend(["-c", c]);
+        }
+        let out = rill_cli(&self.kafka_addr(1), &args, b"");
+        assert!(
+            out.status.success(),
+            "topic create {topic}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Every running node's Kafka address, comma-separated (a client's bootstrap list).
     pub fn bootstrap(&self) -> String {
         self.members

@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rill_tests::cluster::{ClusterOptions, TestCluster};
-use rill_tests::{repo_root, rill_cli, rill_failpoints_bin, run_python, venv_python};
+use rill_tests::{repo_root, rill_failpoints_bin, run_python, venv_python};
 
 const FORM: Duration = Duration::from_secs(30);
 
@@ -70,16 +70,7 @@ fn create_topic(cluster: &TestCluster, topic: &str) -> i64 {
 }
 
 fn create_topic_with(cluster: &TestCluster, topic: &str, configs: &[&str]) -> i64 {
-    let mut args = vec!["topic", "create", topic, "-p", "1", "-r", "3"];
-    for c in configs {
-        args.extend(["-c", c]);
-    }
-    let out = rill_cli(&cluster.kafka_addr(1), &args, b"");
-    assert!(
-        out.status.success(),
-        "topic create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.create_topic(topic, 1, 3, configs);
     cluster.wait_leader(topic, 0, -1, 3)
 }
 
@@ -198,17 +189,13 @@ fn power_cut_of_every_node(broken: bool) -> Result<String, String> {
         "the scenario needs follower {last} to lead after the restarts; logs:\n{}",
         cluster.logs()
     );
-    let verdict = verify(&cluster, "durable", &history);
-    eprintln!(
-        "power cut of every node (broken={broken}): {verdict:?} ({:?})",
-        started.elapsed()
-    );
-    if !broken {
-        if let Err(e) = &verdict {
-            panic!("{e}\nlogs:\n{}", cluster.logs());
-        }
-    }
-    verdict
+    judge(
+        &cluster,
+        "power cut of every node",
+        broken,
+        started,
+        verify(&cluster, "durable", &history),
+    )
 }
 
 /// Both followers stopped (no quorum either) while the producer writes, then the leader is
@@ -244,15 +231,29 @@ fn isolated_leader(broken: bool) -> Result<String, String> {
         cluster.logs()
     );
     cluster.wait_leader("isr", 0, -1, 3);
-    let verdict = verify(&cluster, "isr", &history);
+    judge(
+        &cluster,
+        "isolated leader",
+        broken,
+        started,
+        verify(&cluster, "isr", &history),
+    )
+}
+
+/// Prints a case's verdict and time; a run of the build as shipped must pass.
+fn judge(
+    cluster: &TestCluster,
+    case: &str,
+    broken: bool,
+    started: Instant,
+    verdict: Result<String, String>,
+) -> Result<String, String> {
     eprintln!(
-        "isolated leader (broken={broken}): {verdict:?} ({:?})",
+        "{case} (broken={broken}): {verdict:?} ({:?})",
         started.elapsed()
     );
-    if !broken {
-        if let Err(e) = &verdict {
-            panic!("{e}\nlogs:\n{}", cluster.logs());
-        }
+    if let (false, Err(e)) = (broken, &verdict) {
+        panic!("{e}\nlogs:\n{}", cluster.logs());
     }
     verdict
 }
@@ -366,16 +367,7 @@ fn a_frozen_controller_is_replaced_and_fences_only_itself() {
     let (controller, _) = cluster.describe(1).expect("describe cluster");
     let others: Vec<i32> = (1..=3).filter(|id| *id != controller).collect();
     // Three partitions spread their leaders over the nodes: one is the controller's.
-    let out = rill_cli(
-        &cluster.kafka_addr(1),
-        &["topic", "create", "frozen", "-p", "3", "-r", "3"],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "topic create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.create_topic("frozen", 3, 3, &[]);
     let p = (0..3)
         .find(|p| cluster.wait_leader("frozen", *p, -1, 3) == controller as i64)
         .expect("the controller leads a partition");

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rill_tests::cluster::{ClusterOptions, TestCluster};
-use rill_tests::{http_get, repo_root, rill_cli, run_python, venv_python};
+use rill_tests::{http_get, repo_root, run_python, venv_python};
 
 const FORM: Duration = Duration::from_secs(30);
 
@@ -23,16 +23,7 @@ fn acks_all_records_survive_leader_kills() {
             c > 0 && b == [1, 2, 3]
         });
     }
-    let out = rill_cli(
-        &cluster.kafka_addr(1),
-        &["topic", "create", "history", "-p", "3", "-r", "3"],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "topic create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.create_topic("history", 3, 3, &[]);
     let mut leader = cluster.wait_leader("history", 0, -1, 3);
     let kills: u32 = std::env::var("RILL_LEADER_KILLS")
         .ok()
@@ -126,16 +117,7 @@ fn acks_all_records_survive_leader_kills() {
     // MQTT on cluster nodes: only the leader of the target partition stores a publish; a follower
     // refuses it (PUBACK 0x97 on MQTT 5, a closed connection on 3.1.1), so no node appends locally
     // to a partition it does not lead. MQTT topics map to the Kafka topic `mqtt` by default.
-    let out = rill_cli(
-        &cluster.kafka_addr(1),
-        &["topic", "create", "mqtt", "-p", "1", "-r", "3"],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "topic create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cluster.create_topic("mqtt", 1, 3, &[]);
     let leader = cluster.wait_leader("mqtt", 0, -1, 3);
     let follower = (1..=3).find(|id| *id != leader as i32).expect("a follower");
     let mqtt_of = |id: i32| {
