@@ -240,6 +240,42 @@ fn isolated_leader(broken: bool) -> Result<String, String> {
     )
 }
 
+/// A rolling restart under load: each node in turn stopped with SIGTERM (a controlled shutdown:
+/// it moves its leaderships away first) and started again once every partition is back to three
+/// in-sync replicas. No delivery report carries an error (librdkafka retries the
+/// NOT_LEADER_OR_FOLLOWER of a move), nothing is lost or duplicated.
+#[test]
+fn a_rolling_restart_under_load_loses_nothing_and_fails_no_write() {
+    let _guard = serial();
+    let started = Instant::now();
+    let mut cluster = start("", 3000);
+    cluster.create_topic("rolling", 3, 3, &[]);
+    for p in 0..3 {
+        cluster.wait_leader("rolling", p, -1, 3);
+    }
+    let history = cluster.path("rolling.json");
+    let child = producer(&cluster, "rolling", 3000, 150, &history);
+    for id in 1..=3 {
+        std::thread::sleep(Duration::from_secs(2));
+        let status = cluster.terminate(id);
+        assert!(status.success(), "node {id} stopped with {status:?}");
+        cluster.start_node(id);
+        for p in 0..3 {
+            cluster.wait_leader("rolling", p, -1, 3);
+        }
+    }
+    let out = finish(&cluster, child);
+    assert!(
+        out.contains("failed 0 unknown 0") && !out.contains("fatal"),
+        "a write failed during the rolling restart: {out}\nlogs:\n{}",
+        cluster.logs()
+    );
+    let verdict = verify(&cluster, "rolling", &history)
+        .unwrap_or_else(|e| panic!("{e}\nlogs:\n{}", cluster.logs()));
+    assert!(verdict.contains("verified"), "{verdict}");
+    eprintln!("rolling restart: {verdict:?} ({:?})", started.elapsed());
+}
+
 /// Prints a case's verdict and time; a run of the build as shipped must pass.
 fn judge(
     cluster: &TestCluster,
