@@ -1,6 +1,7 @@
 """The history checker of the fault tests (issue 11): `produce` writes records with an idempotent
 acks=all confluent-kafka producer while the test breaks the cluster, and records every delivery
-report; `verify` reads every partition from the start and checks the history:
+report; `consume` reads along during the run (what a consumer saw, and its errors); `verify` reads every
+partition from the start and checks the history:
 
 - every acknowledged record is read back exactly once, at the offset it was acknowledged at,
 - per partition, the records of this run appear in the order they were produced (sequence numbers
@@ -75,6 +76,49 @@ def produce(args):
     if fatal:
         print(f"fatal: {fatal}", flush=True)
     print(f"acked {len(acked)} failed {len(failed)} unknown {left}", flush=True)
+
+
+def consume(args):
+    """Read every partition from the start while the test breaks the cluster, until the file
+    `--stop` exists and everything up to the high watermarks then was read; write what was seen
+    (JSON list of {partition, offset, value}) to `--out` and print `seen N errors M`, then each
+    consumer error (a LOG_TRUNCATION would be one)."""
+    import os
+    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "cluster-history-seen",
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                         "topic.metadata.refresh.interval.ms": 1000})
+    md = consumer.list_topics(args.topic, timeout=15)
+    partitions = sorted(md.topics[args.topic].partitions)
+    consumer.assign([TopicPartition(args.topic, p, 0) for p in partitions])
+    seen, errors = [], []
+    ends = None
+    at = {p: 0 for p in partitions}
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if ends is None and os.path.exists(args.stop):
+            ends = {}
+            for p in partitions:
+                _, high = consumer.get_watermark_offsets(TopicPartition(args.topic, p), timeout=15)
+                ends[p] = high
+        if ends is not None and all(at[p] >= ends[p] for p in partitions):
+            break
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() != KafkaError._PARTITION_EOF:
+                errors.append(str(msg.error()))
+            continue
+        seen.append({"partition": msg.partition(), "offset": msg.offset(),
+                     "value": msg.value().decode()})
+        at[msg.partition()] = msg.offset() + 1
+    consumer.close()
+    with open(args.out, "w") as f:
+        json.dump(seen, f)
+    print(f"seen {len(seen)} errors {len(errors)}", flush=True)
+    for e in errors:
+        print(f"error: {e}", flush=True)
 
 
 def read_all(bootstrap, topic, timeout_s):
@@ -170,6 +214,11 @@ def main():
     pr.add_argument("--run", required=True, help="a marker unique to this run")
     pr.add_argument("--delivery-timeout-ms", type=int, default=60000)
     pr.add_argument("--out", required=True)
+    co = sub.add_parser("consume")
+    co.add_argument("--topic", required=True)
+    co.add_argument("--stop", required=True, help="read to the end and stop once this file exists")
+    co.add_argument("--out", required=True)
+    co.add_argument("--timeout", type=float, default=300.0)
     ve = sub.add_parser("verify")
     ve.add_argument("--topic", required=True)
     ve.add_argument("--history", required=True)
@@ -178,6 +227,8 @@ def main():
     args = p.parse_args()
     if args.cmd == "produce":
         produce(args)
+    elif args.cmd == "consume":
+        consume(args)
     else:
         verify(args)
 

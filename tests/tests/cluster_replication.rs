@@ -2,7 +2,9 @@
 //! replication factor 3, an idempotent acks=all confluent-kafka producer running while the leader
 //! of a busy partition is SIGKILLed three times in a row; the history checker
 //! (tests/py/cluster_history.py) then reads everything back: every acknowledged record exactly once
-//! at its offset, in order per partition, writes with an unknown outcome at most once.
+//! at its offset, in order per partition, writes with an unknown outcome at most once; a
+//! confluent-kafka consumer reading along through the leader changes sees no error (no
+//! LOG_TRUNCATION) and nothing it saw vanishes.
 //!
 //! `RILL_LEADER_KILLS=N` runs N kills instead of three (`scripts/cluster-soak.sh` runs 20+).
 
@@ -47,6 +49,23 @@ fn acks_all_records_survive_leader_kills() {
         .spawn()
         .expect("start the producer");
 
+    // A consumer reads along through the leader changes: it must see no error (no
+    // LOG_TRUNCATION), and nothing it saw may vanish (checked by `verify --seen`).
+    let (seen, stop) = (cluster.path("seen.json"), cluster.path("stop"));
+    let consumer = Command::new(venv_python())
+        .arg(repo_root().join("tests/py/cluster_history.py"))
+        .args(["--bootstrap", &cluster.bootstrap(), "consume"])
+        .args(["--topic", "history", "--stop"])
+        .arg(&stop)
+        .arg("--out")
+        .arg(&seen)
+        .env("PYTHONUNBUFFERED", "1")
+        .current_dir(repo_root().join("tests/py"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the consumer");
+
     for round in 1..=kills {
         std::thread::sleep(Duration::from_secs(2));
         eprintln!("round {round}: SIGKILL leader {leader} of history-0");
@@ -74,6 +93,16 @@ fn acks_all_records_survive_leader_kills() {
             c > 0 && b == [1, 2, 3]
         });
     }
+    std::fs::write(&stop, b"").expect("stop file");
+    let out = consumer.wait_with_output().expect("consumer");
+    let consumed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && consumed.contains(" errors 0"),
+        "the consumer failed or saw errors: {consumed}\n{}\nlogs:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
+    eprintln!("consumer: {}", consumed.trim());
     let verified = run_python(
         "cluster_history.py",
         &[
@@ -84,6 +113,8 @@ fn acks_all_records_survive_leader_kills() {
             "history",
             "--history",
             history.to_str().expect("utf-8 path"),
+            "--seen",
+            seen.to_str().expect("utf-8 path"),
         ],
     )
     .unwrap_or_else(|e| panic!("{e}\nlogs:\n{}", cluster.logs()));
