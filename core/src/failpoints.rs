@@ -14,6 +14,11 @@
 //! - `leader_local_isr_shrink`: a leader shrinks its ISR by itself instead of through the
 //!   controller (breaks the ISR contract on purpose; the fault suite must catch it).
 //!
+//! - `offset_commit_acks_leader`: a cluster's group coordinator acknowledges an offset commit
+//!   before it is replicated (breaks the acks=all contract of commits on purpose).
+//! - `skip_offsets_load`: a node that becomes a group coordinator does not replay
+//!   `__consumer_offsets` (loses every committed offset on failover, on purpose).
+//!
 //! Without the feature every query answers "not set" and the code around it is dead.
 
 #[cfg(all(feature = "failpoints", not(debug_assertions)))]
@@ -31,6 +36,11 @@ pub const POWER_CUT_AFTER_ACKS: &str = "power_cut_after_acks";
 pub const SKIP_FOLLOWER_FSYNC: &str = "skip_follower_fsync";
 /// Leaders shrink their ISR locally, without the controller.
 pub const LEADER_LOCAL_ISR_SHRINK: &str = "leader_local_isr_shrink";
+/// A cluster's group coordinator acknowledges offset commits once durable on the leader, before
+/// replication (acks=1 instead of acks=all).
+pub const OFFSET_COMMIT_ACKS_LEADER: &str = "offset_commit_acks_leader";
+/// A new group coordinator does not replay its `__consumer_offsets` partition (starts empty).
+pub const SKIP_OFFSETS_LOAD: &str = "skip_offsets_load";
 
 #[cfg(feature = "failpoints")]
 mod active {

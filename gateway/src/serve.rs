@@ -438,6 +438,16 @@ impl Node {
                 ),
             )
         });
+        // In a cluster: the group coordinator shards of the `__consumer_offsets` partitions led
+        // here (the redb offset store above is then not used for groups).
+        let coordinators = replicas.as_ref().map(|r| {
+            crate::cluster::coordinator_runtime::CoordinatorRuntime::new(
+                settings.groups.clone(),
+                r.clone(),
+                tokio::runtime::Handle::current(),
+                settings.cluster.offsets_topic_num_partitions,
+            )
+        });
         let authorization = match &settings.kafka_authorizer {
             None => None,
             Some(config) => {
@@ -461,6 +471,7 @@ impl Node {
         let ctx = Arc::new(Context {
             broker: broker.clone(),
             groups: groups.clone(),
+            coordinators: coordinators.clone(),
             node_id: settings.node_id,
             advertised_host: advertised.0.clone(),
             advertised_port: advertised.1,
@@ -497,13 +508,17 @@ impl Node {
             });
             c.serve(cluster_ctx, shutdown.clone(), &listeners, &connections)
         });
-        if let (Some(node), Some(replicas)) = (&cluster, &replicas) {
+        if let (Some(node), Some(replicas), Some(coordinators)) =
+            (&cluster, &replicas, &coordinators)
+        {
             listeners.spawn(crate::cluster::metadata_publisher::run(
                 node.images(),
                 broker.clone(),
                 replicas.clone(),
+                coordinators.clone(),
                 shutdown.clone(),
             ));
+            listeners.spawn(coordinators.clone().run_ticker(shutdown.clone()));
             listeners.spawn(crate::cluster::replica_fetcher::run(
                 replicas.clone(),
                 Arc::new(node.clone()),

@@ -1,0 +1,278 @@
+//! Consumer groups in a cluster (issue 12): three confluent-kafka consumers in one group on a
+//! three-node cluster consume an RF 3 topic while a producer writes; the node coordinating the
+//! group (the leader of its `__consumer_offsets` partition, as DescribeConsumerGroups reports
+//! it) is SIGKILLed, later restarted. The script (tests/py/cluster_groups.py) logs every
+//! assignment, processed record and commit outcome on one monotonic clock; this test checks:
+//! - every acknowledged record was processed,
+//! - no record was processed after a commit past it had been acknowledged (the group resumes
+//!   from committed offsets: a record is processed again only inside the uncommitted window),
+//! - every acknowledged commit covers a processed record,
+//! - no partition was owned by two consumers at once,
+//! - the coordinator moved, commits went on at the new one, and the killed node rejoined.
+//!
+//! A broken build shows that these checks bite: with `RILL_BIN=target/debug/rill-failpoints
+//! RILL_FAILPOINTS=skip_offsets_load` (the new coordinator does not replay
+//! `__consumer_offsets`), the check on committed offsets fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rill_tests::cluster::{ClusterOptions, TestCluster};
+use rill_tests::{repo_root, rill_cli, venv_python};
+use serde_json::Value;
+
+const FORM: Duration = Duration::from_secs(30);
+
+fn bootstrap(cluster: &TestCluster) -> String {
+    cluster
+        .members
+        .iter()
+        .filter_map(|m| m.node.as_ref().map(|n| n.kafka_addr().to_string()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn wait_file(path: &std::path::Path, within: Duration, cluster: &TestCluster) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {} within {within:?}; logs:\n{}",
+            path.display(),
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn num(e: &Value, k: &str) -> i64 {
+    e[k].as_i64()
+        .unwrap_or_else(|| panic!("event without {k}: {e}"))
+}
+
+fn t(e: &Value) -> f64 {
+    e["t"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("event without t: {e}"))
+}
+
+#[test]
+fn group_survives_coordinator_kill() {
+    let started = Instant::now();
+    let mut cluster = TestCluster::start(&ClusterOptions::default());
+    for id in 1..=3 {
+        cluster.wait_describe(id, FORM, "3 brokers and a controller", |c, b| {
+            c > 0 && b == [1, 2, 3]
+        });
+    }
+    let out = rill_cli(
+        &cluster.kafka_addr(1),
+        &["topic", "create", "work", "-p", "6", "-r", "3"],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "topic create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = cluster.path("groups");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let script = Command::new(venv_python())
+        .arg(repo_root().join("tests/py/cluster_groups.py"))
+        .args(["--bootstrap", &bootstrap(&cluster)])
+        .args(["--topic", "work", "--group", "analytics"])
+        .args(["--count", "1500", "--rate", "100"])
+        .arg("--dir")
+        .arg(&dir)
+        .env("PYTHONUNBUFFERED", "1")
+        .current_dir(repo_root().join("tests/py"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the consumers");
+
+    let coordinator: i32 = wait_file(&dir.join("coordinator"), Duration::from_secs(90), &cluster)
+        .trim()
+        .parse()
+        .expect("a node id");
+    assert!((1..=3).contains(&coordinator), "coordinator {coordinator}");
+    eprintln!("SIGKILL coordinator node {coordinator}");
+    cluster.kill(coordinator);
+    std::fs::write(dir.join("killed"), b"1").expect("killed marker");
+    std::thread::sleep(Duration::from_secs(6));
+    cluster.start_node(coordinator);
+    for id in 1..=3 {
+        cluster.wait_describe(id, FORM, "the killed node registered again", |c, b| {
+            c > 0 && b == [1, 2, 3]
+        });
+    }
+
+    let out = script.wait_with_output().expect("consumers");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "consumers failed: {stdout}\n{}\nlogs:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.logs()
+    );
+    eprintln!("consumers: {}", stdout.trim());
+    let history: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("history.json")).expect("history.json"))
+            .expect("history json");
+    let after = history["coordinator_after"].as_i64().unwrap_or(-1);
+    assert_ne!(
+        after,
+        i64::from(coordinator),
+        "the coordinator did not move"
+    );
+
+    let events = history["events"].as_array().expect("events");
+    let acked: BTreeSet<(i64, i64)> = history["acked"]
+        .as_array()
+        .expect("acked")
+        .iter()
+        .map(|a| (a[0].as_i64().unwrap_or(-1), a[1].as_i64().unwrap_or(-1)))
+        .collect();
+    assert!(
+        acked.len() >= 1000,
+        "only {} records acknowledged",
+        acked.len()
+    );
+    let processed: Vec<&Value> = events.iter().filter(|e| e["kind"] == "process").collect();
+    let seen: BTreeSet<(i64, i64)> = processed
+        .iter()
+        .map(|e| (num(e, "partition"), num(e, "offset")))
+        .collect();
+    let missing: Vec<_> = acked.difference(&seen).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged records never processed, e.g. {missing:?}",
+        acked.difference(&seen).count()
+    );
+
+    // Acknowledged commits, by partition: (completion time, committed offset).
+    let mut commits: BTreeMap<i64, Vec<(f64, i64)>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["kind"] == "commit") {
+        commits
+            .entry(num(e, "partition"))
+            .or_default()
+            .push((t(e), num(e, "offset")));
+        assert!(
+            seen.contains(&(num(e, "partition"), num(e, "offset") - 1)),
+            "commit of an unprocessed record: {e}"
+        );
+    }
+    let killed_at = events
+        .iter()
+        .find(|e| e["kind"] == "killed")
+        .map(t)
+        .expect("kill event");
+    let commits_after_kill = commits
+        .values()
+        .flatten()
+        .filter(|(at, _)| *at > killed_at)
+        .count();
+    assert!(commits_after_kill > 0, "no commit after the kill");
+    // Once a commit of offset n was acknowledged, no record below n is processed again.
+    let mut violations = Vec::new();
+    for e in &processed {
+        let (p, o, at) = (num(e, "partition"), num(e, "offset"), t(e));
+        if let Some(c) = commits
+            .get(&p)
+            .and_then(|cs| cs.iter().find(|(ct, n)| *ct < at && *n > o))
+        {
+            violations.push(format!(
+                "{}: partition {p} offset {o} processed {:.3}s after offset {} was committed",
+                e["consumer"],
+                at - c.0,
+                c.1
+            ));
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "{} records processed again below an acknowledged commit (committed offsets lost), e.g.\n{}",
+        violations.len(),
+        violations[..violations.len().min(10)].join("\n")
+    );
+
+    // Ownership intervals per partition: (consumer, from, to).
+    let mut open: BTreeMap<(String, i64), f64> = BTreeMap::new();
+    let mut intervals: BTreeMap<i64, Vec<(String, f64, f64)>> = BTreeMap::new();
+    let end = events.iter().map(t).fold(0.0, f64::max) + 1.0;
+    let mut rebalances = 0;
+    for e in events {
+        let consumer = e["consumer"].as_str().unwrap_or("").to_string();
+        let parts = |e: &Value| -> Vec<i64> {
+            e["partitions"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                .unwrap_or_default()
+        };
+        match e["kind"].as_str() {
+            Some("assign") => {
+                rebalances += 1;
+                for p in parts(e) {
+                    open.insert((consumer.clone(), p), t(e));
+                }
+            }
+            Some("revoke") | Some("lost") => {
+                for p in parts(e) {
+                    if let Some(from) = open.remove(&(consumer.clone(), p)) {
+                        intervals
+                            .entry(p)
+                            .or_default()
+                            .push((consumer.clone(), from, t(e)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for ((consumer, p), from) in open {
+        intervals.entry(p).or_default().push((consumer, from, end));
+    }
+    for (p, list) in &intervals {
+        for (i, a) in list.iter().enumerate() {
+            for b in &list[i + 1..] {
+                assert!(
+                    a.0 == b.0 || a.2 <= b.1 || b.2 <= a.1,
+                    "partition {p} owned by {} ({:.3}-{:.3}) and {} ({:.3}-{:.3}) at once",
+                    a.0,
+                    a.1,
+                    a.2,
+                    b.0,
+                    b.1,
+                    b.2
+                );
+            }
+        }
+    }
+    assert!(
+        rebalances >= 4,
+        "the replacement consumer caused no rebalance"
+    );
+    // Every processed record was processed by the consumer that owned its partition then.
+    for e in &processed {
+        let (p, at) = (num(e, "partition"), t(e));
+        let consumer = e["consumer"].as_str().unwrap_or("");
+        assert!(
+            intervals.get(&p).is_some_and(|l| l
+                .iter()
+                .any(|(c, from, to)| c == consumer && *from <= at && at <= *to)),
+            "{consumer} processed partition {p} without owning it: {e}"
+        );
+    }
+    eprintln!(
+        "{} acknowledged, {} processed, {} commits ({commits_after_kill} after the kill), coordinator {coordinator} -> {after} ({:?})",
+        acked.len(),
+        processed.len(),
+        commits.values().map(Vec::len).sum::<usize>(),
+        started.elapsed()
+    );
+}
