@@ -294,6 +294,7 @@ fn register_node_metrics(
     metrics: &mut Metrics,
     broker: &Arc<Broker>,
     groups: &Arc<rill_core::group::GroupCoordinator>,
+    coordinators: Option<&Arc<crate::cluster::coordinator_runtime::CoordinatorRuntime>>,
     mqtt: &crate::mqtt::MqttServer,
     storage: &crate::storage_metrics::StorageMetrics,
 ) {
@@ -308,6 +309,7 @@ fn register_node_metrics(
     )));
     r.register_collector(Box::new(crate::group_metrics::GroupCollector {
         groups: groups.clone(),
+        coordinators: coordinators.cloned(),
         broker: broker.clone(),
         per_partition,
     }));
@@ -404,24 +406,6 @@ impl Node {
             settings.mqtt.clone(),
             crate::mqtt::metrics::MqttMetrics::new(settings.metrics.enabled),
         )?;
-        register_node_metrics(
-            &mut metrics,
-            &broker,
-            &groups,
-            &mqtt_server,
-            &storage_metrics,
-        );
-        let metrics = Arc::new(metrics);
-        let credentials = Arc::new(rill_core::credentials::CredentialStore::open(
-            broker.metadata_handle(),
-        )?);
-        let sasl = settings.kafka_sasl.as_ref().map(|mechanisms| {
-            Arc::new(crate::kafka::auth::open(
-                credentials.clone(),
-                mechanisms.clone(),
-                settings.kafka_tls.is_some(),
-            ))
-        });
         // In a cluster: the replicas this node hosts, their ISR changes going to the controller.
         let replicas = cluster.as_ref().map(|c| {
             let view: Arc<dyn crate::kafka::cluster_view::ClusterView> = Arc::new(c.node.clone());
@@ -447,6 +431,25 @@ impl Node {
                 tokio::runtime::Handle::current(),
                 settings.cluster.offsets_topic_num_partitions,
             )
+        });
+        register_node_metrics(
+            &mut metrics,
+            &broker,
+            &groups,
+            coordinators.as_ref(),
+            &mqtt_server,
+            &storage_metrics,
+        );
+        let metrics = Arc::new(metrics);
+        let credentials = Arc::new(rill_core::credentials::CredentialStore::open(
+            broker.metadata_handle(),
+        )?);
+        let sasl = settings.kafka_sasl.as_ref().map(|mechanisms| {
+            Arc::new(crate::kafka::auth::open(
+                credentials.clone(),
+                mechanisms.clone(),
+                settings.kafka_tls.is_some(),
+            ))
         });
         let authorization = match &settings.kafka_authorizer {
             None => None,

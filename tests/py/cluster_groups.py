@@ -18,8 +18,10 @@ Coordination with the Rust test through files in --dir:
 The checks are made by the Rust test (tests/tests/cluster_groups.rs) on history.json.
 """
 
+import faulthandler
 import json
 import os
+import sys
 import threading
 import time
 
@@ -137,6 +139,8 @@ def main():
     p.add_argument("--rate", type=float, default=100.0)
     p.add_argument("--timeout", type=float, default=100.0)
     args = p.parse_args()
+    # A hang shows every thread's stack (the test kills the script later).
+    faulthandler.dump_traceback_later(args.timeout + 30, exit=True, file=sys.stdout)
 
     log = Log()
     acked = []
@@ -175,6 +179,7 @@ def main():
         f.write(str(before))
     os.rename(os.path.join(args.dir, "coordinator.tmp"), os.path.join(args.dir, "coordinator"))
 
+    print("waiting for the kill", flush=True)
     rt.wait_for("the test to kill the coordinator",
                 lambda: os.path.exists(os.path.join(args.dir, "killed")), timeout=30, interval=0.05)
     log.add(kind="killed", node=before)
@@ -184,11 +189,14 @@ def main():
     print(f"coordinator after the kill: node {after}", flush=True)
     log.add(kind="coordinator", node=after)
     # Commits must go on at the new coordinator before the group is rebalanced.
+    print("waiting for commits at the new coordinator", flush=True)
     mark = len(log.events)
     rt.wait_for("commits at the new coordinator",
                 lambda: any(e["kind"] == "commit" for e in log.events[mark:]), timeout=30, interval=0.1)
     # A rebalance now: every partition is assigned again and starts at the committed offsets the
     # new coordinator loaded from __consumer_offsets.
+    print("replacing c1 by c4", flush=True)
+    log.add(kind="replace", consumer="c1")
     stops["c1"].set()
     threads["c1"].join()
     start("c4")
@@ -202,6 +210,7 @@ def main():
         seen = {(e["partition"], e["offset"]) for e in list(log.events) if e["kind"] == "process"}
         if done <= seen:
             break
+    print("stopping", flush=True)
     stop_producer.set()
     producer.join()
     for name, ev in stops.items():

@@ -8,7 +8,8 @@
 //!   from committed offsets: a record is processed again only inside the uncommitted window),
 //! - every acknowledged commit covers a processed record,
 //! - no partition was owned by two consumers at once,
-//! - the coordinator moved, commits went on at the new one, and the killed node rejoined.
+//! - the coordinator moved, commits went on at the new one without a rebalance (it loaded the
+//!   group's members), and the killed node rejoined.
 //!
 //! A broken build shows that these checks bite: with `RILL_BIN=target/debug/rill-failpoints
 //! RILL_FAILPOINTS=skip_offsets_load` (the new coordinator does not replay
@@ -18,11 +19,29 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::{
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, OffsetFetchRequest,
+    OffsetFetchResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use rill_client::connection::{ConnectOptions, Connection};
 use rill_tests::cluster::{ClusterOptions, TestCluster};
 use rill_tests::{repo_root, rill_cli, venv_python};
 use serde_json::Value;
 
 const FORM: Duration = Duration::from_secs(30);
+/// The consumers' script must be done within this (it has its own deadlines inside).
+const SCRIPT_LIMIT: Duration = Duration::from_secs(150);
+
+/// Kills the script if the test fails before it ended.
+struct ScriptGuard(std::process::Child);
+
+impl Drop for ScriptGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 fn bootstrap(cluster: &TestCluster) -> String {
     cluster
@@ -47,6 +66,69 @@ fn wait_file(path: &std::path::Path, within: Duration, cluster: &TestCluster) ->
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Runs one request against `addr`.
+fn ask<R: kafka_protocol::protocol::Request>(addr: &str, req: R, version: i16) -> R::Response
+where
+    R::Response: Send,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let opts = ConnectOptions::default().with_timeout(Duration::from_secs(5));
+        let mut conn = Connection::connect(addr, &opts)
+            .await
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            conn.send_with_version(&req, version),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no answer from {addr} within 10 s"))
+        .unwrap_or_else(|e| panic!("request to {addr}: {e}"))
+    })
+}
+
+/// Batched FindCoordinator (v4) for `groups` on node `id`: (key, node id, error code).
+fn find_coordinators(cluster: &TestCluster, id: i32, groups: &[&str]) -> Vec<(String, i32, i16)> {
+    let req = FindCoordinatorRequest::default()
+        .with_key_type(0)
+        .with_coordinator_keys(
+            groups
+                .iter()
+                .map(|g| StrBytes::from(g.to_string()))
+                .collect(),
+        );
+    let resp: FindCoordinatorResponse = ask(&cluster.kafka_addr(id), req, 4);
+    resp.coordinators
+        .iter()
+        .map(|c| (c.key.to_string(), c.node_id.0, c.error_code))
+        .collect()
+}
+
+/// OffsetFetch (v7) of every committed offset of `group` on node `id`: (top-level error code,
+/// committed offset by partition of `topic`).
+fn offset_fetch(
+    cluster: &TestCluster,
+    id: i32,
+    group: &str,
+    topic: &str,
+) -> (i16, BTreeMap<i64, i64>) {
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from(group.to_string())))
+        .with_topics(None);
+    let resp: OffsetFetchResponse = ask(&cluster.kafka_addr(id), req, 7);
+    let offsets = resp
+        .topics
+        .iter()
+        .filter(|t| t.name.0.as_str() == topic)
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (i64::from(p.partition_index), p.committed_offset))
+        .collect();
+    (resp.error_code, offsets)
 }
 
 fn num(e: &Value, k: &str) -> i64 {
@@ -91,10 +173,15 @@ fn group_survives_coordinator_kill() {
         .arg(&dir)
         .env("PYTHONUNBUFFERED", "1")
         .current_dir(repo_root().join("tests/py"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(
+            std::fs::File::create(dir.join("stdout")).expect("stdout file"),
+        ))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("stderr")).expect("stderr file"),
+        ))
         .spawn()
         .expect("start the consumers");
+    let mut script = ScriptGuard(script);
 
     let coordinator: i32 = wait_file(&dir.join("coordinator"), Duration::from_secs(90), &cluster)
         .trim()
@@ -112,12 +199,21 @@ fn group_survives_coordinator_kill() {
         });
     }
 
-    let out = script.wait_with_output().expect("consumers");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let deadline = Instant::now() + SCRIPT_LIMIT;
+    let status = loop {
+        if let Some(status) = script.0.try_wait().expect("consumers") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(dir.join("stdout")).unwrap_or_default();
+    let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
     assert!(
-        out.status.success(),
-        "consumers failed: {stdout}\n{}\nlogs:\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        status.is_some_and(|s| s.success()),
+        "consumers failed ({status:?}, limit {SCRIPT_LIMIT:?}): {stdout}\n{stderr}\nlogs:\n{}",
         cluster.logs()
     );
     eprintln!("consumers: {}", stdout.trim());
@@ -178,6 +274,25 @@ fn group_survives_coordinator_kill() {
         .filter(|(at, _)| *at > killed_at)
         .count();
     assert!(commits_after_kill > 0, "no commit after the kill");
+    // The new coordinator loaded the group with its members (GroupMetadata records): nobody lost
+    // or changed partitions between the kill and the replacement of a consumer.
+    let replaced_at = events
+        .iter()
+        .find(|e| e["kind"] == "replace")
+        .map(t)
+        .expect("replace event");
+    let moved: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            matches!(e["kind"].as_str(), Some("assign" | "revoke" | "lost"))
+                && t(e) > killed_at
+                && t(e) < replaced_at
+        })
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "the coordinator move rebalanced the group: {moved:?}"
+    );
     // Once a commit of offset n was acknowledged, no record below n is processed again.
     let mut violations = Vec::new();
     for e in &processed {
@@ -266,6 +381,56 @@ fn group_survives_coordinator_kill() {
                 .iter()
                 .any(|(c, from, to)| c == consumer && *from <= at && at <= *to)),
             "{consumer} processed partition {p} without owning it: {e}"
+        );
+    }
+
+    // Every node names the same coordinator for each group (batched FindCoordinator); that node
+    // serves the group's committed offsets, which are the last ones acknowledged; the other nodes
+    // answer NOT_COORDINATOR.
+    let keys = ["analytics", "another-group", "polygenelubricants"];
+    let answers: Vec<_> = (1..=3)
+        .map(|id| find_coordinators(&cluster, id, &keys))
+        .collect();
+    for a in &answers {
+        assert_eq!(
+            a, &answers[0],
+            "nodes disagree on coordinators: {answers:?}"
+        );
+        assert!(
+            a.iter()
+                .all(|(_, node, code)| *code == 0 && (1..=3).contains(node)),
+            "{a:?}"
+        );
+    }
+    let now = answers[0][0].1;
+    let last: BTreeMap<i64, i64> = commits
+        .iter()
+        .map(|(p, cs)| (*p, cs.iter().map(|(_, n)| *n).max().unwrap_or(-1)))
+        .collect();
+    let (code, fetched) = offset_fetch(&cluster, now, "analytics", "work");
+    assert_eq!(code, 0, "OffsetFetch at the coordinator {now}");
+    // A commit the client saw fail (a timeout) may still have been applied after the last
+    // acknowledged one.
+    for (p, n) in &last {
+        let got = fetched.get(p).copied().unwrap_or(-1);
+        let unknown_outcome = events.iter().any(|e| {
+            e["kind"] == "commit_failed" && num(e, "partition") == *p && num(e, "offset") == got
+        });
+        assert!(
+            got == *n || (got > *n && unknown_outcome),
+            "partition {p}: coordinator {now} has committed offset {got}, the last acknowledged commit was {n}"
+        );
+    }
+    assert_eq!(
+        fetched.keys().collect::<Vec<_>>(),
+        last.keys().collect::<Vec<_>>(),
+        "partitions with committed offsets"
+    );
+    for id in (1..=3).filter(|id| *id != now) {
+        let (code, _) = offset_fetch(&cluster, id, "analytics", "work");
+        assert_eq!(
+            code, 16,
+            "OffsetFetch at node {id}, not the coordinator: NOT_COORDINATOR"
         );
     }
     eprintln!(

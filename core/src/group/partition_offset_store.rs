@@ -351,3 +351,119 @@ impl OffsetStore for PartitionOffsetStore {
         self.cache().groups.get(group).cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::SimStorage;
+    use crate::log::tests::opts;
+    use std::sync::Mutex as StdMutex;
+
+    /// Appends to a local log (flush always: the high watermark follows), refusing once
+    /// `fenced`; the base offsets it handed out, in order.
+    struct LogWriter {
+        log: Arc<PartitionLog>,
+        fenced: StdMutex<bool>,
+    }
+
+    impl CoordinatorPartitionWriter for LogWriter {
+        fn append(&self, batch: Bytes, _wait: bool) -> Result<i64, OffsetStoreError> {
+            if *self.fenced.lock().unwrap() {
+                return Err(OffsetStoreError::NotCoordinator("fenced".into()));
+            }
+            let info = self
+                .log
+                .append(&batch)
+                .map_err(|e| OffsetStoreError::Replication(e.to_string()))?;
+            self.log
+                .flush_to(info.last_offset)
+                .map_err(|e| OffsetStoreError::Replication(e.to_string()))?;
+            Ok(info.base_offset)
+        }
+    }
+
+    fn off(offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset,
+            leader_epoch: 1,
+            metadata: format!("m{offset}"),
+            commit_timestamp_ms: 1000 + offset,
+            expire_timestamp_ms: None,
+        }
+    }
+
+    fn tp(t: &str, p: i32) -> TopicPartition {
+        (t.to_string(), p)
+    }
+
+    #[test]
+    fn a_new_leader_loads_what_the_old_one_wrote() {
+        let s = SimStorage::new();
+        let log = Arc::new(PartitionLog::open("/p".into(), opts(Arc::new(s), true)).unwrap());
+        let writer = Arc::new(LogWriter {
+            log: log.clone(),
+            fenced: StdMutex::new(false),
+        });
+        let old = PartitionOffsetStore::load(writer.clone(), &log, 0).unwrap();
+        old.commit("g1", &[(tp("t", 0), off(5)), (tp("t", 1), off(7))])
+            .unwrap();
+        old.commit("g1", &[(tp("t", 0), off(9))]).unwrap();
+        old.commit("g2", &[(tp("u", 0), off(3))]).unwrap();
+        old.delete_offsets("g1", &[tp("t", 1)]).unwrap();
+        old.commit("g3", &[(tp("t", 0), off(1))]).unwrap();
+        old.delete_group("g3").unwrap();
+        let meta = GroupMetadata {
+            protocol_type: "consumer".into(),
+            generation: 7,
+            protocol: Some("range".into()),
+            leader: Some("m-1".into()),
+            current_state_timestamp_ms: 5,
+            members: Vec::new(),
+        };
+        old.store_group("g2", &meta).unwrap();
+        old.delete_topic("u").unwrap();
+
+        let new = PartitionOffsetStore::load(writer.clone(), &log, log.high_watermark()).unwrap();
+        for store in [&old, &new] {
+            assert_eq!(
+                store.group_offsets("g1"),
+                BTreeMap::from([(tp("t", 0), off(9))])
+            );
+            assert!(!store.has_offsets("g2"));
+            assert_eq!(store.group_metadata("g2"), Some(meta.clone()));
+            assert_eq!(store.protocol_type("g2").as_deref(), Some("consumer"));
+            assert_eq!(store.groups(), vec!["g1".to_string(), "g2".to_string()]);
+        }
+        // Loading only a prefix (what the high watermark covered) gives that prefix's state.
+        let first = PartitionOffsetStore::load(writer.clone(), &log, 1).unwrap();
+        assert_eq!(
+            first.group_offsets("g1"),
+            BTreeMap::from([(tp("t", 0), off(5))])
+        );
+        // A fenced writer fails the commit, and the cache does not change.
+        *writer.fenced.lock().unwrap() = true;
+        assert!(matches!(
+            new.commit("g1", &[(tp("t", 0), off(11))]),
+            Err(OffsetStoreError::NotCoordinator(_))
+        ));
+        assert_eq!(new.get("g1", "t", 0), Some(off(9)));
+    }
+
+    #[test]
+    fn a_late_write_does_not_hide_a_later_one() {
+        let mut cache = Cache::default();
+        let rec = |v: Option<CommittedOffset>| CoordinatorRecord::OffsetCommit {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            value: v,
+        };
+        cache.apply(10, rec(Some(off(4))));
+        cache.apply(12, rec(None));
+        // The commit at 11 finished its replication wait after the deletion at 12.
+        cache.apply(11, rec(Some(off(6))));
+        assert!(!cache.offsets.contains_key("g"));
+        cache.apply(13, rec(Some(off(8))));
+        assert_eq!(cache.offsets["g"][&tp("t", 0)], off(8));
+    }
+}
