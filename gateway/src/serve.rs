@@ -424,12 +424,13 @@ impl Node {
         });
         // In a cluster: the group coordinator shards of the `__consumer_offsets` partitions led
         // here (the redb offset store above is then not used for groups).
-        let coordinators = replicas.as_ref().map(|r| {
+        let coordinators = replicas.as_ref().zip(cluster.as_ref()).map(|(r, c)| {
             crate::cluster::coordinator_runtime::CoordinatorRuntime::new(
                 settings.groups.clone(),
                 r.clone(),
                 tokio::runtime::Handle::current(),
                 settings.cluster.offsets_topic_num_partitions,
+                c.node.incarnation(),
             )
         });
         register_node_metrics(

@@ -146,14 +146,17 @@ def main():
     acked = []
     counts = {}
     stop_producer = threading.Event()
-    producer = threading.Thread(target=produce, args=(args, acked, stop_producer))
+    # Daemon threads: a failed check ends the script at once.
+    producer = threading.Thread(target=produce, args=(args, acked, stop_producer), daemon=True)
     producer.start()
     stops = {}
     threads = {}
 
     def start(name):
         stops[name] = threading.Event()
-        threads[name] = threading.Thread(target=consume, args=(args, name, log, stops[name], counts))
+        threads[name] = threading.Thread(
+            target=consume, args=(args, name, log, stops[name], counts), daemon=True
+        )
         threads[name].start()
 
     for name in ("c1", "c2", "c3"):

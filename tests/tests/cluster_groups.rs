@@ -11,9 +11,12 @@
 //! - the coordinator moved, commits went on at the new one without a rebalance (it loaded the
 //!   group's members), and the killed node rejoined.
 //!
-//! A broken build shows that these checks bite: with `RILL_BIN=target/debug/rill-failpoints
-//! RILL_FAILPOINTS=skip_offsets_load` (the new coordinator does not replay
-//! `__consumer_offsets`), the check on committed offsets fails.
+//! Before the kill the other two nodes are stopped (SIGSTOP) for 1.5 s, so that the last commits
+//! exist on the coordinator only. Broken builds show that the checks bite
+//! (`RILL_BIN=target/debug/rill-failpoints`): with `RILL_FAILPOINTS=skip_offsets_load` (the new
+//! coordinator does not replay `__consumer_offsets`) and with
+//! `RILL_FAILPOINTS=offset_commit_acks_leader` (commits acknowledged before replication) the
+//! checks on committed offsets fail.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -32,6 +35,24 @@ use serde_json::Value;
 const FORM: Duration = Duration::from_secs(30);
 /// The consumers' script must be done within this (it has its own deadlines inside).
 const SCRIPT_LIMIT: Duration = Duration::from_secs(150);
+
+/// How long the followers are stopped (SIGSTOP) before the coordinator is killed.
+const STALL: Duration = Duration::from_millis(1500);
+
+/// Sends `sig` (`-STOP`, `-CONT`) to node `id`.
+fn signal(cluster: &TestCluster, id: i32, sig: &str) {
+    let pid = cluster
+        .member(id)
+        .node
+        .as_ref()
+        .and_then(|n| n.pid())
+        .expect("a running node");
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success(), "kill {sig} {pid}");
+}
 
 /// Kills the script if the test fails before it ended.
 struct ScriptGuard(std::process::Child);
@@ -188,8 +209,20 @@ fn group_survives_coordinator_kill() {
         .parse()
         .expect("a node id");
     assert!((1..=3).contains(&coordinator), "coordinator {coordinator}");
-    eprintln!("SIGKILL coordinator node {coordinator}");
+    // The other nodes (the followers of the group's partition) stall first, so that commits
+    // made just before the kill are on the coordinator alone: a build that acknowledged them
+    // before replication loses them with the coordinator (the checks below then fail). With
+    // acks=all they are not acknowledged until replicated, and their outcome is unknown.
+    let others: Vec<i32> = (1..=3).filter(|id| *id != coordinator).collect();
+    for id in &others {
+        signal(&cluster, *id, "-STOP");
+    }
+    std::thread::sleep(STALL);
+    eprintln!("SIGKILL coordinator node {coordinator} (nodes {others:?} stalled for {STALL:?})");
     cluster.kill(coordinator);
+    for id in &others {
+        signal(&cluster, *id, "-CONT");
+    }
     std::fs::write(dir.join("killed"), b"1").expect("killed marker");
     std::thread::sleep(Duration::from_secs(6));
     cluster.start_node(coordinator);

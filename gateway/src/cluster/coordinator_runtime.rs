@@ -6,8 +6,9 @@
 //! This node runs one coordinator shard ([`GroupCoordinator`] over a [`PartitionOffsetStore`])
 //! per `__consumer_offsets` partition it leads:
 //! - when the metadata publisher makes this node the leader of such a partition
-//!   ([`CoordinatorRuntime::on_become_leader`]), the shard is *loading*: it waits until the high
-//!   watermark reached the new leader epoch's start offset (everything earlier leaders wrote is
+//!   ([`CoordinatorRuntime::on_become_leader`]), the shard is *loading*: it waits until this
+//!   process is registered and unfenced in the image (not a restarted node acting on its stale
+//!   copy of the metadata log) and the high watermark reached the new leader epoch's start offset (everything earlier leaders wrote is
 //!   then committed), replays the partition up to it, and only then serves; group requests for it
 //!   answer COORDINATOR_LOAD_IN_PROGRESS meanwhile,
 //! - when the node stops leading it ([`CoordinatorRuntime::on_resign`]), the shard is dropped;
@@ -18,7 +19,7 @@
 //!   committed (acks=all).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ use rill_core::group::{
 use rill_core::replica::{Partition, ReplicaError, ReplicaManager, RequiredAcks};
 use rill_core::sync::RwLockExt;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// How long an offset commit waits for replication before COORDINATOR_NOT_AVAILABLE (the client
 /// retries; Kafka bounds it by `offsets.commit.timeout.ms`, default 5 s).
@@ -61,6 +63,10 @@ pub struct CoordinatorRuntime {
     num_partitions: AtomicI32,
     /// `[cluster] offsets_topic_num_partitions`: the count it is created with.
     create_partitions: i32,
+    /// This process's incarnation id.
+    incarnation: Uuid,
+    /// The newest image has this process's registration, unfenced (see [`Self::update_image`]).
+    registered: AtomicBool,
 }
 
 /// Appends of one shard: the replica manager's leader append path, in the shard's leader epoch.
@@ -128,6 +134,7 @@ impl CoordinatorRuntime {
         replicas: Arc<ReplicaManager>,
         handle: tokio::runtime::Handle,
         offsets_topic_num_partitions: i32,
+        incarnation: Uuid,
     ) -> Arc<CoordinatorRuntime> {
         Arc::new(CoordinatorRuntime {
             config,
@@ -136,6 +143,8 @@ impl CoordinatorRuntime {
             shards: RwLock::new(HashMap::new()),
             num_partitions: AtomicI32::new(0),
             create_partitions: offsets_topic_num_partitions,
+            incarnation,
+            registered: AtomicBool::new(false),
         })
     }
 
@@ -144,12 +153,21 @@ impl CoordinatorRuntime {
         self.create_partitions
     }
 
-    /// Follow `image`: the partition count of `__consumer_offsets`.
+    /// Follow `image`: the partition count of `__consumer_offsets`, and whether the image holds
+    /// this process's own registration, unfenced. A restarted node first replays its local copy
+    /// of the metadata log, whose leaderships may be long gone; like Kafka's broker, which
+    /// serves only once it caught up with the metadata log and is unfenced, a shard loads only
+    /// when the image has caught up at least to this process's registration (every leadership
+    /// change before it has been applied, and a stale leadership has been resigned).
     pub fn update_image(&self, image: &MetadataImage) {
         let n = image
             .topic(OFFSETS_TOPIC)
             .map_or(0, |t| i32::try_from(t.partitions.len()).unwrap_or(i32::MAX));
         self.num_partitions.store(n, Ordering::Release);
+        let registered = image
+            .broker(self.replicas.broker_id())
+            .is_some_and(|b| b.incarnation_id == self.incarnation && !b.fenced);
+        self.registered.store(registered, Ordering::Release);
     }
 
     /// The partition count of `__consumer_offsets` (0: the topic does not exist yet).
@@ -242,7 +260,8 @@ impl CoordinatorRuntime {
             if !self.still_loading(index, epoch) || partition.check_leader(epoch).is_err() {
                 return;
             }
-            if partition.log().high_watermark() >= target {
+            if self.registered.load(Ordering::Acquire) && partition.log().high_watermark() >= target
+            {
                 break;
             }
             tokio::time::sleep(LOAD_POLL).await;

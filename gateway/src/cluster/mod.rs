@@ -151,6 +151,11 @@ pub struct StartedCluster {
 }
 
 impl ClusterNode {
+    /// This process's incarnation id (random per start, sent in the broker registration).
+    pub fn incarnation(&self) -> Uuid {
+        self.controller.identity.incarnation
+    }
+
     /// Binds the cluster listener and starts the controller. `kafka` is the Kafka endpoint
     /// advertised to clients.
     pub async fn start(
