@@ -2,7 +2,7 @@
 """A consumer group on a three-node cluster while its coordinator is SIGKILLed (issue 12).
 
 One process, one monotonic clock: a producer thread writes --count records (acks=all,
-idempotent) to --topic; three confluent-kafka consumers in one group (threads) process them,
+idempotent) to --topic, the first --burst at once, then --rate a second; three confluent-kafka consumers in one group (threads) process them (--work-ms each),
 committing synchronously after every record (the committed offset is the processed offset + 1).
 Every assignment and revocation, every processed record and every commit outcome is logged with
 time.monotonic().
@@ -63,7 +63,10 @@ def produce(args, acked, stop):
             break
         p.produce(args.topic, value=f"r{i}".encode(), key=f"k{i}".encode(), on_delivery=done)
         p.poll(0)
-        time.sleep(interval)
+        # The first --burst records at once: the consumers have a backlog when the coordinator
+        # is killed (records fetched and being committed while the followers stall).
+        if i >= args.burst:
+            time.sleep(interval)
     p.flush(60)
 
 
@@ -102,6 +105,7 @@ def consume(args, name, log, stop, counts):
             log.add(kind="process", consumer=name, partition=m.partition(), offset=m.offset(),
                     value=m.value().decode())
             counts[name] = counts.get(name, 0) + 1
+            time.sleep(args.work_ms / 1000.0)
             tp = TopicPartition(args.topic, m.partition(), m.offset() + 1)
             started = time.monotonic()
             try:
@@ -137,6 +141,8 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--count", type=int, default=1500)
     p.add_argument("--rate", type=float, default=100.0)
+    p.add_argument("--burst", type=int, default=0, help="records produced at once first")
+    p.add_argument("--work-ms", type=float, default=0.0, help="processing time per record")
     p.add_argument("--timeout", type=float, default=100.0)
     args = p.parse_args()
     # A hang shows every thread's stack (the test kills the script later).

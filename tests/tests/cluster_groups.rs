@@ -189,7 +189,16 @@ fn group_survives_coordinator_kill() {
         .arg(repo_root().join("tests/py/cluster_groups.py"))
         .args(["--bootstrap", &bootstrap(&cluster)])
         .args(["--topic", "work", "--group", "analytics"])
-        .args(["--count", "1500", "--rate", "100"])
+        .args([
+            "--count",
+            "1500",
+            "--rate",
+            "100",
+            "--burst",
+            "1000",
+            "--work-ms",
+            "5",
+        ])
         .arg("--dir")
         .arg(&dir)
         .env("PYTHONUNBUFFERED", "1")
