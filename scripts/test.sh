@@ -45,6 +45,17 @@ if ! command -v mosquitto_sub >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -
         echo "note: mosquitto-clients could not be installed; the \$SYS mosquitto_sub tests will fail in CI"
 fi
 
+# 2d. Headless Chromium for the web console test (tests/tests/console.rs, which installs
+#     playwright-core from npm into its target temp dir and drives /usr/bin/chromium; with
+#     CI=true it fails without chromium). chromium-driver brings /usr/bin/chromedriver for
+#     WebDriver clients.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (timeout 600 apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 ||
+        (timeout 300 apt-get update -qq >/dev/null 2>&1 &&
+            timeout 600 apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1)) ||
+        echo "note: chromium could not be installed; the console browser test will fail in CI"
+fi
+
 # 3. The ARM binaries and qemu for the emulated smoke test (tests/tests/arm_smoke.rs), in CI
 #    and wherever root can apt-get (elsewhere that test skips). cross-build.sh installs the Rust
 #    targets and cross toolchains itself and prints its time. Only aarch64 by default, to keep

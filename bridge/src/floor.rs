@@ -75,17 +75,13 @@ impl FloorRegistry {
         let id = inner.next_id;
         inner.next_id += 1;
         let key = (topic.to_string(), partition);
-        inner
-            .parts
-            .entry(key.clone())
-            .or_default()
-            .insert(
-                id,
-                Position {
-                    next: start,
-                    sending: false,
-                },
-            );
+        inner.parts.entry(key.clone()).or_default().insert(
+            id,
+            Position {
+                next: start,
+                sending: false,
+            },
+        );
         self.apply(&inner, &key);
         FloorGuard {
             registry: Arc::clone(self),

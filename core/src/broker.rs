@@ -423,10 +423,15 @@ impl Broker {
             storage: Arc::clone(&self.storage),
             observer: Arc::clone(&self.config.observer),
         };
-        Ok(PartitionLog::open(
-            self.partition_dir(&rec.name, partition),
-            opts,
-        )?)
+        let log = PartitionLog::open(self.partition_dir(&rec.name, partition), opts)?;
+        if self.config.hosting == Hosting::Assigned {
+            // A cluster member's log is a replica: until the replica layer says what it is (leader
+            // or follower, from the controller's image), it takes no local appends and shows
+            // nothing it cannot know to be committed.
+            log.set_leader_appends(false);
+            log.set_high_watermark_mode(crate::log::HighWatermarkMode::Replicated);
+        }
+        Ok(log)
     }
 
     /// Open the log of a partition that is new to the registry (a new topic or added partition).
@@ -1259,6 +1264,17 @@ mod tests {
             Err(BrokerError::ManagedByController(_))
         ));
         let log = b.partition("t", 2).unwrap();
+        // A cluster member's log is a replica: no local appends, nothing readable, until the
+        // replica layer makes it a leader.
+        assert!(matches!(
+            log.append(&crate::batch::test_util::batch(&[b"x"], 1)),
+            Err(crate::log::LogError::NotLeader { .. })
+        ));
+        assert_eq!(
+            log.high_watermark_mode(),
+            crate::log::HighWatermarkMode::Replicated
+        );
+        log.set_leader_appends(true);
         let a = log
             .append(&crate::batch::test_util::batch(&[b"x"], 1))
             .unwrap();

@@ -9,6 +9,8 @@
 //!   requests every file is reverted to that state and the process exits at once with
 //!   [`POWER_CUT_EXIT_CODE`], as if the power had been cut (dropping the page cache cannot
 //!   simulate this: it never discards dirty pages).
+//! - `power_cut_on_sigusr1`: the same power cut, when the process receives SIGUSR1 (a test
+//!   cuts the power of chosen nodes at a chosen moment).
 //! - `skip_follower_fsync`: followers do not fsync what they fetched (breaks the durability
 //!   contract on purpose; the fault suite must catch it).
 //! - `leader_local_isr_shrink`: a leader shrinks its ISR by itself instead of through the
@@ -32,6 +34,8 @@ pub const ENV: &str = "RILL_FAILPOINTS";
 pub const POWER_CUT_EXIT_CODE: i32 = 86;
 /// Revert to synced state and exit after this many acknowledged produce requests.
 pub const POWER_CUT_AFTER_ACKS: &str = "power_cut_after_acks";
+/// Revert to synced state and exit on SIGUSR1.
+pub const POWER_CUT_ON_SIGUSR1: &str = "power_cut_on_sigusr1";
 /// Followers skip the fsync before their next fetch.
 pub const SKIP_FOLLOWER_FSYNC: &str = "skip_follower_fsync";
 /// Leaders shrink their ISR locally, without the controller.
@@ -124,7 +128,7 @@ pub fn value(name: &str) -> Option<u64> {
 pub fn log_storage() -> std::sync::Arc<dyn crate::io::Storage> {
     #[cfg(feature = "failpoints")]
     {
-        if value(POWER_CUT_AFTER_ACKS).is_some() {
+        if value(POWER_CUT_AFTER_ACKS).is_some() || is_set(POWER_CUT_ON_SIGUSR1) {
             let t = active::tracker()
                 .get_or_init(|| std::sync::Arc::new(crate::io::SyncTrackingStorage::new()));
             return t.clone();
@@ -152,10 +156,24 @@ pub fn acknowledged() {
         }
         std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(POWER_CUT_DELAY_MS));
-            let reverted = active::tracker().get().map_or(0, |t| t.power_cut());
-            eprintln!("failpoint {POWER_CUT_AFTER_ACKS}={limit}: power cut, {reverted} files reverted to their synced state");
-            std::process::exit(POWER_CUT_EXIT_CODE);
+            power_cut(&format!("{POWER_CUT_AFTER_ACKS}={limit}"));
         });
+    }
+}
+
+/// Cut the power now (failpoint builds; `why` names the trigger in the message): revert every
+/// tracked file to its last synced state and exit with [`POWER_CUT_EXIT_CODE`]. Without the
+/// feature it does nothing.
+pub fn power_cut(why: &str) {
+    #[cfg(feature = "failpoints")]
+    {
+        let reverted = active::tracker().get().map_or(0, |t| t.power_cut());
+        eprintln!("failpoint {why}: power cut, {reverted} files reverted to their synced state");
+        std::process::exit(POWER_CUT_EXIT_CODE);
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = why;
     }
 }
 

@@ -1,10 +1,13 @@
 //! The admin HTTP endpoint (axum): `GET /health`, `GET /metrics` (Prometheus text format) and
 //! `GET /bridge/status` (the bridge's per-partition state and lag as JSON, read by
-//! `rill bridge status`).
+//! `rill bridge status`), and the web console: its page at `/` and its JSON API under
+//! `/api/v1/` ([`crate::console`]).
 //!
 //! Access ([`Access`]): with `[admin] tokens_file` every endpoint but `/health` needs
 //! `Authorization: Bearer <token>` of a sufficient scope ([`crate::admin_tokens`]): 401 without a
-//! token or with an unknown one, 403 with a `read` token on an endpoint that needs `admin`.
+//! token or with an unknown one, 403 with a `read` token on an endpoint that needs `admin` (every
+//! method but GET and HEAD). The console's page assets carry no data and are served like
+//! `/health`; the page sends the token with each API call.
 //! Without tokens on a loopback address everything is open (as before); bound beyond loopback
 //! without tokens only `/health` and `/metrics` are served (403 otherwise), so a shipped example
 //! still starts and is scraped, but nothing else is exposed.
@@ -67,7 +70,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 /// The access check in front of every route.
 async fn guard(State(access): State<Access>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if path == "/health" {
+    if path == "/health" || crate::console::is_asset(path) {
         return next.run(req).await;
     }
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
@@ -112,13 +115,19 @@ struct Admin {
     bridge: Arc<BridgeStatus>,
 }
 
-/// The admin routes behind `access`.
-pub fn router(metrics: Arc<Metrics>, bridge: Arc<BridgeStatus>, access: Access) -> Router {
+/// The admin routes and the web console behind `access`.
+pub fn router(
+    metrics: Arc<Metrics>,
+    bridge: Arc<BridgeStatus>,
+    console: Arc<crate::console::Console>,
+    access: Access,
+) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/bridge/status", get(bridge_status))
         .with_state(Admin { metrics, bridge })
+        .merge(crate::console::router(console))
         .layer(middleware::from_fn_with_state(access, guard))
 }
 

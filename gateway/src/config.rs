@@ -51,6 +51,7 @@
 //!
 //! [admin]
 //! tokens_file = "/etc/rill/admin-tokens"   # admin HTTP bearer tokens (docs/security.md)
+//! console_writes = false                   # the web console may produce test messages
 //!
 //! [topic_defaults]            # Kafka topic config names
 //! "retention.ms" = 604800000
@@ -269,6 +270,8 @@ pub struct ClusterSettings {
 pub struct AdminSection {
     /// Bearer tokens of the admin HTTP API, one `scope:sha256-hex` a line (`crate::admin_tokens`).
     pub tokens_file: Option<PathBuf>,
+    /// Let the web console change things (produce a test message); off by default.
+    pub console_writes: Option<bool>,
 }
 
 /// `[groups]` (Kafka's names: `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
@@ -772,6 +775,8 @@ pub struct NodeSettings {
     pub kafka_sasl: Option<Vec<crate::kafka::auth::Mechanism>>,
     /// `[admin] tokens_file`.
     pub admin_tokens_file: Option<PathBuf>,
+    /// `[admin] console_writes` (default false): the web console may produce test messages.
+    pub console_writes: bool,
     /// The authorizer's settings when it is on (`[kafka] authorizer = true`, `--kafka-authorizer`).
     pub kafka_authorizer: Option<rill_core::authorizer::AuthorizerConfig>,
     /// `socket.request.max.bytes`.
@@ -881,6 +886,7 @@ impl NodeSettings {
             kafka_tls: file.listeners.kafka_tls.clone(),
             kafka_sasl,
             admin_tokens_file: file.admin.tokens_file.clone(),
+            console_writes: file.admin.console_writes.unwrap_or(false),
             kafka_authorizer: (flags.kafka_authorizer || file.kafka.authorizer.unwrap_or(false))
                 .then(|| rill_core::authorizer::AuthorizerConfig {
                     super_users: file.kafka.super_users.clone().unwrap_or_default(),

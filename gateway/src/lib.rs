@@ -7,8 +7,8 @@
 //! - [`cluster`]: cluster mode (cluster listener, controller, broker registration),
 //! - [`mqtt`]: the MQTT 3.1.1 / 5 front end,
 //! - [`tls`]: rustls (ring) server configuration for the Kafka listener,
-//! - [`admin_http`]: `/health`, `/metrics` and `/bridge/status`, behind [`admin_tokens`]
-//!   (bearer tokens of `[admin] tokens_file`),
+//! - [`admin_http`]: `/health`, `/metrics`, `/bridge/status` and the web [`console`] (its page
+//!   and `/api/v1/`), behind [`admin_tokens`] (bearer tokens of `[admin] tokens_file`),
 //! - [`metrics`]: the node's Prometheus registry, `[metrics]` settings and Kafka request metrics,
 //!   with [`storage_metrics`] (fsyncs, partitions, disk), [`group_metrics`] (consumer lag),
 //!   [`process_metrics`] (process, build info) and [`bridge_metrics`] (the bridge's lag),
@@ -21,6 +21,7 @@ pub mod bridge_metrics;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod group_metrics;
 pub mod kafka;
 pub mod metrics;

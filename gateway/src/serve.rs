@@ -498,6 +498,8 @@ impl Node {
             replicas: replicas.clone(),
             authorization,
         });
+        let console_cluster = ctx.cluster.clone();
+        let console_cluster_id = ctx.cluster_id.clone();
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
         listeners.spawn(kafka::groups::run_ticker(groups.clone(), shutdown.clone()));
@@ -517,6 +519,7 @@ impl Node {
         {
             listeners.spawn(crate::cluster::metadata_publisher::run(
                 node.images(),
+                node.incarnation(),
                 broker.clone(),
                 replicas.clone(),
                 coordinators.clone(),
@@ -542,6 +545,7 @@ impl Node {
             kafka_liveness.clone(),
         ));
         let mqtt_ws_listen = settings.mqtt_ws_listen.map(|a| a.to_string());
+        let console_mqtt = mqtt_server.clone();
         let mqtt = crate::mqtt::listener::start(
             mqtt_server,
             &settings.mqtt_listen.to_string(),
@@ -559,9 +563,30 @@ impl Node {
                 let _ = task.await;
             }
         });
+        let console = crate::console::Console::new(
+            broker.clone(),
+            groups.clone(),
+            console_mqtt,
+            bridge_status.clone(),
+            console_cluster,
+            crate::console::NodeIdentity {
+                node_id: settings.node_id,
+                node_name: settings.node_name.clone(),
+                cluster_id: console_cluster_id,
+                version: env!("CARGO_PKG_VERSION"),
+                kafka_listen: kafka_addr.to_string(),
+                mqtt_listen: mqtt_addr.to_string(),
+            },
+            settings.console_writes,
+        );
+        listeners.spawn(crate::console::run_sampler(
+            console.clone(),
+            shutdown.clone(),
+        ));
         let router = admin_http::router(
             metrics.clone(),
             bridge_status.clone(),
+            console,
             admin_http::Access::for_listener(http_addr, admin_tokens),
         );
         let http_shutdown = shutdown.clone();
@@ -709,6 +734,25 @@ pub fn mirror_configs(
     Ok(mirrors)
 }
 
+/// The failpoint `power_cut_on_sigusr1` (debug test builds only): SIGUSR1 cuts the power.
+#[cfg(all(unix, feature = "failpoints"))]
+fn power_cut_on_sigusr1() {
+    use rill_core::failpoints::{is_set, power_cut, POWER_CUT_ON_SIGUSR1};
+    if !is_set(POWER_CUT_ON_SIGUSR1) {
+        return;
+    }
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+        Ok(mut usr1) => {
+            tokio::spawn(async move {
+                if usr1.recv().await.is_some() {
+                    power_cut("power_cut_on_sigusr1");
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "cannot listen for SIGUSR1"),
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM. The SIGTERM handler is installed when this is called (not when
 /// first polled), so a SIGTERM right after the node logs `listening` still shuts it down
 /// gracefully instead of killing it.
@@ -801,6 +845,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let node_name = settings.node_name.clone();
         let stop = termination();
+        #[cfg(all(unix, feature = "failpoints"))]
+        power_cut_on_sigusr1();
         let node = Node::start(settings).await?;
         let service = notify_ready(&node);
         let bridge_stop = CancellationToken::new();

@@ -11,14 +11,14 @@ report; `verify` reads every partition from the start and checks the history:
   there (at most once), never a failure.
 
 A delivery report with an error is a definite failure of that write only if the error is not
-retriable; such records must not be there. `produce` prints `acked N failed M` and writes a JSON
-file; `verify` prints `verified N acked, I indeterminate present` and fails with the first
+retriable; such records must not be there. `produce` prints `acked N failed M` (after `fatal:
+...` if the producer hit a fatal error, where it stops) and writes a JSON file; `verify` prints `verified N acked, I indeterminate present` and fails with the first
 violation."""
 
 import json
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from rilltest import check, parser, run
 
@@ -35,33 +35,45 @@ def produce(args):
         seq = int(msg.value().decode().split(":")[1])
         if err is None:
             acked.append({"seq": seq, "partition": msg.partition(), "offset": msg.offset(),
-                          "value": msg.value().decode()})
+                          "value": msg.value().decode(), "at": time.time()})
         else:
             failed.append({"seq": seq, "error": str(err), "retriable": err.retriable(),
                            "fatal": err.fatal()})
 
     start = time.monotonic()
     sent = 0
+    fatal = None
     interval = 1.0 / args.rate if args.rate > 0 else 0
-    while sent < args.count:
-        value = f"{args.run}:{sent}:{'x' * args.size}"
-        try:
-            producer.produce(args.topic, value=value.encode(), key=str(sent % 97).encode(),
-                             on_delivery=report)
-            sent += 1
-        except BufferError:
-            producer.poll(0.1)
-            continue
-        producer.poll(0)
-        if interval:
-            next_at = start + sent * interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                producer.poll(delay)
-    left = producer.flush(args.delivery_timeout_ms / 1000 + 10)
+    try:
+        while sent < args.count:
+            value = f"{args.run}:{sent}:{'x' * args.size}"
+            try:
+                producer.produce(args.topic, value=value.encode(), key=str(sent % 97).encode(),
+                                 on_delivery=report)
+                sent += 1
+            except BufferError:
+                producer.poll(0.1)
+                continue
+            producer.poll(0)
+            if interval:
+                next_at = start + sent * interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    producer.poll(delay)
+    except (KafkaException, KafkaError) as e:
+        # A fatal producer error (e.g. the broker lost sequence numbers it had acknowledged):
+        # stop producing, keep the history so far for the checker.
+        fatal = str(e)
+    try:
+        left = producer.flush(args.delivery_timeout_ms / 1000 + 10)
+    except (KafkaException, KafkaError) as e:
+        fatal = fatal or str(e)
+        left = len(producer)
     with open(args.out, "w") as f:
         json.dump({"run": args.run, "sent": sent, "acked": acked, "failed": failed,
-                   "unknown": left}, f)
+                   "unknown": left, "fatal": fatal}, f)
+    if fatal:
+        print(f"fatal: {fatal}", flush=True)
     print(f"acked {len(acked)} failed {len(failed)} unknown {left}", flush=True)
 
 

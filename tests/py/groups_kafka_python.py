@@ -69,16 +69,16 @@ def main():
 
     rt.wait_for(
         "group Empty",
-        lambda: admin.describe_consumer_groups([group])[0].state == "Empty",
+        lambda: admin.describe_groups([group])[group]["group_state"] == "Empty",
         timeout=30,
     )
-    offsets = admin.list_consumer_group_offsets(group)
+    offsets = admin.list_group_offsets(group)[group]
     rt.check_eq(
         {tp.partition: om.offset for tp, om in offsets.items() if tp.topic == topic},
         {p: RECORDS // PARTITIONS for p in range(PARTITIONS)},
         "auto-committed offsets",
     )
-    listed = {g[0] for g in admin.list_consumer_groups()}
+    listed = {g["group_id"] for g in admin.list_groups()}
     rt.check(group in listed, f"{group} listed in {listed}")
 
     # A new consumer in the group starts after the committed offsets: nothing to read until more
@@ -102,15 +102,13 @@ def main():
     rt.check_eq([(r.partition, r.offset, r.value) for r in late], [(0, RECORDS // PARTITIONS, b"late")], "records after restart")
 
     # While it is a member, the group cannot be deleted.
-    [(gid, err)] = admin.delete_consumer_groups([group])
-    rt.check_eq(err.__name__, NonEmptyGroupError.__name__, f"delete of non-empty {gid}")
-    rt.check(group in {g[0] for g in admin.list_consumer_groups()}, "non-empty group survives delete")
+    rt.check_eq(admin.delete_groups([group]), {group: NonEmptyGroupError.__name__}, "delete of a non-empty group")
+    rt.check(group in {g["group_id"] for g in admin.list_groups()}, "non-empty group survives delete")
 
     c.close(autocommit=False)
-    [(gid, err)] = admin.delete_consumer_groups([group])
-    rt.check_eq(err.__name__, "NoError", f"delete {gid}")
-    rt.check(group not in {g[0] for g in admin.list_consumer_groups()}, "deleted group is gone")
-    rt.check_eq(admin.list_consumer_group_offsets(group), {}, "offsets of the deleted group")
+    rt.check_eq(admin.delete_groups([group]), {group: "OK"}, "delete of the empty group")
+    rt.check(group not in {g["group_id"] for g in admin.list_groups()}, "deleted group is gone")
+    rt.check_eq(admin.list_group_offsets(group)[group], {}, "offsets of the deleted group")
     admin.close()
 
 

@@ -8,13 +8,12 @@ from rilltest import check, check_eq, parser, run, unique, wait_for
 
 
 def configs(admin, topic):
-    [resp] = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-    resources = resp.resources
-    check_eq(len(resources), 1, "describe_configs resources")
-    error_code, error_message, _rtype, name, entries = resources[0][:5]
-    check_eq(error_code, 0, f"describe_configs error ({error_message})")
-    check_eq(name, topic, "describe_configs resource name")
-    return {e[0]: e[1] for e in entries}
+    """The topic's modified configs as {name: value} (kafka-python 3's describe_configs answers
+    {resource_type: {name: {config: {data}}}})."""
+    resp = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    check_eq(list(resp), ["topic"], "describe_configs resource types")
+    check_eq(list(resp["topic"]), [topic], "describe_configs resource names")
+    return {k: v["value"] for k, v in resp["topic"][topic].items()}
 
 
 def main():
@@ -35,9 +34,9 @@ def main():
     check_eq(configs(admin, topic).get("retention.ms"), "600000", "retention.ms after create")
 
     # AlterConfigs (the non-incremental API) replaces the topic's overrides.
-    [resp] = [admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": "1200000"})])]
-    for r in resp.resources:
-        check_eq(r[0], 0, f"alter_configs error ({r[1]})")
+    resp = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": "1200000"})],
+                               incremental=False)
+    check_eq(resp, {"topic": {topic: "OK"}}, "alter_configs result")
     check_eq(configs(admin, topic).get("retention.ms"), "1200000", "retention.ms after alter_configs")
 
     admin.create_partitions({topic: NewPartitions(total_count=4)})

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 use rill_client::connection::{ConnectOptions, Connection};
 
-use crate::{rill_bin, Launch, Node};
+use crate::{rill_bin, rill_cli, Launch, Node};
 
 /// Extra settings of every node's TOML file.
 #[derive(Debug, Clone)]
@@ -25,6 +25,12 @@ pub struct ClusterOptions {
     pub secret: Option<String>,
     /// mTLS: a directory with `ca.pem` and `node{N}.pem` / `node{N}.key` for each node.
     pub tls_dir: Option<PathBuf>,
+    /// `[cluster] replica_lag_time_max_ms` (`None`: the node's default).
+    pub replica_lag_time_max_ms: Option<u64>,
+    /// The binary to run instead of `rill` (the fault suite's `rill-failpoints`).
+    pub program: Option<PathBuf>,
+    /// `RILL_FAILPOINTS` of every node (needs `program` = the failpoint build).
+    pub failpoints: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -35,6 +41,9 @@ impl Default for ClusterOptions {
             heartbeat_interval_ms: 500,
             secret: Some("a-test-cluster-secret-0123456789".into()),
             tls_dir: None,
+            replica_lag_time_max_ms: None,
+            program: None,
+            failpoints: None,
         }
     }
 }
@@ -55,6 +64,9 @@ pub struct Member {
     pub node: Option<Node>,
     /// Logs of earlier processes of this member.
     pub past_logs: String,
+    /// The Kafka, HTTP and MQTT listeners of its first start, kept across restarts (as a
+    /// restarted broker keeps its ports: clients hold its advertised address).
+    pub ports: Option<(String, String, String)>,
 }
 
 /// A formatted cluster of `rill serve` processes.
@@ -66,6 +78,8 @@ pub struct TestCluster {
     /// The members, index `id - 1`.
     pub members: Vec<Member>,
     dir: tempfile::TempDir,
+    program: Option<PathBuf>,
+    failpoints: Option<String>,
 }
 
 fn free_port_on(ip: &str) -> u16 {
@@ -131,6 +145,7 @@ impl TestCluster {
                 config,
                 node: None,
                 past_logs: String::new(),
+                ports: None,
             });
         }
         let mut cluster = TestCluster {
@@ -138,6 +153,8 @@ impl TestCluster {
             voters,
             members,
             dir,
+            program: opts.program.clone(),
+            failpoints: opts.failpoints.clone(),
         };
         for m in &cluster.members {
             let secret = opts.secret.as_ref().map(|s| {
@@ -161,6 +178,9 @@ impl TestCluster {
              broker_session_timeout_ms = {}\nbroker_heartbeat_interval_ms = {}\n",
             opts.session_timeout_ms, opts.heartbeat_interval_ms
         );
+        if let Some(ms) = opts.replica_lag_time_max_ms {
+            text.push_str(&format!("replica_lag_time_max_ms = {ms}\n"));
+        }
         if let Some(f) = secret_file {
             text.push_str(&format!("secret_file = {:?}\n", f.display().to_string()));
         }
@@ -194,6 +214,10 @@ impl TestCluster {
     pub fn start_node(&mut self, id: i32) {
         let m = self.member(id);
         assert!(m.node.is_none(), "node {id} is running");
+        let (kafka, http, mqtt) = m.ports.clone().unwrap_or_else(|| {
+            let any = format!("{}:0", m.ip);
+            (any.clone(), any.clone(), any)
+        });
         let args = [
             "--config".to_string(),
             m.config.display().to_string(),
@@ -202,11 +226,11 @@ impl TestCluster {
             "--node-id".to_string(),
             id.to_string(),
             "--kafka-listen".to_string(),
-            format!("{}:0", m.ip),
+            kafka,
             "--http-listen".to_string(),
-            format!("{}:0", m.ip),
+            http,
             "--mqtt-listen".to_string(),
-            format!("{}:0", m.ip),
+            mqtt,
             "--cluster-listen".to_string(),
             m.cluster_addr.clone(),
             // Kept across restarts (each start is a new `Node` with its own scratch directory).
@@ -214,12 +238,28 @@ impl TestCluster {
             self.path(&format!("node{id}.key")).display().to_string(),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // RILL_TEST_LOG overrides the nodes' RUST_LOG (e.g. debug for one module).
+        let filter =
+            std::env::var("RILL_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".to_string());
+        let mut env = vec![("RUST_LOG".into(), filter.into())];
+        if let Some(spec) = &self.failpoints {
+            env.push(("RILL_FAILPOINTS".into(), spec.into()));
+        }
         let launch = Launch {
-            env: vec![("RUST_LOG".into(), "info,openraft=warn".into())],
+            program: self.program.clone(),
+            env,
             ..Launch::default()
         };
         let node = Node::start_launched(launch, &args);
-        self.member_mut(id).node = Some(node);
+        let m = self.member_mut(id);
+        m.ports.get_or_insert_with(|| {
+            (
+                node.kafka_addr().to_string(),
+                node.http_addr().to_string(),
+                node.mqtt_addr(),
+            )
+        });
+        m.node = Some(node);
     }
 
     /// SIGKILLs node `id`.
@@ -230,6 +270,35 @@ impl TestCluster {
             m.past_logs.push_str(&node.log());
             m.past_logs.push_str("----- killed -----\n");
         }
+    }
+
+    /// Sends `signal` (a `kill -s` name: STOP, CONT, USR1, ...) to running node `id`.
+    pub fn signal(&self, id: i32, signal: &str) {
+        let pid = self
+            .member(id)
+            .node
+            .as_ref()
+            .and_then(Node::pid)
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        let st = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -s {signal} {pid} failed");
+    }
+
+    /// Waits (at most `within`) for node `id` to exit by itself (a failpoint's power cut); its
+    /// exit status. The node counts as stopped afterwards.
+    pub fn wait_exit(&mut self, id: i32, within: Duration) -> std::process::ExitStatus {
+        let m = self.member_mut(id);
+        let mut node = m
+            .node
+            .take()
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        let status = node.wait_exit(within);
+        m.past_logs.push_str(&node.log());
+        m.past_logs.push_str("----- exited -----\n");
+        status.unwrap_or_else(|| panic!("node {id} did not exit within {within:?}"))
     }
 
     /// SIGTERMs node `id` and waits for it to exit; its exit status.
@@ -306,6 +375,92 @@ impl TestCluster {
                 .await
                 .map_err(|e| e.to_string())
         })
+    }
+
+    /// Every running node's Kafka address, comma-separated (a client's bootstrap list).
+    pub fn bootstrap(&self) -> String {
+        self.members
+            .iter()
+            .filter_map(|m| m.node.as_ref().map(|n| n.kafka_addr().to_string()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `rill topic describe --json` of `topic` through `addr`: each partition's (leader, ISR).
+    pub fn topic_state(addr: &str, topic: &str) -> Option<Vec<(i64, Vec<i64>)>> {
+        let out = rill_cli(addr, &["topic", "describe", topic, "--json"], b"");
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let ids = |v: &serde_json::Value| -> Vec<i64> {
+            v.as_array()
+                .map(|a| a.iter().filter_map(serde_json::Value::as_i64).collect())
+                .unwrap_or_default()
+        };
+        Some(
+            v["partitions"]
+                .as_array()?
+                .iter()
+                .map(|p| (p["leader"].as_i64().unwrap_or(-1), ids(&p["isr"])))
+                .collect(),
+        )
+    }
+
+    /// Polls until every running node reports the same leader of partition `p` of `topic`,
+    /// other than `not`, with an ISR of at least `isr_len` (a node that just restarted may still
+    /// show an older state, so one node's word is not enough); the leader. Fails the test after
+    /// 30 s.
+    pub fn wait_leader(&self, topic: &str, p: usize, not: i64, isr_len: usize) -> i64 {
+        self.wait_leader_among(topic, p, not, isr_len, &[])
+    }
+
+    /// [`Self::wait_leader`], asking every running node but those in `skip` (a stopped process
+    /// would not answer).
+    pub fn wait_leader_among(
+        &self,
+        topic: &str,
+        p: usize,
+        not: i64,
+        isr_len: usize,
+        skip: &[i32],
+    ) -> i64 {
+        let within = Duration::from_secs(30);
+        let deadline = Instant::now() + within;
+        let mut last = Vec::new();
+        loop {
+            last.clear();
+            for m in &self.members {
+                if skip.contains(&m.id) {
+                    continue;
+                }
+                let Some(node) = &m.node else { continue };
+                let seen = Self::topic_state(node.kafka_addr(), topic)
+                    .and_then(|parts| parts.get(p).cloned());
+                last.push((m.id, seen));
+            }
+            let leaders: Vec<i64> = last
+                .iter()
+                .filter_map(|(_, seen)| {
+                    seen.as_ref()
+                        .filter(|(l, isr)| *l > 0 && *l != not && isr.len() >= isr_len)
+                        .map(|(l, _)| *l)
+                })
+                .collect();
+            if !leaders.is_empty()
+                && leaders.len() == last.len()
+                && leaders.windows(2).all(|w| w[0] == w[1])
+            {
+                return leaders[0];
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partition {p} of {topic}: no common leader (not {not}) with {isr_len} in sync \
+                 on every node within {within:?} (node: (leader, isr)): {last:?}; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Polls DescribeCluster on node `id` until `ok` holds (fails the test after `within`).

@@ -3,65 +3,19 @@
 //! of a busy partition is SIGKILLed three times in a row; the history checker
 //! (tests/py/cluster_history.py) then reads everything back: every acknowledged record exactly once
 //! at its offset, in order per partition, writes with an unknown outcome at most once.
+//!
+//! `RILL_LEADER_KILLS=N` runs N kills instead of three (`scripts/cluster-soak.sh` runs 20+).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rill_tests::cluster::{ClusterOptions, TestCluster};
 use rill_tests::{repo_root, rill_cli, run_python, venv_python};
-use serde_json::Value;
 
 const FORM: Duration = Duration::from_secs(30);
 
-fn describe(addr: &str, topic: &str) -> Option<Value> {
-    let out = rill_cli(addr, &["topic", "describe", topic, "--json"], b"");
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-fn ids(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(Value::as_i64).collect())
-        .unwrap_or_default()
-}
-
-/// Polls until partition `p` of `topic` has a leader other than `not` and an ISR of `isr_len`,
-/// as any running node reports it; the leader.
-fn wait_leader(cluster: &TestCluster, topic: &str, p: usize, not: i64, isr_len: usize) -> i64 {
-    let deadline = Instant::now() + FORM;
-    loop {
-        for m in &cluster.members {
-            let Some(node) = &m.node else { continue };
-            if let Some(d) = describe(node.kafka_addr(), topic) {
-                let part = &d["partitions"][p];
-                let leader = part["leader"].as_i64().unwrap_or(-1);
-                if leader > 0 && leader != not && ids(&part["isr"]).len() >= isr_len {
-                    return leader;
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "partition {p} of {topic} got no new leader with {isr_len} in sync; logs:\n{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn bootstrap(cluster: &TestCluster) -> String {
-    cluster
-        .members
-        .iter()
-        .filter_map(|m| m.node.as_ref().map(|n| n.kafka_addr().to_string()))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 #[test]
-fn acks_all_records_survive_three_leader_kills() {
+fn acks_all_records_survive_leader_kills() {
     let started = Instant::now();
     let mut cluster = TestCluster::start(&ClusterOptions::default());
     for id in 1..=3 {
@@ -79,13 +33,19 @@ fn acks_all_records_survive_three_leader_kills() {
         "topic create: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut leader = wait_leader(&cluster, "history", 0, -1, 3);
+    let mut leader = cluster.wait_leader("history", 0, -1, 3);
+    let kills: u32 = std::env::var("RILL_LEADER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    // About 4 s of producing per kill at 250 records/s.
+    let count = (1000 * kills).to_string();
 
     let history = cluster.path("history.json");
     let producer = Command::new(venv_python())
         .arg(repo_root().join("tests/py/cluster_history.py"))
-        .args(["--bootstrap", &bootstrap(&cluster), "produce"])
-        .args(["--topic", "history", "--count", "3000", "--rate", "250"])
+        .args(["--bootstrap", &cluster.bootstrap(), "produce"])
+        .args(["--topic", "history", "--count", &count, "--rate", "250"])
         .args(["--run", &format!("r{}", std::process::id())])
         .arg("--out")
         .arg(&history)
@@ -96,11 +56,11 @@ fn acks_all_records_survive_three_leader_kills() {
         .spawn()
         .expect("start the producer");
 
-    for round in 1..=3 {
+    for round in 1..=kills {
         std::thread::sleep(Duration::from_secs(2));
         eprintln!("round {round}: SIGKILL leader {leader} of history-0");
         cluster.kill(leader as i32);
-        let next = wait_leader(&cluster, "history", 0, leader, 2);
+        let next = cluster.wait_leader("history", 0, leader, 2);
         std::thread::sleep(Duration::from_secs(1));
         cluster.start_node(leader as i32);
         leader = next;
@@ -115,13 +75,19 @@ fn acks_all_records_survive_three_leader_kills() {
         cluster.logs()
     );
     eprintln!("producer: {}", stdout.trim());
-    // Everything acknowledged, read back through a node that is up, after every replica caught up.
-    wait_leader(&cluster, "history", 0, -1, 3);
+    // Everything acknowledged, read back through a node that is up, after every replica caught up
+    // and every broker is unfenced again.
+    cluster.wait_leader("history", 0, -1, 3);
+    for id in 1..=3 {
+        cluster.wait_describe(id, FORM, "3 unfenced brokers", |c, b| {
+            c > 0 && b == [1, 2, 3]
+        });
+    }
     let verified = run_python(
         "cluster_history.py",
         &[
             "--bootstrap",
-            &bootstrap(&cluster),
+            &cluster.bootstrap(),
             "verify",
             "--topic",
             "history",
@@ -146,7 +112,7 @@ fn acks_all_records_survive_three_leader_kills() {
         "topic create: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let leader = wait_leader(&cluster, "mqtt", 0, -1, 3);
+    let leader = cluster.wait_leader("mqtt", 0, -1, 3);
     let follower = (1..=3).find(|id| *id != leader as i32).expect("a follower");
     let mqtt_of = |id: i32| {
         cluster
@@ -160,7 +126,7 @@ fn acks_all_records_survive_three_leader_kills() {
         "cluster_mqtt.py",
         &[
             "--bootstrap",
-            &bootstrap(&cluster),
+            &cluster.bootstrap(),
             "--leader",
             &mqtt_of(leader as i32),
             "--follower",

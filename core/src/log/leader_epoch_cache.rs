@@ -327,6 +327,16 @@ impl LeaderEpochFileCache {
         self.latest().map(|e| e.epoch)
     }
 
+    /// Kafka's `epochForOffset`: the epoch of the record at `offset` (the largest epoch starting
+    /// at or before it), `None` before the earliest entry.
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        self.epochs
+            .iter()
+            .rev()
+            .find(|(_, &start)| start <= offset)
+            .map(|(&epoch, _)| epoch)
+    }
+
     /// The oldest entry.
     pub fn earliest_entry(&self) -> Option<EpochEntry> {
         self.epochs
@@ -565,6 +575,18 @@ mod tests {
         let (_, empty) = cache(&[]);
         assert_eq!(empty.end_offset_for(0, 10), (-1, -1));
         assert_eq!(empty.latest_epoch(), None);
+    }
+
+    #[test]
+    fn epoch_for_offset_is_the_epoch_that_wrote_it() {
+        let (_, c) = cache(&[(1, 5), (3, 20), (6, 40)]);
+        assert_eq!(c.epoch_for_offset(4), None, "before the earliest entry");
+        assert_eq!(c.epoch_for_offset(5), Some(1));
+        assert_eq!(c.epoch_for_offset(19), Some(1));
+        assert_eq!(c.epoch_for_offset(20), Some(3));
+        assert_eq!(c.epoch_for_offset(1000), Some(6));
+        let (_, empty) = cache(&[]);
+        assert_eq!(empty.epoch_for_offset(0), None);
     }
 
     #[test]

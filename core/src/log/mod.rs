@@ -482,11 +482,17 @@ impl PartitionLog {
     }
 
     /// Who moves the high watermark from now on (see [`HighWatermarkMode`]). Switching to
-    /// `Replicated` keeps the current value; switching back to `Local` publishes what the flush
-    /// policy allows at once.
+    /// `Replicated` lowers it to the log start offset: a replica cannot tell which of its records
+    /// are committed (it keeps no high watermark checkpoint; what it holds beyond the last
+    /// committed offset may be an unreplicated suffix that a new leader does not have), so
+    /// nothing is readable until replication moves it again. Switching back to `Local` publishes
+    /// what the flush policy allows at once.
     pub fn set_high_watermark_mode(&self, mode: HighWatermarkMode) {
         let replicated = mode == HighWatermarkMode::Replicated;
-        self.hw_replicated.store(replicated, Ordering::Release);
+        let was = self.hw_replicated.swap(replicated, Ordering::AcqRel);
+        if replicated && !was {
+            self.lower_hw(self.log_start_offset());
+        }
         if !replicated {
             let to = match self.flush_policy {
                 FlushPolicy::Always => self.flushed.load(Ordering::Acquire),
@@ -741,6 +747,12 @@ impl PartitionLog {
     /// leader wrote its epoch).
     pub fn latest_epoch(&self) -> Option<i32> {
         lock(&self.epochs).latest_epoch()
+    }
+
+    /// The leader epoch that wrote `offset` as the epoch cache has it (`None` before its
+    /// earliest entry, and on a log whose leaders never recorded an epoch: a node alone).
+    pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
+        lock(&self.epochs).epoch_for_offset(offset)
     }
 
     /// OffsetForLeaderEpoch for `epoch` (Kafka's `endOffsetFor`, see
@@ -1579,6 +1591,29 @@ pub(crate) mod tests {
         log.flush().unwrap();
         log.set_high_watermark_mode(HighWatermarkMode::Local);
         assert_eq!(log.high_watermark(), 3);
+    }
+
+    #[test]
+    fn a_replicated_high_watermark_starts_at_the_log_start() {
+        let s = SimStorage::new();
+        let log = PartitionLog::open("/p".into(), opts(Arc::new(s.clone()), true)).unwrap();
+        for (i, v) in [b"a", b"b", b"c"].iter().enumerate() {
+            log.append(&batch(&[*v], i as i64)).unwrap();
+        }
+        log.flush().unwrap();
+        drop(log);
+        // Reopened (a restart): alone, everything durable is readable ...
+        let log = PartitionLog::open("/p".into(), opts(Arc::new(s), true)).unwrap();
+        assert_eq!(log.high_watermark(), 3);
+        // ... as a replica nothing is, until replication says what is committed.
+        log.set_high_watermark_mode(HighWatermarkMode::Replicated);
+        assert_eq!(log.high_watermark(), 0);
+        assert!(log.read(0, 1 << 20).unwrap().records.is_empty());
+        log.update_high_watermark(2);
+        assert_eq!(values(&log.read(0, 1 << 20).unwrap()).len(), 2);
+        // Switching again while replicated changes nothing.
+        log.set_high_watermark_mode(HighWatermarkMode::Replicated);
+        assert_eq!(log.high_watermark(), 2);
     }
 
     #[test]

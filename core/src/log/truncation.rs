@@ -179,8 +179,8 @@ impl PartitionLog {
     ///
     /// `offset` must be a batch boundary (no batch may hold both `offset - 1` and `offset`), else
     /// [`LogError::TruncationInsideBatch`] and nothing changes; below the log start it is
-    /// [`LogError::OffsetOutOfRange`]; at or above the log end offset it is a no-op (as in
-    /// Kafka). An I/O error from the commit marker on closes the log (later calls return
+    /// [`LogError::OffsetOutOfRange`]; at or above the log end offset no record goes, only epoch
+    /// cache entries starting at the log end (an epoch with no records; as in Kafka). An I/O error from the commit marker on closes the log (later calls return
     /// [`LogError::Closed`]); reopening it completes the truncation.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         self.check_open()?;
@@ -190,6 +190,11 @@ impl PartitionLog {
         let _flush = lock(&self.flush_lock);
         let leo = self.leo.load(Ordering::Acquire);
         if offset >= leo {
+            // No record goes, but an epoch entry at the log end goes (as in Kafka): this replica
+            // led an epoch and appended nothing in it before another leader was elected; kept,
+            // it would claim records the leader never had, and its next fetch would name that
+            // epoch as its last fetched one again and again.
+            lock(&self.epochs).truncate_from_end(leo)?;
             return Ok(());
         }
         let log_start = self.log_start_offset();
@@ -281,8 +286,9 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Move the high watermark down to `offset` if it is above (truncation only).
-    fn lower_hw(&self, offset: i64) {
+    /// Move the high watermark down to `offset` if it is above (truncation, and a log becoming a
+    /// replica).
+    pub(super) fn lower_hw(&self, offset: i64) {
         let prev = self.hw.fetch_min(offset, Ordering::AcqRel);
         if prev > offset {
             self.hw_tx.send_if_modified(|v| {

@@ -632,6 +632,20 @@ impl Partition {
             && fetch_offset >= l.epoch_start_offset
             && l.replicas.contains(&replica_id);
         if !qualifies || l.isr.maximal().contains(&replica_id) || !l.may_propose(now) {
+            if !l.isr.maximal().contains(&replica_id) {
+                tracing::debug!(
+                    topic = %self.topic,
+                    partition = self.index,
+                    replica_id,
+                    fetch_offset,
+                    high_watermark = hw,
+                    epoch_start_offset = l.epoch_start_offset,
+                    eligible,
+                    in_flight = l.isr.in_flight(),
+                    stale_at = ?l.stale_at,
+                    "a replica outside the ISR does not join it yet"
+                );
+            }
             return Ok(None);
         }
         let committed = l.isr.committed().to_vec();
@@ -717,6 +731,20 @@ impl Partition {
         self.changed();
         self.maybe_increment_high_watermark();
         true
+    }
+
+    /// The failpoint `leader_local_isr_shrink` (debug test builds only): take `isr` as committed
+    /// without the controller, the bug the fault suite must catch (a leader acknowledging
+    /// writes that the replicas the controller would elect do not have).
+    pub(crate) fn apply_local_isr(&self, isr: &[i32]) {
+        let mut role = self.role.write_unpoisoned();
+        let Role::Leader(l) = &mut *role else {
+            return;
+        };
+        l.isr = IsrState::Committed { isr: isr.to_vec() };
+        drop(role);
+        self.changed();
+        self.maybe_increment_high_watermark();
     }
 
     /// A proposal based on `partition_epoch` failed: back to the committed ISR. After a stale

@@ -495,7 +495,9 @@ impl ReplicaManager {
         } else {
             let info =
                 p.while_follower(leader_epoch, || Ok(p.log().append_as_follower(records)?))?;
-            p.log().flush_to(info.last_offset)?;
+            if !crate::failpoints::is_set(crate::failpoints::SKIP_FOLLOWER_FSYNC) {
+                p.log().flush_to(info.last_offset)?;
+            }
             Some(info)
         };
         p.update_follower_high_watermark(leader_high_watermark);
@@ -538,6 +540,10 @@ impl ReplicaManager {
                     "truncating a diverging follower log"
                 );
                 log.truncate_to(target)?;
+            } else {
+                // Nothing to cut, but an epoch this replica led without appending anything goes
+                // (else the leader answers the same divergence forever).
+                log.truncate_to(leo)?;
             }
             Ok(log.log_end_offset())
         })
@@ -561,6 +567,11 @@ impl ReplicaManager {
                 new_isr = ?proposal.new_isr,
                 "proposing ISR shrink"
             );
+            if crate::failpoints::is_set(crate::failpoints::LEADER_LOCAL_ISR_SHRINK) {
+                // Broken on purpose: the shrink takes effect without the controller.
+                p.apply_local_isr(&proposal.new_isr);
+                continue;
+            }
             if let Some(request) = self.request(&p, &proposal) {
                 propose(self.alter.clone(), p, proposal.partition_epoch, request).await;
             }
@@ -1600,6 +1611,64 @@ mod tests {
             all(&f.log),
             "the suffix of epoch 1 is gone, epoch 2's record is in"
         );
+        assert_eq!(log3.latest_epoch(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_led_an_epoch_without_appending_catches_up() {
+        let f = Fixture::new(1);
+        f.produce(&[b"a", b"b"], RequiredAcks::Leader).await; // epoch 0: offsets 0, 1
+        let (rm3, log3) = f.follower(3);
+        let prefix = f
+            .log
+            .read_up_to(0, 1 << 20, ReadLimit::LogEnd)
+            .unwrap()
+            .records;
+        log3.append_as_follower(&prefix).unwrap();
+        // Broker 3 led epoch 1 and was gone before it appended anything: its epoch cache says
+        // epoch 1 starts at its log end.
+        log3.assign_epoch_start(1).unwrap();
+        assert_eq!((log3.log_end_offset(), log3.latest_epoch()), (2, Some(1)));
+        f.move_leadership_away_and_back();
+        f.apply_registration();
+        rm3.become_follower(
+            "t",
+            f.controller.topic_id(),
+            0,
+            log3.clone(),
+            &f.controller.registration(),
+        );
+        f.produce(&[b"c"], RequiredAcks::Leader).await; // epoch 2: offset 2
+        let mut divergences = 0;
+        for _ in 0..4 {
+            let pos = rm3.fetch_positions(1).remove(0);
+            let r =
+                f.rm.fetch_for_follower(
+                    3,
+                    -1,
+                    "t",
+                    0,
+                    pos.fetch_offset,
+                    pos.current_leader_epoch,
+                    pos.last_fetched_epoch,
+                    1 << 20,
+                )
+                .unwrap();
+            match r.diverging_epoch {
+                Some(d) => {
+                    divergences += 1;
+                    rm3.truncate_on_divergence("t", 0, r.leader_epoch, d)
+                        .unwrap();
+                }
+                None => {
+                    rm3.append_fetched("t", 0, r.leader_epoch, &r.records, r.high_watermark)
+                        .unwrap();
+                }
+            }
+        }
+        // One divergence (no record to cut: the empty epoch goes), then it fetches on.
+        assert_eq!(divergences, 1);
+        assert_eq!(all(&log3), all(&f.log));
         assert_eq!(log3.latest_epoch(), Some(2));
     }
 

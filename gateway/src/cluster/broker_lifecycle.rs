@@ -97,6 +97,14 @@ impl BrokerLifecycle {
         )
     }
 
+    /// How long a registration or heartbeat may take: two heartbeat intervals (at least 1 s).
+    /// A controller that stopped without closing its connections (SIGSTOP, a hung host) must not
+    /// hold the broker's heartbeats past its session timeout, or the next active controller,
+    /// which starts every broker's session afresh, fences this broker too.
+    fn rpc_timeout(&self) -> Duration {
+        (self.interval * 2).max(Duration::from_secs(1))
+    }
+
     fn applied_offset(&self) -> i64 {
         self.controller
             .sm
@@ -126,10 +134,13 @@ impl BrokerLifecycle {
                     .collect(),
             )
             .with_rack(self.rack.clone().map(StrBytes::from_string));
-        let resp: BrokerRegistrationResponse = client
-            .kafka(ApiKey::BrokerRegistration, REGISTRATION_VERSION, &req)
-            .await
-            .map_err(|e| e.to_string())?;
+        let resp: BrokerRegistrationResponse = tokio::time::timeout(
+            self.rpc_timeout(),
+            client.kafka(ApiKey::BrokerRegistration, REGISTRATION_VERSION, &req),
+        )
+        .await
+        .map_err(|_| format!("{} did not answer in time", client.addr()))?
+        .map_err(|e| e.to_string())?;
         if resp.error_code != 0 {
             let name = ResponseError::try_from_code(resp.error_code)
                 .map_or_else(|| resp.error_code.to_string(), |e| format!("{e:?}"));
@@ -148,10 +159,15 @@ impl BrokerLifecycle {
             .with_current_metadata_offset(self.applied_offset())
             .with_want_fence(false)
             .with_want_shut_down(want_shut_down);
-        match client
-            .kafka::<_, BrokerHeartbeatResponse>(ApiKey::BrokerHeartbeat, HEARTBEAT_VERSION, &req)
-            .await
-        {
+        let call = client.kafka::<_, BrokerHeartbeatResponse>(
+            ApiKey::BrokerHeartbeat,
+            HEARTBEAT_VERSION,
+            &req,
+        );
+        let Ok(answer) = tokio::time::timeout(self.rpc_timeout(), call).await else {
+            return Beat::Retry(format!("{} did not answer in time", client.addr()));
+        };
+        match answer {
             Err(e) => Beat::Retry(e.to_string()),
             Ok(r) if r.error_code == ResponseError::StaleBrokerEpoch.code() => Beat::Reregister,
             Ok(r) if r.error_code != 0 => {

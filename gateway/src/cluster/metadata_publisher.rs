@@ -8,6 +8,12 @@
 //!
 //! A failure to apply one topic (a disk error creating a replica) is logged and retried with the
 //! next image; the other topics go on.
+//!
+//! **Initial catch-up** (Kafka's broker waits for it before publishing): nothing is applied until
+//! the image holds this process's own registration (its incarnation id). Before that the image
+//! is what this node replayed from its own copy of the metadata log, possibly far behind the
+//! controller's: acting on it, a restarted node would take up leaderships that moved long ago
+//! and append as a leader of an old epoch.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,18 +27,37 @@ use rill_core::replica::ReplicaManager;
 use super::coordinator_runtime::CoordinatorRuntime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-/// Applies every new image until `shutdown`.
+/// Applies every new image until `shutdown`, from the first that holds this process's
+/// registration (`incarnation`) on.
 pub async fn run(
     mut images: watch::Receiver<Arc<MetadataImage>>,
+    incarnation: Uuid,
     broker: Arc<Broker>,
     replicas: Arc<ReplicaManager>,
     coordinators: Arc<CoordinatorRuntime>,
     shutdown: CancellationToken,
 ) {
     let mut applied: Option<Arc<MetadataImage>> = None;
+    let mut caught_up = false;
     loop {
         let next = images.borrow_and_update().clone();
+        if !caught_up {
+            caught_up = next
+                .broker(replicas.broker_id())
+                .is_some_and(|b| b.incarnation_id == incarnation);
+            if caught_up {
+                tracing::info!("caught up with the metadata log; applying the image");
+            }
+        }
+        if !caught_up {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = images.changed() => if r.is_err() { return },
+            }
+            continue;
+        }
         let changes = local_changes(applied.as_deref(), &next, replicas.broker_id());
         replicas.update_image(next.clone());
         coordinators.update_image(&next);

@@ -151,11 +151,6 @@ pub struct StartedCluster {
 }
 
 impl ClusterNode {
-    /// This process's incarnation id (random per start, sent in the broker registration).
-    pub fn incarnation(&self) -> Uuid {
-        self.controller.identity.incarnation
-    }
-
     /// Binds the cluster listener and starts the controller. `kafka` is the Kafka endpoint
     /// advertised to clients.
     pub async fn start(
@@ -363,6 +358,11 @@ impl ClusterNode {
     /// The metadata images this node's state machine applies, newest first.
     pub fn images(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.image.clone()
+    }
+
+    /// This process's incarnation id (its BrokerRegistration's).
+    pub fn incarnation(&self) -> Uuid {
+        self.controller.identity.incarnation
     }
 }
 

@@ -60,6 +60,8 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
         1,
     ),
     api(ApiKey::DescribeCluster, "DescribeCluster", 0, 1),
+    // Partition sizes for third-party consoles (AKHQ, kafka-ui, Cruise Control).
+    api(ApiKey::DescribeLogDirs, "DescribeLogDirs", 1, 4),
     // The controller quorum and leader elections (issue 11; see docs/cluster.md).
     api(ApiKey::DescribeQuorum, "DescribeQuorum", 0, 2),
     api(ApiKey::ElectLeaders, "ElectLeaders", 0, 2),

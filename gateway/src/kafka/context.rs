@@ -110,6 +110,34 @@ impl Context {
             .is_none_or(|a| a.allows(caller, operation, resource_type, name))
     }
 
+    /// A client's read (Fetch, ListOffsets) of `topic`-`partition` under `current_leader_epoch`
+    /// (`-1`: not checked). In a cluster only the partition's leader answers, after Kafka's
+    /// leader epoch check (KIP-320: FENCED_LEADER_EPOCH for an older epoch, UNKNOWN_LEADER_EPOCH
+    /// for a newer one, NOT_LEADER_OR_FOLLOWER on a follower); a node alone answers every read.
+    /// A cluster member that does not host the partition as a replica (yet: a node starting
+    /// up holds logs before the controller's image assigns them) answers NOT_LEADER_OR_FOLLOWER
+    /// too, so a client never reads a local log that replication does not govern. The error is a
+    /// Kafka code.
+    pub fn check_client_read(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<(), i16> {
+        let Some(replicas) = &self.replicas else {
+            return Ok(());
+        };
+        let Some(part) = replicas.partition(topic, partition) else {
+            return match self.broker.partition(topic, partition) {
+                Ok(_) => Err(kafka_protocol::error::ResponseError::NotLeaderOrFollower.code()),
+                Err(e) => Err(super::error_codes::broker_error_code(&e)),
+            };
+        };
+        part.check_leader(current_leader_epoch)
+            .map(|_| ())
+            .map_err(|e| super::error_codes::replica_error_code(&e))
+    }
+
     /// Whether `caller` may do `operation` on the cluster.
     pub fn authorize_cluster(&self, caller: &Caller, operation: AclOperation) -> bool {
         self.authorize(caller, operation, ResourceType::Cluster, CLUSTER_NAME)

@@ -15,11 +15,11 @@ use super::{
     alter_configs, alter_user_scram_credentials, api_versions, consumer_group_describe,
     consumer_group_heartbeat, create_acls, create_partitions, create_topics, delete_acls,
     delete_groups, delete_records, delete_topics, describe_acls, describe_cluster,
-    describe_configs, describe_groups, describe_quorum, describe_user_scram_credentials,
-    elect_leaders, fetch, find_coordinator, heartbeat, incremental_alter_configs, init_producer_id,
-    join_group, leave_group, list_groups, list_offsets, metadata, offset_commit, offset_delete,
-    offset_fetch, offset_for_leader_epoch, produce, sasl_authenticate, sasl_handshake, sync_group,
-    Context,
+    describe_configs, describe_groups, describe_log_dirs, describe_quorum,
+    describe_user_scram_credentials, elect_leaders, fetch, find_coordinator, heartbeat,
+    incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
+    list_offsets, metadata, offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch,
+    produce, sasl_authenticate, sasl_handshake, sync_group, Context,
 };
 
 /// Run the handler of one request (`session`: the connection's SASL state, whose user is the
@@ -70,6 +70,9 @@ pub async fn dispatch(
         }
         RequestKind::DescribeCluster(req) => {
             Reply::Now(describe_cluster::handle(ctx, &caller, v, req))
+        }
+        RequestKind::DescribeLogDirs(req) => {
+            Reply::Now(describe_log_dirs::handle(ctx, &caller, v, req))
         }
         RequestKind::DescribeQuorum(req) => {
             Reply::Now(describe_quorum::handle(ctx, &caller, v, req))

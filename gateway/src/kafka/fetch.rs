@@ -95,9 +95,12 @@ fn resolve(ctx: &Context, caller: &Caller, version: i16, req: &FetchRequest) -> 
                     log: match &meta {
                         _ if !authorized => Err(ResponseError::TopicAuthorizationFailed.code()),
                         Some(m) => ctx
-                            .broker
-                            .partition(&m.name, p.partition)
-                            .map_err(|e| error_codes::broker_error_code(&e)),
+                            .check_client_read(&m.name, p.partition, p.current_leader_epoch)
+                            .and_then(|()| {
+                                ctx.broker
+                                    .partition(&m.name, p.partition)
+                                    .map_err(|e| error_codes::broker_error_code(&e))
+                            }),
                         None => Err(missing),
                     },
                 })

@@ -38,6 +38,18 @@ pub fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), i16> {
     }
 }
 
+/// The leader epoch returned with an answer (v4+, KIP-320; a consumer validates its position
+/// with it): for the latest offset the newest epoch, else the epoch that wrote `offset`; on a
+/// log whose leaders never recorded an epoch (a node alone), its leader epoch.
+fn answer_epoch(log: &PartitionLog, timestamp: i64, offset: i64) -> i32 {
+    let epoch = if timestamp == LATEST {
+        log.latest_epoch()
+    } else {
+        log.epoch_for_offset(offset)
+    };
+    epoch.unwrap_or_else(|| log.leader_epoch())
+}
+
 /// The log finds the first *batch* whose max timestamp is >= `target`; inside a compressed batch
 /// it cannot see records. Kafka answers with the exact record, so decode (decompressing) that batch
 /// and pick the first record at or after `found.0` with timestamp >= `target`. LogAppendTime
@@ -58,6 +70,15 @@ fn exact_record(log: &PartitionLog, target: i64, found: (i64, i64)) -> (i64, i64
         })
         .map(|r| (r.offset, r.timestamp))
         .unwrap_or(found)
+}
+
+/// In a cluster, whether this node leads `topic`-`partition` under an epoch whose start its high
+/// watermark has not reached yet.
+fn hw_behind_epoch_start(ctx: &Context, topic: &str, partition: i32) -> bool {
+    ctx.replicas
+        .as_ref()
+        .and_then(|r| r.partition(topic, partition))
+        .is_some_and(|p| p.hw_behind_epoch_start())
 }
 
 /// Answer ListOffsets.
@@ -83,16 +104,33 @@ pub fn handle(
                         .then_some(())
                         .ok_or(ResponseError::TopicAuthorizationFailed.code())
                         .and_then(|()| {
+                            ctx.check_client_read(
+                                &t.name,
+                                p.partition_index,
+                                p.current_leader_epoch,
+                            )
+                        })
+                        .and_then(|()| {
                             ctx.broker
                                 .partition(&t.name, p.partition_index)
                                 .map_err(|e| error_codes::broker_error_code(&e))
                         })
-                        .and_then(|log| lookup(&log, p.timestamp));
+                        .and_then(|log| {
+                            if p.timestamp == LATEST
+                                && hw_behind_epoch_start(ctx, &t.name, p.partition_index)
+                            {
+                                // A new leader that cannot tell yet which records are committed.
+                                return Err(ResponseError::OffsetNotAvailable.code());
+                            }
+                            lookup(&log, p.timestamp).map(|(offset, ts)| {
+                                (offset, ts, answer_epoch(&log, p.timestamp, offset))
+                            })
+                        });
                     match result {
-                        Ok((offset, timestamp)) => {
+                        Ok((offset, timestamp, epoch)) => {
                             let resp = resp.with_offset(offset).with_timestamp(timestamp);
                             if version >= 4 {
-                                resp.with_leader_epoch(0)
+                                resp.with_leader_epoch(if offset < 0 { -1 } else { epoch })
                             } else {
                                 resp
                             }

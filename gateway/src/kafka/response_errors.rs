@@ -63,6 +63,10 @@ fn collect(resp: &ResponseKind, out: &mut Vec<i16>) -> bool {
         R::IncrementalAlterConfigs(r) => out.extend(r.responses.iter().map(|x| x.error_code)),
         R::CreatePartitions(r) => out.extend(r.results.iter().map(|x| x.error_code)),
         R::DescribeCluster(r) => out.push(r.error_code),
+        R::DescribeLogDirs(r) => {
+            out.push(r.error_code);
+            out.extend(r.results.iter().map(|d| d.error_code));
+        }
         R::InitProducerId(r) => out.push(r.error_code),
         R::FindCoordinator(r) => {
             out.push(r.error_code);
@@ -199,6 +203,7 @@ mod tests {
                 ResponseKind::IncrementalAlterConfigs(Default::default())
             }
             ApiKey::DescribeCluster => ResponseKind::DescribeCluster(Default::default()),
+            ApiKey::DescribeLogDirs => ResponseKind::DescribeLogDirs(Default::default()),
             ApiKey::InitProducerId => ResponseKind::InitProducerId(Default::default()),
             ApiKey::FindCoordinator => ResponseKind::FindCoordinator(Default::default()),
             ApiKey::JoinGroup => ResponseKind::JoinGroup(Default::default()),

@@ -33,7 +33,7 @@ use super::records::{Message, MessageProps};
 use super::session_store::{StoredSession, StoredSubscription};
 use super::sys_topics::{SysCounters, SysValues};
 use super::topic;
-use super::{LiveClient, MqttServer};
+use super::{ClientInfo, LiveClient, MqttServer};
 
 type AckFuture = Pin<Box<dyn Future<Output = Result<Vec<v5::Packet>, End>> + Send>>;
 
@@ -326,6 +326,15 @@ where
     }
 }
 
+/// Copy the deliverer's subscriptions to what the web console shows.
+fn show_subscriptions(info: &ClientInfo, deliverer: &Deliverer) {
+    *info.subscriptions.lock_unpoisoned() = deliverer
+        .stored()
+        .into_iter()
+        .map(|s| (s.raw_filter, s.qos))
+        .collect();
+}
+
 struct Conn {
     server: Arc<MqttServer>,
     framer: Framer,
@@ -347,6 +356,8 @@ struct Conn {
     /// PUBREL are looked for in log records from this time (Unix ms) on.
     qos2_recovery: Option<i64>,
     deliverer: Deliverer,
+    /// What the web console shows of this connection.
+    info: Arc<ClientInfo>,
     kick: tokio::sync::mpsc::Receiver<()>,
     finished: tokio::sync::watch::Sender<bool>,
     last_save: Instant,
@@ -566,6 +577,15 @@ impl Conn {
         let conn_id = server.next_conn_id();
         let (kick_tx, kick_rx) = tokio::sync::mpsc::channel(1);
         let (fin_tx, fin_rx) = tokio::sync::watch::channel(false);
+        let info = Arc::new(ClientInfo {
+            peer,
+            protocol: match level {
+                Level::V4 => "3.1.1",
+                Level::V5 => "5",
+            },
+            connected_at_ms: rill_core::clock::now_ms(),
+            subscriptions: std::sync::Mutex::new(Vec::new()),
+        });
         let previous = {
             let mut live = server.live.lock_unpoisoned();
             live.insert(
@@ -574,6 +594,7 @@ impl Conn {
                     conn_id,
                     kick: kick_tx,
                     finished: fin_rx,
+                    info: info.clone(),
                 },
             )
         };
@@ -664,6 +685,7 @@ impl Conn {
             }
             awaiting_pubcomp = s.awaiting_pubcomp;
         }
+        show_subscriptions(&info, &deliverer);
         // §3.2.2.3.14: a Server Keep Alive in CONNACK replaces the client's keep alive.
         let server_keep_alive = server
             .config
@@ -719,6 +741,7 @@ impl Conn {
             problem_info: props.request_problem_info != Some(0),
             qos2_recovery,
             deliverer,
+            info,
             kick: kick_rx,
             finished: fin_tx,
             last_save: Instant::now(),
@@ -1527,6 +1550,7 @@ impl Conn {
 
     /// Writes the session (subscriptions and cursors) now, for persistent sessions.
     async fn persist_subscriptions(&mut self) {
+        show_subscriptions(&self.info, &self.deliverer);
         if self.expiry_secs == 0 {
             return;
         }

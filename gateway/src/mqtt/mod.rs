@@ -65,11 +65,50 @@ pub enum MqttError {
     },
 }
 
-/// A connected client as the server tracks it (for session takeover).
+/// A connected client as the server tracks it (for session takeover and the web console).
 pub(crate) struct LiveClient {
     pub conn_id: u64,
     pub kick: tokio::sync::mpsc::Sender<()>,
     pub finished: tokio::sync::watch::Receiver<bool>,
+    /// What the console shows of it (its connection keeps the subscriptions current).
+    pub info: Arc<ClientInfo>,
+}
+
+/// A connected client as the web console shows it.
+#[derive(Debug)]
+pub struct ClientInfo {
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// "3.1.1" or "5".
+    pub protocol: &'static str,
+    /// When it connected (Unix ms).
+    pub connected_at_ms: i64,
+    /// Its subscriptions as (filter as subscribed, maximum QoS).
+    pub subscriptions: Mutex<Vec<(String, u8)>>,
+}
+
+/// One connected client at the time of [`MqttServer::clients`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClientSummary {
+    /// The client id.
+    pub client_id: String,
+    /// The client's address.
+    pub peer: String,
+    /// "3.1.1" or "5".
+    pub protocol: &'static str,
+    /// When it connected (Unix ms).
+    pub connected_at_ms: i64,
+    /// Its subscriptions.
+    pub subscriptions: Vec<SubscriptionSummary>,
+}
+
+/// One subscription of a connected client.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SubscriptionSummary {
+    /// The filter as subscribed (with `$share/...` for a shared subscription).
+    pub filter: String,
+    /// Maximum QoS granted.
+    pub qos: u8,
 }
 
 /// State shared by all MQTT connections of the node.
@@ -151,6 +190,45 @@ impl MqttServer {
     /// The front end's metrics and the retained store they count (for the node's registry).
     pub fn metrics(&self) -> (&metrics::MqttMetrics, RetainedStore) {
         (&self.metrics, self.retained.clone())
+    }
+
+    /// The clients connected to this node now, sorted by client id.
+    pub fn clients(&self) -> Vec<ClientSummary> {
+        use rill_core::sync::LockExt;
+        let live = self.live.lock_unpoisoned();
+        let mut out: Vec<ClientSummary> = live
+            .iter()
+            .map(|(id, c)| ClientSummary {
+                client_id: id.clone(),
+                peer: c.info.peer.to_string(),
+                protocol: c.info.protocol,
+                connected_at_ms: c.info.connected_at_ms,
+                subscriptions: c
+                    .info
+                    .subscriptions
+                    .lock_unpoisoned()
+                    .iter()
+                    .map(|(filter, qos)| SubscriptionSummary {
+                        filter: filter.clone(),
+                        qos: *qos,
+                    })
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        out
+    }
+
+    /// The retained messages stored on this node as (topic, payload bytes), sorted by topic.
+    pub fn retained_topics(&self) -> Result<Vec<(String, usize)>, StoreError> {
+        let mut out: Vec<(String, usize)> = self
+            .retained
+            .matching("#")?
+            .into_iter()
+            .map(|m| (m.topic, m.payload.len()))
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     pub(crate) fn next_conn_id(&self) -> u64 {
