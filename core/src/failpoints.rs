@@ -18,6 +18,10 @@
 //! - `stall_maintenance_while=PATH`: while the file `PATH` exists, the storage maintenance thread
 //!   is stuck (it runs no pass and stops marking its liveness, as on a disk that hangs), so the
 //!   systemd watchdog pings must stop; it carries on when the file is removed.
+//! - `offset_commit_acks_leader`: a cluster's group coordinator acknowledges an offset commit
+//!   before it is replicated (breaks the acks=all contract of commits on purpose).
+//! - `skip_offsets_load`: a node that becomes a group coordinator does not replay
+//!   `__consumer_offsets` (loses every committed offset on failover, on purpose).
 //!
 //! Without the feature every query answers "not set" and the code around it is dead.
 
@@ -40,6 +44,11 @@ pub const SKIP_FOLLOWER_FSYNC: &str = "skip_follower_fsync";
 pub const LEADER_LOCAL_ISR_SHRINK: &str = "leader_local_isr_shrink";
 /// The maintenance thread is stuck while the file named by the value exists.
 pub const STALL_MAINTENANCE_WHILE: &str = "stall_maintenance_while";
+/// A cluster's group coordinator acknowledges offset commits once durable on the leader, before
+/// replication (acks=1 instead of acks=all).
+pub const OFFSET_COMMIT_ACKS_LEADER: &str = "offset_commit_acks_leader";
+/// A new group coordinator does not replay its `__consumer_offsets` partition (starts empty).
+pub const SKIP_OFFSETS_LOAD: &str = "skip_offsets_load";
 
 #[cfg(feature = "failpoints")]
 mod active {

@@ -28,6 +28,7 @@
 //! replica_lag_time_max_ms = 30000
 //! default_replication_factor = 3   # topics created without one; more than the live brokers fails
 //! min_insync_replicas = 1
+//! offsets_topic_num_partitions = 16   # partitions of __consumer_offsets, fixed at its creation
 //! tls = { cert = "node.pem", key = "node.key", ca = "cluster-ca.pem" }   # mTLS between nodes
 //!
 //! [storage]
@@ -198,6 +199,8 @@ pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: u64 = 30000;
 pub const DEFAULT_REPLICATION_FACTOR: i16 = 3;
 /// Default `min.insync.replicas` (Kafka's).
 pub const DEFAULT_MIN_INSYNC_REPLICAS: i16 = 1;
+/// Kafka's default `offsets.topic.num.partitions` is 50; 16 suits a small cluster.
+pub const DEFAULT_OFFSETS_TOPIC_NUM_PARTITIONS: i32 = 16;
 
 /// `[cluster]`: Kafka's broker settings of a cluster member, in snake_case.
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +216,9 @@ pub struct ClusterSection {
     pub default_replication_factor: Option<i16>,
     /// `min.insync.replicas` (default 1).
     pub min_insync_replicas: Option<i16>,
+    /// `offsets.topic.num.partitions` (default [`DEFAULT_OFFSETS_TOPIC_NUM_PARTITIONS`]): the
+    /// partition count `__consumer_offsets` is created with (fixed afterwards).
+    pub offsets_topic_num_partitions: Option<i32>,
     /// A file holding the shared cluster secret (every node the same; at least 16 bytes).
     pub secret_file: Option<PathBuf>,
     /// mTLS against a cluster CA: every node presents `cert`, which must chain to `ca` and name
@@ -249,6 +255,8 @@ pub struct ClusterSettings {
     pub default_replication_factor: i16,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i16,
+    /// `offsets.topic.num.partitions`.
+    pub offsets_topic_num_partitions: i32,
     /// The shared secret file.
     pub secret_file: Option<PathBuf>,
     /// mTLS files.
@@ -618,6 +626,14 @@ impl FileConfig {
                 }
             }
         }
+        if let Some(n) = c.offsets_topic_num_partitions {
+            if n < 1 {
+                invalid(
+                    "cluster.offsets_topic_num_partitions",
+                    format!("{n} is below 1"),
+                );
+            }
+        }
         if let Some(rack) = &self.node.rack {
             if rack.is_empty() {
                 invalid("node.rack", "is empty".to_string());
@@ -939,6 +955,10 @@ impl NodeSettings {
                     .cluster
                     .min_insync_replicas
                     .unwrap_or(DEFAULT_MIN_INSYNC_REPLICAS),
+                offsets_topic_num_partitions: file
+                    .cluster
+                    .offsets_topic_num_partitions
+                    .unwrap_or(DEFAULT_OFFSETS_TOPIC_NUM_PARTITIONS),
                 secret_file: file.cluster.secret_file.clone(),
                 tls: file.cluster.tls.clone(),
                 rack: file.node.rack.clone(),

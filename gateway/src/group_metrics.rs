@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::cluster::coordinator_runtime::CoordinatorRuntime;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -67,8 +68,11 @@ struct GroupRow {
 
 /// Reads every group's state, members and committed offsets at scrape time.
 pub struct GroupCollector {
-    /// The coordinator.
+    /// The coordinator of a node alone.
     pub groups: Arc<GroupCoordinator>,
+    /// In a cluster: the coordinator shards serving here (each group is exported by the node
+    /// coordinating it).
+    pub coordinators: Option<Arc<CoordinatorRuntime>>,
     /// The logs (high watermarks, batch timestamps).
     pub broker: Arc<Broker>,
     /// `[metrics] per_partition`.
@@ -106,13 +110,20 @@ impl GroupCollector {
     fn rows(&self) -> Vec<GroupRow> {
         let now = now_ms();
         let mut rows = Vec::new();
-        for listing in self.groups.list_groups(&[]) {
-            let (members, generation) = match self.groups.describe_group(&listing.group_id) {
+        let coordinators = match &self.coordinators {
+            None => vec![self.groups.clone()],
+            Some(runtime) => runtime.coordinators(),
+        };
+        for (listing, groups) in coordinators
+            .iter()
+            .flat_map(|c| c.list_groups(&[]).into_iter().map(move |l| (l, c)))
+        {
+            let (members, generation) = match groups.describe_group(&listing.group_id) {
                 Ok(d) => (d.members.len(), d.generation_id),
                 Err(_) => (0, 0),
             };
             let mut lag = BTreeMap::new();
-            if let Ok(offsets) = self.groups.fetch_offsets(&listing.group_id, None) {
+            if let Ok(offsets) = groups.fetch_offsets(&listing.group_id, None) {
                 for ((topic, partition), committed) in offsets {
                     let Some(committed) = committed else {
                         continue;

@@ -294,6 +294,7 @@ fn register_node_metrics(
     metrics: &mut Metrics,
     broker: &Arc<Broker>,
     groups: &Arc<rill_core::group::GroupCoordinator>,
+    coordinators: Option<&Arc<crate::cluster::coordinator_runtime::CoordinatorRuntime>>,
     mqtt: &crate::mqtt::MqttServer,
     storage: &crate::storage_metrics::StorageMetrics,
 ) {
@@ -308,6 +309,7 @@ fn register_node_metrics(
     )));
     r.register_collector(Box::new(crate::group_metrics::GroupCollector {
         groups: groups.clone(),
+        coordinators: coordinators.cloned(),
         broker: broker.clone(),
         per_partition,
     }));
@@ -404,13 +406,6 @@ impl Node {
             settings.mqtt.clone(),
             crate::mqtt::metrics::MqttMetrics::new(settings.metrics.enabled),
         )?;
-        register_node_metrics(
-            &mut metrics,
-            &broker,
-            &groups,
-            &mqtt_server,
-            &storage_metrics,
-        );
         // In a cluster: the replicas this node hosts, their ISR changes going to the controller.
         let replicas = cluster.as_ref().map(|c| {
             let view: Arc<dyn crate::kafka::cluster_view::ClusterView> = Arc::new(c.node.clone());
@@ -435,6 +430,25 @@ impl Node {
                 },
             ));
         }
+        // In a cluster: the group coordinator shards of the `__consumer_offsets` partitions led
+        // here (the redb offset store above is then not used for groups).
+        let coordinators = replicas.as_ref().zip(cluster.as_ref()).map(|(r, c)| {
+            crate::cluster::coordinator_runtime::CoordinatorRuntime::new(
+                settings.groups.clone(),
+                r.clone(),
+                tokio::runtime::Handle::current(),
+                settings.cluster.offsets_topic_num_partitions,
+                c.node.incarnation(),
+            )
+        });
+        register_node_metrics(
+            &mut metrics,
+            &broker,
+            &groups,
+            coordinators.as_ref(),
+            &mqtt_server,
+            &storage_metrics,
+        );
         let metrics = Arc::new(metrics);
         let credentials = Arc::new(rill_core::credentials::CredentialStore::open(
             broker.metadata_handle(),
@@ -469,6 +483,7 @@ impl Node {
         let ctx = Arc::new(Context {
             broker: broker.clone(),
             groups: groups.clone(),
+            coordinators: coordinators.clone(),
             node_id: settings.node_id,
             advertised_host: advertised.0.clone(),
             advertised_port: advertised.1,
@@ -507,14 +522,18 @@ impl Node {
             });
             c.serve(cluster_ctx, shutdown.clone(), &listeners, &connections)
         });
-        if let (Some(node), Some(replicas)) = (&cluster, &replicas) {
+        if let (Some(node), Some(replicas), Some(coordinators)) =
+            (&cluster, &replicas, &coordinators)
+        {
             listeners.spawn(crate::cluster::metadata_publisher::run(
                 node.images(),
                 node.incarnation(),
                 broker.clone(),
                 replicas.clone(),
+                coordinators.clone(),
                 shutdown.clone(),
             ));
+            listeners.spawn(coordinators.clone().run_ticker(shutdown.clone()));
             listeners.spawn(crate::cluster::replica_fetcher::run(
                 replicas.clone(),
                 Arc::new(node.clone()),

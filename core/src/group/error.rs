@@ -26,6 +26,10 @@ pub enum GroupError {
     FencedInstanceId,
     #[error("the coordinator is not available")]
     CoordinatorNotAvailable,
+    #[error("this node is not the group's coordinator")]
+    NotCoordinator,
+    #[error("the coordinator is loading the group's partition")]
+    CoordinatorLoadInProgress,
     #[error("group not found")]
     GroupIdNotFound,
     #[error("the group has members")]
@@ -58,6 +62,11 @@ impl GroupError {
             GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
             GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
             GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+            GroupError::NotCoordinator
+            | GroupError::Storage(OffsetStoreError::NotCoordinator(_)) => {
+                ResponseError::NotCoordinator
+            }
+            GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
             GroupError::CoordinatorNotAvailable | GroupError::Storage(_) => {
                 ResponseError::CoordinatorNotAvailable
             }

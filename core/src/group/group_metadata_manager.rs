@@ -7,6 +7,7 @@
 //! DescribeGroups, DeleteGroups).
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -83,11 +84,17 @@ pub(crate) struct GroupMetadataManager {
 impl GroupMetadataManager {
     /// The groups known from `store`: groups that have offsets start as Empty classic groups
     /// (members rebuild the rest by rejoining, as in Kafka).
-    pub fn load(store: &dyn OffsetStore) -> GroupMetadataManager {
+    pub fn load(store: &dyn OffsetStore, now: Instant) -> GroupMetadataManager {
         let mut groups = HashMap::new();
         for id in store.groups() {
-            let mut g = ClassicGroup::new(&id, None);
-            g.protocol_type = store.protocol_type(&id);
+            let g = match store.group_metadata(&id) {
+                Some(m) => ClassicGroup::from_metadata(&id, &m, now),
+                None => {
+                    let mut g = ClassicGroup::new(&id, None);
+                    g.protocol_type = store.protocol_type(&id);
+                    g
+                }
+            };
             groups.insert(id, Group::Classic(g));
         }
         GroupMetadataManager { groups }

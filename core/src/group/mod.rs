@@ -10,6 +10,9 @@
 //! - [`offset_metadata_manager`]: committed offsets (Kafka's `OffsetMetadataManager`: commit,
 //!   fetch, delete, expiry) over an [`OffsetStore`] ([`offset_store`]: the trait and its redb
 //!   backend),
+//! - [`partition_offset_store`]: the store of a cluster's coordinator, one partition of the
+//!   replicated internal topic `__consumer_offsets` in Kafka's record layout
+//!   ([`coordinator_record`]),
 //! - [`consumer_protocol`]: decoding of the consumer protocol's subscription and assignment bytes.
 //!
 //! The coordinator is synchronous and never sleeps. Every timeout (sessions, pending member ids,
@@ -31,10 +34,12 @@ pub mod config;
 pub mod consumer;
 pub mod consumer_protocol;
 pub(crate) mod context;
+pub mod coordinator_record;
 pub mod error;
 pub(crate) mod group_metadata_manager;
 pub(crate) mod offset_metadata_manager;
 pub mod offset_store;
+pub mod partition_offset_store;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -55,12 +60,14 @@ pub use consumer::{
     ConsumerMemberDescription,
 };
 pub use consumer_protocol::{decode_assignment, decode_subscription, CONSUMER_PROTOCOL_TYPE};
+pub use coordinator_record::{partition_for, GroupMetadata, MemberMetadata};
 pub use error::GroupError;
 pub use group_metadata_manager::{GroupDescription, GroupListing, MemberDescription};
 pub use offset_metadata_manager::{OffsetCommitEntry, OffsetCommitRequest};
 pub use offset_store::{
     CommittedOffset, OffsetStore, OffsetStoreError, RedbOffsetStore, TopicPartition,
 };
+pub use partition_offset_store::{CoordinatorPartitionWriter, PartitionOffsetStore, OFFSETS_TOPIC};
 
 use context::OpContext;
 use group_metadata_manager::GroupMetadataManager;
@@ -89,7 +96,7 @@ impl GroupCoordinator {
         store: Arc<dyn OffsetStore>,
         clock: SharedClock,
     ) -> GroupCoordinator {
-        let groups = GroupMetadataManager::load(store.as_ref());
+        let groups = GroupMetadataManager::load(store.as_ref(), clock.now());
         let next_offset_expiry =
             clock.now() + context::ms(config.offsets_retention_check_interval_ms);
         GroupCoordinator {

@@ -9,6 +9,7 @@
 //! ListGroups/DescribeGroups show it for groups that only exist through their offsets after a
 //! restart. See `docs/consumer-groups.md` for why redb and not an internal compacted topic.
 
+use super::coordinator_record::GroupMetadata;
 use crate::metadata::MetaStore;
 use crate::sync::LockExt;
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +32,14 @@ pub enum OffsetStoreError {
     /// is the answer to every commit of its batch.
     #[error("offset store: {0}")]
     Storage(#[source] Arc<redb::Error>),
+    /// A replicated store's partition is no longer led by this node under the epoch it was
+    /// loaded in (NOT_COORDINATOR: the client finds the new coordinator).
+    #[error("not the coordinator any more: {0}")]
+    NotCoordinator(String),
+    /// A replicated write was not committed (not enough in-sync replicas, a timeout, a disk
+    /// error); COORDINATOR_NOT_AVAILABLE, which clients retry.
+    #[error("offset write not replicated: {0}")]
+    Replication(String),
 }
 
 /// Two errors are equal when they are the same failure (the same batch's).
@@ -38,6 +47,9 @@ impl PartialEq for OffsetStoreError {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (OffsetStoreError::Storage(a), OffsetStoreError::Storage(b)) => Arc::ptr_eq(a, b),
+            (OffsetStoreError::NotCoordinator(a), OffsetStoreError::NotCoordinator(b))
+            | (OffsetStoreError::Replication(a), OffsetStoreError::Replication(b)) => a == b,
+            _ => false,
         }
     }
 }
@@ -106,6 +118,18 @@ pub trait OffsetStore: Send + Sync {
     /// Delete the offsets of a deleted topic from every group (Kafka does this on topic
     /// deletion, so a re-created topic does not inherit stale positions).
     fn delete_topic(&self, topic: &str) -> Result<(), OffsetStoreError>;
+
+    /// Record a classic group's metadata (written when a generation completes and when the
+    /// group becomes empty). Stores that do not keep it (the redb store of a node alone: members
+    /// rejoin after a restart) ignore it.
+    fn store_group(&self, _group: &str, _metadata: &GroupMetadata) -> Result<(), OffsetStoreError> {
+        Ok(())
+    }
+
+    /// The recorded metadata of a group, if the store keeps it.
+    fn group_metadata(&self, _group: &str) -> Option<GroupMetadata> {
+        None
+    }
 
     /// The committed offset of one partition.
     fn get(&self, group: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {

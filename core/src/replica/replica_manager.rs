@@ -364,8 +364,22 @@ impl ReplicaManager {
         records: &[u8],
         acks: RequiredAcks,
     ) -> Result<PendingAppend, ReplicaError> {
+        self.append_to_leader_in_epoch(topic, partition, records, acks, -1)
+    }
+
+    /// [`Self::append_to_leader`] only while this node leads under `leader_epoch` (`-1`: any):
+    /// a writer that loaded state under one leadership (a group coordinator) is fenced by a newer
+    /// epoch (FENCED_LEADER_EPOCH) even if this node leads again.
+    pub fn append_to_leader_in_epoch(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[u8],
+        acks: RequiredAcks,
+        leader_epoch: i32,
+    ) -> Result<PendingAppend, ReplicaError> {
         let p = self.get(topic, partition)?;
-        let (leader_epoch, isr) = p.check_leader(-1)?;
+        let (leader_epoch, isr) = p.check_leader(leader_epoch)?;
         let min_isr = p.min_insync_replicas();
         if acks == RequiredAcks::All && isr < min_isr {
             return Err(ReplicaError::NotEnoughReplicas { isr, min_isr });

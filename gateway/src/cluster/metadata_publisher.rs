@@ -3,7 +3,8 @@
 //! difference to the image it acted on last ([`local_changes`]) says which local topic copies to
 //! drop, which topics to reconcile (the partitions hosted here, their configs), and which hosted
 //! partitions now lead or follow. The broker's storage and the [`ReplicaManager`] follow; the
-//! replica fetchers follow the replica manager.
+//! replica fetchers follow the replica manager, and the group coordinator shards follow this
+//! node's leaderships of `__consumer_offsets` partitions ([`CoordinatorRuntime`]).
 //!
 //! A failure to apply one topic (a disk error creating a replica) is logged and retried with the
 //! next image; the other topics go on.
@@ -20,7 +21,10 @@ use std::sync::Arc;
 use rill_core::broker::Broker;
 use rill_core::controller::local_replica_changes::{local_changes, LocalReplicaChanges};
 use rill_core::controller::MetadataImage;
+use rill_core::group::OFFSETS_TOPIC;
 use rill_core::replica::ReplicaManager;
+
+use super::coordinator_runtime::CoordinatorRuntime;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -32,6 +36,7 @@ pub async fn run(
     incarnation: Uuid,
     broker: Arc<Broker>,
     replicas: Arc<ReplicaManager>,
+    coordinators: Arc<CoordinatorRuntime>,
     shutdown: CancellationToken,
 ) {
     let mut applied: Option<Arc<MetadataImage>> = None;
@@ -55,11 +60,13 @@ pub async fn run(
         }
         let changes = local_changes(applied.as_deref(), &next, replicas.broker_id());
         replicas.update_image(next.clone());
+        coordinators.update_image(&next);
         let all_applied = if changes.is_empty() {
             true
         } else {
-            let (broker, replicas) = (broker.clone(), replicas.clone());
-            tokio::task::spawn_blocking(move || apply(&broker, &replicas, &changes))
+            let (broker, replicas, coordinators) =
+                (broker.clone(), replicas.clone(), coordinators.clone());
+            tokio::task::spawn_blocking(move || apply(&broker, &replicas, &coordinators, &changes))
                 .await
                 .unwrap_or_else(|e| {
                     tracing::error!(error = %e, "applying the metadata image failed");
@@ -78,12 +85,23 @@ pub async fn run(
 }
 
 /// Applies `changes`; `false` if some topic could not be applied.
-fn apply(broker: &Broker, replicas: &ReplicaManager, changes: &LocalReplicaChanges) -> bool {
+fn apply(
+    broker: &Broker,
+    replicas: &ReplicaManager,
+    coordinators: &Arc<CoordinatorRuntime>,
+    changes: &LocalReplicaChanges,
+) -> bool {
     let mut ok = true;
+    let stop = |topic: &str, partition: i32| {
+        if topic == OFFSETS_TOPIC {
+            coordinators.on_resign(partition);
+        }
+        replicas.stop_replica(topic, partition);
+    };
     for d in &changes.deletes {
         for p in replicas.partitions() {
             if p.topic() == d.name && p.topic_id() == d.topic_id {
-                replicas.stop_replica(&d.name, p.index());
+                stop(&d.name, p.index());
             }
         }
         match broker.delete_topic(&d.name) {
@@ -101,7 +119,7 @@ fn apply(broker: &Broker, replicas: &ReplicaManager, changes: &LocalReplicaChang
     for t in &changes.topics {
         for p in replicas.partitions() {
             if p.topic() == t.name && !t.hosted.contains(&p.index()) {
-                replicas.stop_replica(&t.name, p.index());
+                stop(&t.name, p.index());
             }
         }
         if let Err(e) = broker.reconcile_topic(
@@ -133,18 +151,29 @@ fn apply(broker: &Broker, replicas: &ReplicaManager, changes: &LocalReplicaChang
                 continue;
             }
         };
+        let offsets = change.topic == OFFSETS_TOPIC;
         if leader {
-            if let Err(e) = replicas.become_leader(
+            match replicas.become_leader(
                 &change.topic,
                 change.topic_id,
                 change.partition,
                 log,
                 &change.registration,
             ) {
-                ok = false;
-                tracing::error!(topic = %change.topic, partition = change.partition, error = %e, "cannot lead the partition");
+                Ok(p) if offsets => coordinators.on_become_leader(p),
+                Ok(_) => {}
+                Err(e) => {
+                    ok = false;
+                    if offsets {
+                        coordinators.on_resign(change.partition);
+                    }
+                    tracing::error!(topic = %change.topic, partition = change.partition, error = %e, "cannot lead the partition");
+                }
             }
         } else {
+            if offsets {
+                coordinators.on_resign(change.partition);
+            }
             replicas.become_follower(
                 &change.topic,
                 change.topic_id,

@@ -24,6 +24,7 @@ pub mod alter_partition;
 pub mod auth;
 pub mod broker_lifecycle;
 pub mod controller;
+pub mod coordinator_runtime;
 pub mod listener;
 pub mod metadata_publisher;
 pub mod peer;

@@ -526,6 +526,7 @@ mod tests {
                 rill_core::credentials::CredentialStore::open(broker.metadata_handle()).unwrap(),
             ),
             cluster: None,
+            coordinators: None,
             listener,
             replicas: Some(replicas),
         });

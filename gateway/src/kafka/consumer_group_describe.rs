@@ -64,7 +64,10 @@ pub fn handle(
                     kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code(),
                 );
             }
-            match ctx.groups.consumer_group_describe(&id.0) {
+            match ctx
+                .coordinator(&id.0)
+                .and_then(|groups| groups.consumer_group_describe(&id.0))
+            {
                 Err(e) => base
                     .with_error_code(e.code())
                     .with_error_message(Some(s(format!("group {}: {e}", id.0)))),

@@ -71,7 +71,10 @@ pub fn handle(
     };
     let broker = ctx.broker.clone();
     let resolve = move |name: &str| broker.topic(name).map(|t| (t.id, t.partitions));
-    let resp = match ctx.groups.consumer_group_heartbeat(&request, &resolve) {
+    let resp = match ctx
+        .coordinator(&request.group_id)
+        .and_then(|groups| groups.consumer_group_heartbeat(&request, &resolve))
+    {
         Ok(r) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(s(r.member_id)))
             .with_member_epoch(r.member_epoch)

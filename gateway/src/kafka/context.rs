@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 use rill_core::broker::Broker;
-use rill_core::group::GroupCoordinator;
+use rill_core::group::{GroupCoordinator, GroupError};
 use rill_core::replica::ReplicaManager;
 use tokio_util::sync::CancellationToken;
 
 use super::auth;
 use super::authorization::{Authorization, Caller};
 use super::cluster_view::ClusterView;
+use crate::cluster::coordinator_runtime::CoordinatorRuntime;
 use crate::metrics::Metrics;
 use rill_core::authorizer::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 
@@ -32,8 +33,12 @@ pub enum ListenerKind {
 pub struct Context {
     /// The node's storage.
     pub broker: Arc<Broker>,
-    /// The consumer group coordinator (every group is coordinated by this node).
+    /// The consumer group coordinator of a node alone (every group is coordinated by this node,
+    /// over its redb offset store). In a cluster group requests go to [`Self::coordinators`].
     pub groups: Arc<GroupCoordinator>,
+    /// In a cluster: the coordinator shards of the `__consumer_offsets` partitions this node
+    /// leads (`None` for a node alone).
+    pub coordinators: Option<Arc<CoordinatorRuntime>>,
     /// Kafka broker id of this node.
     pub node_id: i32,
     /// Host advertised to clients in Metadata / DescribeCluster.
@@ -68,6 +73,24 @@ pub struct Context {
 }
 
 impl Context {
+    /// The coordinator of `group` on this node: the node's own coordinator when alone; in a
+    /// cluster the shard of the group's `__consumer_offsets` partition, or NOT_COORDINATOR /
+    /// COORDINATOR_LOAD_IN_PROGRESS / COORDINATOR_NOT_AVAILABLE.
+    pub fn coordinator(&self, group: &str) -> Result<Arc<GroupCoordinator>, GroupError> {
+        match &self.coordinators {
+            None => Ok(self.groups.clone()),
+            Some(runtime) => runtime.coordinator(group),
+        }
+    }
+
+    /// Every coordinator serving on this node (ListGroups, metrics, a deleted topic's offsets).
+    pub fn all_coordinators(&self) -> Vec<Arc<GroupCoordinator>> {
+        match &self.coordinators {
+            None => vec![self.groups.clone()],
+            Some(runtime) => runtime.coordinators(),
+        }
+    }
+
     /// The advertised host as a protocol string.
     pub fn host(&self) -> StrBytes {
         StrBytes::from_string(self.advertised_host.clone())

@@ -32,14 +32,26 @@ pub async fn handle(
         .map(|(g, _)| g.0.to_string())
         .collect();
     let wanted = ids.len();
-    let groups = ctx.groups.clone();
-    let results = tokio::task::spawn_blocking(move || groups.delete_groups(&ids))
-        .await
-        .unwrap_or_else(|_| {
-            (0..wanted)
-                .map(|_| Err(GroupError::CoordinatorNotAvailable))
-                .collect()
-        });
+    let routed: Vec<_> = ids.iter().map(|id| ctx.coordinator(id)).collect();
+    let results = tokio::task::spawn_blocking(move || {
+        // Each group on its own coordinator (one shard per __consumer_offsets partition).
+        ids.iter()
+            .zip(routed)
+            .map(|(id, c)| match c {
+                Ok(c) => c
+                    .delete_groups(std::slice::from_ref(id))
+                    .pop()
+                    .unwrap_or(Err(GroupError::CoordinatorNotAvailable)),
+                Err(e) => Err(e),
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_else(|_| {
+        (0..wanted)
+            .map(|_| Err(GroupError::CoordinatorNotAvailable))
+            .collect()
+    });
     let mut results = results.into_iter();
     let results = req
         .groups_names

@@ -160,10 +160,12 @@ pub async fn handle(
 /// Committed offsets go with the topic (as in Kafka): a re-created topic starts fresh. The groups
 /// this node coordinates are the ones whose offsets it holds.
 async fn drop_committed_offsets(ctx: &Arc<Context>, topic: String) {
-    let groups = ctx.groups.clone();
+    let coordinators = ctx.all_coordinators();
     let outcome = tokio::task::spawn_blocking(move || {
-        if let Err(e) = groups.offsets().delete_topic(&topic) {
-            tracing::warn!(%topic, error = %e, "could not drop committed offsets of deleted topic");
+        for groups in coordinators {
+            if let Err(e) = groups.offsets().delete_topic(&topic) {
+                tracing::warn!(%topic, error = %e, "could not drop committed offsets of deleted topic");
+            }
         }
     })
     .await;

@@ -46,7 +46,10 @@ pub fn handle(
                         )
                         .with_group_state(StrBytes::from_static_str(""));
                 }
-                match ctx.groups.describe_group(&id.0) {
+                match ctx
+                    .coordinator(&id.0)
+                    .and_then(|groups| groups.describe_group(&id.0))
+                {
                     Ok(d) => base
                         .with_group_state(StrBytes::from_static_str(d.state.as_str()))
                         .with_protocol_type(s(d.protocol_type))

@@ -90,7 +90,7 @@ pub async fn dispatch(
             Reply::Now(delete_records::handle(ctx, &caller, v, req).await)
         }
         RequestKind::FindCoordinator(req) => {
-            Reply::Now(find_coordinator::handle(ctx, &caller, v, req))
+            Reply::Now(find_coordinator::handle(ctx, &caller, v, req).await)
         }
         RequestKind::JoinGroup(req) => join_group::handle(ctx, &caller, v, header, peer, req),
         RequestKind::SyncGroup(req) => sync_group::handle(ctx, &caller, v, req),

@@ -31,7 +31,10 @@ pub fn handle(
         member_id: req.member_id.to_string(),
         group_instance_id: req.group_instance_id.map(|i| i.to_string()),
     };
-    let code = match ctx.groups.heartbeat(&beat) {
+    let code = match ctx
+        .coordinator(&beat.group_id)
+        .and_then(|groups| groups.heartbeat(&beat))
+    {
         Ok(()) => 0,
         Err(e) => GroupError::code(&e),
     };

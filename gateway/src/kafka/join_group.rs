@@ -69,7 +69,24 @@ pub fn handle(
         supports_skip_assignment: version >= 9,
     };
     let member_id = request.member_id.clone();
-    let rx = ctx.groups.join_group(request);
+    let rx = match ctx.coordinator(&request.group_id) {
+        Ok(groups) => groups.join_group(request),
+        Err(e) => {
+            // NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS: the client finds the coordinator.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(JoinResponse {
+                error: Some(e),
+                generation_id: -1,
+                protocol_type: None,
+                protocol_name: None,
+                leader: String::new(),
+                skip_assignment: false,
+                member_id: member_id.clone(),
+                members: Vec::new(),
+            });
+            rx
+        }
+    };
     Reply::Later(
         async move {
             // The coordinator drops a waiter only when the same member joins again meanwhile.

@@ -39,7 +39,10 @@ pub fn handle(
             group_instance_id: None,
         }]
     };
-    let resp = match ctx.groups.leave_group(&group_id, &leaving) {
+    let resp = match ctx
+        .coordinator(&group_id)
+        .and_then(|groups| groups.leave_group(&group_id, &leaving))
+    {
         Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
         Ok(results) if version >= 3 => {
             let members = req

@@ -43,9 +43,9 @@ pub fn handle(
     let groups = if nothing_matches {
         Vec::new()
     } else {
-        ctx.groups
-            .list_groups(&states)
-            .into_iter()
+        ctx.all_coordinators()
+            .iter()
+            .flat_map(|c| c.list_groups(&states))
             .filter(|g| {
                 all || ctx.authorize_quietly(
                     caller,

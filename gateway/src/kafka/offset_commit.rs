@@ -77,10 +77,12 @@ pub async fn handle(
         },
         offsets: entries,
     };
-    let groups = ctx.groups.clone();
-    let outcome = tokio::task::spawn_blocking(move || groups.commit_offsets(&commit))
-        .await
-        .unwrap_or(Err(GroupError::CoordinatorNotAvailable));
+    let outcome = match ctx.coordinator(&commit.group_id) {
+        Ok(groups) => tokio::task::spawn_blocking(move || groups.commit_offsets(&commit))
+            .await
+            .unwrap_or(Err(GroupError::CoordinatorNotAvailable)),
+        Err(e) => Err(e),
+    };
     let mut results = match &outcome {
         Ok(r) => r
             .iter()

@@ -54,11 +54,15 @@ pub async fn handle(
                 .collect(),
         );
     }
-    let groups = ctx.groups.clone();
     let group_id = req.group_id.0.to_string();
-    let outcome = tokio::task::spawn_blocking(move || groups.delete_offsets(&group_id, &wanted))
-        .await
-        .unwrap_or(Err(GroupError::CoordinatorNotAvailable));
+    let outcome = match ctx.coordinator(&group_id) {
+        Ok(groups) => {
+            tokio::task::spawn_blocking(move || groups.delete_offsets(&group_id, &wanted))
+                .await
+                .unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+        }
+        Err(e) => Err(e),
+    };
     let results = match outcome {
         Err(e) => {
             return ResponseKind::OffsetDelete(

@@ -14,7 +14,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
-use rill_core::group::{CommittedOffset, GroupCoordinator, GroupError, TopicPartition};
+use rill_core::group::{CommittedOffset, GroupError, TopicPartition};
 
 use super::authorization::Caller;
 use super::Context;
@@ -44,7 +44,9 @@ fn fetch(
         return Err(ResponseError::GroupAuthorizationFailed.code());
     }
     let named = topics.is_some();
-    let groups: &GroupCoordinator = &ctx.groups;
+    let groups = ctx
+        .coordinator(group_id)
+        .map_err(|e| GroupError::code(&e))?;
     let wanted: Option<Vec<TopicPartition>> = topics.as_ref().map(|ts| {
         ts.iter()
             .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))

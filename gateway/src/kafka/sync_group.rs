@@ -48,7 +48,14 @@ pub fn handle(ctx: &Arc<Context>, caller: &Caller, version: i16, req: SyncGroupR
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect(),
     };
-    let rx = ctx.groups.sync_group(request);
+    let rx = match ctx.coordinator(&request.group_id) {
+        Ok(groups) => groups.sync_group(request),
+        Err(e) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(SyncResponse::error(e));
+            rx
+        }
+    };
     Reply::Later(
         async move {
             let r = rx.await.unwrap_or(SyncResponse {

@@ -14,6 +14,7 @@ use super::member::ClassicGroupMember;
 use super::state::{ClassicGroupState, ClassicGroupStateName};
 use super::{JoinResponse, SyncResponse};
 use crate::group::consumer_protocol::{decode_subscription, CONSUMER_PROTOCOL_TYPE};
+use crate::group::coordinator_record::{GroupMetadata, MemberMetadata};
 
 /// A classic group (Kafka's `ClassicGroup`).
 #[derive(Debug)]
@@ -57,6 +58,72 @@ impl ClassicGroup {
             static_members: HashMap::new(),
             pending_members: HashMap::new(),
         }
+    }
+
+    /// The group as its metadata record stores it (Kafka's `GroupMetadataValue`): the
+    /// generation, protocol, leader and, while Stable, every member with its subscription and
+    /// assignment.
+    pub fn metadata(&self) -> GroupMetadata {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        GroupMetadata {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation_id,
+            protocol: self.protocol_name.clone(),
+            leader: self.leader_id.clone(),
+            current_state_timestamp_ms: self.state_since_ms.unwrap_or(-1),
+            members: self
+                .ordered_members()
+                .map(|m| MemberMetadata {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: i32::try_from(m.rebalance_timeout_ms).unwrap_or(i32::MAX),
+                    session_timeout_ms: i32::try_from(m.session_timeout_ms).unwrap_or(i32::MAX),
+                    subscription: m.metadata(&protocol).cloned().unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A group loaded from its metadata record (a new coordinator taking over): Stable with the
+    /// recorded members, whose sessions start at `now` (as Kafka reschedules their heartbeats on
+    /// load), or Empty at the recorded generation when it had none.
+    pub fn from_metadata(group_id: &str, m: &GroupMetadata, now: Instant) -> ClassicGroup {
+        let mut g = ClassicGroup::new(
+            group_id,
+            (m.current_state_timestamp_ms >= 0).then_some(m.current_state_timestamp_ms),
+        );
+        g.generation_id = m.generation;
+        g.protocol_type = (!m.protocol_type.is_empty()).then(|| m.protocol_type.clone());
+        if m.members.is_empty() {
+            return g;
+        }
+        let protocol = m.protocol.clone().unwrap_or_default();
+        for r in &m.members {
+            let member = ClassicGroupMember {
+                member_id: r.member_id.clone(),
+                instance_id: r.group_instance_id.clone(),
+                client_id: r.client_id.clone(),
+                client_host: r.client_host.clone(),
+                rebalance_timeout_ms: u64::try_from(r.rebalance_timeout_ms).unwrap_or(0),
+                session_timeout_ms: u64::try_from(r.session_timeout_ms).unwrap_or(0),
+                protocol_type: m.protocol_type.clone(),
+                protocols: vec![(protocol.clone(), r.subscription.clone())],
+                assignment: r.assignment.clone(),
+                join_waiter: None,
+                sync_waiter: None,
+                last_heartbeat: now,
+                is_new: false,
+                supports_skip_assignment: false,
+            };
+            g.add_member(member);
+        }
+        g.protocol_name = m.protocol.clone();
+        g.leader_id = m.leader.clone().or(g.leader_id);
+        g.state = ClassicGroupState::Stable;
+        g
     }
 
     /// Kafka's name of the current state.

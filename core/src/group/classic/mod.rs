@@ -97,7 +97,8 @@ pub struct SyncResponse {
 }
 
 impl SyncResponse {
-    pub(crate) fn error(error: GroupError) -> SyncResponse {
+    /// A response carrying only `error`.
+    pub fn error(error: GroupError) -> SyncResponse {
         SyncResponse {
             error: Some(error),
             protocol_type: None,

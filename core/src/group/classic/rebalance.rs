@@ -416,6 +416,7 @@ impl ClassicGroup {
             self.protocol_name = None;
             self.leader_id = None;
             self.transition_to(ClassicGroupState::Empty, ctx.wall_ms);
+            self.store_metadata(ctx);
             return;
         }
         self.protocol_name = self.select_protocol();
@@ -529,6 +530,7 @@ impl ClassicGroup {
                         }
                     }
                     self.transition_to(ClassicGroupState::Stable, ctx.wall_ms);
+                    self.store_metadata(ctx);
                 }
             }
             S::Stable => {
@@ -697,6 +699,14 @@ impl ClassicGroup {
             return Err(GroupError::IllegalGeneration);
         }
         Ok(())
+    }
+
+    /// Record the group's metadata in the store (Kafka's `storeGroup`): a completed generation
+    /// or the group becoming empty.
+    fn store_metadata(&self, ctx: &OpContext) {
+        if let Err(e) = ctx.store.store_group(&self.group_id, &self.metadata()) {
+            tracing::warn!(group = %self.group_id, error = %e, "could not record group metadata");
+        }
     }
 
     fn current_member_metadata(&self) -> Vec<JoinedMember> {
