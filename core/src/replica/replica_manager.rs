@@ -1112,6 +1112,18 @@ mod tests {
             divergences
         }
 
+        /// [`Self::follower`] `id` holding a copy of the leader's log so far.
+        fn follower_with_leaders_log(&self, id: i32) -> (Arc<ReplicaManager>, Arc<PartitionLog>) {
+            let (rm, log) = self.follower(id);
+            let records = self
+                .log
+                .read_up_to(0, 1 << 20, ReadLimit::LogEnd)
+                .unwrap()
+                .records;
+            log.append_as_follower(&records).unwrap();
+            (rm, log)
+        }
+
         fn follower(&self, id: i32) -> (Arc<ReplicaManager>, Arc<PartitionLog>) {
             let opts = crate::log::tests::opts(Arc::new(SimStorage::new()), false);
             let mut opts = opts;
@@ -1632,13 +1644,7 @@ mod tests {
         f.produce(&[b"a", b"b"], RequiredAcks::Leader).await; // epoch 0: offsets 0, 1
                                                               // Broker 3 holds the same epoch 0 prefix, then led under epoch 1 elsewhere and wrote 2
                                                               // records no one else has (a zombie's acks=1 suffix).
-        let (rm3, log3) = f.follower(3);
-        let prefix = f
-            .log
-            .read_up_to(0, 1 << 20, ReadLimit::LogEnd)
-            .unwrap()
-            .records;
-        log3.append_as_follower(&prefix).unwrap();
+        let (rm3, log3) = f.follower_with_leaders_log(3);
         log3.assign_epoch_start(1).unwrap();
         // It led then: local appends were allowed.
         log3.set_leader_appends(true);
@@ -1672,13 +1678,7 @@ mod tests {
     async fn a_follower_that_led_an_epoch_without_appending_catches_up() {
         let f = Fixture::new(1);
         f.produce(&[b"a", b"b"], RequiredAcks::Leader).await; // epoch 0: offsets 0, 1
-        let (rm3, log3) = f.follower(3);
-        let prefix = f
-            .log
-            .read_up_to(0, 1 << 20, ReadLimit::LogEnd)
-            .unwrap()
-            .records;
-        log3.append_as_follower(&prefix).unwrap();
+        let (rm3, log3) = f.follower_with_leaders_log(3);
         // Broker 3 led epoch 1 and was gone before it appended anything: its epoch cache says
         // epoch 1 starts at its log end.
         log3.assign_epoch_start(1).unwrap();
