@@ -543,6 +543,38 @@ pub fn kcat() -> Option<PathBuf> {
     None
 }
 
+/// Produces `records` (one per line, acks=all) to `topic` at `addr` with `kcat`, consumes the
+/// topic from the beginning to its end and asserts the same records came back, in order
+/// (`log` names the node's log for failure messages).
+pub fn kcat_round_trip(
+    kcat: &Path,
+    addr: &str,
+    topic: &str,
+    records: &[String],
+    log: impl Fn() -> String,
+) {
+    let mut produce = Command::new(kcat);
+    produce.args(["-b", addr, "-t", topic, "-P", "-X", "acks=all"]);
+    let input = records.join("\n") + "\n";
+    let out = run_with_timeout(produce, input.as_bytes(), Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("kcat produce: {e}\nnode log:\n{}", log()));
+    assert!(
+        out.status.success(),
+        "kcat produce failed: {}\nnode log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log()
+    );
+    let mut consume = Command::new(kcat);
+    consume.args(["-b", addr, "-t", topic, "-C", "-o", "beginning", "-e", "-q"]);
+    let out = run_with_timeout(consume, b"", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("kcat consume: {e}\nnode log:\n{}", log()));
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(got, records, "consumed records\nnode log:\n{}", log());
+}
+
 /// Whether kcat is installed; prints a note when it is not (kcat tests then skip).
 pub fn has_kcat() -> bool {
     let found = kcat().is_some();

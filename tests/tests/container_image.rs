@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use rill_tests::{kcat, repo_root, run_with_timeout, Launch, Node};
+use rill_tests::{kcat, kcat_round_trip, repo_root, run_with_timeout, Launch, Node};
 
 /// The image's user and group (deploy/Containerfile `USER`).
 const UID: &str = "10001";
@@ -306,41 +306,9 @@ fn scratch_image_holds_the_static_binary_and_a_user_owned_volume() {
     );
     let addr = node.kafka_addr().to_string();
     let records: Vec<String> = (0..20).map(|i| format!("image-record-{i}")).collect();
-    let mut produce = Command::new(&kcat);
-    produce.args(["-b", &addr, "-t", "image-smoke", "-P", "-X", "acks=all"]);
-    let input = records.join("\n") + "\n";
-    let out = run_with_timeout(produce, input.as_bytes(), Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("kcat produce: {e}\n{}", node.log()));
-    assert!(
-        out.status.success(),
-        "kcat produce: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
+    kcat_round_trip(Path::new(&kcat), &addr, "image-smoke", &records, || {
         node.log()
-    );
-    let mut consume = Command::new(&kcat);
-    consume.args([
-        "-b",
-        &addr,
-        "-t",
-        "image-smoke",
-        "-C",
-        "-o",
-        "beginning",
-        "-e",
-        "-q",
-    ]);
-    let out = run_with_timeout(consume, b"", Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("kcat consume: {e}\n{}", node.log()));
-    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(
-        got,
-        records,
-        "records through the image's binary\n{}",
-        node.log()
-    );
+    });
     let status = node.terminate();
     assert!(status.success(), "exit {status}\n{}", node.log());
 }

@@ -22,7 +22,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use rill_tests::{free_port, kcat, parse_listening, repo_root, rill_bin, run_with_timeout};
+use rill_tests::{
+    free_port, kcat, kcat_round_trip, parse_listening, repo_root, rill_bin, run_with_timeout,
+};
 
 /// Exists while this test has the package installed.
 const MARKER: &str = "/var/tmp/rill-deb-package-test.installed";
@@ -416,41 +418,9 @@ fn deb_installs_runs_the_unit_as_rill_and_purges_cleanly() {
     // 5. Produce and consume with a real client.
     let topic = "deb-smoke";
     let records: Vec<String> = (0..RECORDS).map(|i| format!("deb-record-{i}")).collect();
-    let input = records.join("\n") + "\n";
-    let mut produce = Command::new(&kcat);
-    produce.args(["-b", &kafka_addr, "-t", topic, "-P", "-X", "acks=all"]);
-    let out = run_with_timeout(produce, input.as_bytes(), Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("kcat produce: {e}\nnode log:\n{}", service.log()));
-    assert!(
-        out.status.success(),
-        "kcat produce failed: {}\nnode log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
+    kcat_round_trip(Path::new(&kcat), &kafka_addr, topic, &records, || {
         service.log()
-    );
-    let mut consume = Command::new(&kcat);
-    consume.args([
-        "-b",
-        &kafka_addr,
-        "-t",
-        topic,
-        "-C",
-        "-o",
-        "beginning",
-        "-e",
-        "-q",
-    ]);
-    let out = run_with_timeout(consume, b"", Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("kcat consume: {e}\nnode log:\n{}", service.log()));
-    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(
-        got,
-        records,
-        "consumed records\nnode log:\n{}",
-        service.log()
-    );
+    });
     let stray = not_owned_by(Path::new("/var/lib/rill"), rill_uid);
     assert!(
         stray.is_empty(),
