@@ -16,6 +16,6 @@ RILL_LEADER_KILLS=$kills cargo test -p rill-tests --test cluster_replication -- 
 echo "leader kills ($kills): $(($(date +%s) - start)) s"
 for r in $(seq 1 "$rounds"); do
     start=$(date +%s)
-    cargo test -p rill-tests --test cluster_faults -- --nocapture --test-threads 1
+    cargo test -p rill-tests --test cluster_faults -- --nocapture --test-threads 1 --include-ignored
     echo "fault suite round $r: $(($(date +%s) - start)) s"
 done
