@@ -1112,6 +1112,25 @@ mod tests {
             divergences
         }
 
+        /// Broker 1 leads again under epoch 2 (moved away and back), broker 3 (`rm3`, `log3`)
+        /// follows it, and 1 takes one more record ("c").
+        async fn lead_epoch_2_with_3_following(
+            &self,
+            rm3: &ReplicaManager,
+            log3: &Arc<PartitionLog>,
+        ) {
+            self.move_leadership_away_and_back();
+            self.apply_registration();
+            rm3.become_follower(
+                "t",
+                self.controller.topic_id(),
+                0,
+                log3.clone(),
+                &self.controller.registration(),
+            );
+            self.produce(&[b"c"], RequiredAcks::Leader).await;
+        }
+
         /// [`Self::follower`] `id` holding a copy of the leader's log so far.
         fn follower_with_leaders_log(&self, id: i32) -> (Arc<ReplicaManager>, Arc<PartitionLog>) {
             let (rm, log) = self.follower(id);
@@ -1652,17 +1671,8 @@ mod tests {
         log3.flush().unwrap();
         assert_eq!((log3.log_end_offset(), log3.latest_epoch()), (4, Some(1)));
         // Meanwhile 1 leads again under epoch 2 and takes one more record.
-        f.move_leadership_away_and_back();
-        f.apply_registration();
-        rm3.become_follower(
-            "t",
-            f.controller.topic_id(),
-            0,
-            log3.clone(),
-            &f.controller.registration(),
-        );
-        f.produce(&[b"c"], RequiredAcks::Leader).await; // epoch 2: offset 2
-                                                        // The fetcher's loop: fetch, truncate on a diverging epoch, fetch again.
+        f.lead_epoch_2_with_3_following(&rm3, &log3).await; // epoch 2: offset 2
+                                                            // The fetcher's loop: fetch, truncate on a diverging epoch, fetch again.
         let truncations = f.fetch_rounds(&rm3, 4);
         assert_eq!(truncations, 1);
         assert_eq!(log3.log_end_offset(), 3);
@@ -1683,16 +1693,7 @@ mod tests {
         // epoch 1 starts at its log end.
         log3.assign_epoch_start(1).unwrap();
         assert_eq!((log3.log_end_offset(), log3.latest_epoch()), (2, Some(1)));
-        f.move_leadership_away_and_back();
-        f.apply_registration();
-        rm3.become_follower(
-            "t",
-            f.controller.topic_id(),
-            0,
-            log3.clone(),
-            &f.controller.registration(),
-        );
-        f.produce(&[b"c"], RequiredAcks::Leader).await; // epoch 2: offset 2
+        f.lead_epoch_2_with_3_following(&rm3, &log3).await; // epoch 2: offset 2
         let divergences = f.fetch_rounds(&rm3, 4);
         // One divergence (no record to cut: the empty epoch goes), then it fetches on.
         assert_eq!(divergences, 1);
