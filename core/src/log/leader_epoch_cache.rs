@@ -429,6 +429,16 @@ impl LeaderEpochFileCache {
         Ok(())
     }
 
+    /// Remove every entry (Kafka's `clearAndFlush`, when the log restarts at a new offset with
+    /// none of its records); rewrites the checkpoint if there were any.
+    pub fn clear(&mut self) -> Result<(), LogError> {
+        if !self.epochs.is_empty() {
+            self.epochs.clear();
+            self.write()?;
+        }
+        Ok(())
+    }
+
     /// All entries, oldest first.
     pub fn entries(&self) -> Vec<EpochEntry> {
         self.epochs

@@ -10,8 +10,8 @@
 //!    segment whose file header or key file is unusable is reported and its offsets (up to the
 //!    next segment) are not served.
 //! 4. A closed segment whose unreadable tail hides its end offsets ends where the next begins;
-//!    a log truncation a crash interrupted (its marker exists) is completed
-//!    ([`super::truncation`]).
+//!    a log truncation or a restart of the log at a new offset that a crash interrupted (its
+//!    marker exists) is completed ([`super::truncation`]).
 //! 5. An empty last segment is dropped; the log start offset comes from its checkpoint
 //!    ([`LOG_START_FILE`], DeleteRecords) or the first segment; a new active segment (fresh data
 //!    key) starts at the log end offset.
@@ -91,6 +91,12 @@ pub(super) fn load(
         &mut opened.bad,
         &mut opened.lost,
     )?;
+    let restarted = truncation::recover_restart(storage, dir, &mut opened.map)?;
+    if restarted.is_some() {
+        opened.bad.clear();
+        opened.lost.clear();
+        opened.removed = true;
+    }
     // An empty last segment is dropped; the new active segment takes its base offset.
     let mut dropped_base = None;
     if let Some((&base, seg)) = opened.map.iter().next_back() {
@@ -141,7 +147,12 @@ pub(super) fn load(
         log_end,
         bad: opened.bad,
         lost: opened.lost,
-        snapshots: listing.snapshots,
+        // A restart removed the snapshots with the segments.
+        snapshots: if restarted.is_some() {
+            Vec::new()
+        } else {
+            listing.snapshots
+        },
     })
 }
 
@@ -297,6 +308,18 @@ fn read_log_start(storage: &dyn Storage, dir: &Path) -> Option<i64> {
         return None;
     }
     Some(i64::from_be_bytes(b[..8].try_into().ok()?))
+}
+
+/// Write the log start offset checkpoint of `dir` (atomically, durable when it returns).
+pub(super) fn write_log_start_file(
+    storage: &dyn Storage,
+    dir: &Path,
+    offset: i64,
+) -> Result<(), LogError> {
+    let p = dir.join(LOG_START_FILE);
+    storage
+        .write_file_atomic(&p, &encode_log_start(offset))
+        .map_err(|source| LogError::Io { path: p, source })
 }
 
 /// The log start offset checkpoint's bytes (see [`read_log_start`]).

@@ -377,10 +377,7 @@ impl PartitionLog {
     }
 
     fn write_log_start(&self, offset: i64) -> Result<(), LogError> {
-        let p = self.dir.join(LOG_START_FILE);
-        self.storage
-            .write_file_atomic(&p, &loader::encode_log_start(offset))
-            .map_err(|source| LogError::Io { path: p, source })
+        loader::write_log_start_file(&*self.storage, &self.dir, offset)
     }
 
     pub(crate) fn check_open(&self) -> Result<(), LogError> {

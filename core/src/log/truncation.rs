@@ -22,6 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::leader_epoch_cache;
+use super::loader::write_log_start_file;
 use super::{lock, LogError, PartitionLog};
 use crate::clock::now_ms;
 use crate::io::Storage;
@@ -31,6 +32,10 @@ use crate::sync::RwLockExt;
 
 /// The commit marker of a truncation in the partition directory (holds the target offset).
 pub const TRUNCATION_MARKER: &str = "truncate-to";
+/// The commit marker of a restart of the log at a new offset
+/// ([`PartitionLog::truncate_fully_and_start_at`]; holds that offset, encoded as
+/// [`TRUNCATION_MARKER`] is).
+pub const RESTART_MARKER: &str = "restart-at";
 const MARKER_MAGIC: [u8; 4] = *b"RTRC";
 const MARKER_VERSION: u8 = 1;
 
@@ -53,8 +58,8 @@ fn encode_marker(offset: i64) -> Vec<u8> {
 
 /// The target offset of the marker in `dir`; `None` if there is none. A marker that exists but
 /// does not decode is an error: it was written atomically, so it is damage, not a torn write.
-fn read_marker(storage: &dyn Storage, dir: &Path) -> Result<Option<i64>, LogError> {
-    let path = dir.join(TRUNCATION_MARKER);
+fn read_marker(storage: &dyn Storage, dir: &Path, name: &str) -> Result<Option<i64>, LogError> {
+    let path = dir.join(name);
     let b = match storage.read_file(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -76,8 +81,8 @@ fn read_marker(storage: &dyn Storage, dir: &Path) -> Result<Option<i64>, LogErro
     Ok(Some(i64::from_be_bytes(off)))
 }
 
-fn remove_marker(storage: &dyn Storage, dir: &Path) -> Result<(), LogError> {
-    let path = dir.join(TRUNCATION_MARKER);
+fn remove_marker(storage: &dyn Storage, dir: &Path, name: &str) -> Result<(), LogError> {
+    let path = dir.join(name);
     match storage.remove(&path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -151,7 +156,7 @@ pub(super) fn recover_truncation(
     bad: &mut Vec<BadRegion>,
     lost: &mut Vec<BadRegion>,
 ) -> Result<Option<i64>, LogError> {
-    let Some(offset) = read_marker(storage, dir)? else {
+    let Some(offset) = read_marker(storage, dir, TRUNCATION_MARKER)? else {
         return Ok(None);
     };
     tracing::info!(dir = %dir.display(), offset, "completing an interrupted log truncation");
@@ -163,11 +168,132 @@ pub(super) fn recover_truncation(
         }
     }
     leader_epoch_cache::truncate_checkpoint(storage, dir, offset)?;
-    remove_marker(storage, dir)?;
+    remove_marker(storage, dir, TRUNCATION_MARKER)?;
     Ok(Some(offset))
 }
 
+/// Loader step: complete a restart of the log at a new offset that a crash interrupted (its
+/// marker exists): remove every segment and producer snapshot, empty the epoch checkpoint,
+/// write the log start checkpoint and drop the marker. Returns the offset the log starts at
+/// if there was one (the caller then has no segment and starts the log there).
+pub(super) fn recover_restart(
+    storage: &dyn Storage,
+    dir: &Path,
+    map: &mut BTreeMap<i64, Arc<Segment>>,
+) -> Result<Option<i64>, LogError> {
+    let Some(offset) = read_marker(storage, dir, RESTART_MARKER)? else {
+        return Ok(None);
+    };
+    tracing::info!(dir = %dir.display(), offset, "completing an interrupted log restart");
+    remove_all_files(storage, dir, map)?;
+    leader_epoch_cache::truncate_checkpoint(storage, dir, i64::MIN)?;
+    write_log_start_file(storage, dir, offset)?;
+    remove_marker(storage, dir, RESTART_MARKER)?;
+    Ok(Some(offset))
+}
+
+/// Removes every segment (from `map` and the directory, with files of segments that could not
+/// be opened) and every producer snapshot, then fsyncs the directory.
+fn remove_all_files(
+    storage: &dyn Storage,
+    dir: &Path,
+    map: &mut BTreeMap<i64, Arc<Segment>>,
+) -> Result<(), LogError> {
+    for (_, seg) in std::mem::take(map) {
+        seg.delete_files(storage)?;
+    }
+    for n in storage.list(dir).map_err(io_err(dir))? {
+        if segment::parse_file_name(&n).is_none() {
+            continue;
+        }
+        let p = dir.join(&n);
+        match storage.remove(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&p)(e)),
+        }
+    }
+    storage.sync_dir(dir).map_err(io_err(dir))
+}
+
 impl PartitionLog {
+    /// Throw every record away and start the log, empty, at `offset` (Kafka's
+    /// `truncateFullyAndStartAt`): a follower whose log end is below its leader's log start
+    /// (the leader's retention or DeleteRecords removed what it would fetch next) cannot catch
+    /// up by fetching and must start where the leader's log starts. Segments, indexes, producer
+    /// state and the leader epoch cache go; the log start, log end, flushed offset and high
+    /// watermark all become `offset`.
+    ///
+    /// Crash-safe: the commit point is the marker [`RESTART_MARKER`] (the offset, written
+    /// atomically first); the loader completes a restart whose marker it finds
+    /// ([`recover_restart`]). An I/O error after it closes the log (later calls return
+    /// [`LogError::Closed`]); reopening it completes the restart.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        self.check_open()?;
+        let mut w = lock(&self.writer);
+        self.check_open()?;
+        let _flush = lock(&self.flush_lock);
+        let leo = self.leo.load(Ordering::Acquire);
+        if offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset(),
+                log_end: leo,
+            });
+        }
+        tracing::info!(topic = %self.topic, partition = self.ident.partition,
+            log_start = self.log_start_offset(), log_end = leo, new_start = offset,
+            "truncating the log fully and starting it at a new offset");
+        let res = self.restart_committed(&mut w, offset);
+        if let Err(e) = &res {
+            self.closed.store(true, Ordering::Release);
+            tracing::error!(topic = %self.topic, partition = self.ident.partition, error = %e,
+                "log restart failed; the log is closed, reopening it completes the restart");
+        }
+        res
+    }
+
+    /// The steps of [`Self::truncate_fully_and_start_at`] (writer and flush locks held).
+    fn restart_committed(&self, w: &mut super::Writer, offset: i64) -> Result<(), LogError> {
+        let marker = self.dir.join(RESTART_MARKER);
+        self.storage
+            .write_file_atomic(&marker, &encode_marker(offset))
+            .map_err(io_err(&marker))?;
+        // Readers see the empty log before any file goes.
+        self.leo.store(offset, Ordering::Release);
+        self.flushed.store(offset, Ordering::Release);
+        self.hw.store(offset, Ordering::Release);
+        self.hw_tx.send_if_modified(|v| {
+            let changed = *v != offset;
+            *v = offset;
+            changed
+        });
+        lock(&self.cache).clear();
+        self.lost.write_unpoisoned().clear();
+        lock(&self.corruption).clear();
+        lock(&self.epochs).clear()?;
+        {
+            let mut segs = self.segs_mut();
+            segs.log_start = offset;
+            remove_all_files(&*self.storage, &self.dir, &mut segs.map)?;
+        }
+        write_log_start_file(&*self.storage, &self.dir, offset)?;
+        let cfg = self.cfg();
+        let seg = Arc::new(Segment::create(
+            &*self.storage,
+            &self.dir,
+            self.ident,
+            offset,
+            &self.encryption,
+            now_ms(),
+            u64::from(cfg.index_interval_bytes.max(1)),
+        )?);
+        self.segs_mut().map.insert(offset, seg);
+        w.force_roll = false;
+        self.rebuild_producer_state(Vec::new());
+        remove_marker(&*self.storage, &self.dir, RESTART_MARKER)
+    }
+
     /// Cut the log back to `offset` (Kafka's `truncateTo`, used by a follower whose log diverged
     /// from its leader's, KIP-101/279): everything at or above `offset` goes: whole segments, the
     /// tail of the segment holding it with its offset and time index entries, tail-cache
@@ -282,7 +408,7 @@ impl PartitionLog {
             .map(|(b, _)| b)
             .collect();
         self.rebuild_producer_state(snapshots);
-        remove_marker(&*self.storage, &self.dir)?;
+        remove_marker(&*self.storage, &self.dir, TRUNCATION_MARKER)?;
         Ok(())
     }
 
@@ -516,6 +642,112 @@ mod tests {
             bases[3] + 2,
             "every offset readable again"
         );
+    }
+
+    #[test]
+    fn a_full_truncation_restarts_the_log_at_the_new_offset() {
+        let s = SimStorage::new();
+        let log = filled(&s);
+        let mut hw = log.watch_high_watermark();
+        hw.mark_unchanged();
+        log.truncate_fully_and_start_at(50).unwrap();
+        assert_eq!(
+            (
+                log.log_start_offset(),
+                log.log_end_offset(),
+                log.flushed_offset(),
+                log.high_watermark()
+            ),
+            (50, 50, 50, 50)
+        );
+        assert!(
+            hw.has_changed().unwrap(),
+            "high watermark watchers are told"
+        );
+        assert!(batches(&log).is_empty());
+        assert!(log.epoch_entries().is_empty());
+        assert!(log.producer_state().is_empty());
+        assert_eq!(log.segment_base_offsets(), vec![50]);
+        let files: Vec<String> = s.list(Path::new("/p")).unwrap();
+        assert!(
+            !files
+                .iter()
+                .filter_map(|n| segment::parse_file_name(n))
+                .any(|(b, _)| b < 50),
+            "old segment and snapshot files are gone: {files:?}"
+        );
+        assert!(matches!(
+            log.read(3, 1 << 20),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        // Records fetched from the leader go on from there.
+        log.assign_epoch_start(7).unwrap();
+        let a = log.append(&batch(&[b"x"], 1)).unwrap();
+        assert_eq!(a.base_offset, 50);
+        log.flush().unwrap();
+        drop(log);
+        let log = PartitionLog::open("/p".into(), opts(Arc::new(s), true)).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (50, 51));
+        assert_eq!(batches(&log), vec![(50, 7)]);
+        assert_eq!(
+            log.epoch_entries()
+                .iter()
+                .map(|e| (e.epoch, e.start_offset))
+                .collect::<Vec<_>>(),
+            vec![(7, 50)]
+        );
+    }
+
+    #[test]
+    fn a_power_cut_at_every_step_of_a_full_truncation_leaves_either_log() {
+        use crate::io::CrashingStorage;
+        let mut steps = 0;
+        for n in 0.. {
+            let disk = CrashingStorage::new(SimStorage::new());
+            let mut o = opts(Arc::new(disk.clone()), true);
+            o.config.segment_bytes = 250;
+            let log = PartitionLog::open("/p".into(), o).unwrap();
+            for i in 0..12i64 {
+                if i == 4 {
+                    log.assign_epoch_start(2).unwrap();
+                }
+                log.append(&idempotent(i as i32, &format!("v{i}"), 100 + i))
+                    .unwrap();
+            }
+            log.flush().unwrap();
+            let before = batches(&log);
+            disk.arm(n);
+            let res = log.truncate_fully_and_start_at(40);
+            if !disk.crashed() {
+                res.unwrap();
+                steps = n;
+                break;
+            }
+            assert!(res.is_err(), "crash at step {n}");
+            drop(log);
+            let sim: Arc<dyn Storage> = Arc::new(disk.sim().clone());
+            let log = PartitionLog::open("/p".into(), opts(sim.clone(), true)).unwrap();
+            let state = (log.log_start_offset(), log.log_end_offset());
+            if state == (0, 12) {
+                assert_eq!(batches(&log), before, "crash at step {n}: rolled back");
+                assert_eq!(log.epoch_entries().len(), 2, "crash at step {n}");
+            } else {
+                assert_eq!(state, (40, 40), "crash at step {n}: restarted");
+                assert!(batches(&log).is_empty(), "crash at step {n}");
+                assert!(log.epoch_entries().is_empty(), "crash at step {n}");
+                assert!(log.producer_state().is_empty(), "crash at step {n}");
+                assert!(
+                    !sim.list(Path::new("/p"))
+                        .unwrap()
+                        .iter()
+                        .filter_map(|f| segment::parse_file_name(f))
+                        .any(|(b, _)| b < 40),
+                    "crash at step {n}: old files left"
+                );
+                assert_eq!(log.append(&batch(&[b"y"], 1)).unwrap().base_offset, 40);
+            }
+        }
+        assert!(steps > 5, "only {steps} crash points exercised");
     }
 
     #[test]

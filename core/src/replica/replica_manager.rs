@@ -513,7 +513,9 @@ impl ReplicaManager {
     /// As a follower under `leader_epoch`: append `records` fetched from the leader (offsets and
     /// epochs as the leader assigned them), make them durable (under `flush = "always"`, before
     /// the next fetch reports them as held), then move this replica's high watermark to the
-    /// smaller of the leader's and what it holds durably. Blocking (disk writes and fsync).
+    /// smaller of the leader's and what it holds durably, and its log start up to the leader's
+    /// `leader_log_start` (not past its own high watermark; `-1`: unknown). Blocking (disk
+    /// writes and fsync).
     pub fn append_fetched(
         &self,
         topic: &str,
@@ -521,6 +523,7 @@ impl ReplicaManager {
         leader_epoch: i32,
         records: &[u8],
         leader_high_watermark: i64,
+        leader_log_start: i64,
     ) -> Result<Option<AppendInfo>, ReplicaError> {
         let p = self.get(topic, partition)?;
         let info = if records.is_empty() {
@@ -535,7 +538,55 @@ impl ReplicaManager {
             Some(info)
         };
         p.update_follower_high_watermark(leader_high_watermark);
+        if leader_log_start >= 0 {
+            p.while_follower(leader_epoch, || {
+                let log = p.log();
+                // Kafka's follower `maybeIncrementLogStartOffset`: the leader's retention and
+                // DeleteRecords reach the replicas (never past what this replica has
+                // committed).
+                let start = leader_log_start.min(log.high_watermark());
+                if start > log.log_start_offset() {
+                    log.delete_records_before(start)?;
+                }
+                Ok(())
+            })?;
+        }
         Ok(info)
+    }
+
+    /// As a follower under `leader_epoch`, the leader answered OFFSET_OUT_OF_RANGE to this
+    /// replica's fetch and named its log start offset (Kafka's follower looks it up with
+    /// ListOffsets: `ReplicaFetcherThread.fetchOffsetAndTruncate`). A log end below the leader's
+    /// log start (its retention or DeleteRecords removed what this replica would fetch next)
+    /// restarts this log, empty, at the leader's log start
+    /// ([`PartitionLog::truncate_fully_and_start_at`]); returns `true` then. Otherwise the
+    /// leader refused for another reason (a log end beyond the leader's, which only an unclean
+    /// election leaves, is not repaired here) and nothing changes. Blocking (durable when it
+    /// returns).
+    pub fn reset_out_of_range(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        leader_log_start: i64,
+    ) -> Result<bool, ReplicaError> {
+        let p = self.get(topic, partition)?;
+        p.while_follower(leader_epoch, || {
+            let log = p.log();
+            let leo = log.log_end_offset();
+            if leader_log_start < 0 || leo >= leader_log_start {
+                return Ok(false);
+            }
+            tracing::warn!(
+                topic,
+                partition,
+                log_end = leo,
+                leader_log_start,
+                "follower log ends below the leader's log start; starting over there"
+            );
+            log.truncate_fully_and_start_at(leader_log_start)?;
+            Ok(true)
+        })
     }
 
     /// As a follower under `leader_epoch`, the leader answered that this replica's log diverges
@@ -1104,8 +1155,15 @@ mod tests {
                             .unwrap();
                     }
                     None => {
-                        rm3.append_fetched("t", 0, r.leader_epoch, &r.records, r.high_watermark)
-                            .unwrap();
+                        rm3.append_fetched(
+                            "t",
+                            0,
+                            r.leader_epoch,
+                            &r.records,
+                            r.high_watermark,
+                            r.log_start_offset,
+                        )
+                        .unwrap();
                     }
                 }
             }
@@ -1209,6 +1267,7 @@ mod tests {
                     r.leader_epoch,
                     &r.records,
                     r.high_watermark,
+                    r.log_start_offset,
                 )
                 .unwrap()
             {
@@ -1652,7 +1711,7 @@ mod tests {
         assert_eq!(log2.latest_epoch(), Some(0));
         // A follower refuses appends for an epoch it does not follow under.
         assert!(matches!(
-            rm2.append_fetched("t", 0, 5, &[], 3),
+            rm2.append_fetched("t", 0, 5, &[], 3, 0),
             Err(ReplicaError::NotLeaderOrFollower { leader: 1, .. })
         ));
     }

@@ -23,6 +23,8 @@ use rill_client::{check, Client, TopicInfo};
 const RESOURCE_TOPIC: i8 = 2;
 /// Admin request timeout sent to the broker.
 const ADMIN_TIMEOUT_MS: i32 = 30_000;
+/// How long `topic describe` waits for the partition leaders' log offsets.
+const DESCRIBE_OFFSETS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `rill topic ...`
 #[derive(clap::Args, Debug)]
@@ -277,14 +279,29 @@ async fn describe(client: &mut Client, topic: &str, json: bool) -> anyhow::Resul
         .filter(|p| p.leader >= 0)
         .map(|p| p.partition)
         .collect();
-    let offsets = |r: Result<std::collections::BTreeMap<i32, i64>, rill_client::ClientError>| {
-        r.unwrap_or_else(|e| {
+    // A leader that is alive to TCP but does not answer (a stopped process, a hung node) would
+    // hold the describe for the client's request timeout (60 s): the offsets get a bounded
+    // wait, after which they are left out. (The configs below go through the bootstrap
+    // connection, never one of the leaders' connections the wait may have abandoned.)
+    let lookup = async {
+        let start = client.list_offsets(&info, &led, -2).await?;
+        let end = client.list_offsets(&info, &led, -1).await?;
+        Ok::<_, rill_client::ClientError>((start, end))
+    };
+    let (start, end) = match tokio::time::timeout(DESCRIBE_OFFSETS_TIMEOUT, lookup).await {
+        Ok(Ok(offsets)) => offsets,
+        Ok(Err(e)) => {
             eprintln!("rill: offsets of {topic} unavailable: {e}");
             Default::default()
-        })
+        }
+        Err(_) => {
+            eprintln!(
+                "rill: offsets of {topic} unavailable: a leader did not answer within {:?}",
+                DESCRIBE_OFFSETS_TIMEOUT
+            );
+            Default::default()
+        }
     };
-    let start = offsets(client.list_offsets(&info, &led, -2).await);
-    let end = offsets(client.list_offsets(&info, &led, -1).await);
     let configs = describe_configs(client, topic).await?;
     if json {
         let partitions: Vec<_> = info

@@ -15,8 +15,12 @@
 //! the broker's address again). The transport is a [`LeaderChannel`]: a rill-client
 //! [`Connection`] ([`DirectConnector`]) or the cluster module's authenticated peer connection.
 //!
-//! Not handled yet: a follower whose log end is below the leader's log start (OFFSET_OUT_OF_RANGE:
-//! Kafka truncates fully and starts at the leader's log start); it backs off and logs.
+//! The leader's log start offset comes with every answer: this replica's log start follows it
+//! (up to its own high watermark), so the leader's retention and DeleteRecords reach the
+//! replicas. OFFSET_OUT_OF_RANGE comes with the leader's log start (a Rill leader names it;
+//! Kafka's followers ask ListOffsets): a follower whose log ends below it truncates fully and
+//! starts there ([`ReplicaManager::reset_out_of_range`]). A log end beyond the leader's (only
+//! an unclean election leaves one; Rill has none) backs off and logs.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -349,6 +353,40 @@ async fn fetch_round(
             };
             if let Some(code) = ResponseError::try_from_code(p.error_code) {
                 clean = false;
+                if code == ResponseError::OffsetOutOfRange && p.log_start_offset >= 0 {
+                    // Rill's leaders name their log start with the error (Kafka's send -1
+                    // there and their followers ask ListOffsets).
+                    let (rm, topic, partition, epoch) = (
+                        replicas.clone(),
+                        pos.topic.clone(),
+                        pos.partition,
+                        pos.current_leader_epoch,
+                    );
+                    let start = p.log_start_offset;
+                    let reset = tokio::task::spawn_blocking(move || {
+                        rm.reset_out_of_range(&topic, partition, epoch, start)
+                    })
+                    .await?;
+                    match reset {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(
+                            leader,
+                            topic = %pos.topic,
+                            partition = pos.partition,
+                            fetch_offset = pos.fetch_offset,
+                            leader_log_start = start,
+                            "replica fetch out of range, not below the leader's log start"
+                        ),
+                        Err(e) => tracing::warn!(
+                            leader,
+                            topic = %pos.topic,
+                            partition = pos.partition,
+                            error = %e,
+                            "resetting an out-of-range follower log failed"
+                        ),
+                    }
+                    continue;
+                }
                 match code {
                     ResponseError::NotLeaderOrFollower
                     | ResponseError::FencedLeaderEpoch
@@ -390,9 +428,9 @@ async fn fetch_round(
                 continue;
             }
             let records: Bytes = p.records.unwrap_or_default();
-            let hw = p.high_watermark;
+            let (hw, log_start) = (p.high_watermark, p.log_start_offset);
             let appended = tokio::task::spawn_blocking(move || {
-                rm.append_fetched(&topic, partition, epoch, &records, hw)
+                rm.append_fetched(&topic, partition, epoch, &records, hw, log_start)
             })
             .await?;
             if let Err(e) = appended {
@@ -738,6 +776,110 @@ mod tests {
             "x is gone, the leader's records are in"
         );
         assert_eq!(log2.latest_epoch(), Some(1));
+        shutdown.cancel();
+        fetcher.await.unwrap();
+    }
+
+    /// The leader's log start moved past everything a follower holds (DeleteRecords here, as
+    /// retention would): the follower starts over at the leader's log start, fetches from
+    /// there and rejoins the ISR; later the leader's log start moves again, and the follower's
+    /// follows it.
+    #[tokio::test]
+    async fn a_follower_below_the_leaders_log_start_starts_over_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cluster();
+        let reg = c.controller.image().topic("t").unwrap().partitions[&0].clone();
+        let log1 = open_log(&dir.path().join("b1"), c.topic_id);
+        let log2 = open_log(&dir.path().join("b2"), c.topic_id);
+        // 2 had fetched a, b; the leader went on to 6 records and deleted the first 4.
+        for log in [&log1, &log2] {
+            log.append(&batch(&["a", "b"])).unwrap();
+        }
+        for v in ["c", "d", "e", "f"] {
+            log1.append(&batch(&[v])).unwrap();
+        }
+        for log in [&log1, &log2] {
+            log.flush().unwrap();
+        }
+        let new_rm = |id| {
+            let rm = ReplicaManager::new(
+                ReplicaManagerConfig::new(id),
+                system_clock(),
+                Arc::new(c.controller.clone()),
+            );
+            rm.update_image(c.controller.image());
+            rm
+        };
+        let (rm1, rm2) = (new_rm(1), new_rm(2));
+        rm1.become_leader("t", c.topic_id, 0, log1.clone(), &reg)
+            .unwrap();
+        log1.update_high_watermark(6);
+        assert_eq!(log1.high_watermark(), 6);
+        assert_eq!(log1.delete_records_before(4).unwrap(), 4);
+        rm2.become_follower("t", c.topic_id, 0, log2.clone(), &reg);
+        let shutdown = CancellationToken::new();
+        let addr = serve(
+            dir.path(),
+            rm1.clone(),
+            ListenerKind::Cluster,
+            shutdown.clone(),
+        )
+        .await;
+        let addresses: Arc<dyn Fn(i32) -> Option<String> + Send + Sync> =
+            Arc::new(move |id| (id == 1).then(|| addr.clone()));
+        let connector = Arc::new(DirectConnector::new(addresses, ConnectOptions::default()));
+        let config = ReplicaFetcherConfig {
+            backoff: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let fetcher = tokio::spawn(run(rm2.clone(), connector, config, shutdown.clone()));
+        let p1 = rm1.partition("t", 0).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !p1.isr().contains(&2) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "2 never rejoined the ISR (its log: {}..{})",
+                log2.log_start_offset(),
+                log2.log_end_offset()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            (log2.log_start_offset(), log2.log_end_offset()),
+            (4, 6),
+            "started over at the leader's log start and fetched the rest"
+        );
+        assert!(log2.read(0, 1 << 20).is_err(), "a and b are gone");
+        // The leader deletes more: the follower's log start follows (once it has the records
+        // committed).
+        rm1.append_records(
+            "t",
+            0,
+            &batch(&["g"]),
+            RequiredAcks::All,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!(log1.delete_records_before(6).unwrap(), 6);
+        rm1.append_records(
+            "t",
+            0,
+            &batch(&["h"]),
+            RequiredAcks::All,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        while log2.log_start_offset() < 6 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "2's log start stayed at {}",
+                log2.log_start_offset()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(log2.log_end_offset(), 8);
         shutdown.cancel();
         fetcher.await.unwrap();
     }

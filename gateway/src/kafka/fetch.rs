@@ -416,7 +416,7 @@ fn gather_replica(replicas: &ReplicaManager, plan: &ReplicaPlan) -> (Gathered, b
                 .with_partition_index(p.index)
                 .with_records(Some(Bytes::new()));
             let result = match &p.partition {
-                None => Err((plan.missing, None)),
+                None => Err((plan.missing, None, -1)),
                 Some(part) => replicas
                     .fetch_for_follower(
                         plan.replica_id,
@@ -452,7 +452,16 @@ fn gather_replica(replicas: &ReplicaManager, plan: &ReplicaPlan) -> (Gathered, b
                             } => Some((leader, leader_epoch)),
                             _ => None,
                         };
-                        (error_codes::replica_error_code(&e), hint)
+                        // Out of range: the follower learns this log's start from the answer
+                        // (Kafka sends -1 and its followers ask ListOffsets); below it, the
+                        // follower starts over there.
+                        let log_start = match e {
+                            ReplicaError::Log(LogError::OffsetOutOfRange { log_start, .. }) => {
+                                log_start
+                            }
+                            _ => -1,
+                        };
+                        (error_codes::replica_error_code(&e), hint, log_start)
                     }),
             };
             let data = match result {
@@ -474,13 +483,13 @@ fn gather_replica(replicas: &ReplicaManager, plan: &ReplicaPlan) -> (Gathered, b
                     }
                     data
                 }
-                Err((code, hint)) => {
+                Err((code, hint, log_start)) => {
                     urgent = true;
                     let mut data = data
                         .with_error_code(code)
                         .with_high_watermark(-1)
                         .with_last_stable_offset(-1)
-                        .with_log_start_offset(-1);
+                        .with_log_start_offset(log_start);
                     if let Some((leader, leader_epoch)) = hint {
                         data = data.with_current_leader(
                             LeaderIdAndEpoch::default()
