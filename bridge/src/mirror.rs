@@ -136,7 +136,6 @@ impl Mirror {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use indexmap::IndexMap;
     use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::records::TimestampType;
 
@@ -169,13 +168,13 @@ mod tests {
             timestamp: 0,
             key: None,
             value: None,
-            headers: IndexMap::new(),
+            headers: Vec::new(),
         };
         assert!(!m.passes(&r));
-        r.headers.insert(
+        r.headers.push((
             StrBytes::from_static_str("class"),
             Some(Bytes::from_static(b"alarm")),
-        );
+        ));
         assert!(m.passes(&r));
     }
 }

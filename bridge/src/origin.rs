@@ -9,6 +9,7 @@
 //! through [`RecordSource`].
 
 use bytes::Bytes;
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Record;
 
 /// Header carrying `node/topic/partition/offset` of a mirrored record's source.
@@ -39,6 +40,16 @@ pub fn header<'a>(r: &'a Record, name: &str) -> Option<&'a Option<Bytes>> {
         .iter()
         .find(|(k, _)| k.as_str() == name)
         .map(|(_, v)| v)
+}
+
+/// Sets the origin header of `headers` to `value`, replacing any origin header already there
+/// (the other headers keep their order, repeated names included).
+pub fn set_origin(headers: &mut rill_core::batch::Headers, value: String) {
+    headers.retain(|(k, _)| k.as_str() != ORIGIN_HEADER);
+    headers.push((
+        StrBytes::from_static_str(ORIGIN_HEADER),
+        Some(Bytes::from(value)),
+    ));
 }
 
 /// The parsed origin of a record, if it has one.
@@ -113,17 +124,12 @@ pub async fn find_last_origin<S: RecordSource>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use indexmap::IndexMap;
-    use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::records::TimestampType;
 
     fn rec(offset: i64, origin: Option<String>) -> Record {
-        let mut headers = IndexMap::new();
+        let mut headers = Vec::new();
         if let Some(o) = origin {
-            headers.insert(
-                StrBytes::from_static_str(ORIGIN_HEADER),
-                Some(Bytes::from(o)),
-            );
+            set_origin(&mut headers, o);
         }
         Record {
             transactional: false,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::AbortedTransaction;
-use kafka_protocol::protocol::StrBytes;
+
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 use rill_client::{Client, ClientError, PartitionFetch};
 use rill_core::batch::{BatchBuilder, BatchError, BatchHeader, Batches, Headers};
@@ -26,7 +26,7 @@ use rill_core::log::{LogError, PartitionLog};
 use tokio_util::sync::CancellationToken;
 
 use crate::mirror::{target_partition, Mirror};
-use crate::origin::{find_last_origin, origin_of, origin_value, RecordSource, ORIGIN_HEADER};
+use crate::origin::{find_last_origin, origin_of, origin_value, set_origin, RecordSource};
 use crate::supervisor::supervise;
 
 /// How long a Fetch waits at the remote for new records.
@@ -410,14 +410,9 @@ impl PartitionPull {
                             continue;
                         }
                         let mut headers = r.headers.clone();
-                        headers.insert(
-                            StrBytes::from_static_str(ORIGIN_HEADER),
-                            Some(Bytes::from(origin_value(
-                                &self.alias,
-                                &self.remote_topic,
-                                self.partition,
-                                r.offset,
-                            ))),
+                        set_origin(
+                            &mut headers,
+                            origin_value(&self.alias, &self.remote_topic, self.partition, r.offset),
                         );
                         bytes_in += r.key.as_ref().map_or(0, |k| k.len())
                             + r.value.as_ref().map_or(0, |v| v.len());
@@ -527,10 +522,7 @@ mod tests {
         for i in 0..count {
             let mut h = Headers::new();
             if let Some((a, t, p, o)) = origin {
-                h.insert(
-                    StrBytes::from_static_str(ORIGIN_HEADER),
-                    Some(Bytes::from(origin_value(a, t, p, o + i))),
-                );
+                set_origin(&mut h, origin_value(a, t, p, o + i));
             }
             b.push_with_headers(None, Some(Bytes::from(format!("v{i}"))), 1000 + i, h);
         }

@@ -14,9 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::protocol::StrBytes;
+
 use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
 use rill_client::{Client, ClientError, PartitionFetch};
 use rill_core::batch::{BatchBuilder, Compression as BatchCompression};
@@ -27,8 +26,8 @@ use crate::config::TransferCompression;
 use crate::floor::FloorGuard;
 use crate::mirror::{target_partition, Mirror, MirrorError};
 use crate::origin::{
-    came_from_elsewhere, find_last_origin, header, origin_value, parse_origin, RecordSource,
-    ORIGIN_HEADER,
+    came_from_elsewhere, find_last_origin, header, origin_value, parse_origin, set_origin,
+    RecordSource, ORIGIN_HEADER,
 };
 use crate::priority::Scheduler;
 use crate::status::{MirrorState, PartitionStatus};
@@ -230,15 +229,10 @@ impl PartitionMirror {
                     if done.get(&t).copied().unwrap_or(-1) >= r.offset {
                         continue;
                     }
-                    let mut headers: IndexMap<StrBytes, Option<Bytes>> = r.headers.clone();
-                    headers.insert(
-                        StrBytes::from_static_str(ORIGIN_HEADER),
-                        Some(Bytes::from(origin_value(
-                            &self.node,
-                            &self.topic,
-                            self.partition,
-                            r.offset,
-                        ))),
+                    let mut headers = r.headers.clone();
+                    set_origin(
+                        &mut headers,
+                        origin_value(&self.node, &self.topic, self.partition, r.offset),
                     );
                     bytes_out += r.key.as_ref().map_or(0, |k| k.len())
                         + r.value.as_ref().map_or(0, |v| v.len());
@@ -416,6 +410,7 @@ impl RecordSource for TargetPartition<'_> {
 mod tests {
     use super::*;
     use bytes::BytesMut;
+    use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
 
     #[test]
@@ -436,21 +431,18 @@ mod tests {
                 timestamp: i64::MAX / 2,
                 key: (key > 0).then(|| Bytes::from(vec![b'k'; key])),
                 value: (value > 0).then(|| Bytes::from(vec![b'v'; value])),
-                headers: IndexMap::new(),
+                headers: Vec::new(),
             };
             for h in 0..headers {
-                r.headers.insert(
+                r.headers.push((
                     StrBytes::from_string(format!("header-{h}")),
                     Some(Bytes::from(vec![b'h'; 30])),
-                );
+                ));
             }
             let (node, topic) = ("a-long-edge-node-name", "t".repeat(249));
             let bound = encoded_size_bound(&r, node.len() + topic.len() + 32);
             let origin = origin_value(node, &topic, i32::MAX, i64::MAX);
-            r.headers.insert(
-                StrBytes::from_static_str(ORIGIN_HEADER),
-                Some(Bytes::from(origin)),
-            );
+            set_origin(&mut r.headers, origin);
             let mut buf = BytesMut::new();
             let opts = RecordEncodeOptions {
                 version: 2,

@@ -354,13 +354,12 @@ mod tests {
     const KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 
     fn origin_record(offset: i64) -> Record {
-        let mut headers = indexmap::IndexMap::new();
-        headers.insert(
+        let headers = vec![(
             kafka_protocol::protocol::StrBytes::from_static_str(ORIGIN_HEADER),
             Some(Bytes::from(crate::origin::origin_value(
                 "n", "t", 0, offset,
             ))),
-        );
+        )];
         Record {
             transactional: false,
             control: false,

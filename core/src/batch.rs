@@ -508,9 +508,9 @@ pub fn record_timestamps(batch: &[u8]) -> Option<Vec<(i64, i64)>> {
     Some(out)
 }
 
-/// Record headers as kafka-protocol represents them (name, optional value), in order.
-pub type Headers =
-    kafka_protocol::indexmap::IndexMap<kafka_protocol::protocol::StrBytes, Option<Bytes>>;
+/// Record headers as kafka-protocol represents them (name, optional value), in order; a name
+/// may repeat (KIP-82; the vendored copy's patch, `vendor/kafka-protocol/RILL-PATCHES.md`).
+pub type Headers = Vec<(kafka_protocol::protocol::StrBytes, Option<Bytes>)>;
 
 impl From<Compression> for kafka_protocol::records::Compression {
     fn from(c: Compression) -> Self {

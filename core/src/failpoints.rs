@@ -22,6 +22,8 @@
 //!   before it is replicated (breaks the acks=all contract of commits on purpose).
 //! - `skip_offsets_load`: a node that becomes a group coordinator does not replay
 //!   `__consumer_offsets` (loses every committed offset on failover, on purpose).
+//! - `mqtt_will_in_memory_only`: an MQTT will waiting out its Will Delay Interval is not saved
+//!   with its session (a restart drops it, on purpose; the will fault test must catch it).
 //!
 //! Without the feature every query answers "not set" and the code around it is dead.
 
@@ -49,6 +51,8 @@ pub const STALL_MAINTENANCE_WHILE: &str = "stall_maintenance_while";
 pub const OFFSET_COMMIT_ACKS_LEADER: &str = "offset_commit_acks_leader";
 /// A new group coordinator does not replay its `__consumer_offsets` partition (starts empty).
 pub const SKIP_OFFSETS_LOAD: &str = "skip_offsets_load";
+/// MQTT wills waiting out their delay are kept in memory only, not with their session.
+pub const MQTT_WILL_IN_MEMORY_ONLY: &str = "mqtt_will_in_memory_only";
 
 #[cfg(feature = "failpoints")]
 mod active {

@@ -173,6 +173,30 @@ def read_log(bootstrap, topic, want, timeout=30):
     return out
 
 
+def read_to_end(bootstrap, topic, timeout=30):
+    """Every record of `topic`, from the beginning to the end of each partition."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "rill-mqtt-tests",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    md = consumer.list_topics(topic, timeout=10)
+    tmd = md.topics.get(topic)
+    check(tmd is not None and tmd.error is None, f"log topic {topic} does not exist: {tmd and tmd.error}")
+    consumer.assign([TopicPartition(topic, p, 0) for p in tmd.partitions])
+    out, eof = [], set()
+    deadline = time.monotonic() + timeout
+    while len(eof) < len(tmd.partitions):
+        check(time.monotonic() < deadline, f"{topic} not read to its end within {timeout} s")
+        m = consumer.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            check(m.error().code() == KafkaError._PARTITION_EOF, f"consumer error: {m.error()}")
+            eof.add(m.partition())
+            continue
+        out.append(m)
+    consumer.close()
+    return out
+
+
 def headers(msg):
     return {k: v for k, v in (msg.headers() or [])}
 

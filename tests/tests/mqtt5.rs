@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use rill_tests::Node;
+use rill_tests::{rill_failpoints_bin, Launch, Node};
 
 const RULES: &str = r#"
 [[mqtt.rules]]
@@ -17,10 +17,15 @@ key = "device"
 /// A node started with `[mqtt]` settings `mqtt` (and the rules above); the config file lives
 /// as long as the node's test.
 fn start(mqtt: &str) -> (Node, tempfile::TempDir) {
+    start_launched(Launch::default(), mqtt)
+}
+
+/// [`start`] through `launch` (another binary, failpoints).
+fn start_launched(launch: Launch, mqtt: &str) -> (Node, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path: PathBuf = dir.path().join("rill.toml");
     std::fs::write(&path, format!("[mqtt]\n{mqtt}\n{RULES}")).expect("write config");
-    let node = Node::start_with(&["--config", path.to_str().expect("utf-8 path")]);
+    let node = Node::start_launched(launch, &["--config", path.to_str().expect("utf-8 path")]);
     (node, dir)
 }
 
@@ -281,6 +286,134 @@ fn mqtt5_will_delay_and_session_expiry_together() {
     assert_eq!(r.get("wills", "resumed"), &serde_json::Value::Null);
     let clean = secs("clean");
     assert!(clean < 3.0, "will after Clean Start reconnect: {clean} s");
+    // §3.1.3.2.4: the will carries its Message Expiry Interval (30 s, counting down).
+    let remaining = r.int("will_expiry", "remaining");
+    assert!((20..=30).contains(&remaining), "will expiry {remaining}");
+    // §3.8.3.1 No Local: the will was published (another subscriber got it, the log holds
+    // it under the client's id) but not to its own client's No Local subscription.
+    assert_eq!(
+        r.get("will_no_local", "will_seen"),
+        &serde_json::json!(true)
+    );
+    assert_eq!(r.int("will_no_local", "logged"), 1);
+    assert_eq!(
+        r.str("will_no_local", "client_id"),
+        r.str("will_no_local", "expected_client_id")
+    );
+    assert_eq!(
+        r.get("will_no_local", "own_subscription"),
+        &serde_json::json!(["nl/marker"])
+    );
+}
+
+/// The will restart scenario of `mqtt5_will_restart.py` up to the first restart; returns the
+/// connection loss time (Unix s) and the `after` results.
+fn will_restart_until_after(node: &mut Node, tag: &str, w1_within: &str) -> (String, Results) {
+    let http = node.http_addr().to_string();
+    let r = run(
+        node,
+        "mqtt5_will_restart.py",
+        &["--http", &http, "--phase", "before", "--tag", tag],
+    );
+    let dropped_at = r.get("before", "dropped_at").to_string();
+    node.kill();
+    node.restart();
+    let http = node.http_addr().to_string();
+    let r = run(
+        node,
+        "mqtt5_will_restart.py",
+        &[
+            "--http",
+            &http,
+            "--phase",
+            "after",
+            "--tag",
+            tag,
+            "--dropped-at",
+            &dropped_at,
+            "--w1-within",
+            w1_within,
+        ],
+    );
+    assert_eq!(
+        r.get("after", "w2_session_present"),
+        &serde_json::json!(true)
+    );
+    let resumed = r
+        .get("after", "w2_resumed_after")
+        .as_f64()
+        .unwrap_or(f64::MAX);
+    assert!(
+        resumed < 10.0,
+        "W2 resumed {resumed} s after its connection loss, after its 10 s will delay: the \
+         restart took too long for this test"
+    );
+    (dropped_at, r)
+}
+
+#[test]
+fn mqtt5_delayed_will_survives_sigkill() {
+    // The broken build first: wills kept in memory only (as before they were saved with their
+    // session) are lost in the restart, and this test sees it.
+    let broken = Launch {
+        program: Some(rill_failpoints_bin()),
+        env: vec![("RILL_FAILPOINTS".into(), "mqtt_will_in_memory_only".into())],
+        ..Launch::default()
+    };
+    let (mut node, _cfg) = start_launched(broken, "");
+    let tag = format!("wr0{}", std::process::id());
+    let (_, r) = will_restart_until_after(&mut node, &tag, "6");
+    assert_eq!(r.get("after", "wills"), &serde_json::json!([]));
+    drop(node);
+
+    let (mut node, _cfg) = start("");
+    let tag = format!("wr{}", std::process::id());
+    let (dropped_at, r) = will_restart_until_after(&mut node, &tag, "8");
+    // §3.1.3.2.2: W1's will once its 3 s delay (from the connection loss) had passed, or at
+    // once after the restart if that took longer; W2 resumed in time: no will.
+    let wills = r.get("after", "wills").as_array().expect("wills").clone();
+    assert_eq!(wills.len(), 1, "{wills:?}");
+    assert_eq!(wills[0][0], "w1", "{wills:?}");
+    let at = wills[0][1].as_f64().expect("seconds");
+    assert!(
+        at >= 2.8,
+        "W1's will {at} s after the connection loss, before its delay"
+    );
+    // A second SIGKILL: W2's cancelled will stays cancelled, W1's is not sent again.
+    node.kill();
+    node.restart();
+    let http = node.http_addr().to_string();
+    let r = run(
+        &node,
+        "mqtt5_will_restart.py",
+        &[
+            "--http",
+            &http,
+            "--phase",
+            "final",
+            "--tag",
+            &tag,
+            "--dropped-at",
+            &dropped_at,
+        ],
+    );
+    assert_eq!(r.get("final", "wills"), &serde_json::json!([]));
+}
+
+#[test]
+fn mqtt5_repeated_user_properties_both_ways() {
+    let (node, _cfg) = start("");
+    let r = run(&node, "mqtt5_user_properties.py", &[]);
+    // §3.3.2.3.7: a name may repeat; the order is kept when forwarding.
+    let props = serde_json::json!([["k", "a"], ["site", "x"], ["k", "b"]]);
+    assert_eq!(r.get("mqtt_to_mqtt", "user_properties"), &props);
+    // Kafka headers are a list: a Kafka consumer sees both `k` headers, in order.
+    assert_eq!(r.get("mqtt_to_kafka", "headers"), &props);
+    // A Kafka producer's repeated headers become repeated user properties.
+    assert_eq!(
+        r.get("kafka_to_mqtt", "user_properties"),
+        &serde_json::json!([["tag", "1"], ["other", "o"], ["tag", "2"]])
+    );
 }
 
 #[test]

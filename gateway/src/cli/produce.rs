@@ -14,14 +14,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use bytes::Bytes;
-use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     produce_request::{PartitionProduceData, TopicProduceData},
     ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rill_core::batch::{BatchBuilder, Compression};
+use rill_core::batch::{BatchBuilder, Compression, Headers};
 use tokio::sync::mpsc;
 
 use super::partitioner::Partitioner;
@@ -129,7 +128,7 @@ pub fn split_line(line: &[u8], separator: Option<&[u8]>) -> Line {
 /// sequence is -1).
 pub fn encode_batch(
     lines: &[Line],
-    headers: &IndexMap<StrBytes, Option<Bytes>>,
+    headers: &Headers,
     timestamp: i64,
     compression: Compression,
 ) -> Result<Bytes, anyhow::Error> {
@@ -191,7 +190,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     let mut partitioner = Partitioner::new(partitions, args.partition, start);
-    let headers: IndexMap<StrBytes, Option<Bytes>> = args
+    let headers: Headers = args
         .headers
         .iter()
         .map(|(k, v)| {
@@ -301,7 +300,7 @@ async fn send(
     client: &mut Client,
     topic: &mut TopicInfo,
     args: &ProduceArgs,
-    headers: &IndexMap<StrBytes, Option<Bytes>>,
+    headers: &Headers,
     pending: &BTreeMap<i32, Vec<Line>>,
 ) -> anyhow::Result<BTreeMap<i32, Acked>> {
     let timestamp = now_ms();
@@ -469,8 +468,10 @@ mod tests {
                 value: Bytes::from("v2".repeat(100)),
             },
         ];
-        let mut headers = IndexMap::new();
-        headers.insert(StrBytes::from_static_str("h"), Some(Bytes::from("x")));
+        let headers: Headers = vec![
+            (StrBytes::from_static_str("h"), Some(Bytes::from("x"))),
+            (StrBytes::from_static_str("h"), Some(Bytes::from("y"))),
+        ];
         for c in [
             CompressionArg::None,
             CompressionArg::Gzip,
@@ -499,10 +500,8 @@ mod tests {
             assert_eq!(recs[1].key, None);
             assert_eq!(recs[1].offset, 1);
             assert_eq!(recs[1].timestamp, 1234);
-            assert_eq!(
-                recs[1].headers.get(&StrBytes::from_static_str("h")),
-                Some(&Some(Bytes::from("x")))
-            );
+            // Repeated header names are kept, in order (KIP-82).
+            assert_eq!(recs[1].headers, headers);
         }
     }
 }

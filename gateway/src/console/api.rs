@@ -318,13 +318,16 @@ pub async fn produce(
             .broker
             .partition(&topic, partition)
             .map_err(|e| ApiError::NotFound(e.to_string()))?;
-        let mut headers = kafka_protocol::indexmap::IndexMap::new();
-        for h in body.headers {
-            headers.insert(
-                kafka_protocol::protocol::StrBytes::from_string(h.key),
-                Some(Bytes::from(h.value)),
-            );
-        }
+        let headers: rill_core::batch::Headers = body
+            .headers
+            .into_iter()
+            .map(|h| {
+                (
+                    kafka_protocol::protocol::StrBytes::from_string(h.key),
+                    Some(Bytes::from(h.value)),
+                )
+            })
+            .collect();
         let mut b = BatchBuilder::new();
         b.push_with_headers(
             body.key.map(Bytes::from),

@@ -30,9 +30,10 @@ use super::enhanced_auth::{self, AuthFailure, Exchange};
 use super::ingest::{IngestError, Prepared};
 use super::metrics::Refusal;
 use super::records::{Message, MessageProps};
-use super::session_store::{StoredSession, StoredSubscription};
+use super::session_store::{StoredSession, StoredSubscription, StoredWill};
 use super::sys_topics::{SysCounters, SysValues};
 use super::topic;
+use super::will::{self, Will};
 use super::{ClientInfo, LiveClient, MqttServer};
 
 type AckFuture = Pin<Box<dyn Future<Output = Result<Vec<v5::Packet>, End>> + Send>>;
@@ -345,7 +346,9 @@ struct Conn {
     acl: Option<Acl>,
     keep_alive: Option<Duration>,
     expiry_secs: u32,
-    will: Option<(Message, u32)>,
+    will: Option<Will>,
+    /// The will waiting out its delay once this connection was lost: saved with the session.
+    pending_will: Option<StoredWill>,
     aliases: HashMap<u16, String>,
     /// Packet ids of QoS 1/2 publishes received on this connection whose PUBACK, PUBCOMP or
     /// failing PUBREC has not been sent: the client's send quota in use (§4.9).
@@ -379,9 +382,10 @@ const QOS2_RECOVERY_SLACK_MS: i64 = 2 * 60 * 1000;
 /// How often a connected persistent session's last-seen time is saved.
 const LAST_SEEN_REFRESH: Duration = Duration::from_secs(60);
 
-fn v5_props_of_will(w: &v5::LastWill) -> (MessageProps, u32) {
+/// The will's message properties, its Will Delay Interval and its Message Expiry Interval.
+fn v5_props_of_will(w: &v5::LastWill) -> (MessageProps, u32, Option<u32>) {
     let Some(p) = &w.properties else {
-        return (MessageProps::default(), 0);
+        return (MessageProps::default(), 0, None);
     };
     let props = MessageProps {
         payload_format: p.payload_format_indicator,
@@ -391,7 +395,11 @@ fn v5_props_of_will(w: &v5::LastWill) -> (MessageProps, u32) {
         correlation_data: p.correlation_data.clone(),
         user_properties: p.user_properties.clone(),
     };
-    (props, p.delay_interval.unwrap_or(0))
+    (
+        props,
+        p.delay_interval.unwrap_or(0),
+        p.message_expiry_interval,
+    )
 }
 
 impl Conn {
@@ -551,17 +559,18 @@ impl Conn {
                     .await;
                     return None;
                 }
-                let (props, delay) = v5_props_of_will(&w);
-                Some((
-                    Message {
+                let (props, delay_secs, message_expiry_secs) = v5_props_of_will(&w);
+                Some(Will {
+                    message: Message {
                         topic: topic_name,
                         payload: w.message.clone(),
                         qos: w.qos as u8,
                         retain: w.retain,
                         props,
                     },
-                    delay,
-                ))
+                    delay_secs,
+                    message_expiry_secs,
+                })
             }
             None => None,
         };
@@ -606,13 +615,14 @@ impl Conn {
             let _ = tokio::time::timeout(Duration::from_secs(5), fin.wait_for(|f| *f)).await;
         }
         // §3.1.3.2.2: a will waiting out its delay (also that of a connection just taken
-        // over) is not sent when the session is resumed in time; a Clean Start ends that
-        // session, so its will goes out now.
-        let delayed_will = server.delayed_wills.lock_unpoisoned().remove(&client_id);
-        if let Some((_, will)) = delayed_will.filter(|_| connect.clean_start) {
-            let srv = server.clone();
-            let id = client_id.clone();
-            tokio::spawn(async move { publish_will_message(&srv, &id, will).await });
+        // over, or one kept across a node restart) is not sent when the session is resumed in
+        // time; a Clean Start ends that session, so its will goes out now (durable before the
+        // session, which holds it too, is deleted).
+        let mut delayed_will = server.delayed_wills.take(&client_id);
+        if connect.clean_start {
+            if let Some(w) = delayed_will.take() {
+                will::publish(&server, &client_id, w).await;
+            }
         }
         // Session state.
         let stored = {
@@ -630,7 +640,7 @@ impl Conn {
             })
             .await
         };
-        let stored = match stored {
+        let mut stored = match stored {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::error!(client_id, error = %e, "MQTT session store failed");
@@ -645,6 +655,36 @@ impl Conn {
             }
             Err(_) => return None,
         };
+        match stored.as_mut() {
+            // Resumed: the session's waiting will is cancelled, durably before CONNACK so a
+            // crash cannot send it after all.
+            Some(s) if s.pending_will.is_some() => {
+                s.pending_will = None;
+                let srv = server.clone();
+                let id = client_id.clone();
+                let session = s.clone();
+                let saved =
+                    tokio::task::spawn_blocking(move || srv.sessions.save(&id, &session)).await;
+                if !matches!(saved, Ok(Ok(()))) {
+                    tracing::error!(client_id, "MQTT session store failed");
+                    send(
+                        &server.sys.counters,
+                        &framer,
+                        wr,
+                        vec![refuse(Code::ServerUnavailable, "session store failed")],
+                    )
+                    .await;
+                    return None;
+                }
+            }
+            Some(_) => {}
+            // No session to resume after all (it ended just now): its will is due.
+            None => {
+                if let Some(w) = delayed_will.take() {
+                    will::publish(&server, &client_id, w).await;
+                }
+            }
+        }
         // Incoming QoS 2 packet ids awaiting PUBREL live in memory. A resumed session this node
         // has no entry for was left before a restart: its ids are then recovered lazily, from
         // the `mqtt.packet_id` of records in the log tail (see `Conn::stored_before_restart`).
@@ -736,6 +776,7 @@ impl Conn {
             keep_alive,
             expiry_secs,
             will,
+            pending_will: None,
             aliases: HashMap::new(),
             unacked_in: HashSet::new(),
             problem_info: props.request_problem_info != Some(0),
@@ -1545,6 +1586,7 @@ impl Conn {
             disconnected_at_ms: Some(rill_core::clock::now_ms()),
             subscriptions: self.deliverer.stored(),
             awaiting_pubcomp: self.deliverer.awaiting_pubcomp(),
+            pending_will: self.pending_will.clone(),
         }
     }
 
@@ -1625,6 +1667,26 @@ impl Conn {
             }
         }
         let _ = wr.shutdown().await;
+        // §3.1.3.2.2: the will is sent when the Will Delay Interval has passed or the session
+        // ends (its expiry), whichever comes first, unless the session is resumed before (see
+        // `accept`). A waiting will is saved with the session below (its save at disconnect).
+        let will = if publish_will { self.will.take() } else { None };
+        let (will_now, will_later) = match will {
+            Some(w) if w.delay_secs.min(self.expiry_secs) > 0 => {
+                let delay = w.delay_secs.min(self.expiry_secs);
+                let due_ms = rill_core::clock::now_ms().saturating_add(delay as i64 * 1000);
+                if !rill_core::failpoints::is_set(rill_core::failpoints::MQTT_WILL_IN_MEMORY_ONLY) {
+                    match w.to_stored(due_ms) {
+                        Ok(stored) => self.pending_will = Some(stored),
+                        Err(e) => {
+                            tracing::error!(client_id = %self.client_id, error = %e, "MQTT will not saved with its session")
+                        }
+                    }
+                }
+                (None, Some((due_ms, w)))
+            }
+            other => (other, None),
+        };
         // Session state.
         if self.expiry_secs > 0 {
             self.write_session().await;
@@ -1638,6 +1700,11 @@ impl Conn {
                 .lock_unpoisoned()
                 .remove(&self.client_id);
         }
+        // The waiting will is in place before a connection taking this session over (it waits
+        // for `finished`) looks for it.
+        if let Some((due_ms, w)) = will_later {
+            will::schedule(&self.server, &self.client_id, self.conn_id, due_ms, w);
+        }
         {
             let mut live = self.server.live.lock_unpoisoned();
             if live
@@ -1649,53 +1716,13 @@ impl Conn {
         }
         let _ = self.finished.send(true);
         tracing::debug!(peer = %self.peer, client_id = %self.client_id, ?end, "MQTT client disconnected");
-        if publish_will {
-            if let Some((will, delay)) = self.will.take() {
-                // §3.1.3.2.2: sent when the Will Delay Interval has passed or the session
-                // ends (its expiry), whichever comes first, unless the session is resumed
-                // before (see `accept`).
-                let delay = delay.min(self.expiry_secs);
-                let server = self.server.clone();
-                let client_id = self.client_id.clone();
-                let conn_id = self.conn_id;
-                if delay == 0 {
-                    tokio::spawn(async move {
-                        publish_will_message(&server, &client_id, will).await;
-                    });
-                } else {
-                    server
-                        .delayed_wills
-                        .lock_unpoisoned()
-                        .insert(client_id.clone(), (conn_id, will));
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_secs(delay as u64)).await;
-                        let due = {
-                            let mut wills = server.delayed_wills.lock_unpoisoned();
-                            match wills.get(&client_id) {
-                                Some((id, _)) if *id == conn_id => wills.remove(&client_id),
-                                _ => None,
-                            }
-                        };
-                        if let Some((_, will)) = due {
-                            publish_will_message(&server, &client_id, will).await;
-                        }
-                    });
-                }
-            }
+        if let Some(w) = will_now {
+            let server = self.server.clone();
+            let client_id = self.client_id.clone();
+            tokio::spawn(async move {
+                will::publish(&server, &client_id, w).await;
+            });
         }
-    }
-}
-
-async fn publish_will_message(server: &Arc<MqttServer>, client_id: &str, will: Message) {
-    match server.ingest.store(&will).await {
-        Ok(()) => {
-            tracing::info!(client_id, topic = will.topic, "MQTT will message published");
-            if will.retain {
-                let store = server.retained.clone();
-                let _ = tokio::task::spawn_blocking(move || store.set(&will)).await;
-            }
-        }
-        Err(e) => tracing::error!(client_id, error = %e, "MQTT will message not stored"),
     }
 }
 

@@ -186,8 +186,9 @@ impl Ingest {
         }
     }
 
-    /// Appends `msg` (not yet durable: await [`Ingest::flush`] before acknowledging).
-    pub fn append(&self, msg: &Message) -> Result<Appended, IngestError> {
+    /// Appends `msg`, published by (or, for a will message, on behalf of) the client
+    /// `publisher` (not yet durable: await [`Ingest::flush`] before acknowledging).
+    pub fn append(&self, msg: &Message, publisher: &str) -> Result<Appended, IngestError> {
         let route = self.mapping.route(&msg.topic);
         let transformed;
         let msg = match route.payload {
@@ -200,11 +201,14 @@ impl Ingest {
                 &transformed
             }
         };
-        let record = records::to_record(
+        let mut record = records::to_record(
             msg,
             Some(Bytes::from(route.key.clone())),
             rill_core::clock::now_ms(),
         );
+        // A will is published on behalf of its client: No Local (§3.8.3.1) skips it for that
+        // client's subscriptions like its own publishes.
+        records::set_publisher(&mut record, publisher);
         let batch = records::encode_batch(std::slice::from_ref(&record))?;
         for attempt in 0..2 {
             let logs = self.partitions(&route.log_topic)?;
@@ -270,9 +274,9 @@ impl Ingest {
         Ok(false)
     }
 
-    /// Appends and waits for durability.
-    pub async fn store(&self, msg: &Message) -> Result<(), IngestError> {
-        let a = self.append(msg)?;
+    /// Appends (see [`Ingest::append`]) and waits for durability.
+    pub async fn store(&self, msg: &Message, publisher: &str) -> Result<(), IngestError> {
+        let a = self.append(msg, publisher)?;
         Ingest::flush(a.log, a.last_offset).await
     }
 }

@@ -263,6 +263,8 @@ pub async fn start(
     alive: Liveness,
 ) -> Result<Started, MqttError> {
     let (mqtt, task) = start_one(&server, listen, Transport::Tcp, &shutdown, &alive).await?;
+    // Wills that persistent sessions kept across a restart wait again (or go out now).
+    super::will::resume(&server);
     let mut tasks = vec![
         task,
         tokio::spawn(super::sys_topics::run(server.clone(), shutdown.clone())),

@@ -8,6 +8,7 @@
 //! - [`ingest`]: publishes into partition logs, [`records`]: MQTT messages as Kafka records,
 //! - [`delivery`], [`source`], [`shared`]: subscriptions served from the log,
 //! - [`session_store`], [`retained`]: durable sessions, cursors and retained messages (redb),
+//! - [`will`]: will messages, delayed ones kept with their session across restarts,
 //! - [`auth`]: credentials and ACL templates, [`enhanced_auth`]: AUTH with SCRAM-SHA-256,
 //!   [`topic`]: names and filters,
 //! - [`sys_topics`]: the `$SYS` topics (node counters, never in the log),
@@ -31,6 +32,7 @@ pub mod source;
 pub mod sys_topics;
 pub mod topic;
 pub mod websocket;
+pub mod will;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -125,9 +127,8 @@ pub struct MqttServer {
     /// QoS 2 packet ids received (PUBREC sent) and not yet released, per client id (in memory;
     /// after a restart recognised from the `mqtt.packet_id` of records, see `connection`).
     pub(crate) qos2_incoming: Mutex<HashMap<String, HashSet<u16>>>,
-    /// Will messages waiting out their Will Delay Interval, per client id: the connection
-    /// that left them and the message (MQTT 5 §3.1.3.2.2).
-    pub(crate) delayed_wills: Mutex<HashMap<String, (u64, records::Message)>>,
+    /// Will messages waiting out their Will Delay Interval (MQTT 5 §3.1.3.2.2).
+    pub(crate) delayed_wills: will::DelayedWills,
     /// `$SYS` counters and values.
     pub(crate) sys: sys_topics::SysTopics,
     next_conn: AtomicU64,
@@ -174,7 +175,7 @@ impl MqttServer {
             shared: shared::SharedGroups::default(),
             live: Mutex::new(HashMap::new()),
             qos2_incoming: Mutex::new(HashMap::new()),
-            delayed_wills: Mutex::new(HashMap::new()),
+            delayed_wills: will::DelayedWills::default(),
             sys: sys_topics::SysTopics::new(config.sys_interval_s),
             next_conn: AtomicU64::new(1),
             metrics,

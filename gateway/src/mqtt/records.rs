@@ -3,20 +3,24 @@
 //! A publish becomes one record: key from the mapping rule, value = payload, and headers:
 //! `mqtt.topic` (always), `mqtt.qos`, `mqtt.retain` (when set), `mqtt.expiry` (absolute expiry
 //! time in Unix ms, from the MQTT 5 message expiry interval), `mqtt.content_type`,
-//! `mqtt.response_topic`, `mqtt.correlation_data`, `mqtt.payload_format`; MQTT 5 user properties
-//! become headers of their own name (names starting with `mqtt.` are reserved and dropped).
+//! `mqtt.response_topic`, `mqtt.correlation_data`, `mqtt.payload_format`; each MQTT 5 user
+//! property becomes a header of its own name, in order, a repeated name as repeated headers
+//! (MQTT 5 §3.3.2.3.7 allows a name more than once, and Kafka headers are a list that may repeat
+//! a key, KIP-82; names starting with `mqtt.` are reserved and dropped).
 //! Publishes from a connected client also carry `mqtt.client_id` (the MQTT 5 No Local
 //! subscription option skips them for that client; Kafka consumers see who published).
 //! QoS 2 publishes also carry `mqtt.packet_id` (decimal), so a resent PUBLISH can be recognised
 //! as stored after a node restart without a metadata write per message.
-//! Reading back, headers that do not start with `mqtt.` become user properties, so records
-//! produced by Kafka clients carry their headers to MQTT 5 subscribers.
+//! Reading back, headers that do not start with `mqtt.` become user properties, in order and
+//! repeated names included, so records produced by Kafka clients carry their headers to MQTT 5
+//! subscribers. Of a reserved header that a Kafka producer repeated, the last counts (as Kafka's
+//! `Headers.lastHeader`); records written before repeated names were kept hold one header per
+//! name and read the same.
 
 use bytes::Bytes;
-use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, TimestampType};
-use rill_core::batch::{self, BatchBuilder, BatchError, ControlRecords};
+use rill_core::batch::{self, BatchBuilder, BatchError, ControlRecords, Headers};
 
 /// Header carrying the MQTT topic name of a record.
 pub const HEADER_TOPIC: &str = "mqtt.topic";
@@ -60,7 +64,8 @@ pub struct StoredRecord {
     pub timestamp: i64,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
-    pub headers: IndexMap<StrBytes, Option<Bytes>>,
+    /// In record order; a name may repeat.
+    pub headers: Headers,
 }
 
 /// Errors building or reading records.
@@ -78,10 +83,8 @@ fn header(name: &'static str, value: impl Into<Bytes>) -> (StrBytes, Option<Byte
 
 /// The record for `msg` with `key` (headers as described in the module doc).
 pub fn to_record(msg: &Message, key: Option<Bytes>, timestamp: i64) -> Record {
-    let mut headers = IndexMap::new();
-    let mut put = |(k, v): (StrBytes, Option<Bytes>)| {
-        headers.insert(k, v);
-    };
+    let mut headers = Headers::new();
+    let mut put = |h: (StrBytes, Option<Bytes>)| headers.push(h);
     put(header(
         HEADER_TOPIC,
         Bytes::copy_from_slice(msg.topic.as_bytes()),
@@ -106,12 +109,13 @@ pub fn to_record(msg: &Message, key: Option<Bytes>, timestamp: i64) -> Record {
     if let Some(pf) = p.payload_format {
         put(header(HEADER_PAYLOAD_FORMAT, pf.to_string()));
     }
+    // §3.3.2.3.7: every user property, in order, a repeated name included.
     for (k, v) in &p.user_properties {
         if !k.starts_with(RESERVED_PREFIX) {
-            headers.insert(
+            headers.push((
                 StrBytes::from_string(k.clone()),
                 Some(Bytes::from(v.clone())),
-            );
+            ));
         }
     }
     Record {
@@ -163,20 +167,24 @@ pub fn decode_batches(data: Bytes) -> Result<Vec<StoredRecord>, RecordError> {
         .collect())
 }
 
+/// Sets the reserved header `name` of `record` to `value` (replacing it if present).
+fn set_reserved(record: &mut Record, name: &'static str, value: Bytes) {
+    record.headers.retain(|(k, _)| k.as_str() != name);
+    record.headers.push(header(name, value));
+}
+
 /// Marks `record` as published by the client `client_id` (the `mqtt.client_id` header).
 pub fn set_publisher(record: &mut Record, client_id: &str) {
-    record.headers.insert(
-        StrBytes::from_static_str(HEADER_CLIENT_ID),
-        Some(Bytes::copy_from_slice(client_id.as_bytes())),
+    set_reserved(
+        record,
+        HEADER_CLIENT_ID,
+        Bytes::copy_from_slice(client_id.as_bytes()),
     );
 }
 
 /// Marks `record` with the MQTT packet id it was published with (QoS 2).
 pub fn set_packet_id(record: &mut Record, pkid: u16) {
-    record.headers.insert(
-        StrBytes::from_static_str(HEADER_PACKET_ID),
-        Some(Bytes::from(pkid.to_string())),
-    );
+    set_reserved(record, HEADER_PACKET_ID, Bytes::from(pkid.to_string()));
 }
 
 impl StoredRecord {
@@ -190,10 +198,11 @@ impl StoredRecord {
         self.header(HEADER_CLIENT_ID).map(|b| b.as_ref()) == Some(client_id.as_bytes())
     }
 
+    /// The last header named `name` (Rill writes each reserved header once).
     fn header(&self, name: &str) -> Option<&Bytes> {
         self.headers
             .iter()
-            .find(|(k, _)| k.as_str() == name)
+            .rfind(|(k, _)| k.as_str() == name)
             .and_then(|(_, v)| v.as_ref())
     }
 
@@ -269,6 +278,9 @@ mod tests {
                 correlation_data: Some(Bytes::from_static(b"c")),
                 user_properties: vec![
                     ("site".into(), "north".into()),
+                    ("k".into(), "a".into()),
+                    ("site".into(), "south".into()),
+                    ("k".into(), "b".into()),
                     ("mqtt.topic".into(), "hijack".into()),
                 ],
             },
@@ -294,8 +306,66 @@ mod tests {
             back[0].mqtt_topic_header(),
             Some(&b"devices/d1/telemetry"[..])
         );
+        // Every user property comes back in order, repeated names included (§3.3.2.3.7);
+        // the reserved name is dropped.
         let mut expected = msg.clone();
-        expected.props.user_properties.truncate(1);
+        expected.props.user_properties.truncate(4);
         assert_eq!(back[0].to_message(msg.topic.clone()), expected);
+        let names: Vec<&str> = back[0].headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names.iter().filter(|n| **n == "k").count(), 2);
+    }
+
+    #[test]
+    fn records_from_kafka_clients_keep_repeated_headers() {
+        // As a Kafka producer may write them: repeated user headers, a repeated reserved one.
+        let h = |k: &'static str, v: &'static str| {
+            (
+                StrBytes::from_static_str(k),
+                Some(Bytes::from_static(v.as_bytes())),
+            )
+        };
+        let mut b = BatchBuilder::new();
+        b.push_with_headers(
+            None,
+            Some(Bytes::from_static(b"v")),
+            5,
+            vec![
+                h("mqtt.topic", "old"),
+                h("tag", "1"),
+                h("tag", "2"),
+                h("mqtt.topic", "cmd/d1"),
+            ],
+        );
+        let back = decode_batches(b.build().unwrap()).unwrap();
+        assert_eq!(back[0].mqtt_topic_header(), Some(&b"cmd/d1"[..]));
+        let msg = back[0].to_message("cmd/d1".into());
+        assert_eq!(
+            msg.props.user_properties,
+            vec![("tag".into(), "1".into()), ("tag".into(), "2".into())]
+        );
+    }
+
+    #[test]
+    fn publisher_and_packet_id_are_set_once() {
+        let msg = Message {
+            topic: "t".into(),
+            payload: Bytes::from_static(b"p"),
+            qos: 2,
+            retain: false,
+            props: MessageProps::default(),
+        };
+        let mut rec = to_record(&msg, None, 1);
+        set_publisher(&mut rec, "c1");
+        set_publisher(&mut rec, "c2");
+        set_packet_id(&mut rec, 7);
+        let back = decode_batches(encode_batch(&[rec]).unwrap()).unwrap();
+        let ids = back[0]
+            .headers
+            .iter()
+            .filter(|(k, _)| k.as_str() == HEADER_CLIENT_ID)
+            .count();
+        assert_eq!(ids, 1);
+        assert!(back[0].published_by("c2"));
+        assert_eq!(back[0].packet_id(), Some(7));
     }
 }

@@ -6,6 +6,11 @@
 //! cursors and the log end, so a session survives node restarts for free. Cursors are written
 //! in batches (after acks, at most every few hundred ms, and at disconnect); after a crash a
 //! client may get a QoS 1/2 message again, never lose one.
+//!
+//! The one message a session holds itself is its will while it waits out its Will Delay
+//! Interval ([`StoredWill`], see `will`): written with the session's save at disconnect (no
+//! write of its own), as a one-record Kafka v2 batch like a retained message, in the clear like
+//! the retained messages of the `mqtt_retained` table (meta.redb does not seal values yet).
 
 use std::sync::Arc;
 
@@ -54,6 +59,19 @@ pub struct StoredSubscription {
     pub cursors: Vec<Cursor>,
 }
 
+/// A will message waiting out its Will Delay Interval (MQTT 5 §3.1.3.2.2), kept with its
+/// session so that a node restart does not drop it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredWill {
+    /// When it is to be published (Unix ms): the delay, or the session's expiry if sooner.
+    pub due_ms: i64,
+    /// Its Message Expiry Interval in seconds (§3.1.3.2.4), counted from publication.
+    #[serde(default)]
+    pub message_expiry_secs: Option<u32>,
+    /// The message as a one-record Kafka v2 batch (the log's record encoding), base64.
+    pub record: String,
+}
+
 /// A persistent session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSession {
@@ -67,6 +85,9 @@ pub struct StoredSession {
     #[serde(default)]
     pub awaiting_pubcomp: Vec<u16>,
     pub subscriptions: Vec<StoredSubscription>,
+    /// The will the client left when its connection was lost, if it waits out its delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_will: Option<StoredWill>,
 }
 
 impl StoredSession {
@@ -166,7 +187,63 @@ impl SessionStore {
         Ok(out)
     }
 
-    /// Deletes sessions that expired at `now_ms`; returns how many.
+    /// The wills waiting out their delay, by client id (expired sessions included: their
+    /// will is due).
+    pub fn pending_wills(&self) -> Result<Vec<(String, StoredWill)>, StoreError> {
+        let txn = self.db.db().begin_read().map_err(db_err)?;
+        let t = txn.open_table(SESSIONS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            match serde_json::from_slice::<StoredSession>(v.value()) {
+                Ok(StoredSession {
+                    pending_will: Some(w),
+                    ..
+                }) => out.push((k.value().to_string(), w)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(client_id = k.value(), error = %e, "unreadable MQTT session")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the pending will due at `due_ms` from the session of `client_id` once it has
+    /// been published (in one transaction, so a session saved meanwhile is kept, and a newer
+    /// will too); a session that has expired meanwhile is deleted.
+    pub fn clear_pending_will(
+        &self,
+        client_id: &str,
+        due_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.db().begin_write().map_err(db_err)?;
+        {
+            let mut t = txn.open_table(SESSIONS).map_err(db_err)?;
+            let session = match t.get(client_id).map_err(db_err)? {
+                Some(v) => serde_json::from_slice::<StoredSession>(v.value()).ok(),
+                None => None,
+            };
+            if let Some(mut s) = session {
+                if s.pending_will.as_ref().is_some_and(|w| w.due_ms == due_ms) {
+                    s.pending_will = None;
+                    if s.expired(now_ms) {
+                        t.remove(client_id).map_err(db_err)?;
+                    } else {
+                        let bytes =
+                            serde_json::to_vec(&s).map_err(|e| StoreError::Db(e.to_string()))?;
+                        t.insert(client_id, bytes.as_slice()).map_err(db_err)?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Deletes sessions that expired at `now_ms`; returns how many. A session whose will still
+    /// waits is kept until the will is published ([`Self::clear_pending_will`]).
     pub fn purge_expired(&self, now_ms: i64) -> Result<usize, StoreError> {
         let expired: Vec<String> = {
             let txn = self.db.db().begin_read().map_err(db_err)?;
@@ -175,7 +252,7 @@ impl SessionStore {
             for entry in t.iter().map_err(db_err)? {
                 let (k, v) = entry.map_err(db_err)?;
                 let gone = serde_json::from_slice::<StoredSession>(v.value())
-                    .map(|s| s.expired(now_ms))
+                    .map(|s| s.expired(now_ms) && s.pending_will.is_none())
                     .unwrap_or(true);
                 if gone {
                     out.push(k.value().to_string());
@@ -225,6 +302,7 @@ mod tests {
                     next: 42,
                 }],
             }],
+            pending_will: None,
         };
         store.save("c1", &s).unwrap();
         assert_eq!(store.load("c1").unwrap(), Some(s.clone()));
@@ -235,5 +313,51 @@ mod tests {
             .save_shared("g/f", &s.subscriptions[0].cursors)
             .unwrap();
         assert_eq!(store.load_shared("g/f").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_pending_will_outlives_its_session_until_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = rill_core::metadata::MetaStore::open(dir.path()).unwrap();
+        let store = SessionStore::open(Arc::new(db)).unwrap();
+        let will = StoredWill {
+            due_ms: 3_000,
+            message_expiry_secs: Some(5),
+            record: "AAAA".into(),
+        };
+        let s = StoredSession {
+            expiry_secs: 10,
+            disconnected_at_ms: Some(1_000),
+            awaiting_pubcomp: Vec::new(),
+            subscriptions: Vec::new(),
+            pending_will: Some(will.clone()),
+        };
+        store.save("w", &s).unwrap();
+        // Sessions written before wills were kept read as having none.
+        store
+            .put_json(
+                SESSIONS,
+                "old",
+                Some(
+                    &serde_json::json!({"expiry_secs": 10, "disconnected_at_ms": 1000,
+                    "subscriptions": []}),
+                ),
+            )
+            .unwrap();
+        assert_eq!(store.load("old").unwrap().unwrap().pending_will, None);
+        assert_eq!(store.pending_wills().unwrap(), vec![("w".into(), will)]);
+        // Expired, but its will has not gone out: kept (the other one is purged).
+        assert_eq!(store.purge_expired(20_000).unwrap(), 1);
+        // Another will (a later disconnect) is not cleared by the first one's publication.
+        store.clear_pending_will("w", 9_999, 2_000).unwrap();
+        assert!(store.load("w").unwrap().unwrap().pending_will.is_some());
+        store.clear_pending_will("w", 3_000, 2_000).unwrap();
+        let left = store.load("w").unwrap().unwrap();
+        assert_eq!(left.pending_will, None);
+        assert_eq!(left.subscriptions, s.subscriptions);
+        store.save("w", &s).unwrap();
+        // Published after the session expired: the session goes with it.
+        store.clear_pending_will("w", 3_000, 20_000).unwrap();
+        assert_eq!(store.load("w").unwrap(), None);
     }
 }

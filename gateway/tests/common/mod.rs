@@ -57,11 +57,10 @@ pub async fn connect(addr: std::net::SocketAddr) -> Connection {
 pub fn batch(values: &[&str], compression: Compression) -> Bytes {
     let mut b = BatchBuilder::new().compression(compression.into());
     for (i, v) in values.iter().enumerate() {
-        let mut headers = Headers::new();
-        headers.insert(
+        let headers: Headers = vec![(
             StrBytes::from_static_str("h"),
             Some(Bytes::from_static(b"hv")),
-        );
+        )];
         b.push_with_headers(
             Some(Bytes::from(format!("k{i}"))),
             Some(Bytes::from(v.to_string())),
