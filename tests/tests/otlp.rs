@@ -26,6 +26,8 @@ use prost::Message;
 use rill_tests::{rill_bin, rill_otlp_bin, Launch, Node};
 
 type Received = Arc<Mutex<Vec<ExportTraceServiceRequest>>>;
+/// A received span with its attributes as text.
+type SpanSeen = (Span, HashMap<String, String>);
 
 async fn traces(State(seen): State<Received>, body: Bytes) -> (StatusCode, Vec<u8>) {
     match ExportTraceServiceRequest::decode(body) {
@@ -80,7 +82,7 @@ fn attrs(attributes: &[KeyValue]) -> HashMap<String, String> {
 }
 
 /// Every span received, with its attributes, and the service names of their resources.
-fn spans(seen: &Received) -> (Vec<(Span, HashMap<String, String>)>, Vec<String>) {
+fn spans(seen: &Received) -> (Vec<SpanSeen>, Vec<String>) {
     let mut out = Vec::new();
     let mut services = Vec::new();
     for req in seen.lock().expect("lock").iter() {

@@ -32,6 +32,9 @@ use super::reply::Reply;
 use super::{error_codes, Context};
 use crate::telemetry::PRODUCE_TARGET;
 
+/// One partition of a Produce after its append: index, outcome and its `produce` span.
+type PartitionAppend = (i32, Appended, Span);
+
 /// Outcome of one partition's append.
 enum Appended {
     Ok(Arc<PartitionLog>, AppendInfo),
@@ -120,7 +123,7 @@ pub async fn handle(
     }
     wait_for_backlog(ctx, &req).await;
     let backlog = ctx.broker.backlog();
-    let mut results: Vec<(String, Vec<(i32, Appended, Span)>)> = Vec::new();
+    let mut results: Vec<(String, Vec<PartitionAppend>)> = Vec::new();
     let mut failed = false;
     for topic in &req.topic_data {
         let name = topic.name.0.to_string();
