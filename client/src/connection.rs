@@ -101,6 +101,8 @@ fn client_max_version(api: ApiKey) -> i16 {
         ApiKey::InitProducerId => 4,
         ApiKey::FindCoordinator => 3,
         ApiKey::OffsetFetch => 7,
+        ApiKey::ListGroups => 5,
+        ApiKey::DescribeGroups => 5,
         ApiKey::OffsetCommit => 8,
         ApiKey::SaslHandshake => 1,
         ApiKey::SaslAuthenticate => 2,

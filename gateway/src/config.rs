@@ -184,6 +184,9 @@ pub struct FileConfig {
     /// `[admin]`: the admin HTTP API's authentication.
     #[serde(default)]
     pub admin: AdminSection,
+    /// `[tracing]`: OpenTelemetry export (`otlp_endpoint`, `service_name`).
+    #[serde(default)]
+    pub tracing: crate::telemetry::TracingConfig,
 }
 
 /// Default `broker.session.timeout.ms` (Kafka's).
@@ -510,6 +513,9 @@ impl FileConfig {
                 invalid("node.id", format!("{id} is negative"));
             }
         }
+        if let Err(reason) = self.tracing.check() {
+            invalid("tracing.otlp_endpoint", reason);
+        }
         if let Some(n) = self.kafka.num_partitions {
             if n < 1 {
                 invalid("kafka.num_partitions", format!("{n} is below 1"));
@@ -793,6 +799,8 @@ pub struct NodeSettings {
     pub cluster: ClusterSettings,
     /// `[metrics]`.
     pub metrics: crate::metrics::MetricsConfig,
+    /// `[tracing]`.
+    pub tracing: crate::telemetry::TracingConfig,
 }
 
 impl NodeSettings {
@@ -964,6 +972,7 @@ impl NodeSettings {
                 rack: file.node.rack.clone(),
             },
             metrics: file.metrics.clone(),
+            tracing: file.tracing.clone(),
         })
     }
 }

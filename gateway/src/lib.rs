@@ -32,4 +32,5 @@ pub mod replication_metrics;
 pub mod serve;
 pub mod storage_metrics;
 pub mod systemd;
+pub mod telemetry;
 pub mod tls;

@@ -824,17 +824,6 @@ fn notify_ready(
 
 /// Run a node until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    // openraft narrates every election and vote at INFO; its warnings and errors stay.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .try_init();
     let settings = settings_from_args(&args)?;
     let mut mirrors = Vec::new();
     for m in mirror_configs(&args, &settings)? {
@@ -850,7 +839,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .thread_name("rill")
         .build()?;
-    runtime.block_on(async move {
+    // The OTLP exporter (feature `otlp`) is a task on this runtime; the guard flushes it after
+    // the node stopped.
+    let telemetry = {
+        let _entered = runtime.enter();
+        crate::telemetry::init(&settings.tracing)?
+    };
+    let served = runtime.block_on(async move {
         let node_name = settings.node_name.clone();
         let stop = termination();
         #[cfg(all(unix, feature = "failpoints"))]
@@ -887,7 +882,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         node.shutdown().await?;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    drop(telemetry);
+    served
 }
 
 #[cfg(test)]

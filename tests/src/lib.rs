@@ -65,6 +65,26 @@ pub fn rill_failpoints_bin() -> PathBuf {
     bin
 }
 
+/// The `rill` binary built with the `otlp` feature (`rill-otlp` beside [`rill_bin`]; scripts/test.sh
+/// builds it: `cargo build -p rill-gateway --bin rill --features otlp`, copied to `rill-otlp`),
+/// or `$RILL_OTLP_BIN`; `None` when it is missing, which fails the caller with `CI=true`.
+pub fn rill_otlp_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("RILL_OTLP_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let bin = rill_bin().with_file_name(format!("rill-otlp{}", std::env::consts::EXE_SUFFIX));
+    if bin.exists() {
+        return Some(bin);
+    }
+    let why = format!(
+        "{} does not exist: scripts/test.sh builds it (cargo build -p rill-gateway --bin rill --features otlp, copied to rill-otlp)",
+        bin.display()
+    );
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
+    eprintln!("SKIPPED (not in CI): {why}");
+    None
+}
+
 /// Removes ANSI colour escapes (in case the node colours its log).
 fn strip_ansi(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -3,8 +3,10 @@
 //! Keys and values of records travel base64-encoded (`key_b64`, `value_b64`), so binary data
 //! survives; the page decodes them for its text, JSON and hex views.
 //!
-//! Node-local today: groups are those this node's coordinator holds (a node alone coordinates
-//! every group), MQTT clients those connected to this node, bridge mirrors those it runs.
+//! Groups: a node alone reads its own coordinator (it coordinates every group); in cluster mode
+//! the group calls go through the Kafka client to every group's coordinator
+//! ([`super::kafka_groups`]), so every node shows every group. Node-local: MQTT clients are
+//! those connected to this node, bridge mirrors those it runs.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -76,7 +78,19 @@ async fn blocking<T: Send + 'static>(
 
 /// `GET /api/v1/overview`: the node, uptime, disk budget, totals and the throughput history.
 pub async fn overview(State(c): Shared) -> Result<Json<Value>, ApiError> {
-    blocking(&c, |c| {
+    let cluster_groups = match &c.kafka {
+        Some(client) => Some(
+            client
+                .lock()
+                .await
+                .list_groups()
+                .await
+                .map_err(|e| ApiError::Internal(format!("listing groups: {e}")))?
+                .len(),
+        ),
+        None => None,
+    };
+    blocking(&c, move |c| {
         let logs = c.broker.all_logs();
         let used: u64 = logs.iter().map(|(_, _, l)| l.size_bytes()).sum();
         let budget = c.broker.config().disk_budget_bytes;
@@ -93,7 +107,7 @@ pub async fn overview(State(c): Shared) -> Result<Json<Value>, ApiError> {
             "uptime_seconds": c.started.elapsed().as_secs(),
             "topics": topics.iter().filter(|t| !t.internal).count(),
             "partitions": topics.iter().filter(|t| !t.internal).map(|t| i64::from(t.partitions)).sum::<i64>(),
-            "groups": c.groups.list_groups(&[]).len(),
+            "groups": cluster_groups.unwrap_or_else(|| c.groups.list_groups(&[]).len()),
             "mqtt_clients": c.mqtt.clients().len(),
             "disk": {
                 "used_bytes": used,
@@ -373,14 +387,21 @@ pub struct OffsetRow {
     pub lag_seconds: f64,
 }
 
-/// The committed offsets and lag of every group, as the metrics compute them.
-pub fn group_lags(c: &Console) -> BTreeMap<String, Vec<OffsetRow>> {
+/// The total lag in records of every group this node coordinates, as the metrics compute it
+/// (a node alone: every group).
+pub fn group_lag_totals(c: &Console) -> BTreeMap<String, i64> {
     let now = now_ms();
-    let mut out = BTreeMap::new();
-    for g in c.groups.list_groups(&[]) {
-        out.insert(g.group_id.clone(), offsets_of(c, &g.group_id, now));
-    }
-    out
+    c.groups
+        .list_groups(&[])
+        .into_iter()
+        .map(|g| {
+            let lag = offsets_of(c, &g.group_id, now)
+                .iter()
+                .map(|o| o.lag_records)
+                .sum();
+            (g.group_id, lag)
+        })
+        .collect()
 }
 
 fn offsets_of(c: &Console, group: &str, now: i64) -> Vec<OffsetRow> {
@@ -407,8 +428,13 @@ fn offsets_of(c: &Console, group: &str, now: i64) -> Vec<OffsetRow> {
     rows
 }
 
-/// `GET /api/v1/groups`: every group with its state, members and total lag.
+/// `GET /api/v1/groups`: every group with its state, members and total lag (in cluster mode
+/// every group of the cluster, read through the Kafka client: [`super::kafka_groups`]).
 pub async fn groups(State(c): Shared) -> Result<Json<Value>, ApiError> {
+    if let Some(client) = &c.kafka {
+        let rows = super::kafka_groups::list(client).await?;
+        return Ok(Json(json!({ "groups": rows })));
+    }
     blocking(&c, |c| {
         let now = now_ms();
         let rows: Vec<Value> = c
@@ -439,6 +465,11 @@ pub async fn groups(State(c): Shared) -> Result<Json<Value>, ApiError> {
 /// `GET /api/v1/groups/{group}`: members with their assignment, lag per partition and the
 /// lag-over-time history.
 pub async fn group(State(c): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    if let Some(client) = &c.kafka {
+        let mut d = super::kafka_groups::describe(client, &id).await?;
+        d["lag_history"] = Value::Array(lag_history(&c, &id));
+        return Ok(Json(d));
+    }
     blocking(&c, move |c| {
         let d = c
             .groups
@@ -478,16 +509,7 @@ pub async fn group(State(c): Shared, Path(id): Path<String>) -> Result<Json<Valu
                 })
             })
             .collect();
-        let history: Vec<Value> = c
-            .history
-            .samples()
-            .iter()
-            .filter_map(|s| {
-                s.group_lag
-                    .get(&id)
-                    .map(|lag| json!({ "at_ms": s.at_ms, "lag_records": lag }))
-            })
-            .collect();
+        let history = lag_history(c, &id);
         Ok(Json(json!({
             "group": d.group_id,
             "state": format!("{:?}", d.state),
@@ -501,6 +523,19 @@ pub async fn group(State(c): Shared, Path(id): Path<String>) -> Result<Json<Valu
         })))
     })
     .await
+}
+
+/// The history's samples of the total lag of group `id`.
+fn lag_history(c: &Console, id: &str) -> Vec<Value> {
+    c.history
+        .samples()
+        .iter()
+        .filter_map(|s| {
+            s.group_lag
+                .get(id)
+                .map(|lag| json!({ "at_ms": s.at_ms, "lag_records": lag }))
+        })
+        .collect()
 }
 
 /// `GET /api/v1/bridge`: every mirrored partition's state and lag (as `/bridge/status`), and

@@ -16,7 +16,9 @@
 
 pub mod api;
 pub mod history;
+pub mod kafka_groups;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,6 +63,9 @@ pub struct Console {
     pub(crate) history: History,
     pub(crate) started: Instant,
     pub(crate) writes: bool,
+    /// In cluster mode, the Kafka client the group pages read through ([`kafka_groups`]),
+    /// bootstrapped at this node's own Kafka listener.
+    pub(crate) kafka: Option<tokio::sync::Mutex<rill_client::Client>>,
 }
 
 impl std::fmt::Debug for Console {
@@ -84,7 +89,22 @@ impl Console {
         identity: NodeIdentity,
         writes: bool,
     ) -> Arc<Console> {
+        let kafka = cluster.as_ref().and_then(|_| {
+            let opts = rill_client::ConnectOptions {
+                client_id: "rill-console".to_string(),
+                request_timeout: std::time::Duration::from_secs(10),
+                ..rill_client::ConnectOptions::default()
+            };
+            match rill_client::Client::new(&identity.kafka_listen, opts) {
+                Ok(c) => Some(tokio::sync::Mutex::new(c)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "console: no Kafka client; group pages show this node's groups only");
+                    None
+                }
+            }
+        });
         Arc::new(Console {
+            kafka,
             broker,
             groups,
             mqtt,
@@ -97,8 +117,9 @@ impl Console {
         })
     }
 
-    /// Take one history sample now (reads every log end offset, group and bridge partition).
-    pub fn sample(&self) {
+    /// Take one history sample now (reads every log end offset and bridge partition);
+    /// `group_lag` is each group's total lag in records (see [`run_sampler`]).
+    pub fn sample(&self, group_lag: BTreeMap<String, i64>) {
         let log_end_total = self
             .broker
             .all_logs()
@@ -106,10 +127,6 @@ impl Console {
             .filter(|(topic, _, _)| !topic.starts_with("__"))
             .map(|(_, _, log)| log.log_end_offset())
             .sum();
-        let group_lag = api::group_lags(self)
-            .into_iter()
-            .map(|(group, lags)| (group, lags.iter().map(|l| l.lag_records).sum()))
-            .collect();
         let bridge_lag = self
             .bridge
             .report()
@@ -136,8 +153,23 @@ pub async fn run_sampler(console: Arc<Console>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let group_lag = match &console.kafka {
+            Some(client) => match kafka_groups::lags(client).await {
+                Ok(lags) => lags,
+                Err(e) => {
+                    tracing::debug!(error = %e, "console history: group lag not read");
+                    BTreeMap::new()
+                }
+            },
+            None => {
+                let c = console.clone();
+                tokio::task::spawn_blocking(move || api::group_lag_totals(&c))
+                    .await
+                    .unwrap_or_default()
+            }
+        };
         let c = console.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || c.sample()).await {
+        if let Err(e) = tokio::task::spawn_blocking(move || c.sample(group_lag)).await {
             tracing::warn!(error = %e, "console history sample failed");
         }
     }

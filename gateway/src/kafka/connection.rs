@@ -16,16 +16,18 @@ use bytes::Bytes;
 use futures::future::{self, BoxFuture};
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, SinkExt, StreamExt};
-use kafka_protocol::messages::ResponseKind;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::auth::Session;
 use super::reply::Reply;
 use super::request::{self, Decoded};
 use super::{api_support, api_versions, dispatch, response_errors, Context};
 use crate::metrics::RequestTimes;
+use crate::telemetry::PRODUCE_TARGET;
 
 /// Requests whose responses may be outstanding at once on one connection (Kafka clients pipeline
 /// up to 5 by default); reading pauses beyond this.
@@ -272,8 +274,16 @@ async fn handle_frame(
                     }),
                 }
             };
+            let client_id = req.header.client_id.as_deref().unwrap_or("");
+            let span = if api == ApiKey::Produce {
+                tracing::info_span!(target: PRODUCE_TARGET, "kafka.request", api = api_name, version, correlation_id, client_id, %peer)
+            } else {
+                tracing::info_span!("kafka.request", api = api_name, version, correlation_id, client_id, %peer)
+            };
             let started = Instant::now();
-            let reply = dispatch::dispatch(ctx, &req.header, req.body, peer, session).await;
+            let reply = dispatch::dispatch(ctx, &req.header, req.body, peer, session)
+                .instrument(span.clone())
+                .await;
             let handled = Instant::now();
             let times = RequestTimes {
                 queue: started - received,
@@ -283,14 +293,15 @@ async fn handle_frame(
             match reply {
                 Reply::Now(body) => Ok(Some(future::ready(Some(encode(body, times))).boxed())),
                 Reply::Later(fut) => Ok(Some(
-                    fut.map(move |body| {
-                        let times = RequestTimes {
-                            remote: handled.elapsed(),
-                            ..times
-                        };
-                        Some(encode(body, times))
-                    })
-                    .boxed(),
+                    fut.instrument(span)
+                        .map(move |body| {
+                            let times = RequestTimes {
+                                remote: handled.elapsed(),
+                                ..times
+                            };
+                            Some(encode(body, times))
+                        })
+                        .boxed(),
                 )),
                 Reply::Nothing => {
                     // acks=0: no response frame; the request's times end here.

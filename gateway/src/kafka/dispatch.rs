@@ -47,7 +47,7 @@ pub async fn dispatch(
         }
         RequestKind::ApiVersions(req) => Reply::Now(api_versions::handle(ctx, v, req)),
         RequestKind::Metadata(req) => Reply::Now(metadata::handle(ctx, &caller, v, req).await),
-        RequestKind::Produce(req) => produce::handle(ctx, &caller, v, req).await,
+        RequestKind::Produce(req) => produce::handle(ctx, &caller, header, req).await,
         RequestKind::Fetch(req) => fetch::handle(ctx, &caller, v, req),
         RequestKind::ListOffsets(req) => Reply::Now(list_offsets::handle(ctx, &caller, v, req)),
         RequestKind::CreateTopics(req) => {

@@ -20,15 +20,20 @@ use bytes::Bytes;
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::log::{AppendInfo, PartitionLog};
 use rill_core::replica::{PendingAppend, RequiredAcks};
+use tracing::{Instrument, Span};
 
 use super::authorization::Caller;
 use super::reply::Reply;
 use super::{error_codes, Context};
+use crate::telemetry::PRODUCE_TARGET;
+
+/// One partition of a Produce after its append: index, outcome and its `produce` span.
+type PartitionAppend = (i32, Appended, Span);
 
 /// Outcome of one partition's append.
 enum Appended {
@@ -104,9 +109,11 @@ fn append_one(
 pub async fn handle(
     ctx: &Arc<Context>,
     caller: &Caller,
-    version: i16,
+    header: &RequestHeader,
     req: ProduceRequest,
 ) -> Reply {
+    let version = header.request_api_version;
+    let client_id = header.client_id.as_deref().unwrap_or("");
     if req.transactional_id.is_some() {
         // Transactions are not implemented; InitProducerId refuses transactional ids, so a
         // well-behaved client never sends this.
@@ -116,13 +123,23 @@ pub async fn handle(
     }
     wait_for_backlog(ctx, &req).await;
     let backlog = ctx.broker.backlog();
-    let mut results: Vec<(String, Vec<(i32, Appended)>)> = Vec::new();
+    let mut results: Vec<(String, Vec<PartitionAppend>)> = Vec::new();
     let mut failed = false;
     for topic in &req.topic_data {
         let name = topic.name.0.to_string();
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         let authorized = ctx.authorize(caller, AclOperation::Write, ResourceType::Topic, &name);
         for p in &topic.partition_data {
+            let span = tracing::info_span!(
+                target: PRODUCE_TARGET,
+                "produce",
+                topic = %name,
+                partition = p.index,
+                client_id,
+                acks = req.acks,
+                bytes = p.records.as_ref().map_or(0, |r| r.len()),
+            );
+            let entered = span.enter();
             let outcome = if !authorized {
                 Appended::Err(
                     ResponseError::TopicAuthorizationFailed.code(),
@@ -146,7 +163,8 @@ pub async fn handle(
                 failed = true;
                 tracing::debug!(topic = %name, partition = p.index, code, error = %msg, "produce rejected");
             }
-            parts.push((p.index, outcome));
+            drop(entered);
+            parts.push((p.index, outcome, span));
         }
         results.push((name, parts));
     }
@@ -154,7 +172,7 @@ pub async fn handle(
         // Nobody waits, but the records only become visible (high watermark) once durable under
         // the flush policy, so flush in the background.
         for (_, parts) in results {
-            for (_, outcome) in parts {
+            for (_, outcome, _) in parts {
                 if let Appended::Replicated(pending) = outcome {
                     tokio::spawn(pending.wait(Duration::ZERO));
                 } else if let Appended::Ok(log, info) = outcome {
@@ -176,11 +194,10 @@ pub async fn handle(
     let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0));
     Reply::Later(Box::pin(async move {
         let topics = join_all(results.into_iter().map(|(name, parts)| async move {
-            let partition_responses =
-                join_all(parts.into_iter().map(|(index, outcome)| async move {
-                    partition_response(version, index, outcome, timeout).await
-                }))
-                .await;
+            let partition_responses = join_all(parts.into_iter().map(|(index, outcome, span)| {
+                partition_response(version, index, outcome, timeout).instrument(span)
+            }))
+            .await;
             TopicProduceResponse::default()
                 .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(
                     name,

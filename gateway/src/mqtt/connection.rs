@@ -1302,7 +1302,24 @@ impl Conn {
                 user_properties: props.user_properties,
             },
         };
-        match self.server.ingest.prepare(&msg, &self.client_id) {
+        let span = tracing::info_span!(
+            target: crate::telemetry::PRODUCE_TARGET,
+            "mqtt.publish",
+            topic = %msg.topic,
+            client_id = %self.client_id,
+            qos = msg.qos,
+            log_topic = tracing::field::Empty,
+            partition = tracing::field::Empty,
+        );
+        let prepared = span.in_scope(|| {
+            let prepared = self.server.ingest.prepare(&msg, &self.client_id);
+            if let Ok(prep) = &prepared {
+                span.record("log_topic", prep.log_topic.as_str());
+                span.record("partition", prep.log.partition());
+            }
+            prepared
+        });
+        match prepared {
             Ok(mut prep) => {
                 if p.qos == QoS::ExactlyOnce {
                     super::records::set_packet_id(&mut prep.record, p.pkid);
