@@ -22,6 +22,8 @@
 //!   before it is replicated (breaks the acks=all contract of commits on purpose).
 //! - `skip_offsets_load`: a node that becomes a group coordinator does not replay
 //!   `__consumer_offsets` (loses every committed offset on failover, on purpose).
+//! - `key_rotate_crash_after=N`: a master key rotation exits the process (with
+//!   [`POWER_CUT_EXIT_CODE`]) right after its step N (`crate::key_rotation`).
 //!
 //! Without the feature every query answers "not set" and the code around it is dead.
 
@@ -49,6 +51,8 @@ pub const STALL_MAINTENANCE_WHILE: &str = "stall_maintenance_while";
 pub const OFFSET_COMMIT_ACKS_LEADER: &str = "offset_commit_acks_leader";
 /// A new group coordinator does not replay its `__consumer_offsets` partition (starts empty).
 pub const SKIP_OFFSETS_LOAD: &str = "skip_offsets_load";
+/// A master key rotation exits right after step N.
+pub const KEY_ROTATE_CRASH_AFTER: &str = "key_rotate_crash_after";
 
 #[cfg(feature = "failpoints")]
 mod active {

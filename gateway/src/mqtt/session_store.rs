@@ -6,10 +6,13 @@
 //! cursors and the log end, so a session survives node restarts for free. Cursors are written
 //! in batches (after acks, at most every few hundred ms, and at disconnect); after a crash a
 //! client may get a QoS 1/2 message again, never lose one.
+//!
+//! Values are JSON, sealed with the node's metadata data key ([`MetaStore::seal_value`]; in clear
+//! only with encryption off); values written in clear by older builds are still read.
 
 use std::sync::Arc;
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use rill_core::metadata::MetaStore;
 use serde::{Deserialize, Serialize};
 
@@ -108,12 +111,25 @@ impl SessionStore {
         let Some(v) = t.get(key).map_err(db_err)? else {
             return Ok(None);
         };
-        serde_json::from_slice(v.value())
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                key: key.to_string(),
-                reason: e.to_string(),
-            })
+        self.decode(table, key, v.value()).map(Some)
+    }
+
+    /// The value of row `key` of `table` as stored (sealed, or clear from an older build).
+    fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        stored: &[u8],
+    ) -> Result<T, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: key.to_string(),
+            reason,
+        };
+        let plain = self
+            .db
+            .open_value(table.name(), key.as_bytes(), stored)
+            .map_err(|e| corrupt(e.to_string()))?;
+        serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))
     }
 
     fn put_json<T: Serialize>(
@@ -128,7 +144,11 @@ impl SessionStore {
             match value {
                 Some(v) => {
                     let bytes = serde_json::to_vec(v).map_err(|e| StoreError::Db(e.to_string()))?;
-                    t.insert(key, bytes.as_slice()).map_err(db_err)?;
+                    let stored = self
+                        .db
+                        .seal_value(table.name(), key.as_bytes(), &bytes)
+                        .map_err(|e| StoreError::Db(e.to_string()))?;
+                    t.insert(key, stored.as_ref()).map_err(db_err)?;
                 }
                 None => {
                     t.remove(key).map_err(db_err)?;
@@ -174,7 +194,8 @@ impl SessionStore {
             let mut out = Vec::new();
             for entry in t.iter().map_err(db_err)? {
                 let (k, v) = entry.map_err(db_err)?;
-                let gone = serde_json::from_slice::<StoredSession>(v.value())
+                let gone = self
+                    .decode::<StoredSession>(SESSIONS, k.value(), v.value())
                     .map(|s| s.expired(now_ms))
                     .unwrap_or(true);
                 if gone {
@@ -235,5 +256,35 @@ mod tests {
             .save_shared("g/f", &s.subscriptions[0].cursors)
             .unwrap();
         assert_eq!(store.load_shared("g/f").unwrap().len(), 1);
+    }
+
+    /// With a metadata data key sessions are sealed; a session an older build wrote in clear
+    /// JSON is still loaded.
+    #[test]
+    fn sealed_sessions_and_clear_sessions_of_older_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(rill_core::metadata::MetaStore::open(dir.path()).unwrap());
+        let legacy = br#"{"expiry_secs":60,"disconnected_at_ms":null,"subscriptions":[{"raw_filter":"legacy/filter","qos":1}]}"#;
+        {
+            let txn = db.db().begin_write().unwrap();
+            txn.open_table(SESSIONS)
+                .unwrap()
+                .insert("old-client", &legacy[..])
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        db.install_cipher(&rill_core::crypto::MasterKey::from_bytes([4u8; 32]))
+            .unwrap();
+        let store = SessionStore::open(db.clone()).unwrap();
+        let old = store.load("old-client").unwrap().unwrap();
+        assert_eq!(old.subscriptions[0].raw_filter, "legacy/filter");
+        store.save("new-client", &old).unwrap();
+        let txn = db.db().begin_read().unwrap();
+        let t = txn.open_table(SESSIONS).unwrap();
+        let raw = t.get("new-client").unwrap().unwrap().value().to_vec();
+        assert!(rill_core::metadata_cipher::is_sealed(&raw));
+        assert!(!raw.windows(13).any(|w| w == b"legacy/filter"));
+        assert_eq!(store.load("new-client").unwrap(), Some(old));
+        assert_eq!(store.purge_expired(0).unwrap(), 0);
     }
 }
