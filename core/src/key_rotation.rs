@@ -23,7 +23,8 @@
 //! second rotation is refused while a previous key is not retired.
 //!
 //! Failpoint `key_rotate_crash_after=N` (failpoint builds) exits the process right after step N
-//! (step 1 the journal, then one step per sidecar re-wrapped, the last one the commit).
+//! (step 1 the journal, then one step per sidecar re-wrapped, the last one the commit);
+//! `key_rotate_without_journal` skips the journal (broken on purpose, for the fault test).
 
 use std::path::{Path, PathBuf};
 
@@ -222,7 +223,9 @@ pub fn rotate(
         });
     }
     let journal = Journal::new(old, new)?;
-    meta.commit_key_records(&[(KEY_ROTATION_JOURNAL, &journal.encode())], &[], None)?;
+    if !crate::failpoints::is_set(crate::failpoints::KEY_ROTATE_WITHOUT_JOURNAL) {
+        meta.commit_key_records(&[(KEY_ROTATION_JOURNAL, &journal.encode())], &[], None)?;
+    }
     steps.done("journal written");
     complete(&meta, data_dir, old, new, &mut steps)
 }
