@@ -115,7 +115,7 @@ fi
 # 4. Build once (binaries the black-box tests start, and every test binary), then run each suite
 #    and print its time. A failing suite does not stop the others; the exit code says if any failed.
 #    First the failpoint build of `rill` (cargo feature `failpoints`, debug only), kept as
-#    target/debug/rill-failpoints for the fault tests (tests/tests/power_cut.rs and the cluster
+#    target/debug/rill-failpoints for the fault tests (tests/tests/power_cut.rs, key_rotation.rs and the cluster
 #    fault suite); the normal build then puts the plain `rill` back.
 cargo build -p rill-gateway --bin rill --features failpoints
 cp target/debug/rill target/debug/rill-failpoints

@@ -194,6 +194,15 @@ impl From<KeyError> for BrokerError {
     }
 }
 
+impl From<crate::key_rotation::KeyRotationError> for BrokerError {
+    fn from(e: crate::key_rotation::KeyRotationError) -> BrokerError {
+        match e {
+            crate::key_rotation::KeyRotationError::Key(k) => k.into(),
+            e => BrokerError::Key(e.to_string()),
+        }
+    }
+}
+
 /// The open logs of one topic by partition (every partition on a node alone, the hosted replicas
 /// in a cluster).
 type TopicLogs = BTreeMap<i32, Arc<PartitionLog>>;
@@ -311,7 +320,7 @@ impl Broker {
         let meta =
             Arc::new(MetaStore::open(&data_dir).map_err(|e| BrokerError::Metadata(e.to_string()))?);
         let registry = TopicRegistry::open(Arc::clone(&meta)).map_err(registry_err)?;
-        check_encryption_setting(&meta, &registry, &encryption, &data_dir)?;
+        let encryption = check_encryption_setting(&meta, &registry, encryption, &data_dir)?;
         let cluster_id = meta
             .cluster_id()
             .map_err(|e| BrokerError::Metadata(e.to_string()))?;
@@ -1063,21 +1072,23 @@ fn sync_dir(dir: &Path) {
 
 /// Check the node's encryption setting against what the metadata recorded, then record it.
 ///
-/// - Encrypted: the master key id must match the recorded one (recorded on first start).
+/// - Encrypted: an interrupted master key rotation is completed, then the key must be the
+///   recorded one (recorded on first start) or the previous key of a rotation not yet retired;
+///   the result carries the current master key, and the metadata data key is installed.
 /// - A node whose topics were written encrypted cannot be opened with encryption off, and a node
 ///   with unencrypted topics cannot switch encryption on; both are refused with a clear error.
 ///   With no topics, the setting may change freely.
 fn check_encryption_setting(
     meta: &MetaStore,
     registry: &TopicRegistry,
-    encryption: &Encryption,
+    encryption: Encryption,
     data_dir: &Path,
-) -> Result<(), BrokerError> {
+) -> Result<Encryption, BrokerError> {
     let recorded = meta
         .node_value(KEY_ENCRYPTION)
         .map_err(|e| BrokerError::Metadata(e.to_string()))?;
     let has_topics = !registry.list().is_empty();
-    let now = match encryption {
+    let now = match &encryption {
         Encryption::Off => "off",
         Encryption::On { .. } => "on",
     };
@@ -1100,14 +1111,23 @@ fn check_encryption_setting(
             _ => {}
         }
     }
-    if let Encryption::On { master, .. } = encryption {
-        keyring::check_key_id(meta, &master.id_hex(), data_dir)?;
-    }
+    let encryption = match encryption {
+        Encryption::Off => Encryption::Off,
+        Encryption::On { cipher, master } => {
+            let current = crate::key_rotation::open_master(meta, data_dir, &master)?;
+            meta.install_cipher(&current)
+                .map_err(|e| BrokerError::Key(e.to_string()))?;
+            Encryption::On {
+                cipher,
+                master: Arc::new(current),
+            }
+        }
+    };
     if recorded.as_deref() != Some(now) {
         meta.set_node_value(KEY_ENCRYPTION, now)
             .map_err(|e| BrokerError::Metadata(e.to_string()))?;
     }
-    Ok(())
+    Ok(encryption)
 }
 
 #[cfg(test)]

@@ -24,6 +24,10 @@
 //!   `__consumer_offsets` (loses every committed offset on failover, on purpose).
 //! - `mqtt_will_in_memory_only`: an MQTT will waiting out its Will Delay Interval is not saved
 //!   with its session (a restart drops it, on purpose; the will fault test must catch it).
+//! - `key_rotate_crash_after=N`: a master key rotation exits the process (with
+//!   [`POWER_CUT_EXIT_CODE`]) right after its step N (`crate::key_rotation`).
+//! - `key_rotate_without_journal`: a master key rotation writes no journal (breaks crash safety
+//!   on purpose: an interrupted rotation leaves data under two keys; the fault test must see it).
 //!
 //! Without the feature every query answers "not set" and the code around it is dead.
 
@@ -53,6 +57,10 @@ pub const OFFSET_COMMIT_ACKS_LEADER: &str = "offset_commit_acks_leader";
 pub const SKIP_OFFSETS_LOAD: &str = "skip_offsets_load";
 /// MQTT wills waiting out their delay are kept in memory only, not with their session.
 pub const MQTT_WILL_IN_MEMORY_ONLY: &str = "mqtt_will_in_memory_only";
+/// A master key rotation exits right after step N.
+pub const KEY_ROTATE_CRASH_AFTER: &str = "key_rotate_crash_after";
+/// A master key rotation skips its journal.
+pub const KEY_ROTATE_WITHOUT_JOURNAL: &str = "key_rotate_without_journal";
 
 #[cfg(feature = "failpoints")]
 mod active {

@@ -8,16 +8,28 @@
 //!   0600, fsynced) **only if the data directory is missing or empty**; a data directory that holds
 //!   data and has no key file is an error, because a new key could not read that data.
 //!
+//! - [`KeySource::Command`]: an external helper (Vault, a KMS, a TPM): `[node] key_command`, an
+//!   argv run without a shell, whose standard output must be the key as 64 hex characters; it
+//!   must exit 0 within a timeout. Its output is never logged or echoed in errors.
+//!
 //! The id of the key (never the key) is recorded in the metadata store on first start; a later
-//! start with another key fails with [`KeyError::WrongMasterKey`] naming both ids.
+//! start with another key fails with [`KeyError::WrongMasterKey`] naming both ids, unless it is
+//! the *previous* key of a rotation not yet retired ([`KeyLink`] record `previous_master_key`, see
+//! `crate::key_rotation`): then the current key is unwrapped from that record.
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::crypto::MasterKey;
+use crate::crypto::{MasterKey, KEY_ID_LEN};
 use crate::metadata::{MetaError, MetaStore};
+
+/// `rill_keys` row: the current master key wrapped under the previous one (until retired).
+pub const KEY_PREVIOUS_MASTER_KEY: &str = "previous_master_key";
+/// Default time a `key_command` may take.
+pub const DEFAULT_KEY_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the master key comes from.
 #[derive(Debug, Clone)]
@@ -26,6 +38,13 @@ pub enum KeySource {
     Env(String),
     /// A key file; generated (0600) on first start only when the data directory is empty.
     File(PathBuf),
+    /// An external helper: argv (no shell), 64 hex characters on stdout, within `timeout`.
+    Command {
+        /// Program and arguments.
+        argv: Vec<String>,
+        /// How long the helper may run before it is killed.
+        timeout: Duration,
+    },
 }
 
 /// Errors while loading the master key. Messages never contain key material.
@@ -71,6 +90,12 @@ pub enum KeyError {
     /// The recorded key id could not be read or written.
     #[error(transparent)]
     Metadata(#[from] MetaError),
+    /// A key record of `rill_keys` is damaged or does not open with the key.
+    #[error("key record {name}: {reason}")]
+    BadKeyRecord { name: String, reason: String },
+    /// `key_command` could not be run, failed, timed out or printed no key.
+    #[error("key_command {program}: {reason}")]
+    KeyCommand { program: String, reason: String },
 }
 
 /// Raw key material with where it came from. `Debug` never prints the key.
@@ -151,6 +176,97 @@ pub fn load_key(source: &KeySource, data_dir: &Path) -> Result<LoadedKey, KeyErr
                 len: value.trim().chars().count(),
             }),
         KeySource::File(path) => load_key_file(path, data_dir),
+        KeySource::Command { argv, timeout } => run_key_command(argv, *timeout),
+    }
+}
+
+/// Run the key helper: argv without a shell, stdin empty; stdout must be 64 hex characters
+/// (surrounding whitespace ignored). Killed after `timeout`. Errors name the program and the
+/// reason (exit status, the first line of its stderr, the length of its output), never the output.
+fn run_key_command(argv: &[String], timeout: Duration) -> Result<LoadedKey, KeyError> {
+    use std::process::{Command, Stdio};
+    let Some((program, args)) = argv.split_first() else {
+        return Err(KeyError::KeyCommand {
+            program: String::new(),
+            reason: "key_command is empty (give the program and its arguments)".into(),
+        });
+    };
+    let fail = |reason: String| KeyError::KeyCommand {
+        program: program.clone(),
+        reason,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot be started: {e}")))?;
+    // Read both pipes on threads, so a chatty helper cannot block on a full pipe; at most 4 KiB.
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(p) = pipe {
+                let _ = p.take(4096).read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!(
+                    "did not finish within {} ms (killed)",
+                    timeout.as_millis()
+                )));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(fail(format!("wait failed: {e}"))),
+        }
+    };
+    let mut stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    if !status.success() {
+        stdout.iter_mut().for_each(|b| *b = 0);
+        let first = String::from_utf8_lossy(&stderr)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect::<String>();
+        return Err(fail(format!("exited with {status}; stderr: {first:?}")));
+    }
+    let bytes = std::str::from_utf8(&stdout)
+        .ok()
+        .and_then(|s| parse_hex_32(s.trim()));
+    let len = stdout.len();
+    stdout.iter_mut().for_each(|b| *b = 0);
+    match bytes {
+        Some(bytes) => Ok(LoadedKey {
+            bytes,
+            generated: false,
+            origin: format!("key_command {program}"),
+        }),
+        None => Err(fail(format!(
+            "printed {len} bytes; expected 64 hex characters (32 bytes) on stdout"
+        ))),
     }
 }
 
@@ -260,17 +376,129 @@ fn generate_key_file(path: &Path) -> Result<LoadedKey, KeyError> {
     })
 }
 
-/// Compare `key_id` with the id recorded in `store`; record it when none is recorded yet.
-pub fn check_key_id(store: &MetaStore, key_id: &str, data_dir: &Path) -> Result<(), KeyError> {
-    let recorded = store.master_key_id()?;
-    match recorded {
-        Some(found) if found != key_id => Err(KeyError::WrongMasterKey {
-            data_dir: data_dir.to_path_buf(),
-            expected: key_id.to_string(),
-            found,
-        }),
-        Some(_) => Ok(()),
-        None => Ok(store.set_master_key_id(key_id)?),
+/// Compare `key`'s id with the id recorded in `store` (recording it when none is recorded yet)
+/// and return the data directory's current master key: `key` itself, or, when `key` is the
+/// previous key of a rotation not yet retired, the current key unwrapped from the
+/// `previous_master_key` record. Any other key fails with [`KeyError::WrongMasterKey`].
+pub fn check_key_id(
+    store: &MetaStore,
+    key: &MasterKey,
+    data_dir: &Path,
+) -> Result<MasterKey, KeyError> {
+    let key_id = key.id_hex();
+    let Some(found) = store.master_key_id()? else {
+        store.set_master_key_id(&key_id)?;
+        return Ok(key.clone());
+    };
+    if found == key_id {
+        return Ok(key.clone());
+    }
+    if let Some(rec) = store.key_record(KEY_PREVIOUS_MASTER_KEY)? {
+        let link = KeyLink::decode(KEY_PREVIOUS_MASTER_KEY, &rec)?;
+        if link.wrapping_id() == key.id() && crate::crypto::hex(&link.wrapped_id()) == found {
+            let current = link.open(KEY_PREVIOUS_MASTER_KEY, key)?;
+            tracing::warn!(
+                given = %key_id,
+                current = %found,
+                "started with the previous master key of a rotation; switch the node to the                  current key, then `rill key retire` the previous one"
+            );
+            return Ok(current);
+        }
+    }
+    Err(KeyError::WrongMasterKey {
+        data_dir: data_dir.to_path_buf(),
+        expected: key_id,
+        found,
+    })
+}
+
+/// One master key wrapped under another (AES-256-GCM, [`MasterKey::wrap`]): the
+/// `previous_master_key` record and each half of a rotation journal. Layout (77 bytes):
+/// `[version 1][wrapping key id (8)][wrapped key id (8)][nonce 12 ‖ key 32 ‖ tag 16]`, AAD =
+/// `"rill-key-link"` ‖ the record's name ‖ bytes 0..17.
+#[derive(Clone)]
+pub struct KeyLink([u8; KeyLink::LEN]);
+
+impl KeyLink {
+    /// Encoded length.
+    pub const LEN: usize = 17 + 60;
+    const VERSION: u8 = 1;
+
+    fn aad(name: &str, header: &[u8]) -> Vec<u8> {
+        let mut a = b"rill-key-link".to_vec();
+        a.extend_from_slice(name.as_bytes());
+        a.extend_from_slice(header);
+        a
+    }
+
+    /// `wrapped` sealed under `wrapping`, for the record (or journal half) called `name`.
+    pub fn new(name: &str, wrapping: &MasterKey, wrapped: &MasterKey) -> Result<KeyLink, KeyError> {
+        let mut b = [0u8; KeyLink::LEN];
+        b[0] = KeyLink::VERSION;
+        b[1..9].copy_from_slice(&wrapping.id());
+        b[9..17].copy_from_slice(&wrapped.id());
+        let w = wrapping
+            .wrap(wrapped.expose_bytes(), &KeyLink::aad(name, &b[..17]))
+            .map_err(|e| KeyError::BadKeyRecord {
+                name: name.into(),
+                reason: e.to_string(),
+            })?;
+        b[17..].copy_from_slice(&w);
+        Ok(KeyLink(b))
+    }
+
+    /// Parse (length and version checked; the wrap is checked by [`KeyLink::open`]).
+    pub fn decode(name: &str, bytes: &[u8]) -> Result<KeyLink, KeyError> {
+        let arr: [u8; KeyLink::LEN] = bytes.try_into().map_err(|_| KeyError::BadKeyRecord {
+            name: name.into(),
+            reason: format!("{} bytes, expected {}", bytes.len(), KeyLink::LEN),
+        })?;
+        if arr[0] != KeyLink::VERSION {
+            return Err(KeyError::BadKeyRecord {
+                name: name.into(),
+                reason: format!("version {}", arr[0]),
+            });
+        }
+        Ok(KeyLink(arr))
+    }
+
+    /// The encoded record.
+    pub fn bytes(&self) -> &[u8; KeyLink::LEN] {
+        &self.0
+    }
+
+    /// Id of the key this record opens with.
+    pub fn wrapping_id(&self) -> [u8; KEY_ID_LEN] {
+        self.0[1..9].try_into().unwrap_or([0; KEY_ID_LEN])
+    }
+
+    /// Id of the key inside.
+    pub fn wrapped_id(&self) -> [u8; KEY_ID_LEN] {
+        self.0[9..17].try_into().unwrap_or([0; KEY_ID_LEN])
+    }
+
+    /// The key inside, unwrapped with `wrapping`.
+    pub fn open(&self, name: &str, wrapping: &MasterKey) -> Result<MasterKey, KeyError> {
+        let bad = |reason: String| KeyError::BadKeyRecord {
+            name: name.into(),
+            reason,
+        };
+        if wrapping.id() != self.wrapping_id() {
+            return Err(bad(format!(
+                "opens with master key {}, not {}",
+                crate::crypto::hex(&self.wrapping_id()),
+                wrapping.id_hex()
+            )));
+        }
+        let w: [u8; 60] = self.0[17..].try_into().map_err(|_| bad("length".into()))?;
+        let raw = wrapping
+            .unwrap_key(&w, &KeyLink::aad(name, &self.0[..17]))
+            .map_err(|e| bad(e.to_string()))?;
+        let key = MasterKey::from_bytes(raw);
+        if key.id() != self.wrapped_id() {
+            return Err(bad("the key inside does not match its id".into()));
+        }
+        Ok(key)
     }
 }
 
@@ -477,16 +705,102 @@ mod tests {
     fn key_id_is_recorded_then_checked() {
         let tmp = tempfile::tempdir().unwrap();
         let store = MetaStore::open(tmp.path()).unwrap();
-        check_key_id(&store, "aaaa", tmp.path()).unwrap();
-        check_key_id(&store, "aaaa", tmp.path()).unwrap();
-        match check_key_id(&store, "bbbb", tmp.path()) {
+        let a = MasterKey::from_bytes([1; 32]);
+        let b = MasterKey::from_bytes([2; 32]);
+        check_key_id(&store, &a, tmp.path()).unwrap();
+        assert_eq!(check_key_id(&store, &a, tmp.path()).unwrap().id(), a.id());
+        match check_key_id(&store, &b, tmp.path()) {
             Err(KeyError::WrongMasterKey {
                 expected, found, ..
             }) => {
-                assert_eq!(expected, "bbbb");
-                assert_eq!(found, "aaaa");
+                assert_eq!(expected, b.id_hex());
+                assert_eq!(found, a.id_hex());
             }
             other => panic!("expected WrongMasterKey, got {other:?}"),
         }
+    }
+
+    /// After a rotation a -> b (record `previous_master_key` = b under a), both open the data
+    /// and both resolve to b; a third key does not; without the record a is refused.
+    #[test]
+    fn previous_key_resolves_to_the_current_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(tmp.path()).unwrap();
+        let a = MasterKey::from_bytes([1; 32]);
+        let b = MasterKey::from_bytes([2; 32]);
+        let c = MasterKey::from_bytes([3; 32]);
+        let link = KeyLink::new(KEY_PREVIOUS_MASTER_KEY, &a, &b).unwrap();
+        store
+            .commit_key_records(
+                &[(KEY_PREVIOUS_MASTER_KEY, link.bytes())],
+                &[],
+                Some(&b.id_hex()),
+            )
+            .unwrap();
+        assert_eq!(check_key_id(&store, &a, tmp.path()).unwrap().id(), b.id());
+        assert_eq!(check_key_id(&store, &b, tmp.path()).unwrap().id(), b.id());
+        assert!(matches!(
+            check_key_id(&store, &c, tmp.path()),
+            Err(KeyError::WrongMasterKey { .. })
+        ));
+        // The link is bound to its name.
+        assert!(link.open("key_rotation", &a).is_err());
+        store
+            .commit_key_records(&[], &[KEY_PREVIOUS_MASTER_KEY], None)
+            .unwrap();
+        assert!(check_key_id(&store, &a, tmp.path()).is_err());
+    }
+
+    #[test]
+    fn key_command_outputs_and_failures() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sh = |script: &str| KeySource::Command {
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            timeout: Duration::from_millis(1500),
+        };
+        let k = load_key(&sh(&format!("echo {HEX}")), tmp.path()).unwrap();
+        assert_eq!(k.bytes(), &seq());
+        // Non-zero exit: status and stderr, not stdout.
+        let err = load_key(
+            &sh(&format!("echo {HEX}; echo vault sealed >&2; exit 3")),
+            tmp.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("vault sealed") && err.contains('3'), "{err}");
+        assert!(!err.contains(HEX), "{err}");
+        // Bad output: its length only.
+        let err = load_key(&sh("echo not-a-key-secret"), tmp.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("17 bytes") && !err.contains("not-a-key"),
+            "{err}"
+        );
+        // Timeout.
+        let started = std::time::Instant::now();
+        let err = load_key(&sh("sleep 20"), tmp.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did not finish within 1500 ms"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // Missing program, empty argv.
+        let err = load_key(
+            &KeySource::Command {
+                argv: vec!["/nonexistent/get-key".into()],
+                timeout: Duration::from_secs(1),
+            },
+            tmp.path(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot be started"), "{err}");
+        assert!(load_key(
+            &KeySource::Command {
+                argv: vec![],
+                timeout: Duration::from_secs(1)
+            },
+            tmp.path()
+        )
+        .is_err());
     }
 }

@@ -7,20 +7,38 @@
 //! - `rill_node` (`&str -> &str`): node-wide facts, e.g. the master key id (`master_key_id`) and
 //!   whether data is encrypted (`encryption`: `on`/`off`).
 //!
-//! Other modules open their own tables through [`MetaStore::db`].
+//! - `rill_keys` (`&str -> &[u8]`): key records: `meta_data_key` (the metadata data key wrapped
+//!   under the master key, [`crate::metadata_cipher`]), `previous_master_key` and `key_rotation`
+//!   (see `crate::key_rotation`).
+//!
+//! Other modules open their own tables through [`MetaStore::db`]. Values that hold what a client
+//! sent are sealed with [`MetaStore::seal_value`] and read with [`MetaStore::open_value`], once
+//! the node installed its metadata data key ([`MetaStore::install_cipher`]).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-/// Schema version this build writes and reads.
-pub const SCHEMA_VERSION: u64 = 1;
+use crate::crypto::MasterKey;
+use crate::metadata_cipher::{self, MetadataCipher};
+
+/// Schema version this build writes and reads. Version 2: client data sealed (retained MQTT
+/// messages, sessions, offset-commit metadata; `group_offsets` became `group_committed_offsets`)
+/// and the `rill_keys` table. A version 1 database is upgraded in place when opened.
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// File name of the database inside the data directory.
 pub const META_FILE: &str = "meta.redb";
 
 const SCHEMA: TableDefinition<&str, u64> = TableDefinition::new("rill_schema");
 const NODE: TableDefinition<&str, &str> = TableDefinition::new("rill_node");
+/// Key records (`rill_keys`).
+const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("rill_keys");
+
+/// `rill_keys` row of the metadata data key, wrapped under the master key.
+pub const KEY_META_DATA_KEY: &str = "meta_data_key";
 
 /// `rill_node` key holding the hex id of the master key the data was written under.
 pub const KEY_MASTER_KEY_ID: &str = "master_key_id";
@@ -45,12 +63,22 @@ pub enum MetaError {
     /// redb failed (I/O, corruption, lock held by another process, ...).
     #[error("metadata database {path}: {message}")]
     Db { path: PathBuf, message: String },
+    /// A sealed value or key record could not be opened (wrong key, tampering), or a value is
+    /// sealed but the node has no metadata data key (encryption off).
+    #[error("metadata database {path}: sealed value in {table}: {message}")]
+    Sealed {
+        path: PathBuf,
+        table: String,
+        message: String,
+    },
 }
 
 /// Handle to the metadata database.
 pub struct MetaStore {
     db: Database,
     path: PathBuf,
+    /// The metadata data key, once installed (never with encryption off).
+    cipher: OnceLock<MetadataCipher>,
 }
 
 impl std::fmt::Debug for MetaStore {
@@ -69,7 +97,11 @@ impl MetaStore {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let store = MetaStore { db, path };
+        let store = MetaStore {
+            db,
+            path,
+            cipher: OnceLock::new(),
+        };
         store.check_schema()?;
         Ok(store)
     }
@@ -83,7 +115,11 @@ impl MetaStore {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-        let store = MetaStore { db, path };
+        let store = MetaStore {
+            db,
+            path,
+            cipher: OnceLock::new(),
+        };
         store.check_schema()?;
         Ok(store)
     }
@@ -111,15 +147,17 @@ impl MetaStore {
                         supported: SCHEMA_VERSION,
                     });
                 }
-                Some(_) => {}
-                None => {
+                Some(v) if v == SCHEMA_VERSION => {}
+                // Older: upgraded in place (tables migrate when their owner opens them).
+                Some(_) | None => {
                     table
                         .insert("version", SCHEMA_VERSION)
                         .map_err(|e| self.err(e))?;
                 }
             }
-            // Make sure the node table exists so readers can open it.
+            // Make sure the node and key tables exist so readers can open them.
             txn.open_table(NODE).map_err(|e| self.err(e))?;
+            txn.open_table(KEYS).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))?;
         Ok(())
@@ -169,6 +207,135 @@ impl MetaStore {
     /// Record the master key id.
     pub fn set_master_key_id(&self, id: &str) -> Result<(), MetaError> {
         self.set_node_value(KEY_MASTER_KEY_ID, id)
+    }
+
+    /// A row of `rill_keys`.
+    pub fn key_record(&self, name: &str) -> Result<Option<Vec<u8>>, MetaError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(KEYS).map_err(|e| self.err(e))?;
+        let v = table.get(name).map_err(|e| self.err(e))?;
+        Ok(v.map(|v| v.value().to_vec()))
+    }
+
+    /// One durable transaction over the key records: set the rows `set`, remove the rows
+    /// `remove`, and record `master_key_id` when given (the commit point of a key rotation).
+    pub fn commit_key_records(
+        &self,
+        set: &[(&str, &[u8])],
+        remove: &[&str],
+        master_key_id: Option<&str>,
+    ) -> Result<(), MetaError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut keys = txn.open_table(KEYS).map_err(|e| self.err(e))?;
+            for (name, value) in set {
+                keys.insert(*name, *value).map_err(|e| self.err(e))?;
+            }
+            for name in remove {
+                keys.remove(*name).map_err(|e| self.err(e))?;
+            }
+            if let Some(id) = master_key_id {
+                let mut node = txn.open_table(NODE).map_err(|e| self.err(e))?;
+                node.insert(KEY_MASTER_KEY_ID, id)
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    fn sealed_err(&self, table: &str, e: impl std::fmt::Display) -> MetaError {
+        MetaError::Sealed {
+            path: self.path.clone(),
+            table: table.to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Load the metadata data key wrapped under `master` (generating and recording one on the
+    /// first encrypted start), so values are sealed from now on. `master` must be the data
+    /// directory's current master key (checked by the keyring before).
+    pub fn install_cipher(&self, master: &MasterKey) -> Result<(), MetaError> {
+        if self.cipher.get().is_some() {
+            return Ok(());
+        }
+        let cipher = match self.key_record(KEY_META_DATA_KEY)? {
+            Some(rec) => {
+                MetadataCipher::unwrap(&rec, master).map_err(|e| self.sealed_err("rill_keys", e))?
+            }
+            None => {
+                let c = MetadataCipher::generate(1).map_err(|e| self.sealed_err("rill_keys", e))?;
+                let rec = c
+                    .wrap(master)
+                    .map_err(|e| self.sealed_err("rill_keys", e))?;
+                self.commit_key_records(&[(KEY_META_DATA_KEY, &rec)], &[], None)?;
+                c
+            }
+        };
+        let _ = self.cipher.set(cipher);
+        Ok(())
+    }
+
+    /// Whether values are sealed (a metadata data key is installed).
+    pub fn seals(&self) -> bool {
+        self.cipher.get().is_some()
+    }
+
+    /// `plain` sealed as the value of row `key` of `table`, or `None` when the node has no
+    /// metadata data key (encryption off): the caller then stores its clear form.
+    pub fn seal(
+        &self,
+        table: &str,
+        key: &[u8],
+        plain: &[u8],
+    ) -> Result<Option<Vec<u8>>, MetaError> {
+        match self.cipher.get() {
+            None => Ok(None),
+            Some(c) => c
+                .seal(table, key, plain)
+                .map(Some)
+                .map_err(|e| self.sealed_err(table, e)),
+        }
+    }
+
+    /// `plain` sealed (or as it is with encryption off): for values whose clear form never
+    /// starts with [`metadata_cipher::SEALED_VERSION`] (JSON, Kafka batches).
+    pub fn seal_value<'a>(
+        &self,
+        table: &str,
+        key: &[u8],
+        plain: &'a [u8],
+    ) -> Result<Cow<'a, [u8]>, MetaError> {
+        Ok(match self.seal(table, key, plain)? {
+            Some(sealed) => Cow::Owned(sealed),
+            None => Cow::Borrowed(plain),
+        })
+    }
+
+    /// Open a sealed value of row `key` of `table`.
+    pub fn unseal(&self, table: &str, key: &[u8], stored: &[u8]) -> Result<Vec<u8>, MetaError> {
+        let Some(c) = self.cipher.get() else {
+            return Err(self.sealed_err(
+                table,
+                "the value is sealed, but the node runs without encryption (no master key)",
+            ));
+        };
+        c.open(table, key, stored)
+            .map_err(|e| self.sealed_err(table, e))
+    }
+
+    /// The clear form of a value written by [`MetaStore::seal_value`]; a value written in clear
+    /// (by a build before sealing, or with encryption off) is returned as it is.
+    pub fn open_value<'a>(
+        &self,
+        table: &str,
+        key: &[u8],
+        stored: &'a [u8],
+    ) -> Result<Cow<'a, [u8]>, MetaError> {
+        if metadata_cipher::is_sealed(stored) {
+            self.unseal(table, key, stored).map(Cow::Owned)
+        } else {
+            Ok(Cow::Borrowed(stored))
+        }
     }
 
     /// The cluster id: a random UUID v4 in Kafka's form (16 bytes, URL-safe base64 without

@@ -9,6 +9,8 @@
 //! name = "edge-01"            # readable name (mirroring); default: the host name
 //! data_dir = "./rill-data"
 //! key_file = "./rill-master.key"   # RILL_MASTER_KEY wins when set
+//! key_command = ["/usr/lib/rill/get-key", "arg"]   # instead of key_file: argv, no shell,
+//!                             # prints the key as 64 hex chars; key_command_timeout_ms = 10000
 //! rack = "rack-a"             # Kafka's broker.rack (rack-aware replica placement)
 //!
 //! [listeners]
@@ -340,6 +342,11 @@ pub struct NodeSection {
     pub data_dir: Option<PathBuf>,
     /// Master key file.
     pub key_file: Option<PathBuf>,
+    /// External key helper (argv, no shell) printing the master key as 64 hex characters;
+    /// exclusive with `key_file` (`--key-file` and `RILL_MASTER_KEY` win over it).
+    pub key_command: Option<Vec<String>>,
+    /// How long `key_command` may run (default 10000).
+    pub key_command_timeout_ms: Option<u64>,
     /// Kafka's `broker.rack`.
     pub rack: Option<String>,
 }
@@ -816,13 +823,38 @@ impl NodeSettings {
             .clone()
             .or_else(|| file.node.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("./rill-data"));
-        let key_source = match &flags.master_key_env {
-            Some(key) => KeySource::Env(key.clone()),
-            None => KeySource::File(
-                flags
+        if file.node.key_command.is_some() && file.node.key_file.is_some() {
+            return Err(invalid(
+                "node.key_command",
+                "key_command and key_file are exclusive: the key comes from one of them".into(),
+            ));
+        }
+        if file.node.key_command.as_ref().is_some_and(|c| c.is_empty()) {
+            return Err(invalid(
+                "node.key_command",
+                "must name the program (and its arguments), e.g. [\"/usr/lib/rill/get-key\"]"
+                    .into(),
+            ));
+        }
+        let key_source = match (
+            &flags.master_key_env,
+            &flags.key_file,
+            &file.node.key_command,
+        ) {
+            (Some(key), _, _) => KeySource::Env(key.clone()),
+            (None, Some(path), _) => KeySource::File(path.clone()),
+            (None, None, Some(argv)) => KeySource::Command {
+                argv: argv.clone(),
+                timeout: file
+                    .node
+                    .key_command_timeout_ms
+                    .map(std::time::Duration::from_millis)
+                    .unwrap_or(rill_core::keyring::DEFAULT_KEY_COMMAND_TIMEOUT),
+            },
+            (None, None, None) => KeySource::File(
+                file.node
                     .key_file
                     .clone()
-                    .or_else(|| file.node.key_file.clone())
                     .unwrap_or_else(|| PathBuf::from("./rill-master.key")),
             ),
         };

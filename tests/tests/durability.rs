@@ -1,6 +1,7 @@
 //! Durability and encryption at rest, seen from outside: records acknowledged with acks=all survive
-//! a SIGKILL, a graceful SIGTERM restart keeps everything, and no produced plaintext is found
-//! anywhere in the data directory.
+//! a SIGKILL, a graceful SIGTERM restart keeps everything, and nothing a client sent (produced
+//! records, retained MQTT messages and their properties, messages queued for a persistent
+//! session, offset-commit metadata) is found in the clear anywhere in the data directory.
 
 use rill_tests::{dir_usage, files_containing, marker, Node};
 
@@ -80,6 +81,24 @@ fn data_directory_holds_no_plaintext() {
         "crash_verify.py",
         &["--topic", "secret", "--acked", acked_s],
     );
+    // What the metadata database keeps: a retained MQTT 5 message with properties, QoS 1
+    // messages queued for an offline persistent session, an offset commit with metadata.
+    let mqtt = node.mqtt_addr();
+    let out = node.python(
+        "at_rest_clients.py",
+        &["--mqtt", &mqtt, "--phase", "write", "--marker", &mark],
+    );
+    assert!(out.contains("OK"), "{out}");
+    let sent: Vec<String> = [
+        format!("retained-{mark}"),
+        format!("ct-{mark}"),
+        format!("up-{mark}"),
+        format!("cd-{mark}"),
+        format!("offset-metadata-{mark}"),
+    ]
+    .into_iter()
+    .chain((0..5).map(|i| format!("queued-{mark}-{i}")))
+    .collect();
     let data = node.data_dir();
     let (bytes, files) = dir_usage(&data);
     assert!(
@@ -102,4 +121,16 @@ fn data_directory_holds_no_plaintext() {
         hits.is_empty(),
         "plaintext of produced records found in the data dir (node stopped): {hits:?}"
     );
+    for value in &sent {
+        let hits = files_containing(&data, value.as_bytes());
+        assert!(hits.is_empty(), "{value:?} found in the clear in {hits:?}");
+    }
+    // ... and it all reads back after the restart (sealed, not lost).
+    node.restart();
+    let mqtt = node.mqtt_addr();
+    let out = node.python(
+        "at_rest_clients.py",
+        &["--mqtt", &mqtt, "--phase", "verify", "--marker", &mark],
+    );
+    assert!(out.contains("OK"), "{out}");
 }

@@ -8,6 +8,10 @@
 //! retention sweep never touch the disk. The protocol type of each group is kept too, so that
 //! ListGroups/DescribeGroups show it for groups that only exist through their offsets after a
 //! restart. See `docs/consumer-groups.md` for why redb and not an internal compacted topic.
+//!
+//! The client's metadata string of a commit is sealed with the node's metadata data key
+//! ([`MetaStore::seal`]); a table written by an older build (`group_offsets`, metadata in clear)
+//! is migrated, sealing its metadata, the first time the store opens.
 
 use super::coordinator_record::GroupMetadata;
 use crate::metadata::MetaStore;
@@ -18,10 +22,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 /// Offsets: (group, topic, partition) -> (offset, leader epoch, commit time ms, expire time ms or
-/// -1, metadata).
-const OFFSETS: TableDefinition<OffsetKey, OffsetValue> = TableDefinition::new("group_offsets");
+/// -1, metadata: empty, or sealed, or with encryption off 0x00 followed by the UTF-8 string).
+const OFFSETS_TABLE: &str = "group_committed_offsets";
+const OFFSETS: TableDefinition<OffsetKey, OffsetValue> = TableDefinition::new(OFFSETS_TABLE);
 type OffsetKey = (&'static str, &'static str, i32);
-type OffsetValue = (i64, i32, u64, i64, &'static str);
+type OffsetValue = (i64, i32, u64, i64, &'static [u8]);
+/// The table of schema version 1 (metadata in clear), migrated at open.
+const LEGACY_OFFSETS: TableDefinition<OffsetKey, LegacyOffsetValue> =
+    TableDefinition::new("group_offsets");
+type LegacyOffsetValue = (i64, i32, u64, i64, &'static str);
 /// Group protocol types: group -> protocol type.
 const PROTOCOL_TYPES: TableDefinition<&str, &str> = TableDefinition::new("group_protocol_types");
 
@@ -58,6 +67,72 @@ impl Eq for OffsetStoreError {}
 
 fn storage(e: impl Into<redb::Error>) -> OffsetStoreError {
     OffsetStoreError::Storage(Arc::new(e.into()))
+}
+
+fn sealing(e: crate::metadata::MetaError) -> OffsetStoreError {
+    OffsetStoreError::Storage(Arc::new(redb::Error::Corrupted(e.to_string())))
+}
+
+/// The row key bound into a sealed metadata string.
+fn row_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(group.len() + topic.len() + 8);
+    for s in [group, topic] {
+        k.extend_from_slice(&u16::try_from(s.len()).unwrap_or(u16::MAX).to_be_bytes());
+        k.extend_from_slice(s.as_bytes());
+    }
+    k.extend_from_slice(&partition.to_be_bytes());
+    k
+}
+
+/// The stored form of a commit's metadata string.
+fn seal_metadata(
+    db: &MetaStore,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    metadata: &str,
+) -> Result<Vec<u8>, OffsetStoreError> {
+    if metadata.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = row_key(group, topic, partition);
+    Ok(
+        match db
+            .seal(OFFSETS_TABLE, &key, metadata.as_bytes())
+            .map_err(sealing)?
+        {
+            Some(sealed) => sealed,
+            None => {
+                let mut clear = Vec::with_capacity(metadata.len() + 1);
+                clear.push(0);
+                clear.extend_from_slice(metadata.as_bytes());
+                clear
+            }
+        },
+    )
+}
+
+/// A commit's metadata string from its stored form.
+fn open_metadata(
+    db: &MetaStore,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    stored: &[u8],
+) -> Result<String, OffsetStoreError> {
+    let plain = match stored.first() {
+        None => return Ok(String::new()),
+        Some(0) => stored[1..].to_vec(),
+        Some(_) => db
+            .unseal(OFFSETS_TABLE, &row_key(group, topic, partition), stored)
+            .map_err(sealing)?,
+    };
+    String::from_utf8(plain).map_err(|_| {
+        sealing(crate::metadata::MetaError::Db {
+            path: db.path().to_path_buf(),
+            message: format!("offset metadata of {group}/{topic}-{partition} is not UTF-8"),
+        })
+    })
 }
 
 /// One committed offset.
@@ -169,10 +244,40 @@ struct Cache {
 impl RedbOffsetStore {
     /// Open (creating the tables) and load every committed offset.
     pub fn open(db: Arc<MetaStore>) -> Result<RedbOffsetStore, OffsetStoreError> {
+        use redb::TableHandle;
         let txn = db.db().begin_write().map_err(storage)?;
+        let legacy = txn
+            .list_tables()
+            .map_err(storage)?
+            .any(|t| t.name() == LEGACY_OFFSETS.name());
         {
-            txn.open_table(OFFSETS).map_err(storage)?;
+            let mut table = txn.open_table(OFFSETS).map_err(storage)?;
             txn.open_table(PROTOCOL_TYPES).map_err(storage)?;
+            if legacy {
+                // Schema version 1: the same rows with the metadata string in clear.
+                let old = txn.open_table(LEGACY_OFFSETS).map_err(storage)?;
+                let mut moved = 0usize;
+                for row in old.iter().map_err(storage)? {
+                    let (k, v) = row.map_err(storage)?;
+                    let (group, topic, partition) = k.value();
+                    let (offset, epoch, commit_ts, expire_ts, metadata) = v.value();
+                    let md = seal_metadata(&db, group, topic, partition, metadata)?;
+                    table
+                        .insert(
+                            (group, topic, partition),
+                            (offset, epoch, commit_ts, expire_ts, md.as_slice()),
+                        )
+                        .map_err(storage)?;
+                    moved += 1;
+                }
+                drop(old);
+                txn.delete_table(LEGACY_OFFSETS).map_err(storage)?;
+                tracing::info!(
+                    offsets = moved,
+                    sealed = db.seals(),
+                    "committed offsets migrated to the table of metadata schema version 2"
+                );
+            }
         }
         txn.commit().map_err(storage)?;
 
@@ -183,12 +288,13 @@ impl RedbOffsetStore {
             let (k, v) = row.map_err(storage)?;
             let (group, topic, partition) = k.value();
             let (offset, leader_epoch, commit_ts, expire_ts, metadata) = v.value();
+            let metadata = open_metadata(&db, group, topic, partition, metadata)?;
             cache.offsets.entry(group.to_string()).or_default().insert(
                 (topic.to_string(), partition),
                 CommittedOffset {
                     offset,
                     leader_epoch,
-                    metadata: metadata.to_string(),
+                    metadata,
                     commit_timestamp_ms: i64::try_from(commit_ts).unwrap_or(i64::MAX),
                     expire_timestamp_ms: (expire_ts >= 0).then_some(expire_ts),
                 },
@@ -226,6 +332,7 @@ impl RedbOffsetStore {
             for (_, group, offsets) in batch {
                 for ((topic, partition), c) in offsets {
                     let expire = c.expire_timestamp_ms.map_or(-1, |t| t.max(0));
+                    let md = seal_metadata(&self.db, group, topic, *partition, &c.metadata)?;
                     table
                         .insert(
                             (group.as_str(), topic.as_str(), *partition),
@@ -234,7 +341,7 @@ impl RedbOffsetStore {
                                 c.leader_epoch,
                                 u64::try_from(c.commit_timestamp_ms).unwrap_or(0),
                                 expire,
-                                c.metadata.as_str(),
+                                md.as_slice(),
                             ),
                         )
                         .map_err(storage)?;
@@ -508,5 +615,60 @@ mod tests {
         let s = open(&path);
         assert!(s.groups().is_empty());
         assert!(!s.has_offsets("g2"));
+    }
+
+    /// A table written by schema version 1 (metadata in clear) is migrated at open: every row is
+    /// kept, the metadata sealed, the old table gone; new commits are sealed too.
+    #[test]
+    fn legacy_table_is_migrated_and_metadata_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(MetaStore::open(dir.path()).unwrap());
+        {
+            let txn = db.db().begin_write().unwrap();
+            let mut t = txn.open_table(LEGACY_OFFSETS).unwrap();
+            t.insert(("g", "t", 0), (5, 2, 1000, -1, "legacy-metadata"))
+                .unwrap();
+            t.insert(("g", "t", 1), (6, 2, 1000, -1, "")).unwrap();
+            drop(t);
+            txn.commit().unwrap();
+        }
+        db.install_cipher(&crate::crypto::MasterKey::from_bytes([3u8; 32]))
+            .unwrap();
+        let s = RedbOffsetStore::open(db.clone()).unwrap();
+        assert_eq!(s.get("g", "t", 0).unwrap().metadata, "legacy-metadata");
+        assert_eq!(s.get("g", "t", 1).unwrap().offset, 6);
+        s.commit("g", &[(("t".into(), 2), off(9, "fresh-metadata"))])
+            .unwrap();
+        let raw: Vec<Vec<u8>> = {
+            let txn = db.db().begin_read().unwrap();
+            assert!(txn.open_table(LEGACY_OFFSETS).is_err(), "old table left");
+            let t = txn.open_table(OFFSETS).unwrap();
+            t.iter()
+                .unwrap()
+                .map(|r| r.unwrap().1.value().4.to_vec())
+                .collect()
+        };
+        assert_eq!(raw.len(), 3);
+        for v in &raw {
+            assert!(
+                !v.windows(8).any(|w| w == b"metadata"),
+                "clear metadata: {v:?}"
+            );
+        }
+        drop(s);
+        let s = RedbOffsetStore::open(db).unwrap();
+        assert_eq!(s.get("g", "t", 2), Some(off(9, "fresh-metadata")));
+        assert_eq!(s.get("g", "t", 0).unwrap().metadata, "legacy-metadata");
+    }
+
+    #[test]
+    fn clear_metadata_with_encryption_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.commit("g", &[(("t".into(), 0), off(1, "\u{1}starts-with-one"))])
+            .unwrap();
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.get("g", "t", 0).unwrap().metadata, "\u{1}starts-with-one");
     }
 }

@@ -118,6 +118,19 @@ impl KeyFile {
         })
     }
 
+    /// The same data key wrapped under `to` instead of `from` (master key rotation); the
+    /// segment's data is untouched.
+    pub fn rewrap(&self, from: &MasterKey, to: &MasterKey) -> Result<KeyFile, CryptoError> {
+        let raw = self.unwrap_raw(from)?;
+        let aad = KeyFile::identity(self.cipher, &to.id(), self.ident, self.base_offset);
+        let wrapped = to.wrap(&raw, &aad)?;
+        Ok(KeyFile {
+            master_key_id: to.id(),
+            wrapped,
+            ..self.clone()
+        })
+    }
+
     /// Unwrap the data key with `master`, refusing a key wrapped under another master key.
     pub fn unwrap(&self, master: &MasterKey) -> Result<DataKey, CryptoError> {
         Ok(DataKey::new(self.cipher, &self.unwrap_raw(master)?))
@@ -177,5 +190,13 @@ mod tests {
             back.unwrap_raw(&other),
             Err(CryptoError::WrongMasterKey { .. })
         ));
+        // Re-wrapped under `other`: the same data key, no longer under `master`.
+        let moved = KeyFile::decode(&back.rewrap(&master, &other).unwrap().encode()).unwrap();
+        assert_eq!(
+            moved.unwrap_raw(&other).unwrap(),
+            kf.unwrap_raw(&master).unwrap()
+        );
+        assert!(moved.unwrap_raw(&master).is_err());
+        assert!(back.rewrap(&other, &master).is_err());
     }
 }

@@ -21,6 +21,7 @@
 //!   DeleteAcls),
 //! - [`bridge`]: `rill bridge status` (the node's admin HTTP API, not Kafka protocol),
 //! - [`user`]: `rill user add|list|delete` (SASL/SCRAM users; local, not Kafka protocol),
+//! - [`key`]: `rill key rotate|retire` (master key rotation; local, not Kafka protocol),
 //! - [`cluster`]: `rill cluster format|random-id` (prepares a data directory for a cluster node;
 //!   local, not Kafka protocol) and `rill cluster status` ([`cluster_status`]: the cluster's
 //!   health through DescribeQuorum, DescribeCluster and Metadata).
@@ -33,6 +34,7 @@ pub mod consume;
 pub mod device;
 pub mod format;
 pub mod group;
+pub mod key;
 pub mod partitioner;
 pub mod produce;
 pub mod table;
@@ -172,6 +174,8 @@ pub enum ClientCommand {
     Device(device::DeviceArgs),
     /// Manage SASL users of the Kafka listener (add, list, delete) on a stopped node.
     User(user::UserArgs),
+    /// Rotate the master key of a stopped node's data directory, retire the previous one.
+    Key(key::KeyArgs),
     /// Prepare a data directory for a cluster (format), make cluster ids (random-id) and show a
     /// cluster's health (status).
     Cluster(cluster::ClusterArgs),
@@ -184,6 +188,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
     let cmd = match cmd {
         ClientCommand::Device(args) => return device::run(args),
         ClientCommand::User(args) => return user::run(args),
+        ClientCommand::Key(args) => return key::run(args),
         other => other,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -197,6 +202,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<ExitCode> {
             ClientCommand::Group(args) => group::run(args).await,
             ClientCommand::Device(args) => device::run(args),
             ClientCommand::User(args) => user::run(args),
+            ClientCommand::Key(args) => key::run(args),
             ClientCommand::Cluster(args) => cluster::run(args).await,
             ClientCommand::Acl(args) => acl::run(args).await,
         }

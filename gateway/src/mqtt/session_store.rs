@@ -7,14 +7,16 @@
 //! in batches (after acks, at most every few hundred ms, and at disconnect); after a crash a
 //! client may get a QoS 1/2 message again, never lose one.
 //!
+//! Values are JSON, sealed with the node's metadata data key ([`MetaStore::seal_value`]; in clear
+//! only with encryption off); values written in clear by older builds are still read.
+//!
 //! The one message a session holds itself is its will while it waits out its Will Delay
 //! Interval ([`StoredWill`], see `will`): written with the session's save at disconnect (no
-//! write of its own), as a one-record Kafka v2 batch like a retained message, in the clear like
-//! the retained messages of the `mqtt_retained` table (meta.redb does not seal values yet).
+//! write of its own), as a one-record Kafka v2 batch inside the sealed session value.
 
 use std::sync::Arc;
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use rill_core::metadata::MetaStore;
 use serde::{Deserialize, Serialize};
 
@@ -129,12 +131,25 @@ impl SessionStore {
         let Some(v) = t.get(key).map_err(db_err)? else {
             return Ok(None);
         };
-        serde_json::from_slice(v.value())
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                key: key.to_string(),
-                reason: e.to_string(),
-            })
+        self.decode(table, key, v.value()).map(Some)
+    }
+
+    /// The value of row `key` of `table` as stored (sealed, or clear from an older build).
+    fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        stored: &[u8],
+    ) -> Result<T, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: key.to_string(),
+            reason,
+        };
+        let plain = self
+            .db
+            .open_value(table.name(), key.as_bytes(), stored)
+            .map_err(|e| corrupt(e.to_string()))?;
+        serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))
     }
 
     fn put_json<T: Serialize>(
@@ -149,7 +164,11 @@ impl SessionStore {
             match value {
                 Some(v) => {
                     let bytes = serde_json::to_vec(v).map_err(|e| StoreError::Db(e.to_string()))?;
-                    t.insert(key, bytes.as_slice()).map_err(db_err)?;
+                    let stored = self
+                        .db
+                        .seal_value(table.name(), key.as_bytes(), &bytes)
+                        .map_err(|e| StoreError::Db(e.to_string()))?;
+                    t.insert(key, stored.as_ref()).map_err(db_err)?;
                 }
                 None => {
                     t.remove(key).map_err(db_err)?;
@@ -195,7 +214,7 @@ impl SessionStore {
         let mut out = Vec::new();
         for entry in t.iter().map_err(db_err)? {
             let (k, v) = entry.map_err(db_err)?;
-            match serde_json::from_slice::<StoredSession>(v.value()) {
+            match self.decode::<StoredSession>(SESSIONS, k.value(), v.value()) {
                 Ok(StoredSession {
                     pending_will: Some(w),
                     ..
@@ -222,7 +241,9 @@ impl SessionStore {
         {
             let mut t = txn.open_table(SESSIONS).map_err(db_err)?;
             let session = match t.get(client_id).map_err(db_err)? {
-                Some(v) => serde_json::from_slice::<StoredSession>(v.value()).ok(),
+                Some(v) => self
+                    .decode::<StoredSession>(SESSIONS, client_id, v.value())
+                    .ok(),
                 None => None,
             };
             if let Some(mut s) = session {
@@ -233,7 +254,11 @@ impl SessionStore {
                     } else {
                         let bytes =
                             serde_json::to_vec(&s).map_err(|e| StoreError::Db(e.to_string()))?;
-                        t.insert(client_id, bytes.as_slice()).map_err(db_err)?;
+                        let stored = self
+                            .db
+                            .seal_value(SESSIONS.name(), client_id.as_bytes(), &bytes)
+                            .map_err(|e| StoreError::Db(e.to_string()))?;
+                        t.insert(client_id, stored.as_ref()).map_err(db_err)?;
                     }
                 }
             }
@@ -251,7 +276,8 @@ impl SessionStore {
             let mut out = Vec::new();
             for entry in t.iter().map_err(db_err)? {
                 let (k, v) = entry.map_err(db_err)?;
-                let gone = serde_json::from_slice::<StoredSession>(v.value())
+                let gone = self
+                    .decode::<StoredSession>(SESSIONS, k.value(), v.value())
                     .map(|s| s.expired(now_ms) && s.pending_will.is_none())
                     .unwrap_or(true);
                 if gone {
@@ -359,5 +385,35 @@ mod tests {
         // Published after the session expired: the session goes with it.
         store.clear_pending_will("w", 3_000, 20_000).unwrap();
         assert_eq!(store.load("w").unwrap(), None);
+    }
+
+    /// With a metadata data key sessions are sealed; a session an older build wrote in clear
+    /// JSON is still loaded.
+    #[test]
+    fn sealed_sessions_and_clear_sessions_of_older_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(rill_core::metadata::MetaStore::open(dir.path()).unwrap());
+        let legacy = br#"{"expiry_secs":60,"disconnected_at_ms":null,"subscriptions":[{"raw_filter":"legacy/filter","qos":1}]}"#;
+        {
+            let txn = db.db().begin_write().unwrap();
+            txn.open_table(SESSIONS)
+                .unwrap()
+                .insert("old-client", &legacy[..])
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        db.install_cipher(&rill_core::crypto::MasterKey::from_bytes([4u8; 32]))
+            .unwrap();
+        let store = SessionStore::open(db.clone()).unwrap();
+        let old = store.load("old-client").unwrap().unwrap();
+        assert_eq!(old.subscriptions[0].raw_filter, "legacy/filter");
+        store.save("new-client", &old).unwrap();
+        let txn = db.db().begin_read().unwrap();
+        let t = txn.open_table(SESSIONS).unwrap();
+        let raw = t.get("new-client").unwrap().unwrap().value().to_vec();
+        assert!(rill_core::metadata_cipher::is_sealed(&raw));
+        assert!(!raw.windows(13).any(|w| w == b"legacy/filter"));
+        assert_eq!(store.load("new-client").unwrap(), Some(old));
+        assert_eq!(store.purge_expired(0).unwrap(), 0);
     }
 }
