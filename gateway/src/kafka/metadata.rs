@@ -494,6 +494,27 @@ mod tests {
     }
 
     #[test]
+    fn an_extra_listener_gets_each_brokers_endpoint_of_that_listener() {
+        let c = TestCluster::plain(3);
+        let on = |listener: &str| -> Vec<(i32, String, i32)> {
+            cluster_brokers_on(&c.image, listener)
+                .iter()
+                .map(|b| (b.node_id.0, b.host.to_string(), b.port))
+                .collect()
+        };
+        assert_eq!(
+            on("LAN"),
+            vec![
+                (1, "lan-1".to_string(), 29001),
+                (2, "lan-2".to_string(), 29002)
+            ],
+            "broker 3 registered no LAN listener"
+        );
+        assert_eq!(on(KAFKA_LISTENER).len(), 3);
+        assert!(on("NONE").is_empty());
+    }
+
+    #[test]
     fn every_live_broker_and_every_partitions_replication_state_is_listed() {
         let mut c = TestCluster::new(&[(1, Some("r1")), (2, Some("r2")), (3, Some("r3"))]);
         let topic_id = c.create("t", 6, 3, 1);
