@@ -11,8 +11,15 @@
 //! Without tokens on a loopback address everything is open (as before); bound beyond loopback
 //! without tokens only `/health` and `/metrics` are served (403 otherwise), so a shipped example
 //! still starts and is scraped, but nothing else is exposed.
+//!
+//! With `[listeners] http_tls = { cert, key }` the API speaks HTTPS ([`TlsListener`]); with its
+//! `client_ca` too every client must present a certificate chaining to that CA (the TLS
+//! handshake fails otherwise), and such a client is let in without a token unless
+//! `[admin] tokens_file` is set, in which case the token decides as above.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -21,6 +28,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use rill_bridge::BridgeStatus;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::admin_tokens::{AdminTokens, Scope};
 use crate::metrics::Metrics;
@@ -28,7 +40,8 @@ use crate::metrics::Metrics;
 /// Who may call the admin API.
 #[derive(Debug, Clone)]
 pub enum Access {
-    /// Everyone (a loopback address without `[admin] tokens_file`).
+    /// Everyone who reaches the API: a loopback address without `[admin] tokens_file`, or
+    /// clients with a certificate of `http_tls.client_ca` (checked in the TLS handshake).
     Open,
     /// Bearer tokens of `[admin] tokens_file`.
     Tokens(Arc<AdminTokens>),
@@ -37,18 +50,23 @@ pub enum Access {
 }
 
 impl Access {
-    /// The access of a listener on `addr` with `tokens`, warning loudly when the API is bound
-    /// beyond loopback without them.
-    pub fn for_listener(addr: std::net::SocketAddr, tokens: Option<AdminTokens>) -> Access {
+    /// The access of a listener on `addr` with `tokens` (`client_certificates`: the TLS
+    /// handshake requires a client certificate of `http_tls.client_ca`), warning loudly when
+    /// the API is bound beyond loopback with neither.
+    pub fn for_listener(
+        addr: std::net::SocketAddr,
+        tokens: Option<AdminTokens>,
+        client_certificates: bool,
+    ) -> Access {
         match tokens {
             Some(t) => Access::Tokens(Arc::new(t)),
-            None if addr.ip().is_loopback() => Access::Open,
+            None if client_certificates || addr.ip().is_loopback() => Access::Open,
             None => {
                 tracing::warn!(
                     %addr,
                     "!!! the admin HTTP API is bound beyond loopback without authentication: \
-                     serving ONLY /health and /metrics; set [admin] tokens_file (docs/security.md) \
-                     to serve the rest !!!"
+                     serving ONLY /health and /metrics; set [admin] tokens_file or \
+                     [listeners] http_tls with client_ca (docs/security.md) to serve the rest !!!"
                 );
                 Access::HealthAndMetricsOnly
             }
@@ -79,8 +97,8 @@ async fn guard(State(access): State<Access>, req: Request, next: Next) -> Respon
         Access::HealthAndMetricsOnly if path == "/metrics" && read_only => next.run(req).await,
         Access::HealthAndMetricsOnly => refuse(
             StatusCode::FORBIDDEN,
-            "the admin API is bound beyond loopback without [admin] tokens_file: only /health \
-             and /metrics are served",
+            "the admin API is bound beyond loopback without [admin] tokens_file or client \
+             certificates: only /health and /metrics are served",
         ),
         Access::Tokens(tokens) => {
             let token = req
@@ -167,4 +185,74 @@ async fn bridge_status(State(admin): State<Admin>) -> impl IntoResponse {
         .unwrap_or_default();
     let body = serde_json::to_string(&report).unwrap_or_else(|_| "{}".to_string());
     ([(header::CONTENT_TYPE, "application/json")], body)
+}
+
+/// How long an HTTPS client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The admin API's listener over TLS (`[listeners] http_tls`): TCP connections are accepted and
+/// their handshakes run on their own tasks, so a slow or failing client delays no other; a
+/// failed handshake (no client certificate, one of another CA, an expired one) is logged and
+/// the connection dropped before any HTTP is read.
+pub struct TlsListener {
+    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    addr: SocketAddr,
+}
+
+impl TlsListener {
+    /// Serve TLS on `tcp` with `acceptor` until `shutdown`.
+    pub fn new(
+        tcp: TcpListener,
+        acceptor: TlsAcceptor,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<TlsListener> {
+        let addr = tcp.local_addr()?;
+        let (tx, handshaken) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    a = tcp.accept() => match a {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "admin HTTPS accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(%peer, error = %e, "admin HTTPS handshake failed")
+                        }
+                        Err(_) => tracing::warn!(%peer, "admin HTTPS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { handshaken, addr })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshaken.recv().await {
+            Some(c) => c,
+            // The accept loop ended (shutdown): nothing more to serve.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
 }

@@ -19,9 +19,18 @@
 //! http = "127.0.0.1:9644"
 //! mqtt = "127.0.0.1:1883"
 //! mqtt_ws = "127.0.0.1:8080"   # MQTT over WebSocket; off unless set
-//! kafka_tls = { cert = "server.pem", key = "server.key" }
+//! kafka_tls = { cert = "server.pem", key = "server.key" }   # client_ca = "ca.pem": mTLS
+//! http_tls = { cert = "admin.pem", key = "admin.key", client_ca = "ops-ca.pem" }   # admin HTTPS
 //! cluster = "10.0.0.1:9093"   # the cluster listener (inter-node traffic, cluster mode only)
 //! advertised_cluster = "10.0.0.1:9093"   # default: the bound address
+//!
+//! [[listeners.kafka_extra]]   # more Kafka listeners, each with its own security
+//! name = "LAN"
+//! listen = "0.0.0.0:9094"
+//! advertised = "edge-01.lan:9094"
+//! security = "SASL_SSL"       # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+//! tls = { cert = "server.pem", key = "server.key" }
+//! sasl_mechanisms = ["SCRAM-SHA-512"]
 //!
 //! [cluster]                   # only for a data directory formatted by `rill cluster format`
 //! secret_file = "/etc/rill/cluster.secret"   # shared secret: mutual HMAC-SHA256 challenge
@@ -50,6 +59,7 @@
 //! authorizer = false          # Kafka ACLs (StandardAuthorizer semantics; docs/security.md)
 //! super_users = ["User:admin"]
 //! allow_everyone_if_no_acl_found = false
+//! ssl_principal_mapping_rules = "RULE:^CN=(.*?),.*$/$1/,DEFAULT"   # client certificates
 //!
 //! [admin]
 //! tokens_file = "/etc/rill/admin-tokens"   # admin HTTP bearer tokens (docs/security.md)
@@ -80,6 +90,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use rill_bridge::config::diagnostics::{Checker, KeyPath, Problem, Report};
 use rill_bridge::MirrorConfig;
@@ -366,10 +377,15 @@ pub struct ListenersSection {
     pub mqtt_ws: Option<SocketAddr>,
     /// TLS for the Kafka listener.
     pub kafka_tls: Option<TlsFiles>,
+    /// TLS (and with `client_ca`, client certificates) for the admin HTTP listener.
+    pub http_tls: Option<TlsFiles>,
     /// The cluster listener address (cluster mode).
     pub cluster: Option<SocketAddr>,
     /// Address advertised to the other nodes (`host:port`).
     pub advertised_cluster: Option<String>,
+    /// More Kafka listeners (`[[listeners.kafka_extra]]`), each with its own security.
+    #[serde(default)]
+    pub kafka_extra: Vec<KafkaListenerSection>,
 }
 
 /// PEM files of a TLS listener.
@@ -379,6 +395,151 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Private key (PEM, PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// CA certificates (PEM) client certificates must chain to; set, a client certificate is
+    /// required (Kafka's `ssl.client.auth=required`).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Kafka's security protocols (`listener.security.protocol.map`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    /// TCP, no authentication.
+    #[serde(rename = "PLAINTEXT")]
+    Plaintext,
+    /// TLS (client certificates with `tls.client_ca`).
+    #[serde(rename = "SSL")]
+    Ssl,
+    /// SASL over TCP.
+    #[serde(rename = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    /// SASL over TLS.
+    #[serde(rename = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// Kafka's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// Whether the protocol runs over TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether the protocol requires SASL.
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// One `[[listeners.kafka_extra]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaListenerSection {
+    /// The listener's name (Kafka's listener name, e.g. `LAN`; not `KAFKA` nor `CLUSTER`).
+    pub name: String,
+    /// The address to bind.
+    pub listen: SocketAddr,
+    /// `host:port` advertised to clients that came in on this listener (default: the bound
+    /// address, 0.0.0.0 as 127.0.0.1).
+    pub advertised: Option<String>,
+    /// The security protocol.
+    pub security: SecurityProtocol,
+    /// Certificate, key and optional client CA (SSL and SASL_SSL only).
+    pub tls: Option<TlsFiles>,
+    /// SASL mechanisms (SASL_PLAINTEXT and SASL_SSL only; default SCRAM-SHA-512, SCRAM-SHA-256).
+    pub sasl_mechanisms: Option<Vec<String>>,
+}
+
+/// Listener names taken by the node itself (the `[listeners] kafka` and `cluster` listeners).
+pub const RESERVED_LISTENER_NAMES: [&str; 2] = ["KAFKA", "CLUSTER"];
+
+impl KafkaListenerSection {
+    /// The problems of this entry (key relative to the entry, reason).
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let valid_name = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid_name {
+            out.push((
+                "name",
+                format!(
+                    "{:?} is not a listener name (letters, digits, _ and -)",
+                    self.name
+                ),
+            ));
+        } else if RESERVED_LISTENER_NAMES
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(&self.name))
+        {
+            out.push((
+                "name",
+                format!("{:?} is the name of a built-in listener", self.name),
+            ));
+        }
+        if let Some(adv) = &self.advertised {
+            if let Err(reason) = parse_host_port(adv) {
+                out.push(("advertised", reason));
+            }
+        }
+        match (self.security.tls(), &self.tls) {
+            (true, None) => out.push((
+                "tls",
+                format!(
+                    "security {} needs tls = {{ cert, key }}",
+                    self.security.name()
+                ),
+            )),
+            (false, Some(_)) => out.push((
+                "tls",
+                format!("security {} does not use TLS", self.security.name()),
+            )),
+            _ => {}
+        }
+        match (&self.sasl_mechanisms, self.security.sasl()) {
+            (Some(names), true) => {
+                if let Err(reason) = crate::kafka::auth::Mechanism::parse_list(names) {
+                    out.push(("sasl_mechanisms", reason));
+                }
+            }
+            (Some(_), false) => out.push((
+                "sasl_mechanisms",
+                format!("security {} does not use SASL", self.security.name()),
+            )),
+            (None, _) => {}
+        }
+        out
+    }
+}
+
+/// An extra Kafka listener as the node runs it.
+#[derive(Debug, Clone)]
+pub struct KafkaListenerSettings {
+    /// The listener name, upper case (as Kafka normalises listener names).
+    pub name: String,
+    /// The address to bind.
+    pub listen: SocketAddr,
+    /// `host:port` advertised (None: from the bound address).
+    pub advertised: Option<(String, u16)>,
+    /// The security protocol.
+    pub security: SecurityProtocol,
+    /// TLS files (SSL, SASL_SSL).
+    pub tls: Option<TlsFiles>,
+    /// SASL mechanisms (SASL_PLAINTEXT, SASL_SSL).
+    pub sasl: Option<Vec<crate::kafka::auth::Mechanism>>,
 }
 
 /// `[storage]`
@@ -487,6 +648,9 @@ pub struct KafkaSection {
     pub super_users: Option<Vec<String>>,
     /// `allow.everyone.if.no.acl.found` (default false).
     pub allow_everyone_if_no_acl_found: Option<bool>,
+    /// `ssl.principal.mapping.rules`: the principal of a client certificate (default `DEFAULT`:
+    /// the certificate's distinguished name).
+    pub ssl_principal_mapping_rules: Option<String>,
 }
 
 impl FileConfig {
@@ -533,6 +697,31 @@ impl FileConfig {
                 invalid("kafka.sasl_mechanisms", reason);
             }
         }
+        if let Some(rules) = &self.kafka.ssl_principal_mapping_rules {
+            if let Err(e) = crate::kafka::ssl_principal_mapper::SslPrincipalMapper::parse(rules) {
+                invalid("kafka.ssl_principal_mapping_rules", e.to_string());
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, l) in self.listeners.kafka_extra.iter().enumerate() {
+            for (key, reason) in l.problems() {
+                out.push(Problem::new(
+                    KeyPath::dotted("listeners.kafka_extra").index(i).key(key),
+                    reason,
+                ));
+            }
+            if !names.insert(l.name.to_ascii_uppercase()) {
+                out.push(Problem::new(
+                    KeyPath::dotted("listeners.kafka_extra")
+                        .index(i)
+                        .key("name"),
+                    format!("listener {:?} is defined twice", l.name),
+                ));
+            }
+        }
+        let mut invalid = |key: &str, reason: String| {
+            out.push(Problem::new(KeyPath::dotted(key), reason));
+        };
         for p in self.kafka.super_users.iter().flatten() {
             if !matches!(p.split_once(':'), Some((k, n)) if !k.is_empty() && !n.is_empty()) {
                 invalid(
@@ -786,6 +975,12 @@ pub struct NodeSettings {
     pub kafka_tls: Option<TlsFiles>,
     /// SASL mechanisms required on the Kafka listener (None: no authentication).
     pub kafka_sasl: Option<Vec<crate::kafka::auth::Mechanism>>,
+    /// The extra Kafka listeners (`[[listeners.kafka_extra]]`).
+    pub kafka_extra: Vec<KafkaListenerSettings>,
+    /// `ssl.principal.mapping.rules` for client certificates.
+    pub ssl_principal_mapper: Arc<crate::kafka::ssl_principal_mapper::SslPrincipalMapper>,
+    /// TLS of the admin HTTP listener (`[listeners] http_tls`).
+    pub http_tls: Option<TlsFiles>,
     /// `[admin] tokens_file`.
     pub admin_tokens_file: Option<PathBuf>,
     /// `[admin] console_writes` (default false): the web console may produce test messages.
@@ -898,6 +1093,44 @@ impl NodeSettings {
             crate::kafka::auth::Mechanism::parse_list(&names).map_err(|r| invalid("kafka_sasl", r))
         })
         .transpose()?;
+        let kafka_extra = file
+            .listeners
+            .kafka_extra
+            .iter()
+            .map(|l| {
+                let key = |k: &str| format!("listeners.kafka_extra.{}.{k}", l.name);
+                Ok(KafkaListenerSettings {
+                    name: l.name.to_ascii_uppercase(),
+                    listen: l.listen,
+                    advertised: l
+                        .advertised
+                        .as_deref()
+                        .map(|a| parse_host_port(a).map_err(|r| invalid(&key("advertised"), r)))
+                        .transpose()?,
+                    security: l.security,
+                    tls: l.tls.clone(),
+                    sasl: l
+                        .security
+                        .sasl()
+                        .then(|| {
+                            crate::kafka::auth::Mechanism::parse_list(
+                                l.sasl_mechanisms.as_deref().unwrap_or_default(),
+                            )
+                            .map_err(|r| invalid(&key("sasl_mechanisms"), r))
+                        })
+                        .transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigFileError>>()?;
+        let ssl_principal_mapper = Arc::new(
+            crate::kafka::ssl_principal_mapper::SslPrincipalMapper::parse(
+                file.kafka
+                    .ssl_principal_mapping_rules
+                    .as_deref()
+                    .unwrap_or(crate::kafka::ssl_principal_mapper::DEFAULT_RULES),
+            )
+            .map_err(|e| invalid("kafka.ssl_principal_mapping_rules", e.to_string()))?,
+        );
         let node_id = flags.node_id.or(file.node.id).unwrap_or(0);
         if node_id < 0 {
             return Err(invalid("node_id", format!("{node_id} is negative")));
@@ -925,6 +1158,9 @@ impl NodeSettings {
             mqtt_ws_listen: flags.mqtt_ws_listen.or(file.listeners.mqtt_ws),
             kafka_tls: file.listeners.kafka_tls.clone(),
             kafka_sasl,
+            kafka_extra,
+            ssl_principal_mapper,
+            http_tls: file.listeners.http_tls.clone(),
             admin_tokens_file: file.admin.tokens_file.clone(),
             console_writes: file.admin.console_writes.unwrap_or(false),
             kafka_authorizer: (flags.kafka_authorizer || file.kafka.authorizer.unwrap_or(false))
@@ -1215,6 +1451,63 @@ mod tests {
                 "accepted: {text}"
             );
         }
+    }
+
+    #[test]
+    fn extra_kafka_listeners() {
+        let text = "[listeners]\nkafka = \"127.0.0.1:9092\"\n\
+                    [[listeners.kafka_extra]]\nname = \"lan\"\nlisten = \"0.0.0.0:9094\"\n\
+                    advertised = \"edge.lan:9094\"\nsecurity = \"SASL_SSL\"\n\
+                    tls = { cert = \"s.pem\", key = \"s.key\", client_ca = \"ca.pem\" }\n\
+                    sasl_mechanisms = [\"PLAIN\"]\n\
+                    [[listeners.kafka_extra]]\nname = \"LOCAL\"\nlisten = \"127.0.0.1:9095\"\n\
+                    security = \"PLAINTEXT\"\n\
+                    [kafka]\nssl_principal_mapping_rules = \"RULE:^CN=(.*?),.*$/$1/L,DEFAULT\"\n";
+        let file = FileConfig::parse(text, Path::new("x.toml")).unwrap();
+        let s = NodeSettings::resolve(&file, &Overrides::default()).unwrap();
+        assert_eq!(s.kafka_extra.len(), 2);
+        let lan = &s.kafka_extra[0];
+        assert_eq!(lan.name, "LAN");
+        assert_eq!(lan.advertised, Some(("edge.lan".to_string(), 9094)));
+        assert_eq!(lan.security, SecurityProtocol::SaslSsl);
+        assert_eq!(
+            lan.tls.as_ref().unwrap().client_ca,
+            Some(PathBuf::from("ca.pem"))
+        );
+        assert_eq!(lan.sasl, Some(vec![crate::kafka::auth::Mechanism::Plain]));
+        assert_eq!(s.kafka_extra[1].sasl, None);
+        assert_eq!(s.ssl_principal_mapper.name("CN=Bob,O=x").unwrap(), "bob");
+
+        let bad = "[[listeners.kafka_extra]]\nname = \"kafka\"\nlisten = \"127.0.0.1:1\"\n\
+                   security = \"SSL\"\n\
+                   [[listeners.kafka_extra]]\nname = \"A\"\nlisten = \"127.0.0.1:2\"\n\
+                   security = \"PLAINTEXT\"\ntls = { cert = \"c\", key = \"k\" }\n\
+                   sasl_mechanisms = [\"PLAIN\"]\nadvertised = \"nohost\"\n\
+                   [[listeners.kafka_extra]]\nname = \"a\"\nlisten = \"127.0.0.1:3\"\n\
+                   security = \"SASL_PLAINTEXT\"\nsasl_mechanisms = [\"GSSAPI\"]\n\
+                   [kafka]\nssl_principal_mapping_rules = \"RULE:x\"\n";
+        let msg = FileConfig::parse(bad, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "listeners.kafka_extra[0].name",
+            "built-in listener",
+            "needs tls",
+            "listeners.kafka_extra[1].tls",
+            "listeners.kafka_extra[1].sasl_mechanisms",
+            "listeners.kafka_extra[1].advertised",
+            "defined twice",
+            "GSSAPI",
+            "kafka.ssl_principal_mapping_rules",
+        ] {
+            assert!(msg.contains(needle), "{needle} missing in:\n{msg}");
+        }
+        let unknown = "[[listeners.kafka_extra]]\nname = \"b\"\nlisten = \"127.0.0.1:4\"\n\
+                       security = \"TLS\"\n";
+        let msg = FileConfig::parse(unknown, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("unknown variant `TLS`"), "{msg}");
     }
 
     #[test]

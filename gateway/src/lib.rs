@@ -6,7 +6,8 @@
 //! - [`kafka`]: the Kafka protocol server, one module per API,
 //! - [`cluster`]: cluster mode (cluster listener, controller, broker registration),
 //! - [`mqtt`]: the MQTT 3.1.1 / 5 front end,
-//! - [`tls`]: rustls (ring) server configuration for the Kafka listener,
+//! - [`tls`]: rustls (ring) server configuration for the Kafka and admin HTTP listeners, and
+//!   [`x500`]: the subject of a client certificate as Kafka's principal mapping reads it,
 //! - [`admin_http`]: `/health`, `/metrics`, `/bridge/status` and the web [`console`] (its page
 //!   and `/api/v1/`), behind [`admin_tokens`] (bearer tokens of `[admin] tokens_file`),
 //! - [`metrics`]: the node's Prometheus registry, `[metrics]` settings and Kafka request metrics,
@@ -34,3 +35,4 @@ pub mod storage_metrics;
 pub mod systemd;
 pub mod telemetry;
 pub mod tls;
+pub mod x500;

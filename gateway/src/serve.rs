@@ -198,18 +198,31 @@ fn broker_configs(
     settings: &NodeSettings,
     bound: SocketAddr,
     advertised: &(String, u16),
+    extra: &[(SocketAddr, (String, u16))],
     cluster_mode: bool,
 ) -> Vec<(String, String)> {
     let b = &settings.broker;
     let scheme = security_protocol(settings);
+    let mut listeners = vec![format!("{scheme}://{bound}")];
+    let mut advertised_listeners = vec![format!("{scheme}://{}:{}", advertised.0, advertised.1)];
+    let mut protocols = vec![format!("{scheme}:{scheme}")];
+    for (l, (bound, adv)) in settings.kafka_extra.iter().zip(extra) {
+        listeners.push(format!("{}://{bound}", l.name));
+        advertised_listeners.push(format!("{}://{}:{}", l.name, adv.0, adv.1));
+        protocols.push(format!("{}:{}", l.name, l.security.name()));
+    }
     let mut out = vec![
         ("broker.id".to_string(), settings.node_id.to_string()),
         ("node.id".to_string(), settings.node_id.to_string()),
         ("rill.node.name".to_string(), settings.node_name.clone()),
-        ("listeners".to_string(), format!("{scheme}://{bound}")),
+        ("listeners".to_string(), listeners.join(",")),
         (
             "advertised.listeners".to_string(),
-            format!("{scheme}://{}:{}", advertised.0, advertised.1),
+            advertised_listeners.join(","),
+        ),
+        (
+            "listener.security.protocol.map".to_string(),
+            protocols.join(","),
         ),
         (
             "auto.create.topics.enable".to_string(),
@@ -282,6 +295,23 @@ fn broker_configs(
     out
 }
 
+/// The TLS of a Kafka listener with `files` (None: plaintext); client certificates give the
+/// principal when `client_ca` is set and the listener does not require SASL (SASL wins, as in
+/// Kafka).
+fn listener_tls(
+    files: Option<&crate::config::TlsFiles>,
+    sasl: bool,
+    mapper: &Arc<kafka::ssl_principal_mapper::SslPrincipalMapper>,
+) -> Result<Option<kafka::server::ListenerTls>, ServeError> {
+    let Some(files) = files else {
+        return Ok(None);
+    };
+    Ok(Some(kafka::server::ListenerTls {
+        acceptor: TlsAcceptor::from(tls::server_config(files)?),
+        principal_mapper: (files.client_ca.is_some() && !sasl).then(|| mapper.clone()),
+    }))
+}
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
@@ -323,10 +353,27 @@ impl Node {
     /// Open storage, bind the listeners and start serving. Logs one `listening` event with the
     /// bound addresses.
     pub async fn start(settings: NodeSettings) -> Result<Node, ServeError> {
-        let tls = match &settings.kafka_tls {
-            Some(files) => Some(TlsAcceptor::from(tls::server_config(files)?)),
-            None => None,
-        };
+        let tls = listener_tls(
+            settings.kafka_tls.as_ref(),
+            settings.kafka_sasl.is_some(),
+            &settings.ssl_principal_mapper,
+        )?;
+        let http_tls = settings
+            .http_tls
+            .as_ref()
+            .map(|files| tls::server_config(files).map(TlsAcceptor::from))
+            .transpose()?;
+        let extra_tls = settings
+            .kafka_extra
+            .iter()
+            .map(|l| {
+                listener_tls(
+                    l.tls.as_ref(),
+                    l.sasl.is_some(),
+                    &settings.ssl_principal_mapper,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if !settings.kafka_listen.ip().is_loopback() && settings.kafka_sasl.is_none() {
             tracing::warn!(
                 listener = "Kafka",
@@ -356,6 +403,25 @@ impl Node {
             .await
             .map_err(|e| ServeError::Task(e.to_string()))??;
         let kafka_listener = bind("Kafka", settings.kafka_listen).await?;
+        let mut extra_listeners = Vec::new();
+        for l in &settings.kafka_extra {
+            let listener = bind("Kafka (extra)", l.listen).await?;
+            let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+                what: "Kafka (extra)",
+                addr: l.listen,
+                source,
+            })?;
+            let advertised = l.advertised.clone().unwrap_or_else(|| advertised_for(addr));
+            if !l.listen.ip().is_loopback() && l.sasl.is_none() {
+                tracing::warn!(
+                    listener = %l.name,
+                    addr = %l.listen,
+                    "binding a non-loopback address without SASL: only the ACLs (and client \
+                     certificates, if required) stand between clients and the data"
+                );
+            }
+            extra_listeners.push((listener, addr, advertised));
+        }
         let http_listener = bind("admin HTTP", settings.http_listen).await?;
         let kafka_addr = kafka_listener
             .local_addr()
@@ -377,13 +443,21 @@ impl Node {
             .unwrap_or_else(|| advertised_for(kafka_addr));
         let cluster = match &formatted {
             Some(meta) => {
-                let kafka_endpoint = rill_core::controller::Endpoint {
+                let mut endpoints = vec![rill_core::controller::Endpoint {
                     name: crate::cluster::KAFKA_LISTENER_NAME.to_string(),
                     host: advertised.0.clone(),
                     port: advertised.1,
                     security_protocol: security_protocol(&settings).to_string(),
-                };
-                Some(crate::cluster::ClusterNode::start(&settings, meta, kafka_endpoint).await?)
+                }];
+                for (l, (_, _, adv)) in settings.kafka_extra.iter().zip(&extra_listeners) {
+                    endpoints.push(rill_core::controller::Endpoint {
+                        name: l.name.clone(),
+                        host: adv.0.clone(),
+                        port: adv.1,
+                        security_protocol: l.security.name().to_string(),
+                    });
+                }
+                Some(crate::cluster::ClusterNode::start(&settings, meta, endpoints).await?)
             }
             None => None,
         };
@@ -487,11 +561,21 @@ impl Node {
             node_id: settings.node_id,
             advertised_host: advertised.0.clone(),
             advertised_port: advertised.1,
+            listener_name: kafka::cluster_view::KAFKA_LISTENER.to_string(),
             cluster_id: formatted
                 .as_ref()
                 .map_or_else(|| broker.cluster_id(), |m| m.cluster_id.clone()),
             socket_request_max_bytes: settings.socket_request_max_bytes,
-            broker_configs: broker_configs(&settings, kafka_addr, &advertised, formatted.is_some()),
+            broker_configs: broker_configs(
+                &settings,
+                kafka_addr,
+                &advertised,
+                &extra_listeners
+                    .iter()
+                    .map(|(_, addr, adv)| (*addr, adv.clone()))
+                    .collect::<Vec<_>>(),
+                formatted.is_some(),
+            ),
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
             producer_ids: Arc::new(rill_core::producer_state::ProducerIdAllocator::new(
@@ -544,6 +628,37 @@ impl Node {
             listeners
                 .spawn(async move { expiring.run_isr_expiration(stop.cancelled_owned()).await });
         }
+        let mut extra_addrs = Vec::new();
+        for ((l, (listener, addr, adv)), tls) in settings
+            .kafka_extra
+            .iter()
+            .zip(extra_listeners)
+            .zip(extra_tls)
+        {
+            let sasl = l.sasl.as_ref().map(|mechanisms| {
+                Arc::new(crate::kafka::auth::open(
+                    ctx.credentials.clone(),
+                    mechanisms.clone(),
+                    l.tls.is_some(),
+                ))
+            });
+            let extra_ctx = Arc::new(Context {
+                advertised_host: adv.0.clone(),
+                advertised_port: adv.1,
+                listener_name: l.name.clone(),
+                sasl,
+                ..(*ctx).clone()
+            });
+            listeners.spawn(kafka::server::run(
+                extra_ctx,
+                listener,
+                tls,
+                shutdown.clone(),
+                connections.clone(),
+                Liveness::new(),
+            ));
+            extra_addrs.push(format!("{}={addr}", l.name));
+        }
         listeners.spawn(kafka::server::run(
             ctx,
             kafka_listener,
@@ -595,21 +710,49 @@ impl Node {
             metrics.clone(),
             bridge_status.clone(),
             console,
-            admin_http::Access::for_listener(http_addr, admin_tokens),
+            admin_http::Access::for_listener(
+                http_addr,
+                admin_tokens,
+                settings
+                    .http_tls
+                    .as_ref()
+                    .is_some_and(|t| t.client_ca.is_some()),
+            ),
         );
         let http_shutdown = shutdown.clone();
-        listeners.spawn(async move {
-            let served = axum::serve(http_listener, router)
-                .with_graceful_shutdown(http_shutdown.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "admin HTTP server failed");
+        match http_tls {
+            None => listeners.spawn(async move {
+                let served = axum::serve(http_listener, router)
+                    .with_graceful_shutdown(http_shutdown.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "admin HTTP server failed");
+                }
+            }),
+            Some(acceptor) => {
+                let tls_listener =
+                    admin_http::TlsListener::new(http_listener, acceptor, shutdown.clone())
+                        .map_err(|source| ServeError::Bind {
+                            what: "admin HTTP",
+                            addr: settings.http_listen,
+                            source,
+                        })?;
+                listeners.spawn(async move {
+                    let served = axum::serve(tls_listener, router)
+                        .with_graceful_shutdown(http_shutdown.cancelled_owned())
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "admin HTTPS server failed");
+                    }
+                })
             }
-        });
+        };
         let cluster_listen = cluster_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
         tracing::info!(
             kafka = %kafka_addr,
+            kafka_extra = %extra_addrs.join(","),
             http = %http_addr,
+            http_tls = settings.http_tls.is_some(),
             mqtt = %mqtt_addr,
             mqtt_ws = %mqtt_ws,
             cluster = %cluster_listen,

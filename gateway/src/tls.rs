@@ -1,10 +1,14 @@
-//! TLS for the Kafka listener: rustls 0.23 with the ring provider only, from PEM files (the
-//! loaders are shared with the cluster listener's mTLS, `cluster::auth`).
+//! TLS for the Kafka listeners and the admin HTTP listener: rustls 0.23 with the ring provider
+//! only, from PEM files (the loaders are shared with the cluster listener's mTLS,
+//! `cluster::auth`). With `client_ca` a client must present a certificate chaining to one of
+//! its certificates, valid now (webpki's checks: signature, validity period, key usage for
+//! client authentication), or the handshake fails.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -69,14 +73,32 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// The rustls server configuration for `files` (no client authentication).
+/// The rustls server configuration for `files`: client certificates required when
+/// `client_ca` is set, else none asked for.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(&files.cert)?;
     let key = load_key(&files.key)?;
-    let config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let config = match &files.client_ca {
+        None => builder.with_no_client_auth().with_single_cert(certs, key)?,
+        Some(ca) => {
+            let ca_err = |reason: String| TlsError::Pem {
+                path: ca.clone(),
+                reason,
+            };
+            let mut roots = RootCertStore::empty();
+            for cert in load_certs(ca)? {
+                roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| ca_err(e.to_string()))?;
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(certs, key)?
+        }
+    };
     Ok(Arc::new(config))
 }

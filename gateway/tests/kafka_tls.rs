@@ -23,6 +23,7 @@ async fn tls_listener_serves_kafka() {
         Some(TlsFiles {
             cert: cert_path,
             key: key_path,
+            client_ca: None,
         }),
     );
     let node = Node::start(settings).await.unwrap();

@@ -39,10 +39,22 @@ pub enum BridgeCommand {
 /// Flags of `rill bridge status`.
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
-    /// The node's admin HTTP address, HOST:PORT or http://HOST:PORT.
+    /// How to reach the admin API.
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Print the JSON report instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How a CLI command reaches a node's admin HTTP API (every command that speaks it takes these).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AdminArgs {
+    /// The node's admin HTTP address: HOST:PORT, http://HOST:PORT or https://HOST:PORT (the
+    /// node's `[listeners] http_tls`).
     #[arg(
         long,
-        value_name = "HOST:PORT",
+        value_name = "URL",
         env = "RILL_ADMIN",
         default_value = "127.0.0.1:9644"
     )]
@@ -51,9 +63,45 @@ pub struct StatusArgs {
     /// variable is set; needed when the node has `[admin] tokens_file`).
     #[arg(long, value_name = "VAR", default_value = "RILL_ADMIN_TOKEN")]
     pub admin_token_env: String,
-    /// Print the JSON report instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    /// https: the CA certificates (PEM) the node's certificate must chain to (default: the
+    /// system's roots).
+    #[arg(long, value_name = "FILE")]
+    pub admin_ca_file: Option<PathBuf>,
+    /// https: the client certificate (PEM) to present when the node requires one
+    /// (`http_tls.client_ca`).
+    #[arg(long, value_name = "FILE", requires = "admin_key_file")]
+    pub admin_cert_file: Option<PathBuf>,
+    /// https: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "admin_cert_file")]
+    pub admin_key_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    /// The bearer token from the environment variable, when it is set and not empty.
+    pub fn token(&self) -> Option<String> {
+        std::env::var(&self.admin_token_env)
+            .ok()
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The TLS client configuration for an https address (None for http).
+    pub fn tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ClientConfig>>> {
+        if !self.admin.starts_with("https://") {
+            return Ok(None);
+        }
+        let identity = self
+            .admin_cert_file
+            .as_deref()
+            .zip(self.admin_key_file.as_deref())
+            .map(|(cert_file, key_file)| rill_client::security::Identity {
+                cert_file,
+                key_file,
+            });
+        Ok(Some(rill_client::security::client_config_with_identity(
+            self.admin_ca_file.as_deref(),
+            identity,
+        )?))
+    }
 }
 
 /// The sections of a node's TOML file: a file with any of them is read as one.
@@ -90,26 +138,44 @@ pub fn load_config(path: &Path) -> anyhow::Result<BridgeConfig> {
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The body of `GET path` on `admin` (`HOST:PORT` or `http://HOST:PORT`; plain HTTP/1.0, so no
-/// chunked encoding), with `Authorization: Bearer <token>` when `token` is given; fails unless
-/// the status is 200.
-pub async fn http_get(admin: &str, path: &str, token: Option<&str>) -> anyhow::Result<String> {
-    if admin.starts_with("https://") {
-        bail!("--admin {admin}: the admin API has no TLS yet; use http:// (or HOST:PORT)");
-    }
-    let addr = admin.strip_prefix("http://").unwrap_or(admin);
+/// The body of `GET path` on `admin` (`HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`
+/// with `tls`; plain HTTP/1.0, so no chunked encoding), with `Authorization: Bearer <token>`
+/// when `token` is given; fails unless the status is 200.
+pub async fn http_get(
+    admin: &str,
+    path: &str,
+    token: Option<&str>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<String> {
+    let (addr, tls) = match (admin.strip_prefix("https://"), tls) {
+        (Some(addr), Some(tls)) => (addr, Some(tls)),
+        (Some(_), None) => bail!("--admin {admin}: https needs a TLS configuration"),
+        (None, _) => (admin.strip_prefix("http://").unwrap_or(admin), None),
+    };
     let addr = addr.trim_end_matches('/');
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let work = async {
-        let mut stream = TcpStream::connect(addr)
+        let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("cannot connect to the admin API at {addr}"))?;
         let req = format!(
             "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n{auth}\r\n"
         );
-        stream.write_all(req.as_bytes()).await?;
         let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).await?;
+        match tls {
+            None => exchange(stream, req.as_bytes(), &mut buf).await?,
+            Some(config) => {
+                let name = rill_client::security::server_name(addr, None)?;
+                let stream = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, stream)
+                    .await
+                    .with_context(|| format!("TLS handshake with the admin API at {addr}"))?;
+                // TLS 1.3: a refused client certificate shows up as an alert on the first read.
+                exchange(stream, req.as_bytes(), &mut buf)
+                    .await
+                    .with_context(|| format!("TLS session with the admin API at {addr}"))?
+            }
+        }
         anyhow::Ok(buf)
     };
     let buf = tokio::time::timeout(TIMEOUT, work)
@@ -128,6 +194,20 @@ pub async fn http_get(admin: &str, path: &str, token: Option<&str>) -> anyhow::R
         bail!("GET {path} on {addr}: HTTP {status}: {}", body.trim());
     }
     Ok(body.to_string())
+}
+
+/// Send `req` and read the whole answer into `buf` (HTTP/1.0: the server closes).
+async fn exchange<S>(mut stream: S, req: &[u8], buf: &mut Vec<u8>) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(req).await?;
+    match stream.read_to_end(buf).await {
+        Ok(_) => Ok(()),
+        // A TLS server that closes without close_notify after a complete answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !buf.is_empty() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The table `rill bridge status` prints.
@@ -174,10 +254,14 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let token = std::env::var(&args.admin_token_env)
-        .ok()
-        .filter(|t| !t.is_empty());
-    let body = runtime.block_on(http_get(&args.admin, "/bridge/status", token.as_deref()))?;
+    let token = args.admin.token();
+    let tls = args.admin.tls()?;
+    let body = runtime.block_on(http_get(
+        &args.admin.admin,
+        "/bridge/status",
+        token.as_deref(),
+        tls,
+    ))?;
     let report: StatusReport =
         serde_json::from_str(&body).context("unexpected /bridge/status response")?;
     if args.json {
@@ -211,13 +295,24 @@ mod tests {
         let Some(BridgeCommand::Status(s)) = c.bridge.command else {
             panic!("not status")
         };
-        assert_eq!((s.admin.as_str(), s.json), ("h:1", true));
+        assert_eq!((s.admin.admin.as_str(), s.json), ("h:1", true));
         let c = Cli::try_parse_from(["bridge", "status"]).unwrap();
         let Some(BridgeCommand::Status(s)) = c.bridge.command else {
             panic!("not status")
         };
-        assert_eq!(s.admin, "127.0.0.1:9644");
-        assert_eq!(s.admin_token_env, "RILL_ADMIN_TOKEN");
+        assert_eq!(s.admin.admin, "127.0.0.1:9644");
+        assert_eq!(s.admin.admin_token_env, "RILL_ADMIN_TOKEN");
+        assert!(s.admin.tls().unwrap().is_none());
+        // A client certificate needs its key.
+        assert!(Cli::try_parse_from([
+            "bridge",
+            "status",
+            "--admin",
+            "https://h:1",
+            "--admin-cert-file",
+            "c.pem"
+        ])
+        .is_err());
         assert!(Cli::try_parse_from(["bridge"]).is_err());
         assert!(Cli::try_parse_from(["bridge", "--config", "b.toml", "status"]).is_err());
     }

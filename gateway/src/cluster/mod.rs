@@ -151,12 +151,13 @@ pub struct StartedCluster {
 }
 
 impl ClusterNode {
-    /// Binds the cluster listener and starts the controller. `kafka` is the Kafka endpoint
-    /// advertised to clients.
+    /// Binds the cluster listener and starts the controller. `kafka`: the Kafka endpoints
+    /// advertised to clients (`KAFKA`, then each extra listener), registered with the controller
+    /// beside the cluster listener's.
     pub async fn start(
         settings: &NodeSettings,
         meta: &MetaProperties,
-        kafka: Endpoint,
+        kafka: Vec<Endpoint>,
     ) -> Result<StartedCluster, ClusterError> {
         let me = meta
             .initial_voters
@@ -213,20 +214,18 @@ impl ClusterNode {
             .advertised
             .clone()
             .unwrap_or_else(|| crate::serve::advertised_for(addr));
-        let listeners = vec![
-            kafka,
-            Endpoint {
-                name: CLUSTER_LISTENER_NAME.to_string(),
-                host: adv_host,
-                port: adv_port,
-                security_protocol: if settings.cluster.tls.is_some() {
-                    "SSL"
-                } else {
-                    "PLAINTEXT"
-                }
-                .to_string(),
-            },
-        ];
+        let mut listeners = kafka;
+        listeners.push(Endpoint {
+            name: CLUSTER_LISTENER_NAME.to_string(),
+            host: adv_host,
+            port: adv_port,
+            security_protocol: if settings.cluster.tls.is_some() {
+                "SSL"
+            } else {
+                "PLAINTEXT"
+            }
+            .to_string(),
+        });
         let lifecycle = BrokerLifecycle::new(
             controller.clone(),
             listeners,

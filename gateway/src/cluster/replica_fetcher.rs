@@ -550,6 +550,7 @@ mod tests {
             node_id: 1,
             advertised_host: "127.0.0.1".into(),
             advertised_port: 0,
+            listener_name: crate::kafka::cluster_view::KAFKA_LISTENER.to_string(),
             cluster_id: broker.cluster_id(),
             socket_request_max_bytes: 100 << 20,
             broker_configs: Vec::new(),
@@ -573,7 +574,7 @@ mod tests {
         tokio::spawn(crate::kafka::server::run(
             ctx,
             tcp,
-            None,
+            None::<crate::kafka::server::ListenerTls>,
             shutdown,
             TaskTracker::new(),
             rill_core::liveness::Liveness::new(),

@@ -159,6 +159,9 @@ pub struct Session {
     auth: Option<Arc<Authenticator>>,
     close: bool,
     listener: Listener,
+    /// The user name mapped from the client certificate (an SSL listener with client
+    /// authentication and without SASL).
+    ssl_user: Option<String>,
 }
 
 fn auth_failed(mechanism: Mechanism) -> Failure {
@@ -183,6 +186,16 @@ impl Session {
             auth,
             close: false,
             listener: Listener::Client,
+            ssl_user: None,
+        }
+    }
+
+    /// This session with `user` mapped from the client's certificate
+    /// (`ssl.principal.mapping.rules`); a SASL user, when the listener requires SASL, wins.
+    pub fn with_ssl_user(self, user: Option<String>) -> Session {
+        Session {
+            ssl_user: user,
+            ..self
         }
     }
 
@@ -230,6 +243,12 @@ impl Session {
             State::Authenticated { user } => Some(user),
             _ => None,
         }
+    }
+
+    /// The name of the connection's principal (`User:<name>`): the SASL user once authenticated,
+    /// else the client certificate's mapped name (None: `User:ANONYMOUS`).
+    pub fn principal_name(&self) -> Option<&str> {
+        self.user().or(self.ssl_user.as_deref())
     }
 
     /// Handle SaslHandshake at `version`: the error code and the enabled mechanisms.

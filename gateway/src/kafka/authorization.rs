@@ -28,18 +28,22 @@ pub const DENIAL_LOG_BURST: u32 = 10;
 /// The window of [`DENIAL_LOG_BURST`].
 pub const DENIAL_LOG_WINDOW: Duration = Duration::from_secs(10);
 
-/// Who sends a request: `User:<SASL name>` on a SASL listener, `User:ANONYMOUS` otherwise, and
-/// the client's IP address (matched against ACL hosts).
+/// Who sends a request: `User:<SASL name>` on a SASL listener, `User:<mapped certificate name>`
+/// on an SSL listener with client certificates, `User:ANONYMOUS` otherwise, and the client's IP
+/// address (matched against ACL hosts). A node of the cluster, on the cluster listener, is an
+/// implicit super user (Kafka's inter-broker principal is one by configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// `User:name`.
     pub principal: String,
     /// The client's IP address as text.
     pub host: String,
+    /// An authenticated node of the cluster (the cluster listener): every action is allowed.
+    pub cluster_peer: bool,
 }
 
 impl Caller {
-    /// The caller of a connection authenticated as `user` (None: no SASL) from `peer`.
+    /// The caller of a connection authenticated as `user` (None: anonymous) from `peer`.
     pub fn new(user: Option<&str>, peer: SocketAddr) -> Caller {
         Caller {
             principal: match user {
@@ -47,6 +51,15 @@ impl Caller {
                 None => ANONYMOUS.to_string(),
             },
             host: peer.ip().to_string(),
+            cluster_peer: false,
+        }
+    }
+
+    /// A node of the cluster on the cluster listener, from `peer`.
+    pub fn cluster_peer(peer: SocketAddr) -> Caller {
+        Caller {
+            cluster_peer: true,
+            ..Caller::new(None, peer)
         }
     }
 }
@@ -102,6 +115,9 @@ impl Authorization {
         resource_type: ResourceType,
         name: &str,
     ) -> bool {
+        if caller.cluster_peer {
+            return true;
+        }
         let allowed = self.authorizer.authorize(
             &caller.principal,
             &caller.host,
@@ -124,13 +140,14 @@ impl Authorization {
         resource_type: ResourceType,
         name: &str,
     ) -> bool {
-        self.authorizer.authorize(
-            &caller.principal,
-            &caller.host,
-            operation,
-            resource_type,
-            name,
-        )
+        caller.cluster_peer
+            || self.authorizer.authorize(
+                &caller.principal,
+                &caller.host,
+                operation,
+                resource_type,
+                name,
+            )
     }
 
     /// Whether `caller` may do `operation` on some resource of `resource_type` (KIP-679).
@@ -140,12 +157,13 @@ impl Authorization {
         operation: AclOperation,
         resource_type: ResourceType,
     ) -> bool {
-        self.authorizer.authorize_by_resource_type(
-            &caller.principal,
-            &caller.host,
-            operation,
-            resource_type,
-        )
+        caller.cluster_peer
+            || self.authorizer.authorize_by_resource_type(
+                &caller.principal,
+                &caller.host,
+                operation,
+                resource_type,
+            )
     }
 
     /// KIP-430's authorized operations of `caller` on `(resource_type, name)`.
@@ -155,6 +173,11 @@ impl Authorization {
         resource_type: ResourceType,
         name: &str,
     ) -> i32 {
+        if caller.cluster_peer {
+            return AclOperation::of_resource(resource_type)
+                .iter()
+                .fold(0, |bits, op| bits | (1 << op.code()));
+        }
         self.authorizer
             .authorized_operations(&caller.principal, &caller.host, resource_type, name)
     }
@@ -272,6 +295,33 @@ mod tests {
                 "rill_kafka_authorization_denials_total{operation=\"WRITE\",resource_type=\"TOPIC\"} 25"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn cluster_peers_are_implicit_super_users() {
+        let meta = Arc::new(MetaStore::in_memory().unwrap());
+        let authorizer = StandardAuthorizer::open(
+            Box::new(MetaAclStore::open(meta).unwrap()),
+            AuthorizerConfig::default(),
+        )
+        .unwrap();
+        let metrics = Arc::new(Metrics::new(&crate::metrics::MetricsConfig::default()));
+        let a = Authorization::new(authorizer, metrics);
+        let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let node = Caller::cluster_peer(peer);
+        let anonymous = Caller::new(None, peer);
+        assert_eq!(node.principal, anonymous.principal);
+        for op in [AclOperation::Read, AclOperation::ClusterAction] {
+            assert!(a.allows(&node, op, ResourceType::Topic, "t"));
+            assert!(!a.allows(&anonymous, op, ResourceType::Topic, "t"));
+        }
+        assert!(a.allows_any(&node, AclOperation::IdempotentWrite, ResourceType::Cluster));
+        assert!(a.allows_quietly(&node, AclOperation::Alter, ResourceType::Group, "g"));
+        assert_ne!(a.authorized_operations(&node, ResourceType::Topic, "t"), 0);
+        assert_eq!(
+            a.authorized_operations(&anonymous, ResourceType::Topic, "t"),
+            0
         );
     }
 }

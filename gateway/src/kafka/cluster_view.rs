@@ -27,7 +27,14 @@ pub const CLUSTER_LISTENER: &str = "CLUSTER";
 /// The endpoint of a broker that Kafka clients connect to (its [`KAFKA_LISTENER`] listener), if
 /// it registered one.
 pub fn kafka_endpoint(broker: &BrokerRegistration) -> Option<&Endpoint> {
-    broker.listeners.iter().find(|l| l.name == KAFKA_LISTENER)
+    listener_endpoint(broker, KAFKA_LISTENER)
+}
+
+/// The endpoint a broker registered for the listener `name` (`KAFKA`, or the name of an extra
+/// Kafka listener, `[[listeners.kafka_extra]]`): what a client that came in on that listener
+/// is told (Kafka answers each listener with its own endpoints).
+pub fn listener_endpoint<'a>(broker: &'a BrokerRegistration, name: &str) -> Option<&'a Endpoint> {
+    broker.listeners.iter().find(|l| l.name == name)
 }
 
 /// A boxed future, so the trait stays object-safe.

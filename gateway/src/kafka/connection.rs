@@ -68,9 +68,15 @@ fn codec(max_frame: usize) -> LengthDelimitedCodec {
 }
 
 /// Serve one connection until the client closes it, it misbehaves, or `shutdown` fires (then
-/// in-flight requests finish and their responses are written first).
-pub async fn serve<S>(ctx: Arc<Context>, stream: S, peer: SocketAddr, shutdown: CancellationToken)
-where
+/// in-flight requests finish and their responses are written first). `ssl_user`: the user name
+/// mapped from the client's certificate, if the listener takes it as the principal.
+pub async fn serve<S>(
+    ctx: Arc<Context>,
+    stream: S,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+    ssl_user: Option<String>,
+) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     ctx.metrics.connection_opened();
@@ -79,7 +85,7 @@ where
     let mut writer = FramedWrite::new(w, codec(usize::MAX >> 1));
     let mut pending: FuturesOrdered<Outgoing> = FuturesOrdered::new();
     let mut reading = true;
-    let mut session = Session::new(ctx.sasl.clone());
+    let mut session = Session::new(ctx.sasl.clone()).with_ssl_user(ssl_user);
     loop {
         if !reading && pending.is_empty() {
             break;

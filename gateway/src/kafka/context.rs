@@ -41,10 +41,14 @@ pub struct Context {
     pub coordinators: Option<Arc<CoordinatorRuntime>>,
     /// Kafka broker id of this node.
     pub node_id: i32,
-    /// Host advertised to clients in Metadata / DescribeCluster.
+    /// Host advertised to clients of this listener in Metadata / DescribeCluster.
     pub advertised_host: String,
-    /// Port advertised to clients.
+    /// Port advertised to clients of this listener.
     pub advertised_port: u16,
+    /// The listener's name in broker registrations: `KAFKA` for `[listeners] kafka`, else the
+    /// `[[listeners.kafka_extra]]` name (in a cluster, Metadata answers with every broker's
+    /// endpoint of this listener).
+    pub listener_name: String,
     /// The cluster id (fixed when the data directory was created).
     pub cluster_id: String,
     /// `socket.request.max.bytes`.

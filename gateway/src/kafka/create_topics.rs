@@ -490,8 +490,8 @@ pub(crate) mod tests {
     }
 
     impl TestCluster {
-        /// Brokers `(id, rack)` registered with a Kafka listener on 127.0.0.1:9000+id and
-        /// unfenced.
+        /// Brokers `(id, rack)` registered with a Kafka listener on 127.0.0.1:9000+id (and,
+        /// but broker 3, an extra listener `LAN` on lan-<id>:29000+id) and unfenced.
         pub fn new(brokers: &[(i32, Option<&str>)]) -> TestCluster {
             let mut c = TestCluster {
                 image: MetadataImage::default(),
@@ -505,7 +505,7 @@ pub(crate) mod tests {
                     broker_id,
                     incarnation_id: Uuid::new_v4(),
                     cluster_id: "test-cluster".into(),
-                    listeners: vec![
+                    listeners: [
                         Endpoint {
                             name: "CLUSTER".into(),
                             host: "127.0.0.1".into(),
@@ -518,7 +518,16 @@ pub(crate) mod tests {
                             port: 9000 + broker_id as u16,
                             security_protocol: "PLAINTEXT".into(),
                         },
-                    ],
+                    ]
+                    .into_iter()
+                    // An extra listener on every broker but 3.
+                    .chain((broker_id != 3).then(|| Endpoint {
+                        name: "LAN".into(),
+                        host: format!("lan-{broker_id}"),
+                        port: 29000 + broker_id as u16,
+                        security_protocol: "SASL_SSL".into(),
+                    }))
+                    .collect(),
                     rack: rack.map(str::to_string),
                 });
                 let CommandOutcome::BrokerRegistered { broker_epoch } = out else {

@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use rill_core::authorizer::acl::{ResourceType, CLUSTER_NAME};
 
 use super::authorization::Caller;
-use super::cluster_view::KAFKA_LISTENER;
+use super::cluster_view::listener_endpoint;
 use super::Context;
 
 /// The brokers and the controller id to answer with.
@@ -32,7 +32,7 @@ fn brokers(ctx: &Context) -> (Vec<DescribeClusterBroker>, i32) {
         .values()
         .filter(|b| !b.fenced)
         .filter_map(|b| {
-            let endpoint = b.listeners.iter().find(|l| l.name == KAFKA_LISTENER)?;
+            let endpoint = listener_endpoint(b, &ctx.listener_name)?;
             Some(
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(b.broker_id))

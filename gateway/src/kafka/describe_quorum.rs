@@ -234,9 +234,11 @@ mod tests {
             quorum.voters[0].directory_id
         );
         assert_eq!(p.observers[0].replica_id.0, 4);
-        // Nodes with their registered listeners (broker 4 is not registered: none).
+        // Nodes with their registered listeners (CLUSTER, KAFKA and LAN; broker 3 has no LAN,
+        // broker 4 is not registered: none).
         assert_eq!(resp.nodes.len(), 4);
-        assert_eq!(resp.nodes[0].listeners.len(), 2);
+        assert_eq!(resp.nodes[0].listeners.len(), 3);
+        assert_eq!(resp.nodes[2].listeners.len(), 2);
         assert!(resp.nodes[3].listeners.is_empty());
         // Every version encodes (v0 has no timestamps, v0-1 no directory ids or nodes).
         for v in 0..=2 {

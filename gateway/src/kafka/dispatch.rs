@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{RequestHeader, RequestKind};
 
-use super::auth::Session;
+use super::auth::{Listener, Session};
 use super::authorization::Caller;
 use super::reply::Reply;
 use super::{
@@ -33,7 +33,10 @@ pub async fn dispatch(
     session: &mut Session,
 ) -> Reply {
     let v = header.request_api_version;
-    let caller = Caller::new(session.user(), peer);
+    let caller = match session.listener() {
+        Listener::Cluster => Caller::cluster_peer(peer),
+        Listener::Client => Caller::new(session.principal_name(), peer),
+    };
     match body {
         RequestKind::SaslHandshake(req) => Reply::Now(sasl_handshake::handle(session, v, req)),
         RequestKind::SaslAuthenticate(req) => {

@@ -23,7 +23,7 @@ use rill_core::authorizer::acl::{AclOperation, ResourceType};
 use rill_core::group::{partition_for, OFFSETS_TOPIC};
 
 use super::authorization::Caller;
-use super::cluster_view::{kafka_endpoint, ClusterView};
+use super::cluster_view::{listener_endpoint, ClusterView};
 use super::create_topics::{create_in_cluster, TopicSpec};
 use super::Context;
 
@@ -110,7 +110,9 @@ async fn locate_group(ctx: &Context, cluster: &Arc<dyn ClusterView>, key: &str) 
     let n = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
     let partition = partition_for(key, n);
     let leader = topic.partitions.get(&partition).map_or(-1, |p| p.leader);
-    let endpoint = image.broker(leader).and_then(kafka_endpoint);
+    let endpoint = image
+        .broker(leader)
+        .and_then(|b| listener_endpoint(b, &ctx.listener_name));
     match endpoint {
         Some(e) => Ok((
             leader,

@@ -30,7 +30,7 @@ use rill_core::controller::{MetadataImage, TopicImage};
 use uuid::Uuid;
 
 use super::authorization::Caller;
-use super::cluster_view::{kafka_endpoint, ClusterView};
+use super::cluster_view::{kafka_endpoint, listener_endpoint, ClusterView, KAFKA_LISTENER};
 use super::{create_topics, error_codes, Context};
 
 /// "Not requested" for authorized-operations fields.
@@ -273,6 +273,10 @@ async fn handle_in_cluster(
     let image = cluster.image();
     let quorum = cluster.quorum();
     let mut resp = answer_from_image(&image, quorum.leader_id, cluster.node_id(), version, req);
+    if ctx.listener_name != KAFKA_LISTENER {
+        // A client of an extra listener is told each broker's endpoint of that listener.
+        resp.brokers = cluster_brokers_on(&image, &ctx.listener_name);
+    }
     let listing = requested(version, req).is_none();
     resp.topics.retain(|t| {
         !listing
@@ -398,12 +402,17 @@ pub fn answer_from_image(
 /// Every live broker (registered and not fenced; one in controlled shutdown is still live) that
 /// registered a Kafka endpoint, with its rack.
 pub fn cluster_brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    cluster_brokers_on(image, KAFKA_LISTENER)
+}
+
+/// Every live broker that registered an endpoint for `listener`, with that endpoint.
+pub fn cluster_brokers_on(image: &MetadataImage, listener: &str) -> Vec<MetadataResponseBroker> {
     image
         .brokers()
         .values()
         .filter(|b| !b.fenced)
         .filter_map(|b| {
-            let endpoint = kafka_endpoint(b)?;
+            let endpoint = listener_endpoint(b, listener)?;
             Some(
                 MetadataResponseBroker::default()
                     .with_node_id(BrokerId(b.broker_id))
@@ -482,6 +491,27 @@ mod tests {
 
     fn ids(v: &[BrokerId]) -> Vec<i32> {
         v.iter().map(|b| b.0).collect()
+    }
+
+    #[test]
+    fn an_extra_listener_gets_each_brokers_endpoint_of_that_listener() {
+        let c = TestCluster::plain(3);
+        let on = |listener: &str| -> Vec<(i32, String, i32)> {
+            cluster_brokers_on(&c.image, listener)
+                .iter()
+                .map(|b| (b.node_id.0, b.host.to_string(), b.port))
+                .collect()
+        };
+        assert_eq!(
+            on("LAN"),
+            vec![
+                (1, "lan-1".to_string(), 29001),
+                (2, "lan-2".to_string(), 29002)
+            ],
+            "broker 3 registered no LAN listener"
+        );
+        assert_eq!(on(KAFKA_LISTENER).len(), 3);
+        assert!(on("NONE").is_empty());
     }
 
     #[test]

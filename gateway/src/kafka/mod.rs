@@ -65,6 +65,7 @@ pub mod response_errors;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod server;
+pub mod ssl_principal_mapper;
 pub mod sync_group;
 
 pub use context::Context;
