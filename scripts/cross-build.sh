@@ -2,7 +2,7 @@
 # Cross-builds the `rill` binary for ARM boards (and the static x86_64 musl binary of the
 # container image) and prints how long each build took.
 #
-#   scripts/cross-build.sh [--profile edge|ci-cross|dev] [--target TRIPLE]... [--no-install]
+#   scripts/cross-build.sh [--profile edge|ci-cross|dev] [--features edge|full] [--target TRIPLE]... [--no-install]
 #
 # Targets: aarch64-unknown-linux-gnu and armv7-unknown-linux-gnueabihf (both when no --target is
 # given), and x86_64-unknown-linux-musl: the static binary of the container image
@@ -16,6 +16,14 @@
 # what CI builds the static musl binary of the container test with, the cheapest full build).
 # Writes `${CARGO_TARGET_DIR:-target}/<triple>/<profile>/rill`.
 #
+# Feature sets of rill-gateway (docs/architecture.md, "Build features"): `edge`
+# (`--no-default-features --features edge`: no cluster mode, no web console; what boards run)
+# is the default of the `edge` and `ci-cross` profiles, so the qemu smoke test runs the
+# binary a board gets; `full` (cargo's default features) is the default of `dev` (the
+# container test's musl build). `--features` overrides: e.g. `--profile edge --features full
+# --target x86_64-unknown-linux-musl` is the container image's binary. A different feature set
+# rebuilds the gateway crate (cargo keeps one build per feature set of a target directory).
+#
 # Installs what is missing by itself: the Rust standard library of the target (`rustup target
 # add`) and, as root with apt-get, Debian's cross C toolchain (gcc-aarch64-linux-gnu +
 # libc6-dev-arm64-cross, gcc-arm-linux-gnueabihf + libc6-dev-armhf-cross, musl-tools), which
@@ -26,6 +34,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=ci-cross
+features=
 targets=()
 install=1
 while [ $# -gt 0 ]; do
@@ -36,6 +45,14 @@ while [ $# -gt 0 ]; do
         ;;
     --profile=*)
         profile=${1#--profile=}
+        shift
+        ;;
+    --features)
+        features=${2:?--features needs a value}
+        shift 2
+        ;;
+    --features=*)
+        features=${1#--features=}
         shift
         ;;
     --target)
@@ -64,6 +81,20 @@ case "$profile" in
 edge | ci-cross | dev) ;;
 *)
     echo "cross-build: --profile must be edge, ci-cross or dev, not $profile" >&2
+    exit 2
+    ;;
+esac
+if [ -z "$features" ]; then
+    case "$profile" in
+    edge | ci-cross) features=edge ;;
+    dev) features=full ;;
+    esac
+fi
+case "$features" in
+edge) feature_args=(--no-default-features --features edge) ;;
+full) feature_args=() ;;
+*)
+    echo "cross-build: --features must be edge or full, not $features" >&2
     exit 2
     ;;
 esac
@@ -160,8 +191,9 @@ for t in "${targets[@]}"; do
     linker=$(target_linker "$t")
     [ -z "$linker" ] || vars+=("CARGO_TARGET_${env_triple}_LINKER=$linker")
     start=$(date +%s)
-    echo "cross-build: cargo build --profile $profile --target $t"
-    env "${vars[@]}" cargo build -p rill-gateway --bin rill --profile "$profile" --target "$t"
+    echo "cross-build: cargo build --profile $profile --target $t ${feature_args[*]} (feature set $features)"
+    env "${vars[@]}" cargo build -p rill-gateway --bin rill --profile "$profile" --target "$t" \
+        "${feature_args[@]}"
     secs=$(($(date +%s) - start))
     bin=$target_dir/$t/$([ "$profile" = dev ] && echo debug || echo "$profile")/rill
     [ -x "$bin" ] || {
@@ -177,6 +209,6 @@ for t in "${targets[@]}"; do
         fi
     fi
     size=$(stat -c %s "$bin")
-    echo "cross-build: $t $profile: ${secs} s, $bin ($size bytes)"
+    echo "cross-build: $t $profile ($features): ${secs} s, $bin ($size bytes)"
 done
-echo "cross-build: total $(($(date +%s) - total_start)) s for ${targets[*]} ($profile)"
+echo "cross-build: total $(($(date +%s) - total_start)) s for ${targets[*]} ($profile, $features)"

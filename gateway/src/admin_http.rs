@@ -16,6 +16,9 @@
 //! `client_ca` too every client must present a certificate chaining to that CA (the TLS
 //! handshake fails otherwise), and such a client is let in without a token unless
 //! `[admin] tokens_file` is set, in which case the token decides as above.
+//!
+//! A build without the `console` feature (the edge build) has no console: its page and
+//! `/api/v1/` paths answer 404 with [`NO_CONSOLE`], to anyone (the answer carries no data).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -88,7 +91,11 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 /// The access check in front of every route.
 async fn guard(State(access): State<Access>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if path == "/health" || crate::console::is_asset(path) {
+    #[cfg(feature = "console")]
+    let open = crate::console::is_asset(path);
+    #[cfg(not(feature = "console"))]
+    let open = is_console_path(path);
+    if path == "/health" || open {
         return next.run(req).await;
     }
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
@@ -137,16 +144,41 @@ struct Admin {
 pub fn router(
     metrics: Arc<Metrics>,
     bridge: Arc<BridgeStatus>,
-    console: Arc<crate::console::Console>,
+    #[cfg(feature = "console")] console: Arc<crate::console::Console>,
     access: Access,
 ) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/bridge/status", get(bridge_status))
-        .with_state(Admin { metrics, bridge })
-        .merge(crate::console::router(console))
-        .layer(middleware::from_fn_with_state(access, guard))
+        .with_state(Admin { metrics, bridge });
+    #[cfg(feature = "console")]
+    let router = router.merge(crate::console::router(console));
+    #[cfg(not(feature = "console"))]
+    let router = router
+        .route("/", get(no_console))
+        .route("/console.js", get(no_console))
+        .route("/console.css", get(no_console))
+        .route("/api/v1", axum::routing::any(no_console))
+        .route("/api/v1/{*rest}", axum::routing::any(no_console));
+    router.layer(middleware::from_fn_with_state(access, guard))
+}
+
+/// What a build without the `console` feature answers on the console's paths.
+#[cfg(not(feature = "console"))]
+pub const NO_CONSOLE: &str = "this build has no web console (rill was built without the \
+     `console` feature, e.g. the edge build): the page and /api/v1/ are not served; /health, \
+     /metrics and /bridge/status are";
+
+/// The console's page and API paths (a build without the console answers them with 404).
+#[cfg(not(feature = "console"))]
+fn is_console_path(path: &str) -> bool {
+    matches!(path, "/" | "/console.js" | "/console.css" | "/api/v1") || path.starts_with("/api/v1/")
+}
+
+#[cfg(not(feature = "console"))]
+async fn no_console() -> Response {
+    (StatusCode::NOT_FOUND, format!("{NO_CONSOLE}\n")).into_response()
 }
 
 async fn health() -> &'static str {

@@ -242,6 +242,30 @@ pub struct ClusterSection {
     pub tls: Option<ClusterTlsFiles>,
 }
 
+impl ClusterSection {
+    /// Whether any `[cluster]` key is set.
+    pub fn is_set(&self) -> bool {
+        let ClusterSection {
+            replica_lag_time_max_ms,
+            broker_session_timeout_ms,
+            broker_heartbeat_interval_ms,
+            default_replication_factor,
+            min_insync_replicas,
+            offsets_topic_num_partitions,
+            secret_file,
+            tls,
+        } = self;
+        replica_lag_time_max_ms.is_some()
+            || broker_session_timeout_ms.is_some()
+            || broker_heartbeat_interval_ms.is_some()
+            || default_replication_factor.is_some()
+            || min_insync_replicas.is_some()
+            || offsets_topic_num_partitions.is_some()
+            || secret_file.is_some()
+            || tls.is_some()
+    }
+}
+
 /// `[cluster] tls = { cert, key, ca }`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct ClusterTlsFiles {
@@ -687,6 +711,19 @@ impl FileConfig {
         if let Err(reason) = self.tracing.check() {
             invalid("tracing.otlp_endpoint", reason);
         }
+        #[cfg(not(feature = "cluster"))]
+        {
+            let refused = crate::cluster::NO_CLUSTER_SUPPORT;
+            if self.cluster.is_set() {
+                invalid("cluster", refused.to_string());
+            }
+            if self.listeners.cluster.is_some() {
+                invalid("listeners.cluster", refused.to_string());
+            }
+            if self.listeners.advertised_cluster.is_some() {
+                invalid("listeners.advertised_cluster", refused.to_string());
+            }
+        }
         if let Some(n) = self.kafka.num_partitions {
             if n < 1 {
                 invalid("kafka.num_partitions", format!("{n} is below 1"));
@@ -1131,6 +1168,13 @@ impl NodeSettings {
             )
             .map_err(|e| invalid("kafka.ssl_principal_mapping_rules", e.to_string()))?,
         );
+        #[cfg(not(feature = "cluster"))]
+        if flags.cluster_listen.is_some() {
+            return Err(invalid(
+                "--cluster-listen",
+                crate::cluster::NO_CLUSTER_SUPPORT.to_string(),
+            ));
+        }
         let node_id = flags.node_id.or(file.node.id).unwrap_or(0);
         if node_id < 0 {
             return Err(invalid("node_id", format!("{node_id} is negative")));

@@ -4,18 +4,22 @@
 //! - [`systemd`]: sd_notify readiness and the watchdog for `Type=notify` units,
 //! - [`config`]: the node's TOML configuration and `rill config validate`,
 //! - [`kafka`]: the Kafka protocol server, one module per API,
-//! - [`cluster`]: cluster mode (cluster listener, controller, broker registration),
+//! - [`cluster`]: cluster mode (cluster listener, controller, broker registration; cargo
+//!   feature `cluster`),
 //! - [`mqtt`]: the MQTT 3.1.1 / 5 front end,
 //! - [`tls`]: rustls (ring) server configuration for the Kafka and admin HTTP listeners, and
 //!   [`x500`]: the subject of a client certificate as Kafka's principal mapping reads it,
-//! - [`admin_http`]: `/health`, `/metrics`, `/bridge/status` and the web [`console`] (its page
-//!   and `/api/v1/`), behind [`admin_tokens`] (bearer tokens of `[admin] tokens_file`),
+//! - [`admin_http`]: `/health`, `/metrics`, `/bridge/status` and the web console (its page
+//!   and `/api/v1/`; cargo feature `console`), behind [`admin_tokens`] (bearer tokens of
+//!   `[admin] tokens_file`),
 //! - [`metrics`]: the node's Prometheus registry, `[metrics]` settings and Kafka request metrics,
 //!   with [`storage_metrics`] (fsyncs, partitions, disk), [`group_metrics`] (consumer lag),
 //!   [`process_metrics`] (process, build info), [`bridge_metrics`] (the bridge's lag) and
 //!   [`replication_metrics`] (ISR, leaders, the active controller; cluster mode),
 //! - [`cli`]: the Kafka-protocol client commands for people (`rill topic|produce|consume`).
-//! - [`cluster`]: the node in a cluster (replica fetchers).
+//!
+//! Cargo features (docs/architecture.md, "Build features"): `cluster` and `console` are on by
+//! default; the edge build (`--no-default-features --features edge`) has neither.
 
 pub mod admin_http;
 pub mod admin_tokens;
@@ -23,6 +27,7 @@ pub mod bridge_metrics;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+#[cfg(feature = "console")]
 pub mod console;
 pub mod group_metrics;
 pub mod kafka;

@@ -122,8 +122,19 @@ pub enum ServeError {
     #[error(transparent)]
     Mqtt(#[from] crate::mqtt::MqttError),
     /// Cluster mode could not start.
+    #[cfg(feature = "cluster")]
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    /// The data directory was formatted for a cluster, and this build has none.
+    #[cfg(not(feature = "cluster"))]
+    #[error(
+        "{}: {path} was written by `rill cluster format`",
+        crate::cluster::NO_CLUSTER_SUPPORT
+    )]
+    NoClusterSupport {
+        /// `meta.properties` of the data directory.
+        path: std::path::PathBuf,
+    },
 }
 
 /// A running node.
@@ -148,6 +159,7 @@ pub struct Node {
     pub cluster_addr: Option<SocketAddr>,
     /// The cluster handle (cluster mode: the data directory was formatted by `rill cluster
     /// format`).
+    #[cfg(feature = "cluster")]
     pub cluster: Option<crate::cluster::ClusterNode>,
     shutdown: CancellationToken,
     connections: TaskTracker,
@@ -386,10 +398,23 @@ impl Node {
             .as_deref()
             .map(crate::admin_tokens::AdminTokens::load)
             .transpose()?;
+        #[cfg(feature = "cluster")]
         let formatted = crate::cluster::formatted(&settings.broker.data_dir)?;
+        #[cfg(feature = "cluster")]
         if let Some(meta) = &formatted {
             crate::cluster::check_settings(&settings, meta)?;
         }
+        #[cfg(not(feature = "cluster"))]
+        let formatted: Option<rill_core::controller::meta_properties::MetaProperties> = {
+            let path = settings
+                .broker
+                .data_dir
+                .join(rill_core::controller::meta_properties::META_PROPERTIES_FILE);
+            if path.exists() {
+                return Err(ServeError::NoClusterSupport { path });
+            }
+            None
+        };
         let mut broker_config = settings.broker.clone();
         if formatted.is_some() {
             // A cluster member keeps only the replicas the metadata image assigns to it.
@@ -441,6 +466,7 @@ impl Node {
             .advertised_kafka
             .clone()
             .unwrap_or_else(|| advertised_for(kafka_addr));
+        #[cfg(feature = "cluster")]
         let cluster = match &formatted {
             Some(meta) => {
                 let mut endpoints = vec![rill_core::controller::Endpoint {
@@ -481,6 +507,7 @@ impl Node {
             crate::mqtt::metrics::MqttMetrics::new(settings.metrics.enabled),
         )?;
         // In a cluster: the replicas this node hosts, their ISR changes going to the controller.
+        #[cfg(feature = "cluster")]
         let replicas = cluster.as_ref().map(|c| {
             let view: Arc<dyn crate::kafka::cluster_view::ClusterView> = Arc::new(c.node.clone());
             rill_core::replica::ReplicaManager::new(
@@ -496,6 +523,9 @@ impl Node {
                 ),
             )
         });
+        #[cfg(not(feature = "cluster"))]
+        let replicas: Option<Arc<rill_core::replica::ReplicaManager>> = None;
+        #[cfg(feature = "cluster")]
         if let (Some(c), Some(r)) = (&cluster, &replicas) {
             metrics.register_collector(Box::new(
                 crate::replication_metrics::ReplicationCollector {
@@ -506,6 +536,7 @@ impl Node {
         }
         // In a cluster: the group coordinator shards of the `__consumer_offsets` partitions led
         // here (the redb offset store above is then not used for groups).
+        #[cfg(feature = "cluster")]
         let coordinators = replicas.as_ref().zip(cluster.as_ref()).map(|(r, c)| {
             crate::cluster::coordinator_runtime::CoordinatorRuntime::new(
                 settings.groups.clone(),
@@ -515,6 +546,10 @@ impl Node {
                 c.node.incarnation(),
             )
         });
+        #[cfg(not(feature = "cluster"))]
+        let coordinators: Option<
+            Arc<crate::cluster::coordinator_runtime::CoordinatorRuntime>,
+        > = None;
         register_node_metrics(
             &mut metrics,
             &broker,
@@ -583,21 +618,30 @@ impl Node {
             )),
             sasl,
             credentials,
+            #[cfg(feature = "cluster")]
             cluster: cluster.as_ref().map(|c| {
                 Arc::new(c.node.clone()) as Arc<dyn crate::kafka::cluster_view::ClusterView>
             }),
+            #[cfg(not(feature = "cluster"))]
+            cluster: None,
             listener: kafka::context::ListenerKind::Client,
             replicas: replicas.clone(),
             authorization,
         });
+        #[cfg(feature = "console")]
         let console_cluster = ctx.cluster.clone();
+        #[cfg(feature = "console")]
         let console_cluster_id = ctx.cluster_id.clone();
         let connections = TaskTracker::new();
         let listeners = TaskTracker::new();
         listeners.spawn(kafka::groups::run_ticker(groups.clone(), shutdown.clone()));
         let kafka_liveness = Liveness::new();
         let mqtt_liveness = Liveness::new();
+        #[cfg(feature = "cluster")]
         let cluster_addr = cluster.as_ref().map(|c| c.addr);
+        #[cfg(not(feature = "cluster"))]
+        let cluster_addr: Option<SocketAddr> = None;
+        #[cfg(feature = "cluster")]
         let cluster = cluster.map(|c| {
             // The cluster listener's connections are inter-node: replica fetches are served there.
             let cluster_ctx = Arc::new(Context {
@@ -606,6 +650,7 @@ impl Node {
             });
             c.serve(cluster_ctx, shutdown.clone(), &listeners, &connections)
         });
+        #[cfg(feature = "cluster")]
         if let (Some(node), Some(replicas), Some(coordinators)) =
             (&cluster, &replicas, &coordinators)
         {
@@ -668,6 +713,7 @@ impl Node {
             kafka_liveness.clone(),
         ));
         let mqtt_ws_listen = settings.mqtt_ws_listen.map(|a| a.to_string());
+        #[cfg(feature = "console")]
         let console_mqtt = mqtt_server.clone();
         let mqtt = crate::mqtt::listener::start(
             mqtt_server,
@@ -686,6 +732,7 @@ impl Node {
                 let _ = task.await;
             }
         });
+        #[cfg(feature = "console")]
         let console = crate::console::Console::new(
             broker.clone(),
             groups.clone(),
@@ -702,6 +749,7 @@ impl Node {
             },
             settings.console_writes,
         );
+        #[cfg(feature = "console")]
         listeners.spawn(crate::console::run_sampler(
             console.clone(),
             shutdown.clone(),
@@ -709,6 +757,7 @@ impl Node {
         let router = admin_http::router(
             metrics.clone(),
             bridge_status.clone(),
+            #[cfg(feature = "console")]
             console,
             admin_http::Access::for_listener(
                 http_addr,
@@ -773,6 +822,7 @@ impl Node {
             kafka_liveness,
             mqtt_liveness,
             cluster_addr,
+            #[cfg(feature = "cluster")]
             cluster,
             shutdown,
             connections,
@@ -802,6 +852,7 @@ impl Node {
 
     /// Stop accepting, let in-flight requests finish (at most [`SHUTDOWN_GRACE`]), flush storage.
     pub async fn shutdown(self) -> Result<(), ServeError> {
+        #[cfg(feature = "cluster")]
         if let Some(cluster) = &self.cluster {
             // Leadership moves away while this node still serves (Kafka's controlled shutdown).
             cluster.controlled_shutdown().await;
@@ -817,6 +868,7 @@ impl Node {
         if drained.is_err() {
             tracing::warn!("in-flight requests did not finish in time; closing anyway");
         }
+        #[cfg(feature = "cluster")]
         if let Some(cluster) = &self.cluster {
             cluster.stop().await;
         }

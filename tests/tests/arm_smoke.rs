@@ -5,6 +5,11 @@
 //! run (AES-256-GCM, and ChaCha20-Poly1305: what boards without AES instructions use); the segment
 //! headers on disk show which one sealed the data.
 //!
+//! The binary is the edge feature set (scripts/cross-build.sh builds `--no-default-features
+//! --features edge` for the `ci-cross` and `edge` profiles): what boards run. The test checks
+//! that it is: the admin port answers the console's page with 404 ("no web console"), and a
+//! `--cluster-listen` flag is refused ("this build has no cluster support").
+//!
 //! Binaries: `$RILL_ARM_BIN` / `$RILL_ARMV7_BIN`, else `<target>/<triple>/ci-cross/rill`.
 //! qemu: `qemu-aarch64-static` / `qemu-arm-static` (Debian `qemu-user-static`) or the
 //! non-static names. Without them the tests skip with a note; with `CI=true` they fail for the
@@ -14,7 +19,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use rill_tests::{random_ms, repo_root, Launch, Node};
+use rill_tests::{http_get, random_ms, repo_root, run_with_timeout, Launch, Node};
 
 /// Records per codec, and MQTT messages, per run.
 const COUNT: usize = 20;
@@ -188,6 +193,14 @@ fn smoke(arch: &Arch, encryption: &str, cipher_id: u8) {
         "records written and read back"
     );
 
+    // The edge feature set: no web console.
+    let (status, body) = http_get(node.http_addr(), "/").expect("GET / on the admin port");
+    assert_eq!(status, 404, "GET / of an edge build: {body}");
+    assert!(
+        body.contains("this build has no web console"),
+        "GET / of an edge build: {body}"
+    );
+
     let status = node.terminate();
     assert!(status.success(), "node exited with {status} after SIGTERM");
     node.restart();
@@ -209,6 +222,81 @@ fn smoke(arch: &Arch, encryption: &str, cipher_id: u8) {
         node.log().contains("encrypted=true"),
         "the node did not open encrypted storage:\n{}",
         node.log()
+    );
+}
+
+/// The edge feature set has no cluster mode: `--cluster-listen`, a `[cluster]` section and a
+/// data directory `rill cluster format` wrote are each refused before anything is opened, with
+/// the reason.
+#[test]
+fn aarch64_edge_build_refuses_cluster_mode() {
+    let Some(launch) = emulated(&AARCH64) else {
+        return;
+    };
+    let run = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = std::process::Command::new(launch.program.clone().expect("qemu"));
+        cmd.args(&launch.args).args(args);
+        let out = run_with_timeout(cmd, b"", std::time::Duration::from_secs(60)).expect("rill");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let refused = |what: &str, (ok, stderr): (bool, String)| {
+        assert!(!ok, "{what} succeeded on an edge build");
+        assert!(
+            stderr.contains("this build has no cluster support"),
+            "{what} on an edge build: {stderr}"
+        );
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let os = std::ffi::OsStr::new;
+    refused(
+        "serve --cluster-listen",
+        run(&[
+            os("serve"),
+            os("--data-dir"),
+            data.as_os_str(),
+            os("--cluster-listen"),
+            os("127.0.0.1:0"),
+        ]),
+    );
+    let conf = dir.path().join("node.toml");
+    std::fs::write(
+        &conf,
+        "[cluster]\nsecret_file = \"/etc/rill/cluster.secret\"\n",
+    )
+    .unwrap();
+    let validate = run(&[os("config"), os("validate"), conf.as_os_str()]);
+    assert!(
+        validate.1.contains("node.toml:1:"),
+        "config validate names the line: {}",
+        validate.1
+    );
+    refused("config validate of a [cluster] section", validate);
+    let formatted = run(&[
+        os("cluster"),
+        os("format"),
+        os("--data-dir"),
+        data.as_os_str(),
+        os("--node-id"),
+        os("1"),
+        os("--cluster-id"),
+        os("edge-refusal-test"),
+        os("--voters"),
+        os("1@127.0.0.1:19093"),
+    ]);
+    assert!(formatted.0, "cluster format: {}", formatted.1);
+    refused(
+        "serve on a formatted data directory",
+        run(&[
+            os("serve"),
+            os("--data-dir"),
+            data.as_os_str(),
+            os("--node-id"),
+            os("1"),
+        ]),
     );
 }
 

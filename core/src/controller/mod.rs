@@ -6,7 +6,7 @@
 //! - [`image`]: the metadata image the commands change (brokers, topics, partitions, epochs),
 //!   with [`election`] (leader election, ISR changes) and [`placement`] (Kafka's rack-aware
 //!   round-robin replica assignment),
-//! - [`log_store`] and [`state_machine`]: openraft's (`storage-v2`) log store in redb, durable
+//! - [`log_store`] and [`state_machine`] (feature `raft`): openraft's (`storage-v2`) log store in redb, durable
 //!   before acknowledging, and the state machine applying commands to the image, with CBOR
 //!   snapshots; the Raft types below: [`ControllerTypes`] and [`VoterNode`],
 //! - [`meta_properties`]: the `meta.properties` file `rill cluster format` writes,
@@ -27,8 +27,10 @@ pub use command::{
 };
 pub use image::{BrokerRegistration, Endpoint, MetadataImage, PartitionRegistration, TopicImage};
 
+#[cfg(feature = "raft")]
 pub mod log_store;
 pub mod meta_properties;
+#[cfg(feature = "raft")]
 pub mod state_machine;
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,7 @@ pub struct VoterNode {
     pub directory_id: Uuid,
 }
 
+#[cfg(feature = "raft")]
 openraft::declare_raft_types!(
     /// openraft's type configuration of the controller: log entries carry a
     /// [`ControllerRequest`], applying one yields a [`ControllerResponse`], node ids are Kafka
@@ -59,8 +62,11 @@ openraft::declare_raft_types!(
 );
 
 /// A log entry of the controller.
+#[cfg(feature = "raft")]
 pub type ControllerEntry = openraft::Entry<ControllerTypes>;
 /// A log id (term, leader, index) of the controller's log.
+#[cfg(feature = "raft")]
 pub type ControllerLogId = openraft::LogId<u64>;
 /// The storage error type openraft expects from the stores.
+#[cfg(feature = "raft")]
 pub type ControllerStorageError = openraft::StorageError<u64>;
