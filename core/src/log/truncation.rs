@@ -255,10 +255,7 @@ impl PartitionLog {
 
     /// The steps of [`Self::truncate_fully_and_start_at`] (writer and flush locks held).
     fn restart_committed(&self, w: &mut super::Writer, offset: i64) -> Result<(), LogError> {
-        let marker = self.dir.join(RESTART_MARKER);
-        self.storage
-            .write_file_atomic(&marker, &encode_marker(offset))
-            .map_err(io_err(&marker))?;
+        self.write_marker(RESTART_MARKER, offset)?;
         // Readers see the empty log before any file goes.
         self.leo.store(offset, Ordering::Release);
         self.flushed.store(offset, Ordering::Release);
@@ -278,18 +275,7 @@ impl PartitionLog {
             remove_all_files(&*self.storage, &self.dir, &mut segs.map)?;
         }
         write_log_start_file(&*self.storage, &self.dir, offset)?;
-        let cfg = self.cfg();
-        let seg = Arc::new(Segment::create(
-            &*self.storage,
-            &self.dir,
-            self.ident,
-            offset,
-            &self.encryption,
-            now_ms(),
-            u64::from(cfg.index_interval_bytes.max(1)),
-        )?);
-        self.segs_mut().map.insert(offset, seg);
-        w.force_roll = false;
+        self.start_active_segment(w, offset)?;
         self.rebuild_producer_state(Vec::new());
         remove_marker(&*self.storage, &self.dir, RESTART_MARKER)
     }
@@ -362,10 +348,7 @@ impl PartitionLog {
 
     /// The steps of [`Self::truncate_to`] from the commit marker on (writer and flush locks held).
     fn truncate_committed(&self, w: &mut super::Writer, offset: i64) -> Result<(), LogError> {
-        let marker = self.dir.join(TRUNCATION_MARKER);
-        self.storage
-            .write_file_atomic(&marker, &encode_marker(offset))
-            .map_err(io_err(&marker))?;
+        self.write_marker(TRUNCATION_MARKER, offset)?;
         // Readers stop at the new end before any byte goes.
         self.leo.store(offset, Ordering::Release);
         self.flushed.fetch_min(offset, Ordering::AcqRel);
@@ -386,6 +369,32 @@ impl PartitionLog {
             truncate_files(&*self.storage, &self.dir, &mut segs.map, offset)?;
         }
         lock(&self.epochs).truncate_from_end(offset)?;
+        self.start_active_segment(w, offset)?;
+        let snapshots = self
+            .storage
+            .list(&self.dir)
+            .map_err(io_err(&self.dir))?
+            .iter()
+            .filter_map(|n| segment::parse_file_name(n))
+            .filter(|(_, ext)| *ext == producer_state::SNAPSHOT_EXT)
+            .map(|(b, _)| b)
+            .collect();
+        self.rebuild_producer_state(snapshots);
+        remove_marker(&*self.storage, &self.dir, TRUNCATION_MARKER)?;
+        Ok(())
+    }
+
+    /// Write the commit marker `name` holding `offset` (atomically: the commit point).
+    fn write_marker(&self, name: &str, offset: i64) -> Result<(), LogError> {
+        let marker = self.dir.join(name);
+        self.storage
+            .write_file_atomic(&marker, &encode_marker(offset))
+            .map_err(io_err(&marker))
+    }
+
+    /// Create the new active segment (a fresh data key) at `offset`, the log end after a
+    /// truncation or restart.
+    fn start_active_segment(&self, w: &mut super::Writer, offset: i64) -> Result<(), LogError> {
         let cfg = self.cfg();
         let seg = Arc::new(Segment::create(
             &*self.storage,
@@ -398,17 +407,6 @@ impl PartitionLog {
         )?);
         self.segs_mut().map.insert(offset, seg);
         w.force_roll = false;
-        let snapshots = self
-            .storage
-            .list(&self.dir)
-            .map_err(io_err(&self.dir))?
-            .iter()
-            .filter_map(|n| segment::parse_file_name(n))
-            .filter(|(_, ext)| *ext == producer_state::SNAPSHOT_EXT)
-            .map(|(b, _)| b)
-            .collect();
-        self.rebuild_producer_state(snapshots);
-        remove_marker(&*self.storage, &self.dir, TRUNCATION_MARKER)?;
         Ok(())
     }
 
