@@ -587,6 +587,40 @@ mod tests {
         topic_id: uuid::Uuid,
     }
 
+    impl Cluster {
+        /// Broker `id`'s replica manager, on the controller's current image.
+        fn replica_manager(&self, id: i32) -> Arc<ReplicaManager> {
+            let rm = ReplicaManager::new(
+                ReplicaManagerConfig::new(id),
+                system_clock(),
+                Arc::new(self.controller.clone()),
+            );
+            rm.update_image(self.controller.image());
+            rm
+        }
+    }
+
+    /// Serves broker 1 (`leader`) on a cluster listener and runs broker 2's (`follower`)
+    /// fetcher against it until `shutdown`: the listener's address and the fetcher task.
+    async fn follow_over_the_wire(
+        dir: &std::path::Path,
+        leader: &Arc<ReplicaManager>,
+        follower: &Arc<ReplicaManager>,
+        shutdown: &CancellationToken,
+    ) -> (String, JoinHandle<()>) {
+        let addr = serve(dir, leader.clone(), ListenerKind::Cluster, shutdown.clone()).await;
+        let leader_addr = addr.clone();
+        let addresses: Arc<dyn Fn(i32) -> Option<String> + Send + Sync> =
+            Arc::new(move |id| (id == 1).then(|| leader_addr.clone()));
+        let connector = Arc::new(DirectConnector::new(addresses, ConnectOptions::default()));
+        let config = ReplicaFetcherConfig {
+            backoff: Duration::from_millis(50),
+            ..Default::default()
+        };
+        let fetcher = tokio::spawn(run(follower.clone(), connector, config, shutdown.clone()));
+        (addr, fetcher)
+    }
+
     /// Brokers 1 and 2, topic `t` on [2, 1]; 2 led epoch 0, then was fenced: 1 leads epoch 1.
     fn cluster() -> Cluster {
         let controller = ImageController(Arc::new(Mutex::new(Default::default())));
@@ -656,36 +690,12 @@ mod tests {
         for log in [&log1, &log2] {
             log.flush().unwrap();
         }
-        let new_rm = |id| {
-            let rm = ReplicaManager::new(
-                ReplicaManagerConfig::new(id),
-                system_clock(),
-                Arc::new(c.controller.clone()),
-            );
-            rm.update_image(c.controller.image());
-            rm
-        };
-        let (rm1, rm2) = (new_rm(1), new_rm(2));
+        let (rm1, rm2) = (c.replica_manager(1), c.replica_manager(2));
         rm1.become_leader("t", c.topic_id, 0, log1.clone(), &reg)
             .unwrap();
         rm2.become_follower("t", c.topic_id, 0, log2.clone(), &reg);
         let shutdown = CancellationToken::new();
-        let addr = serve(
-            dir.path(),
-            rm1.clone(),
-            ListenerKind::Cluster,
-            shutdown.clone(),
-        )
-        .await;
-        let leader_addr = addr.clone();
-        let addresses: Arc<dyn Fn(i32) -> Option<String> + Send + Sync> =
-            Arc::new(move |id| (id == 1).then(|| leader_addr.clone()));
-        let connector = Arc::new(DirectConnector::new(addresses, ConnectOptions::default()));
-        let config = ReplicaFetcherConfig {
-            backoff: Duration::from_millis(50),
-            ..Default::default()
-        };
-        let fetcher = tokio::spawn(run(rm2.clone(), connector, config, shutdown.clone()));
+        let (addr, fetcher) = follow_over_the_wire(dir.path(), &rm1, &rm2, &shutdown).await;
         // The leader takes more under epoch 1; 2 truncates x away, fetches, and rejoins the ISR.
         let info = rm1
             .append_records(
@@ -802,16 +812,7 @@ mod tests {
         for log in [&log1, &log2] {
             log.flush().unwrap();
         }
-        let new_rm = |id| {
-            let rm = ReplicaManager::new(
-                ReplicaManagerConfig::new(id),
-                system_clock(),
-                Arc::new(c.controller.clone()),
-            );
-            rm.update_image(c.controller.image());
-            rm
-        };
-        let (rm1, rm2) = (new_rm(1), new_rm(2));
+        let (rm1, rm2) = (c.replica_manager(1), c.replica_manager(2));
         rm1.become_leader("t", c.topic_id, 0, log1.clone(), &reg)
             .unwrap();
         log1.update_high_watermark(6);
@@ -819,21 +820,7 @@ mod tests {
         assert_eq!(log1.delete_records_before(4).unwrap(), 4);
         rm2.become_follower("t", c.topic_id, 0, log2.clone(), &reg);
         let shutdown = CancellationToken::new();
-        let addr = serve(
-            dir.path(),
-            rm1.clone(),
-            ListenerKind::Cluster,
-            shutdown.clone(),
-        )
-        .await;
-        let addresses: Arc<dyn Fn(i32) -> Option<String> + Send + Sync> =
-            Arc::new(move |id| (id == 1).then(|| addr.clone()));
-        let connector = Arc::new(DirectConnector::new(addresses, ConnectOptions::default()));
-        let config = ReplicaFetcherConfig {
-            backoff: Duration::from_millis(50),
-            ..Default::default()
-        };
-        let fetcher = tokio::spawn(run(rm2.clone(), connector, config, shutdown.clone()));
+        let (_, fetcher) = follow_over_the_wire(dir.path(), &rm1, &rm2, &shutdown).await;
         let p1 = rm1.partition("t", 0).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while !p1.isr().contains(&2) {
@@ -892,11 +879,7 @@ mod tests {
         let reg = c.controller.image().topic("t").unwrap().partitions[&0].clone();
         let log1 = open_log(&dir.path().join("b1"), c.topic_id);
         log1.append(&batch(&["a"])).unwrap();
-        let rm1 = ReplicaManager::new(
-            ReplicaManagerConfig::new(1),
-            system_clock(),
-            Arc::new(c.controller.clone()),
-        );
+        let rm1 = c.replica_manager(1);
         rm1.become_leader("t", c.topic_id, 0, log1, &reg).unwrap();
         let shutdown = CancellationToken::new();
         let addr = serve(
