@@ -20,7 +20,7 @@ use crate::sync::LockExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::batch::BatchHeader;
 
@@ -331,6 +331,24 @@ impl ProducerIdAllocator {
         Ok(id)
     }
 
+    /// One past the highest id this allocator may ever have handed out (the end of its last
+    /// reserved block; 0 if it never reserved one). A node that joins a cluster asks the
+    /// controller for ids from here on, so ids it handed out alone are never reused.
+    pub fn reserved_end(&self) -> Result<i64, AllocError> {
+        let err = |e: &dyn std::fmt::Display| AllocError(e.to_string());
+        let txn = self.db.db().begin_read().map_err(|e| err(&e))?;
+        let t = match txn.open_table(PRODUCER_IDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(err(&e)),
+        };
+        Ok(t.get(NEXT_BLOCK_KEY)
+            .map_err(|e| err(&e))?
+            .map(|v| v.value())
+            .unwrap_or(0)
+            .max(0))
+    }
+
     /// Persist the end of a new block and return its start.
     fn reserve_block(&self) -> Result<i64, AllocError> {
         let err = |e: &dyn std::fmt::Display| AllocError(e.to_string());
@@ -460,6 +478,18 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 6);
+        let meta = std::sync::Arc::new(crate::metadata::MetaStore::open(dir.path()).unwrap());
+        let a = ProducerIdAllocator::new(meta);
+        let end = a.reserved_end().unwrap();
+        assert!(seen.iter().all(|id| *id < end), "{seen:?} below {end}");
+        assert_eq!(end, 2 * PRODUCER_ID_BLOCK);
+    }
+
+    #[test]
+    fn a_fresh_store_has_reserved_no_producer_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = std::sync::Arc::new(crate::metadata::MetaStore::open(dir.path()).unwrap());
+        assert_eq!(ProducerIdAllocator::new(meta).reserved_end().unwrap(), 0);
     }
 
     /// A test batch of `n` records stamped with a producer id, epoch and base sequence.

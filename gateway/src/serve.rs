@@ -613,8 +613,10 @@ impl Node {
             ),
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
-            producer_ids: Arc::new(rill_core::producer_state::ProducerIdAllocator::new(
-                broker.metadata_handle(),
+            producer_ids: Arc::new(crate::kafka::producer_id_manager::ProducerIdManager::new(
+                Arc::new(rill_core::producer_state::ProducerIdAllocator::new(
+                    broker.metadata_handle(),
+                )),
             )),
             sasl,
             credentials,

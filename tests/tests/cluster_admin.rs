@@ -15,7 +15,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use rill_client::connection::{ConnectOptions, Connection};
 use rill_tests::cluster::{ClusterOptions, TestCluster};
@@ -99,6 +101,57 @@ fn auto_create_metadata(addr: &str, topic: &str) -> Result<(i16, Vec<Vec<i32>>),
     })
 }
 
+/// A producer id from the node at `addr` (InitProducerId for an idempotent producer, as
+/// librdkafka sends it to any broker), retrying while the node answers
+/// COORDINATOR_LOAD_IN_PROGRESS.
+fn init_producer_id(addr: &str) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let opts = ConnectOptions::default().with_timeout(Duration::from_secs(10));
+        let mut conn = Connection::connect(addr, &opts)
+            .await
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let req = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+                .with_producer_epoch(-1);
+            let resp: InitProducerIdResponse = conn
+                .send(&req)
+                .await
+                .unwrap_or_else(|e| panic!("InitProducerId at {addr}: {e}"));
+            match resp.error_code {
+                0 => return resp.producer_id.0,
+                // COORDINATOR_LOAD_IN_PROGRESS: no block from the controller yet.
+                14 if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                code => panic!("InitProducerId at {addr}: error {code}"),
+            }
+        }
+    })
+}
+
+/// `per_node` producer ids from each of `addrs`, checked to be new (not in `seen`).
+fn fresh_producer_ids(addrs: &[String], per_node: usize, seen: &mut Vec<i64>) {
+    for addr in addrs {
+        for _ in 0..per_node {
+            let id = init_producer_id(addr);
+            assert!(id >= 0, "{addr} answered producer id {id}");
+            assert!(
+                !seen.contains(&id),
+                "{addr} handed out producer id {id} again (already handed out: {seen:?})"
+            );
+            seen.push(id);
+        }
+    }
+}
+
 fn ids(v: &Value) -> Vec<i64> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
@@ -125,6 +178,9 @@ fn metadata_elections_and_status_of_a_three_node_cluster() {
         });
     }
     let addrs: Vec<String> = (1..=3).map(|id| cluster.kafka_addr(id)).collect();
+    // Producer ids are unique across the cluster's members (each node alone would start at 0).
+    let mut producer_ids = Vec::new();
+    fresh_producer_ids(&addrs, 2, &mut producer_ids);
     let created = rill_json(
         &addrs[0],
         &["topic", "create", "orders", "-p", "6", "-r", "3"],
@@ -381,6 +437,12 @@ fn metadata_elections_and_status_of_a_three_node_cluster() {
         (dead["node_id"].as_i64(), dead["state"].as_str()),
         (Some(3), Some("not live"))
     );
+    // The survivors keep handing out new producer ids, and a restarted node (whose block was
+    // only in memory) gets a new block, not its old one again.
+    fresh_producer_ids(&addrs[..2], 1, &mut producer_ids);
+    cluster.kill(2);
+    cluster.start_node(2);
+    fresh_producer_ids(&addrs[1..2], 2, &mut producer_ids);
     eprintln!("cluster_admin: {:?}", started.elapsed());
 }
 

@@ -111,6 +111,38 @@ pub enum Command {
         partition: i32,
         election: ElectionType,
     },
+    /// A broker asks for the next block of producer ids (Kafka's AllocateProducerIds, KIP-730):
+    /// [`PRODUCER_ID_BLOCK_SIZE`] ids starting at the cluster's next unallocated id, or at
+    /// `floor` if that is higher (the ids a node handed out on its own before it was a cluster
+    /// member stay unused). Only the registered broker under its current epoch gets a block.
+    AllocateProducerIds {
+        broker_id: i32,
+        broker_epoch: i64,
+        /// The lowest id the block may start at.
+        floor: i64,
+    },
+}
+
+/// How many producer ids one [`Command::AllocateProducerIds`] hands out (Kafka's
+/// `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`).
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// Producer ids `first..first + size`, allocated to one broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdBlock {
+    /// The broker the block belongs to.
+    pub broker_id: i32,
+    /// The first id of the block.
+    pub first: i64,
+    /// How many ids it holds.
+    pub size: i64,
+}
+
+impl ProducerIdBlock {
+    /// One past the last id of the block.
+    pub fn end(&self) -> i64 {
+        self.first + self.size
+    }
 }
 
 /// The state of one partition after a command changed (or confirmed) it.
@@ -145,6 +177,8 @@ pub enum CommandOutcome {
     ConfigsAltered,
     /// The partition as it is now (AlterPartition, ElectLeader).
     Partition(PartitionState),
+    /// A block of producer ids for the requesting broker.
+    ProducerIdsAllocated(ProducerIdBlock),
 }
 
 /// A rejected command, named after the Kafka error code the caller answers with.

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::command::{
     Command, CommandOutcome, CommandResult, ControllerError, ControllerRequest, ElectionType,
-    PartitionState,
+    PartitionState, ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE,
 };
 use super::election;
 use crate::topic_config;
@@ -141,6 +141,10 @@ pub struct MetadataImage {
     brokers: BTreeMap<i32, BrokerRegistration>,
     topics: BTreeMap<String, TopicImage>,
     requests: RequestLog,
+    /// The first producer id no broker has been given yet (Kafka's `ProducerIdsRecord`);
+    /// absent from snapshots written before producer ids were allocated here, hence 0.
+    #[serde(default)]
+    next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -167,6 +171,11 @@ impl MetadataImage {
     /// One topic by name.
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
         self.topics.get(name)
+    }
+
+    /// The first producer id not yet allocated to any broker.
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
     }
 
     /// One topic by id.
@@ -249,7 +258,31 @@ impl MetadataImage {
                 partition,
                 election,
             } => self.elect_leader(topic, *partition, *election),
+            Command::AllocateProducerIds {
+                broker_id,
+                broker_epoch,
+                floor,
+            } => self.allocate_producer_ids(*broker_id, *broker_epoch, *floor),
         }
+    }
+
+    fn allocate_producer_ids(
+        &mut self,
+        broker_id: i32,
+        broker_epoch: i64,
+        floor: i64,
+    ) -> CommandResult {
+        self.check_broker_epoch(broker_id, broker_epoch)?;
+        let first = self.next_producer_id.max(floor).max(0);
+        let end = first
+            .checked_add(PRODUCER_ID_BLOCK_SIZE)
+            .ok_or_else(|| ControllerError::InvalidRequest("producer ids exhausted".into()))?;
+        self.next_producer_id = end;
+        Ok(CommandOutcome::ProducerIdsAllocated(ProducerIdBlock {
+            broker_id,
+            first,
+            size: PRODUCER_ID_BLOCK_SIZE,
+        }))
     }
 
     fn bootstrap(&mut self, cluster_id: &str) -> CommandResult {
@@ -1133,5 +1166,94 @@ mod tests {
         };
         assert_eq!((state.leader, state.isr), (1, vec![1, 2]));
         assert!(state.leader_epoch > p.leader_epoch);
+    }
+
+    fn allocate(f: &mut Fixture, broker_id: i32, floor: i64) -> CommandResult {
+        let broker_epoch = f.epoch(broker_id);
+        f.run(Command::AllocateProducerIds {
+            broker_id,
+            broker_epoch,
+            floor,
+        })
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap_and_respect_the_floor() {
+        let mut f = Fixture::new(2);
+        let block = |r: CommandResult| match r {
+            Ok(CommandOutcome::ProducerIdsAllocated(b)) => b,
+            other => panic!("{other:?}"),
+        };
+        let a = block(allocate(&mut f, 1, 0));
+        let b = block(allocate(&mut f, 2, 0));
+        assert_eq!(
+            (a.broker_id, a.first, a.size),
+            (1, 0, PRODUCER_ID_BLOCK_SIZE)
+        );
+        assert_eq!(b.first, a.end());
+        // A node that handed out ids on its own (before it was formatted into the cluster)
+        // gets a block above them; later blocks follow that one.
+        let c = block(allocate(&mut f, 1, 5_500));
+        assert_eq!(c.first, 5_500);
+        let d = block(allocate(&mut f, 2, 10));
+        assert_eq!(d.first, c.end());
+        assert_eq!(f.image.next_producer_id(), d.end());
+    }
+
+    #[test]
+    fn producer_ids_need_the_current_broker_epoch_and_a_retry_gets_the_same_block() {
+        let mut f = Fixture::new(1);
+        let stale = f.epoch(1) - 1;
+        assert!(matches!(
+            f.run(Command::AllocateProducerIds {
+                broker_id: 1,
+                broker_epoch: stale,
+                floor: 0
+            }),
+            Err(ControllerError::StaleBrokerEpoch { .. })
+        ));
+        assert!(matches!(
+            f.run(Command::AllocateProducerIds {
+                broker_id: 7,
+                broker_epoch: 1,
+                floor: 0
+            }),
+            Err(ControllerError::StaleBrokerEpoch { current: None, .. })
+        ));
+        assert_eq!(
+            f.image.next_producer_id(),
+            0,
+            "a refused request allocates nothing"
+        );
+        let request = ControllerRequest::new(Command::AllocateProducerIds {
+            broker_id: 1,
+            broker_epoch: f.epoch(1),
+            floor: 0,
+        });
+        let first = f.image.apply(100, &request);
+        let retried = f.image.apply(101, &request);
+        assert_eq!(first, retried);
+        assert_eq!(f.image.next_producer_id(), PRODUCER_ID_BLOCK_SIZE);
+    }
+
+    #[test]
+    fn producer_id_allocation_survives_a_snapshot_and_old_snapshots_start_at_zero() {
+        let mut f = Fixture::new(1);
+        allocate(&mut f, 1, 0).unwrap();
+        let mut buf = Vec::new();
+        ciborium::into_writer(&f.image, &mut buf).unwrap();
+        let back: MetadataImage = ciborium::from_reader(&buf[..]).unwrap();
+        assert_eq!(back.next_producer_id(), PRODUCER_ID_BLOCK_SIZE);
+        // A snapshot of a version without the field.
+        let mut value: ciborium::Value = ciborium::from_reader(&buf[..]).unwrap();
+        let ciborium::Value::Map(fields) = &mut value else {
+            panic!("{value:?}")
+        };
+        let before = fields.len();
+        fields.retain(|(k, _)| k.as_text() != Some("next_producer_id"));
+        assert_eq!(fields.len(), before - 1);
+        let old: MetadataImage = value.deserialized().unwrap();
+        assert_eq!(old.next_producer_id(), 0);
+        assert_eq!(old.brokers(), f.image.brokers());
     }
 }

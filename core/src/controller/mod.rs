@@ -23,7 +23,7 @@ pub mod placement;
 
 pub use command::{
     Command, CommandOutcome, CommandResult, ControllerError, ControllerRequest, ControllerResponse,
-    ElectionType, PartitionState,
+    ElectionType, PartitionState, ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE,
 };
 pub use image::{BrokerRegistration, Endpoint, MetadataImage, PartitionRegistration, TopicImage};
 

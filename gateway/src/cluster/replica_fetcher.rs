@@ -557,8 +557,10 @@ mod tests {
             metrics: Arc::new(Metrics::new(&crate::metrics::MetricsConfig::default())),
             authorization: None,
             shutdown: shutdown.clone(),
-            producer_ids: Arc::new(rill_core::producer_state::ProducerIdAllocator::new(
-                broker.metadata_handle(),
+            producer_ids: Arc::new(crate::kafka::producer_id_manager::ProducerIdManager::new(
+                Arc::new(rill_core::producer_state::ProducerIdAllocator::new(
+                    broker.metadata_handle(),
+                )),
             )),
             sasl: None,
             credentials: Arc::new(

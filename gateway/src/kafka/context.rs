@@ -60,7 +60,7 @@ pub struct Context {
     /// Cancelled when the node shuts down (long polls return early).
     pub shutdown: CancellationToken,
     /// Producer ids for InitProducerId (idempotent producers).
-    pub producer_ids: Arc<rill_core::producer_state::ProducerIdAllocator>,
+    pub producer_ids: Arc<super::producer_id_manager::ProducerIdManager>,
     /// SASL settings and users when the listener requires SASL (None: no authentication).
     pub sasl: Option<Arc<auth::Authenticator>>,
     /// The SASL users (SCRAM credentials), also when the listener does not require SASL.

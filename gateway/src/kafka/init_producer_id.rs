@@ -1,8 +1,8 @@
 //! InitProducerId (key 22), v0-5: hands idempotent producers a fresh producer id with epoch 0.
 //!
 //! Without a transactional id Kafka always allocates a new id (also when an id and epoch are
-//! sent, KIP-360), and so does this node; ids are unique across restarts
-//! ([`rill_core::producer_state::ProducerIdAllocator`]). Transactions are not implemented, so a
+//! sent, KIP-360), and so does this node; ids are unique across restarts and, in a cluster,
+//! across members ([`super::producer_id_manager`]). Transactions are not implemented, so a
 //! transactional id is refused.
 //!
 //! With the authorizer on, an idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE
@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 use rill_core::authorizer::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 
 use super::authorization::Caller;
+use super::producer_id_manager::ProducerIdError;
 use super::Context;
 
 /// Handle InitProducerId.
@@ -51,19 +52,18 @@ pub async fn handle(
             resp.with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
         );
     }
-    let ids = ctx.producer_ids.clone();
-    match tokio::task::spawn_blocking(move || ids.allocate()).await {
-        Ok(Ok(id)) => ResponseKind::InitProducerId(
+    match ctx.producer_ids.generate(ctx.cluster.as_ref()).await {
+        Ok(id) => ResponseKind::InitProducerId(
             resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         ),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot allocate a producer id");
+        Err(e @ ProducerIdError::BlockUnavailable(_)) => {
+            tracing::warn!(error = %e, "cannot hand out a producer id yet");
             ResponseKind::InitProducerId(
-                resp.with_error_code(ResponseError::UnknownServerError.code()),
+                resp.with_error_code(ResponseError::CoordinatorLoadInProgress.code()),
             )
         }
-        Err(e) => {
-            tracing::error!(error = %e, "producer id task failed");
+        Err(e @ (ProducerIdError::Store(_) | ProducerIdError::Task(_))) => {
+            tracing::error!(error = %e, "cannot allocate a producer id");
             ResponseKind::InitProducerId(
                 resp.with_error_code(ResponseError::UnknownServerError.code()),
             )

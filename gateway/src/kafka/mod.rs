@@ -59,6 +59,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod producer_id_manager;
 pub mod reply;
 pub mod request;
 pub mod response_errors;
