@@ -32,6 +32,10 @@ pub enum CredentialError {
     /// A user name Kafka clients cannot send.
     #[error("invalid user name {0:?} (non-empty, at most 255 bytes, no control characters)")]
     BadUserName(String),
+    /// The node is a cluster member: its users are the cluster's, changed through the
+    /// controller (AlterUserScramCredentials, or `rill cluster format --add-scram`).
+    #[error("this node's users are the cluster's: change them with AlterUserScramCredentials (e.g. kafka-configs.sh --alter --entity-type users) or create the first ones with `rill cluster format --add-scram`")]
+    ManagedByController,
     /// A mechanism stored under an unknown name (a newer Rill wrote it).
     #[error("unknown SCRAM mechanism {0:?} in the credential table")]
     UnknownMechanism(String),
@@ -49,12 +53,16 @@ pub fn check_user_name(name: &str) -> Result<(), CredentialError> {
     Ok(())
 }
 
-type Cache = BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>;
+/// Credentials by user and mechanism.
+pub type Credentials = BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>;
+type Cache = Credentials;
 
 /// The users and their SCRAM credentials.
 pub struct CredentialStore {
     meta: Arc<MetaStore>,
     cache: RwLock<Cache>,
+    /// A cluster member's store: a copy of the metadata image's users ([`Self::mirror`]).
+    mirrored: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -93,7 +101,32 @@ impl CredentialStore {
         Ok(CredentialStore {
             meta,
             cache: RwLock::new(cache),
+            mirrored: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Make this store a copy of the cluster's users (a cluster member's users live in the
+    /// metadata image): every credential becomes `users`, in memory only, and
+    /// [`Self::upsert`] / [`Self::delete`] refuse from now on. Called with an empty map at start
+    /// (no user authenticates on a stale local copy) and with every image once caught up.
+    pub fn mirror(&self, users: &Credentials) {
+        self.mirrored
+            .store(true, std::sync::atomic::Ordering::Release);
+        if *self.read() != *users {
+            *self.write() = users.clone();
+        }
+    }
+
+    /// Whether this store copies the cluster's users ([`Self::mirror`]).
+    pub fn is_mirrored(&self) -> bool {
+        self.mirrored.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn check_local(&self) -> Result<(), CredentialError> {
+        if self.is_mirrored() {
+            return Err(CredentialError::ManagedByController);
+        }
+        Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
@@ -142,6 +175,7 @@ impl CredentialStore {
         mechanism: ScramMechanism,
         credential: ScramCredential,
     ) -> Result<(), CredentialError> {
+        self.check_local()?;
         check_user_name(user)?;
         let txn = self.meta.db().begin_write().map_err(storage)?;
         {
@@ -173,6 +207,7 @@ impl CredentialStore {
         user: &str,
         mechanism: Option<ScramMechanism>,
     ) -> Result<usize, CredentialError> {
+        self.check_local()?;
         let mechanisms: Vec<ScramMechanism> = match mechanism {
             Some(m) => vec![m],
             None => ScramMechanism::ALL.to_vec(),
@@ -247,5 +282,38 @@ mod tests {
         drop(store);
         let store = CredentialStore::open(Arc::new(MetaStore::open(dir.path()).unwrap())).unwrap();
         assert_eq!(store.list().len(), 1);
+    }
+
+    #[test]
+    fn a_mirrored_store_holds_the_clusters_users_only_and_refuses_local_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(MetaStore::open(dir.path()).unwrap());
+        let store = CredentialStore::open(meta).unwrap();
+        let local = ScramCredential::generate(ScramMechanism::Sha256, b"old", 4096).unwrap();
+        store
+            .upsert("local", ScramMechanism::Sha256, local)
+            .unwrap();
+        store.mirror(&Credentials::new());
+        assert!(store.is_empty(), "the local user is not the cluster's");
+        let c = ScramCredential::generate(ScramMechanism::Sha512, b"pw", 4096).unwrap();
+        let users = Credentials::from([(
+            "admin".to_string(),
+            BTreeMap::from([(ScramMechanism::Sha512, c.clone())]),
+        )]);
+        store.mirror(&users);
+        assert_eq!(store.get("admin", ScramMechanism::Sha512), Some(c.clone()));
+        assert!(matches!(
+            store.upsert("x", ScramMechanism::Sha512, c),
+            Err(CredentialError::ManagedByController)
+        ));
+        assert!(matches!(
+            store.delete("admin", None),
+            Err(CredentialError::ManagedByController)
+        ));
+        // Nothing of the mirror reached the disk.
+        drop(store);
+        let store = CredentialStore::open(Arc::new(MetaStore::open(dir.path()).unwrap())).unwrap();
+        assert_eq!(store.list().len(), 1);
+        assert_eq!(store.list()[0].0, "local");
     }
 }

@@ -152,8 +152,10 @@ pub fn data_dir_is_empty(dir: &Path) -> Result<bool, KeyError> {
                     source,
                 })?;
                 let name = entry.file_name();
+                // What `rill cluster format` writes is no data (no key seals it).
                 if name != "lost+found"
                     && name != crate::controller::meta_properties::META_PROPERTIES_FILE
+                    && name != crate::controller::bootstrap_metadata::BOOTSTRAP_FILE
                 {
                     return Ok(false);
                 }

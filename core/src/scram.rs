@@ -20,7 +20,9 @@ pub const MAX_ITERATIONS: u32 = 16384;
 const RANDOM_LEN: usize = 24;
 
 /// A SCRAM hash function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum ScramMechanism {
     /// SCRAM-SHA-256.
     Sha256,
@@ -130,7 +132,7 @@ impl ScramMechanism {
 
 /// What a server stores for one user and mechanism (Kafka's `ScramCredential`): never the
 /// password, only what verifies a proof (StoredKey) and signs the answer (ServerKey).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScramCredential {
     /// The salt of Hi().
     pub salt: Vec<u8>,

@@ -199,6 +199,7 @@ async fn controller_quorum_replicates_fails_over_and_catches_up() {
         &raft,
         Command::Bootstrap {
             cluster_id: "c1".into(),
+            scram_credentials: vec![],
         },
     )
     .await;

@@ -562,6 +562,11 @@ impl Node {
         let credentials = Arc::new(rill_core::credentials::CredentialStore::open(
             broker.metadata_handle(),
         )?);
+        // A cluster member's users are the cluster's (the metadata image's): none until the
+        // metadata publisher has caught up, never the ones of this node's own table.
+        if formatted.is_some() {
+            credentials.mirror(&Default::default());
+        }
         let sasl = settings.kafka_sasl.as_ref().map(|mechanisms| {
             Arc::new(crate::kafka::auth::open(
                 credentials.clone(),
@@ -662,6 +667,7 @@ impl Node {
                 broker.clone(),
                 replicas.clone(),
                 coordinators.clone(),
+                ctx.credentials.clone(),
                 shutdown.clone(),
             ));
             listeners.spawn(coordinators.clone().run_ticker(shutdown.clone()));

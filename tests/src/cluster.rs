@@ -31,6 +31,10 @@ pub struct ClusterOptions {
     pub program: Option<PathBuf>,
     /// `RILL_FAILPOINTS` of every node (needs `program` = the failpoint build).
     pub failpoints: Option<String>,
+    /// TOML appended to every node's file (whole sections, e.g. `[kafka]\nsasl = true\n`).
+    pub extra_config: String,
+    /// Extra arguments of every node's `rill cluster format` (e.g. `--add-scram ...`).
+    pub format_args: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -44,6 +48,8 @@ impl Default for ClusterOptions {
             replica_lag_time_max_ms: None,
             program: None,
             failpoints: None,
+            extra_config: String::new(),
+            format_args: Vec::new(),
         }
     }
 }
@@ -91,6 +97,17 @@ fn free_port_on(ip: &str) -> u16 {
 
 /// Runs `rill cluster format` for one node.
 pub fn format(data_dir: &Path, node_id: i32, cluster_id: &str, voters: &str) {
+    format_with(data_dir, node_id, cluster_id, voters, &[]);
+}
+
+/// Runs `rill cluster format` for one node with `extra` arguments.
+pub fn format_with(
+    data_dir: &Path,
+    node_id: i32,
+    cluster_id: &str,
+    voters: &str,
+    extra: &[String],
+) {
     let out = Command::new(rill_bin())
         .args(["cluster", "format", "--data-dir"])
         .arg(data_dir)
@@ -102,6 +119,7 @@ pub fn format(data_dir: &Path, node_id: i32, cluster_id: &str, voters: &str) {
             "--voters",
             voters,
         ])
+        .args(extra)
         .output()
         .expect("run rill cluster format");
     assert!(
@@ -135,7 +153,7 @@ impl TestCluster {
         for (i, ip) in ips.iter().enumerate() {
             let id = i as i32 + 1;
             let data_dir = dir.path().join(format!("node{id}"));
-            format(&data_dir, id, &cluster_id, &voters);
+            format_with(&data_dir, id, &cluster_id, &voters, &opts.format_args);
             let config = dir.path().join(format!("node{id}.toml"));
             members.push(Member {
                 id,
@@ -193,6 +211,7 @@ impl TestCluster {
                 file("ca.pem".into())
             ));
         }
+        text.push_str(&opts.extra_config);
         std::fs::write(&m.config, text).expect("write node config");
     }
 

@@ -344,3 +344,100 @@ fn cluster_mode_refuses_unsafe_or_inconsistent_settings_at_start() {
         "{err}"
     );
 }
+
+/// SCRAM users are the cluster's (issue 12, item 3): the first one comes from `rill cluster
+/// format --add-scram` (Kafka's KIP-900 flag), a user added through AlterUserScramCredentials at
+/// one node authenticates at every node, also after that node was killed, and deleting it at
+/// another node locks it out everywhere, the restarted node included. `rill user add` refuses a
+/// member's data directory.
+#[test]
+fn scram_users_live_in_the_cluster() {
+    let _guard = serial();
+    let opts = ClusterOptions {
+        extra_config:
+            "\n[kafka]\nsasl = true\nsasl_mechanisms = [\"SCRAM-SHA-512\", \"SCRAM-SHA-256\"]\n"
+                .into(),
+        format_args: vec![
+            "--add-scram".into(),
+            "SCRAM-SHA-512=[name=admin,password=admin-secret]".into(),
+        ],
+        ..ClusterOptions::default()
+    };
+    let mut cluster = TestCluster::start(&opts);
+    let addrs: Vec<String> = (1..=3).map(|id| cluster.kafka_addr(id)).collect();
+    let py = |cluster: &TestCluster,
+              phase: &str,
+              addr: &str,
+              user: &str,
+              password: &str,
+              extra: &[&str]| {
+        let mut args = vec![
+            phase,
+            "--bootstrap",
+            addr,
+            "--user",
+            user,
+            "--password",
+            password,
+        ];
+        args.extend_from_slice(extra);
+        rill_tests::run_python("cluster_users.py", &args)
+            .unwrap_or_else(|e| panic!("{e}\n--- nodes ---\n{}", cluster.logs()))
+    };
+    let admin = ("admin", "admin-secret");
+    for addr in &addrs {
+        py(&cluster, "auth", addr, admin.0, admin.1, &[]);
+    }
+    let refused = std::process::Command::new(rill_tests::rill_bin())
+        .args(["user", "add", "mallory", "--password", "pw", "--data-dir"])
+        .arg(&cluster.member(2).data_dir)
+        .output()
+        .expect("run rill user add");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && err.contains("--add-scram")
+            && err.contains("AlterUserScramCredentials"),
+        "rill user add on a member's data directory: {err}"
+    );
+    py(
+        &cluster,
+        "alter",
+        &addrs[0],
+        admin.0,
+        admin.1,
+        &["--target", "alice", "--target-password", "alice-pw"],
+    );
+    for addr in &addrs {
+        py(
+            &cluster,
+            "auth",
+            addr,
+            "alice",
+            "alice-pw",
+            &["--mechanism", "SCRAM-SHA-256"],
+        );
+    }
+    cluster.kill(1);
+    for addr in &addrs[1..] {
+        py(&cluster, "auth", addr, "alice", "alice-pw", &[]);
+        let users = py(&cluster, "describe", addr, admin.0, admin.1, &[]);
+        assert!(
+            users.contains("\"alice\"") && users.contains("\"admin\""),
+            "users at {addr}: {users}"
+        );
+    }
+    py(&cluster, "refused", &addrs[2], "alice", "wrong", &[]);
+    py(
+        &cluster,
+        "alter",
+        &addrs[1],
+        admin.0,
+        admin.1,
+        &["--target", "alice", "--delete"],
+    );
+    py(&cluster, "refused", &addrs[2], "alice", "alice-pw", &[]);
+    cluster.start_node(1);
+    py(&cluster, "auth", &addrs[0], admin.0, admin.1, &[]);
+    py(&cluster, "refused", &addrs[0], "alice", "alice-pw", &[]);
+}

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::image::Endpoint;
+use crate::scram::{ScramCredential, ScramMechanism};
 
 /// One entry of the controller's log: a command and the id that deduplicates its retries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +52,10 @@ pub enum Command {
     Bootstrap {
         /// The id from `rill cluster format --cluster-id`.
         cluster_id: String,
+        /// The first SCRAM users (`rill cluster format --add-scram`, Kafka's KIP-900), created
+        /// with the cluster; absent from entries written before users lived in the image.
+        #[serde(default)]
+        scram_credentials: Vec<ScramCredentialEntry>,
     },
     /// A broker (re)joins (Kafka's BrokerRegistration). The same incarnation again returns the
     /// existing registration; a new incarnation gets a new broker epoch (the log index of this
@@ -111,6 +116,14 @@ pub enum Command {
         partition: i32,
         election: ElectionType,
     },
+    /// Creates, replaces and deletes the SCRAM credentials of one user (Kafka's
+    /// AlterUserScramCredentials, `UserScramCredentialRecord`): every operation applies, or none
+    /// (deleting a credential that does not exist rejects them all).
+    AlterScramCredentials {
+        user: String,
+        upsertions: Vec<(ScramMechanism, ScramCredential)>,
+        deletions: Vec<ScramMechanism>,
+    },
     /// A broker asks for the next block of producer ids (Kafka's AllocateProducerIds, KIP-730):
     /// [`PRODUCER_ID_BLOCK_SIZE`] ids starting at the cluster's next unallocated id, or at
     /// `floor` if that is higher (the ids a node handed out on its own before it was a cluster
@@ -121,6 +134,14 @@ pub enum Command {
         /// The lowest id the block may start at.
         floor: i64,
     },
+}
+
+/// One SCRAM credential of one user, as [`Command::Bootstrap`] carries the first users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredentialEntry {
+    pub user: String,
+    pub mechanism: ScramMechanism,
+    pub credential: ScramCredential,
 }
 
 /// How many producer ids one [`Command::AllocateProducerIds`] hands out (Kafka's
@@ -179,6 +200,8 @@ pub enum CommandOutcome {
     Partition(PartitionState),
     /// A block of producer ids for the requesting broker.
     ProducerIdsAllocated(ProducerIdBlock),
+    /// The user's SCRAM credentials were changed.
+    ScramCredentialsAltered,
 }
 
 /// A rejected command, named after the Kafka error code the caller answers with.
@@ -233,6 +256,12 @@ pub enum ControllerError {
     /// ELIGIBLE_LEADERS_NOT_AVAILABLE: no replica can lead.
     #[error("no eligible leader is available")]
     EligibleLeadersNotAvailable,
+    /// RESOURCE_NOT_FOUND: a deleted SCRAM credential does not exist.
+    #[error("{0}")]
+    ResourceNotFound(String),
+    /// UNACCEPTABLE_CREDENTIAL: a SCRAM user name or credential Kafka would refuse.
+    #[error("{0}")]
+    UnacceptableCredential(String),
     /// INVALID_REQUEST: malformed beyond the cases above (e.g. an ISR without its leader).
     #[error("invalid request: {0}")]
     InvalidRequest(String),

@@ -15,9 +15,10 @@ use uuid::Uuid;
 
 use super::command::{
     Command, CommandOutcome, CommandResult, ControllerError, ControllerRequest, ElectionType,
-    PartitionState, ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE,
+    PartitionState, ProducerIdBlock, ScramCredentialEntry, PRODUCER_ID_BLOCK_SIZE,
 };
 use super::election;
+use crate::scram::{ScramCredential, ScramMechanism};
 use crate::topic_config;
 
 /// The leader of a partition that has none (Kafka's `NO_LEADER`).
@@ -110,6 +111,12 @@ impl TopicImage {
     }
 }
 
+/// A SCRAM user name the image accepts (what Kafka clients can send).
+fn check_scram_user(user: &str) -> Result<(), ControllerError> {
+    crate::credentials::check_user_name(user)
+        .map_err(|e| ControllerError::UnacceptableCredential(e.to_string()))
+}
+
 /// The outcomes of recent requests, by request id, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct RequestLog {
@@ -145,6 +152,10 @@ pub struct MetadataImage {
     /// absent from snapshots written before producer ids were allocated here, hence 0.
     #[serde(default)]
     next_producer_id: i64,
+    /// SCRAM credentials by user and mechanism (Kafka's `UserScramCredentialRecord`s): salted
+    /// and iterated verifiers, never passwords.
+    #[serde(default)]
+    scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
 }
 
 impl MetadataImage {
@@ -173,6 +184,13 @@ impl MetadataImage {
         self.topics.get(name)
     }
 
+    /// Every user's SCRAM credentials, by user name and mechanism.
+    pub fn scram_credentials(
+        &self,
+    ) -> &BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
+        &self.scram_credentials
+    }
+
     /// The first producer id not yet allocated to any broker.
     pub fn next_producer_id(&self) -> i64 {
         self.next_producer_id
@@ -196,7 +214,10 @@ impl MetadataImage {
 
     fn apply_command(&mut self, index: u64, command: &Command) -> CommandResult {
         match command {
-            Command::Bootstrap { cluster_id } => self.bootstrap(cluster_id),
+            Command::Bootstrap {
+                cluster_id,
+                scram_credentials,
+            } => self.bootstrap(cluster_id, scram_credentials),
             Command::RegisterBroker {
                 broker_id,
                 incarnation_id,
@@ -263,6 +284,11 @@ impl MetadataImage {
                 broker_epoch,
                 floor,
             } => self.allocate_producer_ids(*broker_id, *broker_epoch, *floor),
+            Command::AlterScramCredentials {
+                user,
+                upsertions,
+                deletions,
+            } => self.alter_scram_credentials(user, upsertions, deletions),
         }
     }
 
@@ -285,17 +311,58 @@ impl MetadataImage {
         }))
     }
 
-    fn bootstrap(&mut self, cluster_id: &str) -> CommandResult {
+    fn bootstrap(&mut self, cluster_id: &str, users: &[ScramCredentialEntry]) -> CommandResult {
         match &self.cluster_id {
             Some(id) if id != cluster_id => Err(ControllerError::InconsistentClusterId {
                 expected: Some(id.clone()),
                 got: cluster_id.to_string(),
             }),
-            _ => {
+            // Bootstrapped already: the first bootstrap's users stay.
+            Some(_) => Ok(CommandOutcome::Bootstrapped),
+            None => {
+                for u in users {
+                    check_scram_user(&u.user)?;
+                }
                 self.cluster_id = Some(cluster_id.to_string());
+                for u in users {
+                    self.scram_credentials
+                        .entry(u.user.clone())
+                        .or_default()
+                        .insert(u.mechanism, u.credential.clone());
+                }
                 Ok(CommandOutcome::Bootstrapped)
             }
         }
+    }
+
+    fn alter_scram_credentials(
+        &mut self,
+        user: &str,
+        upsertions: &[(ScramMechanism, ScramCredential)],
+        deletions: &[ScramMechanism],
+    ) -> CommandResult {
+        check_scram_user(user)?;
+        let existing = self.scram_credentials.get(user);
+        if let Some(m) = deletions
+            .iter()
+            .find(|m| !existing.is_some_and(|e| e.contains_key(m)))
+        {
+            return Err(ControllerError::ResourceNotFound(format!(
+                "user {user:?} has no {} credential to delete",
+                m.name()
+            )));
+        }
+        let entry = self.scram_credentials.entry(user.to_string()).or_default();
+        for m in deletions {
+            entry.remove(m);
+        }
+        for (m, c) in upsertions {
+            entry.insert(*m, c.clone());
+        }
+        if entry.is_empty() {
+            self.scram_credentials.remove(user);
+        }
+        Ok(CommandOutcome::ScramCredentialsAltered)
     }
 
     fn register_broker(
@@ -675,6 +742,7 @@ mod tests {
             };
             f.ok(Command::Bootstrap {
                 cluster_id: CLUSTER.into(),
+                scram_credentials: vec![],
             });
             for b in 1..=n {
                 let epoch = f.register(b, Uuid::new_v4());
@@ -1048,13 +1116,15 @@ mod tests {
         ));
         assert!(matches!(
             f.run(Command::Bootstrap {
-                cluster_id: "other".into()
+                cluster_id: "other".into(),
+                scram_credentials: vec![],
             }),
             Err(ControllerError::InconsistentClusterId { .. })
         ));
         assert_eq!(
             f.run(Command::Bootstrap {
-                cluster_id: CLUSTER.into()
+                cluster_id: CLUSTER.into(),
+                scram_credentials: vec![],
             }),
             Ok(CommandOutcome::Bootstrapped)
         );
@@ -1255,5 +1325,67 @@ mod tests {
         let old: MetadataImage = value.deserialized().unwrap();
         assert_eq!(old.next_producer_id(), 0);
         assert_eq!(old.brokers(), f.image.brokers());
+    }
+
+    fn credential(password: &str) -> ScramCredential {
+        ScramCredential::derive(ScramMechanism::Sha256, password.as_bytes(), b"salt", 4096)
+    }
+
+    #[test]
+    fn scram_credentials_come_with_the_bootstrap_and_change_all_or_nothing() {
+        let mut image = MetadataImage::default();
+        let admin = ScramCredentialEntry {
+            user: "admin".into(),
+            mechanism: ScramMechanism::Sha512,
+            credential: credential("a"),
+        };
+        let bootstrap = |users: Vec<ScramCredentialEntry>| {
+            ControllerRequest::new(Command::Bootstrap {
+                cluster_id: CLUSTER.into(),
+                scram_credentials: users,
+            })
+        };
+        image.apply(1, &bootstrap(vec![admin.clone()])).unwrap();
+        // A second bootstrap (another voter's, with other users) changes nothing.
+        let mut other = admin.clone();
+        other.credential = credential("b");
+        image.apply(2, &bootstrap(vec![other])).unwrap();
+        assert_eq!(
+            image.scram_credentials()["admin"][&ScramMechanism::Sha512],
+            admin.credential
+        );
+        let alter = |user: &str, up: Vec<(ScramMechanism, ScramCredential)>, del| {
+            ControllerRequest::new(Command::AlterScramCredentials {
+                user: user.into(),
+                upsertions: up,
+                deletions: del,
+            })
+        };
+        let sha256 = ScramMechanism::Sha256;
+        image
+            .apply(3, &alter("alice", vec![(sha256, credential("x"))], vec![]))
+            .unwrap();
+        // Deleting what does not exist rejects the whole request: the upsert is not applied.
+        assert!(matches!(
+            image.apply(
+                4,
+                &alter(
+                    "alice",
+                    vec![(sha256, credential("y"))],
+                    vec![ScramMechanism::Sha512]
+                )
+            ),
+            Err(ControllerError::ResourceNotFound(_))
+        ));
+        assert_eq!(image.scram_credentials()["alice"][&sha256], credential("x"));
+        assert!(matches!(
+            image.apply(5, &alter("", vec![(sha256, credential("y"))], vec![])),
+            Err(ControllerError::UnacceptableCredential(_))
+        ));
+        image
+            .apply(6, &alter("alice", vec![], vec![sha256]))
+            .unwrap();
+        assert!(!image.scram_credentials().contains_key("alice"));
+        assert!(image.scram_credentials().contains_key("admin"));
     }
 }

@@ -169,6 +169,7 @@ mod tests {
             };
             c.run(Command::Bootstrap {
                 cluster_id: "c".into(),
+                scram_credentials: vec![],
             });
             for b in 1..=brokers {
                 c.run(Command::RegisterBroker {

@@ -510,6 +510,7 @@ mod tests {
                 log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
                 payload: EntryPayload::Normal(ControllerRequest::new(Command::Bootstrap {
                     cluster_id: format!("c{index}"),
+                    scram_credentials: vec![],
                 })),
             })
             .collect()

@@ -10,9 +10,11 @@
 //!   before acknowledging, and the state machine applying commands to the image, with CBOR
 //!   snapshots; the Raft types below: [`ControllerTypes`] and [`VoterNode`],
 //! - [`meta_properties`]: the `meta.properties` file `rill cluster format` writes,
+//! - [`bootstrap_metadata`]: the first SCRAM users `rill cluster format --add-scram` writes,
 //! - [`local_replica_changes`]: what an image change means for one broker's own replicas.
 //!
-//! This module imports no other core module except `sync`, `clock` and `topic_config`: it is a
+//! This module imports no other core module except `sync`, `clock`, `topic_config`, `scram` and
+//! `credentials` (user names): it is a
 //! low layer that the replica manager and the gateway build on.
 
 pub mod command;
@@ -23,10 +25,11 @@ pub mod placement;
 
 pub use command::{
     Command, CommandOutcome, CommandResult, ControllerError, ControllerRequest, ControllerResponse,
-    ElectionType, PartitionState, ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE,
+    ElectionType, PartitionState, ProducerIdBlock, ScramCredentialEntry, PRODUCER_ID_BLOCK_SIZE,
 };
 pub use image::{BrokerRegistration, Endpoint, MetadataImage, PartitionRegistration, TopicImage};
 
+pub mod bootstrap_metadata;
 #[cfg(feature = "raft")]
 pub mod log_store;
 pub mod meta_properties;

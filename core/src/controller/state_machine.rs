@@ -397,6 +397,7 @@ mod tests {
                 3,
                 Command::Bootstrap {
                     cluster_id: "c".into(),
+                    scram_credentials: vec![],
                 },
             ),
             normal(

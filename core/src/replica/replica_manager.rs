@@ -982,6 +982,7 @@ mod tests {
             controller
                 .run(Command::Bootstrap {
                     cluster_id: CLUSTER.into(),
+                    scram_credentials: vec![],
                 })
                 .unwrap();
             for b in 1..=3 {

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use rill_core::controller::bootstrap_metadata::BootstrapMetadata;
 use rill_core::controller::meta_properties::{
     kafka_uuid_string, parse_voters, random_id, validate_cluster_id, validate_node_id,
     MetaProperties,
@@ -38,6 +39,12 @@ pub enum ClusterCommand {
         /// listeners); every node of the cluster is formatted with the same list.
         #[arg(long)]
         voters: String,
+        /// A first SCRAM user, in Kafka's syntax (KIP-900):
+        /// 'SCRAM-SHA-512=[name=admin,password=SECRET]' (optionally `iterations=N`, default
+        /// 4096); repeatable. Created with the cluster by the first active controller, so give
+        /// every voter the same flags.
+        #[arg(long = "add-scram", value_name = "MECHANISM=[name=N,password=P]")]
+        add_scram: Vec<String>,
     },
     /// Print a random cluster id in Kafka's form (22 characters).
     RandomId,
@@ -55,16 +62,27 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             node_id,
             cluster_id,
             voters,
+            add_scram,
         } => {
             validate_cluster_id(&cluster_id)?;
             let node_id = validate_node_id(node_id)?;
             let initial_voters = parse_voters(&voters)?;
+            let mut bootstrap = BootstrapMetadata::default();
+            for user in &add_scram {
+                bootstrap.add_scram(user)?;
+            }
             let props = MetaProperties {
                 cluster_id,
                 node_id,
                 directory_id: Uuid::new_v4(),
                 initial_voters,
             };
+            // Before meta.properties, the file that makes the directory formatted (a formatted
+            // directory keeps its own: write_new refuses it below).
+            if !bootstrap.scram_credentials.is_empty() && MetaProperties::read(&data_dir)?.is_none()
+            {
+                bootstrap.write(&data_dir)?;
+            }
             let path = props.write_new(&data_dir)?;
             println!(
                 "Formatted {}: cluster id {}, node id {}, directory id {}, {} initial voter(s)",
@@ -74,6 +92,13 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
                 kafka_uuid_string(&props.directory_id),
                 props.initial_voters.len()
             );
+            for u in &bootstrap.scram_credentials {
+                println!(
+                    "First user {} ({}): created when the cluster is bootstrapped",
+                    u.user,
+                    u.mechanism.name()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         ClusterCommand::RandomId => {

@@ -2,6 +2,7 @@
 //! stopped node's metadata database (`<data_dir>/meta.redb`, see `docs/security.md`). A running
 //! node holds the database's lock, so stop it first; it loads the users when it starts. On a
 //! running node, Kafka's AlterUserScramCredentials does the same (`kafka-configs.sh`, AdminClient).
+//! A cluster member's users are the cluster's: these commands refuse its data directory.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -85,6 +86,18 @@ fn open(args: &DataDirArgs) -> anyhow::Result<CredentialStore> {
         .clone()
         .or(file.node.data_dir)
         .unwrap_or_else(|| PathBuf::from("./rill-data"));
+    anyhow::ensure!(
+        !data_dir
+            .join(rill_core::controller::meta_properties::META_PROPERTIES_FILE)
+            .exists(),
+        "{} belongs to a cluster member: its users are the cluster's, kept by the controller. \
+         Create the first ones with `rill cluster format ... --add-scram \
+         'SCRAM-SHA-512=[name=NAME,password=PASSWORD]'`; change them on a running cluster with \
+         AlterUserScramCredentials (kafka-configs.sh --alter --entity-type users, or an \
+         AdminClient's alter_user_scram_credentials) and list them with \
+         DescribeUserScramCredentials",
+        data_dir.display()
+    );
     anyhow::ensure!(
         data_dir.join(META_FILE).exists(),
         "{} is not a Rill data directory (no {META_FILE}); start the node once to create it, \

@@ -34,6 +34,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{ChangeMembers, Config, Raft, RaftMetrics, ServerState};
+use rill_core::controller::bootstrap_metadata::BootstrapMetadata;
 use rill_core::controller::log_store::{LogStore, LogStoreError};
 use rill_core::controller::meta_properties::{kafka_uuid_string, MetaProperties};
 use rill_core::controller::state_machine::{StateMachineError, StateMachineStore};
@@ -81,6 +82,9 @@ pub enum ControllerStartError {
     /// openraft refused its configuration or failed to start.
     #[error("controller: {0}")]
     Raft(String),
+    /// `bootstrap.json` (the first users, from `rill cluster format --add-scram`) is unreadable.
+    #[error(transparent)]
+    Bootstrap(#[from] rill_core::controller::bootstrap_metadata::BootstrapError),
     /// The node is not one of the formatted voters.
     #[error(
         "node {node_id} is not one of the voters this data directory was formatted with \
@@ -174,6 +178,8 @@ pub struct Controller {
     leader_since: Mutex<Option<Instant>>,
     session_timeout: Duration,
     not_a_voter_logged: Arc<AtomicBool>,
+    /// What this node bootstraps the cluster with if it is the first active controller.
+    bootstrap: BootstrapMetadata,
 }
 
 /// The Raft network: RPCs over [`PeerClient`]s.
@@ -365,6 +371,7 @@ impl Controller {
                 voters: voters.join(","),
             });
         }
+        let bootstrap = BootstrapMetadata::read(data_dir)?;
         let dir = data_dir.join("controller");
         std::fs::create_dir_all(&dir).map_err(|source| ControllerStartError::Dir {
             path: dir.clone(),
@@ -442,6 +449,7 @@ impl Controller {
             leader_since: Mutex::new(None),
             session_timeout,
             not_a_voter_logged,
+            bootstrap,
         }))
     }
 
@@ -498,6 +506,14 @@ impl Controller {
                 got: kafka_uuid_string(&directory_id),
             }),
             _ => Ok(()),
+        }
+    }
+
+    /// The command that bootstraps the cluster: its id and this node's first users.
+    fn bootstrap_command(&self) -> Command {
+        Command::Bootstrap {
+            cluster_id: self.identity.cluster_id.clone(),
+            scram_credentials: self.bootstrap.scram_credentials.clone(),
         }
     }
 
@@ -578,9 +594,7 @@ impl Controller {
             return fail(ResponseError::InconsistentClusterId.code());
         }
         if self.sm.with_image(|i| i.cluster_id().is_none()) {
-            let bootstrap = Command::Bootstrap {
-                cluster_id: self.identity.cluster_id.clone(),
-            };
+            let bootstrap = self.bootstrap_command();
             if let Err(e) = self.write_local(ControllerRequest::new(bootstrap)).await {
                 tracing::debug!(error = %e, "bootstrap before registration");
                 return fail(ResponseError::NotController.code());
@@ -723,9 +737,7 @@ impl Controller {
                 .lock_unpoisoned()
                 .get_or_insert_with(Instant::now);
             if self.sm.with_image(|i| i.cluster_id().is_none()) {
-                let bootstrap = Command::Bootstrap {
-                    cluster_id: self.identity.cluster_id.clone(),
-                };
+                let bootstrap = self.bootstrap_command();
                 match self.write_local(ControllerRequest::new(bootstrap)).await {
                     Ok(Ok(_)) => {
                         tracing::info!(cluster_id = %self.identity.cluster_id, "cluster bootstrapped")
@@ -867,6 +879,7 @@ mod tests {
                 1,
                 &ControllerRequest::new(Command::Bootstrap {
                     cluster_id: "c".into(),
+                    scram_credentials: vec![],
                 }),
             )
             .unwrap();

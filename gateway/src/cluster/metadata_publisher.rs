@@ -6,6 +6,9 @@
 //! replica fetchers follow the replica manager, and the group coordinator shards follow this
 //! node's leaderships of `__consumer_offsets` partitions ([`CoordinatorRuntime`]).
 //!
+//! The image's SCRAM users replace this node's ([`CredentialStore::mirror`]), so a user
+//! altered through any member authenticates on every member.
+//!
 //! A failure to apply one topic (a disk error creating a replica) is logged and retried with the
 //! next image; the other topics go on.
 //!
@@ -21,6 +24,7 @@ use std::sync::Arc;
 use rill_core::broker::Broker;
 use rill_core::controller::local_replica_changes::{local_changes, LocalReplicaChanges};
 use rill_core::controller::MetadataImage;
+use rill_core::credentials::CredentialStore;
 use rill_core::group::OFFSETS_TOPIC;
 use rill_core::replica::ReplicaManager;
 
@@ -37,6 +41,7 @@ pub async fn run(
     broker: Arc<Broker>,
     replicas: Arc<ReplicaManager>,
     coordinators: Arc<CoordinatorRuntime>,
+    credentials: Arc<CredentialStore>,
     shutdown: CancellationToken,
 ) {
     let mut applied: Option<Arc<MetadataImage>> = None;
@@ -61,6 +66,7 @@ pub async fn run(
         let changes = local_changes(applied.as_deref(), &next, replicas.broker_id());
         replicas.update_image(next.clone());
         coordinators.update_image(&next);
+        credentials.mirror(next.scram_credentials());
         let all_applied = if changes.is_empty() {
             true
         } else {

@@ -628,6 +628,7 @@ mod tests {
         let controller = ImageController(Arc::new(Mutex::new(Default::default())));
         controller.run(Command::Bootstrap {
             cluster_id: "c".into(),
+            scram_credentials: vec![],
         });
         for b in [1, 2] {
             let CommandOutcome::BrokerRegistered { broker_epoch } =

@@ -7,6 +7,11 @@
 //! (UNSUPPORTED_SASL_MECHANISM), one operation per user and mechanism (DUPLICATE_RESOURCE),
 //! deleting only what exists (RESOURCE_NOT_FOUND). A user's operations apply only when all of
 //! them pass. Changes take effect for new connections at once.
+//!
+//! In a cluster the users live in the metadata image: each user's operations are one
+//! [`Command::AlterScramCredentials`] through the controller (validated again when applied), and
+//! every member's store mirrors the image ([`CredentialStore::mirror`]), so the user
+//! authenticates on every member once that member applied the entry.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,10 +23,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use rill_core::authorizer::acl::AclOperation;
+use rill_core::controller::Command;
 use rill_core::credentials::CredentialStore;
 use rill_core::scram::{ScramCredential, ScramMechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 
 use super::authorization::Caller;
+use super::cluster_view::ClusterView;
+use super::error_codes::submit_error;
 use super::Context;
 
 /// One checked operation.
@@ -169,6 +177,10 @@ pub async fn handle(
             ));
         }
     }
+    if let Some(cluster) = &ctx.cluster {
+        let results = through_the_controller(cluster.as_ref(), checked).await;
+        return respond(results);
+    }
     // redb commits (fsync) on the blocking pool.
     let applied = tokio::task::spawn_blocking(move || {
         checked
@@ -209,6 +221,49 @@ pub async fn handle(
             })
             .collect(),
     };
+    respond(results)
+}
+
+type Outcomes = Vec<(String, Result<(), (i16, String)>)>;
+
+/// A cluster member's answer: each user's checked operations as one controller command.
+async fn through_the_controller(cluster: &dyn ClusterView, checked: Checked) -> Outcomes {
+    let mut results = Vec::with_capacity(checked.len());
+    for (user, ops) in checked {
+        let outcome = match ops {
+            Err(e) => Err(e),
+            Ok(ops) => {
+                let mut upsertions = Vec::new();
+                let mut deletions = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::Upsert(m, c) => upsertions.push((m, c)),
+                        Op::Delete(m) => deletions.push(m),
+                    }
+                }
+                let command = Command::AlterScramCredentials {
+                    user: user.clone(),
+                    upsertions,
+                    deletions,
+                };
+                match cluster.submit(command).await {
+                    Ok(_) => {
+                        tracing::info!(%user, "SCRAM credentials altered through the controller");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let (code, _) = submit_error(&e);
+                        Err((code, e.to_string()))
+                    }
+                }
+            }
+        };
+        results.push((user, outcome));
+    }
+    results
+}
+
+fn respond(results: Outcomes) -> ResponseKind {
     ResponseKind::AlterUserScramCredentials(
         AlterUserScramCredentialsResponse::default().with_results(
             results

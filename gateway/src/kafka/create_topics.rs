@@ -499,6 +499,7 @@ pub(crate) mod tests {
             };
             c.ok(Command::Bootstrap {
                 cluster_id: "test-cluster".into(),
+                scram_credentials: vec![],
             });
             for &(broker_id, rack) in brokers {
                 let out = c.ok(Command::RegisterBroker {

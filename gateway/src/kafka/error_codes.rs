@@ -126,6 +126,8 @@ pub fn controller_error_code(err: &ControllerError) -> i16 {
         C::ElectionNotNeeded => ResponseError::ElectionNotNeeded.code(),
         C::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable.code(),
         C::EligibleLeadersNotAvailable => ResponseError::EligibleLeadersNotAvailable.code(),
+        C::ResourceNotFound(_) => ResponseError::ResourceNotFound.code(),
+        C::UnacceptableCredential(_) => ResponseError::UnacceptableCredential.code(),
         C::InvalidRequest(_) => ResponseError::InvalidRequest.code(),
     }
 }
