@@ -577,12 +577,27 @@ impl Node {
         let authorization = match &settings.kafka_authorizer {
             None => None,
             Some(config) => {
-                let store =
-                    rill_core::authorizer::store::MetaAclStore::open(broker.metadata_handle())?;
-                let authorizer = rill_core::authorizer::StandardAuthorizer::open(
-                    Box::new(store),
-                    config.clone(),
-                )?;
+                let store: Box<dyn rill_core::authorizer::store::AclStore> = {
+                    #[cfg(feature = "cluster")]
+                    let through_controller = cluster.as_ref().map(|c| {
+                        crate::cluster::controller_acl_store::ControllerAclStore::new(
+                            Arc::new(c.node.clone()),
+                            tokio::runtime::Handle::current(),
+                        )
+                    });
+                    #[cfg(not(feature = "cluster"))]
+                    let through_controller: Option<
+                        rill_core::authorizer::store::MetaAclStore,
+                    > = None;
+                    match through_controller {
+                        Some(s) => Box::new(s),
+                        None => Box::new(rill_core::authorizer::store::MetaAclStore::open(
+                            broker.metadata_handle(),
+                        )?),
+                    }
+                };
+                let authorizer =
+                    rill_core::authorizer::StandardAuthorizer::open(store, config.clone())?;
                 tracing::info!(
                     super_users = ?config.super_users,
                     allow_everyone_if_no_acl_found = config.allow_everyone_if_no_acl_found,
@@ -668,6 +683,7 @@ impl Node {
                 replicas.clone(),
                 coordinators.clone(),
                 ctx.credentials.clone(),
+                ctx.authorization.clone(),
                 shutdown.clone(),
             ));
             listeners.spawn(coordinators.clone().run_ticker(shutdown.clone()));

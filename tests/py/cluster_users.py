@@ -7,6 +7,11 @@ node named by --bootstrap:
 - auth: wait (30 s) until a fresh client authenticates at that node and lists its topics.
 - refused: wait (30 s) until a fresh client is refused there with an authentication error.
 - describe: DescribeUserScramCredentials there; prints the users as JSON.
+- create-topic: create --topic (3 partitions, replication factor 3).
+- acl: CreateAcls there: ALLOW --acl-principal to DESCRIBE and READ the topic --topic (LITERAL);
+  with --delete, DeleteAcls of every ACL on that topic instead.
+- sees: wait (30 s) until the topic --topic is in the authenticated user's Metadata there (with
+  --hidden: until it is not; the authorizer hides topics a principal may not DESCRIBE).
 """
 
 import json
@@ -85,9 +90,61 @@ def describe(a):
     print(json.dumps(out, sort_keys=True))
 
 
+def create_topic(a):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    adm = AdminClient(conf(a))
+    adm.create_topics([NewTopic(a.topic, 3, 3)])[a.topic].result(30)
+    print(f"create-topic: {a.topic}")
+
+
+def acl(a):
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation,
+                                       AclPermissionType, AdminClient, ResourcePatternType,
+                                       ResourceType)
+
+    adm = AdminClient(conf(a))
+    if a.delete:
+        f = AclBindingFilter(ResourceType.TOPIC, a.topic, ResourcePatternType.LITERAL, None, None,
+                             AclOperation.ANY, AclPermissionType.ANY)
+        deleted = adm.delete_acls([f])[f].result(30)
+        check(len(deleted) == 2, f"deleted {deleted}")
+        print(f"acl: {len(deleted)} ACLs on {a.topic} deleted through {a.bootstrap}")
+        return
+    bindings = [AclBinding(ResourceType.TOPIC, a.topic, ResourcePatternType.LITERAL,
+                           a.acl_principal, "*", op, AclPermissionType.ALLOW)
+                for op in (AclOperation.DESCRIBE, AclOperation.READ)]
+    for f in adm.create_acls(bindings).values():
+        f.result(30)
+    print(f"acl: {a.acl_principal} may describe {a.topic} (created through {a.bootstrap})")
+
+
+def sees(a):
+    from confluent_kafka.admin import AdminClient
+
+    want = not a.hidden
+    deadline = time.monotonic() + 30
+    while True:
+        adm = AdminClient(conf(a))
+        try:
+            visible = a.topic in adm.list_topics(timeout=5).topics
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            visible = f"error {e}"
+        if visible is want:
+            print(f"sees: {a.topic} {'visible' if want else 'hidden'} to {a.user} at {a.bootstrap}")
+            return
+        check(time.monotonic() < deadline,
+              f"{a.topic} at {a.bootstrap} for {a.user}: wanted visible={want}, got {visible}")
+        time.sleep(0.3)
+
+
 def main():
     p = rilltest.parser(__doc__)
-    p.add_argument("phase", choices=["alter", "auth", "refused", "describe"])
+    p.add_argument("phase", choices=["alter", "auth", "refused", "describe", "create-topic",
+                                     "acl", "sees"])
+    p.add_argument("--topic")
+    p.add_argument("--acl-principal")
+    p.add_argument("--hidden", action="store_true")
     p.add_argument("--user", required=True)
     p.add_argument("--password", required=True)
     p.add_argument("--mechanism", default="SCRAM-SHA-512")
@@ -103,8 +160,10 @@ def main():
     elif a.phase == "refused":
         wait_for(a, False)
         print(f"refused: {a.user} refused at {a.bootstrap}")
-    else:
+    elif a.phase == "describe":
         describe(a)
+    else:
+        {"create-topic": create_topic, "acl": acl, "sees": sees}[a.phase](a)
 
 
 if __name__ == "__main__":

@@ -345,17 +345,20 @@ fn cluster_mode_refuses_unsafe_or_inconsistent_settings_at_start() {
     );
 }
 
-/// SCRAM users are the cluster's (issue 12, item 3): the first one comes from `rill cluster
-/// format --add-scram` (Kafka's KIP-900 flag), a user added through AlterUserScramCredentials at
-/// one node authenticates at every node, also after that node was killed, and deleting it at
-/// another node locks it out everywhere, the restarted node included. `rill user add` refuses a
-/// member's data directory.
+/// SCRAM users and ACLs are the cluster's (issue 12 item 3, issue 15: "ACLs stored with the
+/// metadata, through the controller once the cluster exists"): the first user comes from `rill
+/// cluster format --add-scram` (Kafka's KIP-900 flag); a user added through
+/// AlterUserScramCredentials at one node and an ACL created at that node count at every node,
+/// also after that node was killed; deleting them at another node locks the user out and hides
+/// the topic everywhere, the restarted node included. `rill user add` refuses a member's data
+/// directory.
 #[test]
-fn scram_users_live_in_the_cluster() {
+fn scram_users_and_acls_live_in_the_cluster() {
     let _guard = serial();
     let opts = ClusterOptions {
         extra_config:
-            "\n[kafka]\nsasl = true\nsasl_mechanisms = [\"SCRAM-SHA-512\", \"SCRAM-SHA-256\"]\n"
+            "\n[kafka]\nsasl = true\nsasl_mechanisms = [\"SCRAM-SHA-512\", \"SCRAM-SHA-256\"]\n\
+             authorizer = true\nsuper_users = [\"User:admin\"]\n"
                 .into(),
         format_args: vec![
             "--add-scram".into(),
@@ -418,6 +421,36 @@ fn scram_users_live_in_the_cluster() {
             &["--mechanism", "SCRAM-SHA-256"],
         );
     }
+    let topic = ["--topic", "guarded"];
+    py(
+        &cluster,
+        "create-topic",
+        &addrs[0],
+        admin.0,
+        admin.1,
+        &topic,
+    );
+    for addr in &addrs {
+        py(
+            &cluster,
+            "sees",
+            addr,
+            "alice",
+            "alice-pw",
+            &["--topic", "guarded", "--hidden"],
+        );
+    }
+    py(
+        &cluster,
+        "acl",
+        &addrs[0],
+        admin.0,
+        admin.1,
+        &["--topic", "guarded", "--acl-principal", "User:alice"],
+    );
+    for addr in &addrs {
+        py(&cluster, "sees", addr, "alice", "alice-pw", &topic);
+    }
     cluster.kill(1);
     for addr in &addrs[1..] {
         py(&cluster, "auth", addr, "alice", "alice-pw", &[]);
@@ -427,7 +460,37 @@ fn scram_users_live_in_the_cluster() {
             "users at {addr}: {users}"
         );
     }
+    py(&cluster, "sees", &addrs[2], "alice", "alice-pw", &topic);
     py(&cluster, "refused", &addrs[2], "alice", "wrong", &[]);
+    py(
+        &cluster,
+        "acl",
+        &addrs[1],
+        admin.0,
+        admin.1,
+        &["--topic", "guarded", "--delete"],
+    );
+    py(
+        &cluster,
+        "sees",
+        &addrs[2],
+        "alice",
+        "alice-pw",
+        &["--topic", "guarded", "--hidden"],
+    );
+    // The restarted node applies what changed while it was down: the ACL is gone there too
+    // (the super user still sees the topic).
+    cluster.start_node(1);
+    py(&cluster, "auth", &addrs[0], admin.0, admin.1, &[]);
+    py(&cluster, "sees", &addrs[0], admin.0, admin.1, &topic);
+    py(
+        &cluster,
+        "sees",
+        &addrs[0],
+        "alice",
+        "alice-pw",
+        &["--topic", "guarded", "--hidden"],
+    );
     py(
         &cluster,
         "alter",
@@ -437,7 +500,5 @@ fn scram_users_live_in_the_cluster() {
         &["--target", "alice", "--delete"],
     );
     py(&cluster, "refused", &addrs[2], "alice", "alice-pw", &[]);
-    cluster.start_node(1);
-    py(&cluster, "auth", &addrs[0], admin.0, admin.1, &[]);
     py(&cluster, "refused", &addrs[0], "alice", "alice-pw", &[]);
 }

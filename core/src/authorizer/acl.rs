@@ -18,7 +18,10 @@ pub const WILDCARD_PRINCIPAL: &str = "User:*";
 macro_rules! kafka_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $code:expr, $text:expr;)* }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize,
+            serde::Deserialize,
+        )]
         pub enum $name {
             $($(#[$vmeta])* $variant,)*
         }
@@ -201,7 +204,9 @@ impl AclOperation {
 }
 
 /// A resource pattern of a stored ACL: type, name and how the name matches.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ResourcePattern {
     /// TOPIC, GROUP, CLUSTER or TRANSACTIONAL_ID (never ANY or UNKNOWN).
     pub resource_type: ResourceType,
@@ -234,7 +239,9 @@ impl fmt::Display for ResourcePattern {
 }
 
 /// Who may (or may not) do what from where.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct AccessControlEntry {
     /// `Type:name`, e.g. `User:alice`, or `User:*`.
     pub principal: String,
@@ -247,7 +254,9 @@ pub struct AccessControlEntry {
 }
 
 /// One stored ACL.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct AclBinding {
     /// What it protects.
     pub pattern: ResourcePattern,

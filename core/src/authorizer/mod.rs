@@ -192,6 +192,15 @@ impl StandardAuthorizer {
             .fold(0, |bits, op| bits | (1 << op.code()))
     }
 
+    /// Make the ACLs exactly `acls` (a cluster member's authorizer copies the metadata image's
+    /// ACLs after every image; its store writes through the controller). Not written to the
+    /// store.
+    pub fn mirror(&self, acls: &BTreeSet<AclBinding>) {
+        if **self.acls.read_unpoisoned() != *acls {
+            *self.acls.write_unpoisoned() = Arc::new(acls.clone());
+        }
+    }
+
     /// Store each binding; one result per binding, in order (a binding already stored
     /// succeeds). Malformed bindings are refused alone; the valid ones are stored together, or,
     /// when the store fails, none is.
@@ -212,6 +221,9 @@ impl StandardAuthorizer {
         }
         if !add.is_empty() {
             self.store.apply(&add, &[])?;
+            if self.store.is_mirrored() {
+                return Ok(results);
+            }
             let mut next = (*current).clone();
             next.extend(add);
             *self.acls.write_unpoisoned() = Arc::new(next);
@@ -243,6 +255,9 @@ impl StandardAuthorizer {
         if !remove.is_empty() {
             let remove: Vec<AclBinding> = remove.into_iter().collect();
             self.store.apply(&[], &remove)?;
+            if self.store.is_mirrored() {
+                return Ok(results);
+            }
             let mut next = (*current).clone();
             for b in &remove {
                 next.remove(b);
@@ -405,5 +420,49 @@ mod tests {
         assert!(r[0].is_err());
         assert_eq!(r[1].as_ref().unwrap(), &vec![good]);
         assert!(a.describe(&AclBindingFilter::any()).unwrap().is_empty());
+    }
+
+    /// A store like a cluster member's: it records what it was asked to apply and leaves the
+    /// authorizer's ACLs to [`StandardAuthorizer::mirror`].
+    type Applied = Vec<(Vec<AclBinding>, Vec<AclBinding>)>;
+    struct Forwarding(Arc<Mutex<Applied>>);
+
+    impl AclStore for Forwarding {
+        fn load(&self) -> Result<Vec<AclBinding>, AclStoreError> {
+            Ok(Vec::new())
+        }
+        fn apply(&self, add: &[AclBinding], remove: &[AclBinding]) -> Result<(), AclStoreError> {
+            self.0
+                .lock_unpoisoned()
+                .push((add.to_vec(), remove.to_vec()));
+            Ok(())
+        }
+        fn is_mirrored(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_mirrored_authorizer_decides_with_the_mirror_only() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let a = StandardAuthorizer::open(
+            Box::new(Forwarding(sent.clone())),
+            AuthorizerConfig::default(),
+        )
+        .unwrap();
+        let read = acl(Topic, "t", Literal, ALICE, Read, Allow);
+        assert!(a.create(vec![read.clone()]).unwrap()[0].is_ok());
+        assert_eq!(sent.lock_unpoisoned()[0], (vec![read.clone()], vec![]));
+        assert!(
+            !a.authorize(ALICE, "1.2.3.4", Read, Topic, "t"),
+            "not decided before the image brings it"
+        );
+        a.mirror(&BTreeSet::from([read.clone()]));
+        assert!(a.authorize(ALICE, "1.2.3.4", Read, Topic, "t"));
+        let removed = a.delete(&[AclBindingFilter::any()]).unwrap();
+        assert_eq!(removed[0].as_ref().unwrap(), &vec![read.clone()]);
+        assert_eq!(sent.lock_unpoisoned()[1], (vec![], vec![read]));
+        a.mirror(&BTreeSet::new());
+        assert!(!a.authorize(ALICE, "1.2.3.4", Read, Topic, "t"));
     }
 }

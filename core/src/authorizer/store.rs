@@ -1,9 +1,10 @@
 //! Where ACLs are kept: the [`AclStore`] trait and its backend in the node's metadata database
 //! ([`MetaAclStore`], table `acls`).
 //!
-//! The authorizer holds every ACL in memory and writes through this trait, so a cluster can put
-//! the controller's replicated log behind it later (ACL records applied to every node's image)
-//! without touching the decision code. Today each node keeps its own ACLs.
+//! The authorizer holds every ACL in memory and writes through this trait. A node alone keeps its
+//! ACLs here; a cluster member's store writes through the controller (the gateway's
+//! `cluster::controller_acl_store`), and every member's authorizer mirrors the metadata image's
+//! ACLs ([`StandardAuthorizer::mirror`](super::StandardAuthorizer::mirror)).
 
 use std::sync::Arc;
 
@@ -41,6 +42,14 @@ pub trait AclStore: Send + Sync {
     fn load(&self) -> Result<Vec<AclBinding>, AclStoreError>;
     /// Add `add` and remove `remove` in one durable transaction.
     fn apply(&self, add: &[AclBinding], remove: &[AclBinding]) -> Result<(), AclStoreError>;
+    /// Whether the authorizer's ACLs come from elsewhere ([`StandardAuthorizer::mirror`]) rather
+    /// than from what it applied here: a store writing through the controller, whose changes
+    /// reach this node's authorizer when the metadata image does.
+    ///
+    /// [`StandardAuthorizer::mirror`]: super::StandardAuthorizer::mirror
+    fn is_mirrored(&self) -> bool {
+        false
+    }
 }
 
 /// ACLs in the node's redb metadata database.

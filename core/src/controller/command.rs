@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::image::Endpoint;
+use crate::authorizer::acl::AclBinding;
 use crate::scram::{ScramCredential, ScramMechanism};
 
 /// One entry of the controller's log: a command and the id that deduplicates its retries.
@@ -124,6 +125,14 @@ pub enum Command {
         upsertions: Vec<(ScramMechanism, ScramCredential)>,
         deletions: Vec<ScramMechanism>,
     },
+    /// Adds and removes ACL bindings (Kafka's `AccessControlEntryRecord` /
+    /// `RemoveAccessControlEntryRecord`, written by CreateAcls and DeleteAcls at any member).
+    /// Every binding added must be valid, else nothing changes; adding a binding that exists
+    /// and removing one that does not are no-ops.
+    AlterAcls {
+        add: Vec<AclBinding>,
+        remove: Vec<AclBinding>,
+    },
     /// A broker asks for the next block of producer ids (Kafka's AllocateProducerIds, KIP-730):
     /// [`PRODUCER_ID_BLOCK_SIZE`] ids starting at the cluster's next unallocated id, or at
     /// `floor` if that is higher (the ids a node handed out on its own before it was a cluster
@@ -202,6 +211,8 @@ pub enum CommandOutcome {
     ProducerIdsAllocated(ProducerIdBlock),
     /// The user's SCRAM credentials were changed.
     ScramCredentialsAltered,
+    /// The ACLs were changed.
+    AclsAltered,
 }
 
 /// A rejected command, named after the Kafka error code the caller answers with.

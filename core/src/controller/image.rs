@@ -18,6 +18,7 @@ use super::command::{
     PartitionState, ProducerIdBlock, ScramCredentialEntry, PRODUCER_ID_BLOCK_SIZE,
 };
 use super::election;
+use crate::authorizer::acl::AclBinding;
 use crate::scram::{ScramCredential, ScramMechanism};
 use crate::topic_config;
 
@@ -156,6 +157,9 @@ pub struct MetadataImage {
     /// and iterated verifiers, never passwords.
     #[serde(default)]
     scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// Every ACL binding (what the authorizer of every member decides with).
+    #[serde(default)]
+    acls: BTreeSet<AclBinding>,
 }
 
 impl MetadataImage {
@@ -189,6 +193,11 @@ impl MetadataImage {
         &self,
     ) -> &BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
         &self.scram_credentials
+    }
+
+    /// Every ACL binding.
+    pub fn acls(&self) -> &BTreeSet<AclBinding> {
+        &self.acls
     }
 
     /// The first producer id not yet allocated to any broker.
@@ -289,6 +298,7 @@ impl MetadataImage {
                 upsertions,
                 deletions,
             } => self.alter_scram_credentials(user, upsertions, deletions),
+            Command::AlterAcls { add, remove } => self.alter_acls(add, remove),
         }
     }
 
@@ -333,6 +343,17 @@ impl MetadataImage {
                 Ok(CommandOutcome::Bootstrapped)
             }
         }
+    }
+
+    fn alter_acls(&mut self, add: &[AclBinding], remove: &[AclBinding]) -> CommandResult {
+        if let Some((b, e)) = add.iter().find_map(|b| b.validate().err().map(|e| (b, e))) {
+            return Err(ControllerError::InvalidRequest(format!("ACL {b}: {e}")));
+        }
+        for b in remove {
+            self.acls.remove(b);
+        }
+        self.acls.extend(add.iter().cloned());
+        Ok(CommandOutcome::AclsAltered)
     }
 
     fn alter_scram_credentials(

@@ -6,8 +6,9 @@
 //! replica fetchers follow the replica manager, and the group coordinator shards follow this
 //! node's leaderships of `__consumer_offsets` partitions ([`CoordinatorRuntime`]).
 //!
-//! The image's SCRAM users replace this node's ([`CredentialStore::mirror`]), so a user
-//! altered through any member authenticates on every member.
+//! The image's SCRAM users and ACLs replace this node's ([`CredentialStore::mirror`],
+//! `StandardAuthorizer::mirror`), so a user or an ACL altered through any member counts at every
+//! member.
 //!
 //! A failure to apply one topic (a disk error creating a replica) is logged and retried with the
 //! next image; the other topics go on.
@@ -29,6 +30,7 @@ use rill_core::group::OFFSETS_TOPIC;
 use rill_core::replica::ReplicaManager;
 
 use super::coordinator_runtime::CoordinatorRuntime;
+use crate::kafka::authorization::Authorization;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -42,6 +44,7 @@ pub async fn run(
     replicas: Arc<ReplicaManager>,
     coordinators: Arc<CoordinatorRuntime>,
     credentials: Arc<CredentialStore>,
+    authorization: Option<Arc<Authorization>>,
     shutdown: CancellationToken,
 ) {
     let mut applied: Option<Arc<MetadataImage>> = None;
@@ -67,6 +70,9 @@ pub async fn run(
         replicas.update_image(next.clone());
         coordinators.update_image(&next);
         credentials.mirror(next.scram_credentials());
+        if let Some(a) = &authorization {
+            a.authorizer().mirror(next.acls());
+        }
         let all_applied = if changes.is_empty() {
             true
         } else {

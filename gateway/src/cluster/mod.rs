@@ -13,6 +13,8 @@
 //! - [`broker_lifecycle`]: registration, heartbeats and controlled shutdown of this broker,
 //! - [`metadata_publisher`]: applies each new metadata image to this node's replicas (storage
 //!   and [`rill_core::replica::ReplicaManager`] roles),
+//! - [`controller_acl_store`]: CreateAcls / DeleteAcls through the controller (every member's
+//!   authorizer mirrors the image's ACLs),
 //! - [`alter_partition`]: ISR changes of partitions led here go to the active controller,
 //! - [`replica_fetcher`]: the follower side of partition replication (Kafka's
 //!   `ReplicaFetcherManager` / `ReplicaFetcherThread`): one task per leader broker fetching the
@@ -34,6 +36,8 @@ pub mod auth;
 pub mod broker_lifecycle;
 #[cfg(feature = "cluster")]
 pub mod controller;
+#[cfg(feature = "cluster")]
+pub mod controller_acl_store;
 pub mod coordinator_runtime;
 #[cfg(feature = "cluster")]
 pub mod listener;

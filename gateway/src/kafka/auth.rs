@@ -107,7 +107,8 @@ pub fn open(
     mechanisms: Vec<Mechanism>,
     tls: bool,
 ) -> Authenticator {
-    if credentials.is_empty() {
+    // A cluster member's users arrive with the metadata image (its store is empty until then).
+    if credentials.is_empty() && !credentials.is_mirrored() {
         tracing::warn!(
             "the Kafka listener requires SASL but there are no users: stop the node and add one \
              with `rill user add NAME --data-dir DIR` (see docs/security.md)"

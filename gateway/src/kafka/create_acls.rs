@@ -1,7 +1,8 @@
 //! CreateAcls (key 30, v1-3): store ACL bindings. Needs ALTER on the cluster. Each creation is
 //! answered alone: a malformed binding gets INVALID_REQUEST with the reason and is not stored; the
 //! valid ones are stored together (durably, in the metadata database) and take effect on every
-//! open connection at once.
+//! open connection at once. In a cluster they are one command through the controller and take
+//! effect at every member as it applies it (`crate::cluster::controller_acl_store`).
 
 use std::sync::Arc;
 
