@@ -679,11 +679,13 @@ impl Node {
             listeners.spawn(crate::cluster::metadata_publisher::run(
                 node.images(),
                 node.incarnation(),
-                broker.clone(),
-                replicas.clone(),
-                coordinators.clone(),
-                ctx.credentials.clone(),
-                ctx.authorization.clone(),
+                crate::cluster::metadata_publisher::Subscribers {
+                    broker: broker.clone(),
+                    replicas: replicas.clone(),
+                    coordinators: coordinators.clone(),
+                    credentials: ctx.credentials.clone(),
+                    authorization: ctx.authorization.clone(),
+                },
                 shutdown.clone(),
             ));
             listeners.spawn(coordinators.clone().run_ticker(shutdown.clone()));

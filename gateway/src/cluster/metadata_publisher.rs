@@ -35,18 +35,35 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// What each image is applied to.
+pub struct Subscribers {
+    /// The node's storage (local topic copies).
+    pub broker: Arc<Broker>,
+    /// Leader and follower roles of the hosted partitions.
+    pub replicas: Arc<ReplicaManager>,
+    /// The group coordinator shards of `__consumer_offsets` partitions led here.
+    pub coordinators: Arc<CoordinatorRuntime>,
+    /// The SCRAM users (a copy of the image's).
+    pub credentials: Arc<CredentialStore>,
+    /// The authorizer, when on (its ACLs are a copy of the image's).
+    pub authorization: Option<Arc<Authorization>>,
+}
+
 /// Applies every new image until `shutdown`, from the first that holds this process's
 /// registration (`incarnation`) on.
 pub async fn run(
     mut images: watch::Receiver<Arc<MetadataImage>>,
     incarnation: Uuid,
-    broker: Arc<Broker>,
-    replicas: Arc<ReplicaManager>,
-    coordinators: Arc<CoordinatorRuntime>,
-    credentials: Arc<CredentialStore>,
-    authorization: Option<Arc<Authorization>>,
+    subscribers: Subscribers,
     shutdown: CancellationToken,
 ) {
+    let Subscribers {
+        broker,
+        replicas,
+        coordinators,
+        credentials,
+        authorization,
+    } = subscribers;
     let mut applied: Option<Arc<MetadataImage>> = None;
     let mut caught_up = false;
     loop {
