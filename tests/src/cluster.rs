@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 use rill_client::connection::{ConnectOptions, Connection};
+use rill_client::TargetSecurity;
 
 use crate::{rill_bin, rill_cli, Launch, Node};
 
@@ -31,6 +32,14 @@ pub struct ClusterOptions {
     pub program: Option<PathBuf>,
     /// `RILL_FAILPOINTS` of every node (needs `program` = the failpoint build).
     pub failpoints: Option<String>,
+    /// TOML appended to every node's file (e.g. a `[kafka]` section requiring SASL).
+    pub extra_config: String,
+    /// SCRAM users `(name, password)` added to every data directory (`rill user add`) before
+    /// the nodes first start.
+    pub users: Vec<(String, String)>,
+    /// How the harness's own Kafka requests (DescribeCluster) connect: TLS and SASL as the
+    /// Kafka listener requires.
+    pub client_security: TargetSecurity,
 }
 
 impl Default for ClusterOptions {
@@ -44,6 +53,9 @@ impl Default for ClusterOptions {
             replica_lag_time_max_ms: None,
             program: None,
             failpoints: None,
+            extra_config: String::new(),
+            users: Vec::new(),
+            client_security: TargetSecurity::default(),
         }
     }
 }
@@ -80,6 +92,7 @@ pub struct TestCluster {
     dir: tempfile::TempDir,
     program: Option<PathBuf>,
     failpoints: Option<String>,
+    client_security: TargetSecurity,
 }
 
 fn free_port_on(ip: &str) -> u16 {
@@ -107,6 +120,22 @@ pub fn format(data_dir: &Path, node_id: i32, cluster_id: &str, voters: &str) {
     assert!(
         out.status.success(),
         "rill cluster format failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `rill user add NAME --data-dir DIR --password-stdin` (SCRAM-SHA-256 and -512) on a data
+/// directory no node is running on.
+pub fn add_user(data_dir: &Path, name: &str, password: &str) {
+    let dir = data_dir.display().to_string();
+    let out = rill_cli(
+        "",
+        &["user", "add", name, "--data-dir", &dir, "--password-stdin"],
+        format!("{password}\n").as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "rill user add {name} in {dir}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -155,16 +184,42 @@ impl TestCluster {
             dir,
             program: opts.program.clone(),
             failpoints: opts.failpoints.clone(),
+            client_security: opts.client_security.clone(),
         };
-        for m in &cluster.members {
-            let secret = opts.secret.as_ref().map(|s| {
-                let f = secret_file.with_extension(format!("node{}", m.id));
-                std::fs::write(&f, s).expect("write secret");
-                f
-            });
-            cluster.write_config(m.id, opts, secret.as_deref());
+        let secrets: Vec<Option<PathBuf>> = cluster
+            .members
+            .iter()
+            .map(|m| {
+                opts.secret.as_ref().map(|s| {
+                    let f = secret_file.with_extension(format!("node{}", m.id));
+                    std::fs::write(&f, s).expect("write secret");
+                    f
+                })
+            })
+            .collect();
+        let ids = 1..=opts.nodes as i32;
+        if !opts.users.is_empty() {
+            // `rill user add` needs a data directory a node has opened: start each node once
+            // without the extra settings (they may require SASL), stop it, add the users.
+            let plain = ClusterOptions {
+                extra_config: String::new(),
+                ..opts.clone()
+            };
+            for id in ids.clone() {
+                cluster.write_config(id, &plain, secrets[(id - 1) as usize].as_deref());
+                cluster.start_node(id);
+            }
+            for id in ids.clone() {
+                cluster.terminate(id);
+                for (name, password) in &opts.users {
+                    add_user(&cluster.member(id).data_dir, name, password);
+                }
+            }
         }
-        for id in 1..=opts.nodes as i32 {
+        for id in ids.clone() {
+            cluster.write_config(id, opts, secrets[(id - 1) as usize].as_deref());
+        }
+        for id in ids {
             cluster.start_node(id);
         }
         cluster
@@ -193,6 +248,7 @@ impl TestCluster {
                 file("ca.pem".into())
             ));
         }
+        text.push_str(&opts.extra_config);
         std::fs::write(&m.config, text).expect("write node config");
     }
 
@@ -362,12 +418,15 @@ impl TestCluster {
     /// DescribeCluster against node `id`, the whole response.
     pub fn describe_cluster(&self, id: i32) -> Result<DescribeClusterResponse, String> {
         let addr = self.kafka_addr(id);
+        let security = self.client_security.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
         rt.block_on(async move {
-            let opts = ConnectOptions::default().with_timeout(Duration::from_secs(5));
+            let opts = ConnectOptions::default()
+                .with_security(security)
+                .with_timeout(Duration::from_secs(5));
             let mut conn = Connection::connect(&addr, &opts)
                 .await
                 .map_err(|e| e.to_string())?;
