@@ -124,6 +124,26 @@ pub fn format(data_dir: &Path, node_id: i32, cluster_id: &str, voters: &str) {
     );
 }
 
+/// Cluster mTLS material for `tls_dir` ([`ClusterOptions::tls_dir`]): a new CA in `ca.pem`,
+/// and for each of `ids` a certificate for its loopback alias (`127.0.0.{10 + id}`) signed by it
+/// in `node{id}.pem` / `node{id}.key`.
+pub fn write_node_certs(dir: &Path, ids: &[i32]) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).expect("CA certificate");
+    std::fs::create_dir_all(dir).expect("certificate dir");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write CA");
+    for id in ids {
+        let key = rcgen::KeyPair::generate().expect("node key");
+        let params = rcgen::CertificateParams::new(vec![format!("127.0.0.{}", 10 + id)])
+            .expect("node params");
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("sign");
+        std::fs::write(dir.join(format!("node{id}.pem")), cert.pem()).expect("write cert");
+        std::fs::write(dir.join(format!("node{id}.key")), key.serialize_pem()).expect("write key");
+    }
+}
+
 /// `rill user add NAME --data-dir DIR --password-stdin` (SCRAM-SHA-256 and -512) on a data
 /// directory no node is running on.
 pub fn add_user(data_dir: &Path, name: &str, password: &str) {

@@ -17,7 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use rill_client::connection::{ConnectOptions, Connection};
 use rill_client::{Client, SaslCredentials, SaslMechanism, TargetSecurity};
 use rill_core::scram::ScramMechanism;
-use rill_tests::cluster::{ClusterOptions, TestCluster};
+use rill_tests::cluster::{write_node_certs, ClusterOptions, TestCluster};
 use rill_tests::{http_get, rill_cli, run_python};
 use serde_json::Value;
 
@@ -254,13 +254,32 @@ fn every_node_shows_every_group_with_its_lag() {
     }
 }
 
-/// A cluster whose Kafka listener requires SASL/SCRAM (and whose nodes share a cluster secret):
-/// the console cannot read through the Kafka listener without a password, so it reads through
-/// the cluster listener as a peer. A confluent-kafka consumer group (authenticated) commits
-/// offsets; a node that does not coordinate the group lists it with the right lag, describes it
-/// per partition, and its lag sampler records the group's lag.
+/// A cluster whose Kafka listener requires SASL/SCRAM, its nodes authenticated to each other by
+/// a cluster secret: the console cannot read through the Kafka listener without a password, so
+/// it reads through the cluster listener as a peer. See [`sasl_cluster_console`].
 #[test]
 fn a_sasl_cluster_shows_groups_on_a_node_that_does_not_coordinate_them() {
+    sasl_cluster_console(ClusterOptions::default());
+}
+
+/// The same with cluster mTLS instead of a secret: the console's connections (to its own node
+/// too) present the node's certificate and check the peer's.
+#[test]
+fn a_sasl_cluster_over_mtls_shows_groups_on_a_node_that_does_not_coordinate_them() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    write_node_certs(certs.path(), &[1, 2, 3]);
+    sasl_cluster_console(ClusterOptions {
+        secret: None,
+        tls_dir: Some(certs.path().to_path_buf()),
+        ..ClusterOptions::default()
+    });
+}
+
+/// `cluster` (its inter-node authentication) with SASL/SCRAM required on the Kafka listener:
+/// a confluent-kafka consumer group (authenticated) commits offsets; a node that does not
+/// coordinate the group lists it with the right lag, describes it per partition, and its lag
+/// sampler records the group's lag.
+fn sasl_cluster_console(cluster: ClusterOptions) {
     const USER: &str = "console-alice";
     const PASSWORD: &str = "console-alice-s3cret";
     const GROUP: &str = "sasl-console-group";
@@ -277,9 +296,12 @@ fn a_sasl_cluster_shows_groups_on_a_node_that_does_not_coordinate_them() {
         extra_config: "\n[kafka]\nsasl = true\nsasl_mechanisms = [\"SCRAM-SHA-256\"]\n".into(),
         users: vec![(USER.to_string(), PASSWORD.to_string())],
         client_security: security.clone(),
-        ..ClusterOptions::default()
+        ..cluster
     };
-    assert!(opts.secret.is_some(), "the nodes share a cluster secret");
+    assert!(
+        opts.secret.is_some() || opts.tls_dir.is_some(),
+        "the nodes authenticate each other"
+    );
     let cluster = TestCluster::start(&opts);
     for id in 1..=3 {
         cluster.wait_describe(id, FORM, "3 brokers and a controller", |c, b| {
