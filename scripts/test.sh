@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 #    tests/requirements.txt changes (its hash is kept in the venv).
 want_hash=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
 if [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want_hash" ] ||
-    ! .venv/bin/python -c 'import confluent_kafka, kafka, paho.mqtt' 2>/dev/null; then
+    ! .venv/bin/python -c 'import confluent_kafka, kafka, paho.mqtt, websockets' 2>/dev/null; then
     if ! .venv/bin/python -c 'import sys' 2>/dev/null; then
         rm -rf .venv
         python3 -m venv .venv

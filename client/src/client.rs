@@ -10,6 +10,7 @@
 //! the cache without a Metadata round trip.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -20,6 +21,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::connection::{ConnectOptions, Connection};
+use crate::connector::{Connector, Target, TcpConnector};
 use crate::error::{check, ClientError};
 use crate::metadata::{BrokerInfo, ClusterMetadata, TopicInfo};
 
@@ -35,6 +37,8 @@ pub fn retry_backoff(attempt: u32) -> Duration {
 pub struct Client {
     bootstrap: Vec<String>,
     opts: ConnectOptions,
+    /// How connections are opened ([`TcpConnector`] unless [`Client::with_connector`]).
+    connector: Arc<dyn Connector>,
     bootstrap_conn: Option<Connection>,
     brokers: BTreeMap<i32, BrokerInfo>,
     controller_id: i32,
@@ -59,6 +63,16 @@ pub enum Route<'a> {
 impl Client {
     /// A client of the cluster at `brokers` (comma-separated `HOST:PORT`); nothing is opened yet.
     pub fn new(brokers: &str, opts: ConnectOptions) -> Result<Client, ClientError> {
+        Client::with_connector(brokers, opts, Arc::new(TcpConnector))
+    }
+
+    /// A client of the cluster at `brokers` whose connections `connector` opens (the bootstrap
+    /// ones as [`Target::Bootstrap`], those to a broker of the metadata as [`Target::Broker`]).
+    pub fn with_connector(
+        brokers: &str,
+        opts: ConnectOptions,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Client, ClientError> {
         let bootstrap: Vec<String> = brokers
             .split(',')
             .map(|s| s.trim().to_string())
@@ -72,6 +86,7 @@ impl Client {
         Ok(Client {
             bootstrap,
             opts,
+            connector,
             bootstrap_conn: None,
             brokers: BTreeMap::new(),
             controller_id: -1,
@@ -104,7 +119,11 @@ impl Client {
         if self.bootstrap_conn.is_none() {
             let mut last = None;
             for addr in &self.bootstrap {
-                match Connection::connect(addr, &self.opts).await {
+                match self
+                    .connector
+                    .connect(Target::Bootstrap(addr), &self.opts)
+                    .await
+                {
                     Ok(c) => {
                         self.bootstrap_conn = Some(c);
                         break;
@@ -127,12 +146,15 @@ impl Client {
             let info = self.brokers.get(&id).cloned().ok_or_else(|| {
                 ClientError::Usage(format!("broker {id} is not in the cluster metadata"))
             })?;
-            let conn = match Connection::connect(&info.addr(), &self.opts).await {
+            let addr = info.addr();
+            let target = Target::Broker { id, addr: &addr };
+            let conn = match self.connector.connect(target, &self.opts).await {
                 Ok(c) => c,
                 // A single-node setup reached through a different address than it advertises
                 // (for example a port forward): fall back to the bootstrap address.
                 Err(e) if self.brokers.len() == 1 && !e.is_auth_failure() => {
-                    match Connection::connect(&self.bootstrap[0], &self.opts).await {
+                    let bootstrap = Target::Bootstrap(&self.bootstrap[0]);
+                    match self.connector.connect(bootstrap, &self.opts).await {
                         Ok(c) => c,
                         Err(_) => return Err(e),
                     }
@@ -327,7 +349,8 @@ impl Client {
                 | ClientError::Io { addr, .. }
                 | ClientError::Timeout { addr }
                 | ClientError::Protocol { addr, .. }
-                | ClientError::Tls { addr, .. } => Some(addr.clone()),
+                | ClientError::Tls { addr, .. }
+                | ClientError::Transport { addr, .. } => Some(addr.clone()),
                 _ => None,
             };
             if let Some(addr) = addr {
@@ -466,6 +489,46 @@ mod tests {
         assert!(
             !c.apply_leader_hint("other", 0, 1, 9, None),
             "uncached topic"
+        );
+    }
+
+    /// Records what it is asked to connect to and refuses.
+    #[derive(Default)]
+    struct Recording(std::sync::Mutex<Vec<String>>);
+
+    impl Connector for Recording {
+        fn connect<'a>(
+            &'a self,
+            target: Target<'a>,
+            _opts: &'a ConnectOptions,
+        ) -> crate::connector::ConnectFuture<'a> {
+            self.0.lock().unwrap().push(format!("{target:?}"));
+            let addr = target.addr().to_string();
+            Box::pin(async move {
+                Err(ClientError::Transport {
+                    addr,
+                    source: "refused by the test connector".into(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_are_opened_by_the_connector_by_target() {
+        let recording = Arc::new(Recording::default());
+        let mut c = client_with("t", 1, 0);
+        c.bootstrap = vec!["boot:1".into(), "boot:2".into()];
+        c.connector = recording.clone();
+        let err = c.any().await.err().expect("refused");
+        assert!(err.is_connection_error(), "{err}");
+        assert!(c.leader("t", 0).await.is_err());
+        assert_eq!(
+            *recording.0.lock().unwrap(),
+            vec![
+                r#"Bootstrap("boot:1")"#,
+                r#"Bootstrap("boot:2")"#,
+                r#"Broker { id: 1, addr: "b1:9092" }"#,
+            ]
         );
     }
 

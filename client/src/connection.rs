@@ -133,12 +133,38 @@ impl Connection {
     /// Connects to `addr` (`host:port`): TCP, TLS when configured, ApiVersions, then SASL when
     /// configured.
     pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connection, ClientError> {
-        let mut conn = Connection::open(addr, opts).await?;
-        conn.negotiate().await?;
+        let conn = Connection::open(addr, opts).await?;
+        conn.ready(opts).await
+    }
+
+    /// A connection to `addr` over `stream`, a transport the caller opened (and secured or
+    /// authenticated) itself, for example an authenticated inter-node connection: the client id,
+    /// timeout and pinned versions of `opts`, ApiVersions, then SASL when `opts` ask for it
+    /// (`opts.security.tls` is not applied: the stream is used as it is).
+    pub async fn over(
+        addr: &str,
+        stream: impl Stream + 'static,
+        opts: &ConnectOptions,
+    ) -> Result<Connection, ClientError> {
+        let conn = Connection::from_stream(addr, stream).with_options(opts);
+        conn.ready(opts).await
+    }
+
+    /// ApiVersions, then SASL when configured.
+    async fn ready(mut self, opts: &ConnectOptions) -> Result<Connection, ClientError> {
+        self.negotiate().await?;
         if let Some(sasl) = &opts.security.sasl {
-            conn.authenticate(sasl).await?;
+            self.authenticate(sasl).await?;
         }
-        Ok(conn)
+        Ok(self)
+    }
+
+    /// This connection with the client id, timeout and pinned versions of `opts`.
+    fn with_options(mut self, opts: &ConnectOptions) -> Connection {
+        self.pinned = opts.pinned_versions.clone();
+        self.client_id = StrBytes::from_string(opts.client_id.clone());
+        self.timeout = opts.request_timeout;
+        self
     }
 
     /// Opens the transport to `addr` (TCP, then TLS when configured) without sending anything:
@@ -173,11 +199,7 @@ impl Connection {
                 Box::new(stream)
             }
         };
-        let mut conn = Connection::from_stream(addr, stream);
-        conn.pinned = opts.pinned_versions.clone();
-        conn.client_id = StrBytes::from_string(opts.client_id.clone());
-        conn.timeout = opts.request_timeout;
-        Ok(conn)
+        Ok(Connection::from_stream(addr, stream).with_options(opts))
     }
 
     /// A connection over an already open `stream` (no negotiation: the API versions are unknown

@@ -102,6 +102,16 @@ pub enum ClientError {
         /// The broker's error message, when it sent one.
         message: Option<String>,
     },
+    /// A [`Connector`](crate::connector::Connector) other than TCP could not open its
+    /// transport to a broker (for example an inter-node connection whose handshake failed).
+    #[error("cannot open a connection to {addr}: {source}")]
+    Transport {
+        /// The address (or name) of the broker.
+        addr: String,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Something the caller asked for does not exist or is not valid (no broker address, a
     /// partition the topic does not have, a broker missing from the metadata).
     #[error("{0}")]
@@ -126,6 +136,7 @@ impl ClientError {
                 | ClientError::Timeout { .. }
                 | ClientError::Protocol { .. }
                 | ClientError::Tls { .. }
+                | ClientError::Transport { .. }
         )
     }
 

@@ -10,6 +10,8 @@
 //! - [`connection`]: one broker: framing, correlation, ApiVersions negotiation and pinning,
 //!   SASL, raw frames for hostile-input tests,
 //! - [`metadata`]: brokers, topics, partition leaders,
+//! - [`connector`]: how the client opens its connections ([`TcpConnector`] by default, or a
+//!   caller's own [`Connector`]),
 //! - [`client`]: a cluster: bootstrap, metadata refresh, leader and coordinator lookup, recovery
 //!   from stale routing (KIP-951 leader hints),
 //! - the operations: [`produce`], [`fetch`], [`list_offsets`], [`admin`], [`group`],
@@ -18,6 +20,7 @@
 pub mod admin;
 pub mod client;
 pub mod connection;
+pub mod connector;
 pub mod error;
 pub mod fetch;
 pub mod group;
@@ -31,6 +34,7 @@ pub mod security;
 
 pub use client::{Client, Route};
 pub use connection::{ConnectOptions, Connection};
+pub use connector::{Connector, Target, TcpConnector};
 pub use error::{check, error_name, ClientError};
 pub use fetch::{FetchedPartition, PartitionFetch};
 pub use metadata::{BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo};

@@ -758,6 +758,18 @@ impl Node {
                 let _ = task.await;
             }
         });
+        // In cluster mode the console reads every group through the cluster listeners, as a
+        // peer (no Kafka credentials needed, whatever the Kafka listener requires).
+        #[cfg(all(feature = "console", feature = "cluster"))]
+        let console_kafka = cluster.as_ref().and_then(|node| {
+            node.kafka_client(crate::console::kafka_options())
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "console: no Kafka client; group pages show this node's groups only");
+                })
+                .ok()
+        });
+        #[cfg(all(feature = "console", not(feature = "cluster")))]
+        let console_kafka = None;
         #[cfg(feature = "console")]
         let console = crate::console::Console::new(
             broker.clone(),
@@ -765,6 +777,7 @@ impl Node {
             console_mqtt,
             bridge_status.clone(),
             console_cluster,
+            console_kafka,
             crate::console::NodeIdentity {
                 node_id: settings.node_id,
                 node_name: settings.node_name.clone(),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 use rill_client::connection::{ConnectOptions, Connection};
+use rill_client::TargetSecurity;
 
 use crate::{rill_bin, rill_cli, Launch, Node};
 
@@ -35,6 +36,12 @@ pub struct ClusterOptions {
     pub extra_config: String,
     /// Extra arguments of every node's `rill cluster format` (e.g. `--add-scram ...`).
     pub format_args: Vec<String>,
+    /// SCRAM users `(name, password)` of the cluster (SCRAM-SHA-256 and -512), created with it
+    /// (`rill cluster format --add-scram`).
+    pub users: Vec<(String, String)>,
+    /// How the harness's own Kafka requests (DescribeCluster) connect: TLS and SASL as the
+    /// Kafka listener requires.
+    pub client_security: TargetSecurity,
 }
 
 impl Default for ClusterOptions {
@@ -50,6 +57,8 @@ impl Default for ClusterOptions {
             failpoints: None,
             extra_config: String::new(),
             format_args: Vec::new(),
+            users: Vec::new(),
+            client_security: TargetSecurity::default(),
         }
     }
 }
@@ -86,6 +95,7 @@ pub struct TestCluster {
     dir: tempfile::TempDir,
     program: Option<PathBuf>,
     failpoints: Option<String>,
+    client_security: TargetSecurity,
 }
 
 fn free_port_on(ip: &str) -> u16 {
@@ -129,6 +139,26 @@ pub fn format_with(
     );
 }
 
+/// Cluster mTLS material for `tls_dir` ([`ClusterOptions::tls_dir`]): a new CA in `ca.pem`,
+/// and for each of `ids` a certificate for its loopback alias (`127.0.0.{10 + id}`) signed by it
+/// in `node{id}.pem` / `node{id}.key`.
+pub fn write_node_certs(dir: &Path, ids: &[i32]) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&ca_key).expect("CA certificate");
+    std::fs::create_dir_all(dir).expect("certificate dir");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write CA");
+    for id in ids {
+        let key = rcgen::KeyPair::generate().expect("node key");
+        let params = rcgen::CertificateParams::new(vec![format!("127.0.0.{}", 10 + id)])
+            .expect("node params");
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("sign");
+        std::fs::write(dir.join(format!("node{id}.pem")), cert.pem()).expect("write cert");
+        std::fs::write(dir.join(format!("node{id}.key")), key.serialize_pem()).expect("write key");
+    }
+}
+
 impl TestCluster {
     /// Formats the nodes and starts them all, waiting for each `listening` line.
     pub fn start(opts: &ClusterOptions) -> TestCluster {
@@ -149,11 +179,18 @@ impl TestCluster {
         let voters = voters.join(",");
         let cluster_id = "rill-test-cluster".to_string();
         let secret_file = dir.path().join("cluster.secret");
+        let mut format_args = opts.format_args.clone();
+        for (name, password) in &opts.users {
+            for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+                format_args.push("--add-scram".into());
+                format_args.push(format!("{mechanism}=[name={name},password={password}]"));
+            }
+        }
         let mut members = Vec::new();
         for (i, ip) in ips.iter().enumerate() {
             let id = i as i32 + 1;
             let data_dir = dir.path().join(format!("node{id}"));
-            format_with(&data_dir, id, &cluster_id, &voters, &opts.format_args);
+            format_with(&data_dir, id, &cluster_id, &voters, &format_args);
             let config = dir.path().join(format!("node{id}.toml"));
             members.push(Member {
                 id,
@@ -173,16 +210,24 @@ impl TestCluster {
             dir,
             program: opts.program.clone(),
             failpoints: opts.failpoints.clone(),
+            client_security: opts.client_security.clone(),
         };
-        for m in &cluster.members {
-            let secret = opts.secret.as_ref().map(|s| {
-                let f = secret_file.with_extension(format!("node{}", m.id));
-                std::fs::write(&f, s).expect("write secret");
-                f
-            });
-            cluster.write_config(m.id, opts, secret.as_deref());
+        let secrets: Vec<Option<PathBuf>> = cluster
+            .members
+            .iter()
+            .map(|m| {
+                opts.secret.as_ref().map(|s| {
+                    let f = secret_file.with_extension(format!("node{}", m.id));
+                    std::fs::write(&f, s).expect("write secret");
+                    f
+                })
+            })
+            .collect();
+        let ids = 1..=opts.nodes as i32;
+        for id in ids.clone() {
+            cluster.write_config(id, opts, secrets[(id - 1) as usize].as_deref());
         }
-        for id in 1..=opts.nodes as i32 {
+        for id in ids {
             cluster.start_node(id);
         }
         cluster
@@ -381,12 +426,15 @@ impl TestCluster {
     /// DescribeCluster against node `id`, the whole response.
     pub fn describe_cluster(&self, id: i32) -> Result<DescribeClusterResponse, String> {
         let addr = self.kafka_addr(id);
+        let security = self.client_security.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
         rt.block_on(async move {
-            let opts = ConnectOptions::default().with_timeout(Duration::from_secs(5));
+            let opts = ConnectOptions::default()
+                .with_security(security)
+                .with_timeout(Duration::from_secs(5));
             let mut conn = Connection::connect(&addr, &opts)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -11,7 +11,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rill_tests::cluster::{registered_epochs, ClusterOptions, TestCluster};
+use rill_tests::cluster::{registered_epochs, write_node_certs, ClusterOptions, TestCluster};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -211,29 +211,12 @@ fn a_reformatted_node_does_not_vote() {
 
 /// Writes `ca.pem` (unless `ca` is given) and `node{id}.pem` / `node{id}.key` for node ids 1-3
 /// (certificates naming 127.0.0.11-13) into `dir`, signed by the CA; returns the CA.
-fn write_certs(dir: &std::path::Path, ids: &[i32]) -> (rcgen::Certificate, rcgen::KeyPair) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = params.self_signed(&ca_key).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    for id in ids {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec![format!("127.0.0.{}", 10 + id)]).unwrap();
-        let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-        std::fs::write(dir.join(format!("node{id}.pem")), cert.pem()).unwrap();
-        std::fs::write(dir.join(format!("node{id}.key")), key.serialize_pem()).unwrap();
-    }
-    (ca, ca_key)
-}
-
 #[test]
 fn mutual_tls_against_the_cluster_ca() {
     let _guard = serial();
     let certs = tempfile::TempDir::new().unwrap();
     let tls_dir = certs.path().join("tls");
-    write_certs(&tls_dir, &[1, 2, 3]);
+    write_node_certs(&tls_dir, &[1, 2, 3]);
     let opts = ClusterOptions {
         secret: None,
         tls_dir: Some(tls_dir.clone()),
@@ -248,7 +231,7 @@ fn mutual_tls_against_the_cluster_ca() {
     // Node 3 comes back with a certificate of another CA: refused by the others.
     cluster.kill(3);
     let rogue = certs.path().join("rogue");
-    write_certs(&rogue, &[3]);
+    write_node_certs(&rogue, &[3]);
     for f in ["node3.pem", "node3.key"] {
         std::fs::copy(rogue.join(f), tls_dir.join(f)).unwrap();
     }

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 use rill_client::connection::{ConnectOptions, Connection};
-use rill_client::Client;
-use rill_tests::cluster::{ClusterOptions, TestCluster};
-use rill_tests::{http_get, rill_cli};
+use rill_client::{Client, SaslCredentials, SaslMechanism, TargetSecurity};
+use rill_core::scram::ScramMechanism;
+use rill_tests::cluster::{write_node_certs, ClusterOptions, TestCluster};
+use rill_tests::{http_get, rill_cli, run_python};
 use serde_json::Value;
 
 const FORM: Duration = Duration::from_secs(30);
@@ -31,15 +32,21 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// The coordinator of each of `groups` (FindCoordinator v4, batched, asked of node 1); `Err`
-/// while one is not available yet.
-fn coordinators(cluster: &TestCluster, groups: &[String]) -> Result<BTreeMap<String, i32>, String> {
+/// The coordinator of each of `groups` (FindCoordinator v4, batched, asked of node 1 with
+/// `security`); `Err` while one is not available yet.
+fn coordinators(
+    cluster: &TestCluster,
+    groups: &[String],
+    security: &TargetSecurity,
+) -> Result<BTreeMap<String, i32>, String> {
     let addr = cluster.kafka_addr(1);
     let req = FindCoordinatorRequest::default()
         .with_key_type(0)
         .with_coordinator_keys(groups.iter().map(|g| StrBytes::from(g.clone())).collect());
     let resp: FindCoordinatorResponse = runtime().block_on(async {
-        let opts = ConnectOptions::default().with_timeout(Duration::from_secs(5));
+        let opts = ConnectOptions::default()
+            .with_security(security.clone())
+            .with_timeout(Duration::from_secs(5));
         let mut conn = Connection::connect(&addr, &opts)
             .await
             .map_err(|e| e.to_string())?;
@@ -134,7 +141,7 @@ fn every_node_shows_every_group_with_its_lag() {
     let names: Vec<String> = (0..40).map(|i| format!("console-g{i}")).collect();
     let mut by_node: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     wait_until("coordinators for the groups", FORM, || {
-        let found = coordinators(&cluster, &names)?;
+        let found = coordinators(&cluster, &names, &TargetSecurity::default())?;
         by_node.clear();
         for (g, n) in &found {
             by_node.entry(*n).or_default().push(g.clone());
@@ -245,4 +252,153 @@ fn every_node_shows_every_group_with_its_lag() {
             }
         });
     }
+}
+
+/// A cluster whose Kafka listener requires SASL/SCRAM, its nodes authenticated to each other by
+/// a cluster secret: the console cannot read through the Kafka listener without a password, so
+/// it reads through the cluster listener as a peer. See [`sasl_cluster_console`].
+#[test]
+fn a_sasl_cluster_shows_groups_on_a_node_that_does_not_coordinate_them() {
+    sasl_cluster_console(ClusterOptions::default());
+}
+
+/// The same with cluster mTLS instead of a secret: the console's connections (to its own node
+/// too) present the node's certificate and check the peer's.
+#[test]
+fn a_sasl_cluster_over_mtls_shows_groups_on_a_node_that_does_not_coordinate_them() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    write_node_certs(certs.path(), &[1, 2, 3]);
+    sasl_cluster_console(ClusterOptions {
+        secret: None,
+        tls_dir: Some(certs.path().to_path_buf()),
+        ..ClusterOptions::default()
+    });
+}
+
+/// `cluster` (its inter-node authentication) with SASL/SCRAM required on the Kafka listener:
+/// a confluent-kafka consumer group (authenticated) commits offsets; a node that does not
+/// coordinate the group lists it with the right lag, describes it per partition, and its lag
+/// sampler records the group's lag.
+fn sasl_cluster_console(cluster: ClusterOptions) {
+    const USER: &str = "console-alice";
+    const PASSWORD: &str = "console-alice-s3cret";
+    const GROUP: &str = "sasl-console-group";
+    const SASL_TOPIC: &str = "sasl-lagged";
+    let security = TargetSecurity {
+        tls: None,
+        sasl: Some(SaslCredentials {
+            mechanism: SaslMechanism::Scram(ScramMechanism::Sha256),
+            username: USER.to_string(),
+            password: PASSWORD.to_string(),
+        }),
+    };
+    let opts = ClusterOptions {
+        extra_config: "\n[kafka]\nsasl = true\nsasl_mechanisms = [\"SCRAM-SHA-256\"]\n".into(),
+        users: vec![(USER.to_string(), PASSWORD.to_string())],
+        client_security: security.clone(),
+        ..cluster
+    };
+    assert!(
+        opts.secret.is_some() || opts.tls_dir.is_some(),
+        "the nodes authenticate each other"
+    );
+    let cluster = TestCluster::start(&opts);
+    for id in 1..=3 {
+        cluster.wait_describe(id, FORM, "3 brokers and a controller", |c, b| {
+            c > 0 && b == [1, 2, 3]
+        });
+    }
+    let bootstrap = cluster.bootstrap();
+    let out = run_python(
+        "cluster_console_sasl.py",
+        &[
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            SASL_TOPIC,
+            "--group",
+            GROUP,
+            "--username",
+            USER,
+            "--password",
+            PASSWORD,
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let committed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT committed "))
+        .unwrap_or_else(|| panic!("no RESULT committed: {out}"));
+    let committed: Value = serde_json::from_str(committed).expect("RESULT json");
+    assert_eq!(
+        committed,
+        serde_json::json!({"consumed": 30, "offsets": {"0": 4, "1": 10, "2": 7}}),
+        "{out}"
+    );
+    // Lag: 10 - 4 on partition 0, 0 on 1, 10 - 7 on 2.
+    let want_lag = 9;
+
+    let mut coordinator = 0;
+    wait_until("the group's coordinator", FORM, || {
+        let found = coordinators(&cluster, &[GROUP.to_string()], &security)?;
+        coordinator = found[GROUP];
+        Ok(())
+    });
+    let id = coordinator % 3 + 1;
+    eprintln!("group {GROUP} is coordinated by node {coordinator}; asking node {id}");
+    wait_until(&format!("node {id} lists {GROUP}"), FORM, || {
+        let (status, body) =
+            http_get(&http(&cluster, id), "/api/v1/groups").map_err(|e| e.to_string())?;
+        if status != 200 {
+            return Err(format!("HTTP {status}: {body}"));
+        }
+        let v: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        let row = v["groups"]
+            .as_array()
+            .and_then(|l| l.iter().find(|g| g["group"] == GROUP))
+            .ok_or(format!("{GROUP} missing from {v}"))?;
+        if row["lag_records"] == want_lag
+            && row["coordinator"] == coordinator
+            && row["state"] == "Empty"
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "{row} (want lag {want_lag}, coordinator {coordinator}, Empty)"
+            ))
+        }
+    });
+    let v = api(&cluster, id, &format!("/api/v1/groups/{GROUP}"));
+    let offsets: Vec<(i64, i64, i64, i64)> = v["offsets"]
+        .as_array()
+        .expect("offsets")
+        .iter()
+        .map(|o| {
+            assert_eq!(o["topic"], SASL_TOPIC, "{v}");
+            let n = |k: &str| o[k].as_i64().unwrap_or_else(|| panic!("{k} in {o}"));
+            (
+                n("partition"),
+                n("committed"),
+                n("high_watermark"),
+                n("lag_records"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        offsets,
+        vec![(0, 4, RECORDS, 6), (1, 10, RECORDS, 0), (2, 7, RECORDS, 3)],
+        "{v}"
+    );
+    // The lag sampler reads through the same client: a sample with the group's lag.
+    wait_until(&format!("node {id} samples {GROUP}'s lag"), FORM, || {
+        let v = api(&cluster, id, &format!("/api/v1/groups/{GROUP}"));
+        let history = v["lag_history"]
+            .as_array()
+            .ok_or(format!("no lag_history: {v}"))?;
+        if history.iter().any(|s| s["lag_records"] == want_lag) {
+            Ok(())
+        } else {
+            Err(format!("lag_history {history:?}"))
+        }
+    });
 }

@@ -1,20 +1,17 @@
 //! MQTT over WebSocket (`--mqtt-ws-listen`, `[mqtt.tls] ws_listen`) with real clients: paho-mqtt
 //! (`transport="websockets"`, MQTT 3.1.1 and 5, plain and over TLS with a test CA) and MQTT.js
 //! from npm (over WebSocket and TCP: subscription identifiers, topic aliases, QoS 0/1/2, and
-//! enhanced authentication with SCRAM-SHA-256); and a raw WebSocket client (tokio-tungstenite) for what client libraries hide:
-//! a CONNECT split over three frames, two PUBLISHes in one frame, subprotocol echo, and a text
-//! frame closing the connection with a close frame.
+//! enhanced authentication with SCRAM-SHA-256); and a raw WebSocket client (`websockets` from
+//! PyPI, tests/py/mqtt_ws_raw.py) for what client libraries hide: subprotocol negotiation
+//! (`mqtt`, `mqttv3.1`, none, an unknown one refused with 400), any path, a CONNECT split over
+//! three frames, two PUBLISHes in one frame, a PUBLISH spanning frames, and a text frame
+//! closing the connection with a close frame (1003).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use rill_tests::Node;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 const RULES: &str = r#"
 [[mqtt.rules]]
@@ -120,204 +117,93 @@ fn mqtt_ws_paho_v311_v5_and_secure_websocket() {
     }
 }
 
-/// MQTT 3.1.1 packets the raw client sends.
-mod wire {
-    /// The remaining-length varint.
-    pub fn packet(header: u8, body: &[u8]) -> Vec<u8> {
-        let mut out = vec![header];
-        let mut n = body.len();
-        loop {
-            let mut b = (n % 128) as u8;
-            n /= 128;
-            if n > 0 {
-                b |= 0x80;
-            }
-            out.push(b);
-            if n == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(body);
-        out
-    }
-
-    fn string(out: &mut Vec<u8>, s: &str) {
-        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
-        out.extend_from_slice(s.as_bytes());
-    }
-
-    pub fn connect(client_id: &str) -> Vec<u8> {
-        let mut b = Vec::new();
-        string(&mut b, "MQTT");
-        b.extend_from_slice(&[4, 0x02, 0, 30]);
-        string(&mut b, client_id);
-        packet(0x10, &b)
-    }
-
-    pub fn subscribe(pkid: u16, filter: &str) -> Vec<u8> {
-        let mut b = pkid.to_be_bytes().to_vec();
-        string(&mut b, filter);
-        b.push(1);
-        packet(0x82, &b)
-    }
-
-    pub fn publish_qos1(pkid: u16, topic: &str, payload: &[u8]) -> Vec<u8> {
-        let mut b = Vec::new();
-        string(&mut b, topic);
-        b.extend_from_slice(&pkid.to_be_bytes());
-        b.extend_from_slice(payload);
-        packet(0x32, &b)
-    }
-
-    /// Splits whole packets off the front of `buf`.
-    pub fn take(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
-        let mut len = 0usize;
-        let mut shift = 0;
-        let mut i = 1;
-        loop {
-            let b = *buf.get(i)?;
-            len |= ((b & 0x7f) as usize) << shift;
-            shift += 7;
-            i += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-        }
-        if buf.len() < i + len {
-            return None;
-        }
-        Some(buf.drain(..i + len).collect())
-    }
+/// The packets of one RESULT of `mqtt_ws_raw.py` (hex strings), as bytes.
+fn packets(r: &serde_json::Value) -> Vec<Vec<u8>> {
+    let hex = |s: &str| -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    };
+    r["packets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no packets in {r}"))
+        .iter()
+        .map(|p| hex(p.as_str().expect("hex string")))
+        .collect()
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-/// Opens a WebSocket to `addr` at `path`, offering `protocol`; returns it and the subprotocol
-/// the server chose.
-async fn open(
-    addr: &str,
-    path: &str,
-    protocol: &str,
-) -> Result<(Ws, Option<String>), tokio_tungstenite::tungstenite::Error> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!("ws://{addr}{path}")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_str(protocol).expect("header"),
-    );
-    let (ws, resp) = tokio_tungstenite::client_async(req, tcp).await?;
-    let chosen = resp
-        .headers()
-        .get("sec-websocket-protocol")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    Ok((ws, chosen))
-}
-
-/// Reads binary frames until `n` whole MQTT packets arrived (at most 10 s).
-async fn packets(ws: &mut Ws, buf: &mut Vec<u8>, n: usize) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while out.len() < n {
-        while let Some(p) = wire::take(buf) {
-            out.push(p);
-        }
-        if out.len() >= n {
-            break;
-        }
-        let msg = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} packets: {out:?}", out.len()))
-            .expect("stream ended")
-            .expect("websocket error");
-        match msg {
-            Message::Binary(b) => buf.extend_from_slice(&b),
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-    out
+/// The PUBACKs among `got`, and the payloads of the QoS 1 PUBLISHes to `topic` among them.
+fn pubacks_and_payloads(got: &[Vec<u8>], topic: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let pubacks = got.iter().filter(|p| p[0] == 0x40).cloned().collect();
+    let payloads = got
+        .iter()
+        .filter(|p| p[0] & 0xf0 == 0x30)
+        .map(|p| {
+            // fixed header (2) + topic (2 + len) + packet id (2), then the payload
+            let start = 2 + 2 + topic.len() + 2;
+            p[start..].to_vec()
+        })
+        .collect();
+    (pubacks, payloads)
 }
 
 #[test]
 fn mqtt_ws_raw_frames_subprotocols_and_text_frame() {
     let (node, _cfg) = start("");
     let addr = node.listening_field("mqtt_ws");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        // A subprotocol MQTT does not define is refused at the upgrade.
-        let refused = open(&addr, "/mqtt", "wamp").await;
-        assert!(
-            matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 400),
-            "{refused:?}"
-        );
-        // `mqttv3.1` is echoed, on any path.
-        let (mut ws, chosen) = open(&addr, "/some/where", "mqttv3.1").await.expect("open");
-        assert_eq!(chosen.as_deref(), Some("mqttv3.1"));
-        // One CONNECT split over three frames.
-        let connect = wire::connect("raw-ws-client");
-        for part in [&connect[..3], &connect[3..9], &connect[9..]] {
-            ws.send(Message::Binary(Bytes::copy_from_slice(part)))
-                .await
-                .expect("send");
-        }
-        let mut buf = Vec::new();
-        let connack = packets(&mut ws, &mut buf, 1).await;
-        assert_eq!(connack, vec![vec![0x20, 2, 0, 0]], "CONNACK accepted");
-        let topic = "devices/raw-ws/telemetry";
-        ws.send(Message::Binary(wire::subscribe(1, topic).into()))
-            .await
-            .expect("send");
-        let suback = packets(&mut ws, &mut buf, 1).await;
-        assert_eq!(suback, vec![vec![0x90, 3, 0, 1, 1]], "SUBACK QoS 1");
-        // Two PUBLISHes in one frame.
-        let mut two = wire::publish_qos1(2, topic, b"first");
-        two.extend(wire::publish_qos1(3, topic, b"second"));
-        ws.send(Message::Binary(two.into())).await.expect("send");
-        let got = packets(&mut ws, &mut buf, 4).await;
-        let pubacks: Vec<&Vec<u8>> = got.iter().filter(|p| p[0] == 0x40).collect();
-        assert_eq!(
-            pubacks,
-            vec![&vec![0x40, 2, 0, 2], &vec![0x40, 2, 0, 3]],
-            "{got:?}"
-        );
-        let delivered: Vec<Vec<u8>> = got
-            .iter()
-            .filter(|p| p[0] & 0xf0 == 0x30)
-            .map(|p| {
-                // fixed header (2) + topic (2 + len) + packet id (2), then the payload
-                let start = 2 + 2 + topic.len() + 2;
-                p[start..].to_vec()
-            })
-            .collect();
-        assert_eq!(delivered, vec![b"first".to_vec(), b"second".to_vec()]);
-        // A text frame: the server closes with a close frame (1003, unsupported data).
-        ws.send(Message::Text("not binary".into()))
-            .await
-            .expect("send");
-        let close = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match ws.next().await {
-                    Some(Ok(Message::Close(frame))) => return frame,
-                    Some(Ok(_)) => continue,
-                    other => panic!("no close frame: {other:?}"),
-                }
-            }
-        })
-        .await
-        .expect("close frame within 10 s");
-        assert_eq!(close.map(|f| f.code), Some(CloseCode::Unsupported));
-
-        // The listener keeps serving: `mqtt` is echoed for a new connection.
-        let (mut ws, chosen) = open(&addr, "/", "mqtt").await.expect("open");
-        assert_eq!(chosen.as_deref(), Some("mqtt"));
-        ws.send(Message::Binary(wire::connect("raw-ws-2").into()))
-            .await
-            .expect("send");
-        let mut buf = Vec::new();
-        assert_eq!(packets(&mut ws, &mut buf, 1).await, vec![vec![0x20, 2, 0, 0]]);
-    });
+    let out = node.python("mqtt_ws_raw.py", &["--ws-addr", &addr]);
+    assert!(out.contains("OK"), "{out}");
+    let r = results(&out);
+    let get = |name: &str| {
+        r.get(name)
+            .unwrap_or_else(|| panic!("no RESULT {name}: {out}"))
+    };
+    // A subprotocol MQTT does not define is refused at the upgrade; offering none is accepted
+    // without one.
+    assert_eq!(
+        get("unknown_subprotocol"),
+        &serde_json::json!({"status": 400, "subprotocol": null})
+    );
+    assert_eq!(
+        get("no_subprotocol"),
+        &serde_json::json!({"status": 101, "subprotocol": null})
+    );
+    // `mqttv3.1` is echoed, on any path.
+    assert_eq!(
+        get("mqttv31"),
+        &serde_json::json!({"status": 101, "subprotocol": "mqttv3.1"})
+    );
+    // The CONNECT split over three frames is accepted.
+    assert_eq!(
+        packets(get("connack")),
+        vec![vec![0x20, 2, 0, 0]],
+        "CONNACK"
+    );
+    assert_eq!(
+        packets(get("suback")),
+        vec![vec![0x90, 3, 0, 1, 1]],
+        "SUBACK QoS 1"
+    );
+    let topic = "devices/raw-ws/telemetry";
+    // Two PUBLISHes in one frame: each PUBACKed and delivered, in order.
+    let (pubacks, payloads) = pubacks_and_payloads(&packets(get("two_in_one_frame")), topic);
+    assert_eq!(pubacks, vec![vec![0x40, 2, 0, 2], vec![0x40, 2, 0, 3]]);
+    assert_eq!(payloads, vec![b"first".to_vec(), b"second".to_vec()]);
+    // A PUBLISH spanning two frames, followed by a whole one in the second frame.
+    let (pubacks, payloads) = pubacks_and_payloads(&packets(get("spanning_frames")), topic);
+    assert_eq!(pubacks, vec![vec![0x40, 2, 0, 4], vec![0x40, 2, 0, 5]]);
+    assert_eq!(payloads, vec![b"third".to_vec(), b"fourth".to_vec()]);
+    // A text frame: the server closes with a close frame (1003, unsupported data).
+    assert_eq!(
+        get("text_frame"),
+        &serde_json::json!({"closed": true, "close_frame_received": true, "code": 1003})
+    );
+    // The listener keeps serving: `mqtt` is echoed for a new connection on `/`.
+    let after = get("after_close");
+    assert_eq!(after["status"], 101, "{after}");
+    assert_eq!(after["subprotocol"], "mqtt", "{after}");
+    assert_eq!(packets(after), vec![vec![0x20, 2, 0, 0]], "CONNACK");
 }
 
 /// The npm `mqtt` package (MQTT.js), installed on first use into the test's target temp dir

@@ -109,6 +109,8 @@ pub struct ClusterNode {
     image: watch::Receiver<Arc<MetadataImage>>,
     /// `[cluster] default_replication_factor`.
     default_replication_factor: i16,
+    /// This node's cluster listener as it advertises it (`host:port`).
+    cluster_address: String,
 }
 
 /// A started (not yet serving) cluster node and its bound listener.
@@ -185,6 +187,7 @@ impl ClusterNode {
             .clone()
             .unwrap_or_else(|| crate::serve::advertised_for(addr));
         let mut listeners = kafka;
+        let cluster_address = endpoint_address(&adv_host, adv_port);
         listeners.push(Endpoint {
             name: CLUSTER_LISTENER_NAME.to_string(),
             host: adv_host,
@@ -209,6 +212,7 @@ impl ClusterNode {
                 lifecycle,
                 image,
                 default_replication_factor: settings.cluster.default_replication_factor,
+                cluster_address,
             },
             addr,
             listener,
@@ -237,14 +241,9 @@ impl ClusterNode {
             .iter()
             .find(|l| l.name == CLUSTER_LISTENER_NAME)?
             .clone();
-        let addr = if endpoint.host.contains(':') {
-            format!("[{}]:{}", endpoint.host, endpoint.port)
-        } else {
-            format!("{}:{}", endpoint.host, endpoint.port)
-        };
         Some(peer::PeerClient::new(
             self.controller.identity.clone(),
-            addr,
+            endpoint_address(&endpoint.host, endpoint.port),
         ))
     }
 
@@ -282,6 +281,15 @@ impl StartedCluster {
         listeners.spawn(node.controller.clone().run_duties(shutdown.clone()));
         listeners.spawn(node.lifecycle.clone().run(shutdown));
         node
+    }
+}
+
+/// `host:port` of an endpoint (an IPv6 host in brackets).
+fn endpoint_address(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -323,7 +331,60 @@ impl replica_fetcher::LeaderConnector for ClusterNode {
     }
 }
 
+/// Kafka clients of this node (the console's group pages) reach the brokers of the cluster
+/// through their cluster listeners, as a peer: each connection is a [`peer::PeerClient`]'s
+/// authenticated stream (cluster secret and/or mTLS), on which the broker serves Kafka requests
+/// with a cluster peer's rights, whatever its Kafka listener requires (SASL, mTLS). A broker is
+/// reached at the cluster endpoint the metadata image has for its id: Metadata and
+/// FindCoordinator answer Kafka endpoints even on the cluster listener, so the advertised
+/// address of a [`rill_client::Target::Broker`] is not used.
+impl rill_client::Connector for ClusterNode {
+    fn connect<'a>(
+        &'a self,
+        target: rill_client::Target<'a>,
+        opts: &'a rill_client::ConnectOptions,
+    ) -> rill_client::connector::ConnectFuture<'a> {
+        let client = match target {
+            rill_client::Target::Bootstrap(addr) => Some(peer::PeerClient::new(
+                self.controller.identity.clone(),
+                addr.to_string(),
+            )),
+            rill_client::Target::Broker { id, .. } => self.broker_client(id),
+        };
+        Box::pin(async move {
+            let client = client.ok_or_else(|| {
+                rill_client::ClientError::Usage(format!(
+                    "{target:?} has no cluster endpoint in the metadata image"
+                ))
+            })?;
+            let addr = client.addr().to_string();
+            let stream =
+                client
+                    .into_stream()
+                    .await
+                    .map_err(|e| rill_client::ClientError::Transport {
+                        addr: addr.clone(),
+                        source: Box::new(e),
+                    })?;
+            rill_client::Connection::over(&addr, stream, opts).await
+        })
+    }
+}
+
 impl ClusterNode {
+    /// A Kafka client of the whole cluster that connects as this node, through the cluster
+    /// listeners (see the [`rill_client::Connector`] impl): bootstrapped at this node's own
+    /// advertised cluster address, it reads whatever a cluster peer may, independent of the
+    /// Kafka listeners' SASL or TLS. `opts`' security is not used (the peer handshake
+    /// authenticates).
+    pub fn kafka_client(
+        &self,
+        opts: rill_client::ConnectOptions,
+    ) -> Result<rill_client::Client, rill_client::ClientError> {
+        let opts = opts.with_security(rill_client::TargetSecurity::default());
+        rill_client::Client::with_connector(&self.cluster_address, opts, Arc::new(self.clone()))
+    }
+
     /// The metadata images this node's state machine applies, newest first.
     pub fn images(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.image.clone()

@@ -401,6 +401,28 @@ impl PeerClient {
         }
     }
 
+    /// Connects and authenticates a new connection (TCP, TLS when configured, the cluster
+    /// handshake) and hands over its byte stream, for a Kafka client that speaks on it itself
+    /// (the peer serves Kafka requests on it with a cluster peer's rights).
+    pub async fn into_stream(self) -> Result<BoxedIo, PeerError> {
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, self.handshake())
+            .await
+            .map_err(|_| PeerError::ConnectTimeout(self.addr.clone()))??;
+        let parts = conn.framed.into_parts();
+        if !parts.read_buf.is_empty() {
+            // The listener says nothing after accepting the proof; bytes here are not ours to
+            // drop.
+            return Err(PeerError::Io {
+                addr: self.addr,
+                reason: format!(
+                    "{} unexpected bytes after the cluster handshake",
+                    parts.read_buf.len()
+                ),
+            });
+        }
+        Ok(parts.io)
+    }
+
     /// The peer of the current connection, connecting if needed.
     pub async fn peer_info(&self) -> Result<PeerInfo, PeerError> {
         let mut guard = self.conn.lock().await;

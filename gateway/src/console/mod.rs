@@ -52,6 +52,14 @@ pub struct NodeIdentity {
     pub mqtt_listen: String,
 }
 
+/// The connection options of the console's Kafka client (client id `rill-console`, 10 s
+/// timeouts: a page waits no longer for an unreachable broker).
+pub fn kafka_options() -> rill_client::ConnectOptions {
+    rill_client::ConnectOptions::default()
+        .with_client_id("rill-console")
+        .with_timeout(std::time::Duration::from_secs(10))
+}
+
 /// Everything the console reads, shared by its handlers.
 pub struct Console {
     pub(crate) broker: Arc<Broker>,
@@ -63,8 +71,10 @@ pub struct Console {
     pub(crate) history: History,
     pub(crate) started: Instant,
     pub(crate) writes: bool,
-    /// In cluster mode, the Kafka client the group pages read through ([`kafka_groups`]),
-    /// bootstrapped at this node's own Kafka listener.
+    /// In cluster mode, the Kafka client the group pages and the lag sampler read through
+    /// ([`kafka_groups`]): it connects to the brokers' cluster listeners as a peer of the
+    /// cluster (`ClusterNode::kafka_client`), so it needs no Kafka credentials whatever the
+    /// Kafka listeners require.
     pub(crate) kafka: Option<tokio::sync::Mutex<rill_client::Client>>,
 }
 
@@ -78,7 +88,10 @@ impl std::fmt::Debug for Console {
 }
 
 impl Console {
-    /// The console of a node (`writes`: `[admin] console_writes`).
+    /// The console of a node (`writes`: `[admin] console_writes`). `kafka`: in cluster mode,
+    /// the client the group pages read every group of the cluster through (with
+    /// [`kafka_options`], connecting as a cluster peer); without one they show this node's own
+    /// groups.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         broker: Arc<Broker>,
@@ -86,25 +99,12 @@ impl Console {
         mqtt: Arc<MqttServer>,
         bridge: Arc<BridgeStatus>,
         cluster: Option<Arc<dyn ClusterView>>,
+        kafka: Option<rill_client::Client>,
         identity: NodeIdentity,
         writes: bool,
     ) -> Arc<Console> {
-        let kafka = cluster.as_ref().and_then(|_| {
-            let opts = rill_client::ConnectOptions {
-                client_id: "rill-console".to_string(),
-                request_timeout: std::time::Duration::from_secs(10),
-                ..rill_client::ConnectOptions::default()
-            };
-            match rill_client::Client::new(&identity.kafka_listen, opts) {
-                Ok(c) => Some(tokio::sync::Mutex::new(c)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "console: no Kafka client; group pages show this node's groups only");
-                    None
-                }
-            }
-        });
         Arc::new(Console {
-            kafka,
+            kafka: kafka.map(tokio::sync::Mutex::new),
             broker,
             groups,
             mqtt,
