@@ -72,6 +72,9 @@ struct PendingPublish {
 /// idle connections of a debug build, 27 KiB each; docs/benchmarks.md).
 const CONNECTION_BYTES: usize = 24 << 10;
 
+/// A read buffer grown beyond this by a large packet is replaced by a small one once empty.
+const MAX_IDLE_READ_BUFFER: usize = 64 << 10;
+
 /// What one burst of publishes waiting for its fsync is counted for in the memory budget
 /// besides its bytes on the wire: its future, its fsync wait on the blocking pool, its vectors.
 const PENDING_BURST_BYTES: usize = 2 << 10;
@@ -924,6 +927,11 @@ impl Conn {
                         self.save_progress().await;
                     }
                 }
+            }
+            // A large packet grew the read buffer: give the memory back once it is handled, so
+            // an idle connection keeps a small buffer.
+            if inbuf.is_empty() && inbuf.capacity() > MAX_IDLE_READ_BUFFER {
+                inbuf = BytesMut::with_capacity(READ_ALLOWANCE);
             }
             if !self.auth_out.is_empty() && !self.send_auth(wr).await {
                 return End::Lost;
