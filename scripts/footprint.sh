@@ -5,10 +5,12 @@
 #
 #   scripts/footprint.sh [--binary PATH] [--devices-bin PATH] [--devices N] [--rate MSG_PER_S]
 #                        [--duration S] [--payload-bytes B] [--flush always|MS]
+#                        [--budget BYTES]
 #
 # Defaults: target/ci-cross/rill (build it with `cargo build -p rill-gateway --bin rill
 # --profile ci-cross --no-default-features --features edge`), target/debug/rill-devices,
-# 1000 devices, 10000 msg/s in total, 20 s, 100-byte raw payloads, the node's default flush.
+# 1000 devices, 10000 msg/s in total, 20 s, 100-byte raw payloads, the node's default flush and
+# memory budget (`--budget` sets `[node] memory_budget_bytes`; docs/operations.md).
 #
 # Phases (one node, a fresh data directory under target/, on disk: write_bytes is 0 on tmpfs):
 #   1. idle: the node started, nothing connected, after 3 s;
@@ -29,6 +31,7 @@ rate=10000
 duration=20
 payload=100
 flush=
+budget=
 while [ $# -gt 0 ]; do
     case "$1" in
     --binary) bin=$2; shift 2 ;;
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift 2 ;;
     --payload-bytes) payload=$2; shift 2 ;;
     --flush) flush=$2; shift 2 ;;
+    --budget) budget=$2; shift 2 ;;
     -h | --help)
         sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
@@ -70,6 +74,7 @@ case "$flush" in
 always) printf '[storage]\nflush = "always"\n' >"$conf" ;;
 *) printf '[storage]\nflush = { interval_ms = %s }\n' "$flush" >"$conf" ;;
 esac
+[ -z "$budget" ] || printf '[node]\nmemory_budget_bytes = %s\n' "$budget" >>"$conf"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 mqtt=127.0.0.1:$(port)
 "$bin" serve --config "$conf" --data-dir "$work/data" --key-file "$work/key" \

@@ -28,6 +28,10 @@
 //!   [`POWER_CUT_EXIT_CODE`]) right after its step N (`crate::key_rotation`).
 //! - `key_rotate_without_journal`: a master key rotation writes no journal (breaks crash safety
 //!   on purpose: an interrupted rotation leaves data under two keys; the fault test must see it).
+//! - `slow_fsync_ms=N`: every fsync of a log file takes N ms longer ([`crate::io::SlowSyncStorage`]:
+//!   a slow disk; appends pile up waiting for durability, the memory budget test's load).
+//! - `memory_budget_off`: the gateway's memory budget is unlimited whatever the configuration says
+//!   (breaks the budget on purpose; the memory budget test must see the RSS grow).
 //!
 //! Without the feature every query answers "not set" and the code around it is dead.
 
@@ -61,6 +65,10 @@ pub const MQTT_WILL_IN_MEMORY_ONLY: &str = "mqtt_will_in_memory_only";
 pub const KEY_ROTATE_CRASH_AFTER: &str = "key_rotate_crash_after";
 /// A master key rotation skips its journal.
 pub const KEY_ROTATE_WITHOUT_JOURNAL: &str = "key_rotate_without_journal";
+/// Every fsync of a log file is delayed by this many milliseconds.
+pub const SLOW_FSYNC_MS: &str = "slow_fsync_ms";
+/// The gateway's memory budget is unlimited.
+pub const MEMORY_BUDGET_OFF: &str = "memory_budget_off";
 
 #[cfg(feature = "failpoints")]
 mod active {
@@ -166,17 +174,31 @@ pub fn maintenance_stalled() -> bool {
 }
 
 /// The storage the node's logs use: the real file system, or under `power_cut_after_acks` the
-/// same file system through a [`crate::io::SyncTrackingStorage`] that can revert it.
+/// same file system through a [`crate::io::SyncTrackingStorage`] that can revert it; under
+/// `slow_fsync_ms=N` either one with every file fsync N ms slower.
 pub fn log_storage() -> std::sync::Arc<dyn crate::io::Storage> {
     #[cfg(feature = "failpoints")]
     {
-        if value(POWER_CUT_AFTER_ACKS).is_some() || is_set(POWER_CUT_ON_SIGUSR1) {
-            let t = active::tracker()
-                .get_or_init(|| std::sync::Arc::new(crate::io::SyncTrackingStorage::new()));
-            return t.clone();
+        let base: std::sync::Arc<dyn crate::io::Storage> =
+            if value(POWER_CUT_AFTER_ACKS).is_some() || is_set(POWER_CUT_ON_SIGUSR1) {
+                active::tracker()
+                    .get_or_init(|| std::sync::Arc::new(crate::io::SyncTrackingStorage::new()))
+                    .clone()
+            } else {
+                std::sync::Arc::new(crate::io::OsStorage)
+            };
+        match value(SLOW_FSYNC_MS) {
+            Some(ms) => std::sync::Arc::new(crate::io::SlowSyncStorage::new(
+                base,
+                std::time::Duration::from_millis(ms),
+            )),
+            None => base,
         }
     }
-    std::sync::Arc::new(crate::io::OsStorage)
+    #[cfg(not(feature = "failpoints"))]
+    {
+        std::sync::Arc::new(crate::io::OsStorage)
+    }
 }
 
 /// How long after the N-th acknowledgement the power is cut: long enough for that response to

@@ -789,6 +789,87 @@ impl Storage for SyncTrackingStorage {
     }
 }
 
+/// Another storage whose file fsyncs each take `delay` longer (a slow disk: an SD card, a worn
+/// eMMC). Everything else passes through. The fault tests' `slow_fsync_ms` failpoint
+/// ([`crate::failpoints`]; `failpoints` builds only).
+#[cfg(feature = "failpoints")]
+pub struct SlowSyncStorage {
+    inner: Arc<dyn Storage>,
+    delay: std::time::Duration,
+}
+
+#[cfg(feature = "failpoints")]
+impl SlowSyncStorage {
+    /// `inner` with every [`StorageFile::sync`] delayed by `delay` first.
+    pub fn new(inner: Arc<dyn Storage>, delay: std::time::Duration) -> SlowSyncStorage {
+        SlowSyncStorage { inner, delay }
+    }
+
+    fn wrap(&self, file: Arc<dyn StorageFile>) -> Arc<dyn StorageFile> {
+        Arc::new(SlowSyncFile {
+            inner: file,
+            delay: self.delay,
+        })
+    }
+}
+
+#[cfg(feature = "failpoints")]
+struct SlowSyncFile {
+    inner: Arc<dyn StorageFile>,
+    delay: std::time::Duration,
+}
+
+#[cfg(feature = "failpoints")]
+impl StorageFile for SlowSyncFile {
+    fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, pos)
+    }
+    fn write_all_at(&self, data: &[u8], pos: u64) -> io::Result<()> {
+        self.inner.write_all_at(data, pos)
+    }
+    fn sync(&self) -> io::Result<()> {
+        std::thread::sleep(self.delay);
+        self.inner.sync()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+}
+
+#[cfg(feature = "failpoints")]
+impl Storage for SlowSyncStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn open(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        Ok(self.wrap(self.inner.open(path)?))
+    }
+    fn create(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        Ok(self.wrap(self.inner.create(path)?))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove(path)
+    }
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.remove_dir_all(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,9 @@
 //! The fleet: one task per device with its own rumqttc connection, publishing at the configured
 //! rate, counting acknowledgements (PUBACK for QoS 1, PUBCOMP for QoS 2) and publish-to-ack
-//! latency, and a summary at the end.
+//! latency, and a summary at the end; with `--acked-file`, which messages were acknowledged.
 
 use rill_core::clock::now_ms;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +14,9 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, Transport}
 use crate::payload;
 use crate::Args;
 
+/// The sequence numbers of one device's acknowledged messages, in acknowledgement order.
+type AckedSeqs = Arc<Mutex<Vec<u64>>>;
+
 /// Counters shared by the devices.
 #[derive(Default)]
 struct Counters {
@@ -22,6 +25,8 @@ struct Counters {
     errors: AtomicU64,
     connected: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
+    /// Per device, the sequence numbers of its acknowledged messages (with `--acked-file`).
+    acked_seqs: Mutex<Vec<(String, AckedSeqs)>>,
 }
 
 /// What a run achieved.
@@ -137,6 +142,9 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
         let _ = t.await;
     }
     let seconds = start.elapsed().as_secs_f64();
+    if let Some(path) = &args.acked_file {
+        write_acked(path, &counters)?;
+    }
     let mut lat = counters
         .latencies_us
         .lock()
@@ -160,6 +168,28 @@ pub async fn run(args: Args) -> anyhow::Result<Summary> {
     })
 }
 
+/// Writes `DEVICE_ID SEQ` for every acknowledged message.
+fn write_acked(path: &std::path::Path, counters: &Counters) -> anyhow::Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).with_context(|| format!("{}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let devices = counters
+        .acked_seqs
+        .lock()
+        .map_err(|_| anyhow::anyhow!("acknowledgement list poisoned"))?;
+    for (id, seqs) in devices.iter() {
+        let seqs = seqs
+            .lock()
+            .map_err(|_| anyhow::anyhow!("acknowledgement list poisoned"))?;
+        for seq in seqs.iter() {
+            writeln!(out, "{id} {seq}")?;
+        }
+    }
+    out.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 async fn device(
     id: String,
     opts: MqttOptions,
@@ -168,14 +198,36 @@ async fn device(
     counters: Arc<Counters>,
 ) {
     let (client, mut eventloop) = AsyncClient::new(opts, args.inflight as usize * 2 + 10);
+    eventloop
+        .network_options
+        .set_connection_timeout(args.connect_timeout.max(1));
+    // Sequence numbers of publishes handed to the client, not yet sent: rumqttc sends them in
+    // order, so each `Outgoing::Publish` takes the oldest (with `--acked-file`).
+    let track = args.acked_file.is_some() && qos(args.qos) != QoS::AtMostOnce;
+    let queued: Arc<Mutex<VecDeque<u64>>> = Arc::default();
     let topic = args.topic.replace("{device}", &id);
     let want_qos = qos(args.qos);
     let my_acks = Arc::new(AtomicU64::new(0));
     // The event loop: connection, acks and latency.
     let c = counters.clone();
     let mine = my_acks.clone();
+    let queue = queued.clone();
+    let acked_seqs: AckedSeqs = Arc::default();
+    if track {
+        if let Ok(mut all) = counters.acked_seqs.lock() {
+            all.push((id.clone(), acked_seqs.clone()));
+        }
+    }
     let acker = tokio::spawn(async move {
         let mut sent_at: HashMap<u16, Instant> = HashMap::new();
+        let mut seq_of: HashMap<u16, u64> = HashMap::new();
+        let acked = |pkid: u16, seq_of: &mut HashMap<u16, u64>| {
+            if let Some(seq) = seq_of.remove(&pkid) {
+                if let Ok(mut l) = acked_seqs.lock() {
+                    l.push(seq);
+                }
+            }
+        };
         let mut connected = false;
         loop {
             match eventloop.poll().await {
@@ -195,25 +247,41 @@ async fn device(
                     if pkid != 0 {
                         sent_at.insert(pkid, Instant::now());
                     }
+                    if track {
+                        if let Some(seq) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
+                            seq_of.insert(pkid, seq);
+                        }
+                    }
                 }
                 Ok(Event::Incoming(Packet::PubAck(a))) if want_qos == QoS::AtLeastOnce => {
                     ack(&c, &mut sent_at, a.pkid);
+                    acked(a.pkid, &mut seq_of);
                     mine.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(Event::Incoming(Packet::PubComp(a))) if want_qos == QoS::ExactlyOnce => {
                     ack(&c, &mut sent_at, a.pkid);
+                    acked(a.pkid, &mut seq_of);
                     mine.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(e) => {
                     eprintln!("rill-devices: connection error: {e}");
                     c.errors.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    break;
                 }
             }
         }
     });
+    if args.start_together {
+        let deadline = Instant::now() + Duration::from_secs(args.connect_timeout.max(1));
+        while counters.connected.load(Ordering::Relaxed) < args.devices as u64
+            && Instant::now() < deadline
+            && !acker.is_finished()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let start = Instant::now();
     let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
     let mut next = tokio::time::Instant::now();
@@ -234,6 +302,11 @@ async fn device(
                 break;
             }
         };
+        if track {
+            if let Ok(mut q) = queued.lock() {
+                q.push_back(seq);
+            }
+        }
         if client.publish(&topic, want_qos, false, body).await.is_err() {
             break;
         }
@@ -253,7 +326,14 @@ async fn device(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), acker).await;
+    // Stopped, not left running, so no acknowledgement is counted after the summary.
+    let abort = acker.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), acker)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }
 
 fn ack(c: &Counters, sent_at: &mut HashMap<u16, Instant>, pkid: u16) {

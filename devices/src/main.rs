@@ -76,6 +76,17 @@ pub struct Args {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Seconds a device waits for its connection (TCP, TLS and CONNACK) before it gives up.
+    #[arg(long, default_value_t = 5)]
+    pub connect_timeout: u64,
+    /// Devices start publishing only once all are connected (or `--connect-timeout` passed),
+    /// so the load starts on every connection at once.
+    #[arg(long)]
+    pub start_together: bool,
+    /// Write every acknowledged message to this file, one `DEVICE_ID SEQ` a line (SEQ as in
+    /// the payload), to check later which acknowledged messages the node kept.
+    #[arg(long)]
+    pub acked_file: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {

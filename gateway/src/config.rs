@@ -12,6 +12,8 @@
 //! key_command = ["/usr/lib/rill/get-key", "arg"]   # instead of key_file: argv, no shell,
 //!                             # prints the key as 64 hex chars; key_command_timeout_ms = 10000
 //! rack = "rack-a"             # Kafka's broker.rack (rack-aware replica placement)
+//! memory_budget_bytes = 33554432   # stop reading sockets at this much memory (docs/operations.md);
+//!                             # default 3/4 of the cgroup memory.max, else 256 MiB
 //!
 //! [listeners]
 //! kafka = "127.0.0.1:9092"
@@ -384,6 +386,9 @@ pub struct NodeSection {
     pub key_command_timeout_ms: Option<u64>,
     /// Kafka's `broker.rack`.
     pub rack: Option<String>,
+    /// The memory budget in bytes ([`crate::memory_budget`]; default 3/4 of the cgroup v2
+    /// `memory.max`, else [`crate::memory_budget::DEFAULT_BUDGET_BYTES`]).
+    pub memory_budget_bytes: Option<u64>,
 }
 
 /// `[listeners]`
@@ -878,6 +883,11 @@ impl FileConfig {
                 invalid("node.rack", "is empty".to_string());
             }
         }
+        if let Some(budget) = self.node.memory_budget_bytes {
+            if let Err(reason) = check_memory_budget(budget, &self.mqtt) {
+                invalid("node.memory_budget_bytes", reason);
+            }
+        }
         out.extend(self.check_topic_defaults());
         out.extend(rill_bridge::config::check_mirrors(
             &self.mirror,
@@ -1026,6 +1036,8 @@ pub struct NodeSettings {
     pub kafka_authorizer: Option<rill_core::authorizer::AuthorizerConfig>,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: usize,
+    /// `[node] memory_budget_bytes` (None: the default, [`crate::memory_budget::default_budget`]).
+    pub memory_budget_bytes: Option<u64>,
     /// Everything the storage layer needs.
     pub broker: BrokerConfig,
     /// The group coordinator's settings (`[groups]`).
@@ -1219,6 +1231,7 @@ impl NodeSettings {
                 .kafka
                 .socket_request_max_bytes
                 .unwrap_or(DEFAULT_SOCKET_REQUEST_MAX_BYTES),
+            memory_budget_bytes: file.node.memory_budget_bytes,
             broker: {
                 let mut b = BrokerConfig::new(data_dir, key_source);
                 b.encryption = encryption;
@@ -1287,6 +1300,28 @@ impl NodeSettings {
             tracing: file.tracing.clone(),
         })
     }
+}
+
+/// Why a memory budget of `budget` bytes cannot serve the node: below
+/// [`crate::memory_budget::MIN_BUDGET_BYTES`], or too small for one MQTT packet of
+/// `[mqtt] max_packet_size` and a read allowance.
+pub fn check_memory_budget(budget: u64, mqtt: &crate::mqtt::MqttConfig) -> Result<(), String> {
+    use crate::memory_budget::{MIN_BUDGET_BYTES, READ_ALLOWANCE};
+    let packet = mqtt.max_packet_size as u64 + READ_ALLOWANCE as u64;
+    if budget < MIN_BUDGET_BYTES {
+        return Err(format!(
+            "{budget} is below the minimum of {MIN_BUDGET_BYTES} bytes (4 MiB)"
+        ));
+    }
+    if budget < packet {
+        return Err(format!(
+            "{budget} bytes cannot hold one MQTT packet of mqtt.max_packet_size ({}) plus a read \
+             allowance of {READ_ALLOWANCE}: raise it to at least {packet} or lower \
+             mqtt.max_packet_size",
+            mqtt.max_packet_size
+        ));
+    }
+    Ok(())
 }
 
 /// The machine's host name (Linux), or `rill` when it cannot be read.
@@ -1390,6 +1425,28 @@ mod tests {
             msg.starts_with("x.toml:5:18: invalid value for 'topic_defaults.\"retention.ms\"': "),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_memory_budget_too_small_for_one_packet_is_refused_with_the_size_needed() {
+        let text = "[node]\nmemory_budget_bytes = 5000000\n[mqtt]\nmax_packet_size = 8388608\n";
+        let msg = FileConfig::parse(text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("x.toml:2:23: invalid value for 'node.memory_budget_bytes': "),
+            "{msg}"
+        );
+        assert!(msg.contains("at least 8392704"), "{msg}");
+        let tiny = "[node]\nmemory_budget_bytes = 1024\n";
+        let msg = FileConfig::parse(tiny, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("below the minimum"), "{msg}");
+        let ok = "[node]\nmemory_budget_bytes = 33554432\n";
+        let file = FileConfig::parse(ok, Path::new("x.toml")).unwrap();
+        let settings = NodeSettings::resolve(&file, &Overrides::default()).unwrap();
+        assert_eq!(settings.memory_budget_bytes, Some(33_554_432));
     }
 
     /// The file of issue 10: unknown keys in three sections, a bad `[topic_defaults]` value and

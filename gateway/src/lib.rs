@@ -16,6 +16,7 @@
 //!   with [`storage_metrics`] (fsyncs, partitions, disk), [`group_metrics`] (consumer lag),
 //!   [`process_metrics`] (process, build info), [`bridge_metrics`] (the bridge's lag) and
 //!   [`replication_metrics`] (ISR, leaders, the active controller; cluster mode),
+//! - [`memory_budget`]: `[node] memory_budget_bytes`, the byte budget that stops reading sockets,
 //! - [`cli`]: the Kafka-protocol client commands for people (`rill topic|produce|consume`).
 //!
 //! Cargo features (docs/architecture.md, "Build features"): `cluster` and `console` are on by
@@ -31,6 +32,7 @@ pub mod config;
 pub mod console;
 pub mod group_metrics;
 pub mod kafka;
+pub mod memory_budget;
 pub mod metrics;
 pub mod mqtt;
 pub mod process_metrics;

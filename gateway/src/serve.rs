@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{ConfigFileError, FileConfig, NodeSettings, Overrides};
 use crate::kafka::{self, Context};
+use crate::memory_budget::{MemoryBudget, Reservation};
 use crate::metrics::Metrics;
 use crate::{admin_http, tls};
 
@@ -125,6 +126,20 @@ pub enum ServeError {
     #[cfg(feature = "cluster")]
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    /// The memory budget leaves no room once the node is up.
+    #[error(
+        "[node] memory_budget_bytes {budget} leaves less than one MQTT packet of \
+         mqtt.max_packet_size ({packet}) once the node is up: it holds {footprint} bytes \
+         resident at start (raise the budget)"
+    )]
+    MemoryBudget {
+        /// The budget.
+        budget: u64,
+        /// Resident memory at start.
+        footprint: u64,
+        /// `[mqtt] max_packet_size`.
+        packet: usize,
+    },
     /// The data directory was formatted for a cluster, and this build has none.
     #[cfg(not(feature = "cluster"))]
     #[error(
@@ -161,6 +176,10 @@ pub struct Node {
     /// format`).
     #[cfg(feature = "cluster")]
     pub cluster: Option<crate::cluster::ClusterNode>,
+    /// The memory budget every connection reserves from before it reads.
+    pub memory: Arc<MemoryBudget>,
+    /// The start-up footprint counted against [`Self::memory`] for the node's life.
+    _footprint: Reservation,
     shutdown: CancellationToken,
     connections: TaskTracker,
     listeners: TaskTracker,
@@ -328,6 +347,47 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Serve
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { what, addr, source })
+}
+
+/// The node's memory budget (`[node] memory_budget_bytes`, else
+/// [`crate::memory_budget::default_budget`]) with the resident memory of the process now (code,
+/// runtime, open logs: called once storage is open) counted against it for the node's life.
+/// Under the `memory_budget_off` failpoint the budget is unlimited.
+fn memory_budget(settings: &NodeSettings) -> Result<(Arc<MemoryBudget>, Reservation), ServeError> {
+    let (budget, source) = match settings.memory_budget_bytes {
+        Some(b) => (b, "[node] memory_budget_bytes"),
+        None => crate::memory_budget::default_budget(),
+    };
+    // What the process holds now, plus the blocking pool once all its threads run (they start
+    // on demand; each keeps its stack and allocator state resident).
+    let footprint = crate::process_metrics::ProcessStats::read()
+        .resident_bytes
+        .unwrap_or(0)
+        + (MAX_BLOCKING_THREADS * BLOCKING_THREAD_BYTES) as u64;
+    if rill_core::failpoints::is_set(rill_core::failpoints::MEMORY_BUDGET_OFF) {
+        tracing::warn!("failpoint memory_budget_off: the memory budget is unlimited");
+        let memory = MemoryBudget::unlimited();
+        let held = memory.charge(footprint as usize);
+        return Ok((memory, held));
+    }
+    let packet = settings.mqtt.max_packet_size;
+    let needed = footprint + (packet + crate::memory_budget::READ_ALLOWANCE) as u64;
+    if budget < needed {
+        return Err(ServeError::MemoryBudget {
+            budget,
+            footprint,
+            packet,
+        });
+    }
+    tracing::info!(
+        budget_bytes = budget,
+        source,
+        footprint_bytes = footprint,
+        "memory budget"
+    );
+    let memory = MemoryBudget::new(usize::try_from(budget).unwrap_or(usize::MAX >> 1));
+    let held = memory.charge(footprint as usize);
+    Ok((memory, held))
 }
 
 /// Register the scrape-time collectors and the storage and MQTT metrics of a node (see
@@ -501,11 +561,16 @@ impl Node {
                 .await
                 .map_err(|e| ServeError::Task(e.to_string()))?
                 .map_err(|e| ServeError::Task(format!("group coordinator: {e}")))?;
+        let (memory, footprint) = memory_budget(&settings)?;
+        metrics.register_collector(Box::new(crate::memory_budget::BudgetCollector(
+            memory.clone(),
+        )));
         let mqtt_server = crate::mqtt::MqttServer::with_metrics(
             broker.clone(),
             settings.mqtt.clone(),
             crate::mqtt::metrics::MqttMetrics::new(settings.metrics.enabled),
         )?;
+        mqtt_server.set_memory_budget(memory.clone());
         // In a cluster: the replicas this node hosts, their ISR changes going to the controller.
         #[cfg(feature = "cluster")]
         let replicas = cluster.as_ref().map(|c| {
@@ -621,6 +686,7 @@ impl Node {
                 .as_ref()
                 .map_or_else(|| broker.cluster_id(), |m| m.cluster_id.clone()),
             socket_request_max_bytes: settings.socket_request_max_bytes,
+            memory: memory.clone(),
             broker_configs: broker_configs(
                 &settings,
                 kafka_addr,
@@ -863,6 +929,8 @@ impl Node {
             cluster_addr,
             #[cfg(feature = "cluster")]
             cluster,
+            memory,
+            _footprint: footprint,
             shutdown,
             connections,
             listeners,
@@ -1056,6 +1124,16 @@ fn notify_ready(
     Some((notifier, watchdog))
 }
 
+/// Threads for blocking work (fsync waits, metadata store, authentication hashing). Tokio's
+/// default of 512 lets 1,000 connections waiting on a slow fsync start 512 threads, each with
+/// its stack and allocator state resident (about 130 KiB each in a debug build, 65 MiB in all);
+/// beyond this many, blocking work queues instead (issue 16).
+pub const MAX_BLOCKING_THREADS: usize = 64;
+
+/// What one blocking thread is counted for in the memory budget (its resident stack and
+/// allocator state, measured at about 130 KiB in a debug build).
+pub const BLOCKING_THREAD_BYTES: usize = 128 << 10;
+
 /// Run a node until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = settings_from_args(&args)?;
@@ -1072,6 +1150,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rill")
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()?;
     // The OTLP exporter (feature `otlp`) is a task on this runtime; the guard flushes it after
     // the node stopped.

@@ -553,6 +553,7 @@ mod tests {
             listener_name: crate::kafka::cluster_view::KAFKA_LISTENER.to_string(),
             cluster_id: broker.cluster_id(),
             socket_request_max_bytes: 100 << 20,
+            memory: crate::memory_budget::MemoryBudget::unlimited(),
             broker_configs: Vec::new(),
             metrics: Arc::new(Metrics::new(&crate::metrics::MetricsConfig::default())),
             authorization: None,

@@ -3,6 +3,11 @@
 //! responses are written also while a later request is still being handled (a Produce held back
 //! by the backlog policy).
 //!
+//! Memory budget (issue 16): before each frame is read the connection reserves a read
+//! allowance from the node's [`crate::memory_budget::MemoryBudget`], waiting (not reading its
+//! socket) while the budget is spent; the frame is then counted until its response is written.
+//! A frame bigger than the whole budget closes the connection.
+//!
 //! A frame over `socket.request.max.bytes`, a malformed request, an unknown API key or an
 //! unsupported version closes this connection only, with a log line. So does a request other
 //! than ApiVersions/SaslHandshake/SaslAuthenticate before SASL authentication, when the listener
@@ -26,6 +31,7 @@ use super::auth::Session;
 use super::reply::Reply;
 use super::request::{self, Decoded};
 use super::{api_support, api_versions, dispatch, response_errors, Context};
+use crate::memory_budget::{Reservation, READ_ALLOWANCE};
 use crate::metrics::RequestTimes;
 use crate::telemetry::PRODUCE_TARGET;
 
@@ -41,6 +47,8 @@ struct Response {
     frame: Result<Bytes, String>,
     /// The request's API (None: a raw SASL token) and its times so far.
     timing: Option<Timing>,
+    /// The request frame's bytes in the memory budget, given back once this is written.
+    memory: Option<Reservation>,
 }
 
 /// Times of one request, completed when its response is written.
@@ -56,6 +64,7 @@ impl Response {
         Response {
             frame,
             timing: None,
+            memory: None,
         }
     }
 }
@@ -86,6 +95,8 @@ pub async fn serve<S>(
     let mut pending: FuturesOrdered<Outgoing> = FuturesOrdered::new();
     let mut reading = true;
     let mut session = Session::new(ctx.sasl.clone()).with_ssl_user(ssl_user);
+    // The memory budget allowance of the next frame (see the module documentation).
+    let mut room: Option<Reservation> = None;
     loop {
         if !reading && pending.is_empty() {
             break;
@@ -100,7 +111,16 @@ pub async fn serve<S>(
             _ = shutdown.cancelled(), if reading => {
                 reading = false;
             }
-            frame = reader.next(), if reading && pending.len() < MAX_IN_FLIGHT => {
+            r = ctx.memory.reserve(READ_ALLOWANCE), if reading && room.is_none() && pending.len() < MAX_IN_FLIGHT => {
+                match r {
+                    Ok(r) => room = Some(r),
+                    Err(e) => {
+                        tracing::error!(%peer, error = %e, "closing Kafka connection");
+                        break;
+                    }
+                }
+            }
+            frame = reader.next(), if reading && room.is_some() && pending.len() < MAX_IN_FLIGHT => {
                 match frame {
                     None => reading = false,
                     Some(Err(e)) => {
@@ -110,6 +130,17 @@ pub async fn serve<S>(
                     }
                     Some(Ok(frame)) => {
                         let received = Instant::now();
+                        let mut held = room.take().unwrap_or_else(|| Reservation::none(&ctx.memory));
+                        if frame.len() > ctx.memory.limit() {
+                            ctx.metrics.protocol_error();
+                            tracing::warn!(%peer, bytes = frame.len(), budget = ctx.memory.limit(), "closing Kafka connection: request bigger than the whole memory budget");
+                            break;
+                        }
+                        if frame.len() > held.bytes() {
+                            held.grow(frame.len() - held.bytes());
+                        } else {
+                            held.shrink_to(frame.len());
+                        }
                         // Earlier responses keep flowing while this request is handled (a
                         // Produce held back by the backlog policy may wait for seconds).
                         let handled = if session.expects_raw_token() {
@@ -132,7 +163,15 @@ pub async fn serve<S>(
                         };
                         match handled {
                             None => break,
-                            Some(Ok(Some(out))) => pending.push_back(out),
+                            Some(Ok(Some(out))) => pending.push_back(
+                                out.map(move |resp| {
+                                    resp.map(|r| Response {
+                                        memory: Some(held),
+                                        ..r
+                                    })
+                                })
+                                .boxed(),
+                            ),
                             Some(Ok(None)) => {}
                             Some(Err(reason)) => {
                                 ctx.metrics.protocol_error();
@@ -207,6 +246,8 @@ async fn write_out<W: AsyncWrite + Unpin>(
     let Some(out) = out else {
         return true;
     };
+    // The request's bytes are given back once its response is written (or the write failed).
+    let _memory = out.memory;
     match out.frame {
         Ok(frame) => {
             let len = frame.len();
@@ -278,6 +319,7 @@ async fn handle_frame(
                         request_bytes,
                         times,
                     }),
+                    memory: None,
                 }
             };
             let client_id = req.header.client_id.as_deref().unwrap_or("");

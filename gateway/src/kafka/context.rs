@@ -53,6 +53,9 @@ pub struct Context {
     pub cluster_id: String,
     /// `socket.request.max.bytes`.
     pub socket_request_max_bytes: usize,
+    /// The node's memory budget: a request frame is counted against it until its response is
+    /// written, and the connection waits for room before it reads the next one.
+    pub memory: Arc<crate::memory_budget::MemoryBudget>,
     /// The node's settings as DescribeConfigs shows them for the BROKER resource.
     pub broker_configs: Vec<(String, String)>,
     /// Counters for `/metrics`.

@@ -35,6 +35,7 @@ use super::sys_topics::{SysCounters, SysValues};
 use super::topic;
 use super::will::{self, Will};
 use super::{ClientInfo, LiveClient, MqttServer};
+use crate::memory_budget::{Reservation, READ_ALLOWANCE};
 
 type AckFuture = Pin<Box<dyn Future<Output = Result<Vec<v5::Packet>, End>> + Send>>;
 
@@ -66,6 +67,21 @@ struct PendingPublish {
     retain: Option<Message>,
 }
 
+/// What one connection is counted for in the memory budget while it lives, besides its read
+/// buffer: its task, state, session, codec and write buffers (an estimate from the RSS of 1,000
+/// idle connections of a debug build, 27 KiB each; docs/benchmarks.md).
+const CONNECTION_BYTES: usize = 24 << 10;
+
+/// A read buffer grown beyond this by a large packet is replaced by a small one once empty.
+const MAX_IDLE_READ_BUFFER: usize = 64 << 10;
+
+/// What one burst of publishes waiting for its fsync is counted for in the memory budget
+/// besides its bytes on the wire: its future, its fsync wait on the blocking pool, its vectors.
+const PENDING_BURST_BYTES: usize = 2 << 10;
+
+/// What each acknowledgement of a waiting burst is counted for (its packet and slot).
+const PENDING_ACK_BYTES: usize = 384;
+
 /// The acks of one burst of publishes, released together after their logs are durable. The
 /// burst's publishes are appended as one batch per partition log.
 #[derive(Default)]
@@ -77,6 +93,8 @@ struct AckGroup {
     publishes: Vec<PendingPublish>,
     packets: Vec<v5::Packet>,
     retained: Vec<Message>,
+    /// The burst's bytes in the memory budget, given back when its acks are sent.
+    memory: Option<Reservation>,
 }
 
 impl AckGroup {
@@ -124,6 +142,7 @@ impl AckGroup {
                     .count();
                 server.metrics.acked(acks, started.elapsed());
             }
+            drop(self.memory);
             Ok(self.packets)
         })
     }
@@ -138,6 +157,21 @@ pub async fn handle<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The memory budget (issue 16): a connection is not read until its share fits with room
+    // to spare for one maximum-size packet, so connections alone never spend the budget and
+    // stall every read (the client waits in CONNECT meanwhile).
+    let memory = server.memory().clone();
+    let headroom = server.config.max_packet_size + READ_ALLOWANCE;
+    let _connection = match memory.reserve(CONNECTION_BYTES + headroom).await {
+        Ok(mut r) => {
+            r.shrink_to(CONNECTION_BYTES);
+            r
+        }
+        Err(e) => {
+            tracing::error!(%peer, error = %e, "MQTT connection not served");
+            return;
+        }
+    };
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut framer = Framer::new(server.config.max_packet_size);
     let mut inbuf = BytesMut::with_capacity(4096);
@@ -806,13 +840,31 @@ impl Conn {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
         let notify = self.deliverer.notify.clone();
+        // The memory budget (issue 16): `held` counts what `inbuf` holds plus, once `armed`,
+        // the allowance of the next read. Reading waits for that
+        // allowance, so a spent budget stops reading the socket.
+        let memory = self.server.memory().clone();
+        let mut held = memory.charge(inbuf.len());
+        let mut armed = false;
         // Packets that arrived together with CONNECT.
         let mut pending_input = !inbuf.is_empty();
         loop {
             let mut out = Vec::new();
+            // A packet bigger than a read allowance is being read: finish it without waiting
+            // (its bytes are held already; waiting could deadlock, see `memory_budget`).
+            if !armed && inbuf.len() > READ_ALLOWANCE {
+                held.grow(READ_ALLOWANCE);
+                armed = true;
+            }
+            if armed {
+                inbuf.reserve(READ_ALLOWANCE);
+            }
             if pending_input {
                 pending_input = false;
-                if let Err(end) = self.process(&mut inbuf, &mut acks, &mut out).await {
+                if let Err(end) = self
+                    .process(&mut inbuf, &mut held, &mut acks, &mut out)
+                    .await
+                {
                     send(&self.server.sys.counters, &self.framer, wr, out).await;
                     return end;
                 }
@@ -829,12 +881,27 @@ impl Conn {
                         }
                         Err(end) => return end,
                     },
-                    r = rd.read_buf(&mut inbuf), if acks.len() < recv_max => match r {
+                    r = memory.reserve(READ_ALLOWANCE), if !armed && acks.len() < recv_max => match r {
+                        Ok(r) => {
+                            held.absorb(r);
+                            armed = true;
+                            // The keep alive counts from when we read again: while the budget
+                            // was spent the client's packets (PINGREQ too) waited unread.
+                            deadline = self.keep_alive.map(|k| Instant::now() + k);
+                        }
+                        Err(e) => return close(Reason::ImplementationSpecificError, e.to_string()),
+                    },
+                    r = rd.read_buf(&mut inbuf), if armed && acks.len() < recv_max => match r {
                         Ok(0) | Err(_) => return End::Lost,
                         Ok(n) => {
+                            armed = false;
+                            // The buffer may have had room for more than the allowance.
+                            if inbuf.len() > held.bytes() {
+                                held.grow(inbuf.len() - held.bytes());
+                            }
                             self.server.sys.counters.bytes_in(n);
                             deadline = self.keep_alive.map(|k| Instant::now() + k);
-                            if let Err(end) = self.process(&mut inbuf, &mut acks, &mut out).await {
+                            if let Err(end) = self.process(&mut inbuf, &mut held, &mut acks, &mut out).await {
                                 send(&self.server.sys.counters, &self.framer, wr, out).await;
                                 return end;
                             }
@@ -848,7 +915,7 @@ impl Conn {
                             }
                         }
                     }
-                    _ = sleep_until_opt(deadline) => {
+                    _ = sleep_until_opt(deadline), if armed => {
                         tracing::info!(client_id = %self.client_id, "MQTT keepalive expired");
                         return close(Reason::KeepAliveTimeout, "no packet within 1.5 times the keep alive");
                     }
@@ -860,6 +927,11 @@ impl Conn {
                         self.save_progress().await;
                     }
                 }
+            }
+            // A large packet grew the read buffer: give the memory back once it is handled, so
+            // an idle connection keeps a small buffer.
+            if inbuf.is_empty() && inbuf.capacity() > MAX_IDLE_READ_BUFFER {
+                inbuf = BytesMut::with_capacity(READ_ALLOWANCE);
             }
             if !self.auth_out.is_empty() && !self.send_auth(wr).await {
                 return End::Lost;
@@ -882,10 +954,13 @@ impl Conn {
         wr.write_all(&buf).await.is_ok() && wr.flush().await.is_ok()
     }
 
-    /// Handles every whole packet in `inbuf`.
+    /// Handles every whole packet in `inbuf`. The bytes they took move from `held` (what the
+    /// connection holds of the memory budget) to the burst's acks; `held` keeps what is left
+    /// in `inbuf`.
     async fn process(
         &mut self,
         inbuf: &mut BytesMut,
+        held: &mut Reservation,
         acks: &mut FuturesOrdered<AckFuture>,
         out: &mut Vec<v5::Packet>,
     ) -> Result<(), End> {
@@ -893,6 +968,7 @@ impl Conn {
             started: Some(Instant::now()),
             ..AckGroup::default()
         };
+        let before = inbuf.len();
         let result = loop {
             let packet = match self.framer.decode_inbound(inbuf) {
                 Ok(Some(Inbound::Auth(a))) => {
@@ -926,11 +1002,15 @@ impl Conn {
                 break Err(end);
             }
         };
+        let mut taken = held.split_off(before.saturating_sub(inbuf.len()));
+        held.shrink_to(inbuf.len());
         let result = match self.wait_for_room(&group).await {
             Ok(()) => result.and(self.commit(&mut group)),
             Err(end) => Err(end),
         };
         if result.is_ok() && (!group.packets.is_empty() || !group.flushes.is_empty()) {
+            taken.grow(PENDING_BURST_BYTES + group.packets.len() * PENDING_ACK_BYTES);
+            group.memory = Some(taken);
             acks.push_back(group.into_future(self.server.clone()));
         }
         result

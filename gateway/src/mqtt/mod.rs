@@ -133,6 +133,8 @@ pub struct MqttServer {
     pub(crate) sys: sys_topics::SysTopics,
     next_conn: AtomicU64,
     pub(crate) metrics: metrics::MqttMetrics,
+    /// The node's memory budget (unlimited until [`MqttServer::set_memory_budget`]).
+    memory: std::sync::OnceLock<Arc<crate::memory_budget::MemoryBudget>>,
 }
 
 /// Default credential file inside the data directory.
@@ -180,7 +182,22 @@ impl MqttServer {
             next_conn: AtomicU64::new(1),
             metrics,
             config,
+            memory: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Count connections, read buffers and unacknowledged publishes against `budget` (once;
+    /// before the listeners start).
+    pub fn set_memory_budget(&self, budget: Arc<crate::memory_budget::MemoryBudget>) {
+        if self.memory.set(budget).is_err() {
+            tracing::warn!("MQTT memory budget set twice; the first one stays");
+        }
+    }
+
+    /// The memory budget connections reserve from.
+    pub(crate) fn memory(&self) -> &Arc<crate::memory_budget::MemoryBudget> {
+        self.memory
+            .get_or_init(crate::memory_budget::MemoryBudget::unlimited)
     }
 
     /// The configuration in force.
