@@ -28,6 +28,8 @@
 //!   [`POWER_CUT_EXIT_CODE`]) right after its step N (`crate::key_rotation`).
 //! - `key_rotate_without_journal`: a master key rotation writes no journal (breaks crash safety
 //!   on purpose: an interrupted rotation leaves data under two keys; the fault test must see it).
+//! - `tls_ignore_crls`: client certificate verifiers are built without the `crl_files` (revoked
+//!   certificates are accepted, on purpose; the mTLS test must catch it).
 //!
 //! Without the feature every query answers "not set" and the code around it is dead.
 
@@ -61,6 +63,8 @@ pub const MQTT_WILL_IN_MEMORY_ONLY: &str = "mqtt_will_in_memory_only";
 pub const KEY_ROTATE_CRASH_AFTER: &str = "key_rotate_crash_after";
 /// A master key rotation skips its journal.
 pub const KEY_ROTATE_WITHOUT_JOURNAL: &str = "key_rotate_without_journal";
+/// Client certificate verifiers ignore the configured certificate revocation lists.
+pub const TLS_IGNORE_CRLS: &str = "tls_ignore_crls";
 
 #[cfg(feature = "failpoints")]
 mod active {
