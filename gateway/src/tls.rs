@@ -348,9 +348,26 @@ mod tests {
         )));
         let mid = ca("mid-ok", 21, Some(&root));
         let leaf = client(&mid, 31);
-        assert!(verify(dir.path(), &[&root], &[pem], &[&leaf, &mid]).is_ok());
+        assert!(verify(
+            dir.path(),
+            &[&root],
+            std::slice::from_ref(&pem),
+            &[&leaf, &mid]
+        )
+        .is_ok());
         // Without CRLs the revoked certificate passes (what the failpoint tls_ignore_crls does).
         assert!(verify(dir.path(), &[&root], &[], &[&bad]).is_ok());
+
+        // MQTT's verifier, where a certificate is optional: none is fine, a revoked one is not.
+        let ca_file = write(dir.path(), "root.pem", root.cert.pem().as_bytes());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let optional = client_verifier(&ca_file, &[pem], true, provider).unwrap();
+        assert!(!optional.client_auth_mandatory());
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_760_000_000));
+        let r = optional
+            .verify_client_cert(bad.cert.der(), &[], now)
+            .map(|_| ());
+        assert!(revoked(r));
     }
 
     #[test]

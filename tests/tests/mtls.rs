@@ -15,7 +15,8 @@
 //! - certificate revocation lists (`crl_files`, a PEM CRL on the Kafka listener, a DER one on the
 //!   admin listener) revoking one of two client certificates: the revoked one fails the TLS
 //!   handshake (the node logs the revocation), the valid one keeps producing, consuming and
-//!   reading `/health` (`tests/py/crl_clients.py`, curl); the failpoint build with
+//!   reading `/health`, and the MQTT TLS listener refuses the revoked one and serves the valid one
+//!   (`tests/py/crl_clients.py`, curl, `tests/py/mqtt_crl.py`); the failpoint build with
 //!   `tls_ignore_crls` (broken on purpose) lets the revoked one in, so the test can fail; a CRL
 //!   file that is not a CRL stops the node naming the file, and `crl_files` without `client_ca`
 //!   is reported by `rill config validate` with its line.
@@ -437,17 +438,21 @@ fn crl_config(dir: &Path, c: &Certs) -> PathBuf {
     let config = format!(
         "[listeners]\n\
          kafka_tls = {{ cert = {cert:?}, key = {key:?}, client_ca = {ca:?}, crl_files = [{:?}] }}\n\
-         http_tls = {{ cert = {cert:?}, key = {key:?}, client_ca = {ca:?}, crl_files = [{:?}] }}\n",
+         http_tls = {{ cert = {cert:?}, key = {key:?}, client_ca = {ca:?}, crl_files = [{:?}] }}\n\
+         [mqtt.tls]\nlisten = \"127.0.0.1:0\"\ncert = {cert:?}\nkey = {key:?}\nclient_ca = {ca:?}\n\
+         crl_files = [{:?}]\n",
         s(&c.crl_pem),
         s(&c.crl_der),
+        s(&c.crl_pem),
     );
     let path = dir.join("crl.toml");
     std::fs::write(&path, config).expect("write config");
     path
 }
 
-/// `crl_clients.py` against `node` (`expect`: `refused` or `accepted`), then curl on the admin
-/// listener with the valid and the revoked certificate: (curl exit code, body) of each.
+/// `crl_clients.py` (Kafka) and `mqtt_crl.py` (MQTT TLS) against `node` (`expect`: `refused` or
+/// `accepted`), then curl on the admin listener with the valid and the revoked certificate:
+/// (curl exit code, body) of each.
 fn crl_round(node: &Node, c: &Certs, topic: &str, expect: &str) -> ((i32, String), (i32, String)) {
     let (ca, valid, valid_key) = (s(&c.ca), s(&c.edge.0), s(&c.edge.1));
     let (revoked, revoked_key) = (s(&c.revoked.0), s(&c.revoked.1));
@@ -470,6 +475,18 @@ fn crl_round(node: &Node, c: &Certs, topic: &str, expect: &str) -> ((i32, String
         expect,
     ];
     if let Err(report) = run_python("crl_clients.py", &args) {
+        panic!("{report}\nnode log:\n{}", node.log());
+    }
+    let log = node.log();
+    let mqtt_tls = log
+        .lines()
+        .find(|l| l.contains("MQTT TLS listener"))
+        .and_then(|l| l.split_whitespace().find_map(|t| t.strip_prefix("addr=")))
+        .unwrap_or_else(|| panic!("no MQTT TLS listener in the log:\n{log}"))
+        .to_string();
+    // The same arguments without --topic (args[4..6]), with the MQTT TLS address.
+    let mqtt_args = [&args[..4], &["--tls-addr", &mqtt_tls], &args[6..]].concat();
+    if let Err(report) = run_python("mqtt_crl.py", &mqtt_args) {
         panic!("{report}\nnode log:\n{}", node.log());
     }
     let url = format!("https://{}/health", node.http_addr());
@@ -531,6 +548,11 @@ fn revoked_client_certificates_fail_the_handshake() {
         log.lines()
             .any(|l| l.contains("admin HTTPS handshake failed") && l.contains("revoked by a CRL")),
         "no admin HTTPS revocation logged:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("MQTT TLS handshake failed") && l.contains("revoked by a CRL")),
+        "no MQTT revocation logged:\n{log}"
     );
     // The node still serves the valid certificate after the refusals.
     let (ca, cert, key) = (s(&c.ca), s(&c.edge.0), s(&c.edge.1));
