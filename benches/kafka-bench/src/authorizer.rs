@@ -199,7 +199,10 @@ mod tests {
         for c in [&on, &off] {
             assert!(c.contains("sasl_mechanisms = [\"SCRAM-SHA-512\"]"), "{c}");
         }
-        assert!(on.contains("authorizer = true") && on.contains("\"User:admin\""), "{on}");
+        assert!(
+            on.contains("authorizer = true") && on.contains("\"User:admin\""),
+            "{on}"
+        );
         assert!(!off.contains("authorizer"), "{off}");
         assert!(on.starts_with(&off), "{on} vs {off}");
     }
