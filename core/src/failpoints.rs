@@ -32,6 +32,8 @@
 //!   a slow disk; appends pile up waiting for durability, the memory budget test's load).
 //! - `memory_budget_off`: the gateway's memory budget is unlimited whatever the configuration says
 //!   (breaks the budget on purpose; the memory budget test must see the RSS grow).
+//! - `tls_ignore_crls`: client certificate verifiers are built without the `crl_files` (revoked
+//!   certificates are accepted, on purpose; the mTLS test must catch it).
 //!
 //! Without the feature every query answers "not set" and the code around it is dead.
 
@@ -69,6 +71,8 @@ pub const KEY_ROTATE_WITHOUT_JOURNAL: &str = "key_rotate_without_journal";
 pub const SLOW_FSYNC_MS: &str = "slow_fsync_ms";
 /// The gateway's memory budget is unlimited.
 pub const MEMORY_BUDGET_OFF: &str = "memory_budget_off";
+/// Client certificate verifiers ignore the configured certificate revocation lists.
+pub const TLS_IGNORE_CRLS: &str = "tls_ignore_crls";
 
 #[cfg(feature = "failpoints")]
 mod active {

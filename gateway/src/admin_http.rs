@@ -261,7 +261,8 @@ impl TlsListener {
                             let _ = tx.send((tls, peer)).await;
                         }
                         Ok(Err(e)) => {
-                            tracing::warn!(%peer, error = %e, "admin HTTPS handshake failed")
+                            let error = crate::tls::handshake_error(&e);
+                            tracing::warn!(%peer, %error, "admin HTTPS handshake failed")
                         }
                         Err(_) => tracing::warn!(%peer, "admin HTTPS handshake timed out"),
                     }

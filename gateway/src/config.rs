@@ -22,6 +22,7 @@
 //! mqtt = "127.0.0.1:1883"
 //! mqtt_ws = "127.0.0.1:8080"   # MQTT over WebSocket; off unless set
 //! kafka_tls = { cert = "server.pem", key = "server.key" }   # client_ca = "ca.pem": mTLS
+//! # next to any client_ca: crl_files = ["revoked.crl.pem"] (PEM or DER CRLs, read at start)
 //! http_tls = { cert = "admin.pem", key = "admin.key", client_ca = "ops-ca.pem" }   # admin HTTPS
 //! cluster = "10.0.0.1:9093"   # the cluster listener (inter-node traffic, cluster mode only)
 //! advertised_cluster = "10.0.0.1:9093"   # default: the bound address
@@ -428,6 +429,27 @@ pub struct TlsFiles {
     /// required (Kafka's `ssl.client.auth=required`).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM or DER files) checked against the client certificates
+    /// (`crate::tls`); only with `client_ca`. Read at start.
+    #[serde(default)]
+    pub crl_files: Vec<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Why this table is not valid, if it is not: `crl_files` without `client_ca` (the key is
+    /// `crl_files`).
+    pub fn crl_files_problem(&self) -> Option<String> {
+        crl_files_problem(self.client_ca.as_deref(), &self.crl_files)
+    }
+}
+
+/// Why `crl_files` are not valid next to `client_ca`, if they are not: given without it.
+pub fn crl_files_problem(client_ca: Option<&Path>, crl_files: &[PathBuf]) -> Option<String> {
+    (client_ca.is_none() && !crl_files.is_empty()).then(|| {
+        "crl_files needs client_ca: revocation lists check client certificates, which are only \
+         asked for with client_ca"
+            .to_string()
+    })
 }
 
 /// Kafka's security protocols (`listener.security.protocol.map`).
@@ -494,7 +516,7 @@ pub struct KafkaListenerSection {
 pub const RESERVED_LISTENER_NAMES: [&str; 2] = ["KAFKA", "CLUSTER"];
 
 impl KafkaListenerSection {
-    /// The problems of this entry (key relative to the entry, reason).
+    /// The problems of this entry (key relative to the entry, dotted, reason).
     fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         let valid_name = !self.name.is_empty()
@@ -537,6 +559,9 @@ impl KafkaListenerSection {
                 format!("security {} does not use TLS", self.security.name()),
             )),
             _ => {}
+        }
+        if let Some(reason) = self.tls.as_ref().and_then(TlsFiles::crl_files_problem) {
+            out.push(("tls.crl_files", reason));
         }
         match (&self.sasl_mechanisms, self.security.sasl()) {
             (Some(names), true) => {
@@ -747,10 +772,12 @@ impl FileConfig {
         let mut names = std::collections::BTreeSet::new();
         for (i, l) in self.listeners.kafka_extra.iter().enumerate() {
             for (key, reason) in l.problems() {
-                out.push(Problem::new(
-                    KeyPath::dotted("listeners.kafka_extra").index(i).key(key),
-                    reason,
-                ));
+                let path = key
+                    .split('.')
+                    .fold(KeyPath::dotted("listeners.kafka_extra").index(i), |p, k| {
+                        p.key(k)
+                    });
+                out.push(Problem::new(path, reason));
             }
             if !names.insert(l.name.to_ascii_uppercase()) {
                 out.push(Problem::new(
@@ -817,6 +844,19 @@ impl FileConfig {
                     "storage.backlog_high_water",
                     format!("{hw} is not in (0, 1]"),
                 );
+            }
+        }
+        for (table, files) in [
+            ("listeners.kafka_tls", &self.listeners.kafka_tls),
+            ("listeners.http_tls", &self.listeners.http_tls),
+        ] {
+            if let Some(reason) = files.as_ref().and_then(TlsFiles::crl_files_problem) {
+                invalid(&format!("{table}.crl_files"), reason);
+            }
+        }
+        if let Some(tls) = &self.mqtt.tls {
+            if let Some(reason) = crl_files_problem(tls.client_ca.as_deref(), &tls.crl_files) {
+                invalid("mqtt.tls.crl_files", reason);
             }
         }
         if let Some(adv) = &self.listeners.advertised_kafka {
@@ -1609,6 +1649,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("unknown variant `TLS`"), "{msg}");
+    }
+
+    #[test]
+    fn crl_files_need_client_ca() {
+        let text = "[listeners]\n\
+                    kafka_tls = { cert = \"s.pem\", key = \"s.key\", client_ca = \"ca.pem\", \
+                    crl_files = [\"a.crl\", \"b.crl.pem\"] }\n";
+        let file = FileConfig::parse(text, Path::new("x.toml")).unwrap();
+        let s = NodeSettings::resolve(&file, &Overrides::default()).unwrap();
+        let files = &s.kafka_tls.as_ref().unwrap().crl_files;
+        assert_eq!(files, &[PathBuf::from("a.crl"), PathBuf::from("b.crl.pem")]);
+
+        let bad = "[listeners]\n\
+                   kafka_tls = { cert = \"s.pem\", key = \"s.key\", crl_files = [\"a.crl\"] }\n\
+                   http_tls = { cert = \"s.pem\", key = \"s.key\", crl_files = [\"a.crl\"] }\n\
+                   [[listeners.kafka_extra]]\nname = \"LAN\"\nlisten = \"127.0.0.1:1\"\n\
+                   security = \"SSL\"\ntls = { cert = \"c\", key = \"k\", crl_files = [\"a.crl\"] }\n\
+                   [mqtt.tls]\nlisten = \"127.0.0.1:8883\"\ncert = \"c\"\nkey = \"k\"\n\
+                   crl_files = [\"a.crl\"]\n";
+        let msg = FileConfig::parse(bad, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "x.toml:2:",
+            "listeners.kafka_tls.crl_files",
+            "x.toml:3:",
+            "listeners.http_tls.crl_files",
+            "listeners.kafka_extra[0].tls.crl_files",
+            "mqtt.tls.crl_files",
+        ] {
+            assert!(msg.contains(needle), "{needle} missing in:\n{msg}");
+        }
+        assert_eq!(msg.matches("needs client_ca").count(), 4, "{msg}");
     }
 
     #[test]

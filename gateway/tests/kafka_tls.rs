@@ -24,6 +24,7 @@ async fn tls_listener_serves_kafka() {
             cert: cert_path,
             key: key_path,
             client_ca: None,
+            crl_files: Vec::new(),
         }),
     );
     let node = Node::start(settings).await.unwrap();

@@ -102,7 +102,10 @@ pub async fn run(
                                 }
                             }
                         }
-                        Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed"),
+                        Ok(Err(e)) => {
+                            let error = crate::tls::handshake_error(&e);
+                            tracing::warn!(%peer, %error, "TLS handshake failed");
+                        }
                         Err(_) => tracing::warn!(%peer, "TLS handshake timed out"),
                     }
                 });

@@ -26,6 +26,10 @@ pub struct TlsConfig {
     /// certificate's common name stands in for the username when the client sends none.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM or DER files) checked against client certificates
+    /// (`crate::tls`); only with `client_ca`. Read at start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crl_files: Vec<PathBuf>,
 }
 
 /// `[mqtt]`.

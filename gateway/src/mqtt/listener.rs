@@ -148,7 +148,8 @@ async fn tls_handshake(
             Some((s, cn))
         }
         Ok(Err(e)) => {
-            tracing::info!(%peer, error = %e, "MQTT TLS handshake failed");
+            let error = crate::tls::handshake_error(&e);
+            tracing::info!(%peer, %error, "MQTT TLS handshake failed");
             None
         }
         Err(_) => None,
@@ -173,20 +174,7 @@ pub fn tls_acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, MqttError> {
         .map_err(|e| tls("protocol versions", &e))?;
     let config = match &cfg.client_ca {
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in
-                CertificateDer::pem_file_iter(ca).map_err(|e| tls(&ca.display().to_string(), &e))?
-            {
-                let c = c.map_err(|e| tls(&ca.display().to_string(), &e))?;
-                roots.add(c).map_err(|e| tls("client CA", &e))?;
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| tls("client verifier", &e))?;
+            let verifier = crate::tls::client_verifier(ca, &cfg.crl_files, true, provider)?;
             builder
                 .with_client_cert_verifier(verifier)
                 .with_single_cert(certs, key)

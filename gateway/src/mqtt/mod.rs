@@ -59,6 +59,9 @@ pub enum MqttError {
     Store(#[from] StoreError),
     #[error("MQTT TLS setup: {0}")]
     Tls(String),
+    /// The client CA or a CRL file of `[mqtt.tls]` (named in the message).
+    #[error("MQTT TLS setup: {0}")]
+    TlsFiles(#[from] crate::tls::TlsError),
     #[error("MQTT listener on {addr}: {source}")]
     Bind {
         addr: String,

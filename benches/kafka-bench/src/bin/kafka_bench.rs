@@ -8,6 +8,11 @@
 //! false` (the cost of metrics: ours has them on). `--scrape-partitions N --scrape-groups G`:
 //! afterwards, N partitions with records and G consumer groups with commits are made on our node
 //! and `GET /metrics` is timed.
+//!
+//! `--authorizer-peer`: two Rill nodes started here with the same SASL/SCRAM listener and users,
+//! ours with `[kafka] authorizer = true` and 100 PREFIXED ACLs (`rill_kafka_bench::authorizer`),
+//! the peer without the authorizer; every client authenticates as the (non-super) user `bench`
+//! (the cost of the authorizer).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +29,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rill_kafka_bench::authorizer;
 use rill_kafka_bench::disk::dd_fdatasync_mb_per_s;
 use rill_kafka_bench::latency::Latencies;
 use rill_kafka_bench::node::{default_rill_bin, RillNode};
@@ -72,6 +78,27 @@ struct Args {
     /// Consumer groups committing offsets before timing `/metrics`.
     #[arg(long, default_value_t = 0)]
     scrape_groups: usize,
+    /// Start both nodes with SASL/SCRAM, ours with the authorizer and 100 PREFIXED ACLs, the
+    /// peer with the authorizer off; clients authenticate as the user `bench`.
+    #[arg(long, conflicts_with_all = ["bootstrap", "peer_bootstrap", "metrics_off_peer"])]
+    authorizer_peer: bool,
+    /// Passes per record size on each broker, alternating ours and the peer's (the peer first in
+    /// every second round); the table shows the median of each row over the passes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+}
+
+/// The median of `values` (NaN-free; the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
 }
 
 /// Delivery callback state: one latency sample per acknowledged record.
@@ -121,11 +148,24 @@ struct PassResult {
     produce_cpu_s_per_gb: f64,
 }
 
-fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .context("creating the admin client")?;
+/// The client settings every client of a pass starts from: the bootstrap address, and SASL as
+/// the user `bench` when `sasl`.
+fn client_base(bootstrap: &str, sasl: bool) -> ClientConfig {
+    use rill_kafka_bench::authorizer::{BENCH_USER, MECHANISM, PASSWORD};
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    if sasl {
+        c.set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanism", MECHANISM)
+            .set("sasl.username", BENCH_USER)
+            .set("sasl.password", PASSWORD);
+    }
+    c
+}
+
+fn create_topic(base: &ClientConfig, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        base.clone().create().context("creating the admin client")?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let results =
@@ -139,7 +179,7 @@ fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result
 }
 
 fn produce(
-    bootstrap: &str,
+    base: &ClientConfig,
     topic: &str,
     records: u64,
     size: usize,
@@ -151,8 +191,8 @@ fn produce(
         failed: AtomicU64::new(0),
         last_error: Mutex::new(None),
     };
-    let producer: ThreadedProducer<Deliveries> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let producer: ThreadedProducer<Deliveries> = base
+        .clone()
         .set("acks", "all")
         .set("enable.idempotence", "false")
         .set("compression.type", "none")
@@ -202,14 +242,14 @@ fn produce(
 }
 
 fn consume(
-    bootstrap: &str,
+    base: &ClientConfig,
     topic: &str,
     partitions: i32,
     records: u64,
     size: usize,
 ) -> anyhow::Result<f64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer = base
+        .clone()
         .set("group.id", format!("rill-bench-{topic}"))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -246,7 +286,7 @@ fn consume(
 }
 
 fn run_pass(
-    bootstrap: &str,
+    base: &ClientConfig,
     node: Option<&RillNode>,
     args: &Args,
     size: usize,
@@ -259,12 +299,13 @@ fn run_pass(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     );
-    create_topic(bootstrap, &topic, args.partitions)?;
+    create_topic(base, &topic, args.partitions)?;
     let n = args.records;
     let bytes = n as f64 * size as f64;
+    let bootstrap = base.get("bootstrap.servers").unwrap_or("?");
     eprintln!("[{tag}] producing {n} x {size} B to {topic} at {bootstrap} ...");
     let cpu_before = node.and_then(RillNode::cpu_seconds);
-    let (secs, mut lat) = produce(bootstrap, &topic, n, size, args.linger_ms)?;
+    let (secs, mut lat) = produce(base, &topic, n, size, args.linger_ms)?;
     let cpu = match (cpu_before, node.and_then(RillNode::cpu_seconds)) {
         (Some(a), Some(b)) => (b - a) / (bytes / 1e9),
         _ => f64::NAN,
@@ -277,7 +318,7 @@ fn run_pass(
         bytes / secs / 1e6
     );
     eprintln!("[{tag}] consuming ...");
-    let csecs = consume(bootstrap, &topic, args.partitions, n, size)?;
+    let csecs = consume(base, &topic, args.partitions, n, size)?;
     eprintln!(
         "[{tag}]   {:.0} records/s, {:.1} MB/s ({csecs:.1} s)",
         n as f64 / csecs,
@@ -294,12 +335,34 @@ fn run_pass(
     })
 }
 
+/// Check that the authorizer node really authorizes `bench`: Metadata of a topic no ACL covers
+/// answers TOPIC_AUTHORIZATION_FAILED (else the comparison would measure nothing).
+fn refused_outside_acls(base: &ClientConfig) -> anyhow::Result<()> {
+    let producer: rdkafka::producer::BaseProducer =
+        base.clone().create().context("creating the producer")?;
+    let topic = "not-covered-by-any-acl";
+    let md = producer
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(20))
+        .context("metadata")?;
+    let err = md
+        .topics()
+        .first()
+        .and_then(|t| t.error())
+        .map(RDKafkaErrorCode::from);
+    if err != Some(RDKafkaErrorCode::TopicAuthorizationFailed) {
+        bail!("the authorizer node did not refuse {topic} to the bench user: {err:?}");
+    }
+    eprintln!("the authorizer node refuses {topic} to the bench user (TOPIC_AUTHORIZATION_FAILED)");
+    Ok(())
+}
+
 /// Make `partitions` partitions (topics of 10) with 10 records each and `groups` groups that
 /// committed offset 5 on every partition of one topic (so every group lags), on `bootstrap`.
 fn scrape_fixture(bootstrap: &str, partitions: i32, groups: usize) -> anyhow::Result<()> {
     let topics = (partitions / 10).max(1);
     for t in 0..topics {
-        create_topic(bootstrap, &format!("scrape-{t}"), 10)?;
+        create_topic(&client_base(bootstrap, false), &format!("scrape-{t}"), 10)?;
     }
     let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -364,10 +427,27 @@ fn main() -> anyhow::Result<()> {
         None
     };
 
+    let bin = args.rill_bin.clone().unwrap_or_else(default_rill_bin);
     let node = match &args.bootstrap {
         Some(_) => None,
+        None if args.authorizer_peer => {
+            let node = authorizer::start_node(&bin, &work.path().join("authorizer-on"), true)?;
+            let acls = authorizer::add_acls(&bin, &node)?;
+            if acls != authorizer::ACL_COUNT {
+                bail!(
+                    "the authorizer node lists {acls} PREFIXED ACLs, not {}",
+                    authorizer::ACL_COUNT
+                );
+            }
+            eprintln!(
+                "started {} with the authorizer and {acls} PREFIXED ACLs (pid {}) kafka={}",
+                bin.display(),
+                node.pid(),
+                node.kafka
+            );
+            Some(node)
+        }
         None => {
-            let bin = args.rill_bin.clone().unwrap_or_else(default_rill_bin);
             let node = RillNode::start(&bin, work.path(), &[])?;
             eprintln!(
                 "started {} (pid {}) kafka={}",
@@ -378,8 +458,7 @@ fn main() -> anyhow::Result<()> {
             Some(node)
         }
     };
-    let metrics_off = if args.metrics_off_peer {
-        let bin = args.rill_bin.clone().unwrap_or_else(default_rill_bin);
+    let peer_node = if args.metrics_off_peer {
         let dir = work.path().join("metrics-off");
         std::fs::create_dir_all(&dir)?;
         let conf = dir.join("node.toml");
@@ -392,15 +471,26 @@ fn main() -> anyhow::Result<()> {
             n.kafka
         );
         Some(n)
+    } else if args.authorizer_peer {
+        let n = authorizer::start_node(&bin, &work.path().join("authorizer-off"), false)?;
+        eprintln!(
+            "started the authorizer-off peer (pid {}) kafka={}",
+            n.pid(),
+            n.kafka
+        );
+        Some(n)
     } else {
         None
     };
-    let peer_bootstrap = metrics_off
+    let peer_base = peer_node
         .as_ref()
         .map(|n| n.kafka.clone())
-        .or_else(|| args.peer_bootstrap.clone());
+        .or_else(|| args.peer_bootstrap.clone())
+        .map(|b| client_base(&b, args.authorizer_peer));
     let peer_name = if args.metrics_off_peer {
         "metrics off".to_string()
+    } else if args.authorizer_peer {
+        "authorizer off".to_string()
     } else {
         args.peer_name.clone()
     };
@@ -409,6 +499,10 @@ fn main() -> anyhow::Result<()> {
         (None, Some(n)) => n.kafka.clone(),
         (None, None) => bail!("no broker"),
     };
+    let ours_base = client_base(&ours_addr, args.authorizer_peer);
+    if args.authorizer_peer {
+        refused_outside_acls(&ours_base)?;
+    }
 
     let mut table = Table::default();
     if let Some(dd) = dd {
@@ -421,15 +515,26 @@ fn main() -> anyhow::Result<()> {
     }
     let mut durable_share = Vec::new();
     for &size in &args.sizes {
-        let ours = run_pass(&ours_addr, node.as_ref(), &args, size, "rill")?;
-        let peer = match &peer_bootstrap {
-            Some(p) => {
+        let mut ours = Vec::new();
+        let mut peer = Vec::new();
+        for round in 0..args.rounds {
+            if args.rounds > 1 {
+                eprintln!("round {} of {}", round + 1, args.rounds);
+            }
+            // Odd rounds run the peer first, so neither broker always follows the other.
+            let peer_first = round % 2 == 1;
+            if !peer_first {
+                ours.push(run_pass(&ours_base, node.as_ref(), &args, size, "rill")?);
+            }
+            if let Some(p) = &peer_base {
                 // The tag names the pass's topic: no spaces.
                 let tag = peer_name.replace(' ', "-");
-                Some(run_pass(p, metrics_off.as_ref(), &args, size, &tag)?)
+                peer.push(run_pass(p, peer_node.as_ref(), &args, size, &tag)?);
             }
-            None => None,
-        };
+            if peer_first {
+                ours.push(run_pass(&ours_base, node.as_ref(), &args, size, "rill")?);
+            }
+        }
         let rows: [RowSpec; 7] = [
             (
                 "produce records/s",
@@ -451,22 +556,28 @@ fn main() -> anyhow::Result<()> {
                 Better::Lower,
             ),
         ];
+        let of = |passes: &[PassResult], get: fn(&PassResult) -> f64| {
+            (!passes.is_empty()).then(|| median(passes.iter().map(get).collect()))
+        };
         for (what, get, better) in rows {
             table.push(
                 format!("{size} B records, {what}"),
-                Some(get(&ours)),
-                peer.as_ref().map(get),
+                of(&ours, get),
+                of(&peer, get),
                 better,
             );
         }
-        if let Some(dd) = dd {
-            durable_share.push((size, 100.0 * ours.produce_mb_per_s / dd));
+        if let (Some(dd), Some(mb)) = (dd, of(&ours, |r| r.produce_mb_per_s)) {
+            durable_share.push((size, 100.0 * mb / dd));
         }
     }
     if args.scrape_partitions > 0 {
         let Some(n) = &node else {
             bail!("--scrape-partitions needs the node started here (no --bootstrap)");
         };
+        if args.authorizer_peer {
+            bail!("--scrape-partitions does not go with --authorizer-peer");
+        }
         eprintln!(
             "scrape fixture: {} partitions, {} groups ...",
             args.scrape_partitions, args.scrape_groups
@@ -497,15 +608,42 @@ fn main() -> anyhow::Result<()> {
         );
     }
     drop(node);
-    drop(metrics_off);
+    drop(peer_node);
 
     println!(
-        "\n{} records per size, {} partitions, acks=all, linger.ms={}, no compression\n",
-        args.records, args.partitions, args.linger_ms
+        "\n{} records per size, {} partitions, acks=all, linger.ms={}, no compression{}\n",
+        args.records,
+        args.partitions,
+        args.linger_ms,
+        if args.rounds > 1 {
+            format!(", median of {} alternating passes per broker", args.rounds)
+        } else {
+            String::new()
+        }
     );
+    if args.authorizer_peer {
+        println!(
+            "both nodes: SASL_PLAINTEXT {} as User:{} (not a super user); ours: authorizer on, {} PREFIXED ACLs; peer: authorizer off\n",
+            authorizer::MECHANISM,
+            authorizer::BENCH_USER,
+            authorizer::ACL_COUNT
+        );
+    }
     println!("{}", table.markdown(&peer_name));
     for (size, pct) in durable_share {
         println!("durable produce of {size} B records: {pct:.0} % of the dd fdatasync bandwidth");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(Vec::new()).is_nan());
+    }
 }
