@@ -75,6 +75,15 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     fi
 fi
 
+# 2f. iptables for the cluster fault suite's network partition case (tests/tests/cluster_faults.rs,
+#     root only: it drops packets between the nodes' loopback aliases; required with CI=true).
+if ! command -v iptables >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (timeout 300 apt-get install -y -qq --no-install-recommends iptables >/dev/null 2>&1 ||
+        (timeout 300 apt-get update -qq >/dev/null 2>&1 &&
+            timeout 300 apt-get install -y -qq --no-install-recommends iptables >/dev/null 2>&1)) ||
+        echo "note: iptables could not be installed; the network partition case fails with CI=true"
+fi
+
 # 3. The ARM binaries and qemu for the emulated smoke test (tests/tests/arm_smoke.rs), in CI
 #    and wherever root can apt-get (elsewhere that test skips). cross-build.sh installs the Rust
 #    targets and cross toolchains itself and prints its time. Only aarch64 by default, to keep

@@ -14,6 +14,10 @@
 //!   by itself acknowledges records only it holds; the controller, which never saw that change,
 //!   elects a follower, and those records are gone.
 //!
+//!   The same contract is checked with a real network partition (`iptables` drops every packet
+//!   between the leader's address and its peers', while clients still reach it): the leader keeps
+//!   running and answering clients, but cannot acknowledge what its followers lack.
+//!
 //! The suite runs its cases one after another (each is a three-node cluster on 127.0.0.11-13).
 
 use std::process::{Command, Stdio};
@@ -238,6 +242,117 @@ fn isolated_leader(broken: bool) -> Result<String, String> {
         started,
         verify(&cluster, "isr", &history),
     )
+}
+
+/// A network partition made with iptables (root and the `iptables` tool): every packet between
+/// one node's loopback alias and the others' is dropped, both ways; clients (from 127.0.0.1)
+/// still reach every node. Removed when dropped, also when the test panics.
+struct Partition {
+    rules: Vec<Vec<String>>,
+}
+
+impl Partition {
+    /// Cuts `ip` off from `peers`; `None` (skip) when iptables cannot be used here, which fails
+    /// the test under `CI=true`.
+    fn isolate(ip: &str, peers: &[String]) -> Option<Partition> {
+        let usable = Command::new("iptables")
+            .args(["-L", "OUTPUT", "-n"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !usable {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "iptables is not usable here (needs the iptables package and root; CI=true \
+                 requires it)"
+            );
+            eprintln!("note: iptables is not usable here; skipping the network partition case");
+            return None;
+        }
+        let comment = format!("rill-test-{}", std::process::id());
+        let mut partition = Partition { rules: Vec::new() };
+        for peer in peers {
+            for (from, to) in [(ip, peer.as_str()), (peer.as_str(), ip)] {
+                let rule: Vec<String> = [
+                    "OUTPUT",
+                    "-s",
+                    from,
+                    "-d",
+                    to,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    &comment,
+                    "-j",
+                    "DROP",
+                ]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+                let status = Command::new("iptables")
+                    .arg("-I")
+                    .args(&rule)
+                    .status()
+                    .expect("run iptables");
+                assert!(status.success(), "iptables -I {rule:?} failed");
+                partition.rules.push(rule);
+            }
+        }
+        Some(partition)
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let _ = Command::new("iptables").arg("-D").args(rule).status();
+        }
+    }
+}
+
+/// The leader cut off from both followers and the controller quorum by a network partition while
+/// the producer writes (it can still reach the leader), then the partition heals; returns the
+/// checker's verdict, or `None` when iptables is not usable here.
+fn partitioned_leader(broken: bool) -> Option<Result<String, String>> {
+    let started = Instant::now();
+    let spec = if broken {
+        "leader_local_isr_shrink"
+    } else {
+        ""
+    };
+    let cluster = start(spec, 3000);
+    let leader = create_topic(&cluster, "partitioned") as i32;
+    let peers: Vec<String> = (1..=3)
+        .filter(|id| *id != leader)
+        .map(|id| cluster.member(id).ip.clone())
+        .collect();
+    let history = cluster.path("partitioned.json");
+    let child = producer(&cluster, "partitioned", 1500, 150, &history);
+    std::thread::sleep(Duration::from_secs(2));
+    let Some(partition) = Partition::isolate(&cluster.member(leader).ip, &peers) else {
+        let _ = finish(&cluster, child);
+        return None;
+    };
+    // Past the session timeout (the majority fences the leader and elects a follower) and past
+    // replica_lag_time_max_ms (a leader shrinking its ISR alone would have done so).
+    cluster.wait_leader_among("partitioned", 0, leader as i64, 2, &[leader]);
+    std::thread::sleep(Duration::from_secs(3));
+    drop(partition);
+    let out = finish(&cluster, child);
+    assert!(
+        broken || !out.contains("fatal"),
+        "the producer hit a fatal error: {out}\nlogs:\n{}",
+        cluster.logs()
+    );
+    cluster.wait_leader("partitioned", 0, -1, 3);
+    Some(judge(
+        &cluster,
+        "partitioned leader",
+        broken,
+        started,
+        verify(&cluster, "partitioned", &history),
+    ))
 }
 
 /// A rolling restart under load: each node in turn stopped with SIGTERM (a controlled shutdown:
@@ -477,4 +592,21 @@ fn an_isolated_leader_acknowledges_nothing_its_followers_lack() {
 fn a_leader_shrinking_its_isr_alone_is_caught() {
     let _guard = serial();
     caught(isolated_leader(true), "leader_local_isr_shrink");
+}
+
+#[test]
+fn a_partitioned_leader_acknowledges_nothing_its_followers_lack() {
+    let _guard = serial();
+    if let Some(verdict) = partitioned_leader(false) {
+        let summary = verdict.expect("passes");
+        assert!(summary.contains("verified"), "{summary}");
+    }
+}
+
+#[test]
+fn a_partitioned_leader_shrinking_its_isr_alone_is_caught() {
+    let _guard = serial();
+    if let Some(verdict) = partitioned_leader(true) {
+        caught(verdict, "leader_local_isr_shrink");
+    }
 }
