@@ -4,7 +4,8 @@
 //! (tests/py/bridge_verify.py, read through the cluster with confluent-kafka). The mirror
 //! routes each partition to its leader through rill-client and follows the leader changes the
 //! kills cause; the target topic is replicated (RF 3), so a kill loses nothing the bridge was
-//! told is stored.
+//! told is stored. A group's offsets committed at the edge then reach the cluster translated
+//! (checkpoints, and the synced offsets committed to the group's coordinator in the cluster).
 
 use std::time::Duration;
 
@@ -31,7 +32,8 @@ fn an_edge_mirrors_exactly_once_into_a_cluster_whose_nodes_are_killed_one_by_one
     std::fs::write(
         &cfg,
         format!(
-            "[[mirror]]\nall_topics = true\ntarget = \"{}\"\nbandwidth_bytes_per_sec = 12000\n",
+            "[[mirror]]\nall_topics = true\ntarget = \"{}\"\nbandwidth_bytes_per_sec = 12000\n\
+             checkpoint_interval_ms = 300\n",
             cluster.bootstrap()
         ),
     )
@@ -90,4 +92,53 @@ fn an_edge_mirrors_exactly_once_into_a_cluster_whose_nodes_are_killed_one_by_one
         "no kill interrupted the transfer:\n{}",
         edge.log()
     );
+    // A group at the edge reads part of the topic and commits: the cluster gets the same
+    // offsets for the group on the mirrored topic (a fresh target holds the same records at the
+    // same offsets).
+    let read = edge.python(
+        "bridge_groups.py",
+        &[
+            "--phase",
+            "edge-consume",
+            "--topic",
+            "metrics",
+            "--group",
+            "g1",
+            "--count",
+            "1000",
+        ],
+    );
+    let line = read
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line: {read}"));
+    let result: serde_json::Value = serde_json::from_str(line).expect("RESULT json");
+    let expect: Vec<String> = result["committed"]
+        .as_object()
+        .expect("committed")
+        .iter()
+        .map(|(p, o)| format!("{p}:{}", o.as_i64().expect("offset")))
+        .collect();
+    run_python(
+        "bridge_groups.py",
+        &[
+            "--bootstrap",
+            &cluster.bootstrap(),
+            "--phase",
+            "wait-committed",
+            "--topic",
+            "edge3.metrics",
+            "--group",
+            "g1",
+            "--expect",
+            &expect.join(","),
+        ],
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\nedge log:\n{}\ncluster:\n{}",
+            edge.log(),
+            cluster.logs()
+        )
+    });
 }
