@@ -133,8 +133,6 @@ impl MemoryBudget {
             tokio::pin!(freed);
             freed.as_mut().enable();
             if let Some(r) = self.try_reserve(bytes) {
-                // Room may be left for the next one waiting.
-                self.freed.notify_one();
                 return Ok(r);
             }
             freed.await;
@@ -146,8 +144,10 @@ impl MemoryBudget {
             return;
         }
         self.used.fetch_sub(bytes, Ordering::AcqRel);
+        // Every waiter looks again: waking only the first would stall the others whenever the
+        // first needs more than was freed while a smaller one behind it would fit.
         if self.waiting.load(Ordering::Acquire) > 0 {
-            self.freed.notify_one();
+            self.freed.notify_waiters();
         }
     }
 }
@@ -313,6 +313,39 @@ mod tests {
         assert_eq!(waiter.await.unwrap().unwrap(), 4_096);
         assert_eq!(budget.used(), 0, "the waiter's reservation was dropped");
         assert_eq!(budget.pauses(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_small_waiter_behind_a_big_one_gets_the_room_that_fits_it() {
+        let budget = MemoryBudget::new(10_000);
+        let a = budget.reserve(7_000).await.unwrap();
+        let b = budget.reserve(2_000).await.unwrap();
+        let big = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.reserve(8_000).await.map(|r| r.bytes()) }
+        });
+        while budget.pauses() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let small = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.reserve(2_000).await.map(|r| r.bytes()) }
+        });
+        while budget.pauses() < 2 {
+            tokio::task::yield_now().await;
+        }
+        // 2,000 bytes come back: room for the small waiter (7,000 + 2,000), not for the big one
+        // in front of it (7,000 + 8,000). The small one must not sleep behind the big one.
+        drop(b);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), small)
+            .await
+            .expect("the small waiter was never woken")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, 2_000);
+        assert!(!big.is_finished());
+        drop(a);
+        assert_eq!(big.await.unwrap().unwrap(), 8_000);
     }
 
     #[tokio::test]

@@ -1127,8 +1127,14 @@ fn notify_ready(
 /// Threads for blocking work (fsync waits, metadata store, authentication hashing). Tokio's
 /// default of 512 lets 1,000 connections waiting on a slow fsync start 512 threads, each with
 /// its stack and allocator state resident (about 130 KiB each in a debug build, 65 MiB in all);
-/// beyond this many, blocking work queues instead (issue 16).
+/// beyond this many, blocking work queues instead (issue 16). Not in cluster mode: there the
+/// controller's Raft log appends and replication waits also run on the blocking pool, and
+/// queueing them behind fsync waiters would stall heartbeats and fence healthy brokers; a cluster
+/// member keeps Tokio's default ([`CLUSTER_MAX_BLOCKING_THREADS`]).
 pub const MAX_BLOCKING_THREADS: usize = 64;
+
+/// The blocking pool of a cluster member (Tokio's default).
+pub const CLUSTER_MAX_BLOCKING_THREADS: usize = 512;
 
 /// What one blocking thread is counted for in the memory budget (its resident stack and
 /// allocator state, measured at about 130 KiB in a debug build).
@@ -1147,10 +1153,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             rill_bridge::MirrorConfig::all_to(target),
         )?);
     }
+    let cluster_member = settings
+        .broker
+        .data_dir
+        .join(rill_core::controller::meta_properties::META_PROPERTIES_FILE)
+        .exists();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rill")
-        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .max_blocking_threads(if cluster_member {
+            CLUSTER_MAX_BLOCKING_THREADS
+        } else {
+            MAX_BLOCKING_THREADS
+        })
         .build()?;
     // The OTLP exporter (feature `otlp`) is a task on this runtime; the guard flushes it after
     // the node stopped.

@@ -141,6 +141,9 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
     Ok(crls)
 }
 
+/// What one CRL covers: its issuer and issuing distribution point (DER).
+type CrlScope = (Vec<u8>, Option<Vec<u8>>);
+
 /// The verifier of client certificates: they must chain to a certificate of `client_ca` and not
 /// be revoked by a CRL of `crl_files` (see the module doc for the depth and the unknown-status
 /// policy); `optional`: a client may also present none (MQTT, where a password can stand in).
@@ -162,8 +165,36 @@ pub fn client_verifier(
         })?;
     }
     let mut crls = Vec::new();
+    // (issuer, issuing distribution point) -> the file of the CRL that covers it: webpki uses
+    // the first CRL of an issuer it finds, so a second one (an older list beside a newer one)
+    // could hide revocations; refused at load.
+    let mut scopes: Vec<(CrlScope, &Path)> = Vec::new();
     for path in crl_files {
-        crls.extend(load_crls(path)?);
+        for crl in load_crls(path)? {
+            let parsed: webpki::CertRevocationList<'_> =
+                webpki::BorrowedCertRevocationList::from_der(crl.as_ref())
+                    .map_err(|source| TlsError::Crl {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .into();
+            let scope = (
+                parsed.issuer().to_vec(),
+                parsed.issuing_distribution_point().map(<[u8]>::to_vec),
+            );
+            if let Some((_, first)) = scopes.iter().find(|(s, _)| *s == scope) {
+                return Err(TlsError::Pem {
+                    path: path.clone(),
+                    reason: format!(
+                        "a second CRL of the same issuer (the other is in {}): give only the \
+                         newest CRL of each issuer, an older one could hide revocations",
+                        first.display()
+                    ),
+                });
+            }
+            scopes.push((scope, path.as_path()));
+            crls.push(crl);
+        }
     }
     if rill_core::failpoints::is_set(rill_core::failpoints::TLS_IGNORE_CRLS) {
         tracing::warn!(
@@ -381,6 +412,32 @@ mod tests {
         );
         let path = write(dir.path(), "two.pem", two.as_bytes());
         assert_eq!(load_crls(&path).unwrap().len(), 2);
+        // Two CRLs of one issuer: webpki would use the first it finds, so a newer revocation
+        // in the second could be ignored; the verifier refuses them (also across files).
+        let ca_file = write(dir.path(), "root.pem", root.cert.pem().as_bytes());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let err = client_verifier(
+            &ca_file,
+            std::slice::from_ref(&path),
+            false,
+            provider.clone(),
+        )
+        .expect_err("two CRLs of one issuer refused");
+        assert!(err.to_string().contains("same issuer"), "{err}");
+        let one = write(
+            dir.path(),
+            "one.pem",
+            crl(&root, &[1]).pem().unwrap().as_bytes(),
+        );
+        let again = write(
+            dir.path(),
+            "again.pem",
+            crl(&root, &[2]).pem().unwrap().as_bytes(),
+        );
+        let err = client_verifier(&ca_file, &[one.clone(), again], false, provider.clone())
+            .expect_err("two files with CRLs of one issuer refused");
+        assert!(err.to_string().contains("one.pem"), "{err}");
+        assert!(client_verifier(&ca_file, &[one], false, provider).is_ok());
         let garbage = write(dir.path(), "garbage.crl", b"\x30\x03\x02\x01\x01");
         let err = load_crls(&garbage).unwrap_err();
         assert!(matches!(err, TlsError::Crl { .. }), "{err}");

@@ -43,6 +43,11 @@ pub struct StandardAuthorizer {
     changes: Mutex<()>,
     super_users: BTreeSet<String>,
     allow_everyone_if_no_acl_found: bool,
+    /// The ACLs are known: at open for a node's own store, at the first
+    /// [`mirror`](Self::mirror) for a cluster member's. Until then only super users are allowed
+    /// (Kafka's authorizer is not ready before its initial load), whatever
+    /// `allow_everyone_if_no_acl_found` says.
+    loaded: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for StandardAuthorizer {
@@ -61,7 +66,9 @@ impl StandardAuthorizer {
         config: AuthorizerConfig,
     ) -> Result<StandardAuthorizer, AclStoreError> {
         let acls = store.load()?.into_iter().collect();
+        let loaded = std::sync::atomic::AtomicBool::new(!store.is_mirrored());
         Ok(StandardAuthorizer {
+            loaded,
             store,
             acls: RwLock::new(Arc::new(acls)),
             changes: Mutex::new(()),
@@ -91,6 +98,9 @@ impl StandardAuthorizer {
     ) -> bool {
         if self.is_super_user(principal) {
             return true;
+        }
+        if !self.is_loaded() {
+            return false;
         }
         let acls = self.snapshot();
         let mut found = false;
@@ -174,7 +184,7 @@ impl StandardAuthorizer {
                 return true;
             }
         }
-        !any_of_type && self.allow_everyone_if_no_acl_found
+        !any_of_type && self.allow_everyone_if_no_acl_found && self.is_loaded()
     }
 
     /// The operations of `resource_type` that `principal` may do on `name`, as KIP-430's bit
@@ -199,6 +209,14 @@ impl StandardAuthorizer {
         if **self.acls.read_unpoisoned() != *acls {
             *self.acls.write_unpoisoned() = Arc::new(acls.clone());
         }
+        self.loaded
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the ACLs are known (see the `loaded` field): before, only super users are
+    /// allowed.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Store each binding; one result per binding, in order (a binding already stored
@@ -447,9 +465,17 @@ mod tests {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let a = StandardAuthorizer::open(
             Box::new(Forwarding(sent.clone())),
-            AuthorizerConfig::default(),
+            AuthorizerConfig {
+                super_users: vec!["User:admin".into()],
+                allow_everyone_if_no_acl_found: true,
+            },
         )
         .unwrap();
+        // Before the first mirror nothing is known: only super users, whatever
+        // allow_everyone_if_no_acl_found says.
+        assert!(!a.authorize(ALICE, "1.2.3.4", Read, Topic, "other"));
+        assert!(!a.authorize_by_resource_type(ALICE, "1.2.3.4", Read, Topic));
+        assert!(a.authorize("User:admin", "1.2.3.4", Read, Topic, "other"));
         let read = acl(Topic, "t", Literal, ALICE, Read, Allow);
         assert!(a.create(vec![read.clone()]).unwrap()[0].is_ok());
         assert_eq!(sent.lock_unpoisoned()[0], (vec![read.clone()], vec![]));
@@ -459,10 +485,16 @@ mod tests {
         );
         a.mirror(&BTreeSet::from([read.clone()]));
         assert!(a.authorize(ALICE, "1.2.3.4", Read, Topic, "t"));
+        assert!(
+            a.authorize(ALICE, "1.2.3.4", Read, Topic, "other"),
+            "no ACL covers it"
+        );
         let removed = a.delete(&[AclBindingFilter::any()]).unwrap();
         assert_eq!(removed[0].as_ref().unwrap(), &vec![read.clone()]);
         assert_eq!(sent.lock_unpoisoned()[1], (vec![], vec![read]));
-        a.mirror(&BTreeSet::new());
+        a.mirror(&BTreeSet::from([acl(
+            Topic, "t", Literal, ALICE, Read, Deny,
+        )]));
         assert!(!a.authorize(ALICE, "1.2.3.4", Read, Topic, "t"));
     }
 }

@@ -27,6 +27,10 @@ pub enum AclStoreError {
     /// The metadata database failed.
     #[error("ACL store: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A cluster member's change was not committed by the controller (none reachable, or no
+    /// answer in time): REQUEST_TIMED_OUT, which clients retry.
+    #[error("ACL change not committed by the controller: {0}")]
+    Unavailable(String),
     /// A row with a code this build does not know (written by a newer Rill).
     #[error("ACL store: row with unknown codes {0:?}")]
     UnknownCode(String),

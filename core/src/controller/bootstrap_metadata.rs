@@ -5,7 +5,7 @@
 //!
 //! `rill cluster format --add-scram 'SCRAM-SHA-512=[name=admin,password=...]'` derives the
 //! credentials (salted and iterated, never the password) and writes them to
-//! `<data_dir>/bootstrap.json` (JSON, synced, renamed into place) before `meta.properties`, the
+//! `<data_dir>/bootstrap.json` (JSON, mode 0600, synced, renamed into place) before `meta.properties`, the
 //! file that makes the directory formatted. The first active controller puts them into the
 //! cluster's `Bootstrap` command; later bootstraps change nothing, so only the voter that
 //! bootstraps the cluster matters: format every voter with the same `--add-scram` flags.
@@ -122,7 +122,12 @@ impl BootstrapMetadata {
             reason: e.to_string(),
         })?;
         let tmp = data_dir.join(format!("{BOOTSTRAP_FILE}.tmp"));
-        let mut f = File::create(&tmp).map_err(io_err)?;
+        // Owner only: the verifiers allow an offline dictionary attack on the passwords.
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp).map_err(io_err)?;
         f.write_all(&bytes).map_err(io_err)?;
         f.sync_all().map_err(io_err)?;
         drop(f);
@@ -178,6 +183,15 @@ mod tests {
         );
         b.write(dir.path()).unwrap();
         assert_eq!(BootstrapMetadata::read(dir.path()).unwrap(), b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(BOOTSTRAP_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
         std::fs::write(dir.path().join(BOOTSTRAP_FILE), b"\xff\x00").unwrap();
         assert!(matches!(
             BootstrapMetadata::read(dir.path()),

@@ -17,7 +17,7 @@ use rill_core::authorizer::acl::AclBinding;
 use rill_core::authorizer::store::{AclStore, AclStoreError};
 use rill_core::controller::Command;
 
-use crate::kafka::cluster_view::ClusterView;
+use crate::kafka::cluster_view::{ClusterView, SubmitError};
 
 /// Writes ACL changes through the controller.
 pub struct ControllerAclStore {
@@ -46,7 +46,14 @@ impl AclStore for ControllerAclStore {
         self.runtime
             .block_on(self.cluster.submit(command))
             .map(|_| ())
-            .map_err(|e| AclStoreError::Storage(format!("through the controller: {e}").into()))
+            .map_err(|e| match e {
+                SubmitError::Rejected(rejected) => {
+                    AclStoreError::Storage(format!("rejected by the controller: {rejected}").into())
+                }
+                SubmitError::ControllerUnavailable(_) | SubmitError::Timeout(_) => {
+                    AclStoreError::Unavailable(e.to_string())
+                }
+            })
     }
 
     fn is_mirrored(&self) -> bool {

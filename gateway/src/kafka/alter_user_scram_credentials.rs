@@ -50,8 +50,10 @@ fn fail(out: &mut Checked, user: &str, code: ResponseError, message: String) {
     out.insert(user.to_string(), Err((code.code(), message)));
 }
 
-/// Check every operation; per user either the operations or the first error.
-fn check(store: &CredentialStore, req: &AlterUserScramCredentialsRequest) -> Checked {
+/// Check every operation; per user either the operations or the first error. Deletions are
+/// checked against `store` unless `store` is None (a cluster member: its copy may lag, the
+/// controller checks them when it applies the command).
+fn check(store: Option<&CredentialStore>, req: &AlterUserScramCredentialsRequest) -> Checked {
     let mut out = Checked::new();
     let mut seen = BTreeSet::new();
     let deletions = req
@@ -104,7 +106,7 @@ fn check(store: &CredentialStore, req: &AlterUserScramCredentialsRequest) -> Che
         }
         let op = match upsert {
             None => {
-                if store.get(user, m).is_none() {
+                if store.is_some_and(|s| s.get(user, m).is_none()) {
                     fail(
                         &mut out,
                         user,
@@ -168,7 +170,7 @@ pub async fn handle(
     req: AlterUserScramCredentialsRequest,
 ) -> ResponseKind {
     let store: Arc<CredentialStore> = ctx.credentials.clone();
-    let mut checked = check(&store, &req);
+    let mut checked = check(ctx.cluster.is_none().then_some(&*store), &req);
     if !ctx.authorize_cluster(caller, AclOperation::Alter) {
         for outcome in checked.values_mut() {
             *outcome = Err((

@@ -75,12 +75,7 @@ pub async fn handle(
         Ok(Err(e)) => {
             tracing::error!(error = %e, "storing ACLs failed");
             (0..count)
-                .map(|_| {
-                    result(
-                        ResponseError::UnknownServerError.code(),
-                        Some(e.to_string()),
-                    )
-                })
+                .map(|_| result(error_codes::acl_store_error_code(&e), Some(e.to_string())))
                 .collect()
         }
         Err(join) => (0..count)

@@ -89,7 +89,7 @@ pub async fn handle(
         Ok(Err(e)) => {
             tracing::error!(error = %e, "removing ACLs failed");
             (0..count)
-                .map(|_| failed(ResponseError::UnknownServerError.code(), e.to_string()))
+                .map(|_| failed(error_codes::acl_store_error_code(&e), e.to_string()))
                 .collect()
         }
         Err(join) => (0..count)

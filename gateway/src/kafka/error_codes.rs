@@ -103,6 +103,16 @@ pub fn broker_error_code(err: &BrokerError) -> i16 {
     }
 }
 
+/// Kafka error code of a failed ACL change: REQUEST_TIMED_OUT (retriable) when a cluster
+/// member's controller did not commit it, else UNKNOWN_SERVER_ERROR.
+pub fn acl_store_error_code(err: &rill_core::authorizer::store::AclStoreError) -> i16 {
+    use rill_core::authorizer::store::AclStoreError as E;
+    match err {
+        E::Unavailable(_) => ResponseError::RequestTimedOut.code(),
+        E::Storage(_) | E::UnknownCode(_) => ResponseError::UnknownServerError.code(),
+    }
+}
+
 /// Kafka error code of a config error.
 pub fn config_error_code(_err: &ConfigError) -> i16 {
     ResponseError::InvalidConfig.code()

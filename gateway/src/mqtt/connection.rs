@@ -859,6 +859,11 @@ impl Conn {
             if armed {
                 inbuf.reserve(READ_ALLOWANCE);
             }
+            // Not reading while Receive Maximum publishes await their durable append: the keep
+            // alive counts from when reading resumes (the client is not the one that is silent).
+            if acks.len() >= recv_max {
+                deadline = self.keep_alive.map(|k| Instant::now() + k);
+            }
             if pending_input {
                 pending_input = false;
                 if let Err(end) = self
@@ -915,7 +920,7 @@ impl Conn {
                             }
                         }
                     }
-                    _ = sleep_until_opt(deadline), if armed => {
+                    _ = sleep_until_opt(deadline), if armed && acks.len() < recv_max => {
                         tracing::info!(client_id = %self.client_id, "MQTT keepalive expired");
                         return close(Reason::KeepAliveTimeout, "no packet within 1.5 times the keep alive");
                     }
