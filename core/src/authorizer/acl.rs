@@ -356,7 +356,7 @@ impl AclBinding {
 }
 
 /// Selects bindings (DescribeAcls, DeleteAcls): `None` fields and ANY match everything.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AclBindingFilter {
     /// A type, or ANY.
     pub resource_type: ResourceType,

@@ -230,9 +230,12 @@ impl StandardAuthorizer {
         let current = self.snapshot();
         let mut results = Vec::with_capacity(bindings.len());
         let mut add = Vec::new();
+        // A mirrored store sends every valid binding: this node's copy may lag the controller's
+        // (a binding it still holds may be gone there).
+        let mirrored = self.store.is_mirrored();
         for b in bindings {
             let r = b.validate();
-            if r.is_ok() && !current.contains(&b) && !add.contains(&b) {
+            if r.is_ok() && (mirrored || !current.contains(&b)) && !add.contains(&b) {
                 add.push(b);
             }
             results.push(r);
@@ -256,6 +259,24 @@ impl StandardAuthorizer {
         filters: &[AclBindingFilter],
     ) -> Result<Vec<Result<Vec<AclBinding>, InvalidAcl>>, AclStoreError> {
         let _guard = self.changes.lock_unpoisoned();
+        if self.store.is_mirrored() {
+            // Matched where the ACLs live (the controller's image), not in this node's copy.
+            let valid: Vec<AclBindingFilter> = filters
+                .iter()
+                .filter(|f| f.validate().is_ok())
+                .cloned()
+                .collect();
+            let mut removed = if valid.is_empty() {
+                Vec::new()
+            } else {
+                self.store.remove_matching(&valid)?
+            }
+            .into_iter();
+            return Ok(filters
+                .iter()
+                .map(|f| f.validate().map(|()| removed.next().unwrap_or_default()))
+                .collect());
+        }
         let current = self.snapshot();
         let mut results = Vec::with_capacity(filters.len());
         let mut remove = BTreeSet::new();
@@ -440,31 +461,51 @@ mod tests {
         assert!(a.describe(&AclBindingFilter::any()).unwrap().is_empty());
     }
 
-    /// A store like a cluster member's: it records what it was asked to apply and leaves the
-    /// authorizer's ACLs to [`StandardAuthorizer::mirror`].
-    type Applied = Vec<(Vec<AclBinding>, Vec<AclBinding>)>;
-    struct Forwarding(Arc<Mutex<Applied>>);
+    /// A store like a cluster member's: what it is asked to apply goes to `image` (the
+    /// controller's copy); the authorizer's ACLs come only from [`StandardAuthorizer::mirror`].
+    #[derive(Default)]
+    struct Forwarding {
+        image: Mutex<BTreeSet<AclBinding>>,
+        applied: Mutex<usize>,
+    }
 
-    impl AclStore for Forwarding {
+    impl AclStore for Arc<Forwarding> {
         fn load(&self) -> Result<Vec<AclBinding>, AclStoreError> {
             Ok(Vec::new())
         }
         fn apply(&self, add: &[AclBinding], remove: &[AclBinding]) -> Result<(), AclStoreError> {
-            self.0
-                .lock_unpoisoned()
-                .push((add.to_vec(), remove.to_vec()));
+            *self.applied.lock_unpoisoned() += 1;
+            let mut image = self.image.lock_unpoisoned();
+            for b in remove {
+                image.remove(b);
+            }
+            image.extend(add.iter().cloned());
             Ok(())
         }
         fn is_mirrored(&self) -> bool {
             true
         }
+        fn remove_matching(
+            &self,
+            filters: &[AclBindingFilter],
+        ) -> Result<Vec<Vec<AclBinding>>, AclStoreError> {
+            let mut image = self.image.lock_unpoisoned();
+            let removed: Vec<Vec<AclBinding>> = filters
+                .iter()
+                .map(|f| image.iter().filter(|b| f.matches(b)).cloned().collect())
+                .collect();
+            for b in removed.iter().flatten() {
+                image.remove(b);
+            }
+            Ok(removed)
+        }
     }
 
     #[test]
     fn a_mirrored_authorizer_decides_with_the_mirror_only() {
-        let sent = Arc::new(Mutex::new(Vec::new()));
+        let store = Arc::new(Forwarding::default());
         let a = StandardAuthorizer::open(
-            Box::new(Forwarding(sent.clone())),
+            Box::new(store.clone()),
             AuthorizerConfig {
                 super_users: vec!["User:admin".into()],
                 allow_everyone_if_no_acl_found: true,
@@ -478,7 +519,10 @@ mod tests {
         assert!(a.authorize("User:admin", "1.2.3.4", Read, Topic, "other"));
         let read = acl(Topic, "t", Literal, ALICE, Read, Allow);
         assert!(a.create(vec![read.clone()]).unwrap()[0].is_ok());
-        assert_eq!(sent.lock_unpoisoned()[0], (vec![read.clone()], vec![]));
+        assert_eq!(
+            *store.image.lock_unpoisoned(),
+            BTreeSet::from([read.clone()])
+        );
         assert!(
             !a.authorize(ALICE, "1.2.3.4", Read, Topic, "t"),
             "not decided before the image brings it"
@@ -489,9 +533,16 @@ mod tests {
             a.authorize(ALICE, "1.2.3.4", Read, Topic, "other"),
             "no ACL covers it"
         );
+        // A binding this member still holds but the controller no longer has is sent again.
+        store.image.lock_unpoisoned().clear();
+        assert!(a.create(vec![read.clone()]).unwrap()[0].is_ok());
+        assert_eq!(*store.applied.lock_unpoisoned(), 2);
+        // DeleteAcls is matched where the ACLs live, also when this member's copy lags (here:
+        // it has none at all).
+        a.mirror(&BTreeSet::new());
         let removed = a.delete(&[AclBindingFilter::any()]).unwrap();
         assert_eq!(removed[0].as_ref().unwrap(), &vec![read.clone()]);
-        assert_eq!(sent.lock_unpoisoned()[1], (vec![], vec![read]));
+        assert!(store.image.lock_unpoisoned().is_empty());
         a.mirror(&BTreeSet::from([acl(
             Topic, "t", Literal, ALICE, Read, Deny,
         )]));

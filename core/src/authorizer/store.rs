@@ -11,8 +11,8 @@ use std::sync::Arc;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::acl::{
-    AccessControlEntry, AclBinding, AclOperation, AclPermissionType, PatternType, ResourcePattern,
-    ResourceType,
+    AccessControlEntry, AclBinding, AclBindingFilter, AclOperation, AclPermissionType, PatternType,
+    ResourcePattern, ResourceType,
 };
 use crate::metadata::MetaStore;
 
@@ -53,6 +53,17 @@ pub trait AclStore: Send + Sync {
     /// [`StandardAuthorizer::mirror`]: super::StandardAuthorizer::mirror
     fn is_mirrored(&self) -> bool {
         false
+    }
+    /// A mirrored store's DeleteAcls: remove what `filters` match where the ACLs live (the
+    /// controller's image, not this node's copy, which may lag); per filter, what it removed.
+    /// Stores that are not mirrored do not implement it (the authorizer matches locally).
+    fn remove_matching(
+        &self,
+        _filters: &[AclBindingFilter],
+    ) -> Result<Vec<Vec<AclBinding>>, AclStoreError> {
+        Err(AclStoreError::Storage(
+            "this ACL store removes only the bindings it is given".into(),
+        ))
     }
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::image::Endpoint;
-use crate::authorizer::acl::AclBinding;
+use crate::authorizer::acl::{AclBinding, AclBindingFilter};
 use crate::scram::{ScramCredential, ScramMechanism};
 
 /// One entry of the controller's log: a command and the id that deduplicates its retries.
@@ -127,11 +127,15 @@ pub enum Command {
     },
     /// Adds and removes ACL bindings (Kafka's `AccessControlEntryRecord` /
     /// `RemoveAccessControlEntryRecord`, written by CreateAcls and DeleteAcls at any member).
-    /// Every binding added must be valid, else nothing changes; adding a binding that exists
-    /// and removing one that does not are no-ops.
+    /// Every binding added and every filter must be valid, else nothing changes; adding a
+    /// binding that exists and removing one that does not are no-ops. `remove_matching`
+    /// (DeleteAcls' filters) is matched against the image when the command applies, not
+    /// against a member's possibly older copy; the outcome lists what each filter removed.
     AlterAcls {
         add: Vec<AclBinding>,
         remove: Vec<AclBinding>,
+        #[serde(default)]
+        remove_matching: Vec<AclBindingFilter>,
     },
     /// A broker asks for the next block of producer ids (Kafka's AllocateProducerIds, KIP-730):
     /// [`PRODUCER_ID_BLOCK_SIZE`] ids starting at the cluster's next unallocated id, or at
@@ -211,8 +215,8 @@ pub enum CommandOutcome {
     ProducerIdsAllocated(ProducerIdBlock),
     /// The user's SCRAM credentials were changed.
     ScramCredentialsAltered,
-    /// The ACLs were changed.
-    AclsAltered,
+    /// The ACLs were changed; per filter of `remove_matching`, the bindings it removed.
+    AclsAltered { removed: Vec<Vec<AclBinding>> },
 }
 
 /// A rejected command, named after the Kafka error code the caller answers with.

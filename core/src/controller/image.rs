@@ -18,7 +18,7 @@ use super::command::{
     PartitionState, ProducerIdBlock, ScramCredentialEntry, PRODUCER_ID_BLOCK_SIZE,
 };
 use super::election;
-use crate::authorizer::acl::AclBinding;
+use crate::authorizer::acl::{AclBinding, AclBindingFilter};
 use crate::scram::{ScramCredential, ScramMechanism};
 use crate::topic_config;
 
@@ -298,7 +298,11 @@ impl MetadataImage {
                 upsertions,
                 deletions,
             } => self.alter_scram_credentials(user, upsertions, deletions),
-            Command::AlterAcls { add, remove } => self.alter_acls(add, remove),
+            Command::AlterAcls {
+                add,
+                remove,
+                remove_matching,
+            } => self.alter_acls(add, remove, remove_matching),
         }
     }
 
@@ -345,15 +349,27 @@ impl MetadataImage {
         }
     }
 
-    fn alter_acls(&mut self, add: &[AclBinding], remove: &[AclBinding]) -> CommandResult {
+    fn alter_acls(
+        &mut self,
+        add: &[AclBinding],
+        remove: &[AclBinding],
+        remove_matching: &[AclBindingFilter],
+    ) -> CommandResult {
         if let Some((b, e)) = add.iter().find_map(|b| b.validate().err().map(|e| (b, e))) {
             return Err(ControllerError::InvalidRequest(format!("ACL {b}: {e}")));
         }
-        for b in remove {
+        if let Some(e) = remove_matching.iter().find_map(|f| f.validate().err()) {
+            return Err(ControllerError::InvalidRequest(format!("ACL filter: {e}")));
+        }
+        let removed: Vec<Vec<AclBinding>> = remove_matching
+            .iter()
+            .map(|f| self.acls.iter().filter(|b| f.matches(b)).cloned().collect())
+            .collect();
+        for b in remove.iter().chain(removed.iter().flatten()) {
             self.acls.remove(b);
         }
         self.acls.extend(add.iter().cloned());
-        Ok(CommandOutcome::AclsAltered)
+        Ok(CommandOutcome::AclsAltered { removed })
     }
 
     fn alter_scram_credentials(

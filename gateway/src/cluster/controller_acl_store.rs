@@ -1,6 +1,7 @@
 //! ACLs of a cluster member (Kafka's `AclControlManager` on the controller side, the broker's
 //! `AclPublisher` on this one): CreateAcls and DeleteAcls at any member become one
-//! [`Command::AlterAcls`] through the controller, and every member's authorizer mirrors the
+//! [`Command::AlterAcls`] through the controller (DeleteAcls' filters are matched there, against
+//! the image, not against this member's copy, which may lag), and every member's authorizer mirrors the
 //! metadata image's ACLs ([`StandardAuthorizer::mirror`], called by the metadata publisher after
 //! every image). So an ACL created at one member decides at every member, and survives the loss
 //! of the member that created it.
@@ -13,9 +14,9 @@
 
 use std::sync::Arc;
 
-use rill_core::authorizer::acl::AclBinding;
+use rill_core::authorizer::acl::{AclBinding, AclBindingFilter};
 use rill_core::authorizer::store::{AclStore, AclStoreError};
-use rill_core::controller::Command;
+use rill_core::controller::{Command, CommandOutcome};
 
 use crate::kafka::cluster_view::{ClusterView, SubmitError};
 
@@ -33,27 +34,49 @@ impl ControllerAclStore {
     }
 }
 
+impl ControllerAclStore {
+    /// One `AlterAcls` through the controller; per filter, what it removed.
+    fn submit(
+        &self,
+        add: Vec<AclBinding>,
+        remove: Vec<AclBinding>,
+        remove_matching: Vec<AclBindingFilter>,
+    ) -> Result<Vec<Vec<AclBinding>>, AclStoreError> {
+        let command = Command::AlterAcls {
+            add,
+            remove,
+            remove_matching,
+        };
+        match self.runtime.block_on(self.cluster.submit(command)) {
+            Ok(CommandOutcome::AclsAltered { removed }) => Ok(removed),
+            Ok(other) => Err(AclStoreError::Storage(
+                format!("unexpected controller outcome {other:?}").into(),
+            )),
+            Err(SubmitError::Rejected(rejected)) => Err(AclStoreError::Storage(
+                format!("rejected by the controller: {rejected}").into(),
+            )),
+            Err(e @ (SubmitError::ControllerUnavailable(_) | SubmitError::Timeout(_))) => {
+                Err(AclStoreError::Unavailable(e.to_string()))
+            }
+        }
+    }
+}
+
 impl AclStore for ControllerAclStore {
     fn load(&self) -> Result<Vec<AclBinding>, AclStoreError> {
         Ok(Vec::new())
     }
 
     fn apply(&self, add: &[AclBinding], remove: &[AclBinding]) -> Result<(), AclStoreError> {
-        let command = Command::AlterAcls {
-            add: add.to_vec(),
-            remove: remove.to_vec(),
-        };
-        self.runtime
-            .block_on(self.cluster.submit(command))
+        self.submit(add.to_vec(), remove.to_vec(), Vec::new())
             .map(|_| ())
-            .map_err(|e| match e {
-                SubmitError::Rejected(rejected) => {
-                    AclStoreError::Storage(format!("rejected by the controller: {rejected}").into())
-                }
-                SubmitError::ControllerUnavailable(_) | SubmitError::Timeout(_) => {
-                    AclStoreError::Unavailable(e.to_string())
-                }
-            })
+    }
+
+    fn remove_matching(
+        &self,
+        filters: &[AclBindingFilter],
+    ) -> Result<Vec<Vec<AclBinding>>, AclStoreError> {
+        self.submit(Vec::new(), Vec::new(), filters.to_vec())
     }
 
     fn is_mirrored(&self) -> bool {
