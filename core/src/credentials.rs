@@ -122,6 +122,42 @@ impl CredentialStore {
         self.mirrored.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// The users of this node's own table (on a cluster member: what it kept before its users
+    /// were the cluster's), read from disk whatever [`Self::mirror`] holds.
+    pub fn local_table(&self) -> Result<Credentials, CredentialError> {
+        let txn = self.meta.db().begin_read().map_err(storage)?;
+        let table = txn.open_table(SCRAM).map_err(storage)?;
+        let mut out = Credentials::new();
+        for row in table.iter().map_err(storage)? {
+            let (k, v) = row.map_err(storage)?;
+            let (user, mech) = k.value();
+            let mechanism = ScramMechanism::from_name(mech)
+                .ok_or_else(|| CredentialError::UnknownMechanism(mech.to_string()))?;
+            let (iterations, salt, stored_key, server_key) = v.value();
+            out.entry(user.to_string()).or_default().insert(
+                mechanism,
+                ScramCredential {
+                    salt: salt.to_vec(),
+                    iterations,
+                    stored_key: stored_key.to_vec(),
+                    server_key: server_key.to_vec(),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Empties this node's own table (a cluster member, once its users moved into the
+    /// cluster), whatever [`Self::mirror`] holds.
+    pub fn clear_local_table(&self) -> Result<(), CredentialError> {
+        let txn = self.meta.db().begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(SCRAM).map_err(storage)?;
+            table.retain(|_, _| false).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
     fn check_local(&self) -> Result<(), CredentialError> {
         if self.is_mirrored() {
             return Err(CredentialError::ManagedByController);
@@ -310,10 +346,16 @@ mod tests {
             store.delete("admin", None),
             Err(CredentialError::ManagedByController)
         ));
-        // Nothing of the mirror reached the disk.
+        // Nothing of the mirror reached the disk; the node's own table is still readable.
+        assert_eq!(
+            store.local_table().unwrap().keys().collect::<Vec<_>>(),
+            vec!["local"]
+        );
         drop(store);
         let store = CredentialStore::open(Arc::new(MetaStore::open(dir.path()).unwrap())).unwrap();
         assert_eq!(store.list().len(), 1);
         assert_eq!(store.list()[0].0, "local");
+        store.clear_local_table().unwrap();
+        assert!(store.local_table().unwrap().is_empty());
     }
 }

@@ -754,6 +754,14 @@ impl Node {
                 },
                 shutdown.clone(),
             ));
+            listeners.spawn(crate::cluster::local_state_import::run(
+                Arc::new(node.clone()),
+                node.images(),
+                node.incarnation(),
+                ctx.credentials.clone(),
+                broker.metadata_handle(),
+                shutdown.clone(),
+            ));
             listeners.spawn(coordinators.clone().run_ticker(shutdown.clone()));
             listeners.spawn(crate::cluster::replica_fetcher::run(
                 replicas.clone(),

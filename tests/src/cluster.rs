@@ -39,6 +39,10 @@ pub struct ClusterOptions {
     /// SCRAM users `(name, password)` of the cluster (SCRAM-SHA-256 and -512), created with it
     /// (`rill cluster format --add-scram`).
     pub users: Vec<(String, String)>,
+    /// SCRAM users `(name, password)` each node kept on its own before it was formatted into
+    /// the cluster (an upgraded data directory): each data directory is first served by a plain
+    /// node, which is stopped, and `rill user add` writes them into its own table.
+    pub own_users: Vec<(String, String)>,
     /// How the harness's own Kafka requests (DescribeCluster) connect: TLS and SASL as the
     /// Kafka listener requires.
     pub client_security: TargetSecurity,
@@ -58,6 +62,7 @@ impl Default for ClusterOptions {
             extra_config: String::new(),
             format_args: Vec::new(),
             users: Vec::new(),
+            own_users: Vec::new(),
             client_security: TargetSecurity::default(),
         }
     }
@@ -159,6 +164,44 @@ pub fn write_node_certs(dir: &Path, ids: &[i32]) {
     }
 }
 
+/// Serves `data_dir` once as a plain node (no cluster), stops it, and adds `users` to its own
+/// table with `rill user add`: a data directory from before it was formatted into a cluster.
+fn serve_alone_with_users(data_dir: &Path, key_file: &Path, ip: &str, users: &[(String, String)]) {
+    let any = format!("{ip}:0");
+    let (dd, kf) = (
+        data_dir.display().to_string(),
+        key_file.display().to_string(),
+    );
+    let mut node = Node::start_launched(
+        Launch::default(),
+        &[
+            "--data-dir",
+            &dd,
+            "--key-file",
+            &kf,
+            "--kafka-listen",
+            &any,
+            "--http-listen",
+            &any,
+            "--mqtt-listen",
+            &any,
+        ],
+    );
+    node.terminate();
+    for (name, password) in users {
+        let out = rill_cli(
+            "",
+            &["user", "add", name, "--data-dir", &dd, "--password-stdin"],
+            format!("{password}\n").as_bytes(),
+        );
+        assert!(
+            out.status.success(),
+            "rill user add {name} in {dd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 impl TestCluster {
     /// Formats the nodes and starts them all, waiting for each `listening` line.
     pub fn start(opts: &ClusterOptions) -> TestCluster {
@@ -190,6 +233,14 @@ impl TestCluster {
         for (i, ip) in ips.iter().enumerate() {
             let id = i as i32 + 1;
             let data_dir = dir.path().join(format!("node{id}"));
+            if !opts.own_users.is_empty() {
+                serve_alone_with_users(
+                    &data_dir,
+                    &dir.path().join(format!("node{id}.key")),
+                    ip,
+                    &opts.own_users,
+                );
+            }
             format_with(&data_dir, id, &cluster_id, &voters, &format_args);
             let config = dir.path().join(format!("node{id}.toml"));
             members.push(Member {

@@ -485,3 +485,57 @@ fn scram_users_and_acls_live_in_the_cluster() {
     py(&cluster, "refused", &addrs[2], "alice", "alice-pw", &[]);
     py(&cluster, "refused", &addrs[0], "alice", "alice-pw", &[]);
 }
+
+/// An upgraded cluster (issue 12, item 6, for users): every node kept its own SCRAM users before
+/// users lived in the cluster (here: each data directory was a plain node's first, with a user
+/// added by `rill user add`). The cluster starts with none of its own, so the members import
+/// theirs once they caught up: the user authenticates at every node, and each member's own table
+/// is emptied (`rill user` no longer reads it; a restarted member does not bring the user back
+/// once the cluster deleted it).
+#[test]
+fn an_upgraded_cluster_imports_the_users_its_nodes_kept_on_their_own() {
+    let _guard = serial();
+    let opts = ClusterOptions {
+        extra_config:
+            "\n[kafka]\nsasl = true\nsasl_mechanisms = [\"SCRAM-SHA-512\", \"SCRAM-SHA-256\"]\n"
+                .into(),
+        own_users: vec![("legacy".into(), "legacy-pw".into())],
+        ..ClusterOptions::default()
+    };
+    let mut cluster = TestCluster::start(&opts);
+    let addrs: Vec<String> = (1..=3).map(|id| cluster.kafka_addr(id)).collect();
+    let py = |cluster: &TestCluster, phase: &str, addr: &str, extra: &[&str]| {
+        let mut args = vec![
+            phase,
+            "--bootstrap",
+            addr,
+            "--user",
+            "legacy",
+            "--password",
+            "legacy-pw",
+        ];
+        args.extend_from_slice(extra);
+        rill_tests::run_python("cluster_users.py", &args)
+            .unwrap_or_else(|e| panic!("{e}\n--- nodes ---\n{}", cluster.logs()))
+    };
+    for addr in &addrs {
+        py(&cluster, "auth", addr, &[]);
+    }
+    for id in 1..=3 {
+        cluster.wait_log(
+            id,
+            "imported this node's own SCRAM users into the cluster",
+            FORM,
+        );
+    }
+    // Deleted from the cluster, the user stays deleted after a member restarts.
+    py(
+        &cluster,
+        "alter",
+        &addrs[0],
+        &["--target", "legacy", "--delete"],
+    );
+    cluster.kill(2);
+    cluster.start_node(2);
+    py(&cluster, "refused", &addrs[1], &[]);
+}

@@ -11,6 +11,8 @@
 //! - [`controller`]: openraft on the controller stores, its network, the active controller's
 //!   duties and command forwarding,
 //! - [`broker_lifecycle`]: registration, heartbeats and controlled shutdown of this broker,
+//! - [`local_state_import`]: SCRAM users and ACLs a member kept on its own (before they lived in
+//!   the cluster) move into the cluster once, when the cluster has none,
 //! - [`metadata_publisher`]: applies each new metadata image to this node's replicas (storage
 //!   and [`rill_core::replica::ReplicaManager`] roles),
 //! - [`controller_acl_store`]: CreateAcls / DeleteAcls through the controller (every member's
@@ -41,6 +43,8 @@ pub mod controller_acl_store;
 pub mod coordinator_runtime;
 #[cfg(feature = "cluster")]
 pub mod listener;
+#[cfg(feature = "cluster")]
+pub mod local_state_import;
 #[cfg(feature = "cluster")]
 pub mod metadata_publisher;
 #[cfg(feature = "cluster")]
