@@ -237,6 +237,26 @@ impl Node {
     }
 
     /// Everything the node (all its runs) logged so far.
+    /// Waits (up to `within`) until a line of the node's log satisfies `matches`; the log.
+    /// Log lines of an event (a refused handshake) may be written just after the client saw it.
+    pub fn wait_log_line(
+        &self,
+        within: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| matches(l)) {
+                return Some(line.to_string());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
