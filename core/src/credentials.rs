@@ -73,31 +73,37 @@ impl std::fmt::Debug for CredentialStore {
     }
 }
 
+/// Every credential of the table in `meta`.
+fn read_table(meta: &MetaStore) -> Result<Credentials, CredentialError> {
+    let txn = meta.db().begin_read().map_err(storage)?;
+    let table = txn.open_table(SCRAM).map_err(storage)?;
+    let mut out = Credentials::new();
+    for row in table.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        let (user, mech) = k.value();
+        let mechanism = ScramMechanism::from_name(mech)
+            .ok_or_else(|| CredentialError::UnknownMechanism(mech.to_string()))?;
+        let (iterations, salt, stored_key, server_key) = v.value();
+        out.entry(user.to_string()).or_default().insert(
+            mechanism,
+            ScramCredential {
+                salt: salt.to_vec(),
+                iterations,
+                stored_key: stored_key.to_vec(),
+                server_key: server_key.to_vec(),
+            },
+        );
+    }
+    Ok(out)
+}
+
 impl CredentialStore {
     /// Open the store in `meta` (creating its table) and load every credential.
     pub fn open(meta: Arc<MetaStore>) -> Result<CredentialStore, CredentialError> {
         let txn = meta.db().begin_write().map_err(storage)?;
         txn.open_table(SCRAM).map_err(storage)?;
         txn.commit().map_err(storage)?;
-        let mut cache = Cache::new();
-        let txn = meta.db().begin_read().map_err(storage)?;
-        let table = txn.open_table(SCRAM).map_err(storage)?;
-        for row in table.iter().map_err(storage)? {
-            let (k, v) = row.map_err(storage)?;
-            let (user, mech) = k.value();
-            let mechanism = ScramMechanism::from_name(mech)
-                .ok_or_else(|| CredentialError::UnknownMechanism(mech.to_string()))?;
-            let (iterations, salt, stored_key, server_key) = v.value();
-            cache.entry(user.to_string()).or_default().insert(
-                mechanism,
-                ScramCredential {
-                    salt: salt.to_vec(),
-                    iterations,
-                    stored_key: stored_key.to_vec(),
-                    server_key: server_key.to_vec(),
-                },
-            );
-        }
+        let cache = read_table(&meta)?;
         Ok(CredentialStore {
             meta,
             cache: RwLock::new(cache),
@@ -125,26 +131,7 @@ impl CredentialStore {
     /// The users of this node's own table (on a cluster member: what it kept before its users
     /// were the cluster's), read from disk whatever [`Self::mirror`] holds.
     pub fn local_table(&self) -> Result<Credentials, CredentialError> {
-        let txn = self.meta.db().begin_read().map_err(storage)?;
-        let table = txn.open_table(SCRAM).map_err(storage)?;
-        let mut out = Credentials::new();
-        for row in table.iter().map_err(storage)? {
-            let (k, v) = row.map_err(storage)?;
-            let (user, mech) = k.value();
-            let mechanism = ScramMechanism::from_name(mech)
-                .ok_or_else(|| CredentialError::UnknownMechanism(mech.to_string()))?;
-            let (iterations, salt, stored_key, server_key) = v.value();
-            out.entry(user.to_string()).or_default().insert(
-                mechanism,
-                ScramCredential {
-                    salt: salt.to_vec(),
-                    iterations,
-                    stored_key: stored_key.to_vec(),
-                    server_key: server_key.to_vec(),
-                },
-            );
-        }
-        Ok(out)
+        read_table(&self.meta)
     }
 
     /// Empties this node's own table (a cluster member, once its users moved into the
